@@ -159,9 +159,7 @@ impl<'a> Parser<'a> {
     fn expected(&self, expected: &'static str) -> ParseCriteriaError {
         let found = match self.text[self.pos..].chars().next() {
             None => Found::End,
-            Some(c) if is_word_byte(c as u32 as u8) && c.is_ascii() => {
-                Found::Word(quote(self.peek_word()))
-            }
+            Some(c) if c.is_alphanumeric() || c == '_' => Found::Word(quote(self.peek_word())),
             Some(c) => Found::Char(c),
         };
         self.error(CriteriaErrorKind::Expected { expected, found })
@@ -432,6 +430,8 @@ fn is_whitespace(byte: u8) -> bool {
     matches!(byte, b' ' | b'\t' | b'\r' | b'\n')
 }
 
+/// Letters, digits, `_`, and any non-ASCII byte, so that a misspelt name
+/// such as `Typé` is quoted whole in the error.
 fn is_word_byte(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || byte == b'_'
+    byte.is_ascii_alphanumeric() || byte == b'_' || !byte.is_ascii()
 }
