@@ -244,7 +244,7 @@ impl fmt::Display for HResult {
             return write!(f, "0x{:08X}", self.0);
         }
         match self.info() {
-            Some(info) => write!(f, "{self:#} {}: {}", info.name, info.message),
+            Some(info) => write!(f, "0x{:08X} {}: {}", self.0, info.name, info.message),
             None => self.describe_unknown(f),
         }
     }

@@ -1,0 +1,138 @@
+//! The built `wua` binary, run as a user would run it.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::process::{Command, Output};
+
+fn wua<I, S>(args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    Command::new(env!("CARGO_BIN_EXE_wua"))
+        .args(args)
+        .env_clear()
+        .output()
+        .expect("wua runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn explain_accepts_every_spelling_of_a_code() {
+    for spelling in [
+        "0x80240020",
+        "2149842976",
+        "-2145124320",
+        "WU_E_NO_INTERACTIVE_USER",
+        "wu_e_no_interactive_user",
+    ] {
+        let output = wua(["explain", spelling]);
+        assert!(output.status.success(), "{spelling}: {}", stderr(&output));
+        let text = stdout(&output);
+        assert!(
+            text.starts_with("0x80240020 WU_E_NO_INTERACTIVE_USER\n"),
+            "{text}"
+        );
+        assert!(text.contains("signed -2145124320"), "{text}");
+        assert!(text.contains("wua context"), "{text}");
+    }
+}
+
+#[test]
+fn explain_json_is_an_array_of_explanations() {
+    let output = wua([
+        "explain",
+        "--json",
+        "0x80240024",
+        "orcSucceededWithErrors",
+        "0x80070002",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json[0]["kind"], "code");
+    assert_eq!(json[0]["hresult"], "0x80240024");
+    assert_eq!(json[0]["name"], "WU_E_NO_UPDATE");
+    assert_eq!(json[0]["signed"], -2_145_124_316);
+    assert_eq!(json[1]["kind"], "enumMember");
+    assert_eq!(json[1]["enum"], "OperationResultCode");
+    assert_eq!(json[1]["value"], 3);
+    assert_eq!(json[2]["name"], serde_json::Value::Null);
+    assert_eq!(json[2]["facility"], 7);
+}
+
+#[test]
+fn explain_rejects_what_is_not_a_code() {
+    let output = wua(["explain", "WU_E_NOT_A_CODE"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("neither a result code nor an enum member"));
+}
+
+#[test]
+fn criteria_check_prints_the_normalized_form() {
+    let output = wua(["criteria", "check", "isinstalled=0 AND type='software'"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout(&output), "IsInstalled=0 and Type='Software'\n");
+
+    let output = wua(["criteria", "check", ""]);
+    assert_eq!(stdout(&output), "IsInstalled=0 and IsHidden=0\n");
+}
+
+#[test]
+fn criteria_check_puts_a_caret_under_the_error() {
+    let output = wua([
+        "criteria",
+        "check",
+        "IsInstalled=0 and (IsHidden=0 or IsHidden=1)",
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let text = stderr(&output);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with("wua: 0x80240032 WU_E_INVALID_CRITERIA: at byte 30: "),
+        "{text}"
+    );
+    assert_eq!(lines[1], "  IsInstalled=0 and (IsHidden=0 or IsHidden=1)");
+    assert_eq!(lines[2], format!("  {}^", " ".repeat(30)));
+}
+
+#[test]
+fn criteria_check_json_reports_the_error() {
+    let output = wua(["criteria", "check", "--json", "IsInstalled!=0"]);
+    assert_eq!(output.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["valid"], false);
+    assert_eq!(json["hresult"], "0x80240032");
+    assert_eq!(json["offset"], 11);
+}
+
+#[test]
+fn criteria_check_handles_invalid_utf8_and_long_input() {
+    let criteria = OsStr::from_bytes(b"IsInstalled=0 and Type='\xffSoftware'");
+    let output = wua([OsStr::new("criteria"), OsStr::new("check"), criteria]);
+    assert_eq!(output.status.code(), Some(1));
+    let text = stderr(&output);
+    assert!(
+        text.contains("at byte 24: the criteria are not valid UTF-8"),
+        "{text}"
+    );
+
+    let long = format!("{}IsInstalled=0{}", "(".repeat(50_000), ")".repeat(50_001));
+    let output = wua(["criteria", "check", &long]);
+    assert_eq!(output.status.code(), Some(1));
+    let text = stderr(&output);
+    assert!(
+        text.contains("at byte 100013: this ')' closes no '('"),
+        "{text}"
+    );
+    assert!(
+        text.lines().nth(1).unwrap().chars().count() < 140,
+        "the line is cut to a window"
+    );
+}
