@@ -11,12 +11,12 @@ const ID: Uuid = Uuid::from_u128(0x12345678_9abc_def0_1234_56789abcdef0);
 
 fn update(index: u32) -> Update {
     serde_json::from_value(serde_json::json!({
-        "identity": {"updateId": if index % 2 == 0 { ID } else { Uuid::from_u128(index.into()) },
+        "identity": {"updateId": if index.is_multiple_of(2) { ID } else { Uuid::from_u128(index.into()) },
                      "revisionNumber": index % 3},
         "title": format!("Update {index}"),
-        "type": if index % 5 == 0 { "Driver" } else { "Software" },
-        "deploymentAction": if index % 7 == 0 { "Uninstallation" } else { "Installation" },
-        "categories": [{"id": if index % 3 == 0 { CATEGORY } else { Uuid::nil() },
+        "type": if index.is_multiple_of(5) { "Driver" } else { "Software" },
+        "deploymentAction": if index.is_multiple_of(7) { "Uninstallation" } else { "Installation" },
+        "categories": [{"id": if index.is_multiple_of(3) { CATEGORY } else { Uuid::nil() },
                         "name": "Security Updates", "type": "UpdateClassification"}],
     }))
     .unwrap()
@@ -32,12 +32,12 @@ fn evaluation_does_not_allocate() {
          or DeploymentAction='Uninstallation' and IsPresent=1",
     )
     .unwrap();
-    let updates: Vec<(Update, UpdateState)> = (0..64)
+    let updates: Vec<(Update, UpdateState)> = (0..64u32)
         .map(|index| {
             let state = UpdateState {
                 is_installed: index % 2 == 1,
                 is_hidden: index % 4 == 3,
-                is_present: index % 3 == 0,
+                is_present: index.is_multiple_of(3),
                 ..UpdateState::default()
             };
             (update(index), state)
