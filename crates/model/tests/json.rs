@@ -45,7 +45,10 @@ fn example_update_round_trips_with_stable_names() {
     assert_eq!(update.identity.revision_number, 201);
     assert!(update.installation_behavior.can_request_user_input);
     let again = serde_json::to_string_pretty(&update).unwrap() + "\n";
-    assert_eq!(again, text, "serializing the example gives it back unchanged");
+    assert_eq!(
+        again, text,
+        "serializing the example gives it back unchanged"
+    );
 }
 
 #[test]
