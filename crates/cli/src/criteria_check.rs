@@ -2,6 +2,7 @@
 //! invalid.
 
 use std::ffi::OsStr;
+use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 
 use openwua_model::criteria::{Criteria, ParseCriteriaError};
@@ -41,7 +42,7 @@ struct Invalid {
     message: String,
 }
 
-pub fn run(criteria: &OsStr, json: bool) -> anyhow::Result<u8> {
+pub fn run(criteria: &OsStr, json: bool, out: &mut dyn Write) -> anyhow::Result<u8> {
     let bytes = criteria.as_bytes();
     match Criteria::parse_bytes(bytes) {
         Ok(parsed) if json => {
@@ -58,11 +59,12 @@ pub fn run(criteria: &OsStr, json: bool) -> anyhow::Result<u8> {
                 normalized: parsed.to_string(),
                 groups,
             };
-            println!("{}", serde_json::to_string_pretty(&valid)?);
+            serde_json::to_writer_pretty(&mut *out, &valid)?;
+            writeln!(out)?;
             Ok(exit::SUCCESS)
         }
         Ok(parsed) => {
-            println!("{parsed}");
+            writeln!(out, "{parsed}")?;
             Ok(exit::SUCCESS)
         }
         Err(error) if json => {
@@ -73,7 +75,8 @@ pub fn run(criteria: &OsStr, json: bool) -> anyhow::Result<u8> {
                 offset: error.offset(),
                 message: error.detail().to_string(),
             };
-            println!("{}", serde_json::to_string_pretty(&invalid)?);
+            serde_json::to_writer_pretty(&mut *out, &invalid)?;
+            writeln!(out)?;
             Ok(exit::INVALID)
         }
         Err(error) => {

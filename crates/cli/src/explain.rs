@@ -1,15 +1,21 @@
 //! `wua explain`: what a result code (or an enum member) means.
 
+use std::io::{self, Write};
+
 use anyhow::bail;
 use openwua_model::enums::EnumTable;
-use openwua_model::hresult::{FACILITY_WINDOWSUPDATE, HResult};
+use openwua_model::hresult::HResult;
 use serde::Serialize;
 
 use crate::exit;
 
 /// One explained argument, as JSON prints it.
 #[derive(Serialize)]
-#[serde(rename_all = "camelCase", tag = "kind")]
+#[serde(
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase",
+    tag = "kind"
+)]
 enum Explanation {
     /// A result code, known or not.
     Code {
@@ -19,6 +25,7 @@ enum Explanation {
         signed: i32,
         severity: &'static str,
         facility: u16,
+        facility_name: Option<&'static str>,
         component: Option<&'static str>,
         message: &'static str,
     },
@@ -31,19 +38,20 @@ enum Explanation {
     },
 }
 
-pub fn run(arguments: &[String], json: bool) -> anyhow::Result<u8> {
+pub fn run(arguments: &[String], json: bool, out: &mut dyn Write) -> anyhow::Result<u8> {
     let mut explanations = Vec::with_capacity(arguments.len());
     for argument in arguments {
         explanations.push(explain(argument)?);
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&explanations)?);
+        serde_json::to_writer_pretty(&mut *out, &explanations)?;
+        writeln!(out)?;
     } else {
         for (index, explanation) in explanations.iter().enumerate() {
             if index > 0 {
-                println!();
+                writeln!(out)?;
             }
-            print_text(explanation);
+            write_text(explanation, out)?;
         }
     }
     Ok(exit::SUCCESS)
@@ -69,6 +77,7 @@ fn explain(argument: &str) -> anyhow::Result<Explanation> {
                 "failure"
             },
             facility: hresult.facility(),
+            facility_name: hresult.facility_name(),
             component: hresult.component().map(|component| component.description()),
             message,
         });
@@ -87,7 +96,7 @@ fn explain(argument: &str) -> anyhow::Result<Explanation> {
     )
 }
 
-fn print_text(explanation: &Explanation) {
+fn write_text(explanation: &Explanation, out: &mut dyn Write) -> io::Result<()> {
     match explanation {
         Explanation::Code {
             hresult,
@@ -96,27 +105,26 @@ fn print_text(explanation: &Explanation) {
             signed,
             severity,
             facility,
+            facility_name,
             component,
             message,
         } => {
-            println!("{hresult:#} {}", name.unwrap_or("(not a WUA code)"));
-            println!("  decimal:   {unsigned} (signed {signed})");
-            println!("  severity:  {severity}");
-            let facility_name = if *facility == FACILITY_WINDOWSUPDATE {
-                " (Windows Update)"
-            } else {
-                ""
-            };
-            println!("  facility:  {facility:#x}{facility_name}");
+            writeln!(out, "{hresult:#} {}", name.unwrap_or("(not a WUA code)"))?;
+            writeln!(out, "  decimal:   {unsigned} (signed {signed})")?;
+            writeln!(out, "  severity:  {severity}")?;
+            match facility_name {
+                Some(name) => writeln!(out, "  facility:  {facility:#x} ({name})"),
+                None => writeln!(out, "  facility:  {facility:#x}"),
+            }?;
             if let Some(component) = component {
-                println!("  component: {component}");
+                writeln!(out, "  component: {component}")?;
             }
-            println!("  {message}");
+            writeln!(out, "  {message}")
         }
         Explanation::EnumMember {
             enumeration,
             member,
             value,
-        } => println!("{enumeration}.{member} = {value}"),
+        } => writeln!(out, "{enumeration}.{member} = {value}"),
     }
 }

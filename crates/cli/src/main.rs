@@ -5,6 +5,7 @@ mod args;
 mod criteria_check;
 mod explain;
 
+use std::io::{self, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -23,8 +24,10 @@ mod exit {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    match run(args) {
+    match run(args, &mut io::stdout().lock()) {
         Ok(status) => ExitCode::from(status),
+        // The reader went away (`wua … | head`): stop quietly, like other tools.
+        Err(error) if is_broken_pipe(&error) => ExitCode::from(exit::SUCCESS),
         Err(error) => {
             eprintln!("wua: {error:#}");
             ExitCode::from(exit::ERROR)
@@ -32,11 +35,25 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: Args) -> anyhow::Result<u8> {
-    match args.command {
-        Command::Explain { codes, json } => explain::run(&codes, json),
+fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<u8> {
+    let status = match args.command {
+        Command::Explain { codes, json } => explain::run(&codes, json, out)?,
         Command::Criteria {
             command: CriteriaCommand::Check { criteria, json },
-        } => criteria_check::run(&criteria, json),
-    }
+        } => criteria_check::run(&criteria, json, out)?,
+    };
+    out.flush()?;
+    Ok(status)
+}
+
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+            || cause
+                .downcast_ref::<serde_json::Error>()
+                .and_then(|json| json.io_error_kind())
+                == Some(io::ErrorKind::BrokenPipe)
+    })
 }

@@ -136,3 +136,18 @@ fn criteria_check_handles_invalid_utf8_and_long_input() {
         "the line is cut to a window"
     );
 }
+
+#[test]
+fn a_closed_pipe_ends_output_quietly() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let output = Command::new(env!("CARGO_BIN_EXE_wua"))
+        .args(["explain", "--json", "0x80240020"])
+        .env_clear()
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stderr(&output), "");
+}

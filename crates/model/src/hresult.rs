@@ -125,7 +125,7 @@ impl HResult {
             "{self:#}: unknown code: {severity}, facility {:#x}",
             self.facility()
         )?;
-        if let Some(name) = facility_name(self.facility()) {
+        if let Some(name) = self.facility_name() {
             write!(f, " ({name})")?;
         }
         match self.component() {
@@ -221,20 +221,23 @@ impl Component {
     }
 }
 
-/// Names of the facilities an update agent meets.
-fn facility_name(facility: u16) -> Option<&'static str> {
-    Some(match facility {
-        0 => "FACILITY_NULL",
-        1 => "FACILITY_RPC",
-        2 => "FACILITY_DISPATCH",
-        3 => "FACILITY_STORAGE",
-        4 => "FACILITY_ITF",
-        7 => "FACILITY_WIN32",
-        8 => "FACILITY_WINDOWS",
-        9 => "FACILITY_SECURITY",
-        FACILITY_WINDOWSUPDATE => "FACILITY_WINDOWSUPDATE",
-        _ => return None,
-    })
+impl HResult {
+    /// The symbolic name of the facility, for the facilities an update agent
+    /// meets (`FACILITY_WINDOWSUPDATE`, `FACILITY_WIN32`, …).
+    pub fn facility_name(self) -> Option<&'static str> {
+        Some(match self.facility() {
+            0 => "FACILITY_NULL",
+            1 => "FACILITY_RPC",
+            2 => "FACILITY_DISPATCH",
+            3 => "FACILITY_STORAGE",
+            4 => "FACILITY_ITF",
+            7 => "FACILITY_WIN32",
+            8 => "FACILITY_WINDOWS",
+            9 => "FACILITY_SECURITY",
+            FACILITY_WINDOWSUPDATE => "FACILITY_WINDOWSUPDATE",
+            _ => return None,
+        })
+    }
 }
 
 impl fmt::Display for HResult {
