@@ -435,3 +435,57 @@ fn is_whitespace(byte: u8) -> bool {
 fn is_word_byte(byte: u8) -> bool {
     byte.is_ascii_alphanumeric() || byte == b'_' || !byte.is_ascii()
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::criteria::escape_string;
+
+    /// Reads the string literal at the start of `literal`; returns it and
+    /// how many bytes were read.
+    fn read_literal(literal: &str) -> (Result<Cow<'_, str>>, usize) {
+        let mut parser = Parser {
+            text: literal,
+            pos: 0,
+        };
+        let read = parser.string();
+        (read, parser.pos)
+    }
+
+    /// Text without NUL that often holds the characters `EscapeString` changes.
+    fn text() -> impl Strategy<Value = String> {
+        let c = prop_oneof![
+            2 => any::<char>().prop_filter("no NUL", |&c| c != '\0'),
+            1 => prop::sample::select(vec!['\'', '[', ']']),
+        ];
+        prop::collection::vec(c, 0..48).prop_map(String::from_iter)
+    }
+
+    proptest! {
+        #[test]
+        fn escaped_text_reads_back(text in text()) {
+            let literal = format!("'{}'", escape_string(&text));
+            let (read, len) = read_literal(&literal);
+            prop_assert_eq!(read.as_deref(), Ok(text.as_str()));
+            prop_assert_eq!(len, literal.len());
+        }
+
+        #[test]
+        fn lone_brackets_and_nul_are_rejected(
+            before in text(),
+            bad in prop::sample::select(vec!['[', ']', '\0']),
+            after in text(),
+        ) {
+            let literal = format!("'{}{bad}{}'", escape_string(&before), escape_string(&after));
+            let (read, _) = read_literal(&literal);
+            let expected = if bad == '\0' {
+                CriteriaErrorKind::NulCharacter
+            } else {
+                CriteriaErrorKind::LoneBracket
+            };
+            prop_assert_eq!(read.map_err(|error| error.kind().clone()), Err(expected));
+        }
+    }
+}
