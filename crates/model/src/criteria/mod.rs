@@ -33,12 +33,38 @@ use std::fmt;
 
 use uuid::Uuid;
 
-use crate::enums::{DeploymentAction, UpdateType};
+use crate::enums::{DeploymentAction, UpdateType, WuaEnum};
 use crate::update::{Update, UpdateIdentity, UpdateState};
 
 pub use error::{CriteriaErrorKind, Found, ParseCriteriaError};
 pub use escape::escape_string;
 pub use eval::SearchFlags;
+
+/// `Type`'s values, as criteria spell them.
+const TYPE_VALUES: [(&str, UpdateType); 2] = [
+    ("Software", UpdateType::Software),
+    ("Driver", UpdateType::Driver),
+];
+
+/// `DeploymentAction`'s quoted values, as criteria spell them; `*` is apart.
+const DEPLOYMENT_ACTION_VALUES: [(&str, DeploymentAction); 4] = [
+    ("Installation", DeploymentAction::Installation),
+    ("Uninstallation", DeploymentAction::Uninstallation),
+    (
+        "OptionalInstallation",
+        DeploymentAction::OptionalInstallation,
+    ),
+    ("Detection", DeploymentAction::Detection),
+];
+
+/// How a value of `table` is spelled in criteria; a value the language has
+/// no spelling for (`daNone`, which no parsed term holds) gets WUA's name.
+fn spelling<T: WuaEnum + PartialEq>(table: &[(&'static str, T)], value: T) -> &'static str {
+    table
+        .iter()
+        .find(|(_, member)| *member == value)
+        .map_or_else(|| value.wua_name(), |(spelling, _)| *spelling)
+}
 
 /// The criteria used when a search is given an empty string.
 pub const DEFAULT_CRITERIA: &str = "IsInstalled=0 and IsHidden=0";
@@ -222,9 +248,17 @@ impl fmt::Display for Term {
         let name = self.criterion();
         let op = |equal: bool| if equal { "=" } else { "!=" };
         match *self {
-            Term::Type { equal, value } => write!(f, "{name}{}'{value:?}'", op(equal)),
+            Term::Type { equal, value } => {
+                write!(f, "{name}{}'{}'", op(equal), spelling(&TYPE_VALUES, value))
+            }
             Term::DeploymentAction(None) => write!(f, "{name}=*"),
-            Term::DeploymentAction(Some(action)) => write!(f, "{name}='{action:?}'"),
+            Term::DeploymentAction(Some(action)) => {
+                write!(
+                    f,
+                    "{name}='{}'",
+                    spelling(&DEPLOYMENT_ACTION_VALUES, action)
+                )
+            }
             Term::UpdateId { equal, value } => write!(f, "{name}{}'{value}'", op(equal)),
             Term::RevisionNumber(revision) => write!(f, "{name}={revision}"),
             Term::CategoryIds(category) => write!(f, "{name} contains '{category}'"),

@@ -10,8 +10,7 @@ use std::borrow::Cow;
 use uuid::Uuid;
 
 use super::error::{CriteriaErrorKind, Found, ParseCriteriaError};
-use super::{AndGroup, Criteria, Criterion, Term};
-use crate::enums::{DeploymentAction, UpdateType};
+use super::{AndGroup, Criteria, Criterion, DEPLOYMENT_ACTION_VALUES, TYPE_VALUES, Term};
 
 /// Longest word or name quoted back in an error message.
 const QUOTE_LIMIT: usize = 40;
@@ -215,11 +214,14 @@ impl<'a> Parser<'a> {
         }
         let name_start = self.pos;
         let word = self.word();
-        let (criterion, mut operator) = match Criterion::from_name(word) {
-            Some(criterion) => (criterion, None),
+        let (criterion, operator_at, operator) = match Criterion::from_name(word) {
+            Some(criterion) => {
+                self.skip_whitespace();
+                (criterion, self.pos, self.operator()?)
+            }
             // `CategoryIDscontains'…'` is grammatical: no space is required.
             None => match split_contains(word) {
-                Some(criterion) => (criterion, Some((self.pos - 8, Operator::Contains))),
+                Some(criterion) => (criterion, self.pos - "contains".len(), Operator::Contains),
                 None => {
                     return Err(self.error_at(
                         name_start,
@@ -227,13 +229,6 @@ impl<'a> Parser<'a> {
                     ));
                 }
             },
-        };
-        if operator.is_none() {
-            self.skip_whitespace();
-            operator = Some((self.pos, self.operator()?));
-        }
-        let Some((operator_at, operator)) = operator else {
-            unreachable!("the operator was read above");
         };
         self.skip_whitespace();
         let value_at = self.pos;
@@ -352,14 +347,16 @@ fn build_term(
         (_, Value::Wildcard) => {
             return invalid(CriteriaErrorKind::WildcardNotAllowed { criterion });
         }
-        (Criterion::Type, Value::Text(text)) => match update_type(&text) {
+        (Criterion::Type, Value::Text(text)) => match lookup(&TYPE_VALUES, &text) {
             Some(value) => Term::Type { equal, value },
             None => return invalid(CriteriaErrorKind::InvalidValue { criterion }),
         },
-        (Criterion::DeploymentAction, Value::Text(text)) => match deployment_action(&text) {
-            Some(action) => Term::DeploymentAction(Some(action)),
-            None => return invalid(CriteriaErrorKind::InvalidValue { criterion }),
-        },
+        (Criterion::DeploymentAction, Value::Text(text)) => {
+            match lookup(&DEPLOYMENT_ACTION_VALUES, &text) {
+                Some(action) => Term::DeploymentAction(Some(action)),
+                None => return invalid(CriteriaErrorKind::InvalidValue { criterion }),
+            }
+        }
         (Criterion::UpdateId, Value::Text(text)) => match guid(&text) {
             Some(value) => Term::UpdateId { equal, value },
             None => return invalid(CriteriaErrorKind::InvalidValue { criterion }),
@@ -382,21 +379,12 @@ fn build_term(
     Ok(term)
 }
 
-fn update_type(text: &str) -> Option<UpdateType> {
-    [UpdateType::Software, UpdateType::Driver]
-        .into_iter()
-        .find(|value| format!("{value:?}").eq_ignore_ascii_case(text))
-}
-
-fn deployment_action(text: &str) -> Option<DeploymentAction> {
-    [
-        DeploymentAction::Installation,
-        DeploymentAction::Uninstallation,
-        DeploymentAction::OptionalInstallation,
-        DeploymentAction::Detection,
-    ]
-    .into_iter()
-    .find(|value| format!("{value:?}").eq_ignore_ascii_case(text))
+/// The member of `table` spelled `text`, in any case.
+fn lookup<T: Copy>(table: &[(&str, T)], text: &str) -> Option<T> {
+    table
+        .iter()
+        .find(|(spelling, _)| spelling.eq_ignore_ascii_case(text))
+        .map(|&(_, value)| value)
 }
 
 /// A GUID in the 8-4-4-4-12 form, any case, no braces.
