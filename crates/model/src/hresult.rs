@@ -293,6 +293,8 @@ impl FromStr for HResult {
             .strip_prefix("0x")
             .or_else(|| trimmed.strip_prefix("0X"));
         let parsed = match hex {
+            // from_str_radix would also take a sign ("0x+1"); hex has none.
+            Some(digits) if !digits.bytes().all(|b| b.is_ascii_hexdigit()) => None,
             Some(digits) => u32::from_str_radix(digits, 16).ok().map(HResult),
             None if trimmed.starts_with('-') => trimmed.parse::<i32>().ok().map(HResult::from_i32),
             None => trimmed

@@ -402,6 +402,8 @@ fn naive_holds(term: Term, update: &Update, state: &UpdateState) -> bool {
         Term::RevisionNumber(revision) => update.identity.revision_number == revision,
         Term::CategoryIds(id) => update.categories.iter().any(|category| category.id == id),
         Term::Flag(flag, value) => {
+            // Spelled out rather than `Flag::of`, so the reference shares no
+            // code with what it checks.
             let actual = match flag {
                 Flag::IsAssigned => state.is_assigned,
                 Flag::BrowseOnly => update.browse_only,
