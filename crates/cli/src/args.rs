@@ -36,8 +36,9 @@ pub enum CriteriaCommand {
     /// Check a criteria string: print its normalized form, or the error with
     /// a caret under its position (exit status 1).
     Check {
-        /// The criteria, e.g. "IsInstalled=0 and Type='Software'". Empty means
-        /// the default, IsInstalled=0 and IsHidden=0.
+        /// The criteria, e.g. "IsInstalled=0 and Type='Software'"; `-` reads
+        /// them from standard input. Empty means the default,
+        /// IsInstalled=0 and IsHidden=0.
         #[arg(value_name = "CRITERIA", allow_hyphen_values = true)]
         criteria: OsString,
         /// Print JSON instead of text.

@@ -2,7 +2,9 @@
 //! invalid.
 
 use std::ffi::OsStr;
-use std::io::Write;
+use std::io::{self, Read, Write};
+
+use anyhow::Context;
 use std::os::unix::ffi::OsStrExt;
 
 use openwua_model::criteria::{Criteria, ParseCriteriaError};
@@ -43,7 +45,15 @@ struct Invalid {
 }
 
 pub fn run(criteria: &OsStr, json: bool, out: &mut dyn Write) -> anyhow::Result<u8> {
-    let bytes = criteria.as_bytes();
+    let mut from_stdin = Vec::new();
+    let bytes = if criteria == "-" {
+        io::stdin()
+            .read_to_end(&mut from_stdin)
+            .context("reading the criteria from standard input")?;
+        &from_stdin[..]
+    } else {
+        criteria.as_bytes()
+    };
     match Criteria::parse_bytes(bytes) {
         Ok(parsed) if json => {
             let groups = parsed

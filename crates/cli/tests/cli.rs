@@ -1,8 +1,9 @@
 //! The built `wua` binary, run as a user would run it.
 
 use std::ffi::OsStr;
+use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 fn wua<I, S>(args: I) -> Output
 where
@@ -138,6 +139,31 @@ fn criteria_check_handles_invalid_utf8_and_long_input() {
 }
 
 #[test]
+fn criteria_check_reads_standard_input() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wua"))
+        .args(["criteria", "check", "-"])
+        .env_clear()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Ten megabytes: more than a command line can carry.
+    let criteria = format!("IsInstalled=0 and\n Type='{}'", "x".repeat(10 << 20));
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || stdin.write_all(criteria.as_bytes()));
+    let output = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let text = stderr(&output);
+    assert!(
+        text.contains("at byte 24: Type takes 'Software' or 'Driver' (line 2, column 7)"),
+        "{text}"
+    );
+    assert!(text.len() < 1000, "the window keeps the report short");
+}
+
+#[test]
 fn a_closed_pipe_ends_output_quietly() {
     let (reader, writer) = std::io::pipe().unwrap();
     drop(reader);
@@ -145,7 +171,7 @@ fn a_closed_pipe_ends_output_quietly() {
         .args(["explain", "--json", "0x80240020"])
         .env_clear()
         .stdout(writer)
-        .stderr(std::process::Stdio::piped())
+        .stderr(Stdio::piped())
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
