@@ -39,7 +39,7 @@ struct Group {
 struct Invalid {
     valid: bool,
     hresult: HResult,
-    name: &'static str,
+    name: Option<&'static str>,
     offset: usize,
     message: String,
 }
@@ -81,7 +81,7 @@ pub fn run(criteria: &OsStr, json: bool, out: &mut dyn Write) -> anyhow::Result<
             let invalid = Invalid {
                 valid: false,
                 hresult: error.hresult(),
-                name: "WU_E_INVALID_CRITERIA",
+                name: error.hresult().name(),
                 offset: error.offset(),
                 message: error.detail().to_string(),
             };

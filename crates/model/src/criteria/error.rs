@@ -111,12 +111,12 @@ impl ParseCriteriaError {
 impl fmt::Display for ParseCriteriaError {
     /// `0x80240032 WU_E_INVALID_CRITERIA: at byte N: <what is wrong and what to write>`
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hresult = self.hresult();
+        let name = hresult.name().unwrap_or_default();
         write!(
             f,
-            "{:#} WU_E_INVALID_CRITERIA: at byte {}: {}",
-            self.hresult(),
-            self.offset,
-            self.kind
+            "{hresult:#} {name}: at byte {}: {}",
+            self.offset, self.kind
         )
     }
 }
