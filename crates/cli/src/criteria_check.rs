@@ -3,10 +3,9 @@
 
 use std::ffi::OsStr;
 use std::io::{self, Read, Write};
-
-use anyhow::Context;
 use std::os::unix::ffi::OsStrExt;
 
+use anyhow::Context;
 use openwua_model::criteria::{Criteria, ParseCriteriaError};
 use openwua_model::enums::DeploymentAction;
 use openwua_model::hresult::HResult;

@@ -112,6 +112,23 @@ impl HResult {
             .map(|info| info.hresult)
     }
 
+    /// The symbolic name of the facility, for the facilities an update agent
+    /// meets (`FACILITY_WINDOWSUPDATE`, `FACILITY_WIN32`, …).
+    pub fn facility_name(self) -> Option<&'static str> {
+        Some(match self.facility() {
+            0 => "FACILITY_NULL",
+            1 => "FACILITY_RPC",
+            2 => "FACILITY_DISPATCH",
+            3 => "FACILITY_STORAGE",
+            4 => "FACILITY_ITF",
+            7 => "FACILITY_WIN32",
+            8 => "FACILITY_WINDOWS",
+            9 => "FACILITY_SECURITY",
+            FACILITY_WINDOWSUPDATE => "FACILITY_WINDOWSUPDATE",
+            _ => return None,
+        })
+    }
+
     /// A one-line description of a code the catalog does not know: its
     /// severity, facility and (for WUA) component.
     fn describe_unknown(self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -218,25 +235,6 @@ impl Component {
             Component::ExpressionEvaluator => "expression evaluator",
             Component::Reporter => "reporter",
         }
-    }
-}
-
-impl HResult {
-    /// The symbolic name of the facility, for the facilities an update agent
-    /// meets (`FACILITY_WINDOWSUPDATE`, `FACILITY_WIN32`, …).
-    pub fn facility_name(self) -> Option<&'static str> {
-        Some(match self.facility() {
-            0 => "FACILITY_NULL",
-            1 => "FACILITY_RPC",
-            2 => "FACILITY_DISPATCH",
-            3 => "FACILITY_STORAGE",
-            4 => "FACILITY_ITF",
-            7 => "FACILITY_WIN32",
-            8 => "FACILITY_WINDOWS",
-            9 => "FACILITY_SECURITY",
-            FACILITY_WINDOWSUPDATE => "FACILITY_WINDOWSUPDATE",
-            _ => return None,
-        })
     }
 }
 

@@ -4,17 +4,17 @@
 use openwua_model::criteria::{Criteria, CriteriaErrorKind, escape_string};
 use openwua_model::hresult::WU_E_INVALID_CRITERIA;
 
-fn fixture_lines(name: &str) -> impl Iterator<Item = &'static str> {
-    let text = match name {
-        "valid" => include_str!("fixtures/criteria-valid.txt"),
-        _ => include_str!("fixtures/criteria-invalid.txt"),
-    };
+const VALID: &str = include_str!("fixtures/criteria-valid.txt");
+const INVALID: &str = include_str!("fixtures/criteria-invalid.txt");
+
+/// A fixture's lines, without its `#` comments.
+fn fixture_lines(text: &'static str) -> impl Iterator<Item = &'static str> {
     text.lines().filter(|line| !line.starts_with('#'))
 }
 
 #[test]
 fn documented_examples_parse_and_normalize() {
-    for line in fixture_lines("valid") {
+    for line in fixture_lines(VALID) {
         let (input, normalized) = line.split_once(" => ").expect("fixture line has =>");
         let criteria = Criteria::parse(input).unwrap_or_else(|e| panic!("{input:?}: {e}"));
         assert_eq!(
@@ -29,7 +29,7 @@ fn documented_examples_parse_and_normalize() {
 
 #[test]
 fn documented_invalid_forms_fail_at_the_right_byte() {
-    for line in fixture_lines("invalid") {
+    for line in fixture_lines(INVALID) {
         let (input, rest) = line.rsplit_once(" @ ").expect("fixture line has @");
         let (offset, fragment) = rest.split_once(" : ").expect("fixture line has :");
         let error = Criteria::parse(input).expect_err(input);
