@@ -6,7 +6,9 @@
 //! - [`update::Update`] and [`update::UpdateState`]: one update revision and
 //!   one machine's state of it, with stable JSON;
 //! - [`criteria::Criteria`]: the search-criteria language, parsed, checked
-//!   and compiled.
+//!   and compiled;
+//! - [`search::SearchResult`], [`service::ServiceInfo`],
+//!   [`history::HistoryEntry`]: what the agent answers with.
 //!
 //! ```
 //! use openwua_model::hresult::{HResult, WU_E_NO_INTERACTIVE_USER};
@@ -21,5 +23,8 @@
 
 pub mod criteria;
 pub mod enums;
+pub mod history;
 pub mod hresult;
+pub mod search;
+pub mod service;
 pub mod update;

@@ -1,0 +1,1 @@
+//! TOML manifests: how update authors write revisions.

@@ -1,0 +1,2 @@
+//! Offline scan packages: one compressed, signed file (WUA's
+//! `AddScanPackageService`).

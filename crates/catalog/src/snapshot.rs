@@ -1,0 +1,92 @@
+//! A service's catalog at one version.
+
+use std::collections::HashSet;
+
+use jiff::Timestamp;
+use openwua_model::update::DownloadContent;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::CatalogError;
+use crate::revision::Revision;
+
+/// The newest snapshot format this build reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Every revision a service publishes, at one version. Signed as a whole.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Snapshot {
+    /// The format of this document ([`FORMAT_VERSION`]).
+    pub format: u32,
+    /// `ServiceID` of the publishing service.
+    pub service_id: Uuid,
+    /// The service's display name.
+    pub service_name: String,
+    /// Increases with every publication; the agent refuses to go back.
+    pub version: u64,
+    /// When it was made (`IssueDate`).
+    pub created: Timestamp,
+    /// After this the agent refuses it (`ExpirationDate`).
+    pub expires: Timestamp,
+    /// The revisions, one per `UpdateID`.
+    pub revisions: Vec<Revision>,
+}
+
+impl Snapshot {
+    /// Checks what the types cannot: the format, one revision per update,
+    /// content lists that agree, and expiry after creation.
+    pub fn validate(&self) -> Result<(), CatalogError> {
+        if self.format > FORMAT_VERSION {
+            return Err(CatalogError::FormatTooNew {
+                found: self.format,
+                supported: FORMAT_VERSION,
+            });
+        }
+        if self.format == 0 {
+            return Err(CatalogError::Malformed("format 0 does not exist".into()));
+        }
+        if self.expires <= self.created {
+            return Err(CatalogError::Malformed(format!(
+                "expires ({}) is not after created ({})",
+                self.expires, self.created
+            )));
+        }
+        let mut seen = HashSet::with_capacity(self.revisions.len());
+        for revision in &self.revisions {
+            let identity = revision.update.identity;
+            if !seen.insert(identity.update_id) {
+                return Err(CatalogError::Malformed(format!(
+                    "update {} appears more than once",
+                    identity.update_id
+                )));
+            }
+            let listed: Vec<DownloadContent> = revision
+                .content
+                .iter()
+                .map(|file| DownloadContent {
+                    file_name: file.file_name.clone(),
+                    size: file.size,
+                    sha256: file.sha256,
+                })
+                .collect();
+            if listed != revision.update.download_contents {
+                return Err(CatalogError::Malformed(format!(
+                    "update {identity}: content files differ from downloadContents"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses a snapshot that has expired at `now`.
+    pub fn check_not_expired(&self, now: Timestamp) -> Result<(), CatalogError> {
+        if now >= self.expires {
+            return Err(CatalogError::Stale(format!(
+                "catalog version {} of service {} expired at {}",
+                self.version, self.service_id, self.expires
+            )));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,41 @@
+//! A registered update service (`IUpdateService`).
+
+use jiff::Timestamp;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// One update service the agent syncs from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceInfo {
+    /// `ServiceID`.
+    pub service_id: Uuid,
+    /// `Name`.
+    pub name: String,
+    /// `IsScanPackageService`: an offline scan package rather than a server.
+    pub is_scan_package_service: bool,
+    /// Where its catalog comes from: the package file or the server URL.
+    pub source: String,
+    /// The pinned signing key, as `ed25519:<hex>`.
+    pub public_key: String,
+    /// OpenWUA's `IsDefaultAUService`: searched when no service is named.
+    pub is_default: bool,
+    /// The catalog version last imported; absent before the first sync.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalog_version: Option<u64>,
+    /// `IssueDate` of the catalog last imported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub issue_date: Option<Timestamp>,
+    /// `ExpirationDate` of the catalog last imported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub expiration_date: Option<Timestamp>,
+    /// When the agent last synced it successfully.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub last_sync: Option<Timestamp>,
+    /// How many update revisions its catalog holds.
+    pub update_count: u64,
+}
