@@ -1,1 +1,50 @@
+//! WUA's object model for Rust programs, served by `wua-agent` over
+//! Varlink (`org.openwua.Agent`, protocol version [`PROTOCOL_VERSION`]).
+//!
+//! The client holds no update logic: every question goes to the agent,
+//! which decides who is calling from the socket's credentials. The
+//! objects are WUA's:
+//!
+//! - [`UpdateSession`]: one connection (`IUpdateSession`), with
+//!   `ClientApplicationID`, single updates, hiding, EULAs, machine state
+//!   and sync;
+//! - [`UpdateSearcher`]: `Search`, `QueryHistory`, `GetTotalHistoryCount`;
+//! - [`UpdateServiceManager`]: the update services;
+//! - [`ClientError`]: every failure, with its WUA code;
+//! - [`blocking`]: the same, for programs without an async runtime;
+//! - [`varlink`]: the connection underneath, for calls not wrapped here.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), openwua_client::ClientError> {
+//! use openwua_client::UpdateSession;
+//!
+//! let mut session = UpdateSession::connect_default().await?;
+//! session.set_client_application_id("my-updater");
+//! let result = session
+//!     .create_update_searcher()
+//!     .search("IsInstalled=0 and IsHidden=0")
+//!     .await?;
+//! for entry in &result.updates {
+//!     println!("{} {}", entry.update.identity.update_id, entry.update.title);
+//! }
+//! # Ok(())
+//! # }
+//! ```
 
+#![deny(missing_docs)]
+
+pub mod blocking;
+mod error;
+mod services;
+mod session;
+pub mod varlink;
+
+pub use error::ClientError;
+pub use services::{AddedService, SyncPhase, SyncProgress, SyncResult, UpdateServiceManager};
+pub use session::{
+    AgentInfo, DEFAULT_SOCKET, SOCKET_ENV, UpdateSearcher, UpdateSession, default_socket,
+};
+
+/// The version of the agent's protocol this client speaks; a session to
+/// an agent speaking another fails with `WU_E_INVALID_SERIALIZATION_VERSION`.
+pub const PROTOCOL_VERSION: u32 = 1;

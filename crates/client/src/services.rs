@@ -1,0 +1,166 @@
+//! `UpdateServiceManager`: the update services the agent syncs from, and
+//! what a sync reports.
+
+use std::path::Path;
+
+use openwua_model::service::ServiceInfo;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::error::ClientError;
+use crate::session::{Done, NoParameters, ServiceParameters, UpdateSession};
+
+/// What one sync did to one service's catalog (`SyncResult`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncResult {
+    /// The service synced.
+    pub service_id: Uuid,
+    /// The catalog version before; absent on the first sync.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_version: Option<u64>,
+    /// The catalog version now.
+    pub version: u64,
+    /// Update revisions new in this version.
+    pub added: u64,
+    /// Update revisions that changed.
+    pub changed: u64,
+    /// Update revisions no longer in the catalog.
+    pub removed: u64,
+    /// Update revisions as they were.
+    pub unchanged: u64,
+}
+
+/// Where a sync of one service is (`SyncProgress`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncProgress {
+    /// The phase that has started, or `Done`.
+    pub phase: SyncPhase,
+    /// The service being synced.
+    pub service_id: Uuid,
+    /// What the sync did; set when `phase` is `Done`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<SyncResult>,
+}
+
+/// The phases of a sync, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncPhase {
+    /// Checking the catalog's signature and version.
+    Verifying,
+    /// Storing the catalog's updates.
+    Importing,
+    /// Evaluating which updates apply to this machine.
+    Scanning,
+    /// Finished; the progress carries the result.
+    Done,
+    /// A phase newer than this client.
+    #[serde(other)]
+    Other,
+}
+
+/// A scan package just registered, and its first sync
+/// ([`UpdateServiceManager::add_scan_package_service`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AddedService {
+    /// The service as registered.
+    pub service: ServiceInfo,
+    /// What its first sync imported.
+    pub sync: SyncResult,
+}
+
+/// WUA's `IUpdateServiceManager`: lists, registers and removes the agent's
+/// update services. Made by [`UpdateSession::create_update_service_manager`].
+#[derive(Debug)]
+pub struct UpdateServiceManager<'a> {
+    session: &'a UpdateSession,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AddPackageParameters<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    path: &'a str,
+    public_key: &'a str,
+    set_default: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_application_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ServicesReply {
+    services: Vec<ServiceInfo>,
+}
+
+impl<'a> UpdateServiceManager<'a> {
+    pub(crate) fn new(session: &'a UpdateSession) -> Self {
+        UpdateServiceManager { session }
+    }
+
+    /// `Services`: every registered service.
+    pub async fn services(&self) -> Result<Vec<ServiceInfo>, ClientError> {
+        let ServicesReply { services } =
+            self.session.call("ListServices", &NoParameters {}).await?;
+        Ok(services)
+    }
+
+    /// `AddScanPackageService`: registers the offline scan package at
+    /// `path`, pinning `public_key` (`ed25519:<hex>`), and syncs it;
+    /// `set_default` makes it the default service. The agent reads the
+    /// file, so a relative `path` is made absolute here first. Needs an
+    /// administrator.
+    pub async fn add_scan_package_service(
+        &self,
+        name: Option<&str>,
+        path: &Path,
+        public_key: &str,
+        set_default: bool,
+    ) -> Result<AddedService, ClientError> {
+        let absolute = std::path::absolute(path).map_err(|error| {
+            ClientError::InvalidArgument(format!(
+                "cannot make {} absolute: {error}",
+                path.display()
+            ))
+        })?;
+        let path = absolute.to_str().ok_or_else(|| {
+            ClientError::InvalidArgument(format!(
+                "the package path {} is not UTF-8, which the protocol cannot carry",
+                absolute.display()
+            ))
+        })?;
+        let parameters = AddPackageParameters {
+            name,
+            path,
+            public_key,
+            set_default,
+            client_application_id: self.session.client_application_id().map(str::to_owned),
+        };
+        self.session
+            .call("AddScanPackageService", &parameters)
+            .await
+    }
+
+    /// `RemoveService`. Needs an administrator.
+    pub async fn remove_service(&self, service_id: Uuid) -> Result<(), ClientError> {
+        self.service_call("RemoveService", service_id).await
+    }
+
+    /// Makes `service_id` the default service, searched when none is named.
+    /// Needs an administrator.
+    pub async fn set_default_service(&self, service_id: Uuid) -> Result<(), ClientError> {
+        self.service_call("SetDefaultService", service_id).await
+    }
+
+    async fn service_call(&self, name: &str, service_id: Uuid) -> Result<(), ClientError> {
+        let parameters = ServiceParameters {
+            service_id: Some(service_id),
+            client_application_id: self.session.client_application_id().map(str::to_owned),
+        };
+        let Done {} = self.session.call(name, &parameters).await?;
+        Ok(())
+    }
+}

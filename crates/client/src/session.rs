@@ -1,0 +1,338 @@
+//! `UpdateSession` and `UpdateSearcher`: WUA's entry points, one connection
+//! to the agent each session.
+
+use std::path::{Path, PathBuf};
+
+use openwua_model::enums::ServerSelection;
+use openwua_model::history::{HistoryEntry, SystemInfo};
+use openwua_model::search::{SearchOptions, SearchResult, UpdateEntry};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+use uuid::Uuid;
+
+use crate::PROTOCOL_VERSION;
+use crate::error::ClientError;
+use crate::services::{SyncProgress, SyncResult, UpdateServiceManager};
+use crate::varlink::Connection;
+
+/// Where the agent listens unless told otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/openwua/agent.sock";
+
+/// The environment variable that overrides [`DEFAULT_SOCKET`].
+pub const SOCKET_ENV: &str = "OPENWUA_SOCKET";
+
+/// The interface whose methods the session calls.
+const INTERFACE: &str = "org.openwua.Agent";
+
+/// The socket [`UpdateSession::connect_default`] uses: `$OPENWUA_SOCKET`
+/// when set and not empty, else [`DEFAULT_SOCKET`].
+pub fn default_socket() -> PathBuf {
+    std::env::var_os(SOCKET_ENV)
+        .filter(|value| !value.is_empty())
+        .map_or_else(|| PathBuf::from(DEFAULT_SOCKET), PathBuf::from)
+}
+
+/// The agent's versions (`GetAgentInfo`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentInfo {
+    /// The Varlink protocol version it speaks; this client speaks
+    /// [`PROTOCOL_VERSION`].
+    pub protocol_version: u32,
+    /// The agent's own version.
+    pub agent_version: String,
+}
+
+/// WUA's `IUpdateSession`: one connection to the agent, and the objects
+/// that work through it.
+///
+/// Calls made through one session run one at a time; open several
+/// sessions for calls at the same time.
+#[derive(Debug)]
+pub struct UpdateSession {
+    connection: Mutex<Connection>,
+    agent: AgentInfo,
+    client_application_id: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct UpdateIdParameter {
+    update_id: Uuid,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_application_id: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SetHiddenParameters<'a> {
+    update_ids: &'a [Uuid],
+    hidden: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_application_id: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ServiceParameters {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) service_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) client_application_id: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SearchParameters<'a> {
+    criteria: &'a str,
+    options: SearchOptions,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_application_id: Option<String>,
+}
+
+#[derive(Serialize)]
+struct HistoryParameters {
+    start: u64,
+    count: u64,
+}
+
+#[derive(Serialize)]
+pub(crate) struct NoParameters {}
+
+/// A reply with nothing in it.
+#[derive(Deserialize)]
+pub(crate) struct Done {}
+
+#[derive(Deserialize)]
+struct InfoReply<T> {
+    info: T,
+}
+
+#[derive(Deserialize)]
+struct EntryReply {
+    entry: UpdateEntry,
+}
+
+#[derive(Deserialize)]
+struct ResultReply {
+    result: SearchResult,
+}
+
+#[derive(Deserialize)]
+struct EntriesReply {
+    entries: Vec<HistoryEntry>,
+}
+
+#[derive(Deserialize)]
+struct CountReply {
+    count: u64,
+}
+
+#[derive(Deserialize)]
+struct ProgressReply {
+    progress: SyncProgress,
+}
+
+impl UpdateSession {
+    /// Connects to the agent at `socket` and checks that it speaks this
+    /// client's protocol (`WU_E_INVALID_SERIALIZATION_VERSION` if not).
+    pub async fn connect(socket: impl AsRef<Path>) -> Result<UpdateSession, ClientError> {
+        let mut connection = Connection::connect(socket.as_ref()).await?;
+        let InfoReply { info } = connection
+            .call::<_, InfoReply<AgentInfo>>(&method("GetAgentInfo"), &NoParameters {})
+            .await?;
+        if info.protocol_version != PROTOCOL_VERSION {
+            return Err(ClientError::ProtocolVersion {
+                agent: info.protocol_version,
+            });
+        }
+        Ok(UpdateSession {
+            connection: Mutex::new(connection),
+            agent: info,
+            client_application_id: None,
+        })
+    }
+
+    /// Connects to the agent at [`default_socket`].
+    pub async fn connect_default() -> Result<UpdateSession, ClientError> {
+        UpdateSession::connect(default_socket()).await
+    }
+
+    /// `ClientApplicationID`: who is calling, for the agent's history and
+    /// logs (the agent identifies the caller itself; this is only a label).
+    pub fn client_application_id(&self) -> Option<&str> {
+        self.client_application_id.as_deref()
+    }
+
+    /// Sets `ClientApplicationID`, sent with every call that takes it.
+    pub fn set_client_application_id(&mut self, id: impl Into<String>) {
+        self.client_application_id = Some(id.into());
+    }
+
+    /// The agent's versions, as it gave them when the session connected.
+    pub fn agent_info(&self) -> &AgentInfo {
+        &self.agent
+    }
+
+    /// `CreateUpdateSearcher`: a searcher with WUA's default options.
+    pub fn create_update_searcher(&self) -> UpdateSearcher<'_> {
+        UpdateSearcher {
+            session: self,
+            server_selection: ServerSelection::Default,
+            service_id: None,
+            online: false,
+            include_potentially_superseded_updates: false,
+        }
+    }
+
+    /// WUA's `UpdateServiceManager`, working through this session.
+    pub fn create_update_service_manager(&self) -> UpdateServiceManager<'_> {
+        UpdateServiceManager::new(self)
+    }
+
+    /// One update by `UpdateID`, with its state and its EULA text.
+    pub async fn get_update(&self, update_id: Uuid) -> Result<UpdateEntry, ClientError> {
+        // GetUpdate takes no ClientApplicationID: it changes nothing.
+        let parameters = UpdateIdParameter {
+            update_id,
+            client_application_id: None,
+        };
+        let EntryReply { entry } = self.call("GetUpdate", &parameters).await?;
+        Ok(entry)
+    }
+
+    /// `IUpdate.IsHidden = hidden` for each update. Needs an administrator.
+    pub async fn set_hidden(&self, update_ids: &[Uuid], hidden: bool) -> Result<(), ClientError> {
+        let parameters = SetHiddenParameters {
+            update_ids,
+            hidden,
+            client_application_id: self.client_application_id.clone(),
+        };
+        let Done {} = self.call("SetHidden", &parameters).await?;
+        Ok(())
+    }
+
+    /// `IUpdate.AcceptEula`. Needs an administrator.
+    pub async fn accept_eula(&self, update_id: Uuid) -> Result<(), ClientError> {
+        let parameters = UpdateIdParameter {
+            update_id,
+            client_application_id: self.client_application_id.clone(),
+        };
+        let Done {} = self.call("AcceptEula", &parameters).await?;
+        Ok(())
+    }
+
+    /// Machine-wide state: `RebootRequired` and the agent's counts.
+    pub async fn system_info(&self) -> Result<SystemInfo, ClientError> {
+        let InfoReply { info } = self.call("GetSystemInfo", &NoParameters {}).await?;
+        Ok(info)
+    }
+
+    /// Syncs one service (`None`: all of them) and rescans, calling
+    /// `progress` as each phase starts and ends; returns the last service's
+    /// result.
+    pub async fn sync(
+        &self,
+        service_id: Option<Uuid>,
+        mut progress: impl FnMut(&SyncProgress),
+    ) -> Result<SyncResult, ClientError> {
+        let parameters = ServiceParameters {
+            service_id,
+            client_application_id: self.client_application_id.clone(),
+        };
+        let name = method("Sync");
+        let mut connection = self.connection.lock().await;
+        let mut replies = connection.call_more(&name, &parameters).await?;
+        let mut last = None;
+        while let Some(ProgressReply { progress: phase }) = replies.next().await? {
+            progress(&phase);
+            last = Some(phase);
+        }
+        last.and_then(|phase| phase.result)
+            .ok_or_else(|| ClientError::Protocol(format!("the last reply to {name} has no result")))
+    }
+
+    /// Calls one of the agent's methods, named without the interface.
+    pub(crate) async fn call<P: Serialize, R: DeserializeOwned>(
+        &self,
+        name: &str,
+        parameters: &P,
+    ) -> Result<R, ClientError> {
+        let mut connection = self.connection.lock().await;
+        connection.call(&method(name), parameters).await
+    }
+}
+
+fn method(name: &str) -> String {
+    format!("{INTERFACE}.{name}")
+}
+
+/// WUA's `IUpdateSearcher`: searches with its options, and the history.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), openwua_client::ClientError> {
+/// let session = openwua_client::UpdateSession::connect_default().await?;
+/// let mut searcher = session.create_update_searcher();
+/// searcher.online = true;
+/// let result = searcher.search("IsInstalled=0 and Type='Software'").await?;
+/// for entry in &result.updates {
+///     println!("{}", entry.update.title);
+/// }
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct UpdateSearcher<'a> {
+    session: &'a UpdateSession,
+    /// `ServerSelection`: which service to search (`Others` searches
+    /// `service_id`).
+    pub server_selection: ServerSelection,
+    /// `ServiceID`: the service searched when `server_selection` is `Others`.
+    pub service_id: Option<Uuid>,
+    /// `Online`: sync with the service before searching.
+    pub online: bool,
+    /// `IncludePotentiallySupersededUpdates`: keep updates that a newer
+    /// applicable update replaces.
+    pub include_potentially_superseded_updates: bool,
+}
+
+impl UpdateSearcher<'_> {
+    /// `Search`: the updates that match WUA criteria (`""` means
+    /// `IsInstalled=0 and IsHidden=0`). The agent checks the criteria;
+    /// invalid ones fail with `WU_E_INVALID_CRITERIA`.
+    pub async fn search(&self, criteria: &str) -> Result<SearchResult, ClientError> {
+        let parameters = SearchParameters {
+            criteria,
+            options: SearchOptions {
+                server_selection: self.server_selection,
+                service_id: self.service_id,
+                online: self.online,
+                include_potentially_superseded_updates: self.include_potentially_superseded_updates,
+            },
+            client_application_id: self.session.client_application_id.clone(),
+        };
+        let ResultReply { result } = self.session.call("Search", &parameters).await?;
+        Ok(result)
+    }
+
+    /// `QueryHistory`: up to `count` entries, newest first, skipping `start`.
+    pub async fn query_history(
+        &self,
+        start: u64,
+        count: u64,
+    ) -> Result<Vec<HistoryEntry>, ClientError> {
+        let parameters = HistoryParameters { start, count };
+        let EntriesReply { entries } = self.session.call("QueryHistory", &parameters).await?;
+        Ok(entries)
+    }
+
+    /// `GetTotalHistoryCount`.
+    pub async fn get_total_history_count(&self) -> Result<u64, ClientError> {
+        let CountReply { count } = self
+            .session
+            .call("GetTotalHistoryCount", &NoParameters {})
+            .await?;
+        Ok(count)
+    }
+}

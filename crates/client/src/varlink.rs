@@ -1,0 +1,272 @@
+//! A small Varlink client: each call and each reply is a JSON object ended
+//! by a NUL byte on a Unix stream socket.
+//!
+//! [`Connection`] knows the wire format and nothing of the agent's methods,
+//! so a program can make calls this crate does not wrap yet:
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), openwua_client::ClientError> {
+//! use openwua_client::varlink::Connection;
+//!
+//! let mut connection = Connection::connect("/run/openwua/agent.sock".as_ref()).await?;
+//! let reply: serde_json::Value = connection
+//!     .call("org.openwua.Agent.GetSystemInfo", &serde_json::json!({}))
+//!     .await?;
+//! println!("{reply}");
+//! # Ok(())
+//! # }
+//! ```
+
+use std::path::Path;
+
+use openwua_model::hresult::HResult;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+
+use crate::error::ClientError;
+
+/// The longest reply accepted, in bytes (without its NUL). A longer one
+/// fails the call with [`ClientError::TooLarge`] instead of growing the
+/// client's memory without bound.
+pub const MAX_REPLY: usize = 64 * 1024 * 1024;
+
+/// The agent's error, with a WUA code.
+const WUA_ERROR: &str = "org.openwua.Agent.WuaError";
+
+/// Replies are read in chunks this large; most fit in one.
+const READ_BUFFER: usize = 64 * 1024;
+
+/// One connection to a Varlink service. Calls on it are answered in order,
+/// one at a time, as Varlink requires.
+#[derive(Debug)]
+pub struct Connection {
+    reader: BufReader<OwnedReadHalf>,
+    writer: OwnedWriteHalf,
+    /// The reply read so far; kept in the connection so that a cancelled
+    /// read loses nothing.
+    partial: Vec<u8>,
+    /// The last call still has replies to come, because its caller stopped
+    /// reading them; the next call skips them first.
+    owed: bool,
+    /// The stream stopped between message boundaries (a reply was too long
+    /// or not JSON, or a call was cut off while being written).
+    broken: bool,
+}
+
+/// One call as it goes on the wire.
+#[derive(Serialize)]
+struct Call<'a, P> {
+    method: &'a str,
+    parameters: &'a P,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    more: bool,
+}
+
+/// One reply as it comes off the wire.
+#[derive(Deserialize)]
+struct Message {
+    #[serde(default)]
+    parameters: Option<Value>,
+    #[serde(default)]
+    continues: bool,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+/// `org.openwua.Agent.WuaError`'s parameters; `name` and `message` are
+/// left out because the model's catalog has them for every code.
+#[derive(Deserialize)]
+struct WuaErrorParameters {
+    hresult: HResult,
+    #[serde(default)]
+    detail: Option<String>,
+}
+
+impl Connection {
+    /// Connects to the service listening at `socket`.
+    pub async fn connect(socket: &Path) -> Result<Connection, ClientError> {
+        let stream =
+            UnixStream::connect(socket)
+                .await
+                .map_err(|error| ClientError::NotReachable {
+                    socket: socket.to_owned(),
+                    error,
+                })?;
+        Ok(Connection::new(stream))
+    }
+
+    /// A connection over a stream that is already connected.
+    pub fn new(stream: UnixStream) -> Connection {
+        let (reader, writer) = stream.into_split();
+        Connection {
+            reader: BufReader::with_capacity(READ_BUFFER, reader),
+            writer,
+            partial: Vec::new(),
+            owed: false,
+            broken: false,
+        }
+    }
+
+    /// Calls `method` (qualified: `org.openwua.Agent.Search`) and decodes
+    /// its one reply's parameters.
+    pub async fn call<P: Serialize, R: DeserializeOwned>(
+        &mut self,
+        method: &str,
+        parameters: &P,
+    ) -> Result<R, ClientError> {
+        self.send(method, parameters, false).await?;
+        let message = self.read_reply().await?;
+        if message.continues {
+            return Err(ClientError::Protocol(format!(
+                "{method} was called for one reply and more were announced"
+            )));
+        }
+        decode(method, message)
+    }
+
+    /// Calls `method` with `more`: the service may answer with several
+    /// replies, read one by one from the returned [`Replies`].
+    pub async fn call_more<P: Serialize>(
+        &mut self,
+        method: &str,
+        parameters: &P,
+    ) -> Result<Replies<'_>, ClientError> {
+        self.send(method, parameters, true).await?;
+        Ok(Replies {
+            method: method.to_owned(),
+            connection: self,
+            done: false,
+        })
+    }
+
+    async fn send<P: Serialize>(
+        &mut self,
+        method: &str,
+        parameters: &P,
+        more: bool,
+    ) -> Result<(), ClientError> {
+        if self.broken {
+            return Err(ClientError::Protocol(
+                "the connection is unusable after an earlier failure; connect again".into(),
+            ));
+        }
+        // Replies an earlier caller left unread would be taken for ours.
+        while self.owed {
+            self.read_reply().await?;
+        }
+        let call = Call {
+            method,
+            parameters,
+            more,
+        };
+        let mut bytes = serde_json::to_vec(&call).map_err(|error| {
+            ClientError::InvalidArgument(format!(
+                "cannot encode the parameters of {method}: {error}"
+            ))
+        })?;
+        bytes.push(0);
+        // Stays set if this future is dropped mid-write: half a call
+        // cannot be taken back.
+        self.broken = true;
+        self.writer
+            .write_all(&bytes)
+            .await
+            .map_err(ClientError::from_io)?;
+        self.broken = false;
+        self.owed = true;
+        Ok(())
+    }
+
+    /// Reads one reply, noting whether its call has more to come.
+    async fn read_reply(&mut self) -> Result<Message, ClientError> {
+        let bytes = self.read_message().await?;
+        let message: Message = serde_json::from_slice(&bytes).map_err(|error| {
+            // Whether more replies follow is unknowable now.
+            self.broken = true;
+            ClientError::Protocol(format!("a reply is not a Varlink message: {error}"))
+        })?;
+        self.owed = message.continues && message.error.is_none();
+        Ok(message)
+    }
+
+    /// Reads up to the next NUL, which it drops.
+    async fn read_message(&mut self) -> Result<Vec<u8>, ClientError> {
+        loop {
+            let available = self.reader.fill_buf().await.map_err(ClientError::from_io)?;
+            if available.is_empty() {
+                return Err(ClientError::Disconnected);
+            }
+            let (body, taken, complete) = match available.iter().position(|&byte| byte == 0) {
+                Some(end) => (&available[..end], end + 1, true),
+                None => (available, available.len(), false),
+            };
+            if self.partial.len() + body.len() > MAX_REPLY {
+                self.partial = Vec::new();
+                self.broken = true;
+                return Err(ClientError::TooLarge { limit: MAX_REPLY });
+            }
+            self.partial.extend_from_slice(body);
+            self.reader.consume(taken);
+            if complete {
+                return Ok(std::mem::take(&mut self.partial));
+            }
+        }
+    }
+}
+
+/// The replies to a call made with `more`, read in order.
+///
+/// Dropping it before the last reply is fine: the connection skips the
+/// rest before its next call.
+#[derive(Debug)]
+pub struct Replies<'a> {
+    connection: &'a mut Connection,
+    method: String,
+    done: bool,
+}
+
+impl Replies<'_> {
+    /// The next reply's parameters, or `None` after the last one.
+    pub async fn next<R: DeserializeOwned>(&mut self) -> Result<Option<R>, ClientError> {
+        if self.done {
+            return Ok(None);
+        }
+        let message = match self.connection.read_reply().await {
+            Ok(message) => message,
+            Err(error) => {
+                self.done = true;
+                return Err(error);
+            }
+        };
+        self.done = !message.continues;
+        decode(&self.method, message).map(Some)
+    }
+}
+
+/// A reply's parameters as `R`, or its error.
+fn decode<R: DeserializeOwned>(method: &str, message: Message) -> Result<R, ClientError> {
+    // Varlink lets a reply without parameters leave them out.
+    let parameters = message
+        .parameters
+        .unwrap_or_else(|| Value::Object(serde_json::Map::new()));
+    match message.error {
+        None => serde_json::from_value(parameters).map_err(|error| {
+            ClientError::Protocol(format!("the reply to {method} is not as expected: {error}"))
+        }),
+        Some(error) if error == WUA_ERROR => {
+            let WuaErrorParameters { hresult, detail } = serde_json::from_value(parameters)
+                .map_err(|error| {
+                    ClientError::Protocol(format!("{WUA_ERROR} is not as expected: {error}"))
+                })?;
+            Err(ClientError::WuaError {
+                hresult,
+                detail: detail.filter(|detail| !detail.is_empty()),
+            })
+        }
+        Some(error) => Err(ClientError::Varlink { error, parameters }),
+    }
+}

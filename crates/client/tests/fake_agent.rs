@@ -1,0 +1,447 @@
+//! The client against a fake agent: a Varlink server on a temporary Unix
+//! socket that answers each method with canned replies, written as raw
+//! bytes so that framing, errors, streaming and the size limit are the
+//! client's to get right.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openwua_client::varlink::{Connection, MAX_REPLY};
+use openwua_client::{ClientError, SyncPhase, UpdateSession, blocking};
+use openwua_model::enums::{OperationResultCode, ServerSelection};
+use openwua_model::hresult::{
+    E_INVALIDARG, WU_E_INVALID_CRITERIA, WU_E_INVALID_SERIALIZATION_VERSION, WU_E_NO_SERVICE,
+    WU_E_PT_QUOTA_EXCEEDED, WU_E_SERVICE_STOP,
+};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixListener;
+use uuid::Uuid;
+
+const UPDATE: &str = include_str!("../../model/tests/fixtures/update.json");
+const SERVICE_ID: &str = "8d0c1f5e-2b3a-4c4d-9e8f-7a6b5c4d3e2f";
+
+/// What the fake does with one call.
+enum Answer {
+    /// Writes these chunks, pausing between them.
+    Chunks(Vec<Vec<u8>>),
+    /// Closes the connection without a word.
+    HangUp,
+}
+
+type Handler = dyn Fn(&Value) -> Answer + Send + Sync;
+
+struct FakeAgent {
+    socket: PathBuf,
+    /// Every call received, as JSON, in order.
+    calls: Arc<Mutex<Vec<Value>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl FakeAgent {
+    /// Serves `handler` on its own thread and runtime, so that tests may
+    /// use either the async or the blocking client.
+    fn start(handler: impl Fn(&Value) -> Answer + Send + Sync + 'static) -> FakeAgent {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("agent.sock");
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let handler: Arc<Handler> = Arc::new(handler);
+        let std_listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        std_listener.set_nonblocking(true).unwrap();
+        let recorded = Arc::clone(&calls);
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = UnixListener::from_std(std_listener).unwrap();
+                serve(listener, handler, recorded).await;
+            });
+        });
+        FakeAgent {
+            socket,
+            calls,
+            _dir: dir,
+        }
+    }
+
+    fn calls(&self) -> Vec<Value> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+async fn serve(listener: UnixListener, handler: Arc<Handler>, calls: Arc<Mutex<Vec<Value>>>) {
+    loop {
+        let (stream, _) = listener.accept().await.unwrap();
+        let handler = Arc::clone(&handler);
+        let calls = Arc::clone(&calls);
+        tokio::spawn(async move {
+            let (reader, mut writer) = stream.into_split();
+            let mut reader = BufReader::new(reader);
+            loop {
+                let mut message = Vec::new();
+                if reader.read_until(0, &mut message).await.unwrap_or(0) == 0 {
+                    return;
+                }
+                assert_eq!(message.pop(), Some(0), "a call ends with NUL");
+                let call: Value = serde_json::from_slice(&message).unwrap();
+                calls.lock().unwrap().push(call.clone());
+                match handler(&call) {
+                    Answer::HangUp => return,
+                    Answer::Chunks(chunks) => {
+                        for (index, chunk) in chunks.iter().enumerate() {
+                            if index > 0 {
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                            }
+                            // The client may stop reading (a reply too large).
+                            if writer.write_all(chunk).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// One reply: the parameters and a NUL, continued or not.
+fn reply(parameters: Value, continues: bool) -> Vec<u8> {
+    let mut message = json!({ "parameters": parameters });
+    if continues {
+        message["continues"] = json!(true);
+    }
+    let mut bytes = serde_json::to_vec(&message).unwrap();
+    bytes.push(0);
+    bytes
+}
+
+fn error(name: &str, parameters: Value) -> Vec<u8> {
+    let mut bytes =
+        serde_json::to_vec(&json!({ "error": name, "parameters": parameters })).unwrap();
+    bytes.push(0);
+    bytes
+}
+
+fn one(bytes: Vec<u8>) -> Answer {
+    Answer::Chunks(vec![bytes])
+}
+
+fn service(index: usize) -> Value {
+    json!({
+        "serviceId": SERVICE_ID,
+        "name": format!("service {index}"),
+        "isScanPackageService": true,
+        "source": "/srv/packages/example.wuapkg",
+        "publicKey": format!("ed25519:{}", "ab".repeat(32)),
+        "isDefault": index == 0,
+        "catalogVersion": 7,
+        "lastSync": "2026-12-01T00:00:00Z",
+        "updateCount": 1
+    })
+}
+
+fn progress(phase: &str, result: Option<Value>) -> Value {
+    json!({ "progress": { "phase": phase, "serviceId": SERVICE_ID, "result": result } })
+}
+
+/// The agent as the interface file describes it, a method or two each way.
+fn canned(protocol_version: u32) -> impl Fn(&Value) -> Answer + Send + Sync + 'static {
+    move |call| {
+        let parameters = &call["parameters"];
+        let method = call["method"].as_str().unwrap_or_default();
+        match method.strip_prefix("org.openwua.Agent.").unwrap_or(method) {
+            "GetAgentInfo" => one(reply(
+                json!({ "info": { "protocolVersion": protocol_version, "agentVersion": "0.0-fake" } }),
+                false,
+            )),
+            "Search" if parameters["criteria"] == "bad (" => one(error(
+                "org.openwua.Agent.WuaError",
+                json!({
+                    "hresult": "0x80240032",
+                    "name": "WU_E_INVALID_CRITERIA",
+                    "message": "…",
+                    "detail": "at byte 4: this '(' is never closed"
+                }),
+            )),
+            "Search" => {
+                let update: Value = serde_json::from_str(UPDATE).unwrap();
+                one(reply(
+                    json!({ "result": {
+                        "resultCode": "Succeeded",
+                        "updates": [{
+                            "update": update,
+                            "state": { "isHidden": true, "eulaAccepted": true },
+                            "serviceId": SERVICE_ID
+                        }],
+                        "warnings": [{ "hresult": "0x00240006", "message": "fake warning" }]
+                    }}),
+                    false,
+                ))
+            }
+            // Large, and cut in two: framing must span reads.
+            "ListServices" => {
+                let services: Vec<Value> = (0..2000).map(service).collect();
+                let bytes = reply(json!({ "services": services }), false);
+                let (first, second) = bytes.split_at(bytes.len() / 3);
+                Answer::Chunks(vec![first.to_vec(), second.to_vec()])
+            }
+            "SetHidden" => one(reply(json!({}), false)),
+            // Varlink lets an empty reply leave its parameters out.
+            "AcceptEula" => one(b"{}\0".to_vec()),
+            "RemoveService" => one(error(
+                "org.varlink.service.InvalidParameter",
+                json!({ "parameter": "serviceId" }),
+            )),
+            "GetUpdate" => Answer::HangUp,
+            // One byte over the limit, and no NUL in sight.
+            "GetTotalHistoryCount" => one(vec![b' '; MAX_REPLY + 1]),
+            // Every reply in one write: the client must split them.
+            "Sync" => {
+                let done = json!({
+                    "serviceId": SERVICE_ID, "previousVersion": 6, "version": 7,
+                    "added": 2, "changed": 1, "removed": 0, "unchanged": 40
+                });
+                let mut bytes = reply(progress("verifying", None), true);
+                bytes.extend(reply(progress("importing", None), true));
+                bytes.extend(reply(progress("scanning", None), true));
+                bytes.extend(reply(progress("done", Some(done)), false));
+                one(bytes)
+            }
+            _ => one(error(
+                "org.varlink.service.MethodNotFound",
+                json!({ "method": method }),
+            )),
+        }
+    }
+}
+
+#[tokio::test]
+async fn connects_checks_the_version_and_searches() {
+    let agent = FakeAgent::start(canned(1));
+    let mut session = UpdateSession::connect(&agent.socket).await.unwrap();
+    assert_eq!(session.agent_info().agent_version, "0.0-fake");
+    session.set_client_application_id("tests");
+
+    let service_id: Uuid = SERVICE_ID.parse().unwrap();
+    let mut searcher = session.create_update_searcher();
+    searcher.server_selection = ServerSelection::Others;
+    searcher.service_id = Some(service_id);
+    searcher.online = true;
+    let result = searcher.search("IsInstalled=0").await.unwrap();
+    assert_eq!(result.result_code, OperationResultCode::Succeeded);
+    assert_eq!(result.updates.len(), 1);
+    assert_eq!(result.updates[0].update.kb_article_ids, ["5031001"]);
+    assert!(result.updates[0].state.is_hidden);
+    assert_eq!(result.updates[0].service_id, service_id);
+    assert_eq!(result.warnings[0].message, "fake warning");
+
+    let calls = agent.calls();
+    assert_eq!(calls[0]["method"], "org.openwua.Agent.GetAgentInfo");
+    assert_eq!(
+        calls[1],
+        json!({
+            "method": "org.openwua.Agent.Search",
+            "parameters": {
+                "criteria": "IsInstalled=0",
+                "options": {
+                    "serverSelection": "Others",
+                    "serviceId": SERVICE_ID,
+                    "online": true,
+                    "includePotentiallySupersededUpdates": false
+                },
+                "clientApplicationId": "tests"
+            }
+        }),
+        "a plain call carries no `more`"
+    );
+}
+
+#[tokio::test]
+async fn a_wua_error_carries_its_code_and_detail() {
+    let agent = FakeAgent::start(canned(1));
+    let session = UpdateSession::connect(&agent.socket).await.unwrap();
+    let error = session
+        .create_update_searcher()
+        .search("bad (")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, ClientError::WuaError { hresult, detail: Some(detail) }
+            if *hresult == WU_E_INVALID_CRITERIA && detail.contains("never closed")),
+        "{error:?}"
+    );
+    assert_eq!(error.hresult(), WU_E_INVALID_CRITERIA);
+    assert!(
+        error
+            .to_string()
+            .starts_with("0x80240032 WU_E_INVALID_CRITERIA: "),
+        "{error}"
+    );
+
+    // An error reply ends its call and nothing more: the session goes on.
+    let id: Uuid = SERVICE_ID.parse().unwrap();
+    session.set_hidden(&[id], true).await.unwrap();
+    session.accept_eula(id).await.unwrap();
+    let calls = agent.calls();
+    assert_eq!(
+        calls[2]["parameters"],
+        json!({ "updateIds": [SERVICE_ID], "hidden": true })
+    );
+}
+
+#[tokio::test]
+async fn standard_varlink_errors_are_reported_as_such() {
+    let agent = FakeAgent::start(canned(1));
+    let session = UpdateSession::connect(&agent.socket).await.unwrap();
+    let manager = session.create_update_service_manager();
+    let error = manager
+        .remove_service(SERVICE_ID.parse().unwrap())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, ClientError::Varlink { error, parameters }
+            if error == "org.varlink.service.InvalidParameter"
+                && parameters["parameter"] == "serviceId"),
+        "{error:?}"
+    );
+    assert_eq!(error.hresult(), E_INVALIDARG);
+    let error = session.system_info().await.unwrap_err();
+    assert!(
+        matches!(&error, ClientError::Varlink { error, .. } if error.ends_with("MethodNotFound")),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn another_protocol_version_is_refused() {
+    let agent = FakeAgent::start(canned(2));
+    let error = UpdateSession::connect(&agent.socket).await.unwrap_err();
+    assert!(
+        matches!(error, ClientError::ProtocolVersion { agent: 2 }),
+        "{error:?}"
+    );
+    assert_eq!(error.hresult(), WU_E_INVALID_SERIALIZATION_VERSION);
+}
+
+#[tokio::test]
+async fn a_missing_agent_is_not_reachable() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("nobody.sock");
+    let error = UpdateSession::connect(&socket).await.unwrap_err();
+    assert!(
+        matches!(&error, ClientError::NotReachable { socket: tried, .. } if *tried == socket),
+        "{error:?}"
+    );
+    assert_eq!(error.hresult(), WU_E_NO_SERVICE);
+    let detail = error.detail().unwrap();
+    assert!(detail.contains("nobody.sock"), "{detail}");
+}
+
+#[tokio::test]
+async fn an_agent_that_hangs_up_has_stopped() {
+    let agent = FakeAgent::start(canned(1));
+    let session = UpdateSession::connect(&agent.socket).await.unwrap();
+    let error = session.get_update(Uuid::nil()).await.unwrap_err();
+    assert!(matches!(error, ClientError::Disconnected), "{error:?}");
+    assert_eq!(error.hresult(), WU_E_SERVICE_STOP);
+    assert_eq!(
+        agent.calls()[1]["parameters"],
+        json!({ "updateId": Uuid::nil() }),
+        "GetUpdate takes no ClientApplicationID"
+    );
+}
+
+#[tokio::test]
+async fn sync_streams_its_progress() {
+    let agent = FakeAgent::start(canned(1));
+    let session = UpdateSession::connect(&agent.socket).await.unwrap();
+    let mut phases = Vec::new();
+    let result = session
+        .sync(None, |progress| phases.push(progress.phase))
+        .await
+        .unwrap();
+    assert_eq!(
+        phases,
+        [
+            SyncPhase::Verifying,
+            SyncPhase::Importing,
+            SyncPhase::Scanning,
+            SyncPhase::Done
+        ]
+    );
+    assert_eq!((result.previous_version, result.version), (Some(6), 7));
+    assert_eq!((result.added, result.unchanged), (2, 40));
+    let calls = agent.calls();
+    assert_eq!(calls[1]["more"], true);
+    assert_eq!(calls[1]["parameters"], json!({}));
+
+    // The connection is in step after the stream.
+    assert_eq!(
+        session
+            .create_update_service_manager()
+            .services()
+            .await
+            .unwrap()
+            .len(),
+        2000
+    );
+}
+
+#[tokio::test]
+async fn replies_left_unread_are_skipped_before_the_next_call() {
+    let agent = FakeAgent::start(canned(1));
+    let mut connection = Connection::connect(&agent.socket).await.unwrap();
+    let mut replies = connection
+        .call_more("org.openwua.Agent.Sync", &json!({}))
+        .await
+        .unwrap();
+    let first: Value = replies.next().await.unwrap().unwrap();
+    assert_eq!(first["progress"]["phase"], "verifying");
+    drop(replies);
+    let info: Value = connection
+        .call("org.openwua.Agent.GetAgentInfo", &json!({}))
+        .await
+        .unwrap();
+    assert_eq!(info["info"]["protocolVersion"], 1);
+}
+
+#[tokio::test]
+async fn a_reply_over_the_limit_is_refused() {
+    let agent = FakeAgent::start(canned(1));
+    let session = UpdateSession::connect(&agent.socket).await.unwrap();
+    let searcher = session.create_update_searcher();
+    let error = searcher.get_total_history_count().await.unwrap_err();
+    assert!(
+        matches!(error, ClientError::TooLarge { limit: MAX_REPLY }),
+        "{error:?}"
+    );
+    assert_eq!(error.hresult(), WU_E_PT_QUOTA_EXCEEDED);
+    // The rest of that reply is still on the wire: the connection is done.
+    let error = session.system_info().await.unwrap_err();
+    assert!(matches!(error, ClientError::Protocol(_)), "{error:?}");
+}
+
+#[test]
+fn the_blocking_session_works_without_a_runtime() {
+    let agent = FakeAgent::start(canned(1));
+    let mut session = blocking::UpdateSession::connect(&agent.socket).unwrap();
+    session.set_client_application_id("blocking");
+    let mut searcher = session.create_update_searcher();
+    searcher.include_potentially_superseded_updates = true;
+    let result = searcher.search("").unwrap();
+    assert_eq!(result.updates.len(), 1);
+    let error = searcher.search("bad (").unwrap_err();
+    assert_eq!(error.hresult(), WU_E_INVALID_CRITERIA);
+    let mut phases = 0;
+    let sync = session.sync(None, |_| phases += 1).unwrap();
+    assert_eq!((phases, sync.version), (4, 7));
+    let calls = agent.calls();
+    assert_eq!(
+        calls[1]["parameters"]["options"]["includePotentiallySupersededUpdates"],
+        true
+    );
+    assert_eq!(calls[1]["parameters"]["clientApplicationId"], "blocking");
+}
