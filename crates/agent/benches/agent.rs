@@ -1,0 +1,161 @@
+//! The agent's figures (BENCHMARKS.md): importing a 100,000-update scan
+//! package, a warm search over it through the socket, and a trivial Varlink
+//! round trip. Run with `cargo bench -p openwua-agent --bench agent`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use jiff::{SignedDuration, Timestamp};
+use openwua_agent::{Background, Config};
+use openwua_catalog::package;
+use openwua_catalog::revision::{Applicability, Handler, Revision, Rule};
+use openwua_catalog::signing::SecretKey;
+use openwua_catalog::snapshot::{FORMAT_VERSION, Snapshot};
+use openwua_model::search::SearchResult;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+const UPDATES: u128 = 100_000;
+
+/// A revision shaped like a real one: a title, a paragraph, a KB number,
+/// two categories, a CVE, and a rule that reads a package version.
+fn revision(id: u128) -> Revision {
+    let update = json!({
+        "identity": { "updateId": Uuid::from_u128(id), "revisionNumber": 1 },
+        "title": format!("Security update for example-package-{id} (KB{})", 5_000_000 + id),
+        "description": "Fixes a heap overflow in the parser that a crafted input could trigger. \
+                        Install it on every machine that has the package.",
+        "kbArticleIds": [format!("{}", 5_000_000 + id)],
+        "categories": [
+            { "id": Uuid::from_u128(1 + id % 50), "name": "Example Product", "type": "Product" },
+            { "id": Uuid::from_u128(0xC1A55), "name": "Security Updates", "type": "UpdateClassification" },
+        ],
+        "type": if id % 10 == 0 { "Driver" } else { "Software" },
+        "msrcSeverity": "Important",
+        "cveIds": [format!("CVE-2026-{id:05}")],
+        "deploymentAction": "Installation",
+    });
+    Revision {
+        update: serde_json::from_value(update).expect("a valid update"),
+        applicability: Applicability {
+            installable: Some(Rule::Any(vec![
+                Rule::DebInstalled {
+                    package: "dpkg".into(),
+                    version: None,
+                },
+                Rule::Architecture("x86_64".into()),
+            ])),
+            ..Applicability::default()
+        },
+        handler: Handler::Command {
+            program: "install.sh".into(),
+            args: vec!["--quiet".into()],
+            uninstall: None,
+            exit_codes: Default::default(),
+            timeout_seconds: None,
+        },
+        content: vec![],
+    }
+}
+
+struct Client {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+    buffer: Vec<u8>,
+}
+
+impl Client {
+    fn connect(path: &std::path::Path) -> Client {
+        let stream = UnixStream::connect(path).expect("the agent listens");
+        Client {
+            reader: BufReader::with_capacity(1 << 20, stream.try_clone().expect("clone")),
+            writer: stream,
+            buffer: Vec::new(),
+        }
+    }
+
+    /// Sends a call and returns the raw reply bytes (without the NUL).
+    fn call_raw(&mut self, method: &str, parameters: &Value) -> &[u8] {
+        let mut message =
+            serde_json::to_vec(&json!({ "method": method, "parameters": parameters }))
+                .expect("encodable");
+        message.push(0);
+        self.writer.write_all(&message).expect("write");
+        self.buffer.clear();
+        self.reader.read_until(0, &mut self.buffer).expect("read");
+        self.buffer.pop();
+        &self.buffer
+    }
+}
+
+fn main() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let key = SecretKey::generate().expect("a key");
+    let created = Timestamp::now();
+    let snapshot = Snapshot {
+        format: FORMAT_VERSION,
+        service_id: Uuid::from_u128(0x5E41CE),
+        service_name: "Benchmark service".into(),
+        version: 1,
+        created,
+        expires: created + SignedDuration::from_hours(24),
+        revisions: (1..=UPDATES).map(revision).collect(),
+    };
+    let path = dir.path().join("bench.owpkg");
+    let started = Instant::now();
+    package::write_package(&snapshot, &[], &key, &path).expect("package written");
+    let build = started.elapsed();
+    let size = std::fs::metadata(&path).map(|meta| meta.len()).unwrap_or(0);
+    println!(
+        "build: {UPDATES} updates into {:.1} MB in {build:.2?}",
+        size as f64 / 1e6
+    );
+
+    let agent = Background::start(Config::under(dir.path())).expect("the agent starts");
+    let mut client = Client::connect(agent.socket());
+    let started = Instant::now();
+    let reply = client.call_raw(
+        "org.openwua.Agent.AddScanPackageService",
+        &json!({ "path": path, "publicKey": key.public_key().to_string() }),
+    );
+    let import = started.elapsed();
+    let reply: Value = serde_json::from_slice(reply).expect("JSON");
+    assert!(reply.get("error").is_none(), "import failed: {reply}");
+    println!("import (verify, store, scan) through the socket: {import:.2?} (goal <= 5 s)");
+
+    let criteria = json!({ "criteria": "IsInstalled=0 and Type='Software'" });
+    let mut search_times = Vec::new();
+    let mut found = 0;
+    for _ in 0..6 {
+        let started = Instant::now();
+        let reply = client.call_raw("org.openwua.Agent.Search", &criteria);
+        let decoded: Value = serde_json::from_slice(reply).expect("JSON");
+        let result: SearchResult = serde_json::from_value(decoded["parameters"]["result"].clone())
+            .expect("a SearchResult");
+        search_times.push(started.elapsed());
+        found = result.updates.len();
+    }
+    search_times.remove(0); // the first one is cold
+    search_times.sort();
+    println!(
+        "search {found} of {UPDATES} (call, reply and client decoding), warm: median {:.1?}, best {:.1?} (goal <= 200 ms)",
+        search_times[search_times.len() / 2],
+        search_times[0]
+    );
+
+    let rounds = 20_000;
+    let mut times = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let started = Instant::now();
+        client.call_raw("org.openwua.Agent.GetAgentInfo", &json!({}));
+        times.push(started.elapsed());
+    }
+    times.sort();
+    let mean: Duration = times.iter().sum::<Duration>() / rounds as u32;
+    println!(
+        "GetAgentInfo round trip over {rounds} calls: median {:.1?}, p99 {:.1?}, mean {mean:.1?} (goal <= 200 µs)",
+        times[rounds / 2],
+        times[rounds * 99 / 100]
+    );
+}

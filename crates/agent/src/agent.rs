@@ -1,0 +1,519 @@
+//! The agent's operations, independent of transport: what each Varlink
+//! method does once the caller is known and authorized.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+
+use jiff::Timestamp;
+use openwua_catalog::package;
+use openwua_catalog::signing::PublicKey;
+use openwua_catalog::snapshot::Snapshot;
+use openwua_model::criteria::Criteria;
+use openwua_model::enums::{OperationResultCode, ServerSelection};
+use openwua_model::history::{HistoryEntry, SystemInfo};
+use openwua_model::hresult::{
+    E_INVALIDARG, WU_E_DS_INVALIDOPERATION, WU_E_DS_NODATA, WU_E_DS_UNKNOWNSERVICE,
+    WU_E_INVALIDINDEX, WU_E_METADATA_TIMESTAMP_TOKEN_VALIDITY_WINDOW, WU_E_NO_SERVICE,
+    WU_E_UNEXPECTED,
+};
+use openwua_model::search::{SearchOptions, UpdateEntry};
+use openwua_model::service::ServiceInfo;
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::applicability::Machine;
+use crate::config::Config;
+use crate::error::{AgentError, Result};
+use crate::index::{Index, Scope};
+use crate::store::{ImportCounts, Store};
+
+/// The Varlink protocol version this agent speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// What one sync did to one service's catalog (`SyncResult` in the interface).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncResult {
+    /// The service synced.
+    pub service_id: Uuid,
+    /// The catalog version before.
+    pub previous_version: Option<u64>,
+    /// The catalog version now.
+    pub version: u64,
+    /// Revision counts.
+    #[serde(flatten)]
+    pub counts: ImportCounts,
+}
+
+/// One machine's agent: the store, the in-memory index and the settings.
+pub struct Agent {
+    config: Config,
+    store: Arc<Mutex<Store>>,
+    index: Arc<RwLock<Index>>,
+    /// One sync or service change at a time.
+    catalog_writer: tokio::sync::Mutex<()>,
+}
+
+fn poisoned() -> AgentError {
+    AgentError::new(
+        WU_E_UNEXPECTED,
+        "an earlier operation panicked; restart wua-agent",
+    )
+}
+
+/// Runs blocking store work off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work).await?
+}
+
+impl Agent {
+    /// Opens the store, loads the catalog and scans the machine.
+    pub fn open(config: Config) -> Result<Agent> {
+        std::fs::create_dir_all(&config.state_dir).map_err(|error| {
+            AgentError::new(
+                WU_E_NO_SERVICE,
+                format!("cannot create {}: {error}", config.state_dir.display()),
+            )
+        })?;
+        let store = Store::open(&config.store_path())?;
+        let index = load_index(&store, &config)?;
+        Ok(Agent {
+            config,
+            store: Arc::new(Mutex::new(store)),
+            index: Arc::new(RwLock::new(index)),
+            catalog_writer: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The settings it runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    async fn with_store<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Store) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let store = Arc::clone(&self.store);
+        blocking(move || work(&mut *store.lock().map_err(|_| poisoned())?)).await
+    }
+
+    /// Reloads the index from the store and rescans.
+    async fn reload(&self) -> Result<()> {
+        let store = Arc::clone(&self.store);
+        let config = self.config.clone();
+        let index =
+            blocking(move || load_index(&*store.lock().map_err(|_| poisoned())?, &config)).await?;
+        *self.index.write().map_err(|_| poisoned())? = index;
+        Ok(())
+    }
+
+    /// `GetSystemInfo`.
+    pub async fn system_info(&self) -> Result<SystemInfo> {
+        let (services, history_count) = self
+            .with_store(|store| Ok((store.services()?, store.history_count()?)))
+            .await?;
+        let index = self.index.read().map_err(|_| poisoned())?;
+        Ok(SystemInfo {
+            reboot_required: index.reboot_required(),
+            agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+            protocol_version: PROTOCOL_VERSION,
+            default_service_id: services
+                .iter()
+                .find(|service| service.is_default)
+                .map(|service| service.service_id),
+            update_count: index.len() as u64,
+            history_count,
+        })
+    }
+
+    /// The services a search with `options` covers.
+    async fn search_scope(&self, options: &SearchOptions) -> Result<Vec<Uuid>> {
+        let services = self.with_store(|store| store.services()).await?;
+        let scope: Vec<Uuid> = match options.server_selection {
+            ServerSelection::Others => {
+                let wanted = options.service_id.ok_or_else(|| {
+                    AgentError::new(E_INVALIDARG, "ServerSelection Others needs a ServiceID")
+                })?;
+                if !services.iter().any(|service| service.service_id == wanted) {
+                    return Err(AgentError::new(
+                        WU_E_DS_UNKNOWNSERVICE,
+                        format!("service {wanted} is not registered"),
+                    ));
+                }
+                vec![wanted]
+            }
+            ServerSelection::Default => match options.service_id {
+                Some(wanted) => {
+                    return Err(AgentError::new(
+                        E_INVALIDARG,
+                        format!("ServiceID {wanted} needs ServerSelection Others"),
+                    ));
+                }
+                None => services
+                    .iter()
+                    .filter(|service| service.is_default)
+                    .map(|service| service.service_id)
+                    .collect(),
+            },
+            // Update servers arrive with the server issue; until then no
+            // registered service is a managed server.
+            ServerSelection::ManagedServer | ServerSelection::WindowsUpdate => services
+                .iter()
+                .filter(|service| !service.is_scan_package_service)
+                .map(|service| service.service_id)
+                .collect(),
+        };
+        if scope.is_empty() {
+            return Err(AgentError::new(
+                WU_E_NO_SERVICE,
+                "no update service is registered for this selection; add one with `wua services add-package`",
+            ));
+        }
+        Ok(scope)
+    }
+
+    /// `Search`: the result as the JSON of `SearchResult`, built without
+    /// re-encoding each update.
+    pub async fn search(&self, criteria: &str, options: &SearchOptions) -> Result<String> {
+        let criteria = Criteria::parse(criteria)
+            .map_err(|error| AgentError::new(error.hresult(), error.to_string()))?;
+        let services = self.search_scope(options).await?;
+        let mut warnings = Vec::new();
+        if options.online {
+            for service_id in &services {
+                if let Err(error) = self.sync(Some(*service_id), |_| {}).await {
+                    // WUA keeps searching the cached catalog when the service
+                    // cannot be reached; say so instead of failing.
+                    warnings.push(serde_json::json!({
+                        "hresult": error.hresult,
+                        "message": format!("sync of {service_id} failed, searched the stored catalog: {}", error.detail),
+                    }));
+                }
+            }
+        }
+        let index = Arc::clone(&self.index);
+        let include_superseded = options.include_potentially_superseded_updates;
+        blocking(move || {
+            let index = index.read().map_err(|_| poisoned())?;
+            let scope = Scope {
+                services: &services,
+                include_superseded,
+            };
+            let mut out = String::from(r#"{"resultCode":""#);
+            out.push_str(&format!("{:?}", OperationResultCode::Succeeded));
+            out.push_str(r#"","updates":["#);
+            for (position, entry) in index.search(&criteria, &scope).enumerate() {
+                if position > 0 {
+                    out.push(',');
+                }
+                entry.write_json(&mut out)?;
+            }
+            out.push_str(r#"],"warnings":"#);
+            out.push_str(&serde_json::Value::from(warnings).to_string());
+            out.push('}');
+            Ok(out)
+        })
+        .await
+    }
+
+    /// `GetUpdate`.
+    pub fn get_update(&self, update_id: Uuid) -> Result<UpdateEntry> {
+        let index = self.index.read().map_err(|_| poisoned())?;
+        index
+            .get(update_id)
+            .map(|entry| entry.to_model())
+            .ok_or_else(|| unknown_update(update_id))
+    }
+
+    /// `SetHidden` (WUA's `IsHidden` setter), for all the updates or none.
+    pub async fn set_hidden(&self, update_ids: Vec<Uuid>, hidden: bool) -> Result<()> {
+        {
+            let index = self.index.read().map_err(|_| poisoned())?;
+            if let Some(missing) = update_ids.iter().find(|id| index.get(**id).is_none()) {
+                return Err(unknown_update(*missing));
+            }
+        }
+        let ids = update_ids.clone();
+        self.with_store(move |store| store.set_hidden(&ids, hidden))
+            .await?;
+        let mut index = self.index.write().map_err(|_| poisoned())?;
+        for id in update_ids {
+            index.update_stored(id, |stored| stored.is_hidden = hidden);
+        }
+        Ok(())
+    }
+
+    /// `AcceptEula`.
+    pub async fn accept_eula(&self, update_id: Uuid) -> Result<()> {
+        let has_eula = {
+            let index = self.index.read().map_err(|_| poisoned())?;
+            let entry = index
+                .get(update_id)
+                .ok_or_else(|| unknown_update(update_id))?;
+            entry.update.eula_text.is_some()
+        };
+        if !has_eula {
+            return Err(AgentError::new(
+                WU_E_DS_INVALIDOPERATION,
+                format!("update {update_id} has no licence terms to accept"),
+            ));
+        }
+        self.with_store(move |store| store.accept_eula(update_id))
+            .await?;
+        let mut index = self.index.write().map_err(|_| poisoned())?;
+        index.update_stored(update_id, |stored| stored.eula_accepted = true);
+        Ok(())
+    }
+
+    /// `QueryHistory`.
+    pub async fn query_history(&self, start: i64, count: i64) -> Result<Vec<HistoryEntry>> {
+        let (Ok(start), Ok(count)) = (u64::try_from(start), u64::try_from(count)) else {
+            return Err(AgentError::new(
+                WU_E_INVALIDINDEX,
+                "start and count must not be negative",
+            ));
+        };
+        if count == 0 {
+            return Err(AgentError::new(WU_E_INVALIDINDEX, "count must be positive"));
+        }
+        self.with_store(move |store| store.history(start, count))
+            .await
+    }
+
+    /// `GetTotalHistoryCount`.
+    pub async fn history_count(&self) -> Result<u64> {
+        self.with_store(|store| store.history_count()).await
+    }
+
+    /// `ListServices`.
+    pub async fn services(&self) -> Result<Vec<ServiceInfo>> {
+        self.with_store(|store| store.services()).await
+    }
+
+    /// `AddScanPackageService`: verifies the package against `public_key`,
+    /// then registers the service and imports its catalog in one step.
+    pub async fn add_scan_package_service(
+        &self,
+        name: Option<String>,
+        path: PathBuf,
+        public_key: &str,
+        set_default: bool,
+    ) -> Result<(ServiceInfo, SyncResult)> {
+        let key: PublicKey =
+            public_key
+                .parse()
+                .map_err(|error: openwua_catalog::CatalogError| {
+                    AgentError::new(E_INVALIDARG, error.to_string())
+                })?;
+        if !path.is_absolute() {
+            return Err(AgentError::new(
+                E_INVALIDARG,
+                format!(
+                    "{} is not an absolute path; the agent does not share your working directory",
+                    path.display()
+                ),
+            ));
+        }
+        let _writer = self.catalog_writer.lock().await;
+        let snapshot = read_package(path.clone(), key).await?;
+        snapshot.check_not_expired(Timestamp::now())?;
+        let service_id = snapshot.service_id;
+        let services = self.with_store(|store| store.services()).await?;
+        if services
+            .iter()
+            .any(|service| service.service_id == service_id)
+        {
+            return Err(AgentError::new(
+                WU_E_DS_INVALIDOPERATION,
+                format!("service {service_id} is already registered; remove it first or sync it"),
+            ));
+        }
+        let service = ServiceInfo {
+            service_id,
+            name: name.unwrap_or_else(|| snapshot.service_name.clone()),
+            is_scan_package_service: true,
+            source: path.display().to_string(),
+            public_key: key.to_string(),
+            // The first service becomes the default, so a search finds it.
+            is_default: set_default || services.is_empty(),
+            catalog_version: None,
+            issue_date: None,
+            expiration_date: None,
+            last_sync: None,
+            update_count: 0,
+        };
+        let version = snapshot.version;
+        let registered = service.clone();
+        let counts = self
+            .with_store(move |store| store.add_service(&registered, &snapshot))
+            .await?;
+        self.reload().await?;
+        let service = self
+            .with_store(move |store| store.service(service_id))
+            .await?
+            .unwrap_or(service);
+        Ok((
+            service,
+            SyncResult {
+                service_id,
+                previous_version: None,
+                version,
+                counts,
+            },
+        ))
+    }
+
+    /// `RemoveService`.
+    pub async fn remove_service(&self, service_id: Uuid) -> Result<()> {
+        let _writer = self.catalog_writer.lock().await;
+        if !self
+            .with_store(move |store| store.remove_service(service_id))
+            .await?
+        {
+            return Err(unknown_service(service_id));
+        }
+        self.reload().await
+    }
+
+    /// `SetDefaultService`.
+    pub async fn set_default_service(&self, service_id: Uuid) -> Result<()> {
+        let _writer = self.catalog_writer.lock().await;
+        if !self
+            .with_store(move |store| store.set_default_service(service_id))
+            .await?
+        {
+            return Err(unknown_service(service_id));
+        }
+        Ok(())
+    }
+
+    /// `Sync`: re-reads one service's source (or every service's) and imports
+    /// it if it is newer; `progress` hears each phase.
+    pub async fn sync(
+        &self,
+        service_id: Option<Uuid>,
+        mut progress: impl FnMut(SyncPhase<'_>),
+    ) -> Result<Vec<SyncResult>> {
+        let _writer = self.catalog_writer.lock().await;
+        let services = self.with_store(|store| store.services()).await?;
+        let selected: Vec<ServiceInfo> = match service_id {
+            Some(id) => vec![
+                services
+                    .into_iter()
+                    .find(|service| service.service_id == id)
+                    .ok_or_else(|| unknown_service(id))?,
+            ],
+            None if services.is_empty() => {
+                return Err(AgentError::new(
+                    WU_E_NO_SERVICE,
+                    "no update service is registered; add one with `wua services add-package`",
+                ));
+            }
+            None => services,
+        };
+        let mut results = Vec::new();
+        for service in selected {
+            progress(SyncPhase::Verifying(service.service_id));
+            let key: PublicKey = service.public_key.parse()?;
+            let snapshot = read_package(PathBuf::from(&service.source), key).await?;
+            check_sync(&service, &snapshot)?;
+            progress(SyncPhase::Importing(service.service_id));
+            let previous_version = service.catalog_version;
+            let version = snapshot.version;
+            let counts = if previous_version == Some(version) {
+                ImportCounts {
+                    unchanged: service.update_count,
+                    ..ImportCounts::default()
+                }
+            } else {
+                self.with_store(move |store| store.import_snapshot(&snapshot))
+                    .await?
+            };
+            progress(SyncPhase::Scanning(service.service_id));
+            self.reload().await?;
+            let result = SyncResult {
+                service_id: service.service_id,
+                previous_version,
+                version,
+                counts,
+            };
+            progress(SyncPhase::Done(&result));
+            results.push(result);
+        }
+        Ok(results)
+    }
+
+    /// Re-reads the machine's facts and re-evaluates every rule.
+    pub async fn rescan(&self) -> Result<()> {
+        let sources = self.config.facts.clone();
+        let machine = blocking(move || Ok(Machine::read(&sources))).await?;
+        self.index.write().map_err(|_| poisoned())?.scan(&machine);
+        Ok(())
+    }
+}
+
+/// Where a sync is, for progress replies.
+#[derive(Debug)]
+pub enum SyncPhase<'a> {
+    /// Reading and checking the signature.
+    Verifying(Uuid),
+    /// Writing the new catalog to the store.
+    Importing(Uuid),
+    /// Evaluating applicability.
+    Scanning(Uuid),
+    /// Finished with this service.
+    Done(&'a SyncResult),
+}
+
+/// Refuses a snapshot that is not the registered service's, that expired,
+/// or that is older than the imported one.
+fn check_sync(service: &ServiceInfo, snapshot: &Snapshot) -> Result<()> {
+    if snapshot.service_id != service.service_id {
+        return Err(AgentError::new(
+            WU_E_DS_INVALIDOPERATION,
+            format!(
+                "{} now holds the catalog of service {}, not {}",
+                service.source, snapshot.service_id, service.service_id
+            ),
+        ));
+    }
+    snapshot.check_not_expired(Timestamp::now())?;
+    if let Some(current) = service.catalog_version
+        && snapshot.version < current
+    {
+        return Err(AgentError::new(
+            WU_E_METADATA_TIMESTAMP_TOKEN_VALIDITY_WINDOW,
+            format!(
+                "catalog version {} is older than the imported version {current}: refused as a rollback",
+                snapshot.version
+            ),
+        ));
+    }
+    Ok(())
+}
+
+async fn read_package(path: PathBuf, key: PublicKey) -> Result<Snapshot> {
+    blocking(move || Ok(package::open_package(&path, &key)?.snapshot)).await
+}
+
+fn load_index(store: &Store, config: &Config) -> Result<Index> {
+    let machine = Machine::read(&config.facts);
+    Index::build(store.revisions()?, &store.states()?, &machine)
+}
+
+fn unknown_update(update_id: Uuid) -> AgentError {
+    AgentError::new(
+        WU_E_DS_NODATA,
+        format!("no update {update_id} in any registered service's catalog"),
+    )
+}
+
+fn unknown_service(service_id: Uuid) -> AgentError {
+    AgentError::new(
+        WU_E_DS_UNKNOWNSERVICE,
+        format!("service {service_id} is not registered"),
+    )
+}

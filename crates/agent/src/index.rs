@@ -1,0 +1,256 @@
+//! The in-memory view searches read: every stored revision with this
+//! machine's state of it and its [`SearchFlags`], rebuilt from the store
+//! after a sync and updated in place when state changes.
+//!
+//! Scanning (applicability) happens here too, because it decides which
+//! updates a search may see at all: an update is *applicable* when it is
+//! installed, or installable with its prerequisites installed; an
+//! applicable update hides the updates it supersedes.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
+
+use openwua_catalog::revision::Applicability;
+use openwua_model::criteria::{Criteria, SearchFlags, Searchable};
+use openwua_model::hresult::WU_E_DS_INVALID;
+use openwua_model::search::UpdateEntry;
+use openwua_model::update::{Update, UpdateIdentity, UpdateState};
+use serde_json::value::RawValue;
+use uuid::Uuid;
+
+use crate::applicability::Machine;
+use crate::error::{AgentError, Result};
+use crate::store::{StoredRevision, StoredState};
+
+/// One update as searches see it.
+#[derive(Debug)]
+pub struct Entry {
+    /// The service whose catalog holds it.
+    pub service_id: Uuid,
+    /// The revision's metadata.
+    pub update: Update,
+    /// The same, as the catalog's JSON text, spliced into replies as is.
+    update_json: Box<RawValue>,
+    applicability: Applicability,
+    /// This machine's state of it.
+    pub state: UpdateState,
+    /// What the store recorded (hidden, EULA, install record).
+    pub stored: StoredState,
+    flags: SearchFlags,
+    /// Installed, or installable with its prerequisites installed.
+    pub applicable: bool,
+    /// An applicable update supersedes it.
+    pub superseded: bool,
+}
+
+impl Searchable for Entry {
+    fn search_flags(&self) -> SearchFlags {
+        self.flags
+    }
+
+    fn identity(&self) -> UpdateIdentity {
+        self.update.identity
+    }
+
+    fn in_category(&self, category: &Uuid) -> bool {
+        self.update
+            .categories
+            .iter()
+            .any(|each| each.id == *category)
+    }
+}
+
+/// Every known update.
+#[derive(Debug, Default)]
+pub struct Index {
+    entries: Vec<Entry>,
+    by_update_id: HashMap<Uuid, usize>,
+}
+
+/// Which entries a search looks at.
+pub struct Scope<'a> {
+    /// The services searched.
+    pub services: &'a [Uuid],
+    /// Keep updates an applicable update supersedes.
+    pub include_superseded: bool,
+}
+
+impl Index {
+    /// Builds the index from the store's rows and scans it against `machine`.
+    pub fn build(
+        revisions: Vec<StoredRevision>,
+        states: &HashMap<Uuid, StoredState>,
+        machine: &Machine,
+    ) -> Result<Index> {
+        let mut entries = Vec::with_capacity(revisions.len());
+        for revision in revisions {
+            let corrupt = |error: serde_json::Error| {
+                AgentError::new(WU_E_DS_INVALID, format!("stored revision: {error}"))
+            };
+            let update: Update = serde_json::from_str(&revision.update_json).map_err(corrupt)?;
+            let applicability =
+                serde_json::from_str(&revision.applicability_json).map_err(corrupt)?;
+            let update_json = RawValue::from_string(revision.update_json).map_err(corrupt)?;
+            let stored = states
+                .get(&update.identity.update_id)
+                .copied()
+                .unwrap_or_default();
+            entries.push(Entry {
+                service_id: revision.service_id,
+                update,
+                update_json,
+                applicability,
+                state: UpdateState::default(),
+                stored,
+                flags: SearchFlags::default(),
+                applicable: false,
+                superseded: false,
+            });
+        }
+        let by_update_id = entries
+            .iter()
+            .enumerate()
+            .map(|(position, entry)| (entry.update.identity.update_id, position))
+            .collect();
+        let mut index = Index {
+            entries,
+            by_update_id,
+        };
+        index.scan(machine);
+        Ok(index)
+    }
+
+    /// How many updates the index holds.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether an installed update waits for a restart.
+    pub fn reboot_required(&self) -> bool {
+        self.entries.iter().any(|entry| entry.state.reboot_required)
+    }
+
+    /// Re-evaluates every rule against `machine` and recomputes state.
+    pub fn scan(&mut self, machine: &Machine) {
+        let mut installable = Vec::with_capacity(self.entries.len());
+        for entry in &mut self.entries {
+            let installed = entry
+                .applicability
+                .installed
+                .as_ref()
+                .map_or(entry.stored.installed_record, |rule| machine.evaluate(rule));
+            entry.state.is_installed = installed;
+            installable.push(
+                entry
+                    .applicability
+                    .installable
+                    .as_ref()
+                    .is_none_or(|rule| machine.evaluate(rule)),
+            );
+        }
+        let installed: HashSet<Uuid> = self
+            .entries
+            .iter()
+            .filter(|entry| entry.state.is_installed)
+            .map(|entry| entry.update.identity.update_id)
+            .collect();
+        for (entry, installable) in self.entries.iter_mut().zip(installable) {
+            let prerequisites_met = entry
+                .applicability
+                .prerequisites
+                .iter()
+                .all(|id| installed.contains(id));
+            entry.applicable = entry.state.is_installed || (installable && prerequisites_met);
+        }
+        let superseded: HashSet<Uuid> = self
+            .entries
+            .iter()
+            .filter(|entry| entry.applicable)
+            .flat_map(|entry| entry.update.superseded_update_ids.iter().copied())
+            .collect();
+        for entry in &mut self.entries {
+            entry.superseded = superseded.contains(&entry.update.identity.update_id);
+            entry.refresh_state();
+        }
+    }
+
+    /// The entry for an update, in any service.
+    pub fn get(&self, update_id: Uuid) -> Option<&Entry> {
+        self.by_update_id
+            .get(&update_id)
+            .map(|&position| &self.entries[position])
+    }
+
+    /// Applies `change` to the stored state of an update and recomputes its
+    /// flags; false when the update is unknown.
+    pub fn update_stored(
+        &mut self,
+        update_id: Uuid,
+        change: impl FnOnce(&mut StoredState),
+    ) -> bool {
+        match self.by_update_id.get(&update_id) {
+            Some(&position) => {
+                let entry = &mut self.entries[position];
+                change(&mut entry.stored);
+                entry.refresh_state();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The entries a search would return, in catalog order.
+    pub fn search<'a>(
+        &'a self,
+        criteria: &'a Criteria,
+        scope: &'a Scope<'a>,
+    ) -> impl Iterator<Item = &'a Entry> + 'a {
+        self.entries.iter().filter(move |entry| {
+            entry.applicable
+                && (scope.include_superseded || !entry.superseded)
+                && scope.services.contains(&entry.service_id)
+                && criteria.matches(*entry)
+        })
+    }
+}
+
+impl Entry {
+    /// Recomputes the machine state that follows from the stored state.
+    fn refresh_state(&mut self) {
+        let state = &mut self.state;
+        state.is_hidden = self.stored.is_hidden;
+        state.is_downloaded = self.stored.is_downloaded;
+        state.reboot_required = self.stored.reboot_required;
+        state.eula_accepted = self.stored.eula_accepted || self.update.eula_text.is_none();
+        state.is_present = state.is_installed;
+        // OpenWUA has no Automatic Updates assignment yet: mandatory updates
+        // are the ones meant for automatic installation.
+        state.is_assigned = self.update.is_mandatory;
+        self.flags = SearchFlags::of(&self.update, &self.state);
+    }
+
+    /// The entry as a model object (decodes nothing: clones the update).
+    pub fn to_model(&self) -> UpdateEntry {
+        UpdateEntry {
+            update: self.update.clone(),
+            state: self.state,
+            service_id: self.service_id,
+        }
+    }
+
+    /// Appends the entry's JSON (`UpdateEntry`'s form) to `out`, reusing
+    /// the catalog's text for the update.
+    pub fn write_json(&self, out: &mut String) -> Result<()> {
+        let state = serde_json::to_string(&self.state)
+            .map_err(|error| AgentError::new(WU_E_DS_INVALID, error.to_string()))?;
+        // Writing to a String cannot fail.
+        let _ = write!(
+            out,
+            r#"{{"update":{},"state":{},"serviceId":"{}"}}"#,
+            self.update_json.get(),
+            state,
+            self.service_id
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,494 @@
+//! The agent's SQLite store: services, revisions, per-update state, history.
+//!
+//! One connection, used by one thread at a time (the agent serialises
+//! writers through [`Store`]'s mutex), in WAL mode so a reader never sees a
+//! half-applied sync and a killed agent leaves the last committed catalog.
+//! The schema's version is SQLite's `user_version`; [`MIGRATIONS`] brings an
+//! older store forward, and a newer one is refused (`WU_E_DS_BADVERSION`).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use jiff::Timestamp;
+use openwua_catalog::revision::Revision;
+use openwua_catalog::snapshot::Snapshot;
+use openwua_model::history::HistoryEntry;
+use openwua_model::hresult::{WU_E_DS_BADVERSION, WU_E_DS_INVALID};
+use openwua_model::service::ServiceInfo;
+use rusqlite::{Connection, Transaction, params};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::error::{AgentError, Result};
+
+/// Each entry takes the schema from version `index` to `index + 1`.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE services (
+    service_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    is_scan_package INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    public_key TEXT NOT NULL,
+    is_default INTEGER NOT NULL DEFAULT 0,
+    catalog_version INTEGER,
+    issue_date TEXT,
+    expiration_date TEXT,
+    last_sync TEXT
+);
+CREATE TABLE revisions (
+    service_id TEXT NOT NULL REFERENCES services(service_id) ON DELETE CASCADE,
+    update_id TEXT NOT NULL,
+    revision_number INTEGER NOT NULL,
+    digest BLOB NOT NULL,
+    update_json TEXT NOT NULL,
+    applicability_json TEXT NOT NULL,
+    handler_json TEXT NOT NULL,
+    content_json TEXT NOT NULL,
+    PRIMARY KEY (service_id, update_id)
+) WITHOUT ROWID;
+CREATE TABLE update_state (
+    update_id TEXT PRIMARY KEY,
+    is_hidden INTEGER NOT NULL DEFAULT 0,
+    eula_accepted INTEGER NOT NULL DEFAULT 0,
+    installed_record INTEGER NOT NULL DEFAULT 0,
+    is_downloaded INTEGER NOT NULL DEFAULT 0,
+    reboot_required INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE TABLE history (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    entry_json TEXT NOT NULL
+);
+"#];
+
+/// What one sync changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImportCounts {
+    /// Revisions of updates the store did not have.
+    pub added: u64,
+    /// Revisions that replaced a different stored one.
+    pub changed: u64,
+    /// Updates the new catalog no longer lists.
+    pub removed: u64,
+    /// Revisions identical to the stored ones.
+    pub unchanged: u64,
+}
+
+/// One stored revision, as the in-memory catalog loads it.
+#[derive(Debug)]
+pub struct StoredRevision {
+    /// The service whose catalog holds it.
+    pub service_id: Uuid,
+    /// The update's JSON, kept as text so replies need not re-encode it.
+    pub update_json: String,
+    /// The applicability rules' JSON.
+    pub applicability_json: String,
+}
+
+/// This machine's recorded state of one update.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoredState {
+    /// Hidden by an administrator.
+    pub is_hidden: bool,
+    /// Its licence was accepted.
+    pub eula_accepted: bool,
+    /// The agent installed it (decides `IsInstalled` when no rule does).
+    pub installed_record: bool,
+    /// All of its content is in the cache.
+    pub is_downloaded: bool,
+    /// It waits for a restart.
+    pub reboot_required: bool,
+}
+
+/// The store. Methods block: call them from a blocking task.
+pub struct Store {
+    connection: Connection,
+}
+
+fn parse_uuid(text: &str) -> Result<Uuid> {
+    Uuid::parse_str(text)
+        .map_err(|error| AgentError::new(WU_E_DS_INVALID, format!("stored id {text:?}: {error}")))
+}
+
+fn parse_time(text: Option<String>) -> Result<Option<Timestamp>> {
+    text.map(|text| {
+        text.parse().map_err(|error| {
+            AgentError::new(WU_E_DS_INVALID, format!("stored time {text:?}: {error}"))
+        })
+    })
+    .transpose()
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value)
+        .map_err(|error| AgentError::new(WU_E_DS_INVALID, format!("encoding: {error}")))
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `path` and migrates it.
+    pub fn open(path: &Path) -> Result<Store> {
+        let mut connection = Connection::open(path)?;
+        connection.pragma_update(None, "journal_mode", "WAL")?;
+        connection.pragma_update(None, "synchronous", "NORMAL")?;
+        connection.pragma_update(None, "foreign_keys", "ON")?;
+        connection.busy_timeout(std::time::Duration::from_secs(5))?;
+        migrate(&mut connection)?;
+        Ok(Store { connection })
+    }
+
+    /// Every registered service, default first, then by name.
+    pub fn services(&self) -> Result<Vec<ServiceInfo>> {
+        let mut statement = self.connection.prepare_cached(
+            "SELECT s.service_id, s.name, s.is_scan_package, s.source, s.public_key, s.is_default,
+                    s.catalog_version, s.issue_date, s.expiration_date, s.last_sync,
+                    (SELECT COUNT(*) FROM revisions r WHERE r.service_id = s.service_id)
+             FROM services s ORDER BY s.is_default DESC, s.name, s.service_id",
+        )?;
+        let rows = statement.query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, bool>(2)?,
+                row.get::<_, String>(3)?,
+                row.get::<_, String>(4)?,
+                row.get::<_, bool>(5)?,
+                row.get::<_, Option<i64>>(6)?,
+                row.get::<_, Option<String>>(7)?,
+                row.get::<_, Option<String>>(8)?,
+                row.get::<_, Option<String>>(9)?,
+                row.get::<_, i64>(10)?,
+            ))
+        })?;
+        let mut services = Vec::new();
+        for row in rows {
+            let (
+                id,
+                name,
+                is_scan,
+                source,
+                key,
+                is_default,
+                version,
+                issued,
+                expires,
+                synced,
+                count,
+            ) = row?;
+            services.push(ServiceInfo {
+                service_id: parse_uuid(&id)?,
+                name,
+                is_scan_package_service: is_scan,
+                source,
+                public_key: key,
+                is_default,
+                catalog_version: version.map(|version| version.unsigned_abs()),
+                issue_date: parse_time(issued)?,
+                expiration_date: parse_time(expires)?,
+                last_sync: parse_time(synced)?,
+                update_count: count.unsigned_abs(),
+            });
+        }
+        Ok(services)
+    }
+
+    /// One service, if registered.
+    pub fn service(&self, service_id: Uuid) -> Result<Option<ServiceInfo>> {
+        Ok(self
+            .services()?
+            .into_iter()
+            .find(|service| service.service_id == service_id))
+    }
+
+    /// Registers a service and imports its first snapshot, in one
+    /// transaction: a failure leaves no trace.
+    pub fn add_service(
+        &mut self,
+        service: &ServiceInfo,
+        snapshot: &Snapshot,
+    ) -> Result<ImportCounts> {
+        let transaction = self.connection.transaction()?;
+        if service.is_default {
+            transaction.execute("UPDATE services SET is_default = 0", [])?;
+        }
+        transaction.execute(
+            "INSERT INTO services (service_id, name, is_scan_package, source, public_key, is_default)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                service.service_id.to_string(),
+                service.name,
+                service.is_scan_package_service,
+                service.source,
+                service.public_key,
+                service.is_default,
+            ],
+        )?;
+        let counts = import(&transaction, snapshot)?;
+        transaction.commit()?;
+        Ok(counts)
+    }
+
+    /// Replaces a service's catalog with `snapshot`, in one transaction.
+    pub fn import_snapshot(&mut self, snapshot: &Snapshot) -> Result<ImportCounts> {
+        let transaction = self.connection.transaction()?;
+        let counts = import(&transaction, snapshot)?;
+        transaction.commit()?;
+        Ok(counts)
+    }
+
+    /// Unregisters a service and drops its catalog. The update state stays,
+    /// so re-adding the service keeps hidden updates hidden.
+    pub fn remove_service(&mut self, service_id: Uuid) -> Result<bool> {
+        let transaction = self.connection.transaction()?;
+        let removed = transaction.execute(
+            "DELETE FROM services WHERE service_id = ?1",
+            [service_id.to_string()],
+        )? > 0;
+        // A machine with services always has a default one.
+        transaction.execute(
+            "UPDATE services SET is_default = 1 WHERE service_id =
+                 (SELECT service_id FROM services ORDER BY name, service_id LIMIT 1)
+             AND NOT EXISTS (SELECT 1 FROM services WHERE is_default = 1)",
+            [],
+        )?;
+        transaction.commit()?;
+        Ok(removed)
+    }
+
+    /// Makes one service the default.
+    pub fn set_default_service(&mut self, service_id: Uuid) -> Result<bool> {
+        let transaction = self.connection.transaction()?;
+        let exists = transaction.execute(
+            "UPDATE services SET is_default = (service_id = ?1)",
+            [service_id.to_string()],
+        )? > 0;
+        let found: bool = transaction.query_row(
+            "SELECT EXISTS (SELECT 1 FROM services WHERE service_id = ?1)",
+            [service_id.to_string()],
+            |row| row.get(0),
+        )?;
+        if exists && found {
+            transaction.commit()?;
+        }
+        Ok(found)
+    }
+
+    /// Every stored revision.
+    pub fn revisions(&self) -> Result<Vec<StoredRevision>> {
+        let mut statement = self.connection.prepare_cached(
+            "SELECT service_id, update_json, applicability_json FROM revisions
+             ORDER BY service_id, update_id",
+        )?;
+        let rows = statement.query_map([], |row| {
+            Ok((row.get::<_, String>(0)?, row.get(1)?, row.get(2)?))
+        })?;
+        let mut revisions = Vec::new();
+        for row in rows {
+            let (service_id, update_json, applicability_json) = row?;
+            revisions.push(StoredRevision {
+                service_id: parse_uuid(&service_id)?,
+                update_json,
+                applicability_json,
+            });
+        }
+        Ok(revisions)
+    }
+
+    /// The recorded state of every update that has one.
+    pub fn states(&self) -> Result<HashMap<Uuid, StoredState>> {
+        let mut statement = self.connection.prepare_cached(
+            "SELECT update_id, is_hidden, eula_accepted, installed_record, is_downloaded,
+                    reboot_required FROM update_state",
+        )?;
+        let rows = statement.query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                StoredState {
+                    is_hidden: row.get(1)?,
+                    eula_accepted: row.get(2)?,
+                    installed_record: row.get(3)?,
+                    is_downloaded: row.get(4)?,
+                    reboot_required: row.get(5)?,
+                },
+            ))
+        })?;
+        let mut states = HashMap::new();
+        for row in rows {
+            let (id, state) = row?;
+            states.insert(parse_uuid(&id)?, state);
+        }
+        Ok(states)
+    }
+
+    /// Sets `IsHidden` on each update, all or none.
+    pub fn set_hidden(&mut self, update_ids: &[Uuid], hidden: bool) -> Result<()> {
+        let transaction = self.connection.transaction()?;
+        for id in update_ids {
+            transaction.execute(
+                "INSERT INTO update_state (update_id, is_hidden) VALUES (?1, ?2)
+                 ON CONFLICT (update_id) DO UPDATE SET is_hidden = excluded.is_hidden",
+                params![id.to_string(), hidden],
+            )?;
+        }
+        transaction.commit()?;
+        Ok(())
+    }
+
+    /// Records that an update's licence was accepted.
+    pub fn accept_eula(&mut self, update_id: Uuid) -> Result<()> {
+        self.connection.execute(
+            "INSERT INTO update_state (update_id, eula_accepted) VALUES (?1, 1)
+             ON CONFLICT (update_id) DO UPDATE SET eula_accepted = 1",
+            [update_id.to_string()],
+        )?;
+        Ok(())
+    }
+
+    /// How many history entries there are.
+    pub fn history_count(&self) -> Result<u64> {
+        let count: i64 = self
+            .connection
+            .query_row("SELECT COUNT(*) FROM history", [], |row| row.get(0))?;
+        Ok(count.unsigned_abs())
+    }
+
+    /// History entries, newest first, from `start` for at most `count`.
+    pub fn history(&self, start: u64, count: u64) -> Result<Vec<HistoryEntry>> {
+        let mut statement = self
+            .connection
+            .prepare_cached("SELECT entry_json FROM history ORDER BY id DESC LIMIT ?1 OFFSET ?2")?;
+        let limit = i64::try_from(count).unwrap_or(i64::MAX);
+        let offset = i64::try_from(start).unwrap_or(i64::MAX);
+        let rows = statement.query_map([limit, offset], |row| row.get::<_, String>(0))?;
+        let mut entries = Vec::new();
+        for row in rows {
+            let text = row?;
+            entries.push(serde_json::from_str(&text).map_err(|error| {
+                AgentError::new(WU_E_DS_INVALID, format!("stored history entry: {error}"))
+            })?);
+        }
+        Ok(entries)
+    }
+}
+
+fn migrate(connection: &mut Connection) -> Result<()> {
+    let version: usize = connection
+        .query_row("PRAGMA user_version", [], |row| row.get::<_, i64>(0))
+        .map(|version| usize::try_from(version).unwrap_or(usize::MAX))?;
+    if version > MIGRATIONS.len() {
+        return Err(AgentError::new(
+            WU_E_DS_BADVERSION,
+            format!(
+                "the store has schema version {version}; this agent knows up to {}",
+                MIGRATIONS.len()
+            ),
+        ));
+    }
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(version) {
+        let transaction = connection.transaction()?;
+        transaction.execute_batch(migration)?;
+        transaction.pragma_update(
+            None,
+            "user_version",
+            i64::try_from(index + 1).unwrap_or(i64::MAX),
+        )?;
+        transaction.commit()?;
+    }
+    Ok(())
+}
+
+/// Writes `snapshot` as its service's catalog: new and changed revisions
+/// are written, vanished ones deleted, identical ones left alone.
+fn import(transaction: &Transaction<'_>, snapshot: &Snapshot) -> Result<ImportCounts> {
+    let service_id = snapshot.service_id.to_string();
+    let mut stored: HashMap<String, Vec<u8>> = HashMap::new();
+    {
+        let mut statement = transaction
+            .prepare_cached("SELECT update_id, digest FROM revisions WHERE service_id = ?1")?;
+        let rows = statement.query_map([&service_id], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        for row in rows {
+            let (id, digest) = row?;
+            stored.insert(id, digest);
+        }
+    }
+    let mut counts = ImportCounts::default();
+    {
+        let mut upsert = transaction.prepare_cached(
+            "INSERT OR REPLACE INTO revisions (service_id, update_id, revision_number, digest,
+                 update_json, applicability_json, handler_json, content_json)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?;
+        for revision in &snapshot.revisions {
+            let encoded = EncodedRevision::of(revision)?;
+            let update_id = revision.update.identity.update_id.to_string();
+            match stored.remove(&update_id) {
+                Some(digest) if digest == encoded.digest => {
+                    counts.unchanged += 1;
+                    continue;
+                }
+                Some(_) => counts.changed += 1,
+                None => counts.added += 1,
+            }
+            upsert.execute(params![
+                service_id,
+                update_id,
+                revision.update.identity.revision_number,
+                encoded.digest,
+                encoded.update,
+                encoded.applicability,
+                encoded.handler,
+                encoded.content,
+            ])?;
+        }
+        let mut delete = transaction
+            .prepare_cached("DELETE FROM revisions WHERE service_id = ?1 AND update_id = ?2")?;
+        for update_id in stored.keys() {
+            delete.execute([&service_id, update_id])?;
+            counts.removed += 1;
+        }
+    }
+    transaction.execute(
+        "UPDATE services SET catalog_version = ?2, issue_date = ?3, expiration_date = ?4,
+             last_sync = ?5, name = CASE WHEN name = '' THEN ?6 ELSE name END
+         WHERE service_id = ?1",
+        params![
+            service_id,
+            i64::try_from(snapshot.version).unwrap_or(i64::MAX),
+            snapshot.created.to_string(),
+            snapshot.expires.to_string(),
+            Timestamp::now().to_string(),
+            snapshot.service_name,
+        ],
+    )?;
+    Ok(counts)
+}
+
+/// A revision's columns and the digest that tells a changed one apart.
+struct EncodedRevision {
+    update: String,
+    applicability: String,
+    handler: String,
+    content: String,
+    digest: Vec<u8>,
+}
+
+impl EncodedRevision {
+    fn of(revision: &Revision) -> Result<EncodedRevision> {
+        let update = to_json(&revision.update)?;
+        let applicability = to_json(&revision.applicability)?;
+        let handler = to_json(&revision.handler)?;
+        let content = to_json(&revision.content)?;
+        let mut hasher = Sha256::new();
+        for part in [&update, &applicability, &handler, &content] {
+            hasher.update(part.len().to_le_bytes());
+            hasher.update(part.as_bytes());
+        }
+        let digest = hasher.finalize().to_vec();
+        Ok(EncodedRevision {
+            update,
+            applicability,
+            handler,
+            content,
+            digest,
+        })
+    }
+}

@@ -1,0 +1,367 @@
+//! `org.openwua.Agent`'s methods and `org.varlink.service`'s introspection:
+//! decode the parameters, check authorization, call the agent, encode.
+
+use std::path::PathBuf;
+
+use openwua_model::search::SearchOptions;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::connection::Session;
+use super::protocol::{Call, Reply};
+use crate::agent::{PROTOCOL_VERSION, SyncPhase};
+use crate::error::AgentError;
+
+/// The interface this module serves, as committed in the repository.
+pub const AGENT_INTERFACE: &str = include_str!("org.openwua.Agent.varlink");
+const SERVICE_INTERFACE: &str = include_str!("org.varlink.service.varlink");
+const AGENT: &str = "org.openwua.Agent";
+const SERVICE: &str = "org.varlink.service";
+
+/// Where replies go: one for most methods, several for `more` calls.
+pub trait ReplySink {
+    /// Sends one reply (`continues` set on all but the last).
+    fn send(&mut self, reply: Reply) -> impl Future<Output = std::io::Result<()>> + Send;
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoParameters {}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct SearchParameters {
+    criteria: String,
+    #[serde(default)]
+    options: Option<SearchOptions>,
+    #[serde(default)]
+    client_application_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct UpdateParameters {
+    update_id: Uuid,
+    #[serde(default)]
+    client_application_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct SetHiddenParameters {
+    update_ids: Vec<Uuid>,
+    hidden: bool,
+    #[serde(default)]
+    client_application_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct HistoryParameters {
+    start: i64,
+    count: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct AddPackageParameters {
+    #[serde(default)]
+    name: Option<String>,
+    path: PathBuf,
+    public_key: String,
+    #[serde(default)]
+    set_default: Option<bool>,
+    #[serde(default)]
+    client_application_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ServiceParameters {
+    #[serde(default)]
+    service_id: Option<Uuid>,
+    #[serde(default)]
+    client_application_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InterfaceParameters {
+    interface: String,
+}
+
+/// Decodes a call's parameters; absent parameters are an empty object.
+fn parameters<T: DeserializeOwned>(call: &Call) -> Result<T, Reply> {
+    let text = call.parameters.as_ref().map_or("{}", |raw| raw.get());
+    serde_json::from_str(text).map_err(|error| {
+        // Name the offending parameter when serde says which one.
+        let message = error.to_string();
+        let parameter = message
+            .split('`')
+            .nth(1)
+            .map_or_else(|| message.clone(), str::to_owned);
+        Reply::service_error(
+            "org.varlink.service.InvalidParameter",
+            json!({ "parameter": parameter }),
+        )
+    })
+}
+
+fn result_reply<T: serde::Serialize>(result: Result<T, AgentError>) -> Reply {
+    match result {
+        Ok(value) => Reply::of(&value),
+        Err(error) => Reply::wua_error(&error),
+    }
+}
+
+fn logged(session: &Session, method: &str, client: Option<&str>) {
+    tracing::info!(
+        uid = session.caller.uid,
+        pid = session.caller.pid,
+        client = client.unwrap_or("-"),
+        "{method}"
+    );
+}
+
+/// Runs one call, sending its reply (or replies) to `sink`.
+pub async fn dispatch(
+    session: &Session,
+    call: &Call,
+    sink: &mut impl ReplySink,
+) -> std::io::Result<()> {
+    let reply = match handle(session, call, sink).await {
+        Ok(Some(reply)) | Err(reply) => reply,
+        // A streamed method has sent its replies.
+        Ok(None) => return Ok(()),
+    };
+    sink.send(reply).await
+}
+
+async fn handle(
+    session: &Session,
+    call: &Call,
+    sink: &mut impl ReplySink,
+) -> Result<Option<Reply>, Reply> {
+    let agent = &session.agent;
+    let (interface, method) = call.method.rsplit_once('.').unwrap_or(("", &call.method));
+    let reply = match (interface, method) {
+        (SERVICE, "GetInfo") => {
+            let NoParameters {} = parameters(call)?;
+            Reply::of(&json!({
+                "vendor": "OpenWUA",
+                "product": "wua-agent",
+                "version": env!("CARGO_PKG_VERSION"),
+                "url": env!("CARGO_PKG_REPOSITORY"),
+                "interfaces": [SERVICE, AGENT],
+            }))
+        }
+        (SERVICE, "GetInterfaceDescription") => {
+            let InterfaceParameters { interface } = parameters(call)?;
+            match interface.as_str() {
+                AGENT => Reply::of(&json!({ "description": AGENT_INTERFACE })),
+                SERVICE => Reply::of(&json!({ "description": SERVICE_INTERFACE })),
+                _ => Reply::service_error(
+                    "org.varlink.service.InterfaceNotFound",
+                    json!({ "interface": interface }),
+                ),
+            }
+        }
+        (AGENT, "GetAgentInfo") => {
+            let NoParameters {} = parameters(call)?;
+            Reply::of(&json!({ "info": {
+                "protocolVersion": PROTOCOL_VERSION,
+                "agentVersion": env!("CARGO_PKG_VERSION"),
+            }}))
+        }
+        (AGENT, "GetSystemInfo") => {
+            let NoParameters {} = parameters(call)?;
+            result_reply(
+                agent
+                    .system_info()
+                    .await
+                    .map(|info| json!({ "info": info })),
+            )
+        }
+        (AGENT, "Search") => {
+            let request: SearchParameters = parameters(call)?;
+            logged(session, "Search", request.client_application_id.as_deref());
+            let options = request.options.unwrap_or_default();
+            match agent.search(&request.criteria, &options).await {
+                Ok(result) => Reply::Parameters {
+                    json: format!(r#"{{"result":{result}}}"#),
+                    continues: false,
+                },
+                Err(error) => Reply::wua_error(&error),
+            }
+        }
+        (AGENT, "GetUpdate") => {
+            let request: UpdateParameters = parameters(call)?;
+            result_reply(
+                agent
+                    .get_update(request.update_id)
+                    .map(|entry| json!({ "entry": entry })),
+            )
+        }
+        (AGENT, "SetHidden") => {
+            let request: SetHiddenParameters = parameters(call)?;
+            logged(
+                session,
+                "SetHidden",
+                request.client_application_id.as_deref(),
+            );
+            let result = match session.require_admin("hide or unhide updates") {
+                Ok(()) => agent.set_hidden(request.update_ids, request.hidden).await,
+                Err(error) => Err(error),
+            };
+            result_reply(result.map(|()| json!({})))
+        }
+        (AGENT, "AcceptEula") => {
+            let request: UpdateParameters = parameters(call)?;
+            logged(
+                session,
+                "AcceptEula",
+                request.client_application_id.as_deref(),
+            );
+            let result = match session.require_admin("accept licence terms") {
+                Ok(()) => agent.accept_eula(request.update_id).await,
+                Err(error) => Err(error),
+            };
+            result_reply(result.map(|()| json!({})))
+        }
+        (AGENT, "QueryHistory") => {
+            let request: HistoryParameters = parameters(call)?;
+            result_reply(
+                agent
+                    .query_history(request.start, request.count)
+                    .await
+                    .map(|entries| json!({ "entries": entries })),
+            )
+        }
+        (AGENT, "GetTotalHistoryCount") => {
+            let NoParameters {} = parameters(call)?;
+            result_reply(
+                agent
+                    .history_count()
+                    .await
+                    .map(|count| json!({ "count": count })),
+            )
+        }
+        (AGENT, "ListServices") => {
+            let NoParameters {} = parameters(call)?;
+            result_reply(
+                agent
+                    .services()
+                    .await
+                    .map(|services| json!({ "services": services })),
+            )
+        }
+        (AGENT, "AddScanPackageService") => {
+            let request: AddPackageParameters = parameters(call)?;
+            logged(
+                session,
+                "AddScanPackageService",
+                request.client_application_id.as_deref(),
+            );
+            let result = match session.require_admin("add update services") {
+                Ok(()) => {
+                    agent
+                        .add_scan_package_service(
+                            request.name,
+                            request.path,
+                            &request.public_key,
+                            request.set_default.unwrap_or(false),
+                        )
+                        .await
+                }
+                Err(error) => Err(error),
+            };
+            result_reply(result.map(|(service, sync)| json!({ "service": service, "sync": sync })))
+        }
+        (AGENT, "RemoveService") | (AGENT, "SetDefaultService") => {
+            let request: ServiceParameters = parameters(call)?;
+            logged(session, method, request.client_application_id.as_deref());
+            let Some(service_id) = request.service_id else {
+                return Err(Reply::service_error(
+                    "org.varlink.service.InvalidParameter",
+                    json!({ "parameter": "serviceId" }),
+                ));
+            };
+            let result = match session.require_admin("change update services") {
+                Ok(()) if method == "RemoveService" => agent.remove_service(service_id).await,
+                Ok(()) => agent.set_default_service(service_id).await,
+                Err(error) => Err(error),
+            };
+            result_reply(result.map(|()| json!({})))
+        }
+        (AGENT, "Sync") => {
+            let request: ServiceParameters = parameters(call)?;
+            logged(session, "Sync", request.client_application_id.as_deref());
+            return sync(session, call.more, request.service_id, sink)
+                .await
+                .map_err(|error| {
+                    tracing::debug!("sync reply not delivered: {error}");
+                    Reply::service_error("org.varlink.service.MethodNotImplemented", json!({}))
+                });
+        }
+        (AGENT | SERVICE, _) => Reply::service_error(
+            "org.varlink.service.MethodNotFound",
+            json!({ "method": call.method }),
+        ),
+        _ => Reply::service_error(
+            "org.varlink.service.InterfaceNotFound",
+            json!({ "interface": interface }),
+        ),
+    };
+    Ok(Some(reply))
+}
+
+/// `Sync`: with `more`, a reply per phase as it happens, the last one (not
+/// continued) carrying the last service's result; without, only that one.
+async fn sync(
+    session: &Session,
+    more: bool,
+    service_id: Option<Uuid>,
+    sink: &mut impl ReplySink,
+) -> std::io::Result<Option<Reply>> {
+    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
+    let work = session.agent.sync(service_id, move |phase| {
+        let (name, service, result) = match phase {
+            SyncPhase::Verifying(id) => ("verifying", id, None),
+            SyncPhase::Importing(id) => ("importing", id, None),
+            SyncPhase::Scanning(id) => ("scanning", id, None),
+            SyncPhase::Done(result) => ("done", result.service_id, Some(result.clone())),
+        };
+        // The receiver lives until the work ends; a send cannot fail before.
+        let _ = sender
+            .send(json!({ "progress": { "phase": name, "serviceId": service, "result": result } }));
+    });
+    // Each phase is sent when the next arrives, so the last one can go out
+    // without `continues`.
+    let forward = async {
+        let mut pending = None;
+        while let Some(phase) = receiver.recv().await {
+            if let Some(previous) = pending.replace(phase)
+                && more
+            {
+                sink.send(Reply::Parameters {
+                    json: serde_json::Value::to_string(&previous),
+                    continues: true,
+                })
+                .await?;
+            }
+        }
+        Ok::<_, std::io::Error>(pending)
+    };
+    let (outcome, last) = tokio::join!(work, forward);
+    let last = last?;
+    Ok(Some(match (outcome, last) {
+        (Err(error), _) => Reply::wua_error(&error),
+        (Ok(_), Some(last)) => Reply::of(&last),
+        (Ok(_), None) => Reply::wua_error(&AgentError::new(
+            openwua_model::hresult::WU_E_NO_SERVICE,
+            "no update service is registered",
+        )),
+    }))
+}

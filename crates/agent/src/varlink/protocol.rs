@@ -1,0 +1,171 @@
+//! Varlink's wire format: JSON objects, each ended by a NUL byte.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::error::AgentError;
+
+/// The largest message the agent reads; a bigger one ends the connection.
+pub const MAX_MESSAGE: usize = 16 * 1024 * 1024;
+
+/// A method call.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Call {
+    /// `interface.Method`.
+    pub method: String,
+    /// The parameters object, decoded by the method.
+    #[serde(default)]
+    pub parameters: Option<Box<RawValue>>,
+    /// The caller accepts several replies.
+    #[serde(default)]
+    pub more: bool,
+    /// The caller wants no reply.
+    #[serde(default)]
+    pub oneway: bool,
+    /// The caller asks to switch protocols (not supported).
+    #[serde(default)]
+    pub upgrade: bool,
+}
+
+/// Why reading a message failed.
+#[derive(Debug)]
+pub enum ReadError {
+    /// The peer closed the connection between messages.
+    Closed,
+    /// Longer than [`MAX_MESSAGE`].
+    TooLarge,
+    /// Not a call: bad JSON, not UTF-8, or a cut-off message.
+    Malformed(String),
+    /// The socket failed.
+    Io(std::io::Error),
+}
+
+/// Reads one NUL-terminated call.
+pub async fn read_call(
+    reader: &mut (impl AsyncBufRead + Unpin),
+    buffer: &mut Vec<u8>,
+) -> Result<Call, ReadError> {
+    buffer.clear();
+    loop {
+        let available = reader.fill_buf().await.map_err(ReadError::Io)?;
+        if available.is_empty() {
+            return Err(if buffer.is_empty() {
+                ReadError::Closed
+            } else {
+                ReadError::Malformed("the connection closed in the middle of a message".into())
+            });
+        }
+        let (taken, complete) = match available.iter().position(|&byte| byte == 0) {
+            Some(end) => (end + 1, true),
+            None => (available.len(), false),
+        };
+        let body = if complete {
+            &available[..taken - 1]
+        } else {
+            available
+        };
+        if buffer.len() + body.len() > MAX_MESSAGE {
+            return Err(ReadError::TooLarge);
+        }
+        buffer.extend_from_slice(body);
+        reader.consume(taken);
+        if complete {
+            return serde_json::from_slice(buffer)
+                .map_err(|error| ReadError::Malformed(format!("not a Varlink call: {error}")));
+        }
+    }
+}
+
+/// A reply, encoded once and written as is.
+#[derive(Debug)]
+pub enum Reply {
+    /// Parameters (a JSON object's text); `continues` for all but the last
+    /// reply of a `more` call.
+    Parameters {
+        /// The encoded parameters.
+        json: String,
+        /// More replies follow.
+        continues: bool,
+    },
+    /// An error with its qualified name and parameters.
+    Error {
+        /// `interface.ErrorName`.
+        name: &'static str,
+        /// The encoded parameters.
+        json: String,
+    },
+}
+
+/// `org.openwua.Agent.WuaError`'s parameters.
+#[derive(Debug, Serialize)]
+struct WuaErrorParameters<'a> {
+    hresult: String,
+    name: &'a str,
+    message: &'a str,
+    detail: &'a str,
+}
+
+impl Reply {
+    /// Parameters encoded from a value.
+    pub fn of<T: Serialize>(value: &T) -> Reply {
+        match serde_json::to_string(value) {
+            Ok(json) => Reply::Parameters {
+                json,
+                continues: false,
+            },
+            Err(error) => Reply::wua_error(&AgentError::new(
+                openwua_model::hresult::WU_E_UNEXPECTED,
+                format!("encoding the reply: {error}"),
+            )),
+        }
+    }
+
+    /// The agent's error reply, with the code's name and advice.
+    pub fn wua_error(error: &AgentError) -> Reply {
+        let info = error.hresult.info();
+        let parameters = WuaErrorParameters {
+            hresult: format!("{:#}", error.hresult),
+            name: info.map_or("", |info| info.name),
+            message: info.map_or("", |info| info.message),
+            detail: &error.detail,
+        };
+        Reply::Error {
+            name: "org.openwua.Agent.WuaError",
+            json: serde_json::to_string(&parameters).unwrap_or_else(|_| "{}".to_owned()),
+        }
+    }
+
+    /// One of the standard `org.varlink.service` errors.
+    pub fn service_error(name: &'static str, parameters: serde_json::Value) -> Reply {
+        Reply::Error {
+            name,
+            json: parameters.to_string(),
+        }
+    }
+
+    /// Writes the reply and its NUL.
+    pub async fn write(&self, writer: &mut (impl AsyncWrite + Unpin)) -> std::io::Result<()> {
+        let mut message = Vec::new();
+        match self {
+            Reply::Parameters { json, continues } => {
+                message.reserve(json.len() + 32);
+                message.extend_from_slice(br#"{"parameters":"#);
+                message.extend_from_slice(json.as_bytes());
+                if *continues {
+                    message.extend_from_slice(br#","continues":true"#);
+                }
+            }
+            Reply::Error { name, json } => {
+                message.extend_from_slice(br#"{"error":""#);
+                message.extend_from_slice(name.as_bytes());
+                message.extend_from_slice(br#"","parameters":"#);
+                message.extend_from_slice(json.as_bytes());
+            }
+        }
+        message.extend_from_slice(b"}\0");
+        writer.write_all(&message).await?;
+        writer.flush().await
+    }
+}

@@ -1,0 +1,284 @@
+//! Shared test fixtures: a real `wua-agent` process on a real socket, a raw
+//! Varlink client, and signed scan packages built on the fly.
+
+#![allow(dead_code)] // Each test binary uses a different part.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use jiff::{SignedDuration, Timestamp};
+use openwua_catalog::package;
+use openwua_catalog::revision::{Applicability, Handler, Revision};
+use openwua_catalog::signing::SecretKey;
+use openwua_catalog::snapshot::{FORMAT_VERSION, Snapshot};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+pub const SERVICE_ID: &str = "6e1b4c1e-0000-4000-8000-000000000001";
+
+/// A `wua-agent` process with its own state directory and socket.
+pub struct AgentProcess {
+    pub dir: tempfile::TempDir,
+    pub child: Child,
+    pub extra_args: Vec<String>,
+}
+
+impl AgentProcess {
+    pub fn start(extra_args: &[&str]) -> AgentProcess {
+        let dir = tempfile::tempdir().unwrap();
+        let extra_args: Vec<String> = extra_args.iter().map(|arg| arg.to_string()).collect();
+        let child = spawn(dir.path(), &extra_args);
+        let agent = AgentProcess {
+            dir,
+            child,
+            extra_args,
+        };
+        agent.wait_ready();
+        agent
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("agent.sock")
+    }
+
+    pub fn store(&self) -> PathBuf {
+        self.dir.path().join("state/agent.db")
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if UnixStream::connect(self.socket()).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("wua-agent did not open {}", self.socket().display());
+    }
+
+    /// SIGKILL, then start again on the same state.
+    pub fn kill_and_restart(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        self.child = spawn(self.dir.path(), &self.extra_args);
+        self.wait_ready();
+    }
+
+    pub fn client(&self) -> Client {
+        Client::connect(&self.socket())
+    }
+
+    pub fn call(&self, method: &str, parameters: Value) -> Result<Value, Value> {
+        self.client().call(method, parameters)
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(dir: &Path, extra_args: &[String]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_wua-agent"))
+        .arg("--config")
+        .arg(write_config(dir))
+        .args(extra_args)
+        .env("WUA_AGENT_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn write_config(dir: &Path) -> PathBuf {
+    let path = dir.join("agent.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "state_dir = {:?}\ncache_dir = {:?}\nsocket = {:?}\n",
+            dir.join("state"),
+            dir.join("cache"),
+            dir.join("agent.sock")
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// A raw Varlink client: one call at a time, replies as JSON.
+pub struct Client {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+}
+
+impl Client {
+    pub fn connect(socket: &Path) -> Client {
+        let stream = UnixStream::connect(socket).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        Client {
+            reader: BufReader::new(stream.try_clone().unwrap()),
+            writer: stream,
+        }
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).unwrap();
+    }
+
+    pub fn try_send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.writer.write_all(bytes)
+    }
+
+    /// The next reply, or None when the agent closed the connection.
+    pub fn read_reply(&mut self) -> Option<Value> {
+        let mut buffer = Vec::new();
+        let read = self.reader.read_until(0, &mut buffer).ok()?;
+        if read == 0 || buffer.last() != Some(&0) {
+            return None;
+        }
+        buffer.pop();
+        Some(serde_json::from_slice(&buffer).unwrap())
+    }
+
+    /// Parameters on success; the whole error reply on failure.
+    pub fn call(&mut self, method: &str, parameters: Value) -> Result<Value, Value> {
+        let message = json!({ "method": method, "parameters": parameters });
+        let mut bytes = serde_json::to_vec(&message).unwrap();
+        bytes.push(0);
+        self.send_raw(&bytes);
+        let reply = self.read_reply().expect("the agent closed the connection");
+        if reply.get("error").is_some() {
+            Err(reply)
+        } else {
+            Ok(reply["parameters"].clone())
+        }
+    }
+
+    /// A `more` call's replies, in order.
+    pub fn call_more(&mut self, method: &str, parameters: Value) -> Vec<Value> {
+        let message = json!({ "method": method, "parameters": parameters, "more": true });
+        let mut bytes = serde_json::to_vec(&message).unwrap();
+        bytes.push(0);
+        self.send_raw(&bytes);
+        let mut replies = Vec::new();
+        loop {
+            let reply = self.read_reply().expect("the agent closed the connection");
+            let continues = reply["continues"] == json!(true);
+            replies.push(reply);
+            if !continues {
+                return replies;
+            }
+        }
+    }
+}
+
+/// The HRESULT name of an error reply.
+pub fn error_name(reply: &Value) -> &str {
+    reply["parameters"]["name"].as_str().unwrap_or_default()
+}
+
+/// An update revision with the given id, title and rules.
+pub fn revision(id: u128, title: &str, applicability: Applicability, extra: Value) -> Revision {
+    let mut update = json!({
+        "identity": { "updateId": Uuid::from_u128(id), "revisionNumber": 1 },
+        "title": title,
+        "type": "Software",
+        "deploymentAction": "Installation",
+    });
+    if let (Some(update), Some(extra)) = (update.as_object_mut(), extra.as_object()) {
+        for (key, value) in extra {
+            update.insert(key.clone(), value.clone());
+        }
+    }
+    Revision {
+        update: serde_json::from_value(update).unwrap(),
+        applicability,
+        handler: Handler::Command {
+            program: "install.sh".into(),
+            args: vec![],
+            uninstall: None,
+            exit_codes: Default::default(),
+            timeout_seconds: None,
+        },
+        content: vec![],
+    }
+}
+
+pub fn snapshot(version: u64, revisions: Vec<Revision>) -> Snapshot {
+    let created = Timestamp::now();
+    Snapshot {
+        format: FORMAT_VERSION,
+        service_id: SERVICE_ID.parse().unwrap(),
+        service_name: "Test service".into(),
+        version,
+        created,
+        expires: created + SignedDuration::from_hours(24),
+        revisions,
+    }
+}
+
+/// A signing key and its public text.
+pub fn key() -> (SecretKey, String) {
+    let key = SecretKey::generate().unwrap();
+    let public = key.public_key().to_string();
+    (key, public)
+}
+
+pub fn write(snapshot: &Snapshot, key: &SecretKey, path: &Path) {
+    package::write_package(snapshot, &[], key, path).unwrap();
+}
+
+/// Registers `path` as a scan-package service.
+pub fn add_package(agent: &AgentProcess, path: &Path, public_key: &str) -> Result<Value, Value> {
+    agent.call(
+        "org.openwua.Agent.AddScanPackageService",
+        json!({ "path": path, "publicKey": public_key }),
+    )
+}
+
+pub fn search(agent: &AgentProcess, criteria: &str, options: Value) -> Result<Value, Value> {
+    agent
+        .call(
+            "org.openwua.Agent.Search",
+            json!({ "criteria": criteria, "options": options }),
+        )
+        .map(|parameters| parameters["result"].clone())
+}
+
+/// The titles a search returns, sorted.
+pub fn titles(result: &Value) -> Vec<String> {
+    let mut titles: Vec<String> = result["updates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["update"]["title"].as_str().unwrap().to_owned())
+        .collect();
+    titles.sort();
+    titles
+}
+
+/// Every file of the store, for byte-for-byte comparisons.
+pub fn store_bytes(agent: &AgentProcess) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(agent.dir.path().join("state"))
+        .unwrap()
+        .map(|entry| {
+            let entry = entry.unwrap();
+            (
+                entry.file_name().to_string_lossy().into_owned(),
+                std::fs::read(entry.path()).unwrap(),
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}

@@ -1,0 +1,211 @@
+//! Registering scan packages, syncing them, and refusing bad ones without
+//! changing the store.
+
+mod common;
+
+use common::*;
+use openwua_catalog::revision::Applicability;
+use serde_json::json;
+
+fn updates(count: u128) -> Vec<openwua_catalog::revision::Revision> {
+    (1..=count)
+        .map(|id| {
+            revision(
+                id,
+                &format!("Update {id:03}"),
+                Applicability::default(),
+                json!({}),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_registered_package_is_searchable_and_listed() {
+    let agent = AgentProcess::start(&[]);
+    let (key, public) = key();
+    let package = agent.dir.path().join("service.owpkg");
+    write(&snapshot(1, updates(3)), &key, &package);
+
+    let added = add_package(&agent, &package, &public).unwrap();
+    assert_eq!(added["sync"]["added"], 3);
+    assert_eq!(added["service"]["isDefault"], true);
+
+    let result = search(&agent, "", json!({})).unwrap();
+    assert_eq!(result["resultCode"], "Succeeded");
+    assert_eq!(titles(&result), ["Update 001", "Update 002", "Update 003"]);
+
+    let services = agent
+        .call("org.openwua.Agent.ListServices", json!({}))
+        .unwrap();
+    assert_eq!(services["services"][0]["catalogVersion"], 1);
+    assert_eq!(services["services"][0]["updateCount"], 3);
+}
+
+#[test]
+fn sync_imports_only_what_changed() {
+    let agent = AgentProcess::start(&[]);
+    let (key, public) = key();
+    let package = agent.dir.path().join("service.owpkg");
+    write(&snapshot(1, updates(4)), &key, &package);
+    add_package(&agent, &package, &public).unwrap();
+
+    let mut next = updates(3);
+    next[0].update.title = "Update 001, revised".into();
+    next[0].update.identity.revision_number = 2;
+    next.push(revision(
+        9,
+        "Update 009",
+        Applicability::default(),
+        json!({}),
+    ));
+    write(&snapshot(2, next), &key, &package);
+
+    let replies = agent
+        .client()
+        .call_more("org.openwua.Agent.Sync", json!({}));
+    let phases: Vec<&str> = replies
+        .iter()
+        .map(|reply| reply["parameters"]["progress"]["phase"].as_str().unwrap())
+        .collect();
+    assert_eq!(phases, ["verifying", "importing", "scanning", "done"]);
+    let result = &replies[3]["parameters"]["progress"]["result"];
+    assert_eq!(
+        (
+            &result["added"],
+            &result["changed"],
+            &result["removed"],
+            &result["unchanged"]
+        ),
+        (&json!(1), &json!(1), &json!(1), &json!(2))
+    );
+    assert_eq!(result["previousVersion"], 1);
+    assert_eq!(result["version"], 2);
+}
+
+#[test]
+fn bad_packages_are_refused_and_change_nothing() {
+    let agent = AgentProcess::start(&[]);
+    let (key, public) = key();
+    let package = agent.dir.path().join("service.owpkg");
+    write(&snapshot(5, updates(3)), &key, &package);
+    add_package(&agent, &package, &public).unwrap();
+    let good = std::fs::read(&package).unwrap();
+    let before = store_bytes(&agent);
+
+    let sync = |bytes: &[u8]| {
+        std::fs::write(&package, bytes).unwrap();
+        agent
+            .call("org.openwua.Agent.Sync", json!({}))
+            .expect_err("the sync should be refused")
+    };
+
+    // Tampered: one byte flipped in the middle.
+    let mut tampered = good.clone();
+    let middle = tampered.len() / 2;
+    tampered[middle] ^= 0x40;
+    let refusal = sync(&tampered);
+    assert!(
+        ["WU_E_OL_INVALID_SCANFILE", "WU_E_METADATA_BAD_SIGNATURE"].contains(&error_name(&refusal)),
+        "{refusal}"
+    );
+
+    // Signed by another key.
+    let (other_key, _) = common::key();
+    let other = agent.dir.path().join("other.owpkg");
+    write(&snapshot(6, updates(3)), &other_key, &other);
+    assert_eq!(
+        error_name(&sync(&std::fs::read(&other).unwrap())),
+        "WU_E_METADATA_BAD_SIGNATURE"
+    );
+
+    // Rolled back: an older version, correctly signed.
+    write(&snapshot(4, updates(1)), &key, &other);
+    let refusal = sync(&std::fs::read(&other).unwrap());
+    assert_eq!(
+        error_name(&refusal),
+        "WU_E_METADATA_TIMESTAMP_TOKEN_VALIDITY_WINDOW"
+    );
+    assert!(
+        refusal["parameters"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("rollback")
+    );
+
+    // Expired, correctly signed and newer.
+    let mut expired = snapshot(7, updates(1));
+    expired.created = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(48);
+    expired.expires = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1);
+    write(&expired, &key, &other);
+    let refusal = sync(&std::fs::read(&other).unwrap());
+    assert_eq!(
+        error_name(&refusal),
+        "WU_E_METADATA_TIMESTAMP_TOKEN_VALIDITY_WINDOW"
+    );
+
+    // Truncated at several lengths, and empty.
+    for length in [0, 10, good.len() / 3, good.len() - 1] {
+        assert_eq!(
+            error_name(&sync(&good[..length])),
+            "WU_E_OL_INVALID_SCANFILE",
+            "cut at {length}"
+        );
+    }
+
+    assert!(
+        before == store_bytes(&agent),
+        "a refused sync changed the store"
+    );
+    let result = search(&agent, "", json!({})).unwrap();
+    assert_eq!(titles(&result).len(), 3);
+}
+
+#[test]
+fn a_refused_first_package_registers_nothing() {
+    let agent = AgentProcess::start(&[]);
+    let (key, _) = key();
+    let (_, wrong_public) = common::key();
+    let package = agent.dir.path().join("service.owpkg");
+    write(&snapshot(1, updates(2)), &key, &package);
+    let refusal = add_package(&agent, &package, &wrong_public).unwrap_err();
+    assert_eq!(error_name(&refusal), "WU_E_METADATA_BAD_SIGNATURE");
+    let services = agent
+        .call("org.openwua.Agent.ListServices", json!({}))
+        .unwrap();
+    assert_eq!(services["services"], json!([]));
+    let refusal = search(&agent, "", json!({})).unwrap_err();
+    assert_eq!(error_name(&refusal), "WU_E_NO_SERVICE");
+}
+
+#[test]
+fn sigkill_during_a_sync_keeps_the_previous_catalog() {
+    let mut agent = AgentProcess::start(&[]);
+    let (key, public) = key();
+    let package = agent.dir.path().join("service.owpkg");
+    write(&snapshot(1, updates(10)), &key, &package);
+    add_package(&agent, &package, &public).unwrap();
+
+    // A big catalog, so the import is still running when the kill lands.
+    write(&snapshot(2, updates(60_000)), &key, &package);
+    let socket = agent.socket();
+    let syncing = std::thread::spawn(move || {
+        let _ = common::Client::connect(&socket).call("org.openwua.Agent.Sync", json!({}));
+    });
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    agent.kill_and_restart();
+    let _ = syncing.join();
+
+    let services = agent
+        .call("org.openwua.Agent.ListServices", json!({}))
+        .unwrap();
+    let version = services["services"][0]["catalogVersion"].as_u64().unwrap();
+    let count = services["services"][0]["updateCount"].as_u64().unwrap();
+    // Either the sync committed before the kill, or nothing of it did.
+    assert!(
+        (version, count) == (1, 10) || (version, count) == (2, 60_000),
+        "half a sync survived: version {version}, {count} updates"
+    );
+    let found = titles(&search(&agent, "", json!({})).unwrap()).len() as u64;
+    assert_eq!(found, count);
+}

@@ -1,0 +1,226 @@
+//! The Varlink protocol as clients see it: introspection, errors, bad
+//! messages that harm only their own connection, and authorization.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+
+#[test]
+fn introspection_serves_the_committed_interface_file() {
+    let agent = AgentProcess::start(&[]);
+    let info = agent
+        .call("org.varlink.service.GetInfo", json!({}))
+        .unwrap();
+    assert_eq!(
+        info["interfaces"],
+        json!(["org.varlink.service", "org.openwua.Agent"])
+    );
+    let description = agent
+        .call(
+            "org.varlink.service.GetInterfaceDescription",
+            json!({ "interface": "org.openwua.Agent" }),
+        )
+        .unwrap();
+    assert_eq!(
+        description["description"].as_str().unwrap(),
+        include_str!("../src/varlink/org.openwua.Agent.varlink")
+    );
+    let missing = agent
+        .call(
+            "org.varlink.service.GetInterfaceDescription",
+            json!({ "interface": "com.example.Nope" }),
+        )
+        .unwrap_err();
+    assert_eq!(missing["error"], "org.varlink.service.InterfaceNotFound");
+    let info = agent
+        .call("org.openwua.Agent.GetAgentInfo", json!({}))
+        .unwrap();
+    assert_eq!(info["info"]["protocolVersion"], 1);
+}
+
+#[test]
+fn errors_carry_the_hresult_its_name_and_advice() {
+    let agent = AgentProcess::start(&[]);
+    let refusal = search(&agent, "IsInstalled=2", json!({})).unwrap_err();
+    assert_eq!(refusal["error"], "org.openwua.Agent.WuaError");
+    assert_eq!(refusal["parameters"]["hresult"], "0x80240032");
+    assert_eq!(refusal["parameters"]["name"], "WU_E_INVALID_CRITERIA");
+    assert!(
+        !refusal["parameters"]["message"]
+            .as_str()
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        refusal["parameters"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("byte")
+    );
+
+    let unknown = agent
+        .call("org.openwua.Agent.Frobnicate", json!({}))
+        .unwrap_err();
+    assert_eq!(unknown["error"], "org.varlink.service.MethodNotFound");
+    let bad = agent
+        .call("org.openwua.Agent.Search", json!({ "criteria": 5 }))
+        .unwrap_err();
+    assert_eq!(bad["error"], "org.varlink.service.InvalidParameter");
+    let history = agent
+        .call(
+            "org.openwua.Agent.QueryHistory",
+            json!({ "start": 0, "count": 0 }),
+        )
+        .unwrap_err();
+    assert_eq!(error_name(&history), "WU_E_INVALIDINDEX");
+}
+
+#[test]
+fn malformed_and_oversized_messages_end_only_their_connection() {
+    let agent = AgentProcess::start(&[]);
+    let mut bystander = agent.client();
+    bystander
+        .call("org.openwua.Agent.GetAgentInfo", json!({}))
+        .unwrap();
+
+    let mut garbage = agent.client();
+    garbage.send_raw(b"{\"method\": nonsense\0");
+    let reply = garbage.read_reply().unwrap();
+    assert_eq!(error_name(&reply), "E_INVALIDARG");
+    assert!(
+        garbage.read_reply().is_none(),
+        "the connection should close"
+    );
+
+    let mut huge = agent.client();
+    // The agent refuses once 16 MiB have arrived and closes the connection,
+    // so the end of this write may fail.
+    let _ = huge.try_send_raw(&vec![b' '; 17 * 1024 * 1024]);
+    if let Some(reply) = huge.read_reply() {
+        assert_eq!(error_name(&reply), "E_INVALIDARG");
+    }
+
+    let mut not_utf8 = agent.client();
+    not_utf8.send_raw(b"\xff\xfe\0");
+    assert_eq!(error_name(&not_utf8.read_reply().unwrap()), "E_INVALIDARG");
+
+    // The first connection never noticed.
+    bystander
+        .call("org.openwua.Agent.GetAgentInfo", json!({}))
+        .unwrap();
+    agent
+        .call("org.openwua.Agent.GetSystemInfo", json!({}))
+        .unwrap();
+}
+
+#[test]
+fn oneway_calls_get_no_reply() {
+    let agent = AgentProcess::start(&[]);
+    let mut client = agent.client();
+    client.send_raw(b"{\"method\":\"org.openwua.Agent.GetAgentInfo\",\"oneway\":true}\0");
+    let info = client
+        .call("org.openwua.Agent.GetSystemInfo", json!({}))
+        .unwrap();
+    assert_eq!(info["info"]["protocolVersion"], 1);
+}
+
+#[test]
+fn a_non_root_caller_may_search_but_not_hide() {
+    if !is_root() {
+        eprintln!(
+            "SKIPPED a_non_root_caller_may_search_but_not_hide: needs root to create a throwaway user"
+        );
+        return;
+    }
+    let user = ThrowawayUser::create("owua-search");
+    let agent = AgentProcess::start(&[]);
+    // tempfile makes 0700 directories; the user must reach the socket.
+    std::fs::set_permissions(
+        agent.dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let (key, public) = key();
+    let package = agent.dir.path().join("p.owpkg");
+    let update = revision(7, "Seven", Default::default(), json!({}));
+    write(&snapshot(1, vec![update]), &key, &package);
+    add_package(&agent, &package, &public).unwrap();
+
+    let script = r#"
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+def call(method, parameters):
+    s.sendall(json.dumps({"method": method, "parameters": parameters}).encode() + b"\0")
+    data = b""
+    while not data.endswith(b"\0"):
+        data += s.recv(65536)
+    return json.loads(data[:-1])
+search = call("org.openwua.Agent.Search", {"criteria": ""})
+hide = call("org.openwua.Agent.SetHidden", {"updateIds": [sys.argv[2]], "hidden": True})
+print(json.dumps({"search": search, "hide": hide}))
+"#;
+    let output = std::process::Command::new("runuser")
+        .args(["-u", &user.name, "--", "python3", "-c", script])
+        .arg(agent.socket())
+        .arg(uuid::Uuid::from_u128(7).to_string())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let replies: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        replies["search"]["parameters"]["result"]["updates"][0]["update"]["title"],
+        "Seven"
+    );
+    assert_eq!(replies["hide"]["error"], "org.openwua.Agent.WuaError");
+    assert_eq!(replies["hide"]["parameters"]["name"], "E_ACCESSDENIED");
+    assert_eq!(replies["hide"]["parameters"]["hresult"], "0x80070005");
+
+    // Root may, and the update is then hidden.
+    agent
+        .call(
+            "org.openwua.Agent.SetHidden",
+            json!({ "updateIds": [uuid::Uuid::from_u128(7)], "hidden": true }),
+        )
+        .unwrap();
+    assert_eq!(titles(&search(&agent, "", json!({})).unwrap()).len(), 0);
+    assert_eq!(
+        titles(&search(&agent, "IsHidden=1", json!({})).unwrap()),
+        ["Seven"]
+    );
+}
+
+/// A system user that exists for one test.
+struct ThrowawayUser {
+    name: String,
+}
+
+impl ThrowawayUser {
+    fn create(prefix: &str) -> ThrowawayUser {
+        let name = format!("{prefix}{}", std::process::id() % 100_000);
+        let status = std::process::Command::new("useradd")
+            .args([
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                &name,
+            ])
+            .status()
+            .unwrap();
+        assert!(status.success(), "useradd {name} failed");
+        ThrowawayUser { name }
+    }
+}
+
+impl Drop for ThrowawayUser {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("userdel")
+            .arg(&self.name)
+            .status();
+    }
+}
