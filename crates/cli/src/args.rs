@@ -1,13 +1,22 @@
 //! The command line, as clap reads it. The doc comments are the help text.
 
 use std::ffi::OsString;
+use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use uuid::Uuid;
 
 /// OpenWUA: the Windows Update Agent for Linux.
 #[derive(Debug, Parser)]
 #[command(name = "wua", version, about, propagate_version = true)]
 pub struct Args {
+    /// The agent's socket [default: $OPENWUA_SOCKET, else
+    /// /run/openwua/agent.sock].
+    #[arg(long, global = true, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Run an agent inside wua instead of connecting to wua-agent.
+    #[arg(long, global = true, conflicts_with = "socket")]
+    pub embedded: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -29,6 +38,151 @@ pub enum Command {
         #[command(subcommand)]
         command: CriteriaCommand,
     },
+    /// Search for updates with WUA criteria.
+    Search(SearchArgs),
+    /// Show everything about one update.
+    Show {
+        /// The update's UpdateID.
+        #[arg(value_name = "UPDATE-ID")]
+        id: Uuid,
+        /// Print the update and its state as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Hide updates from default searches (needs an administrator).
+    Hide {
+        /// The updates' UpdateIDs.
+        #[arg(required = true, value_name = "UPDATE-ID")]
+        ids: Vec<Uuid>,
+    },
+    /// Show hidden updates in default searches again (needs an administrator).
+    Unhide {
+        /// The updates' UpdateIDs.
+        #[arg(required = true, value_name = "UPDATE-ID")]
+        ids: Vec<Uuid>,
+    },
+    /// Read or accept an update's licence terms (EULA).
+    Eula {
+        #[command(subcommand)]
+        command: EulaCommand,
+    },
+    /// The machine's update history, newest first.
+    History(HistoryArgs),
+    /// The update services the agent syncs from.
+    Services {
+        #[command(subcommand)]
+        command: ServicesCommand,
+    },
+    /// Sync update services' catalogs and rescan the machine.
+    Sync {
+        /// Sync only this service [default: all].
+        #[arg(long, value_name = "SERVICE-ID")]
+        service: Option<Uuid>,
+    },
+    /// The agent, the machine's update state and the services.
+    Status {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SearchArgs {
+    /// WUA search criteria, e.g. "IsInstalled=0 and Type='Software'".
+    #[arg(
+        value_name = "CRITERIA",
+        default_value = "IsInstalled=0 and IsHidden=0",
+        allow_hyphen_values = true
+    )]
+    pub criteria: OsString,
+    /// Print the search result as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Search this service instead of the default one.
+    #[arg(long, value_name = "SERVICE-ID")]
+    pub service: Option<Uuid>,
+    /// Sync with the service before searching.
+    #[arg(long)]
+    pub online: bool,
+    /// Keep updates that a newer applicable update replaces.
+    #[arg(long)]
+    pub include_superseded: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EulaCommand {
+    /// Print an update's licence terms.
+    Show {
+        /// The update's UpdateID.
+        #[arg(value_name = "UPDATE-ID")]
+        id: Uuid,
+    },
+    /// Accept an update's licence terms (needs an administrator).
+    Accept {
+        /// The update's UpdateID.
+        #[arg(value_name = "UPDATE-ID")]
+        id: Uuid,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct HistoryArgs {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Skip this many of the newest entries.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub start: u64,
+    /// Show at most this many entries [default: all].
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServicesCommand {
+    /// List the registered update services.
+    List {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Register an offline scan package as a service and sync it (needs an
+    /// administrator).
+    AddPackage(AddPackageArgs),
+    /// Unregister a service (needs an administrator).
+    Remove {
+        /// The service's ServiceID.
+        #[arg(value_name = "SERVICE-ID")]
+        id: Uuid,
+    },
+    /// Make a service the default one, searched when none is named (needs
+    /// an administrator).
+    Default {
+        /// The service's ServiceID.
+        #[arg(value_name = "SERVICE-ID")]
+        id: Uuid,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AddPackageArgs {
+    /// The scan package file.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// The key that signs the package: ed25519:<hex>, or a .pub file
+    /// holding it.
+    #[arg(long, value_name = "KEY|FILE")]
+    pub pubkey: OsString,
+    /// The service's name [default: the agent's choice].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Make it the default service.
+    #[arg(long)]
+    pub default: bool,
+    /// Print the service and its first sync as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -96,8 +96,8 @@ pub fn run(criteria: &OsStr, json: bool, out: &mut dyn Write) -> anyhow::Result<
 }
 
 /// The error, then the line it is on (cut to a window around it) with a
-/// caret under the offending character.
-fn render_error(bytes: &[u8], error: &ParseCriteriaError) -> String {
+/// caret under the offending character. `wua search` shows it too.
+pub fn render_error(bytes: &[u8], error: &ParseCriteriaError) -> String {
     let offset = error.offset().min(bytes.len());
     let line_start = bytes[..offset]
         .iter()

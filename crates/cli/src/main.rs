@@ -1,9 +1,20 @@
 //! `wua`: the command line of OpenWUA. This file is a shim: it parses the
 //! arguments, runs one command and maps its outcome to an exit status.
 
+mod agent;
 mod args;
 mod criteria_check;
+mod embedded;
+mod eula;
 mod explain;
+mod hide;
+mod history;
+mod search;
+mod services;
+mod show;
+mod status;
+mod sync;
+mod table;
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -20,6 +31,8 @@ mod exit {
     pub const INVALID: u8 = 1;
     /// The command could not run (bad arguments, I/O errors).
     pub const ERROR: u8 = 2;
+    /// The agent refused the caller: run it as root or as an authorized user.
+    pub const DENIED: u8 = 3;
 }
 
 fn main() -> ExitCode {
@@ -36,11 +49,24 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<u8> {
+    let agent = agent::Target {
+        socket: args.socket,
+        embedded: args.embedded,
+    };
     let status = match args.command {
         Command::Explain { codes, json } => explain::run(&codes, json, out)?,
         Command::Criteria {
             command: CriteriaCommand::Check { criteria, json },
         } => criteria_check::run(&criteria, json, out)?,
+        Command::Search(search) => search::run(&agent, &search, out)?,
+        Command::Show { id, json } => show::run(&agent, id, json, out)?,
+        Command::Hide { ids } => hide::run(&agent, &ids, true, out)?,
+        Command::Unhide { ids } => hide::run(&agent, &ids, false, out)?,
+        Command::Eula { command } => eula::run(&agent, command, out)?,
+        Command::History(history) => history::run(&agent, &history, out)?,
+        Command::Services { command } => services::run(&agent, command, out)?,
+        Command::Sync { service } => sync::run(&agent, service, out)?,
+        Command::Status { json } => status::run(&agent, json, out)?,
     };
     out.flush()?;
     Ok(status)

@@ -177,3 +177,83 @@ fn a_closed_pipe_ends_output_quietly() {
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(stderr(&output), "");
 }
+
+/// `wua` with one more environment variable than [`wua`] leaves it.
+fn wua_with_socket<I, S>(socket: &std::path::Path, args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    Command::new(env!("CARGO_BIN_EXE_wua"))
+        .args(args)
+        .env_clear()
+        .env("OPENWUA_SOCKET", socket)
+        .output()
+        .expect("wua runs")
+}
+
+/// A socket path nothing listens on.
+fn missing_socket(name: &str) -> std::path::PathBuf {
+    let socket = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_file(&socket);
+    socket
+}
+
+#[test]
+fn search_without_an_agent_says_how_to_reach_one() {
+    let socket = missing_socket("no-agent-search.sock");
+    let output = wua_with_socket(&socket, ["search"]);
+    assert_eq!(output.status.code(), Some(2));
+    let text = stderr(&output);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with("wua: 0x80240001 WU_E_NO_SERVICE: "),
+        "{text}"
+    );
+    assert!(
+        lines[1].contains(&*socket.to_string_lossy()),
+        "the socket tried is named: {text}"
+    );
+    assert!(
+        lines[2].starts_with("  hint: start wua-agent") && lines[2].contains("--embedded"),
+        "{text}"
+    );
+    assert_eq!(stdout(&output), "");
+}
+
+#[test]
+fn the_socket_option_beats_the_environment() {
+    let from_environment = missing_socket("no-agent-environment.sock");
+    let from_option = missing_socket("no-agent-option.sock");
+    let output = wua_with_socket(
+        &from_environment,
+        [
+            OsStr::new("status"),
+            OsStr::new("--socket"),
+            from_option.as_os_str(),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(2));
+    let text = stderr(&output);
+    assert!(text.contains("no-agent-option.sock"), "{text}");
+    assert!(!text.contains("no-agent-environment.sock"), "{text}");
+}
+
+#[test]
+fn search_checks_the_criteria_before_connecting() {
+    let socket = missing_socket("no-agent-criteria.sock");
+    let output = wua_with_socket(&socket, ["search", "bad criteria ("]);
+    assert_eq!(output.status.code(), Some(1));
+    let text = stderr(&output);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with("wua: 0x80240032 WU_E_INVALID_CRITERIA: at byte 0: "),
+        "{text}"
+    );
+    assert_eq!(lines[1], "  bad criteria (");
+    assert_eq!(lines[2], "  ^");
+    assert!(
+        !text.contains("WU_E_NO_SERVICE"),
+        "no agent was asked: {text}"
+    );
+}

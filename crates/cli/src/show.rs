@@ -1,0 +1,169 @@
+//! `wua show`: everything the agent knows about one update.
+
+use std::io::Write;
+
+use openwua_model::search::UpdateEntry;
+use openwua_model::update::InstallationBehavior;
+use uuid::Uuid;
+
+use crate::agent::Target;
+use crate::exit;
+use crate::table;
+
+pub fn run(agent: &Target, id: Uuid, json: bool, out: &mut dyn Write) -> anyhow::Result<u8> {
+    agent.run(|session| {
+        let entry = session.get_update(id)?;
+        if json {
+            serde_json::to_writer_pretty(&mut *out, &entry)?;
+            writeln!(out)?;
+        } else {
+            write_text(&entry, out)?;
+        }
+        Ok(exit::SUCCESS)
+    })
+}
+
+fn write_text(entry: &UpdateEntry, out: &mut dyn Write) -> std::io::Result<()> {
+    let update = &entry.update;
+    let state = &entry.state;
+    let mut field = |name: &str, value: &str| writeln!(out, "{name:<18}{value}");
+
+    field("Title", &update.title)?;
+    field("Update ID", &update.identity.update_id.to_string())?;
+    field("Revision", &update.identity.revision_number.to_string())?;
+    field("Service", &entry.service_id.to_string())?;
+    field("Type", &format!("{:?}", update.update_type))?;
+    field("Deployment", &format!("{:?}", update.deployment_action))?;
+    let kbs: Vec<String> = update
+        .kb_article_ids
+        .iter()
+        .map(|kb| format!("KB{kb}"))
+        .collect();
+    field("KB articles", &list(&kbs))?;
+    field(
+        "Severity",
+        &update
+            .msrc_severity
+            .map_or_else(|| "-".to_owned(), |severity| format!("{severity:?}")),
+    )?;
+    field("CVEs", &list(&update.cve_ids))?;
+    field("Bulletins", &list(&update.security_bulletin_ids))?;
+    let categories: Vec<String> = update
+        .categories
+        .iter()
+        .map(|category| format!("{} ({})", category.name, category.category_type))
+        .collect();
+    field("Categories", &list(&categories))?;
+    field("Support URL", update.support_url.as_deref().unwrap_or("-"))?;
+    field(
+        "Release notes",
+        update.release_notes.as_deref().unwrap_or("-"),
+    )?;
+    field(
+        "Deadline",
+        &update.deadline.map_or_else(
+            || "-".to_owned(),
+            |deadline| format!("{} UTC", table::time(deadline)),
+        ),
+    )?;
+    field("Mandatory", yes_no(update.is_mandatory))?;
+    field("Browse only", yes_no(update.browse_only))?;
+    field("Auto-select", yes_no(update.auto_select_on_web_sites))?;
+    let superseded: Vec<String> = update
+        .superseded_update_ids
+        .iter()
+        .map(Uuid::to_string)
+        .collect();
+    field("Supersedes", &list(&superseded))?;
+    let bundled: Vec<String> = update
+        .bundled_updates
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    field("Bundles", &list(&bundled))?;
+    field("Installation", &behavior(&update.installation_behavior))?;
+    field(
+        "Uninstallation",
+        &update
+            .uninstallation_behavior
+            .as_ref()
+            .map_or_else(|| "not supported".to_owned(), behavior),
+    )?;
+    field(
+        "Download size",
+        &format!(
+            "{} to {}",
+            table::size(update.min_download_size),
+            table::size(update.max_download_size)
+        ),
+    )?;
+    let eula = match (&update.eula_text, state.eula_accepted) {
+        (None, _) => "none".to_owned(),
+        (Some(_), true) => "accepted".to_owned(),
+        (Some(_), false) => format!(
+            "to accept: `wua eula show {0}`, then `wua eula accept {0}`",
+            update.identity.update_id
+        ),
+    };
+    field("Licence terms", &eula)?;
+    let facts = [
+        (state.is_installed, "installed"),
+        (state.is_present, "present"),
+        (state.is_downloaded, "downloaded"),
+        (state.is_hidden, "hidden"),
+        (state.is_assigned, "assigned"),
+        (state.reboot_required, "restart pending"),
+    ];
+    let held: Vec<String> = facts
+        .iter()
+        .filter(|(holds, _)| *holds)
+        .map(|(_, name)| (*name).to_owned())
+        .collect();
+    field("State", &list(&held))?;
+
+    writeln!(out, "Files")?;
+    if update.download_contents.is_empty() {
+        writeln!(out, "  -")?;
+    }
+    for file in &update.download_contents {
+        writeln!(out, "  {}  {}", file.file_name, table::size(file.size))?;
+        writeln!(out, "    sha256 {}", file.sha256)?;
+    }
+    if !update.description.is_empty() {
+        writeln!(out, "Description")?;
+        for line in update.description.lines() {
+            writeln!(out, "  {line}")?;
+        }
+    }
+    Ok(())
+}
+
+fn behavior(behavior: &InstallationBehavior) -> String {
+    format!(
+        "{:?} impact, {:?}{}{}",
+        behavior.impact,
+        behavior.reboot_behavior,
+        if behavior.can_request_user_input {
+            ", may ask the user"
+        } else {
+            ""
+        },
+        if behavior.requires_network_connectivity {
+            ", needs the network"
+        } else {
+            ""
+        }
+    )
+}
+
+fn list(items: &[String]) -> String {
+    if items.is_empty() {
+        "-".to_owned()
+    } else {
+        items.join(", ")
+    }
+}
+
+fn yes_no(value: bool) -> &'static str {
+    if value { "yes" } else { "no" }
+}
