@@ -1,2 +1,524 @@
 //! Offline scan packages: one compressed, signed file (WUA's
 //! `AddScanPackageService`).
+//!
+//! A package is a tar archive compressed with zstd (one frame, with its
+//! checksum) whose entries are, in this order:
+//!
+//! 1. `snapshot.json`: the snapshot's canonical bytes, `serde_json::to_vec`;
+//! 2. `snapshot.json.sig`: the 64-byte ed25519 signature over exactly those bytes;
+//! 3. any number of `content/<sha256 hex>`: content files, named by digest.
+//!
+//! [`open_package`] reads the whole stream (so the zstd checksum is checked
+//! and damage is reported as damage), verifies the signature, and only then
+//! parses the JSON.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::path::Path;
+
+use jiff::{SignedDuration, Timestamp};
+use openwua_model::update::Sha256Digest;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::CatalogError;
+use crate::manifest;
+use crate::revision::ContentFile;
+use crate::signing::{PublicKey, SIGNATURE_LEN, SecretKey};
+use crate::snapshot::{FORMAT_VERSION, Snapshot};
+
+/// The first entry: the snapshot's canonical JSON.
+pub const SNAPSHOT_ENTRY: &str = "snapshot.json";
+/// The second entry: the detached signature over the first.
+pub const SIGNATURE_ENTRY: &str = "snapshot.json.sig";
+/// Content entries are this prefix and the file's SHA-256 in lower-case hex.
+pub const CONTENT_PREFIX: &str = "content/";
+/// The largest `snapshot.json` a package may hold (2 GiB).
+pub const MAX_SNAPSHOT_BYTES: u64 = 2 << 30;
+
+/// Fast to write, and decompression speed barely depends on the level.
+const ZSTD_LEVEL: i32 = 3;
+/// Reading a snapshot never reserves more than this up front, whatever
+/// size a (possibly hostile) tar header claims.
+const MAX_INITIAL_BUFFER: u64 = 256 << 20;
+
+/// A package whose signature verified and whose snapshot is valid.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifiedPackage {
+    /// The signed snapshot.
+    pub snapshot: Snapshot,
+    /// The content files the package carries, in archive order; each was
+    /// read to its end and matched its name.
+    pub content: Vec<Sha256Digest>,
+}
+
+/// Writes `snapshot`, signed with `key`, and the payload files to `out`.
+///
+/// The snapshot is validated first. The package is written to a temporary
+/// file beside `out` and renamed over it, so `out` is never half-written.
+/// Each payload must be a content file of the snapshot; its file is
+/// re-hashed while it is copied, and a file that changed since it was
+/// hashed fails the write.
+pub fn write_package(
+    snapshot: &Snapshot,
+    payloads: &[(ContentFile, std::path::PathBuf)],
+    key: &SecretKey,
+    out: &Path,
+) -> Result<(), CatalogError> {
+    snapshot.validate()?;
+    let referenced = content_sizes(snapshot);
+    let mut unique = Vec::with_capacity(payloads.len());
+    for (content, source) in payloads {
+        if referenced.get(&content.sha256) != Some(&content.size) {
+            return Err(CatalogError::Authoring(format!(
+                "{}: payload {} ({} bytes) is not a content file of the snapshot",
+                source.display(),
+                content.sha256,
+                content.size
+            )));
+        }
+        // Identical files are stored once.
+        if !unique
+            .iter()
+            .any(|(seen, _): &(&ContentFile, _)| seen.sha256 == content.sha256)
+        {
+            unique.push((content, source));
+        }
+    }
+
+    let bytes = serde_json::to_vec(snapshot)
+        .map_err(|error| CatalogError::Malformed(format!("cannot serialize snapshot: {error}")))?;
+    if bytes.len() as u64 > MAX_SNAPSHOT_BYTES {
+        return Err(CatalogError::Authoring(format!(
+            "the snapshot is {} bytes; a package holds at most {MAX_SNAPSHOT_BYTES}",
+            bytes.len()
+        )));
+    }
+    let signature = key.sign(&bytes);
+
+    let directory = match out.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let out_context = |what: &str| format!("{what} {}", out.display());
+    let mut temp = tempfile::Builder::new()
+        .prefix(".openwua-package-")
+        .suffix(".tmp")
+        .tempfile_in(directory)
+        .map_err(|error| CatalogError::io(out_context("creating a temporary file for"), error))?;
+
+    let mtime = u64::try_from(snapshot.created.as_second()).unwrap_or(0);
+    let write_error = |error| CatalogError::io(out_context("writing"), error);
+    let mut encoder =
+        zstd::Encoder::new(BufWriter::new(temp.as_file_mut()), ZSTD_LEVEL).map_err(write_error)?;
+    encoder.include_checksum(true).map_err(write_error)?;
+    let mut archive = tar::Builder::new(encoder);
+    append(
+        &mut archive,
+        SNAPSHOT_ENTRY,
+        bytes.len() as u64,
+        mtime,
+        &bytes[..],
+    )
+    .map_err(write_error)?;
+    append(
+        &mut archive,
+        SIGNATURE_ENTRY,
+        SIGNATURE_LEN as u64,
+        mtime,
+        &signature[..],
+    )
+    .map_err(write_error)?;
+    for (content, source) in unique {
+        let file = File::open(source).map_err(|error| {
+            CatalogError::io(format!("opening payload {}", source.display()), error)
+        })?;
+        let mut reader = HashingReader::new(BufReader::new(file).take(content.size));
+        let name = format!("{CONTENT_PREFIX}{}", content.sha256);
+        append(&mut archive, &name, content.size, mtime, &mut reader).map_err(write_error)?;
+        if reader.finish() != (content.sha256, content.size) {
+            return Err(CatalogError::Authoring(format!(
+                "{}: the payload changed after it was hashed; build again",
+                source.display()
+            )));
+        }
+    }
+    let encoder = archive.into_inner().map_err(write_error)?;
+    encoder
+        .finish()
+        .and_then(|writer| writer.into_inner().map_err(io::IntoInnerError::into_error))
+        .map_err(write_error)?;
+    temp.as_file().sync_all().map_err(write_error)?;
+    temp.persist(out)
+        .map_err(|error| CatalogError::io(out_context("renaming the package to"), error.error))?;
+    // The rename is durable only once the directory is synced; a directory
+    // that cannot be opened for that (some file systems) is not an error.
+    if let Ok(directory) = File::open(directory) {
+        directory
+            .sync_all()
+            .map_err(|error| CatalogError::io(out_context("syncing the directory of"), error))?;
+    }
+    Ok(())
+}
+
+fn append<W: Write>(
+    archive: &mut tar::Builder<W>,
+    name: &str,
+    size: u64,
+    mtime: u64,
+    data: impl Read,
+) -> io::Result<()> {
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_size(size);
+    header.set_mode(0o644);
+    header.set_mtime(mtime);
+    archive.append_data(&mut header, name, data)
+}
+
+/// Reads the package at `path`, verifies its signature with `key`, then
+/// parses and validates the snapshot and checks every content file.
+///
+/// Expiry and rollback are the caller's to check
+/// ([`Snapshot::check_not_expired`], and the version last imported).
+pub fn open_package(path: &Path, key: &PublicKey) -> Result<VerifiedPackage, CatalogError> {
+    let mut archive = tar::Archive::new(decoder(path)?);
+    let mut entries = archive
+        .entries()
+        .map_err(|error| malformed("cannot read the archive", error))?;
+
+    let snapshot_bytes = {
+        let entry = expect_entry(&mut entries, SNAPSHOT_ENTRY)?;
+        if entry.size() > MAX_SNAPSHOT_BYTES {
+            return Err(CatalogError::Malformed(format!(
+                "{SNAPSHOT_ENTRY} is {} bytes; at most {MAX_SNAPSHOT_BYTES} are accepted",
+                entry.size()
+            )));
+        }
+        read_entry(entry, SNAPSHOT_ENTRY)?
+    };
+    let signature = {
+        let entry = expect_entry(&mut entries, SIGNATURE_ENTRY)?;
+        if entry.size() != SIGNATURE_LEN as u64 {
+            return Err(CatalogError::Malformed(format!(
+                "{SIGNATURE_ENTRY} is {} bytes, not {SIGNATURE_LEN}",
+                entry.size()
+            )));
+        }
+        read_entry(entry, SIGNATURE_ENTRY)?
+    };
+
+    let mut content = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|error| malformed("cannot read the archive", error))?;
+        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let Some(expected) = content_digest(&name) else {
+            return Err(CatalogError::Malformed(format!(
+                "unexpected entry {name:?}: a package holds {SNAPSHOT_ENTRY}, \
+                 {SIGNATURE_ENTRY} and {CONTENT_PREFIX}<sha256> files only"
+            )));
+        };
+        check_regular(&entry, &name)?;
+        if content.contains(&expected) {
+            return Err(CatalogError::Malformed(format!("{name} appears twice")));
+        }
+        let size = entry.size();
+        let mut reader = HashingReader::new(entry);
+        io::copy(&mut reader, &mut io::sink()).map_err(|error| malformed(&name, error))?;
+        if reader.finish() != (expected, size) {
+            return Err(CatalogError::Malformed(format!(
+                "{name}: the file's digest does not match its name"
+            )));
+        }
+        content.push(expected);
+    }
+    finish_stream(archive.into_inner())?;
+
+    key.verify(&snapshot_bytes, &signature)?;
+    let snapshot = parse_snapshot(&snapshot_bytes)?;
+    drop(snapshot_bytes);
+    snapshot.validate()?;
+    let referenced = content_sizes(&snapshot);
+    if let Some(stray) = content
+        .iter()
+        .find(|digest| !referenced.contains_key(digest))
+    {
+        return Err(CatalogError::Malformed(format!(
+            "{CONTENT_PREFIX}{stray} is not a content file of any revision"
+        )));
+    }
+    Ok(VerifiedPackage { snapshot, content })
+}
+
+/// Copies the content file with digest `sha256` out of the package at
+/// `path` to `dest`, checking the digest as it streams.
+///
+/// The file is written beside `dest` and renamed, so `dest` appears only
+/// when the digest matched. The digest is what makes the copy trustworthy:
+/// take it from a snapshot that [`open_package`] verified.
+pub fn extract_content(
+    path: &Path,
+    sha256: &Sha256Digest,
+    dest: &Path,
+) -> Result<(), CatalogError> {
+    let wanted = format!("{CONTENT_PREFIX}{sha256}");
+    let mut archive = tar::Archive::new(decoder(path)?);
+    let entries = archive
+        .entries()
+        .map_err(|error| malformed("cannot read the archive", error))?;
+    for entry in entries {
+        let entry = entry.map_err(|error| malformed("cannot read the archive", error))?;
+        if *entry.path_bytes() != *wanted.as_bytes() {
+            continue;
+        }
+        check_regular(&entry, &wanted)?;
+        let size = entry.size();
+        let directory = match dest.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        let dest_context = |what: &str| format!("{what} {}", dest.display());
+        let mut temp = tempfile::Builder::new()
+            .prefix(".openwua-content-")
+            .suffix(".tmp")
+            .tempfile_in(directory)
+            .map_err(|error| {
+                CatalogError::io(dest_context("creating a temporary file for"), error)
+            })?;
+        let mut reader = HashingReader::new(entry);
+        let mut writer = BufWriter::new(temp.as_file_mut());
+        // Which side failed decides the error: the package (damaged) or
+        // the destination (I/O).
+        let mut buffer = vec![0; 1 << 16];
+        loop {
+            let read = reader
+                .read(&mut buffer)
+                .map_err(|error| malformed(&wanted, error))?;
+            if read == 0 {
+                break;
+            }
+            writer
+                .write_all(&buffer[..read])
+                .map_err(|error| CatalogError::io(dest_context("writing"), error))?;
+        }
+        writer
+            .flush()
+            .map_err(|error| CatalogError::io(dest_context("writing"), error))?;
+        drop(writer);
+        if reader.finish() != (*sha256, size) {
+            return Err(CatalogError::Malformed(format!(
+                "{wanted}: the file's digest does not match its name"
+            )));
+        }
+        temp.as_file()
+            .sync_all()
+            .map_err(|error| CatalogError::io(dest_context("writing"), error))?;
+        temp.persist(dest)
+            .map_err(|error| CatalogError::io(dest_context("renaming to"), error.error))?;
+        return Ok(());
+    }
+    Err(CatalogError::Malformed(format!(
+        "the package holds no content file {sha256}"
+    )))
+}
+
+/// Loads the service directory `dir` (see [`manifest`]), builds a snapshot
+/// of it at `version`, valid for `validity` from now, and writes it signed
+/// to `out`, with the payload files unless `include_content` is false.
+pub fn build_service_dir(
+    dir: &Path,
+    version: u64,
+    validity: SignedDuration,
+    include_content: bool,
+    key: &SecretKey,
+    out: &Path,
+) -> Result<Snapshot, CatalogError> {
+    if !validity.is_positive() {
+        return Err(CatalogError::Authoring(format!(
+            "a package must be valid for some time, not {validity}"
+        )));
+    }
+    let service = manifest::load_service_dir(dir)?;
+    // Whole seconds: the dates are for people to read.
+    let created = Timestamp::from_second(Timestamp::now().as_second())
+        .map_err(|error| CatalogError::Authoring(format!("the clock is out of range: {error}")))?;
+    let expires = created.checked_add(validity).map_err(|error| {
+        CatalogError::Authoring(format!("validity {validity} is too long: {error}"))
+    })?;
+    let snapshot = Snapshot {
+        format: FORMAT_VERSION,
+        service_id: service.service_id,
+        service_name: service.service_name,
+        version,
+        created,
+        expires,
+        revisions: service.revisions,
+    };
+    let payloads = if include_content {
+        &service.payloads[..]
+    } else {
+        &[]
+    };
+    write_package(&snapshot, payloads, key, out)?;
+    Ok(snapshot)
+}
+
+/// Every content file the snapshot's revisions list, with its size.
+fn content_sizes(snapshot: &Snapshot) -> HashMap<Sha256Digest, u64> {
+    snapshot
+        .revisions
+        .iter()
+        .flat_map(|revision| &revision.content)
+        .map(|content| (content.sha256, content.size))
+        .collect()
+}
+
+type PackageReader = zstd::Decoder<'static, BufReader<File>>;
+
+fn decoder(path: &Path) -> Result<PackageReader, CatalogError> {
+    let file = File::open(path)
+        .map_err(|error| CatalogError::io(format!("opening {}", path.display()), error))?;
+    zstd::Decoder::new(file)
+        .map(zstd::Decoder::single_frame)
+        .map_err(|error| malformed("cannot start decompressing", error))
+}
+
+fn malformed(what: &str, error: io::Error) -> CatalogError {
+    CatalogError::Malformed(format!("{what}: {error}"))
+}
+
+fn expect_entry<'a>(
+    entries: &mut tar::Entries<'a, PackageReader>,
+    name: &str,
+) -> Result<tar::Entry<'a, PackageReader>, CatalogError> {
+    let entry = entries
+        .next()
+        .ok_or_else(|| {
+            CatalogError::Malformed(format!("not a scan package: it has no {name} entry"))
+        })?
+        .map_err(|error| malformed("not a scan package", error))?;
+    if *entry.path_bytes() != *name.as_bytes() {
+        return Err(CatalogError::Malformed(format!(
+            "not a scan package: found {:?} where {name} belongs",
+            String::from_utf8_lossy(&entry.path_bytes())
+        )));
+    }
+    check_regular(&entry, name)?;
+    Ok(entry)
+}
+
+fn check_regular(entry: &tar::Entry<'_, PackageReader>, name: &str) -> Result<(), CatalogError> {
+    if entry.header().entry_type() == tar::EntryType::Regular {
+        Ok(())
+    } else {
+        Err(CatalogError::Malformed(format!(
+            "{name} is not a regular file in the archive"
+        )))
+    }
+}
+
+fn read_entry(entry: tar::Entry<'_, PackageReader>, name: &str) -> Result<Vec<u8>, CatalogError> {
+    let size = entry.size();
+    let capacity = usize::try_from(size.min(MAX_INITIAL_BUFFER)).unwrap_or(0);
+    let mut bytes = Vec::with_capacity(capacity);
+    entry
+        .take(size)
+        .read_to_end(&mut bytes)
+        .map_err(|error| malformed(name, error))?;
+    if bytes.len() as u64 != size {
+        return Err(CatalogError::Malformed(format!("{name} is truncated")));
+    }
+    Ok(bytes)
+}
+
+/// The digest a `content/<sha256>` entry name promises, if it is one.
+fn content_digest(name: &str) -> Option<Sha256Digest> {
+    let hex = name.strip_prefix(CONTENT_PREFIX)?;
+    // Lower case only, so each file has exactly one name.
+    if hex.bytes().any(|byte| byte.is_ascii_uppercase()) {
+        return None;
+    }
+    hex.parse().ok()
+}
+
+/// Reads the rest of the stream after the tar archive's end: only the
+/// archive's zero padding may remain. Reaching the end of the zstd frame is
+/// what checks its checksum; nothing may follow the frame.
+fn finish_stream(mut decoder: PackageReader) -> Result<(), CatalogError> {
+    let mut buffer = [0u8; 4096];
+    loop {
+        let read = decoder
+            .read(&mut buffer)
+            .map_err(|error| malformed("the end of the package is damaged", error))?;
+        if read == 0 {
+            break;
+        }
+        if buffer[..read].iter().any(|&byte| byte != 0) {
+            return Err(CatalogError::Malformed(
+                "data after the end of the archive".into(),
+            ));
+        }
+    }
+    let mut file = decoder.finish();
+    let trailing = file
+        .fill_buf()
+        .map_err(|error| malformed("cannot read the package", error))?;
+    if trailing.is_empty() {
+        Ok(())
+    } else {
+        Err(CatalogError::Malformed(
+            "data after the end of the compressed stream".into(),
+        ))
+    }
+}
+
+/// Parses the signed bytes. A document this build cannot parse may be a
+/// newer format: that is reported as such, not as damage.
+fn parse_snapshot(bytes: &[u8]) -> Result<Snapshot, CatalogError> {
+    #[derive(Deserialize)]
+    struct FormatOnly {
+        format: u32,
+    }
+
+    serde_json::from_slice(bytes).map_err(|error| {
+        match serde_json::from_slice::<FormatOnly>(bytes) {
+            Ok(FormatOnly { format }) if format > FORMAT_VERSION => CatalogError::FormatTooNew {
+                found: format,
+                supported: FORMAT_VERSION,
+            },
+            _ => CatalogError::Malformed(format!("{SNAPSHOT_ENTRY}: {error}")),
+        }
+    })
+}
+
+/// A reader that hashes and counts what passes through it.
+pub(crate) struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    count: u64,
+}
+
+impl<R: Read> HashingReader<R> {
+    pub(crate) fn new(inner: R) -> Self {
+        HashingReader {
+            inner,
+            hasher: Sha256::new(),
+            count: 0,
+        }
+    }
+
+    /// The digest and length of everything read.
+    pub(crate) fn finish(self) -> (Sha256Digest, u64) {
+        (Sha256Digest(self.hasher.finalize().into()), self.count)
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        let read = self.inner.read(buffer)?;
+        self.hasher.update(&buffer[..read]);
+        self.count += read as u64;
+        Ok(read)
+    }
+}
