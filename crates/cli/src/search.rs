@@ -113,7 +113,8 @@ fn state(entry: &UpdateEntry) -> String {
         (state.is_installed, 'I'),
         (state.is_downloaded, 'D'),
         (state.is_hidden, 'H'),
-        (update.eula_text.is_some() && !state.eula_accepted, 'E'),
+        // The agent counts an update without licence terms as accepted.
+        (!state.eula_accepted, 'E'),
         (state.reboot_required, 'R'),
         (update.installation_behavior.can_request_user_input, 'U'),
     ]

@@ -98,12 +98,9 @@ fn write_text(entry: &UpdateEntry, out: &mut dyn Write) -> std::io::Result<()> {
         ),
     )?;
     let eula = match (&update.eula_text, state.eula_accepted) {
-        (None, _) => "none".to_owned(),
+        (None, true) => "none".to_owned(),
         (Some(_), true) => "accepted".to_owned(),
-        (Some(_), false) => format!(
-            "to accept: `wua eula show {0}`, then `wua eula accept {0}`",
-            update.identity.update_id
-        ),
+        (_, false) => "not accepted yet (`wua eula show` prints them)".to_owned(),
     };
     field("Licence terms", &eula)?;
     let facts = [

@@ -45,7 +45,7 @@ fn write_progress(progress: &SyncProgress, out: &mut dyn Write) -> io::Result<()
 pub fn describe(result: &SyncResult) -> String {
     let version = match result.previous_version {
         Some(previous) if previous == result.version => {
-            format!("catalog version {previous}, unchanged")
+            format!("catalog version {previous} (no new version)")
         }
         Some(previous) => format!("catalog version {} (was {previous})", result.version),
         None => format!("catalog version {}", result.version),
