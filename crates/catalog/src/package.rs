@@ -13,8 +13,9 @@
 //! parses the JSON.
 
 use std::collections::HashMap;
-use std::fs::File;
+use std::fs::{File, Permissions};
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use jiff::{SignedDuration, Timestamp};
@@ -102,9 +103,11 @@ pub fn write_package(
         _ => Path::new("."),
     };
     let out_context = |what: &str| format!("{what} {}", out.display());
+    // A package is published: readable by all, like any file one copies.
     let mut temp = tempfile::Builder::new()
         .prefix(".openwua-package-")
         .suffix(".tmp")
+        .permissions(Permissions::from_mode(0o644))
         .tempfile_in(directory)
         .map_err(|error| CatalogError::io(out_context("creating a temporary file for"), error))?;
 
@@ -397,7 +400,7 @@ fn expect_entry<'a>(
         .ok_or_else(|| {
             CatalogError::Malformed(format!("not a scan package: it has no {name} entry"))
         })?
-        .map_err(|error| malformed("not a scan package", error))?;
+        .map_err(|error| malformed("cannot read the archive", error))?;
     if *entry.path_bytes() != *name.as_bytes() {
         return Err(CatalogError::Malformed(format!(
             "not a scan package: found {:?} where {name} belongs",
