@@ -85,6 +85,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Make signing keys, and build and verify offline scan packages.
+    Package {
+        #[command(subcommand)]
+        command: PackageCommand,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -195,6 +200,60 @@ pub enum CriteriaCommand {
         /// IsInstalled=0 and IsHidden=0.
         #[arg(value_name = "CRITERIA", allow_hyphen_values = true)]
         criteria: OsString,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PackageCommand {
+    /// Make a signing key pair: PREFIX.key (secret, owner-only) and
+    /// PREFIX.pub (the public key agents pin). Never replaces a file.
+    Keygen {
+        /// Where to write, without the .key and .pub suffixes.
+        #[arg(value_name = "PREFIX")]
+        prefix: PathBuf,
+    },
+    /// Build a service directory (service.toml and one directory per
+    /// update) into a signed offline scan package.
+    #[command(disable_version_flag = true)]
+    Build {
+        /// The service directory.
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// The package file to write.
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+        /// The signing key file (from `wua package keygen`).
+        #[arg(long, value_name = "KEYFILE")]
+        key: PathBuf,
+        /// The catalog version; agents refuse one older than they have
+        /// [default: the current Unix time in seconds].
+        #[arg(long, value_name = "N")]
+        version: Option<u64>,
+        /// Days until agents refuse the package as expired.
+        #[arg(
+            long,
+            value_name = "D",
+            default_value_t = 30,
+            value_parser = clap::value_parser!(u32).range(1..=36_500)
+        )]
+        valid_days: u32,
+        /// Leave the payload files out: agents fetch content elsewhere.
+        #[arg(long)]
+        no_content: bool,
+    },
+    /// Check a package as an agent would import it: signature, structure,
+    /// expiry. Exit status 1 with the WUA code when it is refused.
+    Verify {
+        /// The package file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// The key that signs the package: ed25519:<hex>, or a .pub file
+        /// holding it.
+        #[arg(long, value_name = "KEY|FILE")]
+        pubkey: OsString,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,

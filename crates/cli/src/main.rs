@@ -9,6 +9,7 @@ mod eula;
 mod explain;
 mod hide;
 mod history;
+mod package;
 mod search;
 mod services;
 mod show;
@@ -67,6 +68,7 @@ fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<u8> {
         Command::Services { command } => services::run(&agent, command, out)?,
         Command::Sync { service } => sync::run(&agent, service, out)?,
         Command::Status { json } => status::run(&agent, json, out)?,
+        Command::Package { command } => package::run(command, out)?,
     };
     out.flush()?;
     Ok(status)
