@@ -318,3 +318,85 @@ impl ExitOutcome {
         ExitOutcome::Failed
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn constraint(text: &str) -> VersionConstraint {
+        text.parse().unwrap()
+    }
+
+    fn version(text: &str) -> debversion::Version {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn constraints_parse_every_operator_and_print_back() {
+        for (text, op) in [
+            ("<< 1.0", VersionOp::Earlier),
+            ("<= 1.0", VersionOp::EarlierOrEqual),
+            ("= 1.0", VersionOp::Equal),
+            ("!= 1.0", VersionOp::NotEqual),
+            (">= 1.0", VersionOp::LaterOrEqual),
+            (">> 1.0", VersionOp::Later),
+        ] {
+            let parsed = constraint(text);
+            assert_eq!(parsed.op, op, "{text}");
+            assert_eq!(parsed.to_string(), text);
+        }
+        // Spaces are optional, and kept out of the version.
+        let tight = constraint(">=3.0.11-1~deb12u1");
+        assert_eq!(tight.to_string(), ">= 3.0.11-1~deb12u1");
+        assert_eq!(constraint("  <<  1:2.0  ").to_string(), "<< 1:2.0");
+    }
+
+    #[test]
+    fn bad_constraints_say_what_is_wrong() {
+        for text in ["1.0", "> 1.0", "< 1.0", "== 1.0", "", ">="] {
+            assert!(text.parse::<VersionConstraint>().is_err(), "{text:?}");
+        }
+        let error = "~> 2".parse::<VersionConstraint>().unwrap_err();
+        assert!(error.contains("must start with"), "{error}");
+    }
+
+    #[test]
+    fn matching_follows_debian_order() {
+        let cases = [
+            // A tilde sorts before everything, even the end of the version.
+            ("1.0~rc1", "<< 1.0", true),
+            ("1.0~rc1", ">= 1.0", false),
+            ("1.0~rc1", ">> 1.0~beta2", true),
+            ("1.0", ">> 1.0~rc1", true),
+            // An epoch outweighs everything after it.
+            ("1:0.9", ">> 2.0", true),
+            ("2.0", "<< 1:0.9", true),
+            ("0:2.0", "= 2.0", true),
+            // The Debian revision counts after the upstream version.
+            ("1.0-2", ">> 1.0-1", true),
+            ("1.0-1", ">= 1.0", true),
+            ("3.0.15-1~deb12u1", "<< 3.0.15-1", true),
+            ("5.6.1+really5.4.5-1", ">> 5.6.1", true),
+            // Numbers compare as numbers.
+            ("1.10", ">> 1.9", true),
+            ("2026b-0+deb12u1", ">= 2026b", true),
+            ("2025b-0+deb12u2", ">= 2026b", false),
+            ("1.0", "!= 1.0", false),
+            ("1.0", "<= 1.0", true),
+        ];
+        for (installed, text, expected) in cases {
+            assert_eq!(
+                constraint(text).matches(&version(installed)),
+                expected,
+                "{installed} {text}"
+            );
+        }
+    }
+
+    #[test]
+    fn constraints_are_strings_in_json() {
+        let parsed: VersionConstraint = serde_json::from_str("\">= 1:9.2p1-2\"").unwrap();
+        assert_eq!(serde_json::to_string(&parsed).unwrap(), "\">= 1:9.2p1-2\"");
+        assert!(serde_json::from_str::<VersionConstraint>("\"9.2\"").is_err());
+    }
+}
