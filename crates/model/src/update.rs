@@ -5,7 +5,9 @@
 //! shared by every machine, the second is that machine's alone.
 //!
 //! JSON field names are WUA's property names in camelCase (`updateId`,
-//! `kbArticleIds`, `canRequestUserInput`); `docs/update.schema.json` is the
+//! `kbArticleIds`, `canRequestUserInput`). An `Update` leaves out what is
+//! empty, false, zero or the default behaviour; readers take a missing field
+//! as that default; `docs/update.schema.json` is the
 //! committed schema, and a test keeps it equal to these types.
 
 use std::fmt;
@@ -88,12 +90,24 @@ pub struct InstallationBehavior {
     pub requires_network_connectivity: bool,
 }
 
+/// For `skip_serializing_if`: sizes of zero are left out of JSON.
+fn is_zero(value: &u64) -> bool {
+    *value == 0
+}
+
 fn default_impact() -> InstallationImpact {
     InstallationImpact::Normal
 }
 
 fn default_reboot_behavior() -> InstallationRebootBehavior {
     InstallationRebootBehavior::NeverReboots
+}
+
+impl InstallationBehavior {
+    /// Whether this is the default behaviour, which JSON leaves out.
+    pub fn is_default(&self) -> bool {
+        *self == InstallationBehavior::default()
+    }
 }
 
 impl Default for InstallationBehavior {
@@ -170,13 +184,13 @@ pub struct Update {
     /// `Title`.
     pub title: String,
     /// `Description`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
     /// `KBArticleIDs`, without the "KB" prefix.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kb_article_ids: Vec<String>,
     /// `Categories`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub categories: Vec<Category>,
     /// `Type`.
     #[serde(rename = "type")]
@@ -185,10 +199,10 @@ pub struct Update {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub msrc_severity: Option<MsrcSeverity>,
     /// `CveIDs`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cve_ids: Vec<String>,
     /// `SecurityBulletinIDs`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub security_bulletin_ids: Vec<String>,
     /// `SupportUrl`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -203,22 +217,22 @@ pub struct Update {
     #[schemars(with = "Option<String>")]
     pub deadline: Option<Timestamp>,
     /// `IsMandatory`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub is_mandatory: bool,
     /// `BrowseOnly`: optional, shown but not selected by default.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub browse_only: bool,
     /// `AutoSelectOnWebSites`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub auto_select_on_web_sites: bool,
     /// `SupersededUpdateIDs`: updates this one replaces.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub superseded_update_ids: Vec<Uuid>,
     /// `BundledUpdates`, in order.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bundled_updates: Vec<UpdateIdentity>,
     /// `InstallationBehavior`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "InstallationBehavior::is_default")]
     pub installation_behavior: InstallationBehavior,
     /// `UninstallationBehavior`; absent when the update cannot be uninstalled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -227,13 +241,13 @@ pub struct Update {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eula_text: Option<String>,
     /// The content files (`DownloadContents`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub download_contents: Vec<DownloadContent>,
     /// `MinDownloadSize` in bytes: the least a download of it can fetch.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub min_download_size: u64,
     /// `MaxDownloadSize` in bytes: all of its content.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub max_download_size: u64,
 }
 
