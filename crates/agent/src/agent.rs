@@ -14,7 +14,7 @@ use openwua_model::history::{HistoryEntry, SystemInfo};
 use openwua_model::hresult::{
     E_INVALIDARG, WU_E_DS_INVALIDOPERATION, WU_E_DS_NODATA, WU_E_DS_UNKNOWNSERVICE,
     WU_E_INVALIDINDEX, WU_E_METADATA_TIMESTAMP_TOKEN_VALIDITY_WINDOW, WU_E_NO_SERVICE,
-    WU_E_UNEXPECTED,
+    WU_E_SERVICE_NOT_REGISTERED, WU_E_UNEXPECTED,
 };
 use openwua_model::search::{SearchOptions, UpdateEntry};
 use openwua_model::service::ServiceInfo;
@@ -168,15 +168,15 @@ impl Agent {
         };
         if scope.is_empty() {
             return Err(AgentError::new(
-                WU_E_NO_SERVICE,
+                WU_E_SERVICE_NOT_REGISTERED,
                 "no update service is registered for this selection; add one with `wua services add-package`",
             ));
         }
         Ok(scope)
     }
 
-    /// `Search`: the result as the JSON of `SearchResult`, built without
-    /// re-encoding each update.
+    /// `Search`: the reply's parameters, `{"result": SearchResult}`, as
+    /// JSON text, built without re-encoding each update.
     pub async fn search(&self, criteria: &str, options: &SearchOptions) -> Result<String> {
         let criteria = Criteria::parse(criteria)
             .map_err(|error| AgentError::new(error.hresult(), error.to_string()))?;
@@ -202,18 +202,22 @@ impl Agent {
                 services: &services,
                 include_superseded,
             };
-            let mut out = String::from(r#"{"resultCode":""#);
-            out.push_str(&format!("{:?}", OperationResultCode::Succeeded));
-            out.push_str(r#"","updates":["#);
+            let mut out = Vec::with_capacity(1 << 20);
+            out.extend_from_slice(br#"{"result":{"resultCode":""#);
+            out.extend_from_slice(format!("{:?}", OperationResultCode::Succeeded).as_bytes());
+            out.extend_from_slice(br#"","updates":["#);
             for (position, entry) in index.search(&criteria, &scope).enumerate() {
                 if position > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 entry.write_json(&mut out)?;
             }
-            out.push_str(r#"],"warnings":"#);
-            out.push_str(&serde_json::Value::from(warnings).to_string());
-            out.push('}');
+            out.extend_from_slice(br#"],"warnings":"#);
+            out.extend_from_slice(serde_json::Value::from(warnings).to_string().as_bytes());
+            out.extend_from_slice(b"}}");
+            // Every piece above is UTF-8 JSON.
+            let out = String::from_utf8(out)
+                .map_err(|error| AgentError::new(WU_E_UNEXPECTED, error.to_string()))?;
             Ok(out)
         })
         .await
@@ -408,7 +412,7 @@ impl Agent {
             ],
             None if services.is_empty() => {
                 return Err(AgentError::new(
-                    WU_E_NO_SERVICE,
+                    WU_E_SERVICE_NOT_REGISTERED,
                     "no update service is registered; add one with `wua services add-package`",
                 ));
             }

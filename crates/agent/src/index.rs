@@ -8,7 +8,7 @@
 //! applicable update hides the updates it supersedes.
 
 use std::collections::{HashMap, HashSet};
-use std::fmt::Write as _;
+use std::io::Write as _;
 
 use openwua_catalog::revision::Applicability;
 use openwua_model::criteria::{Criteria, SearchFlags, Searchable};
@@ -240,17 +240,14 @@ impl Entry {
 
     /// Appends the entry's JSON (`UpdateEntry`'s form) to `out`, reusing
     /// the catalog's text for the update.
-    pub fn write_json(&self, out: &mut String) -> Result<()> {
-        let state = serde_json::to_string(&self.state)
+    pub fn write_json(&self, out: &mut Vec<u8>) -> Result<()> {
+        out.extend_from_slice(br#"{"update":"#);
+        out.extend_from_slice(self.update_json.get().as_bytes());
+        out.extend_from_slice(br#","state":"#);
+        serde_json::to_writer(&mut *out, &self.state)
             .map_err(|error| AgentError::new(WU_E_DS_INVALID, error.to_string()))?;
-        // Writing to a String cannot fail.
-        let _ = write!(
-            out,
-            r#"{{"update":{},"state":{},"serviceId":"{}"}}"#,
-            self.update_json.get(),
-            state,
-            self.service_id
-        );
+        // Writing to a Vec cannot fail.
+        let _ = write!(out, r#","serviceId":"{}"}}"#, self.service_id);
         Ok(())
     }
 }

@@ -175,7 +175,7 @@ fn a_refused_first_package_registers_nothing() {
         .unwrap();
     assert_eq!(services["services"], json!([]));
     let refusal = search(&agent, "", json!({})).unwrap_err();
-    assert_eq!(error_name(&refusal), "WU_E_NO_SERVICE");
+    assert_eq!(error_name(&refusal), "WU_E_SERVICE_NOT_REGISTERED");
 }
 
 #[test]

@@ -189,8 +189,8 @@ async fn handle(
             logged(session, "Search", request.client_application_id.as_deref());
             let options = request.options.unwrap_or_default();
             match agent.search(&request.criteria, &options).await {
-                Ok(result) => Reply::Parameters {
-                    json: format!(r#"{{"result":{result}}}"#),
+                Ok(json) => Reply::Parameters {
+                    json,
                     continues: false,
                 },
                 Err(error) => Reply::wua_error(&error),
@@ -360,7 +360,7 @@ async fn sync(
         (Err(error), _) => Reply::wua_error(&error),
         (Ok(_), Some(last)) => Reply::of(&last),
         (Ok(_), None) => Reply::wua_error(&AgentError::new(
-            openwua_model::hresult::WU_E_NO_SERVICE,
+            openwua_model::hresult::WU_E_SERVICE_NOT_REGISTERED,
             "no update service is registered",
         )),
     }))

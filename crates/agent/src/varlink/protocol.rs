@@ -145,27 +145,25 @@ impl Reply {
         }
     }
 
-    /// Writes the reply and its NUL.
+    /// Writes the reply and its NUL, piece by piece: a search reply can be
+    /// a hundred megabytes, and is not copied again here.
     pub async fn write(&self, writer: &mut (impl AsyncWrite + Unpin)) -> std::io::Result<()> {
-        let mut message = Vec::new();
         match self {
             Reply::Parameters { json, continues } => {
-                message.reserve(json.len() + 32);
-                message.extend_from_slice(br#"{"parameters":"#);
-                message.extend_from_slice(json.as_bytes());
+                writer.write_all(br#"{"parameters":"#).await?;
+                writer.write_all(json.as_bytes()).await?;
                 if *continues {
-                    message.extend_from_slice(br#","continues":true"#);
+                    writer.write_all(br#","continues":true"#).await?;
                 }
             }
             Reply::Error { name, json } => {
-                message.extend_from_slice(br#"{"error":""#);
-                message.extend_from_slice(name.as_bytes());
-                message.extend_from_slice(br#"","parameters":"#);
-                message.extend_from_slice(json.as_bytes());
+                writer.write_all(br#"{"error":""#).await?;
+                writer.write_all(name.as_bytes()).await?;
+                writer.write_all(br#"","parameters":"#).await?;
+                writer.write_all(json.as_bytes()).await?;
             }
         }
-        message.extend_from_slice(b"}\0");
-        writer.write_all(&message).await?;
+        writer.write_all(b"}\0").await?;
         writer.flush().await
     }
 }
