@@ -46,18 +46,22 @@ impl Caller {
         })
     }
 
-    /// Root, or a member of the configured admin group.
-    pub fn is_admin(&self, admin_group: Option<u32>) -> bool {
+    /// Root, a member of the admin group, or the agent's owner when
+    /// [`Administrators::owner`] is set.
+    pub fn is_admin(&self, admins: &Administrators) -> bool {
         self.uid == 0
-            || admin_group.is_some_and(|gid| self.gid == gid || self.groups.contains(&gid))
+            || admins.owner == Some(self.uid)
+            || admins
+                .group
+                .is_some_and(|gid| self.gid == gid || self.groups.contains(&gid))
     }
 
     /// Fails with `E_ACCESSDENIED` unless [`Caller::is_admin`].
-    pub fn require_admin(&self, admin_group: Option<u32>, what: &str) -> Result<()> {
-        if self.is_admin(admin_group) {
+    pub fn require_admin(&self, admins: &Administrators, what: &str) -> Result<()> {
+        if self.is_admin(admins) {
             return Ok(());
         }
-        let who = match admin_group {
+        let who = match admins.group {
             Some(gid) => format!("root or members of group {gid}"),
             None => "root".to_owned(),
         };
@@ -65,6 +69,27 @@ impl Caller {
             E_ACCESSDENIED,
             format!("uid {} may not {what}: only {who} may", self.uid),
         ))
+    }
+}
+
+/// Who besides root may change the agent's state.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Administrators {
+    /// The configured admin group's gid.
+    pub group: Option<u32>,
+    /// The agent's own uid, when the configuration trusts it.
+    pub owner: Option<u32>,
+}
+
+impl Administrators {
+    /// Resolves the configuration's admin settings once, at start-up.
+    pub fn of(config: &crate::config::Config) -> Administrators {
+        Administrators {
+            group: config.admin_group.as_deref().and_then(group_id),
+            owner: config
+                .owner_is_admin
+                .then(|| nix::unistd::geteuid().as_raw()),
+        }
     }
 }
 

@@ -23,6 +23,9 @@ pub struct Config {
     /// Members of this group may hide updates, accept EULAs and change
     /// services, besides root. None: only root.
     pub admin_group: Option<String>,
+    /// The uid the agent runs as is an administrator too. For an agent a
+    /// user runs for themself (`wua --embedded`); never for the system agent.
+    pub owner_is_admin: bool,
     /// Where applicability rules read the machine.
     pub facts: FactSources,
 }
@@ -47,6 +50,7 @@ impl Default for Config {
             cache_dir: PathBuf::from("/var/cache/openwua"),
             socket: PathBuf::from("/run/openwua/agent.sock"),
             admin_group: None,
+            owner_is_admin: false,
             facts: FactSources::default(),
         }
     }

@@ -1,35 +1,118 @@
-//! `--embedded`: an agent inside wua, for a machine (or a test) without a
-//! running wua-agent.
+//! `--embedded`: an agent inside wua, so a newcomer (or a test) needs no
+//! daemon. It keeps its state in a per-user directory, runs as the user
+//! (who is its administrator), and serves the bundled sample service,
+//! rebuilt from `examples/sample-service` and signed with a key of its own
+//! on every start.
 //!
-//! PLACEHOLDER, to be filled in by the agent's author. The contract the
-//! rest of wua relies on:
-//! - [`start`] starts an agent serving `org.openwua.Agent` on a socket of
-//!   its own, on threads of its own (the commands block on their calls, so
-//!   it cannot share their thread), and returns once it accepts
-//!   connections;
-//! - [`Embedded::socket`] is that socket's path;
-//! - dropping the [`Embedded`] stops the agent and removes the socket; wua
-//!   drops it after the session that uses it.
+//! Directory: `$OPENWUA_EMBEDDED_DIR`, else `$XDG_STATE_HOME/openwua/embedded`,
+//! else `~/.local/state/openwua/embedded`. Sample: `$OPENWUA_SAMPLE_SERVICE`,
+//! else the repository's `examples/sample-service`.
 
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use jiff::{SignedDuration, Timestamp};
+use openwua_agent::{Background, Config};
+use openwua_catalog::package;
+use openwua_catalog::signing::SecretKey;
+use openwua_client::blocking::UpdateSession;
+
+/// The sample service in the source tree this wua was built from.
+const BUNDLED_SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/sample-service");
+
+/// How long a freshly built sample package stays valid.
+const SAMPLE_VALIDITY: SignedDuration = SignedDuration::from_hours(30 * 24);
 
 /// A running in-process agent.
 pub struct Embedded {
-    socket: PathBuf,
+    agent: Background,
 }
 
 impl Embedded {
     /// The socket to connect to.
     pub fn socket(&self) -> &Path {
-        &self.socket
+        self.agent.socket()
     }
 }
 
-/// Starts an agent inside this process.
+fn state_dir() -> anyhow::Result<PathBuf> {
+    let from_env = |name: &str| std::env::var_os(name).filter(|value| !value.is_empty());
+    if let Some(dir) = from_env("OPENWUA_EMBEDDED_DIR") {
+        return Ok(PathBuf::from(dir));
+    }
+    if let Some(dir) = from_env("XDG_STATE_HOME") {
+        return Ok(PathBuf::from(dir).join("openwua/embedded"));
+    }
+    let home = from_env("HOME").context("neither $OPENWUA_EMBEDDED_DIR nor $HOME is set")?;
+    Ok(PathBuf::from(home).join(".local/state/openwua/embedded"))
+}
+
+/// Starts an agent inside this process and registers (or refreshes) the
+/// sample service.
 pub fn start() -> anyhow::Result<Embedded> {
-    // PLACEHOLDER: replace with the embedded agent.
-    anyhow::bail!(
-        "embedded agent not yet available: start wua-agent and connect to it instead \
-         (--socket or $OPENWUA_SOCKET)"
-    )
+    let dir = state_dir()?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+    let mut config = Config::under(&dir);
+    // One socket per process: two embedded runs at once share the store,
+    // not the socket.
+    config.socket = dir.join(format!("agent-{}.sock", std::process::id()));
+    config.owner_is_admin = true;
+    let agent = Background::start(config).context("starting the embedded agent")?;
+    let embedded = Embedded { agent };
+    let sample = std::env::var_os("OPENWUA_SAMPLE_SERVICE")
+        .map_or_else(|| PathBuf::from(BUNDLED_SAMPLE), PathBuf::from);
+    if sample.join("service.toml").is_file() {
+        register_sample(&dir, &sample, embedded.socket())?;
+    }
+    Ok(embedded)
+}
+
+/// Builds the sample into a package signed by this directory's own key and
+/// adds it, or syncs it when it is already registered.
+fn register_sample(dir: &Path, sample: &Path, socket: &Path) -> anyhow::Result<()> {
+    let key = sample_key(&dir.join("sample.key"))?;
+    let package_path = dir.join("sample-service.owpkg");
+    // Seconds since the epoch: each build is newer than the last.
+    let version = Timestamp::now().as_second().unsigned_abs();
+    let snapshot =
+        package::build_service_dir(sample, version, SAMPLE_VALIDITY, true, &key, &package_path)
+            .with_context(|| format!("building the sample service from {}", sample.display()))?;
+    let session = UpdateSession::connect(socket)?;
+    let manager = session.create_update_service_manager();
+    let registered = manager
+        .services()?
+        .iter()
+        .any(|service| service.service_id == snapshot.service_id);
+    if registered {
+        session.sync(Some(snapshot.service_id), |_| {})?;
+    } else {
+        manager.add_scan_package_service(
+            None,
+            &package_path,
+            &key.public_key().to_string(),
+            true,
+        )?;
+    }
+    Ok(())
+}
+
+/// The embedded directory's signing key, made on first use.
+fn sample_key(path: &Path) -> anyhow::Result<SecretKey> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(text.parse()?),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let key = SecretKey::generate()?;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            std::io::Write::write_all(&mut file, key.to_file_text().as_bytes())?;
+            Ok(key)
+        }
+        Err(error) => Err(error).with_context(|| format!("reading {}", path.display())),
+    }
 }

@@ -10,7 +10,7 @@ use tokio::net::unix::OwnedWriteHalf;
 use super::methods::{self, ReplySink};
 use super::protocol::{self, ReadError, Reply};
 use crate::agent::Agent;
-use crate::caller::Caller;
+use crate::caller::{Administrators, Caller};
 use crate::error::Result;
 
 /// What every call on a connection shares.
@@ -19,14 +19,14 @@ pub struct Session {
     pub agent: Arc<Agent>,
     /// The peer, read once when it connected.
     pub caller: Caller,
-    /// The configured admin group's gid.
-    pub admin_gid: Option<u32>,
+    /// Who may change the agent's state.
+    pub admins: Administrators,
 }
 
 impl Session {
     /// Fails with `E_ACCESSDENIED` unless the caller is an administrator.
     pub fn require_admin(&self, what: &str) -> Result<()> {
-        self.caller.require_admin(self.admin_gid, what)
+        self.caller.require_admin(&self.admins, what)
     }
 }
 
@@ -46,7 +46,7 @@ impl ReplySink for Writer<'_> {
 }
 
 /// Serves one connection until the client closes it or breaks the protocol.
-pub async fn serve(agent: Arc<Agent>, stream: UnixStream, admin_gid: Option<u32>) {
+pub async fn serve(agent: Arc<Agent>, stream: UnixStream, admins: Administrators) {
     let caller = match Caller::of_socket(&stream) {
         Ok(caller) => caller,
         Err(error) => {
@@ -58,7 +58,7 @@ pub async fn serve(agent: Arc<Agent>, stream: UnixStream, admin_gid: Option<u32>
     let session = Session {
         agent,
         caller,
-        admin_gid,
+        admins,
     };
     let (read_half, write_half) = stream.into_split();
     let mut reader = BufReader::with_capacity(64 * 1024, read_half);

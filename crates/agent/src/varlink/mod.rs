@@ -39,15 +39,11 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
 
 /// Accepts connections for ever.
 pub async fn serve(agent: Arc<Agent>, listener: UnixListener) {
-    let admin_gid = agent
-        .config()
-        .admin_group
-        .as_deref()
-        .and_then(caller::group_id);
+    let admins = caller::Administrators::of(agent.config());
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                tokio::spawn(connection::serve(Arc::clone(&agent), stream, admin_gid));
+                tokio::spawn(connection::serve(Arc::clone(&agent), stream, admins));
             }
             // Out of file descriptors, say: the clients already connected
             // are served meanwhile, and accepting resumes shortly.
