@@ -12,11 +12,11 @@
 //! and damage is reported as damage), verifies the signature, and only then
 //! parses the JSON.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, Permissions};
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use jiff::{SignedDuration, Timestamp};
 use openwua_model::update::Sha256Digest;
@@ -63,12 +63,13 @@ pub struct VerifiedPackage {
 /// hashed fails the write.
 pub fn write_package(
     snapshot: &Snapshot,
-    payloads: &[(ContentFile, std::path::PathBuf)],
+    payloads: &[(ContentFile, PathBuf)],
     key: &SecretKey,
     out: &Path,
 ) -> Result<(), CatalogError> {
     snapshot.validate()?;
     let referenced = content_sizes(snapshot);
+    let mut stored = HashSet::with_capacity(payloads.len());
     let mut unique = Vec::with_capacity(payloads.len());
     for (content, source) in payloads {
         if referenced.get(&content.sha256) != Some(&content.size) {
@@ -80,10 +81,7 @@ pub fn write_package(
             )));
         }
         // Identical files are stored once.
-        if !unique
-            .iter()
-            .any(|(seen, _): &(&ContentFile, _)| seen.sha256 == content.sha256)
-        {
+        if stored.insert(content.sha256) {
             unique.push((content, source));
         }
     }
@@ -213,6 +211,7 @@ pub fn open_package(path: &Path, key: &PublicKey) -> Result<VerifiedPackage, Cat
     };
 
     let mut content = Vec::new();
+    let mut seen = HashSet::new();
     for entry in entries {
         let entry = entry.map_err(|error| malformed("cannot read the archive", error))?;
         let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
@@ -223,7 +222,7 @@ pub fn open_package(path: &Path, key: &PublicKey) -> Result<VerifiedPackage, Cat
             )));
         };
         check_regular(&entry, &name)?;
-        if content.contains(&expected) {
+        if !seen.insert(expected) {
             return Err(CatalogError::Malformed(format!("{name} appears twice")));
         }
         let size = entry.size();
@@ -240,6 +239,8 @@ pub fn open_package(path: &Path, key: &PublicKey) -> Result<VerifiedPackage, Cat
 
     key.verify(&snapshot_bytes, &signature)?;
     let snapshot = parse_snapshot(&snapshot_bytes)?;
+    // Large catalogs: do not hold the bytes and the parsed snapshot longer
+    // than needed.
     drop(snapshot_bytes);
     snapshot.validate()?;
     let referenced = content_sizes(&snapshot);
