@@ -31,7 +31,7 @@ fn revision(id: u128) -> Revision {
             { "id": Uuid::from_u128(1 + id % 50), "name": "Example Product", "type": "Product" },
             { "id": Uuid::from_u128(0xC1A55), "name": "Security Updates", "type": "UpdateClassification" },
         ],
-        "type": if id % 10 == 0 { "Driver" } else { "Software" },
+        "type": if id.is_multiple_of(10) { "Driver" } else { "Software" },
         "msrcSeverity": "Important",
         "cveIds": [format!("CVE-2026-{id:05}")],
         "deploymentAction": "Installation",

@@ -1,0 +1,129 @@
+//! `wua --embedded`: the agent runs inside wua with the sample service, so
+//! these run the whole path (CLI, client, Varlink, agent, store) for real.
+
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+const TZDATA: &str = "f69a4107-4c9a-54bc-a9e9-16df277113c1";
+const AGENT_2_1: &str = "064197b3-dc87-5d8a-87f9-f033b76b0860";
+
+/// A per-test state directory for the embedded agent.
+struct Embedded {
+    dir: tempfile::TempDir,
+}
+
+impl Embedded {
+    fn new() -> Embedded {
+        Embedded {
+            dir: tempfile::tempdir().expect("a temporary directory"),
+        }
+    }
+
+    fn wua(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_wua"))
+            .arg("--embedded")
+            .args(args)
+            .env_clear()
+            // dpkg-query, for the sample's deb_installed rules.
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("OPENWUA_EMBEDDED_DIR", self.dir.path())
+            .output()
+            .expect("wua runs")
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut args = args.to_vec();
+        args.push("--json");
+        let output = self.wua(&args);
+        assert!(
+            output.status.success(),
+            "wua {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).expect("JSON on stdout")
+    }
+
+    fn found(&self, criteria: &str) -> Vec<String> {
+        let result = self.json(&["search", criteria]);
+        result["updates"]
+            .as_array()
+            .expect("updates")
+            .iter()
+            .map(|entry| {
+                entry["update"]["identity"]["updateId"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn the_sample_service_is_registered_and_searchable() {
+    let embedded = Embedded::new();
+    let result = embedded.json(&["search"]);
+    assert_eq!(result["resultCode"], "Succeeded");
+    let titles: Vec<&str> = result["updates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["update"]["title"].as_str().unwrap())
+        .collect();
+    assert!(titles.contains(&"tzdata 2026b"), "{titles:?}");
+
+    let services = embedded.json(&["services", "list"]);
+    assert_eq!(services.as_array().map(Vec::len), Some(1), "{services}");
+    assert_eq!(services[0]["isDefault"], true);
+    assert!(services[0]["updateCount"].as_u64().unwrap() >= 24);
+
+    // A second run finds the same service, synced rather than added again.
+    let status = embedded.json(&["status"]);
+    assert_eq!(
+        status["updateCount"], services[0]["updateCount"],
+        "{status}"
+    );
+}
+
+#[test]
+fn hide_and_unhide_change_what_a_search_returns() {
+    let embedded = Embedded::new();
+    assert!(embedded.found("").contains(&TZDATA.to_owned()));
+    assert!(embedded.wua(&["hide", TZDATA]).status.success());
+    assert!(!embedded.found("").contains(&TZDATA.to_owned()));
+    assert_eq!(embedded.found("IsHidden=1"), [TZDATA]);
+    assert!(embedded.wua(&["unhide", TZDATA]).status.success());
+    assert!(embedded.found("IsHidden=1").is_empty());
+}
+
+#[test]
+fn a_licence_can_be_read_and_accepted() {
+    let embedded = Embedded::new();
+    let shown = embedded.wua(&["eula", "show", AGENT_2_1]);
+    assert!(
+        shown.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shown.stderr)
+    );
+    assert!(!shown.stdout.is_empty());
+    let before = embedded.json(&["show", AGENT_2_1]);
+    assert_eq!(before["state"]["eulaAccepted"], false, "{before}");
+    assert!(
+        embedded
+            .wua(&["eula", "accept", AGENT_2_1])
+            .status
+            .success()
+    );
+    let after = embedded.json(&["show", AGENT_2_1]);
+    assert_eq!(after["state"]["eulaAccepted"], true);
+}
+
+#[test]
+fn an_unknown_update_is_an_error_with_its_code() {
+    let embedded = Embedded::new();
+    let output = embedded.wua(&["show", "00000000-0000-0000-0000-000000000001"]);
+    assert_eq!(output.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&output.stderr);
+    assert!(text.contains("WU_E_DS_NODATA"), "{text}");
+}
