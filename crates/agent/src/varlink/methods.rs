@@ -334,25 +334,37 @@ async fn sync(
             SyncPhase::Done(result) => ("done", result.service_id, Some(result.clone())),
         };
         // The receiver lives until the work ends; a send cannot fail before.
-        let _ = sender
-            .send(json!({ "progress": { "phase": name, "serviceId": service, "result": result } }));
+        let is_done = result.is_some();
+        let progress =
+            json!({ "progress": { "phase": name, "serviceId": service, "result": result } });
+        let _ = sender.send((progress, is_done));
     });
-    // Each phase is sent when the next arrives, so the last one can go out
+    // Phases go out as they happen, except that a finished service's
+    // result waits for the next phase: the very last one must be the reply
     // without `continues`.
     let forward = async {
-        let mut pending = None;
-        while let Some(phase) = receiver.recv().await {
-            if let Some(previous) = pending.replace(phase)
+        let mut pending_done: Option<serde_json::Value> = None;
+        while let Some((phase, is_done)) = receiver.recv().await {
+            if let Some(previous) = pending_done.take()
                 && more
             {
                 sink.send(Reply::Parameters {
-                    json: serde_json::Value::to_string(&previous),
+                    json: previous.to_string(),
+                    continues: true,
+                })
+                .await?;
+            }
+            if is_done {
+                pending_done = Some(phase);
+            } else if more {
+                sink.send(Reply::Parameters {
+                    json: phase.to_string(),
                     continues: true,
                 })
                 .await?;
             }
         }
-        Ok::<_, std::io::Error>(pending)
+        Ok::<_, std::io::Error>(pending_done)
     };
     let (outcome, last) = tokio::join!(work, forward);
     let last = last?;
