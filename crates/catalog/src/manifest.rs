@@ -8,8 +8,13 @@
 //!   service.toml            service_id, name, content_url_base, [[categories]]
 //!   openssl-3.0.15/
 //!     update.toml           title, update_id, [applicability], [handler], files, …
-//!     install.sh            a payload file, listed in `files`
+//!     NEWS                  a payload file, listed in `files`
+//!   shared/
+//!     install.sh            a payload file several updates list
 //! ```
+//!
+//! A name in `files` is looked up beside `update.toml` first, then in the
+//! service's `shared/` directory, so one installer can serve many updates.
 //!
 //! [`load_service_dir`] reads them into [`Revision`]s, hashing every
 //! payload file. Keys are snake_case; unknown keys are errors, and every
@@ -38,6 +43,9 @@ use crate::revision::{Applicability, ContentFile, Handler, Revision, Rule};
 pub const SERVICE_FILE: &str = "service.toml";
 /// An update's manifest, in its own subdirectory.
 pub const UPDATE_FILE: &str = "update.toml";
+/// The service's subdirectory of payload files that any update may list;
+/// it is not an update.
+pub const SHARED_DIR: &str = "shared";
 /// Where content files live relative to the service, unless
 /// `content_url_base` says otherwise.
 pub const DEFAULT_CONTENT_URL_BASE: &str = "content/";
@@ -361,8 +369,8 @@ impl Classification {
 }
 
 /// Reads the service directory `dir`: `service.toml`, then every
-/// subdirectory's `update.toml` (subdirectories whose names start with a
-/// dot are skipped), hashing the payload files each one lists.
+/// subdirectory's `update.toml` (`shared/` and subdirectories whose names
+/// start with a dot are skipped), hashing the payload files each one lists.
 pub fn load_service_dir(dir: &Path) -> Result<AuthoredService, CatalogError> {
     let service_path = dir.join(SERVICE_FILE);
     let service: ServiceManifest = read_toml(&service_path)?;
@@ -667,7 +675,7 @@ impl Context<'_> {
         Ok((revision, files))
     }
 
-    /// Hashes the files an update lists, in its directory.
+    /// Hashes the files an update lists, from its directory or `shared/`.
     fn payloads(
         &self,
         update_dir: &Path,
@@ -685,13 +693,23 @@ impl Context<'_> {
             if names[..index].contains(name) {
                 return Err(error("files", format!("{name:?} is listed twice")));
             }
-            let source = update_dir.join(name);
-            if !source.is_file() {
+            let beside = update_dir.join(name);
+            let shared = update_dir.parent().map_or_else(
+                || beside.clone(),
+                |service| service.join(SHARED_DIR).join(name),
+            );
+            let Some(source) = [beside, shared.clone()]
+                .into_iter()
+                .find(|path| path.is_file())
+            else {
                 return Err(error(
                     "files",
-                    format!("payload file {} does not exist", source.display()),
+                    format!(
+                        "payload file {name:?} is neither beside update.toml nor {}",
+                        shared.display()
+                    ),
                 ));
-            }
+            };
             let (sha256, size) = hash_file(&source)?;
             let content = ContentFile {
                 file_name: name.clone(),
@@ -807,8 +825,9 @@ fn update_dirs(dir: &Path) -> Result<Vec<PathBuf>, CatalogError> {
     let mut dirs = Vec::new();
     for entry in fs::read_dir(dir).map_err(|error| CatalogError::io(context(), error))? {
         let entry = entry.map_err(|error| CatalogError::io(context(), error))?;
-        let hidden = entry.file_name().to_string_lossy().starts_with('.');
-        if !hidden && entry.path().is_dir() {
+        let name = entry.file_name();
+        let skipped = name.to_string_lossy().starts_with('.') || name == SHARED_DIR;
+        if !skipped && entry.path().is_dir() {
             dirs.push(entry.path());
         }
     }
