@@ -10,6 +10,7 @@ use jiff::{SignedDuration, Timestamp};
 use openwua_catalog::CatalogError;
 use openwua_catalog::manifest::{self, AuthoredService};
 use openwua_catalog::package::{self, VerifiedPackage};
+use openwua_catalog::revision::Revision;
 use openwua_catalog::signing::SecretKey;
 use openwua_catalog::snapshot::{FORMAT_VERSION, Snapshot};
 use openwua_model::enums::{DeploymentAction, UpdateType};
@@ -192,7 +193,7 @@ fn sample_service_reads_into_revisions() {
             .starts_with("EXAMPLE CORP SOFTWARE LICENCE TERMS")
     );
     assert!(agent.update.uninstallation_behavior.is_some());
-    assert_eq!(agent.update.download_contents.len(), 3);
+    assert_eq!(agent.update.download_contents.len(), 4);
     let total: u64 = agent.content.iter().map(|file| file.size).sum();
     assert_eq!(agent.update.max_download_size, total);
     assert_eq!(agent.update.min_download_size, total);
@@ -692,17 +693,29 @@ fn a_failed_write_leaves_nothing() {
     assert!(!out.exists());
 }
 
+/// Copies an update's payload files into one directory, as the agent
+/// stages them before running its installer.
+fn stage(service: &AuthoredService, revision: &Revision) -> TempDir {
+    let staging = TempDir::new().unwrap();
+    for file in &revision.content {
+        let (_, source) = service
+            .payloads
+            .iter()
+            .find(|(payload, _)| payload.sha256 == file.sha256)
+            .unwrap();
+        fs::copy(source, staging.path().join(&file.file_name)).unwrap();
+    }
+    staging
+}
+
 #[test]
 fn sample_installers_stay_in_their_sandbox() {
     let service = sample();
-    let (_, script) = service
-        .payloads
-        .iter()
-        .find(|(file, _)| file.file_name == "install.sh")
-        .unwrap();
+    let tzdata = stage(&service, revision(&service, "tzdata 2026b"));
+    let script = tzdata.path().join("install.sh");
     let run = |sandbox: Option<&Path>| {
         let mut command = Command::new("sh");
-        command.arg(script).args(["tzdata", "2026b"]).env_clear();
+        command.arg(&script).args(["tzdata", "2026b"]).env_clear();
         if let Some(sandbox) = sandbox {
             command.env("OPENWUA_SANDBOX", sandbox);
         }
@@ -720,14 +733,12 @@ fn sample_installers_stay_in_their_sandbox() {
         "2026b\n"
     );
 
-    let agent = revision(&service, "Example Agent 2.1 feature update");
-    let (_, installer) = service
-        .payloads
-        .iter()
-        .find(|(file, _)| agent.content[0].sha256 == file.sha256)
-        .unwrap();
+    let agent = stage(
+        &service,
+        revision(&service, "Example Agent 2.1 feature update"),
+    );
     let mut child = Command::new("sh")
-        .arg(installer)
+        .arg(agent.path().join("install-agent.sh"))
         .env_clear()
         .env("OPENWUA_SANDBOX", sandbox.path())
         .stdin(std::process::Stdio::piped())

@@ -4,24 +4,7 @@
 # only for an interactive user; with no answer to read it fails.
 set -eu
 
-fail() {
-    echo "$(basename "$0"): $*" >&2
-    exit 2
-}
-
-# The agent runs installers with OPENWUA_SANDBOX set to a directory of
-# their own; these samples write nowhere else and refuse to run without it.
-sandbox=${OPENWUA_SANDBOX:-}
-[ -n "$sandbox" ] || fail "OPENWUA_SANDBOX is not set; refusing to run outside a sandbox"
-case $sandbox in
-/*) ;;
-*) fail "OPENWUA_SANDBOX must be an absolute path, not '$sandbox'" ;;
-esac
-[ -d "$sandbox" ] || fail "OPENWUA_SANDBOX ($sandbox) is not a directory"
-
-log() {
-    printf '%s %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >>"$sandbox/history.log"
-}
+. "$(dirname "$0")/sandbox.sh"
 
 printf 'Example Agent 2.1 can upload anonymous diagnostics. Enable it? [y/N] '
 if ! read -r answer; then

@@ -8,24 +8,7 @@
 # which the update's exit-code map reads as "succeeded, reboot required".
 set -eu
 
-fail() {
-    echo "$(basename "$0"): $*" >&2
-    exit 2
-}
-
-# The agent runs installers with OPENWUA_SANDBOX set to a directory of
-# their own; these samples write nowhere else and refuse to run without it.
-sandbox=${OPENWUA_SANDBOX:-}
-[ -n "$sandbox" ] || fail "OPENWUA_SANDBOX is not set; refusing to run outside a sandbox"
-case $sandbox in
-/*) ;;
-*) fail "OPENWUA_SANDBOX must be an absolute path, not '$sandbox'" ;;
-esac
-[ -d "$sandbox" ] || fail "OPENWUA_SANDBOX ($sandbox) is not a directory"
-
-log() {
-    printf '%s %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >>"$sandbox/history.log"
-}
+. "$(dirname "$0")/sandbox.sh"
 
 reboot=no
 if [ "${1:-}" = --reboot ]; then
