@@ -23,16 +23,18 @@ use openwua_model::hresult::HResult;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::error::ClientError;
 
-/// The longest reply accepted, in bytes (without its NUL). A longer one
-/// fails the call with [`ClientError::TooLarge`] instead of growing the
-/// client's memory without bound.
-pub const MAX_REPLY: usize = 64 * 1024 * 1024;
+/// The longest reply accepted by default, in bytes (without its NUL). A
+/// longer one fails the call with [`ClientError::TooLarge`] instead of
+/// growing the client's memory without bound. A search of 100,000 updates
+/// is about 75 MB; [`Connection::set_max_reply`] changes the limit.
+pub const MAX_REPLY: usize = 512 * 1024 * 1024;
 
 /// The agent's error, with a WUA code.
 const WUA_ERROR: &str = "org.openwua.Agent.WuaError";
@@ -55,6 +57,8 @@ pub struct Connection {
     /// The stream stopped between message boundaries (a reply was too long
     /// or not JSON, or a call was cut off while being written).
     broken: bool,
+    /// The longest reply accepted.
+    max_reply: usize,
 }
 
 /// One call as it goes on the wire.
@@ -66,15 +70,26 @@ struct Call<'a, P> {
     more: bool,
 }
 
-/// One reply as it comes off the wire.
+/// One reply as it comes off the wire. The parameters stay raw text until
+/// the caller's type decodes them, so a large reply is decoded once.
 #[derive(Deserialize)]
 struct Message {
     #[serde(default)]
-    parameters: Option<Value>,
+    parameters: Option<Box<RawValue>>,
     #[serde(default)]
     continues: bool,
     #[serde(default)]
     error: Option<String>,
+}
+
+/// A successful single reply, decoded with its parameters' own type.
+#[derive(Deserialize)]
+struct Success<R> {
+    parameters: Option<R>,
+    #[serde(default)]
+    continues: bool,
+    #[serde(default)]
+    error: Option<serde::de::IgnoredAny>,
 }
 
 /// `org.openwua.Agent.WuaError`'s parameters; `name` and `message` are
@@ -108,7 +123,13 @@ impl Connection {
             partial: Vec::new(),
             owed: false,
             broken: false,
+            max_reply: MAX_REPLY,
         }
+    }
+
+    /// Changes the longest reply accepted (default [`MAX_REPLY`]).
+    pub fn set_max_reply(&mut self, limit: usize) {
+        self.max_reply = limit;
     }
 
     /// Calls `method` (qualified: `org.openwua.Agent.Search`) and decodes
@@ -119,7 +140,20 @@ impl Connection {
         parameters: &P,
     ) -> Result<R, ClientError> {
         self.send(method, parameters, false).await?;
-        let message = self.read_reply().await?;
+        let bytes = self.read_message().await?;
+        // A successful reply decodes straight into `R`, in one pass over a
+        // reply that may be a hundred megabytes; anything else takes the
+        // general path below.
+        if let Ok(Success {
+            parameters: Some(parameters),
+            continues: false,
+            error: None,
+        }) = serde_json::from_slice::<Success<R>>(&bytes)
+        {
+            self.owed = false;
+            return Ok(parameters);
+        }
+        let message = self.parse_reply(&bytes)?;
         if message.continues {
             return Err(ClientError::Protocol(format!(
                 "{method} was called for one reply and more were announced"
@@ -184,7 +218,12 @@ impl Connection {
     /// Reads one reply, noting whether its call has more to come.
     async fn read_reply(&mut self) -> Result<Message, ClientError> {
         let bytes = self.read_message().await?;
-        let message: Message = serde_json::from_slice(&bytes).map_err(|error| {
+        self.parse_reply(&bytes)
+    }
+
+    /// Parses one reply, noting whether its call has more to come.
+    fn parse_reply(&mut self, bytes: &[u8]) -> Result<Message, ClientError> {
+        let message: Message = serde_json::from_slice(bytes).map_err(|error| {
             // Whether more replies follow is unknowable now.
             self.broken = true;
             ClientError::Protocol(format!("a reply is not a Varlink message: {error}"))
@@ -204,10 +243,12 @@ impl Connection {
                 Some(end) => (&available[..end], end + 1, true),
                 None => (available, available.len(), false),
             };
-            if self.partial.len() + body.len() > MAX_REPLY {
+            if self.partial.len() + body.len() > self.max_reply {
                 self.partial = Vec::new();
                 self.broken = true;
-                return Err(ClientError::TooLarge { limit: MAX_REPLY });
+                return Err(ClientError::TooLarge {
+                    limit: self.max_reply,
+                });
             }
             self.partial.extend_from_slice(body);
             self.reader.consume(taken);
@@ -250,15 +291,13 @@ impl Replies<'_> {
 /// A reply's parameters as `R`, or its error.
 fn decode<R: DeserializeOwned>(method: &str, message: Message) -> Result<R, ClientError> {
     // Varlink lets a reply without parameters leave them out.
-    let parameters = message
-        .parameters
-        .unwrap_or_else(|| Value::Object(serde_json::Map::new()));
+    let parameters = message.parameters.as_deref().map_or("{}", RawValue::get);
     match message.error {
-        None => serde_json::from_value(parameters).map_err(|error| {
+        None => serde_json::from_str(parameters).map_err(|error| {
             ClientError::Protocol(format!("the reply to {method} is not as expected: {error}"))
         }),
         Some(error) if error == WUA_ERROR => {
-            let WuaErrorParameters { hresult, detail } = serde_json::from_value(parameters)
+            let WuaErrorParameters { hresult, detail } = serde_json::from_str(parameters)
                 .map_err(|error| {
                     ClientError::Protocol(format!("{WUA_ERROR} is not as expected: {error}"))
                 })?;
@@ -267,6 +306,9 @@ fn decode<R: DeserializeOwned>(method: &str, message: Message) -> Result<R, Clie
                 detail: detail.filter(|detail| !detail.is_empty()),
             })
         }
-        Some(error) => Err(ClientError::Varlink { error, parameters }),
+        Some(error) => Err(ClientError::Varlink {
+            error,
+            parameters: serde_json::from_str(parameters).unwrap_or(Value::Null),
+        }),
     }
 }

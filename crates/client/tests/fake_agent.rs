@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use openwua_client::varlink::{Connection, MAX_REPLY};
+use openwua_client::varlink::Connection;
 use openwua_client::{ClientError, SyncPhase, UpdateSession, blocking};
 use openwua_model::enums::{OperationResultCode, ServerSelection};
 use openwua_model::hresult::{
@@ -196,8 +196,8 @@ fn canned(protocol_version: u32) -> impl Fn(&Value) -> Answer + Send + Sync + 's
                 json!({ "parameter": "serviceId" }),
             )),
             "GetUpdate" => Answer::HangUp,
-            // One byte over the limit, and no NUL in sight.
-            "GetTotalHistoryCount" => one(vec![b' '; MAX_REPLY + 1]),
+            // Over the test's limit, and no NUL in sight.
+            "GetTotalHistoryCount" => one(vec![b' '; 2 * TEST_REPLY_LIMIT]),
             // Every reply in one write: the client must split them.
             "Sync" => {
                 let done = json!({
@@ -408,19 +408,28 @@ async fn replies_left_unread_are_skipped_before_the_next_call() {
     assert_eq!(info["info"]["protocolVersion"], 1);
 }
 
+/// A reply limit small enough to cross cheaply in a test.
+const TEST_REPLY_LIMIT: usize = 4096;
+
 #[tokio::test]
 async fn a_reply_over_the_limit_is_refused() {
     let agent = FakeAgent::start(canned(1));
-    let session = UpdateSession::connect(&agent.socket).await.unwrap();
-    let searcher = session.create_update_searcher();
-    let error = searcher.get_total_history_count().await.unwrap_err();
+    let mut connection = Connection::connect(&agent.socket).await.unwrap();
+    connection.set_max_reply(TEST_REPLY_LIMIT);
+    let error = connection
+        .call::<_, Value>("org.openwua.Agent.GetTotalHistoryCount", &json!({}))
+        .await
+        .unwrap_err();
     assert!(
-        matches!(error, ClientError::TooLarge { limit: MAX_REPLY }),
+        matches!(error, ClientError::TooLarge { limit: TEST_REPLY_LIMIT }),
         "{error:?}"
     );
     assert_eq!(error.hresult(), WU_E_PT_QUOTA_EXCEEDED);
     // The rest of that reply is still on the wire: the connection is done.
-    let error = session.system_info().await.unwrap_err();
+    let error = connection
+        .call::<_, Value>("org.openwua.Agent.GetSystemInfo", &json!({}))
+        .await
+        .unwrap_err();
     assert!(matches!(error, ClientError::Protocol(_)), "{error:?}");
 }
 
