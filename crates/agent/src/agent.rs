@@ -16,7 +16,7 @@ use openwua_model::hresult::{
     WU_E_INVALIDINDEX, WU_E_METADATA_TIMESTAMP_TOKEN_VALIDITY_WINDOW, WU_E_NO_SERVICE,
     WU_E_SERVICE_NOT_REGISTERED, WU_E_UNEXPECTED,
 };
-use openwua_model::search::{SearchOptions, UpdateEntry};
+use openwua_model::search::{SearchOptions, SearchWarning, UpdateEntry};
 use openwua_model::service::ServiceInfo;
 use serde::Serialize;
 use uuid::Uuid;
@@ -187,13 +187,17 @@ impl Agent {
                 if let Err(error) = self.sync(Some(*service_id), |_| {}).await {
                     // WUA keeps searching the cached catalog when the service
                     // cannot be reached; say so instead of failing.
-                    warnings.push(serde_json::json!({
-                        "hresult": error.hresult,
-                        "message": format!("sync of {service_id} failed, searched the stored catalog: {}", error.detail),
-                    }));
+                    warnings.push(SearchWarning {
+                        hresult: error.hresult,
+                        message: format!(
+                            "sync of {service_id} failed, so the stored catalog was searched: {}",
+                            error.detail
+                        ),
+                    });
                 }
             }
         }
+        warnings.extend(self.expiry_warnings(&services).await?);
         let index = Arc::clone(&self.index);
         let include_superseded = options.include_potentially_superseded_updates;
         blocking(move || {
@@ -213,7 +217,8 @@ impl Agent {
                 entry.write_json(&mut out)?;
             }
             out.extend_from_slice(br#"],"warnings":"#);
-            out.extend_from_slice(serde_json::Value::from(warnings).to_string().as_bytes());
+            serde_json::to_writer(&mut out, &warnings)
+                .map_err(|error| AgentError::new(WU_E_UNEXPECTED, error.to_string()))?;
             out.extend_from_slice(b"}}");
             // Every piece above is UTF-8 JSON.
             let out = String::from_utf8(out)
@@ -221,6 +226,27 @@ impl Agent {
             Ok(out)
         })
         .await
+    }
+
+    /// A warning for each searched service whose stored catalog has expired:
+    /// its results may be out of date until it syncs a current one.
+    async fn expiry_warnings(&self, searched: &[Uuid]) -> Result<Vec<SearchWarning>> {
+        let now = Timestamp::now();
+        let services = self.with_store(|store| store.services()).await?;
+        Ok(services
+            .into_iter()
+            .filter(|service| searched.contains(&service.service_id))
+            .filter_map(|service| {
+                let expired = service.expiration_date.filter(|expires| *expires <= now)?;
+                Some(SearchWarning {
+                    hresult: WU_E_METADATA_TIMESTAMP_TOKEN_VALIDITY_WINDOW,
+                    message: format!(
+                        "the catalog of {} expired at {expired}; results may be out of date until it syncs a current one",
+                        service.name
+                    ),
+                })
+            })
+            .collect())
     }
 
     /// `GetUpdate`.
@@ -428,6 +454,9 @@ impl Agent {
             let previous_version = service.catalog_version;
             let version = snapshot.version;
             let counts = if previous_version == Some(version) {
+                let service_id = service.service_id;
+                self.with_store(move |store| store.mark_synced(service_id))
+                    .await?;
                 ImportCounts {
                     unchanged: service.update_count,
                     ..ImportCounts::default()

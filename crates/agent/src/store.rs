@@ -238,6 +238,15 @@ impl Store {
         Ok(counts)
     }
 
+    /// Records a sync that found the catalog unchanged.
+    pub fn mark_synced(&mut self, service_id: Uuid) -> Result<()> {
+        self.connection.execute(
+            "UPDATE services SET last_sync = ?2 WHERE service_id = ?1",
+            params![service_id.to_string(), Timestamp::now().to_string()],
+        )?;
+        Ok(())
+    }
+
     /// Unregisters a service and drops its catalog. The update state stays,
     /// so re-adding the service keeps hidden updates hidden.
     pub fn remove_service(&mut self, service_id: Uuid) -> Result<bool> {

@@ -212,3 +212,31 @@ fn sigkill_during_a_sync_keeps_the_previous_catalog() {
     let found = titles(&search(&agent, "", json!({})).unwrap()).len() as u64;
     assert_eq!(found, count);
 }
+
+#[test]
+fn an_online_search_syncs_first_and_an_expired_catalog_is_flagged() {
+    let agent = AgentProcess::start(&[]);
+    let (key, public) = key();
+    let package = agent.dir.path().join("service.owpkg");
+    let mut first = snapshot(1, updates(1));
+    first.expires = first.created + jiff::SignedDuration::from_secs(2);
+    write(&first, &key, &package);
+    add_package(&agent, &package, &public).unwrap();
+
+    // A newer package at the same path is seen only by an online search.
+    write(&snapshot(2, updates(2)), &key, &package);
+    assert_eq!(titles(&search(&agent, "", json!({})).unwrap()).len(), 1);
+    let online = search(&agent, "", json!({ "online": true })).unwrap();
+    assert_eq!(titles(&online).len(), 2);
+    assert_eq!(online["warnings"], json!([]));
+
+    // Expired in the store: the search answers, and says so.
+    let mut expiring = snapshot(3, updates(2));
+    expiring.expires = expiring.created + jiff::SignedDuration::from_secs(1);
+    write(&expiring, &key, &package);
+    agent.call("org.openwua.Agent.Sync", json!({})).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let stale = search(&agent, "", json!({})).unwrap();
+    assert_eq!(titles(&stale).len(), 2);
+    assert_eq!(stale["warnings"][0]["hresult"], "0x80247163", "{stale}");
+}

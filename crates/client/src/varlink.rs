@@ -297,8 +297,8 @@ fn decode<R: DeserializeOwned>(method: &str, message: Message) -> Result<R, Clie
             ClientError::Protocol(format!("the reply to {method} is not as expected: {error}"))
         }),
         Some(error) if error == WUA_ERROR => {
-            let WuaErrorParameters { hresult, detail } = serde_json::from_str(parameters)
-                .map_err(|error| {
+            let WuaErrorParameters { hresult, detail } =
+                serde_json::from_str(parameters).map_err(|error| {
                     ClientError::Protocol(format!("{WUA_ERROR} is not as expected: {error}"))
                 })?;
             Err(ClientError::WuaError {

@@ -421,7 +421,12 @@ async fn a_reply_over_the_limit_is_refused() {
         .await
         .unwrap_err();
     assert!(
-        matches!(error, ClientError::TooLarge { limit: TEST_REPLY_LIMIT }),
+        matches!(
+            error,
+            ClientError::TooLarge {
+                limit: TEST_REPLY_LIMIT
+            }
+        ),
         "{error:?}"
     );
     assert_eq!(error.hresult(), WU_E_PT_QUOTA_EXCEEDED);
