@@ -202,6 +202,8 @@ struct ThrowawayUser {
 impl ThrowawayUser {
     fn create(prefix: &str) -> ThrowawayUser {
         let name = format!("{prefix}{}", std::process::id() % 100_000);
+        // A run that was killed may have left it behind.
+        let _ = std::process::Command::new("userdel").arg(&name).status();
         let status = std::process::Command::new("useradd")
             .args([
                 "--system",
