@@ -77,7 +77,7 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async move {
         let socket = config.socket.clone();
         let agent = Arc::new(Agent::open(config)?);
-        let listener = varlink::bind(&socket)?;
+        let (listener, activated) = listener(&socket)?;
         tracing::info!("serving org.openwua.Agent on {}", socket.display());
         let mut terminate =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -86,8 +86,23 @@ fn main() -> anyhow::Result<()> {
             _ = terminate.recv() => tracing::info!("SIGTERM: stopping"),
             _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
         }
-        // Best effort: a stale socket is replaced at the next start anyway.
-        let _ = std::fs::remove_file(&socket);
+        // The socket is systemd's when it was passed in. Otherwise removal
+        // is best effort: a stale socket is replaced at the next start anyway.
+        if !activated {
+            let _ = std::fs::remove_file(&socket);
+        }
         Ok(())
     })
+}
+
+/// The socket systemd passed (socket activation, `LISTEN_FDS`), else one
+/// bound at `socket`; true when it was passed.
+fn listener(socket: &std::path::Path) -> anyhow::Result<(tokio::net::UnixListener, bool)> {
+    match listenfd::ListenFd::from_env().take_unix_listener(0)? {
+        Some(listener) => {
+            listener.set_nonblocking(true)?;
+            Ok((tokio::net::UnixListener::from_std(listener)?, true))
+        }
+        None => Ok((varlink::bind(socket)?, false)),
+    }
 }

@@ -226,3 +226,57 @@ impl Drop for ThrowawayUser {
             .status();
     }
 }
+
+#[test]
+fn a_socket_passed_by_systemd_is_served_and_left_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("activated.sock");
+    // What systemd does: bind and listen, pass it as fd 3 with LISTEN_FDS
+    // and LISTEN_PID, exec the service.
+    let script = r#"
+import os, socket, sys
+listener = socket.socket(socket.AF_UNIX)
+listener.bind(sys.argv[1])
+listener.listen()
+os.dup2(listener.fileno(), 3)
+os.set_inheritable(3, True)
+env = dict(os.environ, LISTEN_FDS="1", LISTEN_PID=str(os.getpid()), WUA_AGENT_LOG="warn")
+os.execve(sys.argv[2], [sys.argv[2], "--state-dir", sys.argv[3], "--socket", sys.argv[4]], env)
+"#;
+    let mut agent = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(&socket)
+        .arg(env!("CARGO_BIN_EXE_wua-agent"))
+        .arg(dir.path().join("state"))
+        // Where the agent would bind if it ignored the passed socket.
+        .arg(dir.path().join("not-used.sock"))
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut client = loop {
+        if let Ok(stream) = std::os::unix::net::UnixStream::connect(&socket) {
+            drop(stream);
+            break Client::connect(&socket);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the agent never answered"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let info = client
+        .call("org.openwua.Agent.GetAgentInfo", json!({}))
+        .unwrap();
+    assert_eq!(info["info"]["protocolVersion"], 1);
+    assert!(!dir.path().join("not-used.sock").exists());
+    let terminated = std::process::Command::new("kill")
+        .args(["-TERM", &agent.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(terminated.success());
+    assert!(agent.wait().unwrap().success());
+    assert!(
+        socket.exists(),
+        "the socket is systemd's; the agent must leave it"
+    );
+}
