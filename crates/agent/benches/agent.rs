@@ -38,6 +38,7 @@ fn revision(id: u128) -> Revision {
     });
     Revision {
         update: serde_json::from_value(update).expect("a valid update"),
+        hidden_by_default: false,
         applicability: Applicability {
             installable: Some(Rule::Any(vec![
                 Rule::DebInstalled {

@@ -13,8 +13,8 @@ use openwua_model::enums::{OperationResultCode, ServerSelection};
 use openwua_model::history::{HistoryEntry, SystemInfo};
 use openwua_model::hresult::{
     E_INVALIDARG, WU_E_DS_INVALIDOPERATION, WU_E_DS_NODATA, WU_E_DS_UNKNOWNSERVICE,
-    WU_E_INVALIDINDEX, WU_E_METADATA_TIMESTAMP_TOKEN_VALIDITY_WINDOW, WU_E_NO_SERVICE,
-    WU_E_SERVICE_NOT_REGISTERED, WU_E_UNEXPECTED,
+    WU_E_INVALID_OPERATION, WU_E_INVALIDINDEX, WU_E_METADATA_TIMESTAMP_TOKEN_VALIDITY_WINDOW,
+    WU_E_NO_SERVICE, WU_E_SERVICE_NOT_REGISTERED, WU_E_UNEXPECTED,
 };
 use openwua_model::search::{SearchOptions, SearchWarning, UpdateEntry};
 use openwua_model::service::ServiceInfo;
@@ -262,8 +262,16 @@ impl Agent {
     pub async fn set_hidden(&self, update_ids: Vec<Uuid>, hidden: bool) -> Result<()> {
         {
             let index = self.index.read().map_err(|_| poisoned())?;
-            if let Some(missing) = update_ids.iter().find(|id| index.get(**id).is_none()) {
-                return Err(unknown_update(*missing));
+            for id in &update_ids {
+                let entry = index.get(*id).ok_or_else(|| unknown_update(*id))?;
+                // WUA: "An attempt to mark a mandatory update as hidden
+                // causes an error."
+                if hidden && entry.update.is_mandatory {
+                    return Err(AgentError::new(
+                        WU_E_INVALID_OPERATION,
+                        format!("update {id} is mandatory and cannot be hidden"),
+                    ));
+                }
             }
         }
         let ids = update_ids.clone();

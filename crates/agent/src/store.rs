@@ -454,6 +454,17 @@ fn import(transaction: &Transaction<'_>, snapshot: &Snapshot) -> Result<ImportCo
                 encoded.content,
             ])?;
         }
+        // Only the first value: an administrator's later choice stands.
+        let mut hide = transaction.prepare_cached(
+            "INSERT OR IGNORE INTO update_state (update_id, is_hidden) VALUES (?1, 1)",
+        )?;
+        for revision in snapshot
+            .revisions
+            .iter()
+            .filter(|revision| revision.hidden_by_default)
+        {
+            hide.execute([revision.update.identity.update_id.to_string()])?;
+        }
         let mut delete = transaction
             .prepare_cached("DELETE FROM revisions WHERE service_id = ?1 AND update_id = ?2")?;
         for update_id in stored.keys() {

@@ -240,3 +240,60 @@ fn an_online_search_syncs_first_and_an_expired_catalog_is_flagged() {
     assert_eq!(titles(&stale).len(), 2);
     assert_eq!(stale["warnings"][0]["hresult"], "0x80247163", "{stale}");
 }
+
+#[test]
+fn hidden_by_default_sets_only_the_first_value_and_mandatory_updates_stay_visible() {
+    let agent = AgentProcess::start(&[]);
+    let (key, public) = key();
+    let package = agent.dir.path().join("service.owpkg");
+    let mut opt_in = revision(1, "Opt-in", Applicability::default(), json!({}));
+    opt_in.hidden_by_default = true;
+    let mandatory = revision(
+        2,
+        "Mandatory",
+        Applicability::default(),
+        json!({ "isMandatory": true }),
+    );
+    write(
+        &snapshot(1, vec![opt_in.clone(), mandatory.clone()]),
+        &key,
+        &package,
+    );
+    add_package(&agent, &package, &public).unwrap();
+    assert_eq!(
+        titles(&search(&agent, "", json!({})).unwrap()),
+        ["Mandatory"]
+    );
+    assert_eq!(
+        titles(&search(&agent, "IsHidden=1", json!({})).unwrap()),
+        ["Opt-in"]
+    );
+
+    // An administrator's choice survives the next catalog.
+    let opt_in_id = uuid::Uuid::from_u128(1);
+    agent
+        .call(
+            "org.openwua.Agent.SetHidden",
+            json!({ "updateIds": [opt_in_id], "hidden": false }),
+        )
+        .unwrap();
+    write(&snapshot(2, vec![opt_in, mandatory]), &key, &package);
+    agent.call("org.openwua.Agent.Sync", json!({})).unwrap();
+    assert_eq!(
+        titles(&search(&agent, "", json!({})).unwrap()),
+        ["Mandatory", "Opt-in"]
+    );
+
+    let refusal = agent
+        .call(
+            "org.openwua.Agent.SetHidden",
+            json!({ "updateIds": [opt_in_id, uuid::Uuid::from_u128(2)], "hidden": true }),
+        )
+        .unwrap_err();
+    assert_eq!(error_name(&refusal), "WU_E_INVALID_OPERATION");
+    // All or nothing: the opt-in update was not hidden either.
+    assert_eq!(
+        titles(&search(&agent, "", json!({})).unwrap()),
+        ["Mandatory", "Opt-in"]
+    );
+}

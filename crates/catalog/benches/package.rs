@@ -37,6 +37,7 @@ fn revision(id: u128) -> Revision {
     });
     Revision {
         update: serde_json::from_value(update).expect("a valid update"),
+        hidden_by_default: false,
         applicability: Applicability {
             installable: Some(Rule::DebInstalled {
                 package: format!("example-package-{id}"),

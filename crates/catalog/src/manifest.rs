@@ -144,6 +144,8 @@ struct UpdateManifest {
     #[serde(default)]
     browse_only: bool,
     #[serde(default)]
+    hidden_by_default: bool,
+    #[serde(default)]
     auto_select_on_web_sites: bool,
     #[serde(default)]
     supersedes: Vec<Uuid>,
@@ -666,8 +668,15 @@ impl Context<'_> {
             min_download_size: total_size,
             max_download_size: total_size,
         };
+        if manifest.hidden_by_default && manifest.is_mandatory {
+            return Err(error(
+                "hidden_by_default",
+                "a mandatory update cannot be hidden (WUA refuses to hide one)".into(),
+            ));
+        }
         let revision = Revision {
             update,
+            hidden_by_default: manifest.hidden_by_default,
             applicability: manifest.applicability,
             handler: manifest.handler,
             content: files.iter().map(|(content, _)| content.clone()).collect(),

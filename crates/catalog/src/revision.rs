@@ -18,6 +18,11 @@ use uuid::Uuid;
 pub struct Revision {
     /// What WUA's object model says about it.
     pub update: Update,
+    /// Machines start with it hidden (`IsHidden`), until an administrator
+    /// unhides it. An OpenWUA extension: WUA's hidden flag is per machine,
+    /// and this only sets its first value.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hidden_by_default: bool,
     /// Whether it applies to a machine, and whether it is installed there.
     #[serde(default)]
     pub applicability: Applicability,

@@ -608,6 +608,17 @@ fn manifest_errors_name_the_file_and_key() {
         "{message}"
     );
 
+    let message = manifest_error("kernel-hardening-settings", |_, text| {
+        text.replace(
+            "hidden_by_default = true",
+            "hidden_by_default = true\nis_mandatory = true",
+        )
+    });
+    assert!(
+        message.contains("kernel-hardening-settings/update.toml: hidden_by_default"),
+        "{message}"
+    );
+
     let message = manifest_error("ca-certificates-2026", |_, text| {
         text.replace("\"/etc/ssl/certs\"", "\"etc/ssl/certs\"")
     });

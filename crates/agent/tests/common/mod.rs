@@ -198,6 +198,7 @@ pub fn revision(id: u128, title: &str, applicability: Applicability, extra: Valu
     }
     Revision {
         update: serde_json::from_value(update).unwrap(),
+        hidden_by_default: false,
         applicability,
         handler: Handler::Command {
             program: "install.sh".into(),
