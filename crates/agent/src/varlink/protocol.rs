@@ -167,3 +167,64 @@ impl Reply {
         writer.flush().await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use tokio::io::BufReader;
+
+    use super::*;
+
+    fn read_all(bytes: &[u8], capacity: usize) -> Vec<Result<Call, ReadError>> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async {
+            let mut reader = BufReader::with_capacity(capacity, bytes);
+            let mut buffer = Vec::new();
+            let mut results = Vec::new();
+            loop {
+                let result = read_call(&mut reader, &mut buffer).await;
+                let stop = !matches!(result, Ok(_));
+                results.push(result);
+                if stop {
+                    return results;
+                }
+            }
+        })
+    }
+
+    #[test]
+    fn calls_split_across_reads_and_packed_into_one_are_both_read() {
+        let stream =
+            b"{\"method\":\"a.B\",\"more\":true}\0{\"method\":\"a.C\",\"parameters\":{\"x\":1}}\0";
+        for capacity in [1, 3, 64 * 1024] {
+            let results = read_all(stream, capacity);
+            assert_eq!(results.len(), 3, "capacity {capacity}");
+            let first = results[0].as_ref().expect("a call");
+            assert_eq!((first.method.as_str(), first.more), ("a.B", true));
+            let second = results[1].as_ref().expect("a call");
+            assert_eq!(
+                second.parameters.as_ref().map(|raw| raw.get()),
+                Some("{\"x\":1}")
+            );
+            assert!(matches!(results[2], Err(ReadError::Closed)));
+        }
+    }
+
+    #[test]
+    fn a_message_cut_off_is_malformed_not_closed() {
+        let results = read_all(b"{\"method\":\"a.B\"", 8);
+        assert!(matches!(results[0], Err(ReadError::Malformed(_))));
+    }
+
+    proptest! {
+        /// Whatever arrives, reading ends in a call, a clean close or an
+        /// error: never a panic and never an endless loop.
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512), capacity in 1usize..64) {
+            let results = read_all(&bytes, capacity);
+            prop_assert!(results.len() <= bytes.iter().filter(|&&byte| byte == 0).count() + 1);
+        }
+    }
+}
