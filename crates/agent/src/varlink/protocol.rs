@@ -185,7 +185,7 @@ mod tests {
             let mut results = Vec::new();
             loop {
                 let result = read_call(&mut reader, &mut buffer).await;
-                let stop = !matches!(result, Ok(_));
+                let stop = result.is_err();
                 results.push(result);
                 if stop {
                     return results;
