@@ -74,26 +74,38 @@ pub fn start() -> anyhow::Result<Embedded> {
 fn register_sample(dir: &Path, sample: &Path, socket: &Path) -> anyhow::Result<()> {
     let key = sample_key(&dir.join("sample.key"))?;
     let package_path = dir.join("sample-service.owpkg");
-    // Seconds since the epoch: each build is newer than the last.
-    let version = Timestamp::now().as_second().unsigned_abs();
-    let snapshot =
+    let build = |version: u64| {
         package::build_service_dir(sample, version, SAMPLE_VALIDITY, true, &key, &package_path)
-            .with_context(|| format!("building the sample service from {}", sample.display()))?;
+            .with_context(|| format!("building the sample service from {}", sample.display()))
+    };
+    // Seconds since the epoch: each build is newer than the last.
+    let snapshot = build(Timestamp::now().as_second().unsigned_abs())?;
     let session = UpdateSession::connect(socket)?;
     let manager = session.create_update_service_manager();
     let registered = manager
         .services()?
-        .iter()
-        .any(|service| service.service_id == snapshot.service_id);
-    if registered {
-        session.sync(Some(snapshot.service_id), |_| {})?;
-    } else {
-        manager.add_scan_package_service(
-            None,
-            &package_path,
-            &key.public_key().to_string(),
-            true,
-        )?;
+        .into_iter()
+        .find(|service| service.service_id == snapshot.service_id);
+    match registered {
+        None => {
+            manager.add_scan_package_service(
+                None,
+                &package_path,
+                &key.public_key().to_string(),
+                true,
+            )?;
+        }
+        Some(service) => {
+            // After the clock went back, the seconds are not newer: follow
+            // on from the stored version rather than be refused as a rollback.
+            if let Some(stored) = service
+                .catalog_version
+                .filter(|stored| *stored > snapshot.version)
+            {
+                build(stored + 1)?;
+            }
+            session.sync(Some(service.service_id), |_| {})?;
+        }
     }
     Ok(())
 }
