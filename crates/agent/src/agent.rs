@@ -1,10 +1,12 @@
 //! The agent's operations, independent of transport: what each Varlink
 //! method does once the caller is known and authorized.
 
+use std::fs::File;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
 use jiff::Timestamp;
+use nix::fcntl::{Flock, FlockArg};
 use openwua_catalog::package;
 use openwua_catalog::signing::PublicKey;
 use openwua_catalog::snapshot::Snapshot;
@@ -12,7 +14,7 @@ use openwua_model::criteria::Criteria;
 use openwua_model::enums::{OperationResultCode, ServerSelection};
 use openwua_model::history::{HistoryEntry, SystemInfo};
 use openwua_model::hresult::{
-    E_INVALIDARG, WU_E_DS_INVALIDOPERATION, WU_E_DS_NODATA, WU_E_DS_UNKNOWNSERVICE,
+    E_INVALIDARG, WU_E_DS_INUSE, WU_E_DS_INVALIDOPERATION, WU_E_DS_NODATA, WU_E_DS_UNKNOWNSERVICE,
     WU_E_INVALID_OPERATION, WU_E_INVALIDINDEX, WU_E_METADATA_TIMESTAMP_TOKEN_VALIDITY_WINDOW,
     WU_E_NO_SERVICE, WU_E_SERVICE_NOT_REGISTERED, WU_E_UNEXPECTED,
 };
@@ -52,6 +54,9 @@ pub struct Agent {
     index: Arc<RwLock<Index>>,
     /// One sync or service change at a time.
     catalog_writer: tokio::sync::Mutex<()>,
+    /// Held while the agent runs: one agent per state directory, since
+    /// each keeps its own view of the store in memory.
+    _state_lock: Flock<File>,
 }
 
 fn poisoned() -> AgentError {
@@ -77,6 +82,7 @@ impl Agent {
                 format!("cannot create {}: {error}", config.state_dir.display()),
             )
         })?;
+        let state_lock = lock_state_dir(&config)?;
         let store = Store::open(&config.store_path())?;
         let index = load_index(&store, &config)?;
         Ok(Agent {
@@ -84,6 +90,7 @@ impl Agent {
             store: Arc::new(Mutex::new(store)),
             index: Arc::new(RwLock::new(index)),
             catalog_writer: tokio::sync::Mutex::new(()),
+            _state_lock: state_lock,
         })
     }
 
@@ -538,6 +545,37 @@ fn check_sync(service: &ServiceInfo, snapshot: &Snapshot) -> Result<()> {
 
 async fn read_package(path: PathBuf, key: PublicKey) -> Result<Snapshot> {
     blocking(move || Ok(package::open_package(&path, &key)?.snapshot)).await
+}
+
+/// Takes `state_dir/agent.lock`, or fails with `WU_E_DS_INUSE` when another
+/// agent holds it (unless the configuration says to wait).
+fn lock_state_dir(config: &Config) -> Result<Flock<File>> {
+    let path = config.state_dir.join("agent.lock");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|error| {
+            AgentError::new(
+                WU_E_NO_SERVICE,
+                format!("cannot open {}: {error}", path.display()),
+            )
+        })?;
+    let mode = if config.wait_for_state_lock {
+        FlockArg::LockExclusive
+    } else {
+        FlockArg::LockExclusiveNonblock
+    };
+    Flock::lock(file, mode).map_err(|_| {
+        AgentError::new(
+            WU_E_DS_INUSE,
+            format!(
+                "another wua-agent is using {}; stop it, or give this one its own --state-dir",
+                config.state_dir.display()
+            ),
+        )
+    })
 }
 
 fn load_index(store: &Store, config: &Config) -> Result<Index> {

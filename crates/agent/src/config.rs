@@ -28,6 +28,10 @@ pub struct Config {
     pub owner_is_admin: bool,
     /// Where applicability rules read the machine.
     pub facts: FactSources,
+    /// Wait for another agent on the same state directory to finish rather
+    /// than refuse to start: for `wua --embedded`, whose runs may overlap.
+    #[serde(skip)]
+    pub wait_for_state_lock: bool,
 }
 
 /// The files and tools applicability reads; overridable for tests and for
@@ -52,6 +56,7 @@ impl Default for Config {
             admin_group: None,
             owner_is_admin: false,
             facts: FactSources::default(),
+            wait_for_state_lock: false,
         }
     }
 }

@@ -297,3 +297,24 @@ fn hidden_by_default_sets_only_the_first_value_and_mandatory_updates_stay_visibl
         ["Mandatory", "Opt-in"]
     );
 }
+
+#[test]
+fn a_second_agent_on_the_same_state_directory_refuses_to_start() {
+    let agent = AgentProcess::start(&[]);
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_wua-agent"))
+        .arg("--state-dir")
+        .arg(agent.dir.path().join("state"))
+        .arg("--socket")
+        .arg(agent.dir.path().join("second.sock"))
+        .env("WUA_AGENT_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("WU_E_DS_INUSE"), "{stderr}");
+    assert!(!agent.dir.path().join("second.sock").exists());
+    // The first one is unaffected.
+    agent
+        .call("org.openwua.Agent.GetSystemInfo", json!({}))
+        .unwrap();
+}

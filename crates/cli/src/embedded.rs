@@ -59,6 +59,8 @@ pub fn start() -> anyhow::Result<Embedded> {
     // not the socket.
     config.socket = dir.join(format!("agent-{}.sock", std::process::id()));
     config.owner_is_admin = true;
+    // Two wua --embedded at once take turns with the store.
+    config.wait_for_state_lock = true;
     let agent = Background::start(config).context("starting the embedded agent")?;
     let embedded = Embedded { agent };
     let sample = std::env::var_os("OPENWUA_SAMPLE_SERVICE")
