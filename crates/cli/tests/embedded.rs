@@ -129,3 +129,28 @@ fn an_unknown_update_is_an_error_with_its_code() {
     let text = String::from_utf8_lossy(&output.stderr);
     assert!(text.contains("WU_E_DS_NODATA"), "{text}");
 }
+
+#[test]
+fn a_refused_scan_package_is_invalid_input() {
+    let embedded = Embedded::new();
+    let package = embedded.dir.path().join("damaged.owpkg");
+    std::fs::write(&package, b"not a package").unwrap();
+    let key = embedded.dir.path().join("other");
+    let keygen = Command::new(env!("CARGO_BIN_EXE_wua"))
+        .args(["package", "keygen"])
+        .arg(&key)
+        .env_clear()
+        .output()
+        .expect("wua runs");
+    assert!(keygen.status.success());
+    let output = embedded.wua(&[
+        "services",
+        "add-package",
+        package.to_str().unwrap(),
+        "--pubkey",
+        key.with_extension("pub").to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&output.stderr);
+    assert!(text.contains("WU_E_OL_INVALID_SCANFILE"), "{text}");
+}
