@@ -18,7 +18,7 @@ use openwua_model::hresult::{
     WU_E_INVALID_OPERATION, WU_E_INVALIDINDEX, WU_E_METADATA_TIMESTAMP_TOKEN_VALIDITY_WINDOW,
     WU_E_NO_SERVICE, WU_E_SERVICE_NOT_REGISTERED, WU_E_UNEXPECTED,
 };
-use openwua_model::search::{SearchOptions, SearchWarning, UpdateEntry};
+use openwua_model::search::{SearchOptions, SearchWarning, UpdateDetails};
 use openwua_model::service::ServiceInfo;
 use serde::Serialize;
 use uuid::Uuid;
@@ -257,11 +257,11 @@ impl Agent {
     }
 
     /// `GetUpdate`.
-    pub fn get_update(&self, update_id: Uuid) -> Result<UpdateEntry> {
+    pub fn get_update(&self, update_id: Uuid) -> Result<UpdateDetails> {
         let index = self.index.read().map_err(|_| poisoned())?;
         index
             .get(update_id)
-            .map(|entry| entry.to_model())
+            .map(|entry| entry.details())
             .ok_or_else(|| unknown_update(update_id))
     }
 

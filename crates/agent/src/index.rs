@@ -13,7 +13,7 @@ use std::io::Write as _;
 use openwua_catalog::revision::Applicability;
 use openwua_model::criteria::{Criteria, SearchFlags, Searchable};
 use openwua_model::hresult::WU_E_DS_INVALID;
-use openwua_model::search::UpdateEntry;
+use openwua_model::search::{ApplicabilityReport, UpdateDetails, UpdateEntry};
 use openwua_model::update::{Update, UpdateIdentity, UpdateState};
 use serde_json::value::RawValue;
 use uuid::Uuid;
@@ -39,8 +39,10 @@ pub struct Entry {
     flags: SearchFlags,
     /// Installed, or installable with its prerequisites installed.
     pub applicable: bool,
-    /// An applicable update supersedes it.
-    pub superseded: bool,
+    /// Why it is not applicable.
+    not_applicable_because: Option<String>,
+    /// The applicable updates that supersede it.
+    superseded_by: Vec<Uuid>,
 }
 
 impl Searchable for Entry {
@@ -104,7 +106,8 @@ impl Index {
                 stored,
                 flags: SearchFlags::default(),
                 applicable: false,
-                superseded: false,
+                not_applicable_because: None,
+                superseded_by: Vec::new(),
             });
         }
         let by_update_id = entries
@@ -154,22 +157,47 @@ impl Index {
             .filter(|entry| entry.state.is_installed)
             .map(|entry| entry.update.identity.update_id)
             .collect();
-        for (entry, installable) in self.entries.iter_mut().zip(installable) {
-            let prerequisites_met = entry
+        let mut missing_prerequisites = Vec::new();
+        for (position, (entry, installable)) in self.entries.iter_mut().zip(installable).enumerate()
+        {
+            let missing: Vec<Uuid> = entry
                 .applicability
                 .prerequisites
                 .iter()
-                .all(|id| installed.contains(id));
-            entry.applicable = entry.state.is_installed || (installable && prerequisites_met);
+                .filter(|id| !installed.contains(id))
+                .copied()
+                .collect();
+            entry.applicable = entry.state.is_installed || (installable && missing.is_empty());
+            entry.not_applicable_because = (!entry.applicable && !installable)
+                .then(|| "its installable rule does not hold on this machine".to_owned());
+            if !entry.applicable && installable {
+                missing_prerequisites.push((position, missing));
+            }
         }
-        let superseded: HashSet<Uuid> = self
-            .entries
-            .iter()
-            .filter(|entry| entry.applicable)
-            .flat_map(|entry| entry.update.superseded_update_ids.iter().copied())
-            .collect();
+        for (position, missing) in missing_prerequisites {
+            let named: Vec<String> = missing
+                .iter()
+                .map(|id| match self.get(*id) {
+                    Some(prerequisite) => format!("{} ({id})", prerequisite.update.title),
+                    None => format!("{id}, which no registered service publishes"),
+                })
+                .collect();
+            self.entries[position].not_applicable_because =
+                Some(format!("prerequisites not installed: {}", named.join(", ")));
+        }
+        let mut superseded_by: HashMap<Uuid, Vec<Uuid>> = HashMap::new();
+        for entry in self.entries.iter().filter(|entry| entry.applicable) {
+            for superseded in &entry.update.superseded_update_ids {
+                superseded_by
+                    .entry(*superseded)
+                    .or_default()
+                    .push(entry.update.identity.update_id);
+            }
+        }
         for entry in &mut self.entries {
-            entry.superseded = superseded.contains(&entry.update.identity.update_id);
+            entry.superseded_by = superseded_by
+                .remove(&entry.update.identity.update_id)
+                .unwrap_or_default();
             entry.refresh_state();
         }
     }
@@ -207,7 +235,7 @@ impl Index {
     ) -> impl Iterator<Item = &'a Entry> + 'a {
         self.entries.iter().filter(move |entry| {
             entry.applicable
-                && (scope.include_superseded || !entry.superseded)
+                && (scope.include_superseded || entry.superseded_by.is_empty())
                 && scope.services.contains(&entry.service_id)
                 && criteria.matches(*entry)
         })
@@ -229,12 +257,19 @@ impl Entry {
         self.flags = SearchFlags::of(&self.update, &self.state);
     }
 
-    /// The entry as a model object (decodes nothing: clones the update).
-    pub fn to_model(&self) -> UpdateEntry {
-        UpdateEntry {
-            update: self.update.clone(),
-            state: self.state,
-            service_id: self.service_id,
+    /// The entry and its applicability as model objects (clones the update).
+    pub fn details(&self) -> UpdateDetails {
+        UpdateDetails {
+            entry: UpdateEntry {
+                update: self.update.clone(),
+                state: self.state,
+                service_id: self.service_id,
+            },
+            applicability: ApplicabilityReport {
+                applicable: self.applicable,
+                superseded_by: self.superseded_by.clone(),
+                reason: self.not_applicable_because.clone(),
+            },
         }
     }
 

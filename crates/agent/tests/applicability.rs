@@ -228,4 +228,29 @@ fn installed_rules_prerequisites_and_supersedence() {
         .unwrap(),
     );
     assert_eq!(with_superseded, ["Fix v1", "Fix v2", "Needs base"]);
+
+    // GetUpdate says why an update is missing from searches.
+    let details = |id: u128| {
+        agent
+            .call(
+                "org.openwua.Agent.GetUpdate",
+                json!({ "updateId": uuid::Uuid::from_u128(id) }),
+            )
+            .unwrap()["applicability"]
+            .clone()
+    };
+    assert_eq!(details(2), json!({ "applicable": true }));
+    let missing = details(3);
+    assert_eq!(missing["applicable"], false);
+    assert_eq!(
+        missing["reason"],
+        format!(
+            "prerequisites not installed: Needs base ({})",
+            uuid::Uuid::from_u128(2)
+        )
+    );
+    assert_eq!(
+        details(4),
+        json!({ "applicable": true, "supersededBy": [uuid::Uuid::from_u128(5)] })
+    );
 }

@@ -10,7 +10,7 @@ pub fn run(agent: &Target, command: EulaCommand, out: &mut dyn Write) -> anyhow:
     agent.run(|session| {
         match command {
             EulaCommand::Show { id } => {
-                let entry = session.get_update(id)?;
+                let entry = session.get_update(id)?.entry;
                 let update = &entry.update;
                 match &update.eula_text {
                     Some(text) => {

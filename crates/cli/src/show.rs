@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use openwua_model::search::UpdateEntry;
+use openwua_model::search::{ApplicabilityReport, UpdateEntry};
 use openwua_model::update::InstallationBehavior;
 use uuid::Uuid;
 
@@ -12,18 +12,40 @@ use crate::table;
 
 pub fn run(agent: &Target, id: Uuid, json: bool, out: &mut dyn Write) -> anyhow::Result<u8> {
     agent.run(|session| {
-        let entry = session.get_update(id)?;
+        let details = session.get_update(id)?;
         if json {
-            serde_json::to_writer_pretty(&mut *out, &entry)?;
+            serde_json::to_writer_pretty(&mut *out, &details)?;
             writeln!(out)?;
         } else {
-            write_text(&entry, out)?;
+            write_text(&details.entry, &details.applicability, out)?;
         }
         Ok(exit::SUCCESS)
     })
 }
 
-fn write_text(entry: &UpdateEntry, out: &mut dyn Write) -> std::io::Result<()> {
+/// Whether searches here see it, and why not.
+fn applies_here(applicability: &ApplicabilityReport) -> String {
+    match (
+        &applicability.reason,
+        applicability.superseded_by.as_slice(),
+    ) {
+        (Some(reason), _) => format!("no: {reason}"),
+        (None, []) => "yes".to_owned(),
+        (None, superseding) => {
+            let ids: Vec<String> = superseding.iter().map(Uuid::to_string).collect();
+            format!(
+                "superseded by {} (searches leave it out unless they include superseded updates)",
+                ids.join(", ")
+            )
+        }
+    }
+}
+
+fn write_text(
+    entry: &UpdateEntry,
+    applicability: &ApplicabilityReport,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
     let update = &entry.update;
     let state = &entry.state;
     let mut field = |name: &str, value: &str| writeln!(out, "{name:<18}{value}");
@@ -32,6 +54,7 @@ fn write_text(entry: &UpdateEntry, out: &mut dyn Write) -> std::io::Result<()> {
     field("Update ID", &update.identity.update_id.to_string())?;
     field("Revision", &update.identity.revision_number.to_string())?;
     field("Service", &entry.service_id.to_string())?;
+    field("Applies here", &applies_here(applicability))?;
     field("Type", &format!("{:?}", update.update_type))?;
     field("Deployment", &format!("{:?}", update.deployment_action))?;
     let kbs: Vec<String> = update

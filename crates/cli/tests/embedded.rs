@@ -110,7 +110,14 @@ fn a_licence_can_be_read_and_accepted() {
     );
     assert!(!shown.stdout.is_empty());
     let before = embedded.json(&["show", AGENT_2_1]);
-    assert_eq!(before["state"]["eulaAccepted"], false, "{before}");
+    assert_eq!(before["entry"]["state"]["eulaAccepted"], false, "{before}");
+    // It needs Example Agent 2.0 installed first, and says so.
+    assert_eq!(before["applicability"]["applicable"], false);
+    let reason = before["applicability"]["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("prerequisites not installed"),
+        "{reason}"
+    );
     assert!(
         embedded
             .wua(&["eula", "accept", AGENT_2_1])
@@ -118,7 +125,7 @@ fn a_licence_can_be_read_and_accepted() {
             .success()
     );
     let after = embedded.json(&["show", AGENT_2_1]);
-    assert_eq!(after["state"]["eulaAccepted"], true);
+    assert_eq!(after["entry"]["state"]["eulaAccepted"], true);
 }
 
 #[test]

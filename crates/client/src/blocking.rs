@@ -17,7 +17,7 @@ use std::path::Path;
 
 use openwua_model::enums::ServerSelection;
 use openwua_model::history::{HistoryEntry, SystemInfo};
-use openwua_model::search::{SearchResult, UpdateEntry};
+use openwua_model::search::{SearchResult, UpdateDetails};
 use openwua_model::service::ServiceInfo;
 use tokio::runtime::Runtime;
 use uuid::Uuid;
@@ -83,7 +83,7 @@ impl UpdateSession {
     }
 
     /// One update by `UpdateID`, with its state and its EULA text.
-    pub fn get_update(&self, update_id: Uuid) -> Result<UpdateEntry, ClientError> {
+    pub fn get_update(&self, update_id: Uuid) -> Result<UpdateDetails, ClientError> {
         self.runtime.block_on(self.session.get_update(update_id))
     }
 

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use openwua_model::enums::ServerSelection;
 use openwua_model::history::{HistoryEntry, SystemInfo};
-use openwua_model::search::{SearchOptions, SearchResult, UpdateEntry};
+use openwua_model::search::{SearchOptions, SearchResult, UpdateDetails};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
@@ -110,11 +110,6 @@ struct InfoReply<T> {
 }
 
 #[derive(Deserialize)]
-struct EntryReply {
-    entry: UpdateEntry,
-}
-
-#[derive(Deserialize)]
 struct ResultReply {
     result: SearchResult,
 }
@@ -191,15 +186,15 @@ impl UpdateSession {
         UpdateServiceManager::new(self)
     }
 
-    /// One update by `UpdateID`, with its state and its EULA text.
-    pub async fn get_update(&self, update_id: Uuid) -> Result<UpdateEntry, ClientError> {
+    /// One update by `UpdateID`, with its state, its EULA text and whether
+    /// it applies to this machine.
+    pub async fn get_update(&self, update_id: Uuid) -> Result<UpdateDetails, ClientError> {
         // GetUpdate takes no ClientApplicationID: it changes nothing.
         let parameters = UpdateIdParameter {
             update_id,
             client_application_id: None,
         };
-        let EntryReply { entry } = self.call("GetUpdate", &parameters).await?;
-        Ok(entry)
+        self.call("GetUpdate", &parameters).await
     }
 
     /// `IUpdate.IsHidden = hidden` for each update. Needs an administrator.

@@ -80,3 +80,29 @@ pub struct SearchResult {
     #[serde(default)]
     pub warnings: Vec<SearchWarning>,
 }
+
+/// Whether an update appears in this machine's searches, and why not when
+/// it does not: OpenWUA's answer to "where is my update?" (`wua show`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplicabilityReport {
+    /// Installed, or installable here with its prerequisites installed.
+    pub applicable: bool,
+    /// Applicable updates that supersede it: while there are any, searches
+    /// leave it out unless they include superseded updates.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub superseded_by: Vec<Uuid>,
+    /// Why it is not applicable, for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// One update with its applicability here (`GetUpdate`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateDetails {
+    /// The update, its state and its service.
+    pub entry: UpdateEntry,
+    /// Whether searches here see it.
+    pub applicability: ApplicabilityReport,
+}

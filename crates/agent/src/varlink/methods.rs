@@ -198,11 +198,7 @@ async fn handle(
         }
         (AGENT, "GetUpdate") => {
             let request: UpdateParameters = parameters(call)?;
-            result_reply(
-                agent
-                    .get_update(request.update_id)
-                    .map(|entry| json!({ "entry": entry })),
-            )
+            result_reply(agent.get_update(request.update_id))
         }
         (AGENT, "SetHidden") => {
             let request: SetHiddenParameters = parameters(call)?;
