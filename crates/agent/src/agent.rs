@@ -137,20 +137,18 @@ impl Agent {
     }
 
     /// The services a search with `options` covers.
-    async fn search_scope(&self, options: &SearchOptions) -> Result<Vec<Uuid>> {
+    async fn search_scope(&self, options: &SearchOptions) -> Result<Vec<ServiceInfo>> {
         let services = self.with_store(|store| store.services()).await?;
-        let scope: Vec<Uuid> = match options.server_selection {
+        let scope: Vec<ServiceInfo> = match options.server_selection {
             ServerSelection::Others => {
                 let wanted = options.service_id.ok_or_else(|| {
                     AgentError::new(E_INVALIDARG, "ServerSelection Others needs a ServiceID")
                 })?;
-                if !services.iter().any(|service| service.service_id == wanted) {
-                    return Err(AgentError::new(
-                        WU_E_DS_UNKNOWNSERVICE,
-                        format!("service {wanted} is not registered"),
-                    ));
-                }
-                vec![wanted]
+                let service = services
+                    .into_iter()
+                    .find(|service| service.service_id == wanted)
+                    .ok_or_else(|| unknown_service(wanted))?;
+                vec![service]
             }
             ServerSelection::Default => match options.service_id {
                 Some(wanted) => {
@@ -160,17 +158,15 @@ impl Agent {
                     ));
                 }
                 None => services
-                    .iter()
+                    .into_iter()
                     .filter(|service| service.is_default)
-                    .map(|service| service.service_id)
                     .collect(),
             },
             // Update servers arrive with the server issue; until then no
             // registered service is a managed server.
             ServerSelection::ManagedServer | ServerSelection::WindowsUpdate => services
-                .iter()
+                .into_iter()
                 .filter(|service| !service.is_scan_package_service)
-                .map(|service| service.service_id)
                 .collect(),
         };
         if scope.is_empty() {
@@ -187,11 +183,11 @@ impl Agent {
     pub async fn search(&self, criteria: &str, options: &SearchOptions) -> Result<String> {
         let criteria = Criteria::parse(criteria)
             .map_err(|error| AgentError::new(error.hresult(), error.to_string()))?;
-        let services = self.search_scope(options).await?;
+        let mut services = self.search_scope(options).await?;
         let mut warnings = Vec::new();
         if options.online {
-            for service_id in &services {
-                if let Err(error) = self.sync(Some(*service_id), |_| {}).await {
+            for service_id in services.iter().map(|service| service.service_id) {
+                if let Err(error) = self.sync(Some(service_id), |_| {}).await {
                     // WUA keeps searching the cached catalog when the service
                     // cannot be reached; say so instead of failing.
                     warnings.push(SearchWarning {
@@ -203,8 +199,17 @@ impl Agent {
                     });
                 }
             }
+            // The syncs changed the services' catalogs and their dates.
+            let searched: Vec<Uuid> = services.iter().map(|service| service.service_id).collect();
+            services = self
+                .with_store(|store| store.services())
+                .await?
+                .into_iter()
+                .filter(|service| searched.contains(&service.service_id))
+                .collect();
         }
-        warnings.extend(self.expiry_warnings(&services).await?);
+        warnings.extend(expiry_warnings(&services));
+        let services: Vec<Uuid> = services.iter().map(|service| service.service_id).collect();
         let index = Arc::clone(&self.index);
         let include_superseded = options.include_potentially_superseded_updates;
         blocking(move || {
@@ -233,27 +238,6 @@ impl Agent {
             Ok(out)
         })
         .await
-    }
-
-    /// A warning for each searched service whose stored catalog has expired:
-    /// its results may be out of date until it syncs a current one.
-    async fn expiry_warnings(&self, searched: &[Uuid]) -> Result<Vec<SearchWarning>> {
-        let now = Timestamp::now();
-        let services = self.with_store(|store| store.services()).await?;
-        Ok(services
-            .into_iter()
-            .filter(|service| searched.contains(&service.service_id))
-            .filter_map(|service| {
-                let expired = service.expiration_date.filter(|expires| *expires <= now)?;
-                Some(SearchWarning {
-                    hresult: WU_E_METADATA_TIMESTAMP_TOKEN_VALIDITY_WINDOW,
-                    message: format!(
-                        "the catalog of {} expired at {expired}; results may be out of date until it syncs a current one",
-                        service.name
-                    ),
-                })
-            })
-            .collect())
     }
 
     /// `GetUpdate`.
@@ -468,7 +452,8 @@ impl Agent {
             progress(SyncPhase::Importing(service.service_id));
             let previous_version = service.catalog_version;
             let version = snapshot.version;
-            let counts = if previous_version == Some(version) {
+            let unchanged = previous_version == Some(version);
+            let counts = if unchanged {
                 let service_id = service.service_id;
                 self.with_store(move |store| store.mark_synced(service_id))
                     .await?;
@@ -481,7 +466,13 @@ impl Agent {
                     .await?
             };
             progress(SyncPhase::Scanning(service.service_id));
-            self.reload().await?;
+            // An unchanged catalog needs no reload from the store, only the
+            // machine's facts read again.
+            if unchanged {
+                self.rescan().await?;
+            } else {
+                self.reload().await?;
+            }
             let result = SyncResult {
                 service_id: service.service_id,
                 previous_version,
@@ -581,6 +572,25 @@ fn lock_state_dir(config: &Config) -> Result<Flock<File>> {
 fn load_index(store: &Store, config: &Config) -> Result<Index> {
     let machine = Machine::read(&config.facts);
     Index::build(store.revisions()?, &store.states()?, &machine)
+}
+
+/// A warning for each searched service whose stored catalog has expired:
+/// its results may be out of date until it syncs a current one.
+fn expiry_warnings(searched: &[ServiceInfo]) -> Vec<SearchWarning> {
+    let now = Timestamp::now();
+    searched
+        .iter()
+        .filter_map(|service| {
+            let expired = service.expiration_date.filter(|expires| *expires <= now)?;
+            Some(SearchWarning {
+                hresult: WU_E_METADATA_TIMESTAMP_TOKEN_VALIDITY_WINDOW,
+                message: format!(
+                    "the catalog of {} expired at {expired}; results may be out of date until it syncs a current one",
+                    service.name
+                ),
+            })
+        })
+        .collect()
 }
 
 fn unknown_update(update_id: Uuid) -> AgentError {

@@ -116,6 +116,13 @@ fn result_reply<T: serde::Serialize>(result: Result<T, AgentError>) -> Reply {
     }
 }
 
+/// Refuses the call with `E_ACCESSDENIED` unless the caller is an administrator.
+fn admin(session: &Session, what: &str) -> Result<(), Reply> {
+    session
+        .require_admin(what)
+        .map_err(|error| Reply::wua_error(&error))
+}
+
 fn logged(session: &Session, method: &str, client: Option<&str>) {
     tracing::info!(
         uid = session.caller.uid,
@@ -207,11 +214,13 @@ async fn handle(
                 "SetHidden",
                 request.client_application_id.as_deref(),
             );
-            let result = match session.require_admin("hide or unhide updates") {
-                Ok(()) => agent.set_hidden(request.update_ids, request.hidden).await,
-                Err(error) => Err(error),
-            };
-            result_reply(result.map(|()| json!({})))
+            admin(session, "hide or unhide updates")?;
+            result_reply(
+                agent
+                    .set_hidden(request.update_ids, request.hidden)
+                    .await
+                    .map(|()| json!({})),
+            )
         }
         (AGENT, "AcceptEula") => {
             let request: UpdateParameters = parameters(call)?;
@@ -220,11 +229,13 @@ async fn handle(
                 "AcceptEula",
                 request.client_application_id.as_deref(),
             );
-            let result = match session.require_admin("accept licence terms") {
-                Ok(()) => agent.accept_eula(request.update_id).await,
-                Err(error) => Err(error),
-            };
-            result_reply(result.map(|()| json!({})))
+            admin(session, "accept licence terms")?;
+            result_reply(
+                agent
+                    .accept_eula(request.update_id)
+                    .await
+                    .map(|()| json!({})),
+            )
         }
         (AGENT, "QueryHistory") => {
             let request: HistoryParameters = parameters(call)?;
@@ -260,19 +271,15 @@ async fn handle(
                 "AddScanPackageService",
                 request.client_application_id.as_deref(),
             );
-            let result = match session.require_admin("add update services") {
-                Ok(()) => {
-                    agent
-                        .add_scan_package_service(
-                            request.name,
-                            request.path,
-                            &request.public_key,
-                            request.set_default.unwrap_or(false),
-                        )
-                        .await
-                }
-                Err(error) => Err(error),
-            };
+            admin(session, "add update services")?;
+            let result = agent
+                .add_scan_package_service(
+                    request.name,
+                    request.path,
+                    &request.public_key,
+                    request.set_default.unwrap_or(false),
+                )
+                .await;
             result_reply(result.map(|(service, sync)| json!({ "service": service, "sync": sync })))
         }
         (AGENT, "RemoveService") | (AGENT, "SetDefaultService") => {
@@ -284,22 +291,26 @@ async fn handle(
                     json!({ "parameter": "serviceId" }),
                 ));
             };
-            let result = match session.require_admin("change update services") {
-                Ok(()) if method == "RemoveService" => agent.remove_service(service_id).await,
-                Ok(()) => agent.set_default_service(service_id).await,
-                Err(error) => Err(error),
+            admin(session, "change update services")?;
+            let result = if method == "RemoveService" {
+                agent.remove_service(service_id).await
+            } else {
+                agent.set_default_service(service_id).await
             };
             result_reply(result.map(|()| json!({})))
         }
         (AGENT, "Sync") => {
             let request: ServiceParameters = parameters(call)?;
             logged(session, "Sync", request.client_application_id.as_deref());
-            return sync(session, call.more, request.service_id, sink)
-                .await
-                .map_err(|error| {
-                    tracing::debug!("sync reply not delivered: {error}");
-                    Reply::service_error("org.varlink.service.MethodNotImplemented", json!({}))
-                });
+            match sync(session, call.more, request.service_id, sink).await {
+                Ok(reply) => reply,
+                // The client went away mid-stream: nothing more to send, and
+                // the connection's next read ends it.
+                Err(error) => {
+                    tracing::debug!("sync progress not delivered: {error}");
+                    return Ok(None);
+                }
+            }
         }
         (AGENT | SERVICE, _) => Reply::service_error(
             "org.varlink.service.MethodNotFound",
@@ -320,7 +331,7 @@ async fn sync(
     more: bool,
     service_id: Option<Uuid>,
     sink: &mut impl ReplySink,
-) -> std::io::Result<Option<Reply>> {
+) -> std::io::Result<Reply> {
     let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
     let work = session.agent.sync(service_id, move |phase| {
         let (name, service, result) = match phase {
@@ -364,12 +375,12 @@ async fn sync(
     };
     let (outcome, last) = tokio::join!(work, forward);
     let last = last?;
-    Ok(Some(match (outcome, last) {
+    Ok(match (outcome, last) {
         (Err(error), _) => Reply::wua_error(&error),
         (Ok(_), Some(last)) => Reply::of(&last),
         (Ok(_), None) => Reply::wua_error(&AgentError::new(
             openwua_model::hresult::WU_E_SERVICE_NOT_REGISTERED,
             "no update service is registered",
         )),
-    }))
+    })
 }
