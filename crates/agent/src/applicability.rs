@@ -6,13 +6,12 @@
 //! configured root, so tests can check a directory instead of `/`.
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 use std::process::Command;
 
+use openwua_catalog::package::HashingReader;
 use openwua_catalog::revision::Rule;
 use openwua_model::update::Sha256Digest;
-use sha2::{Digest, Sha256};
 
 use crate::config::FactSources;
 
@@ -93,17 +92,9 @@ impl Machine {
 }
 
 fn file_sha256(path: &Path) -> Option<Sha256Digest> {
-    let mut file = std::fs::File::open(path).ok()?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 64 * 1024];
-    loop {
-        let read = file.read(&mut buffer).ok()?;
-        if read == 0 {
-            break;
-        }
-        hasher.update(&buffer[..read]);
-    }
-    Some(Sha256Digest(hasher.finalize().into()))
+    let mut reader = HashingReader::new(std::fs::File::open(path).ok()?);
+    std::io::copy(&mut reader, &mut std::io::sink()).ok()?;
+    Some(reader.finish().0)
 }
 
 /// Installed packages, from dpkg itself (`dpkg-query`), so the answer is

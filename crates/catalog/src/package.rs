@@ -497,14 +497,15 @@ fn parse_snapshot(bytes: &[u8]) -> Result<Snapshot, CatalogError> {
 }
 
 /// A reader that hashes and counts what passes through it.
-pub(crate) struct HashingReader<R> {
+pub struct HashingReader<R> {
     inner: R,
     hasher: Sha256,
     count: u64,
 }
 
 impl<R: Read> HashingReader<R> {
-    pub(crate) fn new(inner: R) -> Self {
+    /// Hashes what is read from `inner`.
+    pub fn new(inner: R) -> Self {
         HashingReader {
             inner,
             hasher: Sha256::new(),
@@ -513,7 +514,7 @@ impl<R: Read> HashingReader<R> {
     }
 
     /// The digest and length of everything read.
-    pub(crate) fn finish(self) -> (Sha256Digest, u64) {
+    pub fn finish(self) -> (Sha256Digest, u64) {
         (Sha256Digest(self.hasher.finalize().into()), self.count)
     }
 }
