@@ -25,6 +25,7 @@ pub mod criteria;
 pub mod enums;
 pub mod history;
 pub mod hresult;
+pub mod operation;
 pub mod search;
 pub mod service;
 pub mod update;
