@@ -24,7 +24,10 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::applicability::Machine;
+use crate::cache::Cache;
 use crate::config::Config;
+use crate::fetch::{FetchSettings, Fetcher};
+use crate::jobs::Jobs;
 use crate::error::{AgentError, Result};
 use crate::index::{Index, Scope};
 use crate::store::{ImportCounts, Store};
@@ -49,9 +52,17 @@ pub struct SyncResult {
 
 /// One machine's agent: the store, the in-memory index and the settings.
 pub struct Agent {
-    config: Config,
-    store: Arc<Mutex<Store>>,
-    index: Arc<RwLock<Index>>,
+    pub(crate) config: Config,
+    pub(crate) store: Arc<Mutex<Store>>,
+    pub(crate) index: Arc<RwLock<Index>>,
+    /// Downloaded content.
+    pub(crate) cache: Cache,
+    /// Fetches content over HTTP(S) and from files.
+    pub(crate) fetcher: Arc<Fetcher>,
+    /// Downloads, installs and uninstalls, running and finished.
+    pub(crate) jobs: Arc<Jobs>,
+    /// The job that holds the machine's one installation, if any.
+    pub(crate) installing: Arc<Mutex<Option<Uuid>>>,
     /// One sync or service change at a time.
     catalog_writer: tokio::sync::Mutex<()>,
     /// Held while the agent runs: one agent per state directory, since
@@ -59,7 +70,7 @@ pub struct Agent {
     _state_lock: Flock<File>,
 }
 
-fn poisoned() -> AgentError {
+pub(crate) fn poisoned() -> AgentError {
     AgentError::new(
         WU_E_UNEXPECTED,
         "an earlier operation panicked; restart wua-agent",
@@ -67,7 +78,7 @@ fn poisoned() -> AgentError {
 }
 
 /// Runs blocking store work off the async threads.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<T> {
     tokio::task::spawn_blocking(work).await?
@@ -83,12 +94,34 @@ impl Agent {
             )
         })?;
         let state_lock = lock_state_dir(&config)?;
-        let store = Store::open(&config.store_path())?;
-        let index = load_index(&store, &config)?;
+        let mut store = Store::open(&config.store_path())?;
+        // Installers that were running when the previous agent stopped:
+        // their history says so, and their update's state is whatever the
+        // scan now finds.
+        for entry in store.recover_interrupted()? {
+            tracing::warn!(
+                update = %entry.update_identity,
+                title = entry.title,
+                "an installer was interrupted when the agent stopped; recorded in history"
+            );
+        }
+        store.clear_stale_reboots(crate::operations::current_boot(&config.install.boot_id_file))?;
+        let cache = Cache::new(&config.cache_dir);
+        cache.clear_staging();
+        let index = load_index(&store, &config, &cache)?;
+        let fetcher = Fetcher::new(FetchSettings {
+            connect_timeout: std::time::Duration::from_secs(config.install.connect_timeout_seconds),
+            read_timeout: std::time::Duration::from_secs(config.install.read_timeout_seconds),
+            ..FetchSettings::default()
+        });
         Ok(Agent {
             config,
             store: Arc::new(Mutex::new(store)),
             index: Arc::new(RwLock::new(index)),
+            cache,
+            fetcher: Arc::new(fetcher),
+            jobs: Arc::new(Jobs::default()),
+            installing: Arc::new(Mutex::new(None)),
             catalog_writer: tokio::sync::Mutex::new(()),
             _state_lock: state_lock,
         })
@@ -99,7 +132,7 @@ impl Agent {
         &self.config
     }
 
-    async fn with_store<T: Send + 'static>(
+    pub(crate) async fn with_store<T: Send + 'static>(
         &self,
         work: impl FnOnce(&mut Store) -> Result<T> + Send + 'static,
     ) -> Result<T> {
@@ -111,8 +144,11 @@ impl Agent {
     async fn reload(&self) -> Result<()> {
         let store = Arc::clone(&self.store);
         let config = self.config.clone();
-        let index =
-            blocking(move || load_index(&*store.lock().map_err(|_| poisoned())?, &config)).await?;
+        let cache = self.cache.clone();
+        let index = blocking(move || {
+            load_index(&*store.lock().map_err(|_| poisoned())?, &config, &cache)
+        })
+        .await?;
         *self.index.write().map_err(|_| poisoned())? = index;
         Ok(())
     }
@@ -330,7 +366,11 @@ impl Agent {
         path: PathBuf,
         public_key: &str,
         set_default: bool,
+        content_base: Option<String>,
     ) -> Result<(ServiceInfo, SyncResult)> {
+        if let Some(base) = &content_base {
+            crate::operations::check_content_base(base)?;
+        }
         let key: PublicKey =
             public_key
                 .parse()
@@ -366,6 +406,7 @@ impl Agent {
             is_scan_package_service: true,
             source: path.display().to_string(),
             public_key: key.to_string(),
+            content_base,
             // The first service becomes the default, so a search finds it.
             is_default: set_default || services.is_empty(),
             catalog_version: None,
@@ -569,9 +610,12 @@ fn lock_state_dir(config: &Config) -> Result<Flock<File>> {
     })
 }
 
-fn load_index(store: &Store, config: &Config) -> Result<Index> {
+fn load_index(store: &Store, config: &Config, cache: &Cache) -> Result<Index> {
     let machine = Machine::read(&config.facts);
-    Index::build(store.revisions()?, &store.states()?, &machine)
+    let states = store.states()?;
+    Index::build(store.revisions()?, &states, &machine, |sha256| {
+        cache.has(sha256)
+    })
 }
 
 /// A warning for each searched service whose stored catalog has expired:

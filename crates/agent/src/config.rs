@@ -28,6 +28,8 @@ pub struct Config {
     pub owner_is_admin: bool,
     /// Where applicability rules read the machine.
     pub facts: FactSources,
+    /// How downloads and installers run.
+    pub install: InstallSettings,
     /// Wait for another agent on the same state directory to finish rather
     /// than refuse to start: for `wua --embedded`, whose runs may overlap.
     #[serde(skip)]
@@ -47,6 +49,52 @@ pub struct FactSources {
     pub os_release: PathBuf,
 }
 
+/// Downloads, installers and the cache.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InstallSettings {
+    /// The cache's size limit in bytes: past it, content of installed
+    /// updates is evicted, oldest first.
+    pub cache_max_bytes: u64,
+    /// Content files fetched at the same time.
+    pub parallel_downloads: usize,
+    /// Seconds to connect to a content server.
+    pub connect_timeout_seconds: u64,
+    /// Seconds a content server may stay silent mid-download.
+    pub read_timeout_seconds: u64,
+    /// Seconds a running installer gets to finish after an abort.
+    pub abort_grace_seconds: u64,
+    /// `command` installers get `OPENWUA_SANDBOX` set to this directory
+    /// (the sample service's installers write only there). None: unset.
+    pub sandbox_dir: Option<PathBuf>,
+    /// dpkg's `--instdir`, for installing into another root (tests).
+    pub dpkg_instdir: Option<PathBuf>,
+    /// Extra dpkg arguments (tests: `--force-not-root`).
+    pub dpkg_extra_args: Vec<String>,
+    /// The file Debian packages touch when they need a restart.
+    pub reboot_required_file: PathBuf,
+    /// The kernel's boot ID: a recorded pending restart holds only while
+    /// it is unchanged, so a real reboot clears it.
+    pub boot_id_file: PathBuf,
+}
+
+impl Default for InstallSettings {
+    fn default() -> Self {
+        InstallSettings {
+            cache_max_bytes: 10 << 30,
+            parallel_downloads: 4,
+            connect_timeout_seconds: 30,
+            read_timeout_seconds: 60,
+            abort_grace_seconds: 30,
+            sandbox_dir: Some(PathBuf::from("/var/lib/openwua/sandbox")),
+            dpkg_instdir: None,
+            dpkg_extra_args: Vec::new(),
+            reboot_required_file: PathBuf::from("/run/reboot-required"),
+            boot_id_file: PathBuf::from("/proc/sys/kernel/random/boot_id"),
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -56,6 +104,7 @@ impl Default for Config {
             admin_group: None,
             owner_is_admin: false,
             facts: FactSources::default(),
+            install: InstallSettings::default(),
             wait_for_state_lock: false,
         }
     }
@@ -92,6 +141,11 @@ impl Config {
             state_dir: dir.join("state"),
             cache_dir: dir.join("cache"),
             socket: dir.join("agent.sock"),
+            install: InstallSettings {
+                sandbox_dir: Some(dir.join("sandbox")),
+                reboot_required_file: dir.join("reboot-required"),
+                ..InstallSettings::default()
+            },
             ..Config::default()
         }
     }
@@ -99,5 +153,15 @@ impl Config {
     /// The SQLite store.
     pub fn store_path(&self) -> PathBuf {
         self.state_dir.join("agent.db")
+    }
+
+    /// Installer logs, one per update per run.
+    pub fn log_dir(&self) -> PathBuf {
+        self.state_dir.join("logs")
+    }
+
+    /// What `files` handlers replaced, per update, for uninstall.
+    pub fn backup_dir(&self) -> PathBuf {
+        self.state_dir.join("backups")
     }
 }

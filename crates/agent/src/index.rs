@@ -39,6 +39,8 @@ pub struct Entry {
     flags: SearchFlags,
     /// Installed, or installable with its prerequisites installed.
     pub applicable: bool,
+    /// Its installable rule holds here (prerequisites aside).
+    pub installable: bool,
     /// Why it is not applicable.
     not_applicable_because: Option<String>,
     /// The applicable updates that supersede it.
@@ -83,6 +85,7 @@ impl Index {
         revisions: Vec<StoredRevision>,
         states: &HashMap<Uuid, StoredState>,
         machine: &Machine,
+        is_cached: impl Fn(&openwua_model::update::Sha256Digest) -> bool,
     ) -> Result<Index> {
         let mut entries = Vec::with_capacity(revisions.len());
         for revision in revisions {
@@ -93,10 +96,14 @@ impl Index {
             let applicability =
                 serde_json::from_str(&revision.applicability_json).map_err(corrupt)?;
             let update_json = RawValue::from_string(revision.update_json).map_err(corrupt)?;
-            let stored = states
+            let mut stored = states
                 .get(&update.identity.update_id)
                 .copied()
                 .unwrap_or_default();
+            stored.is_downloaded = update
+                .download_contents
+                .iter()
+                .all(|file| is_cached(&file.sha256));
             entries.push(Entry {
                 service_id: revision.service_id,
                 update,
@@ -106,6 +113,7 @@ impl Index {
                 stored,
                 flags: SearchFlags::default(),
                 applicable: false,
+                installable: false,
                 not_applicable_because: None,
                 superseded_by: Vec::new(),
             });
@@ -167,6 +175,7 @@ impl Index {
                 .filter(|id| !installed.contains(id))
                 .copied()
                 .collect();
+            entry.installable = installable;
             entry.applicable = entry.state.is_installed || (installable && missing.is_empty());
             entry.not_applicable_because = (!entry.applicable && !installable)
                 .then(|| "its installable rule does not hold on this machine".to_owned());
@@ -227,6 +236,56 @@ impl Index {
         }
     }
 
+    /// Replaces every entry's stored state with `states` (absent: the
+    /// default) and its `IsDownloaded` with what `is_cached` says of its
+    /// content files; call [`Index::scan`] afterwards.
+    pub fn apply_states(
+        &mut self,
+        states: &HashMap<Uuid, StoredState>,
+        is_cached: impl Fn(&openwua_model::update::Sha256Digest) -> bool,
+    ) {
+        for entry in &mut self.entries {
+            entry.stored = states
+                .get(&entry.update.identity.update_id)
+                .copied()
+                .unwrap_or_default();
+            entry.stored.is_downloaded = entry
+                .update
+                .download_contents
+                .iter()
+                .all(|file| is_cached(&file.sha256));
+            entry.refresh_state();
+        }
+    }
+
+    /// The updates waiting for a restart.
+    pub fn reboot_pending(&self) -> Vec<Uuid> {
+        self.entries
+            .iter()
+            .filter(|entry| entry.state.reboot_required)
+            .map(|entry| entry.update.identity.update_id)
+            .collect()
+    }
+
+    /// The updates installed here.
+    pub fn installed(&self) -> HashSet<Uuid> {
+        self.entries
+            .iter()
+            .filter(|entry| entry.state.is_installed)
+            .map(|entry| entry.update.identity.update_id)
+            .collect()
+    }
+
+    /// The content files of updates that are not installed: what the cache
+    /// must keep.
+    pub fn content_still_needed(&self) -> HashSet<openwua_model::update::Sha256Digest> {
+        self.entries
+            .iter()
+            .filter(|entry| !entry.state.is_installed)
+            .flat_map(|entry| entry.update.download_contents.iter().map(|file| file.sha256))
+            .collect()
+    }
+
     /// The entries a search would return, in catalog order.
     pub fn search<'a>(
         &'a self,
@@ -243,6 +302,11 @@ impl Index {
 }
 
 impl Entry {
+    /// Updates that must be installed before this one applies.
+    pub fn prerequisites(&self) -> &[Uuid] {
+        &self.applicability.prerequisites
+    }
+
     /// Recomputes the machine state that follows from the stored state.
     fn refresh_state(&mut self) {
         let state = &mut self.state;

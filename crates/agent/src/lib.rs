@@ -10,10 +10,17 @@
 
 pub mod agent;
 mod applicability;
+mod cache;
 pub mod caller;
 pub mod config;
+mod download;
 pub mod error;
+pub mod fetch;
+pub mod handlers;
 mod index;
+mod install;
+pub mod jobs;
+pub mod operations;
 mod store;
 pub mod varlink;
 

@@ -59,6 +59,16 @@ CREATE TABLE history (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     entry_json TEXT NOT NULL
 );
+"#, r#"
+ALTER TABLE services ADD COLUMN content_base TEXT;
+ALTER TABLE update_state ADD COLUMN reboot_boot_id TEXT;
+-- An installer that is running (or was, when the agent died): its history
+-- entry, prepared as "interrupted", is written at the next start.
+CREATE TABLE install_journal (
+    update_id TEXT PRIMARY KEY,
+    job_id TEXT NOT NULL,
+    interrupted_json TEXT NOT NULL
+) WITHOUT ROWID;
 "#];
 
 /// What one sync changed.
@@ -84,6 +94,28 @@ pub struct StoredRevision {
     pub update_json: String,
     /// The applicability rules' JSON.
     pub applicability_json: String,
+}
+
+/// What installing or uninstalling an update changes in its stored state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InstallRecord {
+    /// The agent's install record after the operation.
+    pub installed: bool,
+    /// A restart finishes it, in the boot given.
+    pub reboot_in_boot: Option<BootId>,
+}
+
+/// The kernel's boot ID (`/proc/sys/kernel/random/boot_id`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BootId(pub Uuid);
+
+/// A stored revision's installer and content.
+#[derive(Debug, Clone)]
+pub struct Payload {
+    /// What installs it.
+    pub handler: openwua_catalog::revision::Handler,
+    /// Its content files and their URLs.
+    pub content: Vec<openwua_catalog::revision::ContentFile>,
 }
 
 /// This machine's recorded state of one update.
@@ -144,7 +176,8 @@ impl Store {
         let mut statement = self.connection.prepare_cached(
             "SELECT s.service_id, s.name, s.is_scan_package, s.source, s.public_key, s.is_default,
                     s.catalog_version, s.issue_date, s.expiration_date, s.last_sync,
-                    (SELECT COUNT(*) FROM revisions r WHERE r.service_id = s.service_id)
+                    (SELECT COUNT(*) FROM revisions r WHERE r.service_id = s.service_id),
+                    s.content_base
              FROM services s ORDER BY s.is_default DESC, s.name, s.service_id",
         )?;
         let rows = statement.query_map([], |row| {
@@ -160,6 +193,7 @@ impl Store {
                 row.get::<_, Option<String>>(8)?,
                 row.get::<_, Option<String>>(9)?,
                 row.get::<_, i64>(10)?,
+                row.get::<_, Option<String>>(11)?,
             ))
         })?;
         let mut services = Vec::new();
@@ -176,6 +210,7 @@ impl Store {
                 expires,
                 synced,
                 count,
+                content_base,
             ) = row?;
             services.push(ServiceInfo {
                 service_id: parse_uuid(&id)?,
@@ -183,6 +218,7 @@ impl Store {
                 is_scan_package_service: is_scan,
                 source,
                 public_key: key,
+                content_base,
                 is_default,
                 catalog_version: version.map(|version| version.unsigned_abs()),
                 issue_date: parse_time(issued)?,
@@ -214,8 +250,9 @@ impl Store {
             transaction.execute("UPDATE services SET is_default = 0", [])?;
         }
         transaction.execute(
-            "INSERT INTO services (service_id, name, is_scan_package, source, public_key, is_default)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO services (service_id, name, is_scan_package, source, public_key, is_default,
+                 content_base)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
                 service.service_id.to_string(),
                 service.name,
@@ -223,6 +260,7 @@ impl Store {
                 service.source,
                 service.public_key,
                 service.is_default,
+                service.content_base,
             ],
         )?;
         let counts = import(&transaction, snapshot)?;
@@ -350,6 +388,104 @@ impl Store {
             "INSERT INTO update_state (update_id, eula_accepted) VALUES (?1, 1)
              ON CONFLICT (update_id) DO UPDATE SET eula_accepted = 1",
             [update_id.to_string()],
+        )?;
+        Ok(())
+    }
+
+    /// The installer and content of an update in a service's catalog.
+    pub fn payload(&self, service_id: Uuid, update_id: Uuid) -> Result<Payload> {
+        let (handler, content): (String, String) = self.connection.query_row(
+            "SELECT handler_json, content_json FROM revisions WHERE service_id = ?1 AND update_id = ?2",
+            [service_id.to_string(), update_id.to_string()],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?;
+        let corrupt = |error: serde_json::Error| {
+            AgentError::new(WU_E_DS_INVALID, format!("stored payload of {update_id}: {error}"))
+        };
+        Ok(Payload {
+            handler: serde_json::from_str(&handler).map_err(corrupt)?,
+            content: serde_json::from_str(&content).map_err(corrupt)?,
+        })
+    }
+
+    /// Notes that an installer is about to run, with the history entry to
+    /// write if the agent dies before [`Store::record_result`].
+    pub fn begin_install(
+        &mut self,
+        update_id: Uuid,
+        job_id: Uuid,
+        interrupted: &HistoryEntry,
+    ) -> Result<()> {
+        self.connection.execute(
+            "INSERT OR REPLACE INTO install_journal (update_id, job_id, interrupted_json)
+             VALUES (?1, ?2, ?3)",
+            params![update_id.to_string(), job_id.to_string(), to_json(interrupted)?],
+        )?;
+        Ok(())
+    }
+
+    /// Writes one update's history entry and, when its installer ran, its
+    /// new state, in one transaction that also closes its journal entry.
+    pub fn record_result(
+        &mut self,
+        entry: &HistoryEntry,
+        record: Option<InstallRecord>,
+    ) -> Result<()> {
+        let transaction = self.connection.transaction()?;
+        let update_id = entry.update_identity.update_id.to_string();
+        transaction.execute(
+            "INSERT INTO history (entry_json) VALUES (?1)",
+            [to_json(entry)?],
+        )?;
+        transaction.execute(
+            "DELETE FROM install_journal WHERE update_id = ?1",
+            [&update_id],
+        )?;
+        if let Some(record) = record {
+            let boot = record.reboot_in_boot.map(|boot| boot.0.to_string());
+            transaction.execute(
+                "INSERT INTO update_state (update_id, installed_record, reboot_required, reboot_boot_id)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (update_id) DO UPDATE SET installed_record = excluded.installed_record,
+                     reboot_required = excluded.reboot_required,
+                     reboot_boot_id = excluded.reboot_boot_id",
+                params![update_id, record.installed, boot.is_some(), boot],
+            )?;
+        }
+        transaction.commit()?;
+        Ok(())
+    }
+
+    /// Moves the journal's entries (installers that were running when the
+    /// agent died) into history, and returns them.
+    pub fn recover_interrupted(&mut self) -> Result<Vec<HistoryEntry>> {
+        let transaction = self.connection.transaction()?;
+        let mut entries = Vec::new();
+        {
+            let mut statement =
+                transaction.prepare("SELECT interrupted_json FROM install_journal")?;
+            let rows = statement.query_map([], |row| row.get::<_, String>(0))?;
+            for row in rows {
+                let text = row?;
+                let entry: HistoryEntry = serde_json::from_str(&text).map_err(|error| {
+                    AgentError::new(WU_E_DS_INVALID, format!("journal entry: {error}"))
+                })?;
+                transaction.execute("INSERT INTO history (entry_json) VALUES (?1)", [&text])?;
+                entries.push(entry);
+            }
+        }
+        transaction.execute("DELETE FROM install_journal", [])?;
+        transaction.commit()?;
+        Ok(entries)
+    }
+
+    /// Forgets pending restarts recorded in another boot: the machine has
+    /// restarted since.
+    pub fn clear_stale_reboots(&mut self, current: BootId) -> Result<()> {
+        self.connection.execute(
+            "UPDATE update_state SET reboot_required = 0, reboot_boot_id = NULL
+             WHERE reboot_required = 1 AND (reboot_boot_id IS NULL OR reboot_boot_id != ?1)",
+            [current.0.to_string()],
         )?;
         Ok(())
     }

@@ -19,6 +19,10 @@ pub struct ServiceInfo {
     pub source: String,
     /// The pinned signing key, as `ed25519:<hex>`.
     pub public_key: String,
+    /// Where relative content URLs are fetched from (`http://…/`,
+    /// `https://…/`, `file:///…/`). Absent: from the scan package itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_base: Option<String>,
     /// OpenWUA's `IsDefaultAUService`: searched when no service is named.
     pub is_default: bool,
     /// The catalog version last imported; absent before the first sync.

@@ -13,6 +13,10 @@ use super::connection::Session;
 use super::protocol::{Call, Reply};
 use crate::agent::{PROTOCOL_VERSION, SyncPhase};
 use crate::error::AgentError;
+use crate::jobs::Job;
+use crate::operations::{InstallRequest, Requester};
+use openwua_model::enums::{DownloadPriority, UpdateOperation};
+use openwua_model::operation::JobState;
 
 /// The interface this module serves, as committed in the repository.
 pub const AGENT_INTERFACE: &str = include_str!("org.openwua.Agent.varlink");
@@ -74,7 +78,45 @@ struct AddPackageParameters {
     #[serde(default)]
     set_default: Option<bool>,
     #[serde(default)]
+    content_base: Option<String>,
+    #[serde(default)]
     client_application_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct DownloadParameters {
+    update_ids: Vec<Uuid>,
+    // Accepted for WUA's API; one download queue serves every priority.
+    #[serde(default)]
+    #[allow(dead_code)]
+    priority: Option<DownloadPriority>,
+    #[serde(default)]
+    is_forced: Option<bool>,
+    #[serde(default)]
+    client_application_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct InstallParameters {
+    update_ids: Vec<Uuid>,
+    #[serde(default)]
+    force_quiet: Option<bool>,
+    // Accepted for WUA's API; OpenWUA's installers never prompt for media.
+    #[serde(default)]
+    #[allow(dead_code)]
+    allow_source_prompts: Option<bool>,
+    #[serde(default)]
+    is_forced: Option<bool>,
+    #[serde(default)]
+    client_application_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct JobParameters {
+    job_id: Uuid,
 }
 
 #[derive(Deserialize)]
@@ -278,6 +320,7 @@ async fn handle(
                     request.path,
                     &request.public_key,
                     request.set_default.unwrap_or(false),
+                    request.content_base,
                 )
                 .await;
             result_reply(result.map(|(service, sync)| json!({ "service": service, "sync": sync })))
@@ -312,6 +355,64 @@ async fn handle(
                 }
             }
         }
+        (AGENT, "Download") => {
+            let request: DownloadParameters = parameters(call)?;
+            logged(session, "Download", request.client_application_id.as_deref());
+            let started = agent
+                .start_download(
+                    request.update_ids,
+                    request.is_forced.unwrap_or(false),
+                    requester(session),
+                    request.client_application_id.unwrap_or_default(),
+                )
+                .await;
+            return follow(started, call.more, sink).await;
+        }
+        (AGENT, "Install") | (AGENT, "Uninstall") => {
+            let request: InstallParameters = parameters(call)?;
+            logged(session, method, request.client_application_id.as_deref());
+            let operation = if method == "Install" {
+                UpdateOperation::Installation
+            } else {
+                UpdateOperation::Uninstallation
+            };
+            let started = agent
+                .start_install(
+                    InstallRequest {
+                        operation,
+                        update_ids: request.update_ids,
+                        force_quiet: request.force_quiet.unwrap_or(false),
+                        is_forced: request.is_forced.unwrap_or(false),
+                        client_application_id: request.client_application_id.unwrap_or_default(),
+                    },
+                    requester(session),
+                )
+                .await;
+            return follow(started, call.more, sink).await;
+        }
+        (AGENT, "GetInstallerState") => {
+            let NoParameters {} = parameters(call)?;
+            result_reply(agent.installer_state().map(|state| json!({ "state": state })))
+        }
+        (AGENT, "ListJobs") => {
+            let NoParameters {} = parameters(call)?;
+            Reply::of(&json!({ "jobs": agent.jobs().list() }))
+        }
+        (AGENT, "WatchJob") => {
+            let JobParameters { job_id } = parameters(call)?;
+            let job = agent.jobs().get(job_id).ok_or_else(|| unknown_job(job_id))?;
+            return follow(Ok(job), call.more, sink).await;
+        }
+        (AGENT, "AbortJob") => {
+            let JobParameters { job_id } = parameters(call)?;
+            logged(session, "AbortJob", None);
+            let job = agent.jobs().get(job_id).ok_or_else(|| unknown_job(job_id))?;
+            if job.info().caller_uid != session.caller.uid {
+                admin(session, "abort another user's job")?;
+            }
+            job.request_abort();
+            Reply::of(&json!({}))
+        }
         (AGENT | SERVICE, _) => Reply::service_error(
             "org.varlink.service.MethodNotFound",
             json!({ "method": call.method }),
@@ -322,6 +423,52 @@ async fn handle(
         ),
     };
     Ok(Some(reply))
+}
+
+fn requester(session: &Session) -> Requester {
+    Requester {
+        uid: session.caller.uid,
+        is_admin: session.caller.is_admin(&session.admins),
+    }
+}
+
+fn unknown_job(job_id: Uuid) -> Reply {
+    Reply::wua_error(&AgentError::new(
+        openwua_model::hresult::WU_E_INVALID_OPERATION,
+        format!("no job {job_id}; `wua jobs` lists the agent's jobs since it started"),
+    ))
+}
+
+/// Replies with a job: with `more`, its state now, then each change, and
+/// last (not continued) the completed job; without, only the completed job.
+/// The job runs on whether or not anyone is listening.
+async fn follow(
+    started: Result<std::sync::Arc<Job>, AgentError>,
+    more: bool,
+    sink: &mut impl ReplySink,
+) -> Result<Option<Reply>, Reply> {
+    let job = started.map_err(|error| Reply::wua_error(&error))?;
+    let mut changes = job.subscribe();
+    loop {
+        let info = changes.borrow_and_update().clone();
+        if info.state == JobState::Completed {
+            return Ok(Some(Reply::of(&json!({ "job": info }))));
+        }
+        if more {
+            let reply = Reply::Parameters {
+                json: json!({ "job": info }).to_string(),
+                continues: true,
+            };
+            if let Err(error) = sink.send(reply).await {
+                // The client left; the job goes on without it.
+                tracing::debug!("job progress not delivered: {error}");
+                return Ok(None);
+            }
+        }
+        if changes.changed().await.is_err() {
+            return Ok(Some(Reply::of(&json!({ "job": job.info() }))));
+        }
+    }
 }
 
 /// `Sync`: with `more`, a reply per phase as it happens, the last one (not

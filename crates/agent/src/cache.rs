@@ -1,0 +1,148 @@
+//! The content cache: verified content files by SHA-256, the staging
+//! directories installers run from, and eviction.
+//!
+//! `content/<sha256>` appears only once verified (the fetcher renames a
+//! checked `.part` into place), so a file's presence is what makes an
+//! update `IsDownloaded`. Identical files of different updates are stored
+//! once.
+
+use std::collections::HashSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use openwua_catalog::revision::ContentFile;
+use openwua_model::hresult::WU_E_DM_DOWNLOADFILEMISSING;
+use openwua_model::update::Sha256Digest;
+use uuid::Uuid;
+
+use crate::error::{AgentError, Result};
+
+/// The cache under one directory.
+#[derive(Debug, Clone)]
+pub struct Cache {
+    root: PathBuf,
+}
+
+impl Cache {
+    /// The cache at `root` (created when first written).
+    pub fn new(root: &Path) -> Cache {
+        Cache {
+            root: root.to_path_buf(),
+        }
+    }
+
+    fn content_dir(&self) -> PathBuf {
+        self.root.join("content")
+    }
+
+    /// Where a verified content file lives.
+    pub fn content_path(&self, sha256: &Sha256Digest) -> PathBuf {
+        self.content_dir().join(sha256.to_string())
+    }
+
+    /// Whether a verified copy of the file is cached.
+    pub fn has(&self, sha256: &Sha256Digest) -> bool {
+        self.content_path(sha256).is_file()
+    }
+
+    /// Creates the content directory.
+    pub fn prepare(&self) -> Result<()> {
+        fs::create_dir_all(self.content_dir()).map_err(|error| io_error(&self.content_dir(), error))
+    }
+
+    /// A fresh, empty directory holding `files` under their names (hard
+    /// links into the cache, copies across file systems), for one update
+    /// of one job.
+    pub fn stage(&self, job_id: Uuid, update_id: Uuid, files: &[ContentFile]) -> Result<PathBuf> {
+        let dir = self
+            .root
+            .join("staging")
+            .join(job_id.to_string())
+            .join(update_id.to_string());
+        if dir.exists() {
+            fs::remove_dir_all(&dir).map_err(|error| io_error(&dir, error))?;
+        }
+        let content = dir.join("content");
+        fs::create_dir_all(&content).map_err(|error| io_error(&content, error))?;
+        fs::create_dir_all(dir.join("work")).map_err(|error| io_error(&dir, error))?;
+        for file in files {
+            let source = self.content_path(&file.sha256);
+            if !source.is_file() {
+                return Err(AgentError::new(
+                    WU_E_DM_DOWNLOADFILEMISSING,
+                    format!(
+                        "{} ({}) left the cache since it was downloaded",
+                        file.file_name, file.sha256
+                    ),
+                ));
+            }
+            let target = content.join(&file.file_name);
+            if fs::hard_link(&source, &target).is_err() {
+                fs::copy(&source, &target).map_err(|error| io_error(&target, error))?;
+            }
+        }
+        Ok(dir)
+    }
+
+    /// Removes a job's staging directories.
+    pub fn unstage(&self, job_id: Uuid) {
+        let dir = self.root.join("staging").join(job_id.to_string());
+        // Leftovers are removed at the next start anyway.
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    /// Removes every staging directory (at start: no job survives a restart).
+    pub fn clear_staging(&self) {
+        let _ = fs::remove_dir_all(self.root.join("staging"));
+    }
+
+    /// Deletes cached files not in `needed`, oldest first, until the cache
+    /// holds at most `max_bytes`. Returns the bytes freed.
+    pub fn evict(&self, max_bytes: u64, needed: &HashSet<Sha256Digest>) -> Result<u64> {
+        let dir = self.content_dir();
+        let Ok(entries) = fs::read_dir(&dir) else {
+            return Ok(0);
+        };
+        let mut files = Vec::new();
+        let mut total = 0u64;
+        for entry in entries.flatten() {
+            let Ok(metadata) = entry.metadata() else {
+                continue;
+            };
+            if !metadata.is_file() {
+                continue;
+            }
+            total += metadata.len();
+            let name = entry.file_name();
+            let Some(digest) = name
+                .to_str()
+                .and_then(|name| name.parse::<Sha256Digest>().ok())
+            else {
+                // A `.part` of an unfinished download: kept for resuming.
+                continue;
+            };
+            if !needed.contains(&digest) {
+                let modified = metadata.modified().ok();
+                files.push((modified, metadata.len(), entry.path()));
+            }
+        }
+        files.sort();
+        let mut freed = 0;
+        for (_, size, path) in files {
+            if total <= max_bytes {
+                break;
+            }
+            fs::remove_file(&path).map_err(|error| io_error(&path, error))?;
+            total -= size;
+            freed += size;
+        }
+        Ok(freed)
+    }
+}
+
+fn io_error(path: &Path, error: std::io::Error) -> AgentError {
+    AgentError::new(
+        openwua_model::hresult::WU_E_DM_UNEXPECTED,
+        format!("{}: {error}", path.display()),
+    )
+}

@@ -1,0 +1,152 @@
+//! Jobs: every download, install and uninstall runs as one, with an ID,
+//! apart from the connection that started it. A client that goes away
+//! leaves it running; any client may watch it again or ask it to stop.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use jiff::Timestamp;
+use openwua_model::operation::{
+    DownloadProgress, InstallationProgress, JobInfo, JobKind, JobState, OperationResult,
+};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+/// Finished jobs kept for `ListJobs` and `WatchJob`, newest kept.
+const FINISHED_KEPT: usize = 100;
+
+/// One running or finished job.
+pub struct Job {
+    info: watch::Sender<JobInfo>,
+    abort: AtomicBool,
+}
+
+impl Job {
+    /// The job's current state.
+    pub fn info(&self) -> JobInfo {
+        self.info.borrow().clone()
+    }
+
+    /// Follows every change of the job's state.
+    pub fn subscribe(&self) -> watch::Receiver<JobInfo> {
+        self.info.subscribe()
+    }
+
+    /// Set once an abort was requested; the engines check it between steps.
+    pub fn abort_flag(&self) -> &AtomicBool {
+        &self.abort
+    }
+
+    /// `RequestAbort`: asks the job to stop (it does at its next safe point).
+    pub fn request_abort(&self) {
+        self.abort.store(true, Ordering::SeqCst);
+        self.info.send_modify(|info| {
+            if info.state == JobState::Running {
+                info.state = JobState::Aborting;
+            }
+        });
+    }
+
+    /// Publishes download progress.
+    pub fn download_progress(&self, progress: DownloadProgress) {
+        self.info
+            .send_modify(|info| info.download_progress = Some(progress));
+    }
+
+    /// Publishes installation progress.
+    pub fn installation_progress(&self, progress: InstallationProgress) {
+        self.info
+            .send_modify(|info| info.installation_progress = Some(progress));
+    }
+
+    /// Completes the job with its result.
+    pub fn complete(&self, result: OperationResult) {
+        self.info.send_modify(|info| {
+            info.state = JobState::Completed;
+            info.finished = Some(Timestamp::now());
+            info.result = Some(result);
+        });
+    }
+}
+
+/// Every job the agent ran since it started (finished ones up to a limit).
+#[derive(Default)]
+pub struct Jobs {
+    jobs: Mutex<Vec<Arc<Job>>>,
+}
+
+/// Who started a job and what it covers.
+pub struct NewJob {
+    /// What it does.
+    pub kind: JobKind,
+    /// Its updates, in the call's order.
+    pub update_ids: Vec<Uuid>,
+    /// The caller's uid.
+    pub caller_uid: u32,
+    /// The caller's `ClientApplicationID`.
+    pub client_application_id: String,
+}
+
+impl Jobs {
+    /// Registers a new running job.
+    pub fn start(&self, new: NewJob) -> Arc<Job> {
+        let (info, _) = watch::channel(JobInfo {
+            job_id: Uuid::new_v4(),
+            kind: new.kind,
+            state: JobState::Running,
+            update_ids: new.update_ids,
+            caller_uid: new.caller_uid,
+            client_application_id: new.client_application_id,
+            started: Timestamp::now(),
+            finished: None,
+            download_progress: None,
+            installation_progress: None,
+            result: None,
+        });
+        let job = Arc::new(Job {
+            info,
+            abort: AtomicBool::new(false),
+        });
+        let mut jobs = self.jobs.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        jobs.push(Arc::clone(&job));
+        // Forget the oldest finished jobs beyond the limit.
+        let finished = jobs
+            .iter()
+            .filter(|job| job.info.borrow().state == JobState::Completed)
+            .count();
+        if finished > FINISHED_KEPT {
+            let mut excess = finished - FINISHED_KEPT;
+            jobs.retain(|job| {
+                let drop = excess > 0 && job.info.borrow().state == JobState::Completed;
+                excess -= usize::from(drop);
+                !drop
+            });
+        }
+        job
+    }
+
+    /// A job by ID.
+    pub fn get(&self, job_id: Uuid) -> Option<Arc<Job>> {
+        let jobs = self.jobs.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        jobs.iter()
+            .find(|job| job.info.borrow().job_id == job_id)
+            .cloned()
+    }
+
+    /// Every job, oldest first.
+    pub fn list(&self) -> Vec<JobInfo> {
+        let jobs = self.jobs.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        jobs.iter().map(|job| job.info()).collect()
+    }
+
+    /// The running jobs of one kind set, by ID.
+    pub fn running(&self) -> HashMap<Uuid, JobKind> {
+        let jobs = self.jobs.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        jobs.iter()
+            .map(|job| job.info.borrow().clone())
+            .filter(|info| info.state != JobState::Completed)
+            .map(|info| (info.job_id, info.kind))
+            .collect()
+    }
+}

@@ -1,0 +1,461 @@
+//! Starting downloads, installs and uninstalls as jobs: the call-level
+//! checks WUA makes before anything runs (an empty list, unknown updates,
+//! a busy installer, a pending restart, an exclusive update in company),
+//! resolving each update's content and installer, and bringing the index
+//! up to date when a job ends.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use openwua_model::enums::{InstallationImpact, UpdateOperation};
+use openwua_model::hresult::{
+    E_ACCESSDENIED, E_INVALIDARG, WU_E_DS_NODATA, WU_E_EXCLUSIVE_INSTALL_CONFLICT,
+    WU_E_INSTALL_NOT_ALLOWED, WU_E_NO_UPDATE,
+};
+use openwua_model::operation::{InstallerState, JobKind, OperationResult};
+use openwua_model::service::ServiceInfo;
+use uuid::Uuid;
+
+use crate::agent::{Agent, blocking, poisoned};
+use crate::applicability::Machine;
+use crate::download::{self, DownloadTarget, Source};
+use crate::error::{AgentError, Result};
+use crate::handlers::DpkgSettings;
+use crate::install::{self, InstallOptions, InstallTarget};
+use crate::jobs::{Job, NewJob};
+use crate::store::BootId;
+
+/// Who asks, as the socket says.
+#[derive(Debug, Clone, Copy)]
+pub struct Requester {
+    /// The caller's uid.
+    pub uid: u32,
+    /// Root, the admin group, or the embedded agent's owner.
+    pub is_admin: bool,
+}
+
+/// What an install or uninstall call asks for.
+#[derive(Debug, Clone)]
+pub struct InstallRequest {
+    /// Install or uninstall.
+    pub operation: UpdateOperation,
+    /// The updates, in the caller's order.
+    pub update_ids: Vec<Uuid>,
+    /// `ForceQuiet`.
+    pub force_quiet: bool,
+    /// `IsForced`.
+    pub is_forced: bool,
+    /// `ClientApplicationID`.
+    pub client_application_id: String,
+}
+
+/// The kernel's boot ID. Unreadable (no /proc), it is the nil UUID: a
+/// pending restart is then kept until an administrator clears it by
+/// restarting the agent on a machine that has one.
+pub fn current_boot(path: &Path) -> BootId {
+    let boot = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| Uuid::parse_str(text.trim()).ok());
+    if boot.is_none() {
+        tracing::warn!("cannot read the boot ID from {}", path.display());
+    }
+    BootId(boot.unwrap_or_default())
+}
+
+/// A service's content base must be an absolute URL ending in `/`.
+pub fn check_content_base(base: &str) -> Result<()> {
+    let scheme_ok = ["http://", "https://", "file:///"]
+        .iter()
+        .any(|scheme| base.starts_with(scheme));
+    if !scheme_ok || !base.ends_with('/') {
+        return Err(AgentError::new(
+            E_INVALIDARG,
+            format!(
+                "content base {base:?} must be an http://, https:// or file:/// URL ending in /"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Where a content file of `service` comes from.
+fn source_of(url: &str, service: &ServiceInfo) -> Source {
+    if url.contains("://") {
+        return Source::Url(url.to_owned());
+    }
+    match &service.content_base {
+        Some(base) => Source::Url(format!("{base}{url}")),
+        None => Source::Package(service.source.clone().into()),
+    }
+}
+
+impl Agent {
+    /// `Download`: checks the call, then runs it as a job.
+    pub async fn start_download(
+        self: &Arc<Self>,
+        update_ids: Vec<Uuid>,
+        is_forced: bool,
+        requester: Requester,
+        client_application_id: String,
+    ) -> Result<Arc<Job>> {
+        if update_ids.is_empty() {
+            return Err(no_update());
+        }
+        if !requester.is_admin {
+            return Err(AgentError::new(
+                E_ACCESSDENIED,
+                format!(
+                    "uid {} may not download updates: only root or the agent's admin group may",
+                    requester.uid
+                ),
+            ));
+        }
+        let services = self.services().await?;
+        let ids = update_ids.clone();
+        let store = Arc::clone(&self.store);
+        let wanted = self.resolve(&ids)?;
+        let targets = blocking(move || {
+            let store = store.lock().map_err(|_| poisoned())?;
+            let mut targets = Vec::with_capacity(wanted.len());
+            for resolved in wanted {
+                let mut files = Vec::new();
+                for (service_id, update_id) in resolved.parts() {
+                    let service = services
+                        .iter()
+                        .find(|service| service.service_id == service_id)
+                        .ok_or_else(|| unknown_update(update_id))?;
+                    for file in store.payload(service_id, update_id)?.content {
+                        let source = source_of(&file.url, service);
+                        files.push((file, source));
+                    }
+                }
+                targets.push(DownloadTarget {
+                    update: resolved.update,
+                    is_installed: resolved.is_installed,
+                    applicable: resolved.applicable,
+                    files,
+                });
+            }
+            Ok(targets)
+        })
+        .await?;
+        let job = self.jobs.start(NewJob {
+            kind: JobKind::Download,
+            update_ids,
+            caller_uid: requester.uid,
+            client_application_id,
+        });
+        let agent = Arc::clone(self);
+        let running = Arc::clone(&job);
+        tokio::spawn(async move {
+            let worker = Arc::clone(&agent);
+            let job = Arc::clone(&running);
+            let outcome = blocking(move || {
+                Ok(download::run(
+                    &targets,
+                    is_forced,
+                    &worker.cache,
+                    &worker.fetcher,
+                    worker.config.install.parallel_downloads,
+                    &job,
+                ))
+            })
+            .await;
+            let result = match outcome {
+                Ok((results, aborted)) => OperationResult::aggregate(results, aborted),
+                Err(error) => failed_call(&error),
+            };
+            if let Err(error) = agent.refresh_after_job().await {
+                tracing::warn!("refreshing after a download: {error}");
+            }
+            running.complete(result);
+        });
+        Ok(job)
+    }
+
+    /// `Install` and `Uninstall`: checks the call, takes the machine's
+    /// installation, then runs it as a job.
+    pub async fn start_install(
+        self: &Arc<Self>,
+        request: InstallRequest,
+        requester: Requester,
+    ) -> Result<Arc<Job>> {
+        if request.update_ids.is_empty() {
+            return Err(no_update());
+        }
+        let resolved = self.resolve(&request.update_ids)?;
+        let exclusive = resolved.iter().find(|resolved| {
+            resolved.update.installation_behavior.impact
+                == InstallationImpact::RequiresExclusiveHandling
+        });
+        if let Some(exclusive) = exclusive
+            && resolved.len() > 1
+        {
+            return Err(AgentError::new(
+                WU_E_EXCLUSIVE_INSTALL_CONFLICT,
+                format!(
+                    "{} must be installed on its own; call again with it alone, then with the others",
+                    exclusive.update.title
+                ),
+            ));
+        }
+        let reboot_pending = self.index.read().map_err(|_| poisoned())?.reboot_pending();
+        if !reboot_pending.is_empty() {
+            return Err(AgentError::new(
+                WU_E_INSTALL_NOT_ALLOWED,
+                format!(
+                    "a restart is pending for {} update(s); restart the machine, then install",
+                    reboot_pending.len()
+                ),
+            ));
+        }
+        let mut installing = self.installing.lock().map_err(|_| poisoned())?;
+        if let Some(busy) = *installing {
+            return Err(AgentError::new(
+                WU_E_INSTALL_NOT_ALLOWED,
+                format!("installation job {busy} is running; wait for it (`wua watch {busy}`)"),
+            ));
+        }
+        let kind = match request.operation {
+            UpdateOperation::Installation => JobKind::Install,
+            UpdateOperation::Uninstallation => JobKind::Uninstall,
+        };
+        let job = self.jobs.start(NewJob {
+            kind,
+            update_ids: request.update_ids.clone(),
+            caller_uid: requester.uid,
+            client_application_id: request.client_application_id.clone(),
+        });
+        let job_id = job.info().job_id;
+        *installing = Some(job_id);
+        drop(installing);
+        let agent = Arc::clone(self);
+        let running = Arc::clone(&job);
+        tokio::spawn(async move {
+            // Frees the installation even if the work panics.
+            let release = Release(Arc::clone(&agent.installing));
+            let worker = Arc::clone(&agent);
+            let job = Arc::clone(&running);
+            let outcome = blocking(move || {
+                let targets = worker.install_targets(resolved)?;
+                let installed = worker.index.read().map_err(|_| poisoned())?.installed();
+                let dpkg = worker.dpkg_settings();
+                let options = InstallOptions {
+                    operation: request.operation,
+                    force_quiet: request.force_quiet,
+                    is_forced: request.is_forced,
+                    caller_is_admin: requester.is_admin,
+                    client_application_id: request.client_application_id,
+                };
+                install::run(
+                    &targets,
+                    &options,
+                    &install::Context {
+                        job: &job,
+                        job_id,
+                        config: &worker.config,
+                        cache: &worker.cache,
+                        store: &worker.store,
+                        dpkg: &dpkg,
+                        boot_id: current_boot(&worker.config.install.boot_id_file),
+                        installed,
+                    },
+                )
+            })
+            .await;
+            let result = match outcome {
+                Ok((results, aborted)) => OperationResult::aggregate(results, aborted),
+                Err(error) => failed_call(&error),
+            };
+            if let Err(error) = agent.refresh_after_job().await {
+                tracing::warn!("refreshing after an installation: {error}");
+            }
+            drop(release);
+            running.complete(result);
+        });
+        Ok(job)
+    }
+
+    /// `GetInstallerState`.
+    pub fn installer_state(&self) -> Result<InstallerState> {
+        let busy = *self.installing.lock().map_err(|_| poisoned())?;
+        let pending = self.index.read().map_err(|_| poisoned())?.reboot_pending();
+        Ok(InstallerState {
+            is_busy: busy.is_some(),
+            busy_job_id: busy,
+            reboot_required_before_installation: !pending.is_empty(),
+            reboot_pending_updates: pending,
+        })
+    }
+
+    /// The jobs.
+    pub fn jobs(&self) -> &crate::jobs::Jobs {
+        &self.jobs
+    }
+
+    fn dpkg_settings(&self) -> DpkgSettings {
+        DpkgSettings {
+            program: "dpkg".into(),
+            admindir: self.config.facts.dpkg_admindir.clone(),
+            instdir: self.config.install.dpkg_instdir.clone(),
+            extra_args: self.config.install.dpkg_extra_args.clone(),
+            reboot_required_file: self.config.install.reboot_required_file.clone(),
+        }
+    }
+
+    /// Looks the updates up in the index, in the call's order.
+    fn resolve(&self, update_ids: &[Uuid]) -> Result<Vec<Resolved>> {
+        let index = self.index.read().map_err(|_| poisoned())?;
+        update_ids
+            .iter()
+            .map(|id| {
+                let entry = index.get(*id).ok_or_else(|| unknown_update(*id))?;
+                let bundled = entry
+                    .update
+                    .bundled_updates
+                    .iter()
+                    .map(|identity| {
+                        index
+                            .get(identity.update_id)
+                            .map(|child| (child.service_id, child.update.clone()))
+                            .ok_or_else(|| unknown_update(identity.update_id))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let downloaded = entry.state.is_downloaded
+                    && entry.update.bundled_updates.iter().all(|identity| {
+                        index
+                            .get(identity.update_id)
+                            .is_some_and(|child| child.state.is_downloaded)
+                    });
+                Ok(Resolved {
+                    service_id: entry.service_id,
+                    update: entry.update.clone(),
+                    is_installed: entry.state.is_installed,
+                    applicable: entry.applicable,
+                    installable: entry.installable,
+                    eula_accepted: entry.state.eula_accepted,
+                    downloaded,
+                    prerequisites: entry.prerequisites().to_vec(),
+                    bundled,
+                })
+            })
+            .collect()
+    }
+
+    /// Adds each update's installer, and its bundled updates', from the store.
+    fn install_targets(&self, resolved: Vec<Resolved>) -> Result<Vec<InstallTarget>> {
+        let store = self.store.lock().map_err(|_| poisoned())?;
+        resolved
+            .into_iter()
+            .map(|resolved| {
+                let payload = store.payload(resolved.service_id, resolved.update.identity.update_id)?;
+                let bundled = resolved
+                    .bundled
+                    .into_iter()
+                    .map(|(service_id, update)| {
+                        let payload = store.payload(service_id, update.identity.update_id)?;
+                        Ok((update, payload))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(InstallTarget {
+                    update: resolved.update,
+                    service_id: resolved.service_id,
+                    installable: resolved.installable,
+                    eula_accepted: resolved.eula_accepted,
+                    downloaded: resolved.downloaded,
+                    prerequisites: resolved.prerequisites,
+                    payload,
+                    bundled,
+                })
+            })
+            .collect()
+    }
+
+    /// Brings the index up to date with the store, the cache and the
+    /// machine after a job, and keeps the cache within its limit.
+    async fn refresh_after_job(&self) -> Result<()> {
+        let store = Arc::clone(&self.store);
+        let states = blocking(move || store.lock().map_err(|_| poisoned())?.states()).await?;
+        let sources = self.config.facts.clone();
+        let machine = blocking(move || Ok(Machine::read(&sources))).await?;
+        let needed = {
+            let mut index = self.index.write().map_err(|_| poisoned())?;
+            index.apply_states(&states, |sha256| self.cache.has(sha256));
+            index.scan(&machine);
+            index.content_still_needed()
+        };
+        let cache = self.cache.clone();
+        let limit = self.config.install.cache_max_bytes;
+        let freed = blocking(move || cache.evict(limit, &needed)).await?;
+        if freed > 0 {
+            tracing::info!(bytes = freed, "evicted installed updates' content from the cache");
+            let mut index = self.index.write().map_err(|_| poisoned())?;
+            index.apply_states(&states, |sha256| self.cache.has(sha256));
+            index.scan(&machine);
+        }
+        Ok(())
+    }
+}
+
+/// An update of a call, looked up in the index.
+struct Resolved {
+    service_id: Uuid,
+    update: openwua_model::update::Update,
+    is_installed: bool,
+    applicable: bool,
+    installable: bool,
+    eula_accepted: bool,
+    downloaded: bool,
+    prerequisites: Vec<Uuid>,
+    bundled: Vec<(Uuid, openwua_model::update::Update)>,
+}
+
+impl Resolved {
+    /// The update and its bundled updates, as (service, update) pairs.
+    fn parts(&self) -> Vec<(Uuid, Uuid)> {
+        self.bundled
+            .iter()
+            .map(|(service_id, update)| (*service_id, update.identity.update_id))
+            .chain(std::iter::once((
+                self.service_id,
+                self.update.identity.update_id,
+            )))
+            .collect()
+    }
+}
+
+/// Clears the machine's installation when the job ends, however it ends.
+struct Release(Arc<std::sync::Mutex<Option<Uuid>>>);
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        let mut installing = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        *installing = None;
+    }
+}
+
+/// A job whose engine failed as a whole (the store, say): no update
+/// result can be trusted, so the call failed with that error.
+fn failed_call(error: &AgentError) -> OperationResult {
+    tracing::error!("a job failed: {error}");
+    OperationResult {
+        result_code: openwua_model::enums::OperationResultCode::Failed,
+        hresult: error.hresult,
+        reboot_required: false,
+        updates: Vec::new(),
+    }
+}
+
+fn no_update() -> AgentError {
+    AgentError::new(
+        WU_E_NO_UPDATE,
+        "the call names no updates; name at least one UpdateID",
+    )
+}
+
+fn unknown_update(update_id: Uuid) -> AgentError {
+    AgentError::new(
+        WU_E_DS_NODATA,
+        format!("no update {update_id} in any registered service's catalog"),
+    )
+}
