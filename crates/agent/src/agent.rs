@@ -26,10 +26,10 @@ use uuid::Uuid;
 use crate::applicability::Machine;
 use crate::cache::Cache;
 use crate::config::Config;
-use crate::fetch::{FetchSettings, Fetcher};
-use crate::jobs::Jobs;
 use crate::error::{AgentError, Result};
+use crate::fetch::{FetchSettings, Fetcher};
 use crate::index::{Index, Scope};
+use crate::jobs::Jobs;
 use crate::store::{ImportCounts, Store};
 
 /// The Varlink protocol version this agent speaks.
@@ -105,7 +105,9 @@ impl Agent {
                 "an installer was interrupted when the agent stopped; recorded in history"
             );
         }
-        store.clear_stale_reboots(crate::operations::current_boot(&config.install.boot_id_file))?;
+        store.clear_stale_reboots(crate::operations::current_boot(
+            &config.install.boot_id_file,
+        ))?;
         let cache = Cache::new(&config.cache_dir);
         cache.clear_staging();
         let index = load_index(&store, &config, &cache)?;
@@ -145,10 +147,9 @@ impl Agent {
         let store = Arc::clone(&self.store);
         let config = self.config.clone();
         let cache = self.cache.clone();
-        let index = blocking(move || {
-            load_index(&*store.lock().map_err(|_| poisoned())?, &config, &cache)
-        })
-        .await?;
+        let index =
+            blocking(move || load_index(&*store.lock().map_err(|_| poisoned())?, &config, &cache))
+                .await?;
         *self.index.write().map_err(|_| poisoned())? = index;
         Ok(())
     }

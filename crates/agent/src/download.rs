@@ -68,11 +68,7 @@ pub fn run(
         })
         .collect();
     let mut progress = DownloadProgress {
-        total_bytes_to_download: missing
-            .iter()
-            .flatten()
-            .map(|(file, _)| file.size)
-            .sum(),
+        total_bytes_to_download: missing.iter().flatten().map(|(file, _)| file.size).sum(),
         ..DownloadProgress::default()
     };
     let mut results = Vec::with_capacity(targets.len());
@@ -130,7 +126,11 @@ pub fn run(
                 aborted = true;
                 done(OperationResultCode::Aborted, E_ABORT, Some(error.detail))
             }
-            Err(error) => done(OperationResultCode::Failed, error.hresult, Some(error.detail)),
+            Err(error) => done(
+                OperationResultCode::Failed,
+                error.hresult,
+                Some(error.detail),
+            ),
         };
         // Count what this update was to fetch as done, whatever happened,
         // so the overall percentage moves on.
@@ -202,8 +202,7 @@ fn fetch_all(
                             job.download_progress(progress.clone());
                         }
                     };
-                    if let Err(error) = fetch_one(file, source, cache, fetcher, &mut report, job)
-                    {
+                    if let Err(error) = fetch_one(file, source, cache, fetcher, &mut report, job) {
                         lock(&failure).get_or_insert(error);
                         return;
                     }
@@ -275,5 +274,7 @@ fn make_executable(path: &std::path::Path) -> Result<()> {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -282,7 +282,13 @@ impl Index {
         self.entries
             .iter()
             .filter(|entry| !entry.state.is_installed)
-            .flat_map(|entry| entry.update.download_contents.iter().map(|file| file.sha256))
+            .flat_map(|entry| {
+                entry
+                    .update
+                    .download_contents
+                    .iter()
+                    .map(|file| file.sha256)
+            })
             .collect()
     }
 

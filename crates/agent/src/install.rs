@@ -111,7 +111,10 @@ pub fn run(
         context.job.installation_progress(progress.clone());
         aborted = aborted || context.job.abort_flag().load(Ordering::SeqCst);
         let result = if aborted {
-            finish(target, Verdict::aborted("the call was aborted before this update started"))
+            finish(
+                target,
+                Verdict::aborted("the call was aborted before this update started"),
+            )
         } else {
             let verdict = match check(target, options, &installed) {
                 Some(refusal) => refusal,
@@ -142,7 +145,12 @@ pub fn run(
 /// The call's updates, each after its prerequisites that are in the call;
 /// otherwise in the call's order.
 fn execution_order(targets: &[InstallTarget]) -> Vec<usize> {
-    fn visit(position: usize, targets: &[InstallTarget], seen: &mut [bool], order: &mut Vec<usize>) {
+    fn visit(
+        position: usize,
+        targets: &[InstallTarget],
+        seen: &mut [bool],
+        order: &mut Vec<usize>,
+    ) {
         if seen[position] {
             return;
         }
@@ -390,7 +398,10 @@ fn run_handler(
 ) -> Result<handlers::HandlerOutcome> {
     let update_id = update.identity.update_id;
     let needs_files = options.operation == UpdateOperation::Installation
-        || matches!(payload.handler, openwua_catalog::revision::Handler::Command { .. });
+        || matches!(
+            payload.handler,
+            openwua_catalog::revision::Handler::Command { .. }
+        );
     let files: &[_] = if needs_files { &payload.content } else { &[] };
     let staging = context.cache.stage(context.job_id, update_id, files)?;
     let log_dir = context.config.log_dir();
@@ -409,10 +420,7 @@ fn run_handler(
     let mut environment = Vec::new();
     if let Some(sandbox) = &context.config.install.sandbox_dir {
         std::fs::create_dir_all(sandbox).map_err(|error| io_error(sandbox, error))?;
-        environment.push((
-            "OPENWUA_SANDBOX".to_owned(),
-            sandbox.display().to_string(),
-        ));
+        environment.push(("OPENWUA_SANDBOX".to_owned(), sandbox.display().to_string()));
     }
     Ok(handlers::run(&HandlerContext {
         update_id,
@@ -481,5 +489,7 @@ fn io_error(path: &Path, error: std::io::Error) -> AgentError {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

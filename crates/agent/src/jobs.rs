@@ -108,7 +108,10 @@ impl Jobs {
             info,
             abort: AtomicBool::new(false),
         });
-        let mut jobs = self.jobs.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut jobs = self
+            .jobs
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         jobs.push(Arc::clone(&job));
         // Forget the oldest finished jobs beyond the limit.
         let finished = jobs
@@ -128,7 +131,10 @@ impl Jobs {
 
     /// A job by ID.
     pub fn get(&self, job_id: Uuid) -> Option<Arc<Job>> {
-        let jobs = self.jobs.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let jobs = self
+            .jobs
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         jobs.iter()
             .find(|job| job.info.borrow().job_id == job_id)
             .cloned()
@@ -136,13 +142,19 @@ impl Jobs {
 
     /// Every job, oldest first.
     pub fn list(&self) -> Vec<JobInfo> {
-        let jobs = self.jobs.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let jobs = self
+            .jobs
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         jobs.iter().map(|job| job.info()).collect()
     }
 
     /// The running jobs of one kind set, by ID.
     pub fn running(&self) -> HashMap<Uuid, JobKind> {
-        let jobs = self.jobs.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let jobs = self
+            .jobs
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         jobs.iter()
             .map(|job| job.info.borrow().clone())
             .filter(|info| info.state != JobState::Completed)

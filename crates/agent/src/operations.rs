@@ -348,7 +348,8 @@ impl Agent {
         resolved
             .into_iter()
             .map(|resolved| {
-                let payload = store.payload(resolved.service_id, resolved.update.identity.update_id)?;
+                let payload =
+                    store.payload(resolved.service_id, resolved.update.identity.update_id)?;
                 let bundled = resolved
                     .bundled
                     .into_iter()
@@ -388,7 +389,10 @@ impl Agent {
         let limit = self.config.install.cache_max_bytes;
         let freed = blocking(move || cache.evict(limit, &needed)).await?;
         if freed > 0 {
-            tracing::info!(bytes = freed, "evicted installed updates' content from the cache");
+            tracing::info!(
+                bytes = freed,
+                "evicted installed updates' content from the cache"
+            );
             let mut index = self.index.write().map_err(|_| poisoned())?;
             index.apply_states(&states, |sha256| self.cache.has(sha256));
             index.scan(&machine);
@@ -429,7 +433,10 @@ struct Release(Arc<std::sync::Mutex<Option<Uuid>>>);
 
 impl Drop for Release {
     fn drop(&mut self) {
-        let mut installing = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut installing = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         *installing = None;
     }
 }

@@ -22,7 +22,8 @@ use uuid::Uuid;
 use crate::error::{AgentError, Result};
 
 /// Each entry takes the schema from version `index` to `index + 1`.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE services (
     service_id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -59,7 +60,8 @@ CREATE TABLE history (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     entry_json TEXT NOT NULL
 );
-"#, r#"
+"#,
+    r#"
 ALTER TABLE services ADD COLUMN content_base TEXT;
 ALTER TABLE update_state ADD COLUMN reboot_boot_id TEXT;
 -- An installer that is running (or was, when the agent died): its history
@@ -69,7 +71,8 @@ CREATE TABLE install_journal (
     job_id TEXT NOT NULL,
     interrupted_json TEXT NOT NULL
 ) WITHOUT ROWID;
-"#];
+"#,
+];
 
 /// What one sync changed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -400,7 +403,10 @@ impl Store {
             |row| Ok((row.get(0)?, row.get(1)?)),
         )?;
         let corrupt = |error: serde_json::Error| {
-            AgentError::new(WU_E_DS_INVALID, format!("stored payload of {update_id}: {error}"))
+            AgentError::new(
+                WU_E_DS_INVALID,
+                format!("stored payload of {update_id}: {error}"),
+            )
         };
         Ok(Payload {
             handler: serde_json::from_str(&handler).map_err(corrupt)?,
@@ -419,7 +425,11 @@ impl Store {
         self.connection.execute(
             "INSERT OR REPLACE INTO install_journal (update_id, job_id, interrupted_json)
              VALUES (?1, ?2, ?3)",
-            params![update_id.to_string(), job_id.to_string(), to_json(interrupted)?],
+            params![
+                update_id.to_string(),
+                job_id.to_string(),
+                to_json(interrupted)?
+            ],
         )?;
         Ok(())
     }

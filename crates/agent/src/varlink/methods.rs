@@ -357,7 +357,11 @@ async fn handle(
         }
         (AGENT, "Download") => {
             let request: DownloadParameters = parameters(call)?;
-            logged(session, "Download", request.client_application_id.as_deref());
+            logged(
+                session,
+                "Download",
+                request.client_application_id.as_deref(),
+            );
             let started = agent
                 .start_download(
                     request.update_ids,
@@ -392,7 +396,11 @@ async fn handle(
         }
         (AGENT, "GetInstallerState") => {
             let NoParameters {} = parameters(call)?;
-            result_reply(agent.installer_state().map(|state| json!({ "state": state })))
+            result_reply(
+                agent
+                    .installer_state()
+                    .map(|state| json!({ "state": state })),
+            )
         }
         (AGENT, "ListJobs") => {
             let NoParameters {} = parameters(call)?;
@@ -400,13 +408,19 @@ async fn handle(
         }
         (AGENT, "WatchJob") => {
             let JobParameters { job_id } = parameters(call)?;
-            let job = agent.jobs().get(job_id).ok_or_else(|| unknown_job(job_id))?;
+            let job = agent
+                .jobs()
+                .get(job_id)
+                .ok_or_else(|| unknown_job(job_id))?;
             return follow(Ok(job), call.more, sink).await;
         }
         (AGENT, "AbortJob") => {
             let JobParameters { job_id } = parameters(call)?;
             logged(session, "AbortJob", None);
-            let job = agent.jobs().get(job_id).ok_or_else(|| unknown_job(job_id))?;
+            let job = agent
+                .jobs()
+                .get(job_id)
+                .ok_or_else(|| unknown_job(job_id))?;
             if job.info().caller_uid != session.caller.uid {
                 admin(session, "abort another user's job")?;
             }

@@ -11,10 +11,12 @@ use std::time::{Duration, Instant};
 
 use jiff::{SignedDuration, Timestamp};
 use openwua_catalog::package;
-use openwua_catalog::revision::{Applicability, Handler, Revision};
+use openwua_catalog::revision::{Applicability, ContentFile, Handler, Revision};
 use openwua_catalog::signing::SecretKey;
 use openwua_catalog::snapshot::{FORMAT_VERSION, Snapshot};
+use openwua_model::update::Sha256Digest;
 use serde_json::{Value, json};
+use sha2::Digest as _;
 use uuid::Uuid;
 
 pub const SERVICE_ID: &str = "6e1b4c1e-0000-4000-8000-000000000001";
@@ -96,17 +98,93 @@ fn spawn(dir: &Path, extra_args: &[String]) -> Child {
 
 fn write_config(dir: &Path) -> PathBuf {
     let path = dir.join("agent.toml");
+    let boot_id = dir.join("boot_id");
+    if !boot_id.exists() {
+        std::fs::write(&boot_id, format!("{}\n", Uuid::new_v4())).unwrap();
+    }
     std::fs::write(
         &path,
         format!(
-            "state_dir = {:?}\ncache_dir = {:?}\nsocket = {:?}\n",
+            "state_dir = {:?}\ncache_dir = {:?}\nsocket = {:?}\n\
+             [install]\nsandbox_dir = {:?}\nboot_id_file = {:?}\n\
+             reboot_required_file = {:?}\nabort_grace_seconds = 1\n",
             dir.join("state"),
             dir.join("cache"),
-            dir.join("agent.sock")
+            dir.join("agent.sock"),
+            dir.join("sandbox"),
+            boot_id,
+            dir.join("reboot-required"),
         ),
     )
     .unwrap();
     path
+}
+
+/// A test's installer: a shell script that becomes the update's one
+/// content file, `install.sh`, run by a `command` handler.
+pub struct Installer {
+    pub script: String,
+    pub uninstall: bool,
+    pub exit_codes: Value,
+}
+
+/// An update installed by `installer`, with its content file in `dir`.
+pub fn installable(
+    dir: &Path,
+    id: u128,
+    title: &str,
+    installer: Installer,
+    extra: Value,
+) -> (Revision, (ContentFile, PathBuf)) {
+    let file_dir = dir.join(format!("payload-{id}"));
+    std::fs::create_dir_all(&file_dir).unwrap();
+    let path = file_dir.join("install.sh");
+    std::fs::write(&path, format!("#!/bin/sh\n{}\n", installer.script)).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let sha256 = Sha256Digest(sha2::Sha256::digest(&bytes).into());
+    let content = ContentFile {
+        file_name: "install.sh".into(),
+        size: bytes.len() as u64,
+        sha256,
+        url: format!("content/{sha256}"),
+    };
+    let mut extra = extra;
+    extra["downloadContents"] = json!([{
+        "fileName": "install.sh", "size": bytes.len(), "sha256": sha256.to_string()
+    }]);
+    extra["maxDownloadSize"] = json!(bytes.len());
+    if installer.uninstall && extra.get("uninstallationBehavior").is_none() {
+        extra["uninstallationBehavior"] = json!({});
+    }
+    let mut revision = revision(id, title, Applicability::default(), extra);
+    revision.handler = Handler::Command {
+        program: "install.sh".into(),
+        args: vec!["install".into()],
+        uninstall: installer
+            .uninstall
+            .then(|| vec!["install.sh".into(), "uninstall".into()]),
+        exit_codes: serde_json::from_value(installer.exit_codes).unwrap(),
+        timeout_seconds: None,
+    };
+    revision.content = vec![content.clone()];
+    (revision, (content, path))
+}
+
+/// Writes a package that carries its content files.
+pub fn write_with_content(
+    snapshot: &Snapshot,
+    payloads: &[(ContentFile, PathBuf)],
+    key: &SecretKey,
+    path: &Path,
+) {
+    package::write_package(snapshot, payloads, key, path).unwrap();
+}
+
+/// Runs a job method to its end and returns the completed job.
+pub fn run_job(agent: &AgentProcess, method: &str, parameters: Value) -> Result<Value, Value> {
+    agent
+        .call(method, parameters)
+        .map(|reply| reply["job"].clone())
 }
 
 /// A raw Varlink client: one call at a time, replies as JSON.
