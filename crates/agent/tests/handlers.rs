@@ -268,8 +268,6 @@ fn command_unlisted_codes_take_the_default() {
 
 #[test]
 fn command_environment_is_clean_plus_openwua_variables() {
-    // Cargo sets this for the test process; the installer must not see it.
-    assert!(std::env::var_os("CARGO_PKG_NAME").is_some());
     let fixture = Fixture::new();
     fixture.script(
         "install.sh",
@@ -279,7 +277,24 @@ fn command_environment_is_clean_plus_openwua_variables() {
     assert_outcome(&outcome, Outcome::Succeeded, S_OK);
     let env = std::fs::read_to_string(fixture.work.join("env.txt")).unwrap();
     let vars: Vec<&str> = env.lines().collect();
-    assert!(!env.contains("CARGO_PKG_NAME"), "{env}");
+    // Nothing of this process's own environment (cargo's variables, at
+    // least) reaches the installer, except names it is given anew.
+    let given = ["PATH", "LANG", "HOME", "PWD", "SHLVL", "_"];
+    let inherited: Vec<String> = std::env::vars()
+        .map(|(name, _)| name)
+        .filter(|name| !given.contains(&name.as_str()) && !name.starts_with("OPENWUA_"))
+        .collect();
+    assert!(
+        !inherited.is_empty(),
+        "the test needs an environment variable of its own"
+    );
+    for name in &inherited {
+        let prefix = format!("{name}=");
+        assert!(
+            !vars.iter().any(|line| line.starts_with(&prefix)),
+            "{name} leaked into {env}"
+        );
+    }
     for expected in [
         format!("OPENWUA_SANDBOX={}", fixture.sandbox.display()),
         format!("OPENWUA_UPDATE_ID={}", fixture.update_id),
@@ -698,6 +713,27 @@ fn files_refuses_targets_outside_the_root_and_changes_nothing() {
         assert_eq!(mode_of(&root.join("etc/app.conf")), 0o600);
         assert!(!fixture.dir.path().join("escape").exists());
         assert_eq!(std::fs::read_dir(&fixture.backup).unwrap().count(), 0);
+    }
+}
+
+#[test]
+fn files_refuses_bad_modes_and_sources() {
+    let (fixture, root) = files_fixture();
+    for (source, mode) in [
+        ("app.conf", "0999"),
+        ("app.conf", "+644"),
+        ("app.conf", "10000"),
+        ("app.conf", "rw-r--r--"),
+        ("missing", "0644"),
+        ("../install.log", "0644"),
+    ] {
+        let handler = files_handler(&root, &[(source, "etc/app.conf", Some(mode))]);
+        let outcome = fixture.run(&handler, Installation);
+        assert_outcome(&outcome, Outcome::Failed, WU_E_UH_INVALIDMETADATA);
+        assert_eq!(
+            std::fs::read_to_string(root.join("etc/app.conf")).unwrap(),
+            "old settings\n"
+        );
     }
 }
 

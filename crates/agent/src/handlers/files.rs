@@ -191,7 +191,8 @@ fn plan(
 /// `"0644"`, `"644"` or `"0o644"`, at most `0o7777`.
 fn parse_mode(text: &str) -> Option<u32> {
     let digits = text.strip_prefix("0o").unwrap_or(text);
-    if digits.is_empty() {
+    // from_str_radix alone would take a sign.
+    if digits.is_empty() || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
         return None;
     }
     u32::from_str_radix(digits, 8)
