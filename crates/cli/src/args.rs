@@ -3,12 +3,24 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
+use openwua_model::enums::DownloadPriority;
 use uuid::Uuid;
+
+/// What `wua --help` says after the commands.
+const EXIT_STATUSES: &str = "\
+Exit status: 0 done; 1 invalid input; 2 could not run; 3 access denied;
+4 some updates failed; 5 all failed, or aborted; 6 done, restart required.";
 
 /// OpenWUA: the Windows Update Agent for Linux.
 #[derive(Debug, Parser)]
-#[command(name = "wua", version, about, propagate_version = true)]
+#[command(
+    name = "wua",
+    version,
+    about,
+    propagate_version = true,
+    after_help = EXIT_STATUSES
+)]
 pub struct Args {
     /// The agent's socket [default: $OPENWUA_SOCKET, else
     /// /run/openwua/agent.sock].
@@ -73,6 +85,43 @@ pub enum Command {
         #[command(subcommand)]
         command: ServicesCommand,
     },
+    /// Download updates' content into the agent's cache (needs an
+    /// administrator).
+    Download(DownloadArgs),
+    /// Install updates: accept their licences if asked, download what is
+    /// missing, then install (needs an administrator).
+    #[command(after_help = EXIT_STATUSES)]
+    Install(InstallArgs),
+    /// Uninstall updates (needs an administrator).
+    Uninstall(UninstallArgs),
+    /// Sync every service, then download and install every update this
+    /// machine needs (IsInstalled=0 and IsHidden=0).
+    #[command(after_help = EXIT_STATUSES)]
+    Update(UpdateArgs),
+    /// The agent's download, install and uninstall jobs, running or
+    /// finished.
+    Jobs {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Follow a job to its end, with the output of the command that
+    /// started it.
+    Watch {
+        /// The job's ID, from `wua jobs`.
+        #[arg(value_name = "JOB-ID")]
+        id: Uuid,
+        /// Print the completed job as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask a job to stop before its next update; the rest end Aborted
+    /// (needs an administrator or the user who started it).
+    Abort {
+        /// The job's ID, from `wua jobs`.
+        #[arg(value_name = "JOB-ID")]
+        id: Uuid,
+    },
     /// Sync update services' catalogs and rescan the machine.
     Sync {
         /// Sync only this service [default: all].
@@ -113,6 +162,105 @@ pub struct SearchArgs {
     /// Keep updates that a newer applicable update replaces.
     #[arg(long)]
     pub include_superseded: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DownloadArgs {
+    /// The updates' UpdateIDs.
+    #[arg(value_name = "UPDATE-ID", required_unless_present = "all")]
+    pub ids: Vec<Uuid>,
+    /// Every update this machine needs (IsInstalled=0 and IsHidden=0).
+    #[arg(long, conflicts_with = "ids")]
+    pub all: bool,
+    /// How urgently to download.
+    #[arg(long, value_enum, default_value_t = Priority::Normal)]
+    pub priority: Priority,
+    /// Also download updates that are installed or do not apply here.
+    #[arg(long)]
+    pub force: bool,
+    /// Print the completed job as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `--priority`: WUA's `DownloadPriority`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Priority {
+    /// dpLow.
+    Low,
+    /// dpNormal.
+    Normal,
+    /// dpHigh.
+    High,
+    /// dpExtraHigh.
+    ExtraHigh,
+}
+
+impl From<Priority> for DownloadPriority {
+    fn from(priority: Priority) -> Self {
+        match priority {
+            Priority::Low => DownloadPriority::Low,
+            Priority::Normal => DownloadPriority::Normal,
+            Priority::High => DownloadPriority::High,
+            Priority::ExtraHigh => DownloadPriority::ExtraHigh,
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct InstallArgs {
+    /// The updates' UpdateIDs.
+    #[arg(value_name = "UPDATE-ID", required_unless_present = "all")]
+    pub ids: Vec<Uuid>,
+    /// Every update this machine needs (IsInstalled=0 and IsHidden=0).
+    #[arg(long, conflicts_with = "ids")]
+    pub all: bool,
+    /// Accept the licence terms (EULAs) of the updates that have some;
+    /// without it they fail with WU_E_EULAS_DECLINED.
+    #[arg(long)]
+    pub accept_eulas: bool,
+    /// Installers must not ask anything (ForceQuiet).
+    #[arg(long)]
+    pub quiet: bool,
+    /// Install again what is installed already (IsForced).
+    #[arg(long)]
+    pub force: bool,
+    /// Do not download first: updates not downloaded yet fail.
+    #[arg(long)]
+    pub no_download: bool,
+    /// Print the completed installation job as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct UninstallArgs {
+    /// The updates' UpdateIDs.
+    #[arg(required = true, value_name = "UPDATE-ID")]
+    pub ids: Vec<Uuid>,
+    /// Uninstallers must not ask anything (ForceQuiet).
+    #[arg(long)]
+    pub quiet: bool,
+    /// Uninstall even updates that do not say they can be (IsForced).
+    #[arg(long)]
+    pub force: bool,
+    /// Print the completed job as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct UpdateArgs {
+    /// Accept the licence terms (EULAs) of the updates found; without it
+    /// those updates fail with WU_E_EULAS_DECLINED.
+    #[arg(long)]
+    pub accept_eulas: bool,
+    /// Installers must not ask anything (ForceQuiet).
+    #[arg(long)]
+    pub quiet: bool,
+    /// Print {sync, search, download, install} as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -4,18 +4,24 @@
 mod agent;
 mod args;
 mod criteria_check;
+mod download;
 mod embedded;
 mod eula;
 mod explain;
 mod hide;
 mod history;
+mod install;
+mod jobs;
+mod operation;
 mod package;
+mod progress;
 mod search;
 mod services;
 mod show;
 mod status;
 mod sync;
 mod table;
+mod update;
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -34,6 +40,13 @@ mod exit {
     pub const ERROR: u8 = 2;
     /// The agent refused the caller: run it as root or as an authorized user.
     pub const DENIED: u8 = 3;
+    /// Some updates succeeded and some failed (SucceededWithErrors).
+    pub const PARTIAL: u8 = 4;
+    /// The operation failed for every update, or was aborted.
+    pub const FAILED: u8 = 5;
+    /// Every update succeeded and a restart is required to finish; it
+    /// outranks only [`SUCCESS`].
+    pub const RESTART: u8 = 6;
 }
 
 fn main() -> ExitCode {
@@ -66,6 +79,13 @@ fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<u8> {
         Command::Eula { command } => eula::run(&agent, command, out)?,
         Command::History(history) => history::run(&agent, &history, out)?,
         Command::Services { command } => services::run(&agent, command, out)?,
+        Command::Download(download) => download::run(&agent, &download, out)?,
+        Command::Install(install) => install::run(&agent, &install, out)?,
+        Command::Uninstall(uninstall) => install::uninstall(&agent, &uninstall, out)?,
+        Command::Update(update) => update::run(&agent, &update, out)?,
+        Command::Jobs { json } => jobs::list(&agent, json, out)?,
+        Command::Watch { id, json } => jobs::watch(&agent, id, json, out)?,
+        Command::Abort { id } => jobs::abort(&agent, id, out)?,
         Command::Sync { service } => sync::run(&agent, service, out)?,
         Command::Status { json } => status::run(&agent, json, out)?,
         Command::Package { command } => package::run(command, out)?,

@@ -1,28 +1,41 @@
-//! `wua status`: the agent, the machine's update state and the services.
+//! `wua status`: the agent, the machine's update state, the installer's
+//! and the services.
 
 use std::io::Write;
 
+use openwua_client::ClientError;
+use openwua_client::blocking::UpdateSession;
 use openwua_model::history::SystemInfo;
+use openwua_model::operation::InstallerState;
 use openwua_model::service::ServiceInfo;
 use serde::Serialize;
 
 use crate::agent::Target;
 use crate::{exit, services};
 
-/// `--json`: the system information with the services beside it.
+/// `--json`: the system information with the installer's state and the
+/// services beside it.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Status {
     #[serde(flatten)]
     system: SystemInfo,
+    /// Absent from an agent that does not install yet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    installer: Option<InstallerState>,
     services: Vec<ServiceInfo>,
 }
 
 pub fn run(agent: &Target, json: bool, out: &mut dyn Write) -> anyhow::Result<u8> {
     agent.run(|session| {
         let system = session.system_info()?;
+        let installer = installer_state(session)?;
         let services = session.create_update_service_manager().services()?;
-        let status = Status { system, services };
+        let status = Status {
+            system,
+            installer,
+            services,
+        };
         if json {
             serde_json::to_writer_pretty(&mut *out, &status)?;
             writeln!(out)?;
@@ -31,6 +44,19 @@ pub fn run(agent: &Target, json: bool, out: &mut dyn Write) -> anyhow::Result<u8
         }
         Ok(exit::SUCCESS)
     })
+}
+
+/// The installer's state, or `None` from an agent without the method.
+fn installer_state(session: &UpdateSession) -> Result<Option<InstallerState>, ClientError> {
+    match session.installer_state() {
+        Ok(state) => Ok(Some(state)),
+        Err(ClientError::Varlink { error, .. })
+            if error == "org.varlink.service.MethodNotFound" =>
+        {
+            Ok(None)
+        }
+        Err(error) => Err(error),
+    }
 }
 
 fn write_text(status: &Status, out: &mut dyn Write) -> std::io::Result<()> {
@@ -56,6 +82,34 @@ fn write_text(status: &Status, out: &mut dyn Write) -> std::io::Result<()> {
         "Restart required  {}",
         if system.reboot_required { "yes" } else { "no" }
     )?;
+    if let Some(installer) = &status.installer {
+        let busy = match (installer.is_busy, installer.busy_job_id) {
+            (true, Some(job)) => format!("busy (job {job})"),
+            (true, None) => "busy".to_owned(),
+            (false, _) => "idle".to_owned(),
+        };
+        writeln!(out, "Installer         {busy}")?;
+        writeln!(
+            out,
+            "Restart first     {}",
+            if installer.reboot_required_before_installation {
+                "yes: restart before the next installation"
+            } else {
+                "no"
+            }
+        )?;
+        match installer.reboot_pending_updates.as_slice() {
+            [] => writeln!(out, "Awaiting restart  none")?,
+            pending => {
+                let count = pending.len();
+                let plural = if count == 1 { "" } else { "s" };
+                writeln!(out, "Awaiting restart  {count} update{plural}:")?;
+                for id in pending {
+                    writeln!(out, "                  {id}")?;
+                }
+            }
+        }
+    }
     writeln!(out, "Default service   {default}")?;
     writeln!(out, "Updates known     {}", system.update_count)?;
     writeln!(out, "History entries   {}", system.history_count)?;

@@ -1,8 +1,8 @@
 //! A plain text table for people: a header, columns padded to their widest
 //! cell, and one flexible column cut short so that the table fits
-//! [`WIDTH`] columns. A row may carry a note, printed on the next line
-//! under the flexible column (or indented less, to fit) and never cut: it
-//! holds IDs and codes.
+//! [`WIDTH`] columns. A row may carry a note, printed on the next lines
+//! (one per line of the note) under the flexible column (or indented less,
+//! to fit) and never cut: it holds IDs and codes.
 
 use std::io::{self, Write};
 
@@ -81,13 +81,13 @@ impl Table {
         self.write_line(&headers, &widths, out)?;
         for (cells, note) in &self.rows {
             self.write_line(cells, &widths, out)?;
-            if let Some(note) = note {
-                let indent = if note_indent + note.chars().count() <= WIDTH {
+            for line in note.iter().flat_map(|note| note.lines()) {
+                let indent = if note_indent + line.chars().count() <= WIDTH {
                     note_indent
                 } else {
                     NOTE_INDENT.min(note_indent)
                 };
-                writeln!(out, "{:indent$}{note}", "")?;
+                writeln!(out, "{:indent$}{line}", "")?;
             }
         }
         Ok(())

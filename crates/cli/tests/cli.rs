@@ -257,3 +257,121 @@ fn search_checks_the_criteria_before_connecting() {
         "no agent was asked: {text}"
     );
 }
+
+#[test]
+fn help_lists_the_new_commands_and_exit_statuses() {
+    let output = wua(["--help"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    for command in [
+        "download",
+        "install",
+        "uninstall",
+        "update",
+        "jobs",
+        "watch",
+        "abort",
+    ] {
+        assert!(
+            text.lines()
+                .any(|line| line.trim_start().starts_with(command)),
+            "{command}: {text}"
+        );
+    }
+    assert!(
+        text.contains("4 some updates failed") && text.contains("6 done, restart required"),
+        "{text}"
+    );
+
+    let output = wua(["install", "--help"]);
+    let text = stdout(&output);
+    for option in [
+        "--all",
+        "--accept-eulas",
+        "--quiet",
+        "--force",
+        "--no-download",
+        "--json",
+    ] {
+        assert!(text.contains(option), "{option}: {text}");
+    }
+    assert!(text.contains("WU_E_EULAS_DECLINED"), "{text}");
+
+    let output = wua(["download", "--help"]);
+    let text = stdout(&output);
+    assert!(text.contains("extra-high"), "{text}");
+}
+
+#[test]
+fn updates_are_named_or_all_but_not_both() {
+    let id = "f69a4107-4c9a-54bc-a9e9-16df277113c1";
+    for args in [
+        vec!["download"],
+        vec!["install"],
+        vec!["uninstall"],
+        vec!["download", "--all", id],
+        vec!["install", id, "--all"],
+        vec!["uninstall", "--all"],
+        vec!["download", id, "--priority", "urgent"],
+        vec!["watch", "not-a-job-id"],
+        vec!["abort"],
+        vec!["update", id],
+    ] {
+        let output = wua(&args);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).starts_with("error: "),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert_eq!(stdout(&output), "", "{args:?}");
+    }
+}
+
+#[test]
+fn the_new_commands_parse_and_then_need_an_agent() {
+    let socket = missing_socket("no-agent-operations.sock");
+    let id = "f69a4107-4c9a-54bc-a9e9-16df277113c1";
+    for args in [
+        vec![
+            "download",
+            "--all",
+            "--priority",
+            "extra-high",
+            "--force",
+            "--json",
+        ],
+        vec![
+            "install",
+            id,
+            "--accept-eulas",
+            "--quiet",
+            "--force",
+            "--no-download",
+        ],
+        vec!["uninstall", id, "--quiet", "--force", "--json"],
+        vec!["update", "--accept-eulas", "--quiet", "--json"],
+        vec!["jobs", "--json"],
+        vec!["watch", id, "--json"],
+        vec!["abort", id],
+    ] {
+        let output = wua_with_socket(&socket, &args);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).starts_with("wua: 0x80240001 WU_E_NO_SERVICE: "),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert_eq!(stdout(&output), "", "{args:?}");
+    }
+}

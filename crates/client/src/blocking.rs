@@ -15,8 +15,9 @@
 
 use std::path::Path;
 
-use openwua_model::enums::ServerSelection;
+use openwua_model::enums::{DownloadPriority, ServerSelection};
 use openwua_model::history::{HistoryEntry, SystemInfo};
+use openwua_model::operation::{InstallerState, JobInfo};
 use openwua_model::search::{SearchResult, UpdateDetails};
 use openwua_model::service::ServiceInfo;
 use tokio::runtime::Runtime;
@@ -82,6 +83,31 @@ impl UpdateSession {
         UpdateServiceManager { session: self }
     }
 
+    /// `CreateUpdateDownloader`: a downloader for no updates yet, at normal
+    /// priority.
+    pub fn create_update_downloader(&self) -> UpdateDownloader<'_> {
+        let defaults = self.session.create_update_downloader();
+        UpdateDownloader {
+            session: self,
+            updates: defaults.updates,
+            priority: defaults.priority,
+            is_forced: defaults.is_forced,
+        }
+    }
+
+    /// `CreateUpdateInstaller`: an installer for no updates yet, with WUA's
+    /// defaults.
+    pub fn create_update_installer(&self) -> UpdateInstaller<'_> {
+        let defaults = self.session.create_update_installer();
+        UpdateInstaller {
+            session: self,
+            updates: defaults.updates,
+            force_quiet: defaults.force_quiet,
+            allow_source_prompts: defaults.allow_source_prompts,
+            is_forced: defaults.is_forced,
+        }
+    }
+
     /// One update by `UpdateID`, with its state and its EULA text.
     pub fn get_update(&self, update_id: Uuid) -> Result<UpdateDetails, ClientError> {
         self.runtime.block_on(self.session.get_update(update_id))
@@ -112,6 +138,33 @@ impl UpdateSession {
     ) -> Result<SyncResult, ClientError> {
         self.runtime
             .block_on(self.session.sync(service_id, progress))
+    }
+
+    /// `IsBusy` and `RebootRequiredBeforeInstallation`, with the busy job
+    /// and the updates waiting for a restart.
+    pub fn installer_state(&self) -> Result<InstallerState, ClientError> {
+        self.runtime.block_on(self.session.installer_state())
+    }
+
+    /// The agent's jobs: those running and those finished since it started.
+    pub fn jobs(&self) -> Result<Vec<JobInfo>, ClientError> {
+        self.runtime.block_on(self.session.jobs())
+    }
+
+    /// Re-attaches to a job, calling `progress` as it goes; returns it
+    /// completed.
+    pub fn watch_job(
+        &self,
+        job_id: Uuid,
+        progress: impl FnMut(&JobInfo),
+    ) -> Result<JobInfo, ClientError> {
+        self.runtime
+            .block_on(self.session.watch_job(job_id, progress))
+    }
+
+    /// `RequestAbort`. Needs an administrator or the user who started it.
+    pub fn abort_job(&self, job_id: Uuid) -> Result<(), ClientError> {
+        self.runtime.block_on(self.session.abort_job(job_id))
     }
 }
 
@@ -209,5 +262,114 @@ impl UpdateServiceManager<'_> {
 
     fn manager(&self) -> crate::UpdateServiceManager<'_> {
         self.session.session.create_update_service_manager()
+    }
+}
+
+/// [`crate::UpdateDownloader`], blocking.
+#[derive(Debug)]
+pub struct UpdateDownloader<'a> {
+    session: &'a UpdateSession,
+    /// `Updates`: the updates to download, in order.
+    pub updates: Vec<Uuid>,
+    /// `Priority`.
+    pub priority: DownloadPriority,
+    /// `IsForced`: also download updates that are installed or do not
+    /// apply here.
+    pub is_forced: bool,
+}
+
+impl<'a> UpdateDownloader<'a> {
+    /// `Download`: waits for the job and returns it completed.
+    pub fn download(&self) -> Result<JobInfo, ClientError> {
+        self.session.runtime.block_on(self.downloader().download())
+    }
+
+    /// `Download`, calling `progress` as the job starts, at each step and
+    /// completed; returns the completed job.
+    pub fn download_with_progress(
+        &self,
+        progress: impl FnMut(&JobInfo),
+    ) -> Result<JobInfo, ClientError> {
+        self.session
+            .runtime
+            .block_on(self.downloader().download_with_progress(progress))
+    }
+
+    /// The async downloader with this one's options.
+    fn downloader(&self) -> crate::UpdateDownloader<'a> {
+        let mut downloader = self.session.session.create_update_downloader();
+        downloader.updates.clone_from(&self.updates);
+        downloader.priority = self.priority;
+        downloader.is_forced = self.is_forced;
+        downloader
+    }
+}
+
+/// [`crate::UpdateInstaller`], blocking.
+#[derive(Debug)]
+pub struct UpdateInstaller<'a> {
+    session: &'a UpdateSession,
+    /// `Updates`: the updates to install or uninstall, in order.
+    pub updates: Vec<Uuid>,
+    /// `ForceQuiet`: installers must not ask the user anything.
+    pub force_quiet: bool,
+    /// `AllowSourcePrompts` (installations only).
+    pub allow_source_prompts: bool,
+    /// `IsForced`.
+    pub is_forced: bool,
+}
+
+impl<'a> UpdateInstaller<'a> {
+    /// `Install`: waits for the job and returns it completed.
+    pub fn install(&self) -> Result<JobInfo, ClientError> {
+        self.session.runtime.block_on(self.installer().install())
+    }
+
+    /// `Install`, calling `progress` as the job starts, at each step and
+    /// completed; returns the completed job.
+    pub fn install_with_progress(
+        &self,
+        progress: impl FnMut(&JobInfo),
+    ) -> Result<JobInfo, ClientError> {
+        self.session
+            .runtime
+            .block_on(self.installer().install_with_progress(progress))
+    }
+
+    /// `Uninstall`: waits for the job and returns it completed.
+    pub fn uninstall(&self) -> Result<JobInfo, ClientError> {
+        self.session.runtime.block_on(self.installer().uninstall())
+    }
+
+    /// `Uninstall`, calling `progress` as it goes; returns the completed job.
+    pub fn uninstall_with_progress(
+        &self,
+        progress: impl FnMut(&JobInfo),
+    ) -> Result<JobInfo, ClientError> {
+        self.session
+            .runtime
+            .block_on(self.installer().uninstall_with_progress(progress))
+    }
+
+    /// `IsBusy`: an installation or uninstallation runs now (a hint).
+    pub fn is_busy(&self) -> Result<bool, ClientError> {
+        self.session.runtime.block_on(self.installer().is_busy())
+    }
+
+    /// `RebootRequiredBeforeInstallation`.
+    pub fn reboot_required_before_installation(&self) -> Result<bool, ClientError> {
+        self.session
+            .runtime
+            .block_on(self.installer().reboot_required_before_installation())
+    }
+
+    /// The async installer with this one's options.
+    fn installer(&self) -> crate::UpdateInstaller<'a> {
+        let mut installer = self.session.session.create_update_installer();
+        installer.updates.clone_from(&self.updates);
+        installer.force_quiet = self.force_quiet;
+        installer.allow_source_prompts = self.allow_source_prompts;
+        installer.is_forced = self.is_forced;
+        installer
     }
 }

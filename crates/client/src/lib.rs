@@ -9,6 +9,10 @@
 //!   `ClientApplicationID`, single updates, hiding, EULAs, machine state
 //!   and sync;
 //! - [`UpdateSearcher`]: `Search`, `QueryHistory`, `GetTotalHistoryCount`;
+//! - [`UpdateDownloader`] and [`UpdateInstaller`]: downloads, installations
+//!   and uninstallations, run by the agent as jobs that the session lists,
+//!   watches and aborts; their results and progress are
+//!   `openwua_model::operation`'s types;
 //! - [`UpdateServiceManager`]: the update services;
 //! - [`ClientError`]: every failure, with its WUA code;
 //! - [`blocking`]: the same, for programs without an async runtime;
@@ -35,11 +39,13 @@
 
 pub mod blocking;
 mod error;
+mod operations;
 mod services;
 mod session;
 pub mod varlink;
 
 pub use error::ClientError;
+pub use operations::{UpdateDownloader, UpdateInstaller};
 pub use services::{AddedService, SyncPhase, SyncProgress, SyncResult, UpdateServiceManager};
 pub use session::{
     AgentInfo, DEFAULT_SOCKET, SOCKET_ENV, UpdateSearcher, UpdateSession, default_socket,

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use openwua_model::enums::ServerSelection;
 use openwua_model::history::{HistoryEntry, SystemInfo};
+use openwua_model::operation::{InstallerState, JobInfo};
 use openwua_model::search::{SearchOptions, SearchResult, UpdateDetails};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -13,6 +14,7 @@ use uuid::Uuid;
 
 use crate::PROTOCOL_VERSION;
 use crate::error::ClientError;
+use crate::operations::{UpdateDownloader, UpdateInstaller};
 use crate::services::{SyncProgress, SyncResult, UpdateServiceManager};
 use crate::varlink::Connection;
 
@@ -98,6 +100,12 @@ struct HistoryParameters {
 }
 
 #[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JobIdParameter {
+    job_id: Uuid,
+}
+
+#[derive(Serialize)]
 pub(crate) struct NoParameters {}
 
 /// A reply with nothing in it.
@@ -127,6 +135,21 @@ struct CountReply {
 #[derive(Deserialize)]
 struct ProgressReply {
     progress: SyncProgress,
+}
+
+#[derive(Deserialize)]
+struct JobReply {
+    job: JobInfo,
+}
+
+#[derive(Deserialize)]
+struct JobsReply {
+    jobs: Vec<JobInfo>,
+}
+
+#[derive(Deserialize)]
+struct StateReply {
+    state: InstallerState,
 }
 
 impl UpdateSession {
@@ -184,6 +207,18 @@ impl UpdateSession {
     /// WUA's `UpdateServiceManager`, working through this session.
     pub fn create_update_service_manager(&self) -> UpdateServiceManager<'_> {
         UpdateServiceManager::new(self)
+    }
+
+    /// `CreateUpdateDownloader`: a downloader for no updates yet, at normal
+    /// priority.
+    pub fn create_update_downloader(&self) -> UpdateDownloader<'_> {
+        UpdateDownloader::new(self)
+    }
+
+    /// `CreateUpdateInstaller`: an installer for no updates yet, with
+    /// WUA's defaults (source prompts allowed, not forced, not quiet).
+    pub fn create_update_installer(&self) -> UpdateInstaller<'_> {
+        UpdateInstaller::new(self)
     }
 
     /// One update by `UpdateID`, with its state, its EULA text and whether
@@ -248,6 +283,72 @@ impl UpdateSession {
             .ok_or_else(|| ClientError::Protocol(format!("the last reply to {name} has no result")))
     }
 
+    /// `IUpdateInstaller.IsBusy` and `RebootRequiredBeforeInstallation`,
+    /// with the job that keeps the installer busy and the updates waiting
+    /// for a restart.
+    pub async fn installer_state(&self) -> Result<InstallerState, ClientError> {
+        let StateReply { state } = self.call("GetInstallerState", &NoParameters {}).await?;
+        Ok(state)
+    }
+
+    /// The agent's jobs: those running and those finished since it started.
+    pub async fn jobs(&self) -> Result<Vec<JobInfo>, ClientError> {
+        let JobsReply { jobs } = self.call("ListJobs", &NoParameters {}).await?;
+        Ok(jobs)
+    }
+
+    /// Re-attaches to a job, which may have been started by another
+    /// client: calls `progress` with the job as it is now, then at each
+    /// step, then completed; returns the completed job, whose `result` is
+    /// set. A job already completed is reported once.
+    pub async fn watch_job(
+        &self,
+        job_id: Uuid,
+        progress: impl FnMut(&JobInfo),
+    ) -> Result<JobInfo, ClientError> {
+        self.stream_job("WatchJob", &JobIdParameter { job_id }, progress)
+            .await
+    }
+
+    /// `RequestAbort`: the job stops before its next update and the rest
+    /// become Aborted; watch it to see it end. Needs an administrator or
+    /// the user who started it.
+    pub async fn abort_job(&self, job_id: Uuid) -> Result<(), ClientError> {
+        let Done {} = self.call("AbortJob", &JobIdParameter { job_id }).await?;
+        Ok(())
+    }
+
+    /// Calls a method that runs a job (Download, Install, Uninstall,
+    /// WatchJob) with `more`, calling `progress` with every reply; returns
+    /// the last one, which must carry the result.
+    pub(crate) async fn stream_job<P: Serialize>(
+        &self,
+        name: &str,
+        parameters: &P,
+        mut progress: impl FnMut(&JobInfo),
+    ) -> Result<JobInfo, ClientError> {
+        let name = method(name);
+        let mut connection = self.connection.lock().await;
+        let mut replies = connection.call_more(&name, parameters).await?;
+        let mut last = None;
+        while let Some(JobReply { job }) = replies.next().await? {
+            progress(&job);
+            last = Some(job);
+        }
+        completed(&name, last)
+    }
+
+    /// Calls a method that runs a job without `more`: the agent answers
+    /// once, when the job has completed.
+    pub(crate) async fn run_job<P: Serialize>(
+        &self,
+        name: &str,
+        parameters: &P,
+    ) -> Result<JobInfo, ClientError> {
+        let JobReply { job } = self.call(name, parameters).await?;
+        completed(&method(name), Some(job))
+    }
+
     /// Calls one of the agent's methods, named without the interface.
     pub(crate) async fn call<P: Serialize, R: DeserializeOwned>(
         &self,
@@ -261,6 +362,18 @@ impl UpdateSession {
 
 fn method(name: &str) -> String {
     format!("{INTERFACE}.{name}")
+}
+
+/// The job a call's last reply carries, which callers may take to be
+/// finished: it has its result.
+fn completed(name: &str, last: Option<JobInfo>) -> Result<JobInfo, ClientError> {
+    match last {
+        Some(job) if job.result.is_some() => Ok(job),
+        Some(_) => Err(ClientError::Protocol(format!(
+            "the last reply to {name} has no result"
+        ))),
+        None => Err(ClientError::Protocol(format!("{name} sent no reply"))),
+    }
 }
 
 /// WUA's `IUpdateSearcher`: searches with its options, and the history.

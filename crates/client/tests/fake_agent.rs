@@ -11,9 +11,11 @@ use openwua_client::varlink::Connection;
 use openwua_client::{ClientError, SyncPhase, UpdateSession, blocking};
 use openwua_model::enums::{OperationResultCode, ServerSelection};
 use openwua_model::hresult::{
-    E_INVALIDARG, WU_E_INVALID_CRITERIA, WU_E_INVALID_SERIALIZATION_VERSION, WU_E_NO_SERVICE,
+    E_INVALIDARG, WU_E_INSTALL_NOT_ALLOWED, WU_E_INVALID_CRITERIA,
+    WU_E_INVALID_SERIALIZATION_VERSION, WU_E_INVALIDINDEX, WU_E_NO_SERVICE, WU_E_NO_UPDATE,
     WU_E_PT_QUOTA_EXCEEDED, WU_E_SERVICE_STOP,
 };
+use openwua_model::operation::{JobKind, JobState};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
@@ -21,6 +23,9 @@ use uuid::Uuid;
 
 const UPDATE: &str = include_str!("../../model/tests/fixtures/update.json");
 const SERVICE_ID: &str = "8d0c1f5e-2b3a-4c4d-9e8f-7a6b5c4d3e2f";
+const JOB_ID: &str = "1b4e28ba-2fa1-11d2-883f-0016d3cca427";
+const FIRST: &str = "f69a4107-4c9a-54bc-a9e9-16df277113c1";
+const SECOND: &str = "064197b3-dc87-5d8a-87f9-f033b76b0860";
 
 /// What the fake does with one call.
 enum Answer {
@@ -147,6 +152,67 @@ fn progress(phase: &str, result: Option<Value>) -> Value {
     json!({ "progress": { "phase": phase, "serviceId": SERVICE_ID, "result": result } })
 }
 
+fn succeeded(id: &str, title: &str, reboot: bool) -> Value {
+    json!({
+        "updateId": id, "title": title, "resultCode": "Succeeded",
+        "hresult": "0x00000000", "rebootRequired": reboot
+    })
+}
+
+/// An install job of [`FIRST`] and [`SECOND`], as it is after `step`
+/// progress replies (0: just started; 3: completed).
+fn install_job(step: usize) -> Value {
+    let mut job = json!({
+        "jobId": JOB_ID, "kind": "Install", "state": "Running",
+        "updateIds": [FIRST, SECOND], "callerUid": 0, "clientApplicationId": "tests",
+        "started": "2026-12-01T00:00:00Z"
+    });
+    let first = succeeded(FIRST, "tzdata 2026b", false);
+    let second = succeeded(SECOND, "Example Agent 2.1", true);
+    let progress = |index: u32, current: &str, percent: u32, total: u32, finished: Vec<Value>| {
+        json!({
+            "currentUpdateIndex": index, "currentUpdateId": current,
+            "currentUpdatePercentComplete": percent, "percentComplete": total,
+            "finished": finished
+        })
+    };
+    match step {
+        0 => {}
+        1 => job["installationProgress"] = progress(0, FIRST, 50, 25, vec![]),
+        2 => job["installationProgress"] = progress(1, SECOND, 0, 50, vec![first]),
+        _ => {
+            job["state"] = json!("Completed");
+            job["finished"] = json!("2026-12-01T00:01:00Z");
+            job["installationProgress"] =
+                progress(1, SECOND, 100, 100, vec![first.clone(), second.clone()]);
+            job["result"] = json!({
+                "resultCode": "Succeeded", "hresult": "0x00000000",
+                "rebootRequired": true, "updates": [first, second]
+            });
+        }
+    }
+    json!({ "job": job })
+}
+
+/// The replies to a job's call: every step with `more`, else the last.
+fn job_replies(call: &Value, from: usize) -> Answer {
+    if call["more"] != true {
+        return one(reply(install_job(3), false));
+    }
+    let mut chunks: Vec<Vec<u8>> = (from..3)
+        .map(|step| reply(install_job(step), true))
+        .collect();
+    chunks.push(reply(install_job(3), false));
+    Answer::Chunks(chunks)
+}
+
+fn wua_error(hresult: &str, name: &str, detail: Option<&str>) -> Vec<u8> {
+    error(
+        "org.openwua.Agent.WuaError",
+        json!({ "hresult": hresult, "name": name, "message": "…", "detail": detail }),
+    )
+}
+
 /// The agent as the interface file describes it, a method or two each way.
 fn canned(protocol_version: u32) -> impl Fn(&Value) -> Answer + Send + Sync + 'static {
     move |call| {
@@ -210,6 +276,36 @@ fn canned(protocol_version: u32) -> impl Fn(&Value) -> Answer + Send + Sync + 's
                 bytes.extend(reply(progress("done", Some(done)), false));
                 one(bytes)
             }
+            "Install" | "Download" if parameters["updateIds"] == json!([]) => {
+                one(wua_error("0x80240024", "WU_E_NO_UPDATE", None))
+            }
+            "Install" => job_replies(call, 0),
+            // Re-attached half way through.
+            "WatchJob" if parameters["jobId"] == JOB_ID => job_replies(call, 2),
+            "WatchJob" => one(wua_error(
+                "0x80240007",
+                "WU_E_INVALIDINDEX",
+                Some("no such job"),
+            )),
+            // Another installation runs.
+            "Uninstall" => one(wua_error(
+                "0x80240016",
+                "WU_E_INSTALL_NOT_ALLOWED",
+                Some(&format!("job {JOB_ID} is installing")),
+            )),
+            "GetInstallerState" => one(reply(
+                json!({ "state": {
+                    "isBusy": true, "busyJobId": JOB_ID,
+                    "rebootRequiredBeforeInstallation": false,
+                    "rebootPendingUpdates": [SECOND]
+                }}),
+                false,
+            )),
+            "ListJobs" => one(reply(
+                json!({ "jobs": [install_job(1)["job"], install_job(3)["job"]] }),
+                false,
+            )),
+            "AbortJob" => one(reply(json!({}), false)),
             _ => one(error(
                 "org.varlink.service.MethodNotFound",
                 json!({ "method": method }),
@@ -408,6 +504,142 @@ async fn replies_left_unread_are_skipped_before_the_next_call() {
     assert_eq!(info["info"]["protocolVersion"], 1);
 }
 
+#[tokio::test]
+async fn an_install_streams_its_progress_in_order() {
+    let agent = FakeAgent::start(canned(1));
+    let mut session = UpdateSession::connect(&agent.socket).await.unwrap();
+    session.set_client_application_id("tests");
+    let mut installer = session.create_update_installer();
+    installer.updates = vec![FIRST.parse().unwrap(), SECOND.parse().unwrap()];
+    installer.force_quiet = true;
+    let mut seen = Vec::new();
+    let job = installer
+        .install_with_progress(|job| {
+            let progress = job.installation_progress.as_ref();
+            seen.push((
+                job.state,
+                progress.map(|progress| progress.percent_complete),
+                progress.map_or(0, |progress| progress.finished.len()),
+            ));
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        seen,
+        [
+            (JobState::Running, None, 0),
+            (JobState::Running, Some(25), 0),
+            (JobState::Running, Some(50), 1),
+            (JobState::Completed, Some(100), 2),
+        ]
+    );
+    assert_eq!(job.job_id, JOB_ID.parse::<Uuid>().unwrap());
+    assert_eq!(job.kind, JobKind::Install);
+    let result = job.result.unwrap();
+    assert_eq!(result.result_code, OperationResultCode::Succeeded);
+    assert!(result.reboot_required);
+    assert_eq!(result.updates[1].title, "Example Agent 2.1");
+    assert!(result.updates[1].reboot_required);
+    assert_eq!(
+        agent.calls()[1],
+        json!({
+            "method": "org.openwua.Agent.Install",
+            "parameters": {
+                "updateIds": [FIRST, SECOND],
+                "forceQuiet": true,
+                "allowSourcePrompts": true,
+                "isForced": false,
+                "clientApplicationId": "tests"
+            },
+            "more": true
+        })
+    );
+
+    // Without progress, one reply: the completed job.
+    let job = installer.install().await.unwrap();
+    assert_eq!(job.state, JobState::Completed);
+    assert_eq!(agent.calls()[2].get("more"), None);
+}
+
+#[tokio::test]
+async fn job_errors_carry_their_codes() {
+    let agent = FakeAgent::start(canned(1));
+    let session = UpdateSession::connect(&agent.socket).await.unwrap();
+    // An empty list goes to the agent, which refuses it.
+    let error = session
+        .create_update_downloader()
+        .download_with_progress(|_| panic!("no progress for a refused call"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.hresult(), WU_E_NO_UPDATE);
+    assert_eq!(
+        agent.calls()[1]["parameters"],
+        json!({ "updateIds": [], "priority": "Normal", "isForced": false })
+    );
+
+    let mut installer = session.create_update_installer();
+    installer.updates = vec![FIRST.parse().unwrap()];
+    let error = installer.uninstall_with_progress(|_| {}).await.unwrap_err();
+    assert!(
+        matches!(&error, ClientError::WuaError { hresult, detail: Some(detail) }
+            if *hresult == WU_E_INSTALL_NOT_ALLOWED && detail.contains(JOB_ID)),
+        "{error:?}"
+    );
+    assert_eq!(
+        agent.calls()[2]["parameters"],
+        json!({ "updateIds": [FIRST], "forceQuiet": false, "isForced": false }),
+        "Uninstall takes no source prompts"
+    );
+
+    // The session goes on after an error reply.
+    assert!(installer.is_busy().await.unwrap());
+    assert!(
+        !installer
+            .reboot_required_before_installation()
+            .await
+            .unwrap()
+    );
+    let state = session.installer_state().await.unwrap();
+    assert_eq!(state.busy_job_id, Some(JOB_ID.parse().unwrap()));
+    assert_eq!(
+        state.reboot_pending_updates,
+        [SECOND.parse::<Uuid>().unwrap()]
+    );
+}
+
+#[tokio::test]
+async fn a_job_can_be_listed_watched_and_aborted() {
+    let agent = FakeAgent::start(canned(1));
+    let session = UpdateSession::connect(&agent.socket).await.unwrap();
+    let job_id: Uuid = JOB_ID.parse().unwrap();
+    let jobs = session.jobs().await.unwrap();
+    assert_eq!(
+        jobs.iter().map(|job| job.state).collect::<Vec<_>>(),
+        [JobState::Running, JobState::Completed]
+    );
+
+    let mut steps = Vec::new();
+    let job = session
+        .watch_job(job_id, |job| {
+            steps.push(
+                job.installation_progress
+                    .as_ref()
+                    .map(|progress| progress.current_update_index),
+            );
+        })
+        .await
+        .unwrap();
+    assert_eq!(steps, [Some(1), Some(1)]);
+    assert!(job.result.is_some());
+    assert_eq!(agent.calls()[2]["more"], true);
+    assert_eq!(agent.calls()[2]["parameters"], json!({ "jobId": JOB_ID }));
+
+    let error = session.watch_job(Uuid::nil(), |_| {}).await.unwrap_err();
+    assert_eq!(error.hresult(), WU_E_INVALIDINDEX);
+    session.abort_job(job_id).await.unwrap();
+    assert_eq!(agent.calls()[4]["method"], "org.openwua.Agent.AbortJob");
+}
+
 /// A reply limit small enough to cross cheaply in a test.
 const TEST_REPLY_LIMIT: usize = 4096;
 
@@ -458,4 +690,12 @@ fn the_blocking_session_works_without_a_runtime() {
         true
     );
     assert_eq!(calls[1]["parameters"]["clientApplicationId"], "blocking");
+
+    let mut installer = session.create_update_installer();
+    installer.updates = vec![FIRST.parse().unwrap()];
+    let mut replies = 0;
+    let job = installer.install_with_progress(|_| replies += 1).unwrap();
+    assert_eq!((replies, job.state), (4, JobState::Completed));
+    let watched = session.watch_job(job.job_id, |_| {}).unwrap();
+    assert_eq!(watched.result, job.result);
 }

@@ -1,0 +1,182 @@
+//! `wua install` and `wua uninstall`. An installation accepts licences
+//! when asked and downloads what is not downloaded yet first, as users
+//! expect of an install command; then it installs what it could fetch.
+
+use std::collections::HashSet;
+use std::io::Write;
+
+use openwua_client::blocking::UpdateSession;
+use openwua_model::enums::{DownloadPriority, OperationResultCode};
+use openwua_model::operation::{JobInfo, OperationResult};
+use openwua_model::search::UpdateEntry;
+use uuid::Uuid;
+
+use crate::agent::Target;
+use crate::args::{InstallArgs, UninstallArgs};
+use crate::exit;
+use crate::operation;
+use crate::progress::Progress;
+
+/// How to install.
+pub struct Options {
+    /// Accept the licence terms not yet accepted.
+    pub accept_eulas: bool,
+    /// `ForceQuiet`.
+    pub quiet: bool,
+    /// `IsForced`, for the download and the installation.
+    pub force: bool,
+    /// Download what is not downloaded yet first.
+    pub download: bool,
+}
+
+/// What [`download_and_install`] did.
+pub struct Outcome {
+    /// The download job, when one was needed.
+    pub download: Option<JobInfo>,
+    /// The installation job, when any update got that far.
+    pub install: Option<JobInfo>,
+    /// Each update's last word, aggregated.
+    pub combined: OperationResult,
+}
+
+pub fn run(agent: &Target, args: &InstallArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
+    agent.run(|session| {
+        let entries = operation::chosen(session, &args.ids, args.all)?;
+        // Only `--all` can find nothing, which is no failure.
+        if entries.is_empty() {
+            if args.json {
+                operation::write_json(&serde_json::Value::Null, out)?;
+            } else {
+                writeln!(out, "No updates to install.")?;
+            }
+            return Ok(exit::SUCCESS);
+        }
+        let options = Options {
+            accept_eulas: args.accept_eulas,
+            quiet: args.quiet,
+            force: args.force,
+            download: !args.no_download,
+        };
+        let outcome = download_and_install(session, &entries, &options, args.json, out)?;
+        if args.json {
+            // The installation, or the download when nothing got further.
+            let job = outcome.install.as_ref().or(outcome.download.as_ref());
+            operation::write_json(&job, out)?;
+        } else {
+            operation::write_summary(&outcome.combined, out)?;
+        }
+        Ok(operation::exit_status(&outcome.combined))
+    })
+}
+
+/// Accepts licences (or warns about them), downloads the updates not yet
+/// downloaded, and installs those that are now; in text mode each job's
+/// result goes to `out` as it ends.
+pub fn download_and_install(
+    session: &UpdateSession,
+    entries: &[UpdateEntry],
+    options: &Options,
+    json: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<Outcome> {
+    licences(session, entries, options.accept_eulas, json, out)?;
+    let mut to_install = entries.to_vec();
+    let mut download = None;
+    let missing: Vec<UpdateEntry> = entries
+        .iter()
+        .filter(|entry| !entry.state.is_downloaded)
+        .cloned()
+        .collect();
+    if options.download && !missing.is_empty() {
+        let job = operation::download(session, &missing, DownloadPriority::Normal, options.force)?;
+        if !json {
+            operation::write_job(&job, out)?;
+            writeln!(out)?;
+        }
+        match &job.result {
+            // Stopped on purpose: install nothing.
+            Some(result) if result.result_code == OperationResultCode::Aborted => {
+                to_install.clear()
+            }
+            Some(result) => {
+                let failed: HashSet<Uuid> = result
+                    .updates
+                    .iter()
+                    .filter(|update| !operation::succeeded(update))
+                    .map(|update| update.update_id)
+                    .collect();
+                to_install.retain(|entry| !failed.contains(&entry.update.identity.update_id));
+            }
+            None => to_install.clear(),
+        }
+        download = Some(job);
+    }
+    let install = if to_install.is_empty() {
+        None
+    } else {
+        let mut installer = session.create_update_installer();
+        installer.updates = operation::ids(&to_install);
+        installer.force_quiet = options.quiet;
+        installer.is_forced = options.force;
+        let mut progress = Progress::new(operation::titles(&to_install));
+        let job = installer.install_with_progress(|job| progress.show(job))?;
+        drop(progress);
+        if !json {
+            operation::write_job(&job, out)?;
+            writeln!(out)?;
+        }
+        Some(job)
+    };
+    let combined = operation::combine(
+        &operation::ids(entries),
+        download.as_ref().and_then(|job| job.result.as_ref()),
+        install.as_ref().and_then(|job| job.result.as_ref()),
+    );
+    Ok(Outcome {
+        download,
+        install,
+        combined,
+    })
+}
+
+/// Accepts the licence terms not yet accepted, or says which updates
+/// will fail for them and how to accept.
+fn licences(
+    session: &UpdateSession,
+    entries: &[UpdateEntry],
+    accept: bool,
+    json: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    // The agent counts an update without licence terms as accepted.
+    for entry in entries.iter().filter(|entry| !entry.state.eula_accepted) {
+        let id = entry.update.identity.update_id;
+        let title = &entry.update.title;
+        if accept {
+            session.accept_eula(id)?;
+            if !json {
+                writeln!(out, "Accepted the licence terms of {title}.")?;
+            }
+        } else {
+            eprintln!(
+                "wua: {title} has licence terms to accept, or it fails with WU_E_EULAS_DECLINED"
+            );
+            eprintln!("  hint: read them with `wua eula show {id}`, then add --accept-eulas");
+        }
+    }
+    Ok(())
+}
+
+pub fn uninstall(agent: &Target, args: &UninstallArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
+    agent.run(|session| {
+        let entries = operation::chosen(session, &args.ids, false)?;
+        let mut installer = session.create_update_installer();
+        installer.updates = operation::ids(&entries);
+        installer.force_quiet = args.quiet;
+        installer.is_forced = args.force;
+        let mut progress = Progress::new(operation::titles(&entries));
+        let job = installer.uninstall_with_progress(|job| progress.show(job))?;
+        drop(progress);
+        operation::report(&job, args.json, out)
+    })
+}
