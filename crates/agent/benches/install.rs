@@ -94,9 +94,19 @@ fn main() -> anyhow::Result<()> {
             json!({ "path": package_path, "publicKey": key.public_key().to_string() }),
         )
         .await;
-        call(&mut connection, "org.openwua.Agent.Download", json!({ "updateIds": ids })).await;
+        call(
+            &mut connection,
+            "org.openwua.Agent.Download",
+            json!({ "updateIds": ids }),
+        )
+        .await;
         let start = Instant::now();
-        let reply = call(&mut connection, "org.openwua.Agent.Install", json!({ "updateIds": ids })).await;
+        let reply = call(
+            &mut connection,
+            "org.openwua.Agent.Install",
+            json!({ "updateIds": ids }),
+        )
+        .await;
         let elapsed = start.elapsed();
         assert_eq!(reply["job"]["result"]["resultCode"], "Succeeded", "{reply}");
         Ok::<Duration, anyhow::Error>(elapsed)

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::io::Write;
 
 use openwua_client::blocking::UpdateSession;
-use openwua_model::enums::{DownloadPriority, OperationResultCode};
+use openwua_model::enums::{DownloadPriority, InstallationImpact, OperationResultCode};
 use openwua_model::operation::{JobInfo, OperationResult};
 use openwua_model::search::UpdateEntry;
 use uuid::Uuid;
@@ -30,12 +30,17 @@ pub struct Options {
 }
 
 /// What [`download_and_install`] did.
+#[derive(serde::Serialize)]
 pub struct Outcome {
     /// The download job, when one was needed.
     pub download: Option<JobInfo>,
-    /// The installation job, when any update got that far.
-    pub install: Option<JobInfo>,
+    /// The installation jobs: one per update that must be installed alone
+    /// (`RequiresExclusiveHandling`), then one for the rest.
+    pub install: Vec<JobInfo>,
+    /// Updates not installed because a restart must come first.
+    pub deferred: Vec<Uuid>,
     /// Each update's last word, aggregated.
+    #[serde(skip)]
     pub combined: OperationResult,
 }
 
@@ -59,9 +64,7 @@ pub fn run(agent: &Target, args: &InstallArgs, out: &mut dyn Write) -> anyhow::R
         };
         let outcome = download_and_install(session, &entries, &options, args.json, out)?;
         if args.json {
-            // The installation, or the download when nothing got further.
-            let job = outcome.install.as_ref().or(outcome.download.as_ref());
-            operation::write_json(&job, out)?;
+            operation::write_json(&outcome, out)?;
         } else {
             operation::write_summary(&outcome.combined, out)?;
         }
@@ -111,32 +114,79 @@ pub fn download_and_install(
         }
         download = Some(job);
     }
-    let install = if to_install.is_empty() {
-        None
-    } else {
+    let mut install = Vec::new();
+    let mut deferred: Vec<UpdateEntry> = Vec::new();
+    for batch in batches(to_install) {
+        // WUA installs nothing while a restart is pending; what is left
+        // waits for it instead of failing.
+        if session
+            .installer_state()?
+            .reboot_required_before_installation
+        {
+            deferred.extend(batch);
+            continue;
+        }
         let mut installer = session.create_update_installer();
-        installer.updates = operation::ids(&to_install);
+        installer.updates = operation::ids(&batch);
         installer.force_quiet = options.quiet;
         installer.is_forced = options.force;
-        let mut progress = Progress::new(operation::titles(&to_install));
+        let mut progress = Progress::new(operation::titles(&batch));
         let job = installer.install_with_progress(|job| progress.show(job))?;
         drop(progress);
         if !json {
             operation::write_job(&job, out)?;
             writeln!(out)?;
         }
-        Some(job)
-    };
-    let combined = operation::combine(
-        &operation::ids(entries),
+        install.push(job);
+    }
+    if !deferred.is_empty() && !json {
+        writeln!(
+            out,
+            "Waiting for a restart (a restart must come before these are installed):"
+        )?;
+        for entry in &deferred {
+            writeln!(out, "  {}", entry.update.title)?;
+        }
+        writeln!(out, "Restart the machine, then run the command again.")?;
+        writeln!(out)?;
+    }
+    let deferred_ids = operation::ids(&deferred);
+    let order: Vec<Uuid> = operation::ids(entries)
+        .into_iter()
+        .filter(|id| !deferred_ids.contains(id))
+        .collect();
+    let results: Vec<&OperationResult> = install
+        .iter()
+        .filter_map(|job| job.result.as_ref())
+        .collect();
+    let mut combined = operation::combine(
+        &order,
         download.as_ref().and_then(|job| job.result.as_ref()),
-        install.as_ref().and_then(|job| job.result.as_ref()),
+        &results,
     );
+    combined.reboot_required |= !deferred_ids.is_empty();
     Ok(Outcome {
         download,
         install,
+        deferred: deferred_ids,
         combined,
     })
+}
+
+/// The installation calls to make: each update that must be installed
+/// alone (`RequiresExclusiveHandling`, which WUA refuses in company with
+/// `WU_E_EXCLUSIVE_INSTALL_CONFLICT`) in a call of its own, first; then
+/// the others together.
+fn batches(updates: Vec<UpdateEntry>) -> Vec<Vec<UpdateEntry>> {
+    let (exclusive, rest): (Vec<_>, Vec<_>) = updates.into_iter().partition(|entry| {
+        entry.update.installation_behavior.impact == InstallationImpact::RequiresExclusiveHandling
+    });
+    let mut batches: Vec<Vec<UpdateEntry>> =
+        exclusive.into_iter().map(|entry| vec![entry]).collect();
+    if !rest.is_empty() {
+        batches.push(rest);
+    }
+    batches
 }
 
 /// Accepts the licence terms not yet accepted, or says which updates

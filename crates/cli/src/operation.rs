@@ -100,24 +100,30 @@ pub fn exit_status(result: &OperationResult) -> u8 {
     }
 }
 
-/// Each update's last word in a download followed by an installation:
-/// the installation's result, or the download's for an update that did
-/// not get that far; aggregated as WUA aggregates one call.
+/// Each update's last word in a download followed by installations: an
+/// installation's result, or the download's for an update that did not
+/// get that far; aggregated as WUA aggregates one call.
 pub fn combine(
     order: &[Uuid],
     download: Option<&OperationResult>,
-    install: Option<&OperationResult>,
+    installs: &[&OperationResult],
 ) -> OperationResult {
-    fn find(result: Option<&OperationResult>, id: Uuid) -> Option<&UpdateResult> {
-        result.and_then(|result| result.updates.iter().find(|update| update.update_id == id))
+    fn find(result: &OperationResult, id: Uuid) -> Option<&UpdateResult> {
+        result.updates.iter().find(|update| update.update_id == id)
     }
     let updates: Vec<UpdateResult> = order
         .iter()
-        .filter_map(|id| find(install, *id).or_else(|| find(download, *id)).cloned())
+        .filter_map(|id| {
+            installs
+                .iter()
+                .find_map(|install| find(install, *id))
+                .or_else(|| download.and_then(|download| find(download, *id)))
+                .cloned()
+        })
         .collect();
-    let aborted = [download, install]
-        .iter()
-        .flatten()
+    let aborted = download
+        .into_iter()
+        .chain(installs.iter().copied())
         .any(|result| result.result_code == OperationResultCode::Aborted);
     OperationResult::aggregate(updates, aborted)
 }
@@ -294,7 +300,7 @@ mod tests {
             vec![update(1, Succeeded, true), update(2, Succeeded, false)],
             false,
         );
-        let combined = combine(&order, Some(&download), Some(&install));
+        let combined = combine(&order, Some(&download), &[&install]);
         let codes: Vec<_> = combined
             .updates
             .iter()
@@ -303,7 +309,7 @@ mod tests {
         assert_eq!(codes, [Succeeded, Succeeded, Failed]);
         assert_eq!(combined.result_code, SucceededWithErrors);
         assert_eq!(exit_status(&combined), exit::PARTIAL);
-        let only_download = combine(&order[1..], Some(&download), None);
+        let only_download = combine(&order[1..], Some(&download), &[]);
         assert_eq!(exit_status(&only_download), exit::PARTIAL);
     }
 

@@ -5,7 +5,6 @@
 use std::io::Write;
 
 use openwua_client::SyncResult;
-use openwua_model::operation::JobInfo;
 use openwua_model::search::SearchResult;
 use serde::Serialize;
 
@@ -20,8 +19,9 @@ struct Report<'a> {
     /// One per service synced.
     sync: &'a [SyncResult],
     search: &'a SearchResult,
-    download: Option<&'a JobInfo>,
-    install: Option<&'a JobInfo>,
+    /// The download and installation jobs, and what waits for a restart.
+    #[serde(flatten)]
+    steps: Option<&'a install::Outcome>,
 }
 
 pub fn run(agent: &Target, args: &UpdateArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
@@ -54,8 +54,7 @@ pub fn run(agent: &Target, args: &UpdateArgs, out: &mut dyn Write) -> anyhow::Re
                 let report = Report {
                     sync: &synced,
                     search: &found,
-                    download: None,
-                    install: None,
+                    steps: None,
                 };
                 operation::write_json(&report, out)?;
             } else {
@@ -87,8 +86,7 @@ pub fn run(agent: &Target, args: &UpdateArgs, out: &mut dyn Write) -> anyhow::Re
             let report = Report {
                 sync: &synced,
                 search: &found,
-                download: outcome.download.as_ref(),
-                install: outcome.install.as_ref(),
+                steps: Some(&outcome),
             };
             operation::write_json(&report, out)?;
         } else {
