@@ -333,6 +333,10 @@ pub struct AddPackageArgs {
     /// Make it the default service.
     #[arg(long)]
     pub default: bool,
+    /// Fetch content from this URL (http://, https:// or file:/// ending
+    /// in /) instead of from the package.
+    #[arg(long, value_name = "URL")]
+    pub content_base: Option<String>,
     /// Print the service and its first sync as JSON.
     #[arg(long)]
     pub json: bool,

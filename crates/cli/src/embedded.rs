@@ -95,6 +95,7 @@ fn register_sample(dir: &Path, sample: &Path, socket: &Path) -> anyhow::Result<(
                 &package_path,
                 &key.public_key().to_string(),
                 true,
+                None,
             )?;
         }
         Some(service) => {

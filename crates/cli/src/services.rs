@@ -56,7 +56,13 @@ fn add_package(
 ) -> anyhow::Result<u8> {
     let added = session
         .create_update_service_manager()
-        .add_scan_package_service(args.name.as_deref(), &args.file, key, args.default)?;
+        .add_scan_package_service(
+            args.name.as_deref(),
+            &args.file,
+            key,
+            args.default,
+            args.content_base.as_deref(),
+        )?;
     if args.json {
         serde_json::to_writer_pretty(&mut *out, &added)?;
         writeln!(out)?;

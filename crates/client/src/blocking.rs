@@ -230,20 +230,25 @@ impl UpdateServiceManager<'_> {
     }
 
     /// `AddScanPackageService`: registers the package at `path`, pinning
-    /// `public_key`, and syncs it. Needs an administrator.
+    /// `public_key`, and syncs it; content comes from `content_base` when
+    /// given, else from the package. Needs an administrator.
     pub fn add_scan_package_service(
         &self,
         name: Option<&str>,
         path: &Path,
         public_key: &str,
         set_default: bool,
+        content_base: Option<&str>,
     ) -> Result<AddedService, ClientError> {
         self.session
             .runtime
-            .block_on(
-                self.manager()
-                    .add_scan_package_service(name, path, public_key, set_default),
-            )
+            .block_on(self.manager().add_scan_package_service(
+                name,
+                path,
+                public_key,
+                set_default,
+                content_base,
+            ))
     }
 
     /// `RemoveService`. Needs an administrator.

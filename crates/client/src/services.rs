@@ -88,6 +88,8 @@ struct AddPackageParameters<'a> {
     public_key: &'a str,
     set_default: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
+    content_base: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     client_application_id: Option<String>,
 }
 
@@ -110,15 +112,17 @@ impl<'a> UpdateServiceManager<'a> {
 
     /// `AddScanPackageService`: registers the offline scan package at
     /// `path`, pinning `public_key` (`ed25519:<hex>`), and syncs it;
-    /// `set_default` makes it the default service. The agent reads the
-    /// file, so a relative `path` is made absolute here first. Needs an
-    /// administrator.
+    /// `set_default` makes it the default service; `content_base` is where
+    /// content files with relative URLs are fetched from (else from the
+    /// package). The agent reads the file, so a relative `path` is made
+    /// absolute here first. Needs an administrator.
     pub async fn add_scan_package_service(
         &self,
         name: Option<&str>,
         path: &Path,
         public_key: &str,
         set_default: bool,
+        content_base: Option<&str>,
     ) -> Result<AddedService, ClientError> {
         let absolute = std::path::absolute(path).map_err(|error| {
             ClientError::InvalidArgument(format!(
@@ -137,6 +141,7 @@ impl<'a> UpdateServiceManager<'a> {
             path,
             public_key,
             set_default,
+            content_base,
             client_application_id: self.session.client_application_id().map(str::to_owned),
         };
         self.session
