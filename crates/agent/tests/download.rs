@@ -1,0 +1,275 @@
+//! Downloads from a real HTTP server on 127.0.0.1 through a real agent:
+//! a service with a content base, failures mapped to WUA's codes, and a
+//! SIGKILL in the middle of a download that the next download resumes.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::json;
+use sha2::Digest as _;
+use uuid::Uuid;
+
+/// What the test server does with a request for the content.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Behaviour {
+    /// Serves the bytes, honouring Range, in small slow pieces.
+    Slow,
+    /// Serves them at once.
+    Fast,
+    /// 404 for everything.
+    NotFound,
+    /// Serves other bytes of the right length.
+    WrongBytes,
+}
+
+/// A content server on 127.0.0.1 that records the Range of each request.
+struct Server {
+    port: u16,
+    ranges: Arc<Mutex<Vec<Option<String>>>>,
+    sent: Arc<AtomicU64>,
+    behaviour: Arc<Mutex<Behaviour>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Server {
+    fn start(body: Vec<u8>, behaviour: Behaviour) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = Server {
+            port,
+            ranges: Arc::default(),
+            sent: Arc::default(),
+            behaviour: Arc::new(Mutex::new(behaviour)),
+            stop: Arc::default(),
+        };
+        let body = Arc::new(body);
+        let (ranges, sent, behaviour, stop) = (
+            Arc::clone(&server.ranges),
+            Arc::clone(&server.sent),
+            Arc::clone(&server.behaviour),
+            Arc::clone(&server.stop),
+        );
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let (body, ranges, sent, behaviour, stop) = (
+                    Arc::clone(&body),
+                    Arc::clone(&ranges),
+                    Arc::clone(&sent),
+                    *behaviour.lock().unwrap(),
+                    Arc::clone(&stop),
+                );
+                std::thread::spawn(move || {
+                    let _ = serve(stream, &body, &ranges, &sent, behaviour, &stop);
+                });
+            }
+        });
+        server
+    }
+
+    fn base(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.port)
+    }
+
+    fn set(&self, behaviour: Behaviour) {
+        *self.behaviour.lock().unwrap() = behaviour;
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+fn serve(
+    stream: TcpStream,
+    body: &[u8],
+    ranges: &Mutex<Vec<Option<String>>>,
+    sent: &AtomicU64,
+    behaviour: Behaviour,
+    stop: &AtomicBool,
+) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut range = None;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 || line == "\r\n" {
+            break;
+        }
+        if let Some(value) = line.to_ascii_lowercase().strip_prefix("range:") {
+            range = Some(value.trim().to_owned());
+        }
+    }
+    ranges.lock().unwrap().push(range.clone());
+    let mut stream = stream;
+    if behaviour == Behaviour::NotFound {
+        return stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    }
+    let start: usize = range
+        .as_deref()
+        .and_then(|range| range.strip_prefix("bytes="))
+        .and_then(|range| range.strip_suffix('-'))
+        .and_then(|start| start.parse().ok())
+        .unwrap_or(0)
+        .min(body.len());
+    let wrong: Vec<u8>;
+    let body = if behaviour == Behaviour::WrongBytes {
+        wrong = vec![b'x'; body.len()];
+        &wrong[..]
+    } else {
+        body
+    };
+    let rest = &body[start..];
+    let head = if start > 0 {
+        format!(
+            "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {start}-{}/{}\r\nConnection: close\r\n\r\n",
+            rest.len(),
+            body.len() - 1,
+            body.len()
+        )
+    } else {
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nAccept-Ranges: bytes\r\nConnection: close\r\n\r\n",
+            rest.len()
+        )
+    };
+    stream.write_all(head.as_bytes())?;
+    let piece = if behaviour == Behaviour::Slow { 16 << 10 } else { 1 << 20 };
+    for chunk in rest.chunks(piece) {
+        if stop.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        stream.write_all(chunk)?;
+        sent.fetch_add(chunk.len() as u64, Ordering::SeqCst);
+        if behaviour == Behaviour::Slow {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    // Let the client read to the end before the socket closes.
+    let _ = stream.read(&mut [0; 1]);
+    Ok(())
+}
+
+/// An agent with one update whose 2 MiB content lives on `server`.
+fn agent_with_http_content(body: &[u8], server: &Server) -> (AgentProcess, Uuid) {
+    let agent = AgentProcess::start(&[]);
+    let dir = agent.dir.path();
+    let payload = dir.join("payload.bin");
+    std::fs::write(&payload, body).unwrap();
+    let (mut revision, (mut content, _)) = installable(
+        dir,
+        1,
+        "Big update",
+        Installer {
+            script: "exit 0".into(),
+            uninstall: false,
+            exit_codes: json!({ "codes": [{ "code": 0, "outcome": "succeeded" }] }),
+        },
+        json!({}),
+    );
+    let sha256 = openwua_model::update::Sha256Digest(sha2::Sha256::digest(body).into());
+    content.file_name = "payload.bin".into();
+    content.size = body.len() as u64;
+    content.sha256 = sha256;
+    content.url = format!("content/{sha256}");
+    revision.content = vec![content];
+    revision.update.download_contents = vec![openwua_model::update::DownloadContent {
+        file_name: "payload.bin".into(),
+        size: body.len() as u64,
+        sha256,
+    }];
+    let (key, public) = key();
+    let package = dir.join("service.owpkg");
+    // The package carries no content: it is on the server.
+    write(&snapshot(1, vec![revision]), &key, &package);
+    agent
+        .call(
+            "org.openwua.Agent.AddScanPackageService",
+            json!({ "path": package, "publicKey": public, "contentBase": server.base() }),
+        )
+        .unwrap();
+    (agent, Uuid::from_u128(1))
+}
+
+fn body() -> Vec<u8> {
+    (0..2u32 << 20).map(|n| (n % 251) as u8).collect()
+}
+
+fn download(agent: &AgentProcess, id: Uuid) -> serde_json::Value {
+    run_job(agent, "org.openwua.Agent.Download", json!({ "updateIds": [id] })).unwrap()
+}
+
+#[test]
+fn http_failures_have_wua_codes_and_leave_nothing_cached() {
+    let body = body();
+    let server = Server::start(body.clone(), Behaviour::NotFound);
+    let (agent, id) = agent_with_http_content(&body, &server);
+    let job = download(&agent, id);
+    assert_eq!(job["result"]["resultCode"], "Failed");
+    assert_eq!(job["result"]["updates"][0]["hresult"], "0x80244019"); // WU_E_PT_HTTP_STATUS_NOT_FOUND
+
+    server.set(Behaviour::WrongBytes);
+    let job = download(&agent, id);
+    assert_eq!(job["result"]["updates"][0]["hresult"], "0x80246002"); // WU_E_DM_INCORRECTFILEHASH
+    let update = agent
+        .call("org.openwua.Agent.GetUpdate", json!({ "updateId": id }))
+        .unwrap();
+    assert_eq!(update["entry"]["state"]["isDownloaded"], false);
+
+    server.set(Behaviour::Fast);
+    let job = download(&agent, id);
+    assert_eq!(job["result"]["resultCode"], "Succeeded");
+    let cached = agent.dir.path().join("cache/content");
+    let files: Vec<_> = std::fs::read_dir(&cached).unwrap().flatten().collect();
+    assert_eq!(files.len(), 1);
+    assert_eq!(std::fs::read(files[0].path()).unwrap(), body);
+}
+
+#[test]
+fn a_download_killed_midway_resumes_where_it_stopped() {
+    let body = body();
+    let server = Server::start(body.clone(), Behaviour::Slow);
+    let (mut agent, id) = agent_with_http_content(&body, &server);
+    let mut client = agent.client();
+    let message = json!({
+        "method": "org.openwua.Agent.Download",
+        "parameters": { "updateIds": [id] },
+        "more": true,
+    });
+    let mut bytes = serde_json::to_vec(&message).unwrap();
+    bytes.push(0);
+    client.send_raw(&bytes);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.sent.load(Ordering::SeqCst) < 512 << 10 {
+        assert!(Instant::now() < deadline, "the download never got going");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    agent.kill_and_restart();
+    let update = agent
+        .call("org.openwua.Agent.GetUpdate", json!({ "updateId": id }))
+        .unwrap();
+    assert_eq!(update["entry"]["state"]["isDownloaded"], false);
+
+    server.set(Behaviour::Fast);
+    let job = download(&agent, id);
+    assert_eq!(job["result"]["resultCode"], "Succeeded", "{job}");
+    let ranges = server.ranges.lock().unwrap().clone();
+    let resumed = ranges.last().cloned().flatten().unwrap_or_default();
+    let offset: u64 = resumed
+        .trim_start_matches("bytes=")
+        .trim_end_matches('-')
+        .parse()
+        .unwrap_or(0);
+    assert!(offset > 0, "the second download started over: {ranges:?}");
+    let update = agent
+        .call("org.openwua.Agent.GetUpdate", json!({ "updateId": id }))
+        .unwrap();
+    assert_eq!(update["entry"]["state"]["isDownloaded"], true);
+}
