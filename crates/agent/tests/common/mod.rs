@@ -26,17 +26,40 @@ pub struct AgentProcess {
     pub dir: tempfile::TempDir,
     pub child: Child,
     pub extra_args: Vec<String>,
+    /// TOML merged into the generated config: (lines for its `[install]`
+    /// table, tables appended after it).
+    pub extra_config: (String, String),
 }
 
 impl AgentProcess {
     pub fn start(extra_args: &[&str]) -> AgentProcess {
         let dir = tempfile::tempdir().unwrap();
         let extra_args: Vec<String> = extra_args.iter().map(|arg| arg.to_string()).collect();
-        let child = spawn(dir.path(), &extra_args);
+        let extra_config = (String::new(), String::new());
+        let child = spawn(dir.path(), &extra_args, &extra_config);
         let agent = AgentProcess {
             dir,
             child,
             extra_args,
+            extra_config,
+        };
+        agent.wait_ready();
+        agent
+    }
+
+    /// Like [`AgentProcess::start`], with `install_lines` added to the
+    /// generated config's `[install]` table and `extra_toml` (more tables,
+    /// e.g. `[facts]`) appended after it. `setup` runs first with the
+    /// agent's directory, so the extras may name paths inside it.
+    pub fn start_with_config(setup: impl FnOnce(&Path) -> (String, String)) -> AgentProcess {
+        let dir = tempfile::tempdir().unwrap();
+        let extra_config = setup(dir.path());
+        let child = spawn(dir.path(), &[], &extra_config);
+        let agent = AgentProcess {
+            dir,
+            child,
+            extra_args: Vec::new(),
+            extra_config,
         };
         agent.wait_ready();
         agent
@@ -65,7 +88,7 @@ impl AgentProcess {
     pub fn kill_and_restart(&mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
-        self.child = spawn(self.dir.path(), &self.extra_args);
+        self.child = spawn(self.dir.path(), &self.extra_args, &self.extra_config);
         self.wait_ready();
     }
 
@@ -85,10 +108,10 @@ impl Drop for AgentProcess {
     }
 }
 
-fn spawn(dir: &Path, extra_args: &[String]) -> Child {
+fn spawn(dir: &Path, extra_args: &[String], extra_config: &(String, String)) -> Child {
     Command::new(env!("CARGO_BIN_EXE_wua-agent"))
         .arg("--config")
-        .arg(write_config(dir))
+        .arg(write_config_with(dir, &extra_config.0, &extra_config.1))
         .args(extra_args)
         .env("WUA_AGENT_LOG", "warn")
         .stdout(Stdio::null())
@@ -97,6 +120,12 @@ fn spawn(dir: &Path, extra_args: &[String]) -> Child {
 }
 
 fn write_config(dir: &Path) -> PathBuf {
+    write_config_with(dir, "", "")
+}
+
+/// The generated config, with `install_lines` in its `[install]` table and
+/// `extra_toml` after it.
+fn write_config_with(dir: &Path, install_lines: &str, extra_toml: &str) -> PathBuf {
     let path = dir.join("agent.toml");
     let boot_id = dir.join("boot_id");
     if !boot_id.exists() {
@@ -107,13 +136,15 @@ fn write_config(dir: &Path) -> PathBuf {
         format!(
             "state_dir = {:?}\ncache_dir = {:?}\nsocket = {:?}\n\
              [install]\nsandbox_dir = {:?}\nboot_id_file = {:?}\n\
-             reboot_required_file = {:?}\nabort_grace_seconds = 1\n",
+             reboot_required_file = {:?}\nabort_grace_seconds = 1\n{}\n{}\n",
             dir.join("state"),
             dir.join("cache"),
             dir.join("agent.sock"),
             dir.join("sandbox"),
             boot_id,
             dir.join("reboot-required"),
+            install_lines,
+            extra_toml,
         ),
     )
     .unwrap();

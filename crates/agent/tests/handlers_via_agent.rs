@@ -1,0 +1,629 @@
+//! The installation handlers end to end: a real `wua-agent` on a real
+//! socket downloads and installs updates whose handlers are a real dpkg on
+//! a throwaway database, a `files` placement, bundled and prerequisite
+//! updates, a caller who may not install, and an installer that hangs.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use openwua_catalog::revision::{Applicability, ContentFile, FilePlacement, Handler, Rule};
+use openwua_model::update::Sha256Digest;
+use serde_json::{Value, json};
+use sha2::Digest as _;
+use uuid::Uuid;
+
+const INSTALL: &str = "org.openwua.Agent.Install";
+const UNINSTALL: &str = "org.openwua.Agent.Uninstall";
+const DOWNLOAD: &str = "org.openwua.Agent.Download";
+
+fn id(n: u128) -> String {
+    Uuid::from_u128(n).to_string()
+}
+
+/// An update whose content is `files` (name, bytes), installed by `handler`.
+fn update_with(
+    dir: &Path,
+    number: u128,
+    title: &str,
+    files: &[(&str, Vec<u8>)],
+    handler: Handler,
+    applicability: Applicability,
+    extra: Value,
+) -> (
+    openwua_catalog::revision::Revision,
+    Vec<(ContentFile, PathBuf)>,
+) {
+    let file_dir = dir.join(format!("payload-{number}"));
+    std::fs::create_dir_all(&file_dir).unwrap();
+    let mut payloads = Vec::new();
+    let mut contents = Vec::new();
+    let mut total = 0;
+    for (name, bytes) in files {
+        let path = file_dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let sha256 = Sha256Digest(sha2::Sha256::digest(bytes).into());
+        contents.push(json!({
+            "fileName": name, "size": bytes.len(), "sha256": sha256.to_string()
+        }));
+        total += bytes.len();
+        payloads.push((
+            ContentFile {
+                file_name: (*name).into(),
+                size: bytes.len() as u64,
+                sha256,
+                url: format!("content/{sha256}"),
+            },
+            path,
+        ));
+    }
+    let mut extra = extra;
+    extra["downloadContents"] = json!(contents);
+    extra["maxDownloadSize"] = json!(total);
+    if extra.get("uninstallationBehavior").is_none() {
+        extra["uninstallationBehavior"] = json!({});
+    }
+    let mut revision = revision(number, title, applicability, extra);
+    revision.handler = handler;
+    revision.content = payloads.iter().map(|(file, _)| file.clone()).collect();
+    (revision, payloads)
+}
+
+/// A `command` update whose installer appends `name` to
+/// `$OPENWUA_SANDBOX/order`.
+fn ordered(
+    dir: &Path,
+    number: u128,
+    name: &str,
+    extra: Value,
+) -> (
+    openwua_catalog::revision::Revision,
+    Vec<(ContentFile, PathBuf)>,
+) {
+    let (revision, payload) = installable(
+        dir,
+        number,
+        name,
+        Installer {
+            script: format!("echo {name} >>\"$OPENWUA_SANDBOX/order\""),
+            uninstall: false,
+            exit_codes: json!({ "codes": [{ "code": 0, "outcome": "succeeded" }] }),
+        },
+        extra,
+    );
+    (revision, vec![payload])
+}
+
+/// Registers one signed package carrying `updates` and their content.
+fn publish(
+    agent: &AgentProcess,
+    updates: Vec<(
+        openwua_catalog::revision::Revision,
+        Vec<(ContentFile, PathBuf)>,
+    )>,
+) {
+    let mut revisions = Vec::new();
+    let mut payloads = Vec::new();
+    for (revision, files) in updates {
+        revisions.push(revision);
+        payloads.extend(files);
+    }
+    let (key, public) = key();
+    let package = agent.dir.path().join("service.owpkg");
+    write_with_content(&snapshot(1, revisions), &payloads, &key, &package);
+    add_package(agent, &package, &public).unwrap();
+}
+
+fn job(agent: &AgentProcess, method: &str, ids: &[u128]) -> Value {
+    let ids: Vec<String> = ids.iter().map(|n| id(*n)).collect();
+    let job = run_job(agent, method, json!({ "updateIds": ids })).unwrap();
+    assert_eq!(job["state"], "Completed", "{job}");
+    job
+}
+
+fn codes(job: &Value) -> Vec<(String, String)> {
+    job["result"]["updates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|update| {
+            (
+                update["resultCode"].as_str().unwrap().to_owned(),
+                update["hresult"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
+    expected
+        .iter()
+        .map(|(code, hresult)| (code.to_string(), hresult.to_string()))
+        .collect()
+}
+
+fn state(agent: &AgentProcess, n: u128) -> Value {
+    let reply = agent
+        .call("org.openwua.Agent.GetUpdate", json!({ "updateId": id(n) }))
+        .unwrap();
+    reply["entry"]["state"].clone()
+}
+
+/// History as (operation, result code, hresult, title), newest first.
+fn history(agent: &AgentProcess) -> Vec<(String, String, String, String)> {
+    let reply = agent
+        .call(
+            "org.openwua.Agent.QueryHistory",
+            json!({ "start": 0, "count": 100 }),
+        )
+        .unwrap();
+    reply["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| {
+            (
+                entry["operation"].as_str().unwrap().to_owned(),
+                entry["resultCode"].as_str().unwrap().to_owned(),
+                entry["hresult"].as_str().unwrap().to_owned(),
+                entry["title"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn entry(
+    operation: &str,
+    code: &str,
+    hresult: &str,
+    title: &str,
+) -> (String, String, String, String) {
+    (operation.into(), code.into(), hresult.into(), title.into())
+}
+
+fn sandbox(agent: &AgentProcess) -> PathBuf {
+    agent.dir.path().join("sandbox")
+}
+
+fn mode_of(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+// ---- 1. dpkg ------------------------------------------------------------
+
+/// Builds `<name>_1.0_all.deb` with one file, /opt/<name>/hello.txt.
+fn build_deb(dir: &Path, name: &str) -> Vec<u8> {
+    let tree = dir.join(format!("build-{name}"));
+    std::fs::create_dir_all(tree.join("DEBIAN")).unwrap();
+    std::fs::create_dir_all(tree.join("opt").join(name)).unwrap();
+    std::fs::write(tree.join("opt").join(name).join("hello.txt"), "hello\n").unwrap();
+    std::fs::write(
+        tree.join("DEBIAN/control"),
+        format!(
+            "Package: {name}\nVersion: 1.0\nArchitecture: all\n\
+             Maintainer: OpenWUA tests <tests@example.invalid>\n\
+             Description: an OpenWUA end-to-end test package\n"
+        ),
+    )
+    .unwrap();
+    let deb = dir.join(format!("{name}_1.0_all.deb"));
+    let output = Command::new("dpkg-deb")
+        .args(["--root-owner-group", "--build"])
+        .arg(&tree)
+        .arg(&deb)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    std::fs::read(&deb).unwrap()
+}
+
+fn dpkg_status(admindir: &Path, package: &str) -> String {
+    let output = Command::new("dpkg-query")
+        .arg(format!("--admindir={}", admindir.display()))
+        .args(["-W", "-f=${Status}", package])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn dpkg_update_installs_and_removes_a_real_package() {
+    let agent = AgentProcess::start_with_config(|dir| {
+        let admindir = dir.join("dpkg");
+        let instdir = dir.join("root");
+        for path in [
+            admindir.join("info"),
+            admindir.join("updates"),
+            instdir.clone(),
+        ] {
+            std::fs::create_dir_all(path).unwrap();
+        }
+        std::fs::write(admindir.join("status"), "").unwrap();
+        std::fs::write(admindir.join("available"), "").unwrap();
+        let extra_args = [
+            // Harmless as root; needed without it.
+            "--force-not-root".to_owned(),
+            // Maintainer scripts run outside instdir, which holds no shell.
+            "--force-script-chrootless".to_owned(),
+            // Not the machine's /var/log/dpkg.log.
+            format!("--log={}", dir.join("dpkg.log").display()),
+        ];
+        (
+            format!(
+                "dpkg_instdir = {:?}\ndpkg_extra_args = {:?}\n",
+                instdir.display().to_string(),
+                extra_args
+            ),
+            format!(
+                "[facts]\ndpkg_admindir = {:?}\n",
+                admindir.display().to_string()
+            ),
+        )
+    });
+    let dir = agent.dir.path().to_path_buf();
+    let admindir = dir.join("dpkg");
+    let name = format!("openwua-e2e-{}", &Uuid::new_v4().simple().to_string()[..12]);
+    let deb = build_deb(&dir, &name);
+    publish(
+        &agent,
+        vec![update_with(
+            &dir,
+            1,
+            "Debian package",
+            &[(&format!("{name}_1.0_all.deb"), deb)],
+            Handler::Dpkg {
+                remove: vec![name.clone()],
+            },
+            Applicability {
+                installed: Some(Rule::DebInstalled {
+                    package: name.clone(),
+                    version: None,
+                }),
+                ..Applicability::default()
+            },
+            json!({}),
+        )],
+    );
+
+    let before = search(&agent, "IsInstalled=0", json!({})).unwrap();
+    assert_eq!(titles(&before), ["Debian package"]);
+    assert_eq!(state(&agent, 1)["isInstalled"], json!(false));
+
+    let download = job(&agent, DOWNLOAD, &[1]);
+    assert_eq!(codes(&download), pairs(&[("Succeeded", "0x00000000")]));
+    let install = job(&agent, INSTALL, &[1]);
+    assert_eq!(codes(&install), pairs(&[("Succeeded", "0x00000000")]));
+    assert_eq!(install["result"]["resultCode"], "Succeeded");
+    assert_eq!(dpkg_status(&admindir, &name), "install ok installed");
+    let file = dir.join("root/opt").join(&name).join("hello.txt");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "hello\n");
+    assert_eq!(state(&agent, 1)["isInstalled"], json!(true));
+    let after = search(&agent, "IsInstalled=1", json!({})).unwrap();
+    assert_eq!(titles(&after), ["Debian package"]);
+
+    let uninstall = job(&agent, UNINSTALL, &[1]);
+    assert_eq!(codes(&uninstall), pairs(&[("Succeeded", "0x00000000")]));
+    assert!(
+        !dpkg_status(&admindir, &name).contains("installed"),
+        "{}",
+        dpkg_status(&admindir, &name)
+    );
+    assert!(!file.exists());
+    assert_eq!(state(&agent, 1)["isInstalled"], json!(false));
+
+    assert_eq!(
+        history(&agent),
+        [
+            entry(
+                "Uninstallation",
+                "Succeeded",
+                "0x00000000",
+                "Debian package"
+            ),
+            entry("Installation", "Succeeded", "0x00000000", "Debian package"),
+        ]
+    );
+
+    // dpkg's database decides, not the agent's record (which says
+    // uninstalled): installed behind the agent's back, a rescan sees it.
+    let output = Command::new("dpkg")
+        .arg(format!("--admindir={}", admindir.display()))
+        .arg(format!("--instdir={}", dir.join("root").display()))
+        .args(["--force-not-root", "--force-script-chrootless"])
+        .arg(format!("--log={}", dir.join("dpkg.log").display()))
+        .arg("--install")
+        .arg(dir.join(format!("{name}_1.0_all.deb")))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    agent.call("org.openwua.Agent.Sync", json!({})).unwrap();
+    assert_eq!(state(&agent, 1)["isInstalled"], json!(true));
+    let again = job(&agent, INSTALL, &[1]);
+    assert_eq!(codes(&again), pairs(&[("Succeeded", "0x00240006")])); // WU_S_ALREADY_INSTALLED
+}
+
+// ---- 2. files -----------------------------------------------------------
+
+#[test]
+fn files_update_replaces_a_file_and_uninstall_restores_it_exactly() {
+    let agent = AgentProcess::start(&[]);
+    let dir = agent.dir.path().to_path_buf();
+    let root = dir.join("files-root");
+    let target = root.join("etc/app/app.conf");
+    std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+    let previous = b"# the administrator's own settings\nkeep = yes\n".to_vec();
+    std::fs::write(&target, &previous).unwrap();
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    let shipped = b"# shipped by the update\nkeep = no\n".to_vec();
+    publish(
+        &agent,
+        vec![update_with(
+            &dir,
+            1,
+            "Configuration",
+            &[("app.conf", shipped.clone())],
+            Handler::Files {
+                root: root.display().to_string(),
+                files: vec![FilePlacement {
+                    source: "app.conf".into(),
+                    target: "etc/app/app.conf".into(),
+                    mode: Some("0644".into()),
+                }],
+            },
+            Applicability::default(),
+            json!({}),
+        )],
+    );
+    job(&agent, DOWNLOAD, &[1]);
+    let install = job(&agent, INSTALL, &[1]);
+    assert_eq!(codes(&install), pairs(&[("Succeeded", "0x00000000")]));
+    assert_eq!(std::fs::read(&target).unwrap(), shipped);
+    assert_eq!(mode_of(&target), 0o644);
+    assert_eq!(state(&agent, 1)["isInstalled"], json!(true));
+
+    let uninstall = job(&agent, UNINSTALL, &[1]);
+    assert_eq!(codes(&uninstall), pairs(&[("Succeeded", "0x00000000")]));
+    assert_eq!(std::fs::read(&target).unwrap(), previous);
+    assert_eq!(mode_of(&target), 0o600);
+    assert_eq!(state(&agent, 1)["isInstalled"], json!(false));
+}
+
+// ---- 3. bundles ---------------------------------------------------------
+
+#[test]
+fn a_bundle_installs_its_children_first_in_order() {
+    let agent = AgentProcess::start(&[]);
+    let dir = agent.dir.path().to_path_buf();
+    let child = |n: u128| json!({ "updateId": Uuid::from_u128(n), "revisionNumber": 1 });
+    publish(
+        &agent,
+        vec![
+            ordered(&dir, 1, "child1", json!({})),
+            ordered(&dir, 2, "child2", json!({})),
+            ordered(
+                &dir,
+                3,
+                "parent",
+                json!({ "bundledUpdates": [child(1), child(2)] }),
+            ),
+        ],
+    );
+    let download = job(&agent, DOWNLOAD, &[3]);
+    assert_eq!(codes(&download), pairs(&[("Succeeded", "0x00000000")]));
+    // The children's content came along with the parent's.
+    assert_eq!(state(&agent, 1)["isDownloaded"], json!(true));
+    assert_eq!(state(&agent, 2)["isDownloaded"], json!(true));
+
+    let install = job(&agent, INSTALL, &[3]);
+    assert_eq!(codes(&install), pairs(&[("Succeeded", "0x00000000")]));
+    assert_eq!(
+        std::fs::read_to_string(sandbox(&agent).join("order")).unwrap(),
+        "child1\nchild2\nparent\n"
+    );
+    assert_eq!(state(&agent, 3)["isInstalled"], json!(true));
+}
+
+// ---- 4. prerequisites ---------------------------------------------------
+
+#[test]
+fn a_prerequisite_in_the_same_call_runs_first() {
+    let agent = AgentProcess::start(&[]);
+    let dir = agent.dir.path().to_path_buf();
+    let (mut b, b_files) = ordered(&dir, 2, "B", json!({}));
+    b.applicability.prerequisites = vec![Uuid::from_u128(1)];
+    publish(&agent, vec![ordered(&dir, 1, "A", json!({})), (b, b_files)]);
+    // B does not apply before A is installed, so only a forced download
+    // fetches it.
+    let download = run_job(
+        &agent,
+        DOWNLOAD,
+        json!({ "updateIds": [id(1), id(2)], "isForced": true }),
+    )
+    .unwrap();
+    assert_eq!(
+        codes(&download),
+        pairs(&[("Succeeded", "0x00000000"), ("Succeeded", "0x00000000")])
+    );
+    let hidden = search(&agent, "IsInstalled=0", json!({})).unwrap();
+    assert_eq!(titles(&hidden), ["A"]);
+
+    // B alone, with A not installed: refused, and nothing ran.
+    let alone = job(&agent, INSTALL, &[2]);
+    assert_eq!(codes(&alone), pairs(&[("Failed", "0x80240017")])); // WU_E_NOT_APPLICABLE
+    assert!(!sandbox(&agent).join("order").exists());
+
+    // B then A in one call: A runs first, results stay in the call's order.
+    let both = job(&agent, INSTALL, &[2, 1]);
+    let results: Vec<&str> = both["result"]["updates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|update| update["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(results, ["B", "A"]);
+    assert_eq!(
+        codes(&both),
+        pairs(&[("Succeeded", "0x00000000"), ("Succeeded", "0x00000000")])
+    );
+    assert_eq!(
+        std::fs::read_to_string(sandbox(&agent).join("order")).unwrap(),
+        "A\nB\n"
+    );
+    assert_eq!(state(&agent, 1)["isInstalled"], json!(true));
+    assert_eq!(state(&agent, 2)["isInstalled"], json!(true));
+}
+
+// ---- 5. authorization ---------------------------------------------------
+
+/// A system user that exists for one test.
+struct ThrowawayUser {
+    name: String,
+}
+
+impl ThrowawayUser {
+    fn create(prefix: &str) -> ThrowawayUser {
+        let name = format!("{prefix}{}", std::process::id() % 100_000);
+        // A run that was killed may have left it behind.
+        let _ = Command::new("userdel").arg(&name).output();
+        let status = Command::new("useradd")
+            .args([
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                &name,
+            ])
+            .status()
+            .unwrap();
+        assert!(status.success(), "useradd {name} failed");
+        ThrowawayUser { name }
+    }
+
+    /// One Varlink call as this user; the whole reply.
+    fn call(&self, socket: &Path, method: &str, parameters: Value) -> Value {
+        let script = r#"
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+s.sendall(json.dumps({"method": sys.argv[2], "parameters": json.loads(sys.argv[3])}).encode() + b"\0")
+data = b""
+while not data.endswith(b"\0"):
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    data += chunk
+print(data[:-1].decode())
+"#;
+        let output = Command::new("runuser")
+            .args(["-u", &self.name, "--", "python3", "-c", script])
+            .arg(socket)
+            .arg(method)
+            .arg(parameters.to_string())
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).unwrap()
+    }
+}
+
+impl Drop for ThrowawayUser {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel").arg(&self.name).status();
+    }
+}
+
+#[test]
+fn a_non_admin_may_neither_download_nor_install() {
+    if !is_root() {
+        eprintln!(
+            "SKIPPED (needs root) a_non_admin_may_neither_download_nor_install: \
+             it creates a throwaway user"
+        );
+        return;
+    }
+    let user = ThrowawayUser::create("owua-inst");
+    let agent = AgentProcess::start(&[]);
+    // tempfile makes 0700 directories; the user must reach the socket.
+    std::fs::set_permissions(agent.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = agent.dir.path().to_path_buf();
+    publish(&agent, vec![ordered(&dir, 1, "Tool", json!({}))]);
+
+    let download = user.call(&agent.socket(), DOWNLOAD, json!({ "updateIds": [id(1)] }));
+    assert_eq!(
+        download["error"], "org.openwua.Agent.WuaError",
+        "{download}"
+    );
+    assert_eq!(download["parameters"]["name"], "E_ACCESSDENIED");
+    assert_eq!(download["parameters"]["hresult"], "0x80070005");
+    assert_eq!(state(&agent, 1)["isDownloaded"], json!(false));
+
+    // Root downloads; the user still may not install.
+    job(&agent, DOWNLOAD, &[1]);
+    let install = user.call(&agent.socket(), INSTALL, json!({ "updateIds": [id(1)] }));
+    let install = &install["parameters"]["job"];
+    assert_eq!(install["state"], "Completed", "{install}");
+    assert_eq!(
+        codes(install),
+        pairs(&[("Failed", "0x80240044")]) // WU_E_PER_MACHINE_UPDATE_ACCESS_DENIED
+    );
+    assert!(!sandbox(&agent).join("order").exists());
+    assert_eq!(state(&agent, 1)["isInstalled"], json!(false));
+    assert_eq!(
+        history(&agent),
+        [entry("Installation", "Failed", "0x80240044", "Tool")]
+    );
+}
+
+// ---- 6. a hung installer ------------------------------------------------
+
+#[test]
+fn a_hung_installer_times_out_and_the_next_install_runs() {
+    let agent = AgentProcess::start(&[]);
+    let dir = agent.dir.path().to_path_buf();
+    let (mut hung, hung_files) = installable(
+        &dir,
+        1,
+        "Hangs",
+        Installer {
+            script: "sleep 30".into(),
+            uninstall: false,
+            exit_codes: json!({ "codes": [{ "code": 0, "outcome": "succeeded" }] }),
+        },
+        json!({}),
+    );
+    if let Handler::Command {
+        timeout_seconds, ..
+    } = &mut hung.handler
+    {
+        *timeout_seconds = Some(1);
+    }
+    publish(
+        &agent,
+        vec![
+            (hung, vec![hung_files]),
+            ordered(&dir, 2, "Quick", json!({})),
+        ],
+    );
+    job(&agent, DOWNLOAD, &[1, 2]);
+    let install = job(&agent, INSTALL, &[1]);
+    assert_eq!(codes(&install), pairs(&[("Failed", "0x80242007")])); // WU_E_UH_INSTALLERHUNG
+    assert_eq!(state(&agent, 1)["isInstalled"], json!(false));
+
+    let state_now = agent
+        .call("org.openwua.Agent.GetInstallerState", json!({}))
+        .unwrap();
+    assert_eq!(state_now["state"]["isBusy"], json!(false));
+    let next = job(&agent, INSTALL, &[2]);
+    assert_eq!(codes(&next), pairs(&[("Succeeded", "0x00000000")]));
+    assert_eq!(
+        std::fs::read_to_string(sandbox(&agent).join("order")).unwrap(),
+        "Quick\n"
+    );
+}
