@@ -57,6 +57,7 @@ fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let script = dir.path().join("install.sh");
     std::fs::write(&script, INSTALLER)?;
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
     let bytes = std::fs::read(&script)?;
     let sha256 = Sha256Digest(sha2::Sha256::digest(&bytes).into());
     let content = ContentFile {

@@ -110,7 +110,9 @@ fn serve(
     ranges.lock().unwrap().push(range.clone());
     let mut stream = stream;
     if behaviour == Behaviour::NotFound {
-        return stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        return stream.write_all(
+            b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        );
     }
     let start: usize = range
         .as_deref()
@@ -141,7 +143,11 @@ fn serve(
         )
     };
     stream.write_all(head.as_bytes())?;
-    let piece = if behaviour == Behaviour::Slow { 16 << 10 } else { 1 << 20 };
+    let piece = if behaviour == Behaviour::Slow {
+        16 << 10
+    } else {
+        1 << 20
+    };
     for chunk in rest.chunks(piece) {
         if stop.load(Ordering::SeqCst) {
             return Ok(());
@@ -203,7 +209,12 @@ fn body() -> Vec<u8> {
 }
 
 fn download(agent: &AgentProcess, id: Uuid) -> serde_json::Value {
-    run_job(agent, "org.openwua.Agent.Download", json!({ "updateIds": [id] })).unwrap()
+    run_job(
+        agent,
+        "org.openwua.Agent.Download",
+        json!({ "updateIds": [id] }),
+    )
+    .unwrap()
 }
 
 #[test]
