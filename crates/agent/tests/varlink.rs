@@ -194,39 +194,6 @@ print(json.dumps({"search": search, "hide": hide}))
     );
 }
 
-/// A system user that exists for one test.
-struct ThrowawayUser {
-    name: String,
-}
-
-impl ThrowawayUser {
-    fn create(prefix: &str) -> ThrowawayUser {
-        let name = format!("{prefix}{}", std::process::id() % 100_000);
-        // A run that was killed may have left it behind.
-        let _ = std::process::Command::new("userdel").arg(&name).status();
-        let status = std::process::Command::new("useradd")
-            .args([
-                "--system",
-                "--no-create-home",
-                "--shell",
-                "/usr/sbin/nologin",
-                &name,
-            ])
-            .status()
-            .unwrap();
-        assert!(status.success(), "useradd {name} failed");
-        ThrowawayUser { name }
-    }
-}
-
-impl Drop for ThrowawayUser {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("userdel")
-            .arg(&self.name)
-            .status();
-    }
-}
-
 #[test]
 fn a_socket_passed_by_systemd_is_served_and_left_in_place() {
     let dir = tempfile::tempdir().unwrap();

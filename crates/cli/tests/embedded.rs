@@ -9,6 +9,7 @@ const TZDATA: &str = "f69a4107-4c9a-54bc-a9e9-16df277113c1";
 const AGENT_2_1: &str = "064197b3-dc87-5d8a-87f9-f033b76b0860";
 /// Hidden by default in the sample.
 const KERNEL_HARDENING: &str = "157de3ea-4e09-5ef4-8fdb-b726826f524a";
+const SAMPLE_TOOLS: &str = "4e1bd36a-516a-58c8-adfb-d590fcf53ac1";
 
 /// A per-test state directory for the embedded agent.
 struct Embedded {
@@ -44,6 +45,25 @@ impl Embedded {
             String::from_utf8_lossy(&output.stderr)
         );
         serde_json::from_slice(&output.stdout).expect("JSON on stdout")
+    }
+
+    /// `--json` output of a command that may exit with any status.
+    fn json_with_status(&self, args: &[&str]) -> (Option<i32>, Value) {
+        let mut args = args.to_vec();
+        args.push("--json");
+        let output = self.wua(&args);
+        let value = serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
+            panic!(
+                "wua {args:?}: {error}; stderr: {}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        });
+        (output.status.code(), value)
+    }
+
+    /// Where the sample's installers write.
+    fn sandbox(&self) -> std::path::PathBuf {
+        self.dir.path().join("sandbox")
     }
 
     fn found(&self, criteria: &str) -> Vec<String> {
@@ -131,10 +151,12 @@ fn a_licence_can_be_read_and_accepted() {
 #[test]
 fn an_unknown_update_is_an_error_with_its_code() {
     let embedded = Embedded::new();
-    let output = embedded.wua(&["show", "00000000-0000-0000-0000-000000000001"]);
-    assert_eq!(output.status.code(), Some(1));
-    let text = String::from_utf8_lossy(&output.stderr);
-    assert!(text.contains("WU_E_DS_NODATA"), "{text}");
+    for command in ["show", "install"] {
+        let output = embedded.wua(&[command, "00000000-0000-0000-0000-000000000001"]);
+        assert_eq!(output.status.code(), Some(1), "{command}");
+        let text = String::from_utf8_lossy(&output.stderr);
+        assert!(text.contains("WU_E_DS_NODATA"), "{command}: {text}");
+    }
 }
 
 #[test]
@@ -160,4 +182,66 @@ fn a_refused_scan_package_is_invalid_input() {
     assert_eq!(output.status.code(), Some(1));
     let text = String::from_utf8_lossy(&output.stderr);
     assert!(text.contains("WU_E_OL_INVALID_SCANFILE"), "{text}");
+}
+
+#[test]
+fn update_installs_what_applies_then_waits_for_the_restart_it_needs() {
+    let embedded = Embedded::new();
+    let (status, report) = embedded.json_with_status(&["update"]);
+    // The sample's network driver needs a restart: exit status 6.
+    assert_eq!(status, Some(6), "{report}");
+    let search = report["search"]["updates"].as_array().unwrap();
+    assert!(!search.is_empty());
+    assert_eq!(report["download"]["state"], "Completed");
+    let installs = report["install"].as_array().unwrap();
+    assert!(!installs.is_empty());
+    for job in installs {
+        assert_eq!(job["result"]["resultCode"], "Succeeded", "{job}");
+    }
+    // The installers ran for real, in the sample's sandbox.
+    let version = std::fs::read_to_string(embedded.sandbox().join("openwua-sample-tools/VERSION"))
+        .expect("the sample tools' installer wrote its version");
+    assert_eq!(version.trim(), "1.0.0");
+
+    // The next run finds more (updates whose prerequisites are now
+    // installed) and leaves them for after the restart.
+    let (status, again) = embedded.json_with_status(&["update"]);
+    assert_eq!(status, Some(6), "{again}");
+    assert!(again["install"].as_array().unwrap().is_empty(), "{again}");
+    assert!(!again["deferred"].as_array().unwrap().is_empty(), "{again}");
+
+    let (status, state) = embedded.json_with_status(&["status"]);
+    assert_eq!(status, Some(0));
+    assert_eq!(state["installer"]["rebootRequiredBeforeInstallation"], true);
+
+    let (_, history) = embedded.json_with_status(&["history"]);
+    let entries = history.as_array().unwrap();
+    assert!(
+        entries
+            .iter()
+            .any(|entry| entry["title"] == "OpenWUA sample tools 1.0"
+                && entry["resultCode"] == "Succeeded"),
+        "{history}"
+    );
+}
+
+#[test]
+fn install_then_uninstall_one_update_by_id() {
+    let embedded = Embedded::new();
+    let (status, outcome) = embedded.json_with_status(&["install", SAMPLE_TOOLS]);
+    assert_eq!(status, Some(0), "{outcome}");
+    assert_eq!(outcome["download"]["result"]["resultCode"], "Succeeded");
+    assert_eq!(outcome["install"][0]["result"]["resultCode"], "Succeeded");
+    assert!(embedded.sandbox().join("openwua-sample-tools").exists());
+
+    let (status, job) = embedded.json_with_status(&["uninstall", SAMPLE_TOOLS]);
+    assert_eq!(status, Some(0), "{job}");
+    assert_eq!(job["result"]["resultCode"], "Succeeded");
+    assert!(!embedded.sandbox().join("openwua-sample-tools").exists());
+
+    // Text for people: the result table, and the code's advice on failure.
+    let output = embedded.wua(&["uninstall", SAMPLE_TOOLS]);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("WU_S_ALREADY_UNINSTALLED"), "{text}");
+    assert_eq!(output.status.code(), Some(0));
 }

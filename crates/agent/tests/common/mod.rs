@@ -392,3 +392,65 @@ pub fn store_bytes(agent: &AgentProcess) -> Vec<(String, Vec<u8>)> {
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
+
+/// A system user that exists for one test.
+pub struct ThrowawayUser {
+    pub name: String,
+}
+
+impl ThrowawayUser {
+    pub fn create(prefix: &str) -> ThrowawayUser {
+        let name = format!("{prefix}{}", std::process::id() % 100_000);
+        // A run that was killed may have left it behind.
+        let _ = std::process::Command::new("userdel").arg(&name).output();
+        let status = std::process::Command::new("useradd")
+            .args([
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                &name,
+            ])
+            .status()
+            .unwrap();
+        assert!(status.success(), "useradd {name} failed");
+        ThrowawayUser { name }
+    }
+
+    /// One Varlink call as this user; the whole reply.
+    pub fn call(&self, socket: &Path, method: &str, parameters: Value) -> Value {
+        let script = r#"
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+s.sendall(json.dumps({"method": sys.argv[2], "parameters": json.loads(sys.argv[3])}).encode() + b"\0")
+data = b""
+while not data.endswith(b"\0"):
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    data += chunk
+print(data[:-1].decode())
+"#;
+        let output = std::process::Command::new("runuser")
+            .args(["-u", &self.name, "--", "python3", "-c", script])
+            .arg(socket)
+            .arg(method)
+            .arg(parameters.to_string())
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).unwrap()
+    }
+}
+
+impl Drop for ThrowawayUser {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("userdel")
+            .arg(&self.name)
+            .status();
+    }
+}
