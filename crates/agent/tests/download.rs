@@ -217,6 +217,13 @@ fn download(agent: &AgentProcess, id: Uuid) -> serde_json::Value {
     .unwrap()
 }
 
+fn is_downloaded(agent: &AgentProcess, id: Uuid) -> bool {
+    let update = agent
+        .call("org.openwua.Agent.GetUpdate", json!({ "updateId": id }))
+        .unwrap();
+    update["entry"]["state"]["isDownloaded"] == true
+}
+
 #[test]
 fn http_failures_have_wua_codes_and_leave_nothing_cached() {
     let body = body();
@@ -229,10 +236,7 @@ fn http_failures_have_wua_codes_and_leave_nothing_cached() {
     server.set(Behaviour::WrongBytes);
     let job = download(&agent, id);
     assert_eq!(job["result"]["updates"][0]["hresult"], "0x80246002"); // WU_E_DM_INCORRECTFILEHASH
-    let update = agent
-        .call("org.openwua.Agent.GetUpdate", json!({ "updateId": id }))
-        .unwrap();
-    assert_eq!(update["entry"]["state"]["isDownloaded"], false);
+    assert!(!is_downloaded(&agent, id));
 
     server.set(Behaviour::Fast);
     let job = download(&agent, id);
@@ -263,10 +267,7 @@ fn a_download_killed_midway_resumes_where_it_stopped() {
         std::thread::sleep(Duration::from_millis(10));
     }
     agent.kill_and_restart();
-    let update = agent
-        .call("org.openwua.Agent.GetUpdate", json!({ "updateId": id }))
-        .unwrap();
-    assert_eq!(update["entry"]["state"]["isDownloaded"], false);
+    assert!(!is_downloaded(&agent, id));
 
     server.set(Behaviour::Fast);
     let job = download(&agent, id);
@@ -279,8 +280,5 @@ fn a_download_killed_midway_resumes_where_it_stopped() {
         .parse()
         .unwrap_or(0);
     assert!(offset > 0, "the second download started over: {ranges:?}");
-    let update = agent
-        .call("org.openwua.Agent.GetUpdate", json!({ "updateId": id }))
-        .unwrap();
-    assert_eq!(update["entry"]["state"]["isDownloaded"], true);
+    assert!(is_downloaded(&agent, id));
 }

@@ -13,7 +13,6 @@ use uuid::Uuid;
 
 use crate::agent::Target;
 use crate::args::{InstallArgs, UninstallArgs};
-use crate::exit;
 use crate::operation;
 use crate::progress::Progress;
 
@@ -47,14 +46,8 @@ pub struct Outcome {
 pub fn run(agent: &Target, args: &InstallArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
     agent.run(|session| {
         let entries = operation::chosen(session, &args.ids, args.all)?;
-        // Only `--all` can find nothing, which is no failure.
         if entries.is_empty() {
-            if args.json {
-                operation::write_json(&serde_json::Value::Null, out)?;
-            } else {
-                writeln!(out, "No updates to install.")?;
-            }
-            return Ok(exit::SUCCESS);
+            return operation::nothing_to_do("install", args.json, out);
         }
         let options = Options {
             accept_eulas: args.accept_eulas,

@@ -100,6 +100,18 @@ pub fn exit_status(result: &OperationResult) -> u8 {
     }
 }
 
+/// What `download --all` and `install --all` say when the search found
+/// nothing: no failure, since the agent would refuse the empty list with
+/// WU_E_NO_UPDATE only because there was nothing to do.
+pub fn nothing_to_do(what: &str, json: bool, out: &mut dyn Write) -> anyhow::Result<u8> {
+    if json {
+        write_json(&serde_json::Value::Null, out)?;
+    } else {
+        writeln!(out, "No updates to {what}.")?;
+    }
+    Ok(exit::SUCCESS)
+}
+
 /// Each update's last word in a download followed by installations: an
 /// installation's result, or the download's for an update that did not
 /// get that far; aggregated as WUA aggregates one call.
