@@ -13,6 +13,7 @@ mod applicability;
 pub mod caller;
 pub mod config;
 pub mod error;
+pub mod fetch;
 mod index;
 mod store;
 pub mod varlink;
