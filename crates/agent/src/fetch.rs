@@ -6,8 +6,8 @@
 //! under its final name is always verified. A part left by a cut, an abort
 //! or a killed agent is re-hashed and continued with a `Range` request.
 //!
-//! The socket (or source file) is read on a helper thread while the calling
-//! thread hashes and writes, so hashing overlaps the network and an abort is
+//! The socket (or source file) is read and hashed on a helper thread while
+//! the calling thread writes, so hashing overlaps the disk and an abort is
 //! seen within [`POLL`] even when the server has gone silent.
 //! Behaviour and codes: `docs/download.md`.
 
@@ -306,15 +306,17 @@ fn attempt_file(
     }
 }
 
-/// What the reader thread hands over.
+/// What the reader thread hands over. The last message carries the hash
+/// state over every byte it sent, so the hash never covers unsent bytes.
 enum Chunk {
     Data(Vec<u8>, usize),
-    End,
-    Failed(io::Error),
+    End(Sha256),
+    Failed(io::Error, Sha256),
 }
 
-/// Streams `reader` into the part: a helper thread reads, this thread hashes
-/// and writes. Ok when the part holds `size` bytes.
+/// Streams `reader` into the part: a helper thread reads and hashes (each
+/// piece while it is still in cache), this thread writes. Ok when the part
+/// holds `size` bytes.
 fn pump(
     request: &FetchRequest<'_>,
     reader: Box<dyn Read + Send>,
@@ -330,11 +332,15 @@ fn pump(
         // The channel has room for every buffer, so this never blocks.
         let _ = empty_tx.send(vec![0; CHUNK]);
     }
+    let hasher = part.hasher.clone();
+    // At most this many bytes may still come: more means wrong content, and
+    // the reader stops there rather than hash what will be refused.
+    let room = request.size - part.written;
     // Detached: after an abort it may still sit in a read, and it ends by
     // itself once that read returns and it finds nobody listening.
     std::thread::Builder::new()
         .name("wua-fetch-read".into())
-        .spawn(move || read_chunks(reader, &empty_rx, &full_tx))
+        .spawn(move || read_chunks(reader, hasher, room, &empty_rx, &full_tx))
         .map_err(|error| {
             Stop::Fatal(AgentError::new(
                 hresult::E_OUTOFMEMORY,
@@ -349,7 +355,10 @@ fn pump(
             Ok(chunk) => chunk,
             Err(RecvTimeoutError::Timeout) => continue,
             Err(RecvTimeoutError::Disconnected) => {
-                Chunk::Failed(io::Error::other("the reader thread ended without a word"))
+                return Err(Stop::Fatal(AgentError::new(
+                    hresult::WU_E_DM_UNEXPECTED,
+                    format!("{url}: the reader thread ended without a word"),
+                )));
             }
         };
         match chunk {
@@ -363,8 +372,11 @@ fn pump(
                     progress(FetchEvent::Bytes(part.written));
                 }
             }
-            Chunk::End if part.written == request.size => return Ok(()),
-            Chunk::End => {
+            Chunk::End(hasher) => {
+                part.hasher = hasher;
+                if part.written == request.size {
+                    return Ok(());
+                }
                 return Err(Stop::Cut(AgentError::new(
                     hresult::WU_E_PT_ENDPOINT_DISCONNECTED,
                     format!(
@@ -373,19 +385,26 @@ fn pump(
                     ),
                 )));
             }
-            Chunk::Failed(error) => return Err(Stop::Cut(read_error(error))),
+            Chunk::Failed(error, hasher) => {
+                part.hasher = hasher;
+                return Err(Stop::Cut(read_error(error)));
+            }
         }
     }
 }
 
-/// The reader thread: fills buffers from `reader` and passes them on. A
-/// buffer goes out when full, at the end, or after [`POLL`] so a slow source
-/// still shows progress.
+/// The reader thread: fills buffers from `reader`, hashing as it goes, and
+/// passes them on. A buffer goes out when full, at the end, or after
+/// [`POLL`] so a slow source still shows progress. Reads at most one byte
+/// past `room`, enough for the writer to see the overflow.
 fn read_chunks(
     mut reader: Box<dyn Read + Send>,
+    mut hasher: Sha256,
+    room: u64,
     empty: &Receiver<Vec<u8>>,
     full: &SyncSender<Chunk>,
 ) {
+    let mut sent: u64 = 0;
     while let Ok(mut buffer) = empty.recv() {
         let started = Instant::now();
         let mut filled = 0;
@@ -393,21 +412,29 @@ fn read_chunks(
         while filled < buffer.len() {
             match reader.read(&mut buffer[filled..]) {
                 Ok(0) => {
-                    last = Some(Chunk::End);
+                    last = Some(Chunk::End(hasher.clone()));
                     break;
                 }
-                Ok(read) => filled += read,
+                Ok(read) => {
+                    hasher.update(&buffer[filled..filled + read]);
+                    filled += read;
+                }
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) => {
-                    last = Some(Chunk::Failed(error));
+                    last = Some(Chunk::Failed(error, hasher.clone()));
                     break;
                 }
             }
-            if started.elapsed() >= POLL {
+            if started.elapsed() >= POLL || sent + filled as u64 > room {
                 break;
             }
         }
+        sent += filled as u64;
         if filled > 0 && full.send(Chunk::Data(buffer, filled)).is_err() {
+            return;
+        }
+        if sent > room {
+            // The writer refuses this chunk and stops listening.
             return;
         }
         if let Some(last) = last {
@@ -418,7 +445,8 @@ fn read_chunks(
 }
 
 impl Part {
-    /// Hashes and writes bytes that follow the part's current end.
+    /// Writes bytes that follow the part's current end (the reader thread
+    /// has hashed them).
     fn append(&mut self, request: &FetchRequest<'_>, bytes: &[u8]) -> Result<(), AgentError> {
         let total = self.written + bytes.len() as u64;
         if total > request.size {
@@ -430,7 +458,6 @@ impl Part {
                 ),
             ));
         }
-        self.hasher.update(bytes);
         self.file
             .write_all(bytes)
             .map_err(|error| write_error(request.url, &self.path, &error))?;
