@@ -1,6 +1,8 @@
 //! Generates the result-code catalog from the fact tables in `data/`:
 //! `codes.tsv` and `general-hresults.tsv` (name, value, copied verbatim from
-//! WUA's tables) and `messages.tsv` (name, OpenWUA's own explanation).
+//! WUA's tables), `win32-hresults.tsv` (OpenWUA's own table, not copied
+//! from WUA: the HRESULT_FROM_WIN32 codes the agent returns, same format) and
+//! `messages.tsv` (name, OpenWUA's own explanation).
 //! Every code must have exactly one message, or the build fails.
 
 use std::collections::BTreeMap;
@@ -10,7 +12,7 @@ use std::path::Path;
 fn main() {
     let data = Path::new("data");
     let mut codes = Vec::new();
-    for table in ["codes.tsv", "general-hresults.tsv"] {
+    for table in ["codes.tsv", "general-hresults.tsv", "win32-hresults.tsv"] {
         codes.extend(read_pairs(&data.join(table)));
     }
     let mut messages: BTreeMap<String, String> = read_pairs(&data.join("messages.tsv")).collect();

@@ -2,7 +2,9 @@
 //!
 //! The constants (`WU_E_NO_INTERACTIVE_USER`, `E_ACCESSDENIED`, …) and the
 //! catalog are generated at build time from `data/codes.tsv`,
-//! `data/general-hresults.tsv` and `data/messages.tsv`.
+//! `data/general-hresults.tsv`, `data/win32-hresults.tsv` (OpenWUA's own:
+//! HRESULT_FROM_WIN32 codes such as `ERROR_DISK_FULL`) and
+//! `data/messages.tsv`.
 
 use std::fmt;
 use std::str::FromStr;

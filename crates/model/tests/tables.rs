@@ -25,9 +25,10 @@ fn table(name: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
-/// Every (name, value) row of `codes.tsv` and `general-hresults.tsv`.
+/// Every (name, value) row of `codes.tsv` and `general-hresults.tsv` (WUA's,
+/// copied) and `win32-hresults.tsv` (OpenWUA's own).
 fn code_rows() -> Vec<(String, u32)> {
-    ["codes.tsv", "general-hresults.tsv"]
+    ["codes.tsv", "general-hresults.tsv", "win32-hresults.tsv"]
         .into_iter()
         .flat_map(table)
         .map(|row| {
@@ -118,6 +119,10 @@ fn severity_follows_the_name() {
             assert!(code.is_success() && !code.is_failure(), "{name}");
         } else if name.starts_with("WU_E_") || name.starts_with("E_") {
             assert!(code.is_failure() && !code.is_success(), "{name}");
+        } else if name.starts_with("ERROR_") {
+            // HRESULT_FROM_WIN32: a failure in FACILITY_WIN32.
+            assert!(code.is_failure() && !code.is_success(), "{name}");
+            assert_eq!(code.facility(), 7, "{name}");
         } else {
             panic!("{name} is neither a success nor a failure name");
         }

@@ -1,0 +1,489 @@
+//! The content fetcher against a real HTTP/1.1 server on 127.0.0.1 that
+//! misbehaves on request: cuts, short bodies, ignored ranges, errors, drips.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use openwua_agent::error::AgentError;
+use openwua_agent::fetch::{FetchEvent, FetchRequest, FetchSettings, Fetcher};
+use openwua_model::hresult::{self, HResult};
+use openwua_model::update::Sha256Digest;
+use sha2::{Digest, Sha256};
+
+/// How the test server answers.
+#[derive(Clone, Copy)]
+enum Behaviour {
+    /// Ranges honoured, everything sent.
+    Healthy,
+    /// The first response promises the whole body, sends this many bytes and
+    /// closes; later ones are healthy.
+    TruncateFirst(usize),
+    /// Every response stops at this absolute offset and closes.
+    CutAt(usize),
+    /// Always 200 with the whole body, whatever the Range.
+    IgnoreRange,
+    /// Always this status, with a short body.
+    Status(u16),
+    /// Sends one byte every 10 ms.
+    Drip,
+}
+
+struct Server {
+    port: u16,
+    /// The Range header of each request (None: no Range).
+    ranges: Arc<Mutex<Vec<Option<String>>>>,
+}
+
+impl Server {
+    fn start(payload: Arc<Vec<u8>>, behaviour: Behaviour) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let ranges = Arc::new(Mutex::new(Vec::new()));
+        let recorded = Arc::clone(&ranges);
+        std::thread::spawn(move || {
+            for (index, stream) in listener.incoming().enumerate() {
+                let Ok(stream) = stream else { return };
+                let payload = Arc::clone(&payload);
+                let recorded = Arc::clone(&recorded);
+                std::thread::spawn(move || serve(stream, &payload, behaviour, index, &recorded));
+            }
+        });
+        Server { port, ranges }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/content/file.bin", self.port)
+    }
+
+    fn ranges(&self) -> Vec<Option<String>> {
+        self.ranges.lock().expect("lock").clone()
+    }
+}
+
+/// Answers one request on a connection, then closes it.
+fn serve(
+    stream: TcpStream,
+    payload: &[u8],
+    behaviour: Behaviour,
+    index: usize,
+    recorded: &Mutex<Vec<Option<String>>>,
+) {
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let mut range = None;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':')
+            && name.eq_ignore_ascii_case("range")
+        {
+            range = Some(value.trim().to_owned());
+        }
+    }
+    recorded.lock().expect("lock").push(range.clone());
+    let mut stream = stream;
+    let start = match (&range, behaviour) {
+        (_, Behaviour::IgnoreRange) | (None, _) => None,
+        (Some(range), _) => range
+            .strip_prefix("bytes=")
+            .and_then(|rest| rest.strip_suffix('-'))
+            .and_then(|start| start.parse::<usize>().ok()),
+    };
+    if let Behaviour::Status(status) = behaviour {
+        let body = format!("status {status}\n");
+        let _ = write!(
+            stream,
+            "HTTP/1.1 {status} Test\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        return;
+    }
+    let start = start.unwrap_or(0).min(payload.len());
+    let head = if start > 0 {
+        format!(
+            "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {start}-{}/{}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            payload.len() - 1,
+            payload.len(),
+            payload.len() - start
+        )
+    } else {
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            payload.len()
+        )
+    };
+    if stream.write_all(head.as_bytes()).is_err() {
+        return;
+    }
+    let end = match behaviour {
+        Behaviour::TruncateFirst(at) if index == 0 => at,
+        Behaviour::CutAt(at) => at.max(start),
+        _ => payload.len(),
+    };
+    if let Behaviour::Drip = behaviour {
+        for byte in &payload[start..end] {
+            if stream.write_all(std::slice::from_ref(byte)).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        return;
+    }
+    let _ = stream.write_all(&payload[start..end]);
+    let _ = stream.flush();
+    // Dropping the stream closes it, short or not.
+}
+
+/// Pseudo-random bytes (xorshift), so every offset is distinct.
+fn payload(length: usize) -> Arc<Vec<u8>> {
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let bytes = (0..length)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state.to_le_bytes()[0]
+        })
+        .collect();
+    Arc::new(bytes)
+}
+
+fn digest(bytes: &[u8]) -> Sha256Digest {
+    Sha256Digest(Sha256::digest(bytes).into())
+}
+
+fn fetcher() -> Fetcher {
+    Fetcher::new(FetchSettings {
+        connect_timeout: Duration::from_secs(5),
+        read_timeout: Duration::from_secs(5),
+        retries: 3,
+    })
+}
+
+fn part_of(destination: &Path) -> PathBuf {
+    let mut name = destination.as_os_str().to_owned();
+    name.push(".part");
+    PathBuf::from(name)
+}
+
+/// Fetches `url` to `destination`, expecting `expected`'s size and digest;
+/// returns the result and the progress events.
+fn fetch(
+    url: &str,
+    expected: &[u8],
+    destination: &Path,
+) -> (Result<(), AgentError>, Vec<FetchEvent>) {
+    let mut events = Vec::new();
+    let result = fetcher().fetch(
+        &FetchRequest {
+            url,
+            size: expected.len() as u64,
+            sha256: digest(expected),
+            destination,
+        },
+        &mut |event| events.push(event),
+        &AtomicBool::new(false),
+    );
+    (result, events)
+}
+
+fn code(result: Result<(), AgentError>) -> HResult {
+    match result {
+        Ok(()) => panic!("expected an error"),
+        Err(error) => {
+            assert!(!error.detail.is_empty());
+            error.hresult
+        }
+    }
+}
+
+/// The destination holds `expected`, with mode 0755 and no part beside it.
+fn assert_fetched(destination: &Path, expected: &[u8]) {
+    let bytes = std::fs::read(destination).expect("destination exists");
+    assert!(bytes == expected, "destination bytes differ");
+    let mode = std::fs::metadata(destination)
+        .expect("metadata")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o755);
+    assert!(!part_of(destination).exists(), "the part is left behind");
+}
+
+const SIZE: usize = 300 * 1024 + 17;
+
+#[test]
+fn a_plain_download_lands_verified_with_mode_0755() {
+    let data = payload(SIZE);
+    let server = Server::start(Arc::clone(&data), Behaviour::Healthy);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let destination = dir.path().join("file.bin");
+    let (result, events) = fetch(&server.url(), &data, &destination);
+    result.expect("fetch");
+    assert_fetched(&destination, &data);
+    assert_eq!(server.ranges(), vec![None]);
+    assert_eq!(events.last(), Some(&FetchEvent::Bytes(SIZE as u64)));
+    assert!(!events.contains(&FetchEvent::Verifying));
+    // Counts only grow.
+    let counts: Vec<u64> = events
+        .iter()
+        .filter_map(|event| match event {
+            FetchEvent::Bytes(count) => Some(*count),
+            FetchEvent::Verifying => None,
+        })
+        .collect();
+    assert!(counts.is_sorted());
+}
+
+#[test]
+fn a_truncated_response_resumes_with_a_range() {
+    let data = payload(SIZE);
+    let cut = 100_000;
+    let server = Server::start(Arc::clone(&data), Behaviour::TruncateFirst(cut));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let destination = dir.path().join("file.bin");
+    let (result, _) = fetch(&server.url(), &data, &destination);
+    result.expect("fetch");
+    assert_fetched(&destination, &data);
+    assert_eq!(server.ranges(), vec![None, Some(format!("bytes={cut}-"))]);
+}
+
+#[test]
+fn cuts_on_every_attempt_fail_then_a_healthy_server_resumes_from_the_cut() {
+    let data = payload(SIZE);
+    let cut = SIZE / 2;
+    let broken = Server::start(Arc::clone(&data), Behaviour::CutAt(cut));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let destination = dir.path().join("file.bin");
+    let (result, _) = fetch(&broken.url(), &data, &destination);
+    assert_eq!(code(result), hresult::WU_E_PT_ENDPOINT_DISCONNECTED);
+    assert!(!destination.exists());
+    let part = std::fs::read(part_of(&destination)).expect("the part is kept");
+    assert!(
+        part == data[..cut],
+        "the part holds the bytes before the cut"
+    );
+    // One request and three reconnections.
+    let ranges = broken.ranges();
+    assert_eq!(ranges.len(), 4, "{ranges:?}");
+    assert_eq!(ranges[0], None);
+    assert!(
+        ranges[1..]
+            .iter()
+            .all(|range| range.as_deref() == Some(&*format!("bytes={cut}-")))
+    );
+
+    let healthy = Server::start(Arc::clone(&data), Behaviour::Healthy);
+    let (result, events) = fetch(&healthy.url(), &data, &destination);
+    result.expect("fetch");
+    assert_fetched(&destination, &data);
+    assert_eq!(healthy.ranges(), vec![Some(format!("bytes={cut}-"))]);
+    assert_eq!(events.first(), Some(&FetchEvent::Verifying));
+    assert_eq!(events.get(1), Some(&FetchEvent::Bytes(cut as u64)));
+}
+
+#[test]
+fn wrong_bytes_leave_nothing_behind() {
+    let data = payload(SIZE);
+    let mut altered = data.as_ref().clone();
+    altered[SIZE / 3] ^= 1;
+    let server = Server::start(Arc::new(altered), Behaviour::Healthy);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let destination = dir.path().join("file.bin");
+    let (result, _) = fetch(&server.url(), &data, &destination);
+    assert_eq!(code(result), hresult::WU_E_DM_INCORRECTFILEHASH);
+    assert!(!destination.exists());
+    assert!(!part_of(&destination).exists());
+}
+
+#[test]
+fn more_bytes_than_promised_leave_nothing_behind() {
+    let data = payload(SIZE);
+    let server = Server::start(Arc::clone(&data), Behaviour::Healthy);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let destination = dir.path().join("file.bin");
+    let (result, _) = fetch(&server.url(), &data[..SIZE - 1], &destination);
+    assert_eq!(code(result), hresult::WU_E_DM_INCORRECTFILEHASH);
+    assert!(!destination.exists());
+    assert!(!part_of(&destination).exists());
+}
+
+#[test]
+fn http_statuses_keep_their_codes() {
+    let data = payload(SIZE);
+    for (status, expected) in [
+        (404, hresult::WU_E_PT_HTTP_STATUS_NOT_FOUND),
+        (500, hresult::WU_E_PT_HTTP_STATUS_SERVER_ERROR),
+        (403, hresult::WU_E_PT_HTTP_STATUS_FORBIDDEN),
+        (418, hresult::WU_E_PT_HTTP_STATUS_NOT_MAPPED),
+    ] {
+        let server = Server::start(Arc::clone(&data), Behaviour::Status(status));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let destination = dir.path().join("file.bin");
+        let (result, _) = fetch(&server.url(), &data, &destination);
+        let error = result.expect_err("a status error");
+        assert_eq!(error.hresult, expected, "{status}");
+        assert!(error.detail.contains(&server.url()), "{}", error.detail);
+        assert!(
+            error.detail.contains(&status.to_string()),
+            "{}",
+            error.detail
+        );
+        assert!(!destination.exists());
+        assert!(!part_of(&destination).exists(), "an empty part is left");
+    }
+}
+
+#[test]
+fn a_server_ignoring_ranges_starts_over() {
+    let data = payload(SIZE);
+    let server = Server::start(Arc::clone(&data), Behaviour::IgnoreRange);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let destination = dir.path().join("file.bin");
+    std::fs::write(part_of(&destination), &data[..SIZE / 2]).expect("write part");
+    let (result, _) = fetch(&server.url(), &data, &destination);
+    result.expect("fetch");
+    assert_fetched(&destination, &data);
+    assert_eq!(server.ranges(), vec![Some(format!("bytes={}-", SIZE / 2))]);
+}
+
+#[test]
+fn an_existing_part_is_verified_and_only_the_rest_requested() {
+    let data = payload(SIZE);
+    let server = Server::start(Arc::clone(&data), Behaviour::Healthy);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let destination = dir.path().join("file.bin");
+    let half = SIZE / 2;
+    std::fs::write(part_of(&destination), &data[..half]).expect("write part");
+    let (result, events) = fetch(&server.url(), &data, &destination);
+    result.expect("fetch");
+    assert_fetched(&destination, &data);
+    assert_eq!(server.ranges(), vec![Some(format!("bytes={half}-"))]);
+    assert_eq!(events[0], FetchEvent::Verifying);
+    assert_eq!(events[1], FetchEvent::Bytes(half as u64));
+    assert_eq!(events.last(), Some(&FetchEvent::Bytes(SIZE as u64)));
+}
+
+#[test]
+fn a_part_longer_than_the_file_starts_over() {
+    let data = payload(SIZE);
+    let server = Server::start(Arc::clone(&data), Behaviour::Healthy);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let destination = dir.path().join("file.bin");
+    std::fs::write(part_of(&destination), vec![7; SIZE + 10]).expect("write part");
+    let (result, _) = fetch(&server.url(), &data, &destination);
+    result.expect("fetch");
+    assert_fetched(&destination, &data);
+    assert_eq!(server.ranges(), vec![None]);
+}
+
+#[test]
+fn an_abort_stops_a_slow_download_and_keeps_the_part() {
+    let data = payload(SIZE);
+    let server = Server::start(Arc::clone(&data), Behaviour::Drip);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let destination = dir.path().join("file.bin");
+    let abort = Arc::new(AtomicBool::new(false));
+    let setter = Arc::clone(&abort);
+    let started = Instant::now();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        setter.store(true, Ordering::Relaxed);
+    });
+    let result = fetcher().fetch(
+        &FetchRequest {
+            url: &server.url(),
+            size: SIZE as u64,
+            sha256: digest(&data),
+            destination: &destination,
+        },
+        &mut |_| {},
+        &abort,
+    );
+    assert_eq!(code(result), hresult::E_ABORT);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(!destination.exists());
+    let part = std::fs::read(part_of(&destination)).expect("the part is kept");
+    assert!(!part.is_empty() && part.len() < SIZE);
+    assert!(part == data[..part.len()]);
+}
+
+#[test]
+fn a_refused_connection_is_unreachable() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    drop(listener);
+    let data = payload(1000);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let destination = dir.path().join("file.bin");
+    let (result, _) = fetch(&format!("http://127.0.0.1:{port}/x"), &data, &destination);
+    assert_eq!(code(result), hresult::WU_E_PT_ENDPOINT_UNREACHABLE);
+    assert!(!part_of(&destination).exists());
+}
+
+#[test]
+fn bad_urls_are_invalid() {
+    let data = payload(1000);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let destination = dir.path().join("file.bin");
+    for url in [
+        "ftp://example.com/x",
+        "no-scheme",
+        "http:///x",
+        "file://host/x",
+    ] {
+        let (result, _) = fetch(url, &data, &destination);
+        assert_eq!(code(result), hresult::WU_E_PT_INVALID_URL, "{url}");
+    }
+}
+
+#[test]
+fn file_urls_are_fetched_resumed_and_verified() {
+    let data = payload(SIZE);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = dir.path().join("source.bin");
+    std::fs::write(&source, data.as_slice()).expect("write source");
+    let url = format!("file://{}", source.display());
+
+    let destination = dir.path().join("file.bin");
+    let (result, _) = fetch(&url, &data, &destination);
+    result.expect("fetch");
+    assert_fetched(&destination, &data);
+
+    let resumed = dir.path().join("resumed.bin");
+    std::fs::write(part_of(&resumed), &data[..1000]).expect("write part");
+    let (result, events) = fetch(&url, &data, &resumed);
+    result.expect("fetch");
+    assert_fetched(&resumed, &data);
+    assert_eq!(events[0], FetchEvent::Verifying);
+
+    let missing = format!("file://{}", dir.path().join("missing.bin").display());
+    let other = dir.path().join("other.bin");
+    let (result, _) = fetch(&missing, &data, &other);
+    assert_eq!(code(result), hresult::WU_E_DM_URLNOTAVAILABLE);
+    assert!(!other.exists());
+    assert!(!part_of(&other).exists());
+}
+
+#[test]
+fn an_existing_destination_needs_no_request() {
+    let data = payload(SIZE);
+    let server = Server::start(Arc::clone(&data), Behaviour::Healthy);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let destination = dir.path().join("file.bin");
+    std::fs::write(&destination, b"already here").expect("write");
+    let (result, events) = fetch(&server.url(), &data, &destination);
+    result.expect("fetch");
+    assert!(events.is_empty());
+    assert_eq!(std::fs::read(&destination).expect("read"), b"already here");
+    assert!(server.ranges().is_empty());
+}
