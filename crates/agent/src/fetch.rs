@@ -27,6 +27,8 @@ use crate::error::AgentError;
 
 /// Bytes per chunk handed from the reader thread to the writer.
 const CHUNK: usize = 1 << 20;
+/// Bytes written between two early flushes to disk.
+const FLUSH_STEP: u64 = 64 << 20;
 /// Chunks in flight between the two threads.
 const CHUNKS: usize = 4;
 /// How often the writer looks at the abort flag while waiting for bytes, and
@@ -333,6 +335,19 @@ fn pump(
         let _ = empty_tx.send(vec![0; CHUNK]);
     }
     let hasher = part.hasher.clone();
+    // Starts the disk writing early on a thread of its own, so the fsync
+    // before the rename finds little left to do and the writer never waits.
+    let (flush_tx, flush_rx) = mpsc::sync_channel::<()>(1);
+    if let Ok(file) = part.file.try_clone() {
+        let _ = std::thread::Builder::new()
+            .name("wua-fetch-flush".into())
+            .spawn(move || {
+                while flush_rx.recv().is_ok() {
+                    let _ = file.sync_data();
+                }
+            });
+    }
+    let mut flushed = part.written;
     // At most this many bytes may still come: more means wrong content, and
     // the reader stops there rather than hash what will be refused.
     let room = request.size - part.written;
@@ -367,6 +382,11 @@ fn pump(
                 // The reader may be gone already; the buffer is then unneeded.
                 let _ = empty_tx.send(buffer);
                 result.map_err(Stop::Fatal)?;
+                if part.written - flushed >= FLUSH_STEP {
+                    flushed = part.written;
+                    // Full: a flush is running and will cover these bytes too.
+                    let _ = flush_tx.try_send(());
+                }
                 if part.written - part.reported >= PROGRESS_STEP || part.written == request.size {
                     part.reported = part.written;
                     progress(FetchEvent::Bytes(part.written));
