@@ -146,3 +146,67 @@ fn io_error(path: &Path, error: std::io::Error) -> AgentError {
         format!("{}: {error}", path.display()),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest(byte: u8) -> Sha256Digest {
+        Sha256Digest([byte; 32])
+    }
+
+    #[test]
+    fn eviction_spares_needed_files_and_parts_and_stops_under_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path());
+        cache.prepare().unwrap();
+        for byte in 1..=3u8 {
+            std::fs::write(cache.content_path(&digest(byte)), vec![byte; 100]).unwrap();
+            // Distinct modification times, oldest first.
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let part = dir
+            .path()
+            .join("content")
+            .join(format!("{}.part", digest(9)));
+        std::fs::write(&part, vec![0; 1000]).unwrap();
+        let needed = HashSet::from([digest(1)]);
+        // 1,300 bytes held; the limit needs 100 freed: the oldest file not
+        // needed goes (2), the needed one (1) and the newer one (3) stay.
+        let freed = cache.evict(1_200, &needed).unwrap();
+        assert_eq!(freed, 100);
+        assert!(cache.has(&digest(1)));
+        assert!(!cache.has(&digest(2)));
+        assert!(cache.has(&digest(3)));
+        assert!(part.exists());
+        // Nothing more to free without touching what is needed.
+        assert_eq!(cache.evict(0, &needed).unwrap(), 100);
+        assert!(cache.has(&digest(1)));
+    }
+
+    #[test]
+    fn staging_links_the_files_under_their_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path());
+        cache.prepare().unwrap();
+        std::fs::write(cache.content_path(&digest(1)), b"#!/bin/sh\n").unwrap();
+        let file = ContentFile {
+            file_name: "install.sh".into(),
+            size: 10,
+            sha256: digest(1),
+            url: String::new(),
+        };
+        let (job, update) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let staged = cache.stage(job, update, &[file.clone()]).unwrap();
+        assert_eq!(
+            std::fs::read(staged.join("content/install.sh")).unwrap(),
+            b"#!/bin/sh\n"
+        );
+        assert!(staged.join("work").is_dir());
+        cache.unstage(job);
+        assert!(!staged.exists());
+        std::fs::remove_file(cache.content_path(&digest(1))).unwrap();
+        let missing = cache.stage(job, update, &[file]).unwrap_err();
+        assert_eq!(missing.hresult, WU_E_DM_DOWNLOADFILEMISSING);
+    }
+}

@@ -2,7 +2,6 @@
 //! apart from the connection that started it. A client that goes away
 //! leaves it running; any client may watch it again or ask it to stop.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -147,18 +146,5 @@ impl Jobs {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         jobs.iter().map(|job| job.info()).collect()
-    }
-
-    /// The running jobs of one kind set, by ID.
-    pub fn running(&self) -> HashMap<Uuid, JobKind> {
-        let jobs = self
-            .jobs
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        jobs.iter()
-            .map(|job| job.info.borrow().clone())
-            .filter(|info| info.state != JobState::Completed)
-            .map(|info| (info.job_id, info.kind))
-            .collect()
     }
 }

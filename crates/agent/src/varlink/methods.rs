@@ -88,9 +88,8 @@ struct AddPackageParameters {
 struct DownloadParameters {
     update_ids: Vec<Uuid>,
     // Accepted for WUA's API; one download queue serves every priority.
-    #[serde(default)]
-    #[allow(dead_code)]
-    priority: Option<DownloadPriority>,
+    #[serde(default, rename = "priority")]
+    _priority: Option<DownloadPriority>,
     #[serde(default)]
     is_forced: Option<bool>,
     #[serde(default)]
@@ -104,9 +103,8 @@ struct InstallParameters {
     #[serde(default)]
     force_quiet: Option<bool>,
     // Accepted for WUA's API; OpenWUA's installers never prompt for media.
-    #[serde(default)]
-    #[allow(dead_code)]
-    allow_source_prompts: Option<bool>,
+    #[serde(default, rename = "allowSourcePrompts")]
+    _allow_source_prompts: Option<bool>,
     #[serde(default)]
     is_forced: Option<bool>,
     #[serde(default)]
