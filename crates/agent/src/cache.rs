@@ -197,7 +197,9 @@ mod tests {
             url: String::new(),
         };
         let (job, update) = (Uuid::from_u128(1), Uuid::from_u128(2));
-        let staged = cache.stage(job, update, &[file.clone()]).unwrap();
+        let staged = cache
+            .stage(job, update, std::slice::from_ref(&file))
+            .unwrap();
         assert_eq!(
             std::fs::read(staged.join("content/install.sh")).unwrap(),
             b"#!/bin/sh\n"
