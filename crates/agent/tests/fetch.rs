@@ -487,3 +487,32 @@ fn an_existing_destination_needs_no_request() {
     assert_eq!(std::fs::read(&destination).expect("read"), b"already here");
     assert!(server.ranges().is_empty());
 }
+
+#[test]
+fn a_full_disk_keeps_the_part_and_says_so() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!(
+            "SKIPPED (needs root): a_full_disk_keeps_the_part_and_says_so mounts a small tmpfs"
+        );
+        return;
+    }
+    let data = payload(2 << 20);
+    let server = Server::start(Arc::clone(&data), Behaviour::Healthy);
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A 1 MiB file system for a 2 MiB file.
+    let status = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(dir.path())
+        .status()
+        .expect("mount");
+    assert!(status.success(), "mount tmpfs failed");
+    let destination = dir.path().join("file.bin");
+    let (result, _) = fetch(&server.url(), &data, &destination);
+    let part_kept = part_of(&destination).exists();
+    let _ = std::process::Command::new("umount")
+        .arg(dir.path())
+        .status();
+    assert_eq!(code(result), openwua_model::hresult::ERROR_DISK_FULL);
+    assert!(part_kept, "the part was not kept for resuming");
+    assert!(!destination.exists());
+}
