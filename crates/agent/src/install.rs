@@ -2,8 +2,8 @@
 //!
 //! One call at a time on the machine (the agent holds the installation
 //! lock around [`run`]). Each update goes through the same checks, in
-//! order — authorization, already done, applicability, EULA,
-//! prerequisites, content, quietness — and only then its handler (bundled
+//! order — authorization, already done, applicability, EULA, content,
+//! prerequisites, quietness — and only then its handler (bundled
 //! updates' handlers first). A refused update fails alone; the others
 //! proceed. Every update gets one history entry, and the store records an
 //! installer as running before it starts, so a killed agent leaves an
@@ -284,6 +284,14 @@ fn check(
                 "its licence terms have not been accepted",
             ));
         }
+    }
+    if needs_content(target, options.operation) && !target.downloaded {
+        return Some(Verdict::failed(
+            WU_E_DM_NOTDOWNLOADED,
+            "its content is not in the cache; download it first",
+        ));
+    }
+    if installing {
         let missing: Vec<String> = target
             .prerequisites
             .iter()
@@ -296,12 +304,6 @@ fn check(
                 format!("prerequisites not installed: {}", missing.join(", ")),
             ));
         }
-    }
-    if needs_content(target, options.operation) && !target.downloaded {
-        return Some(Verdict::failed(
-            WU_E_DM_NOTDOWNLOADED,
-            "its content is not in the cache; download it first",
-        ));
     }
     if options.force_quiet && behavior.can_request_user_input {
         return Some(Verdict::failed(

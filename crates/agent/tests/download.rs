@@ -282,3 +282,44 @@ fn a_download_killed_midway_resumes_where_it_stopped() {
     assert!(offset > 0, "the second download started over: {ranges:?}");
     assert!(is_downloaded(&agent, id));
 }
+
+#[test]
+fn an_aborted_download_keeps_its_part_for_later() {
+    let body = body();
+    let server = Server::start(body.clone(), Behaviour::Slow);
+    let (agent, id) = agent_with_http_content(&body, &server);
+    let mut client = agent.client();
+    let message = json!({
+        "method": "org.openwua.Agent.Download",
+        "parameters": { "updateIds": [id] },
+        "more": true,
+    });
+    let mut bytes = serde_json::to_vec(&message).unwrap();
+    bytes.push(0);
+    client.send_raw(&bytes);
+    let first = client.read_reply().unwrap();
+    let job_id = first["parameters"]["job"]["jobId"].clone();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.sent.load(Ordering::SeqCst) < 256 << 10 {
+        assert!(Instant::now() < deadline, "the download never got going");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    agent
+        .call("org.openwua.Agent.AbortJob", json!({ "jobId": job_id }))
+        .unwrap();
+    let last = loop {
+        let reply = client.read_reply().unwrap();
+        if reply["continues"] != json!(true) {
+            break reply;
+        }
+    };
+    let job = &last["parameters"]["job"];
+    assert_eq!(job["result"]["resultCode"], "Aborted", "{job}");
+    assert!(!is_downloaded(&agent, id));
+    let parts = std::fs::read_dir(agent.dir.path().join("cache/content"))
+        .unwrap()
+        .flatten()
+        .filter(|entry| entry.file_name().to_string_lossy().ends_with(".part"))
+        .count();
+    assert_eq!(parts, 1, "the partial download was not kept");
+}

@@ -422,3 +422,45 @@ fn force_quiet_refuses_an_update_that_may_ask() {
     );
     assert!(!fixture.sandbox().join("asks").exists());
 }
+
+#[test]
+fn a_job_outlives_its_client_and_can_be_watched_again() {
+    let fixture = Fixture::new(vec![(
+        1,
+        "Takes a moment",
+        Installer {
+            script: "sleep 1\ntouch \"$OPENWUA_SANDBOX/done\"".into(),
+            uninstall: false,
+            exit_codes: json!({ "codes": [{ "code": 0, "outcome": "succeeded" }] }),
+        },
+        json!({}),
+    )]);
+    fixture.job(DOWNLOAD, &[1]);
+    let job_id = {
+        let mut client = fixture.agent.client();
+        let message =
+            json!({ "method": INSTALL, "parameters": { "updateIds": [id(1)] }, "more": true });
+        let mut bytes = serde_json::to_vec(&message).unwrap();
+        bytes.push(0);
+        client.send_raw(&bytes);
+        let first = client.read_reply().unwrap();
+        first["parameters"]["job"]["jobId"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+        // The client goes away here, mid-install.
+    };
+    let watched = fixture
+        .agent
+        .client()
+        .call_more("org.openwua.Agent.WatchJob", json!({ "jobId": job_id }));
+    let last = &watched.last().unwrap()["parameters"]["job"];
+    assert_eq!(last["state"], "Completed");
+    assert_eq!(last["result"]["resultCode"], "Succeeded");
+    assert!(fixture.sandbox().join("done").exists());
+    let unknown = fixture
+        .agent
+        .call("org.openwua.Agent.WatchJob", json!({ "jobId": id(42) }))
+        .unwrap_err();
+    assert_eq!(error_name(&unknown), "WU_E_INVALID_OPERATION");
+}
