@@ -4,6 +4,7 @@
 //! resolving each update's content and installer, and bringing the index
 //! up to date when a job ends.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -14,6 +15,7 @@ use openwua_model::hresult::{
 };
 use openwua_model::operation::{InstallerState, JobKind, OperationResult};
 use openwua_model::service::ServiceInfo;
+use openwua_model::update::Sha256Digest;
 use uuid::Uuid;
 
 use crate::agent::{Agent, blocking, poisoned};
@@ -145,6 +147,12 @@ impl Agent {
             caller_uid: requester.uid,
             client_application_id,
         });
+        // What this job fetches stays through the eviction that follows it,
+        // even an installed update's (a forced download, say to uninstall).
+        let fetched: HashSet<Sha256Digest> = targets
+            .iter()
+            .flat_map(|target| target.files.iter().map(|(file, _)| file.sha256))
+            .collect();
         let agent = Arc::clone(self);
         let running = Arc::clone(&job);
         tokio::spawn(async move {
@@ -165,7 +173,7 @@ impl Agent {
                 Ok((results, aborted)) => OperationResult::aggregate(results, aborted),
                 Err(error) => failed_call(&error),
             };
-            if let Err(error) = agent.refresh_after_job().await {
+            if let Err(error) = agent.refresh_after_job(fetched).await {
                 tracing::warn!("refreshing after a download: {error}");
             }
             running.complete(result);
@@ -267,7 +275,7 @@ impl Agent {
                 Ok((results, aborted)) => OperationResult::aggregate(results, aborted),
                 Err(error) => failed_call(&error),
             };
-            if let Err(error) = agent.refresh_after_job().await {
+            if let Err(error) = agent.refresh_after_job(HashSet::new()).await {
                 tracing::warn!("refreshing after an installation: {error}");
             }
             drop(release);
@@ -373,8 +381,9 @@ impl Agent {
     }
 
     /// Brings the index up to date with the store, the cache and the
-    /// machine after a job, and keeps the cache within its limit.
-    async fn refresh_after_job(&self) -> Result<()> {
+    /// machine after a job, and keeps the cache within its limit, sparing
+    /// `spare` besides what updates still to be installed need.
+    async fn refresh_after_job(&self, spare: HashSet<Sha256Digest>) -> Result<()> {
         let store = Arc::clone(&self.store);
         let states = blocking(move || store.lock().map_err(|_| poisoned())?.states()).await?;
         let sources = self.config.facts.clone();
@@ -383,7 +392,9 @@ impl Agent {
             let mut index = self.index.write().map_err(|_| poisoned())?;
             index.apply_states(&states, |sha256| self.cache.has(sha256));
             index.scan(&machine);
-            index.content_still_needed()
+            let mut needed = index.content_still_needed();
+            needed.extend(spare);
+            needed
         };
         let cache = self.cache.clone();
         let limit = self.config.install.cache_max_bytes;

@@ -41,7 +41,13 @@ struct Fixture {
 impl Fixture {
     /// An agent with one service whose updates are `updates`.
     fn new(updates: Vec<(u128, &str, Installer, Value)>) -> Fixture {
-        let agent = AgentProcess::start(&[]);
+        Fixture::with_install_settings("", updates)
+    }
+
+    /// The same, with `lines` added to the agent's `[install]` settings.
+    fn with_install_settings(lines: &str, updates: Vec<(u128, &str, Installer, Value)>) -> Fixture {
+        let lines = lines.to_owned();
+        let agent = AgentProcess::start_with_config(|_| (lines, String::new()));
         let dir = agent.dir.path().to_path_buf();
         let mut revisions = Vec::new();
         let mut payloads = Vec::new();
@@ -463,4 +469,35 @@ fn a_job_outlives_its_client_and_can_be_watched_again() {
         .call("org.openwua.Agent.WatchJob", json!({ "jobId": id(42) }))
         .unwrap_err();
     assert_eq!(error_name(&unknown), "WU_E_INVALID_OPERATION");
+}
+
+#[test]
+fn installed_content_is_evicted_past_the_limit_and_fetched_again_to_uninstall() {
+    let fixture = Fixture::with_install_settings(
+        "cache_max_bytes = 0",
+        vec![
+            (1, "Quiet tool", marker_installer("quiet", 0), json!({})),
+            (2, "Other tool", marker_installer("other", 0), json!({})),
+        ],
+    );
+    fixture.job(DOWNLOAD, &[1, 2]);
+    fixture.job(INSTALL, &[1]);
+    // Over the limit: the installed update's content goes, the other
+    // update's stays because it is still to be installed.
+    assert_eq!(fixture.state(1)["isDownloaded"], json!(false));
+    assert_eq!(fixture.state(2)["isDownloaded"], json!(true));
+
+    // Its uninstaller is a program of the payload, so it needs it back.
+    let refused = fixture.job(UNINSTALL, &[1]);
+    assert_eq!(codes(&refused), [("Failed", "0x80246007")]); // WU_E_DM_NOTDOWNLOADED
+    let forced = run_job(
+        &fixture.agent,
+        DOWNLOAD,
+        json!({ "updateIds": [id(1)], "isForced": true }),
+    )
+    .unwrap();
+    assert_eq!(codes(&forced), [("Succeeded", "0x00000000")]);
+    let uninstall = fixture.job(UNINSTALL, &[1]);
+    assert_eq!(codes(&uninstall), [("Succeeded", "0x00000000")]);
+    assert!(!fixture.sandbox().join("quiet").exists());
 }

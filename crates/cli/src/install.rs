@@ -213,6 +213,21 @@ fn licences(
 pub fn uninstall(agent: &Target, args: &UninstallArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
     agent.run(|session| {
         let entries = operation::chosen(session, &args.ids, false)?;
+        // An uninstaller that is a program of the payload needs the
+        // content, which the cache may have evicted once the update was
+        // installed: fetch it again first (forced, since it is installed).
+        let missing: Vec<UpdateEntry> = entries
+            .iter()
+            .filter(|entry| entry.state.is_installed && !entry.state.is_downloaded)
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            let job = operation::download(session, &missing, DownloadPriority::Normal, true)?;
+            if !args.json {
+                operation::write_job(&job, out)?;
+                writeln!(out)?;
+            }
+        }
         let mut installer = session.create_update_installer();
         installer.updates = operation::ids(&entries);
         installer.force_quiet = args.quiet;
