@@ -51,7 +51,13 @@ fn write_text(entries: &[HistoryEntry], out: &mut dyn Write) -> std::io::Result<
         // The code says why an operation failed; a success needs none.
         let note = entry.hresult.is_failure().then(|| {
             let name = entry.hresult.name().unwrap_or("unknown code");
-            format!("{:#} {name}", entry.hresult)
+            match entry.unmapped_result_code {
+                Some(code) => format!(
+                    "{:#} {name} (the installer exited with {code})",
+                    entry.hresult
+                ),
+                None => format!("{:#} {name}", entry.hresult),
+            }
         });
         table.row(
             vec![
