@@ -108,6 +108,11 @@ impl Agent {
         store.clear_stale_reboots(crate::operations::current_boot(
             &config.install.boot_id_file,
         ))?;
+        let (jobs, interrupted) = Jobs::restore(store.jobs()?);
+        for job in interrupted {
+            tracing::warn!(job = %job.job_id, "a job was cut short when the agent stopped");
+            store.save_job(&job, crate::jobs::FINISHED_KEPT)?;
+        }
         let cache = Cache::new(&config.cache_dir);
         cache.clear_staging();
         let index = load_index(&store, &config, &cache)?;
@@ -122,7 +127,7 @@ impl Agent {
             index: Arc::new(RwLock::new(index)),
             cache,
             fetcher: Arc::new(fetcher),
-            jobs: Arc::new(Jobs::default()),
+            jobs: Arc::new(jobs),
             installing: Arc::new(Mutex::new(None)),
             catalog_writer: tokio::sync::Mutex::new(()),
             _state_lock: state_lock,

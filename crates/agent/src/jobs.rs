@@ -12,8 +12,9 @@ use openwua_model::operation::{
 use tokio::sync::watch;
 use uuid::Uuid;
 
-/// Finished jobs kept for `ListJobs` and `WatchJob`, newest kept.
-const FINISHED_KEPT: usize = 100;
+/// Finished jobs kept for `ListJobs` and `WatchJob`, newest kept (in
+/// memory and in the store).
+pub const FINISHED_KEPT: usize = 100;
 
 /// One running or finished job.
 pub struct Job {
@@ -59,13 +60,19 @@ impl Job {
             .send_modify(|info| info.installation_progress = Some(progress));
     }
 
-    /// Completes the job with its result.
-    pub fn complete(&self, result: OperationResult) {
-        self.info.send_modify(|info| {
-            info.state = JobState::Completed;
-            info.finished = Some(Timestamp::now());
-            info.result = Some(result);
-        });
+    /// The job as it will be once completed with `result`; nothing is
+    /// published yet, so it can be stored first.
+    pub fn completion(&self, result: OperationResult) -> JobInfo {
+        let mut info = self.info();
+        info.state = JobState::Completed;
+        info.finished = Some(Timestamp::now());
+        info.result = Some(result);
+        info
+    }
+
+    /// Completes the job: everyone watching it gets its result.
+    pub fn complete(&self, completed: JobInfo) {
+        self.info.send_replace(completed);
     }
 }
 
@@ -88,6 +95,52 @@ pub struct NewJob {
 }
 
 impl Jobs {
+    /// The jobs an earlier agent recorded. One it left running was cut
+    /// short when it stopped: it is completed here, as aborted by a
+    /// shutdown (`WU_E_SERVICE_STOP`); history says what each update did.
+    pub fn restore(recorded: Vec<JobInfo>) -> (Jobs, Vec<JobInfo>) {
+        let mut interrupted = Vec::new();
+        let jobs = recorded
+            .into_iter()
+            .map(|mut info| {
+                if info.state != JobState::Completed {
+                    info.state = JobState::Completed;
+                    info.finished = Some(Timestamp::now());
+                    info.result = Some(OperationResult {
+                        result_code: openwua_model::enums::OperationResultCode::Aborted,
+                        hresult: openwua_model::hresult::WU_E_SERVICE_STOP,
+                        reboot_required: false,
+                        updates: Vec::new(),
+                    });
+                    interrupted.push(info.clone());
+                }
+                let (sender, _) = watch::channel(info);
+                Arc::new(Job {
+                    info: sender,
+                    abort: AtomicBool::new(false),
+                })
+            })
+            .collect();
+        (
+            Jobs {
+                jobs: Mutex::new(jobs),
+            },
+            interrupted,
+        )
+    }
+
+    /// The jobs not completed yet.
+    pub fn unfinished(&self) -> Vec<Arc<Job>> {
+        let jobs = self
+            .jobs
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        jobs.iter()
+            .filter(|job| job.info.borrow().state != JobState::Completed)
+            .cloned()
+            .collect()
+    }
+
     /// Registers a new running job.
     pub fn start(&self, new: NewJob) -> Arc<Job> {
         let (info, _) = watch::channel(JobInfo {

@@ -93,10 +93,12 @@ fn run() -> anyhow::Result<()> {
         let mut terminate =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
-            () = varlink::serve(agent, listener) => {}
+            () = varlink::serve(Arc::clone(&agent), listener) => {}
             _ = terminate.recv() => tracing::info!("SIGTERM: stopping"),
             _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
         }
+        // Running jobs stop at their next safe point and say so in history.
+        agent.shut_down().await;
         // The socket is systemd's when it was passed in. Otherwise removal
         // is best effort: a stale socket is replaced at the next start anyway.
         if !activated {

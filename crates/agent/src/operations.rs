@@ -147,6 +147,7 @@ impl Agent {
             caller_uid: requester.uid,
             client_application_id,
         });
+        self.record_job(&job).await;
         // What this job fetches stays through the eviction that follows it,
         // even an installed update's (a forced download, say to uninstall).
         let fetched: HashSet<Sha256Digest> = targets
@@ -176,7 +177,11 @@ impl Agent {
             if let Err(error) = agent.refresh_after_job(fetched).await {
                 tracing::warn!("refreshing after a download: {error}");
             }
-            running.complete(result);
+            // Stored before anyone hears of it, so a stop right after cannot
+            // lose it.
+            let completed = running.completion(result);
+            agent.save_job(&completed).await;
+            running.complete(completed);
         });
         Ok(job)
     }
@@ -217,26 +222,31 @@ impl Agent {
                 ),
             ));
         }
-        let mut installing = self.installing.lock().map_err(|_| poisoned())?;
-        if let Some(busy) = *installing {
-            return Err(AgentError::new(
-                WU_E_INSTALL_NOT_ALLOWED,
-                format!("installation job {busy} is running; wait for it (`wua watch {busy}`)"),
-            ));
-        }
         let kind = match request.operation {
             UpdateOperation::Installation => JobKind::Install,
             UpdateOperation::Uninstallation => JobKind::Uninstall,
         };
-        let job = self.jobs.start(NewJob {
-            kind,
-            update_ids: request.update_ids.clone(),
-            caller_uid: requester.uid,
-            client_application_id: request.client_application_id.clone(),
-        });
+        // The machine's one installation is taken and the job registered
+        // together, so no second caller slips in between.
+        let job = {
+            let mut installing = self.installing.lock().map_err(|_| poisoned())?;
+            if let Some(busy) = *installing {
+                return Err(AgentError::new(
+                    WU_E_INSTALL_NOT_ALLOWED,
+                    format!("installation job {busy} is running; wait for it (`wua watch {busy}`)"),
+                ));
+            }
+            let job = self.jobs.start(NewJob {
+                kind,
+                update_ids: request.update_ids.clone(),
+                caller_uid: requester.uid,
+                client_application_id: request.client_application_id.clone(),
+            });
+            *installing = Some(job.info().job_id);
+            job
+        };
         let job_id = job.info().job_id;
-        *installing = Some(job_id);
-        drop(installing);
+        self.record_job(&job).await;
         let agent = Arc::clone(self);
         let running = Arc::clone(&job);
         tokio::spawn(async move {
@@ -279,7 +289,11 @@ impl Agent {
                 tracing::warn!("refreshing after an installation: {error}");
             }
             drop(release);
-            running.complete(result);
+            // Stored before anyone hears of it, so a stop right after cannot
+            // lose it.
+            let completed = running.completion(result);
+            agent.save_job(&completed).await;
+            running.complete(completed);
         });
         Ok(job)
     }
@@ -299,6 +313,52 @@ impl Agent {
     /// The jobs.
     pub fn jobs(&self) -> &crate::jobs::Jobs {
         &self.jobs
+    }
+
+    /// Stores a job as it is now, so it outlives the agent.
+    async fn record_job(&self, job: &Job) {
+        self.save_job(&job.info()).await;
+    }
+
+    /// Stores a job's state. A failure is logged: the job itself goes on.
+    async fn save_job(&self, info: &openwua_model::operation::JobInfo) {
+        let info = info.clone();
+        let saved = self
+            .with_store(move |store| store.save_job(&info, crate::jobs::FINISHED_KEPT))
+            .await;
+        if let Err(error) = saved {
+            tracing::warn!("recording job: {error}");
+        }
+    }
+
+    /// Stopping: asks every running job to abort (a running installer gets
+    /// its grace period), and waits for them to record their results, for
+    /// at most the grace period and a little more.
+    pub async fn shut_down(&self) {
+        let unfinished = self.jobs.unfinished();
+        if unfinished.is_empty() {
+            return;
+        }
+        tracing::info!(
+            jobs = unfinished.len(),
+            "aborting running jobs before stopping"
+        );
+        for job in &unfinished {
+            job.request_abort();
+        }
+        let limit = std::time::Duration::from_secs(self.config.install.abort_grace_seconds + 10);
+        let all = async {
+            for job in &unfinished {
+                let mut changes = job.subscribe();
+                // A dropped sender means the job is gone: nothing to wait for.
+                let _ = changes
+                    .wait_for(|info| info.state == openwua_model::operation::JobState::Completed)
+                    .await;
+            }
+        };
+        if tokio::time::timeout(limit, all).await.is_err() {
+            tracing::warn!("jobs still running after the grace period; stopping anyway");
+        }
     }
 
     fn dpkg_settings(&self) -> DpkgSettings {

@@ -14,6 +14,7 @@ use openwua_catalog::revision::Revision;
 use openwua_catalog::snapshot::Snapshot;
 use openwua_model::history::HistoryEntry;
 use openwua_model::hresult::{WU_E_DS_BADVERSION, WU_E_DS_INVALID};
+use openwua_model::operation::JobInfo;
 use openwua_model::service::ServiceInfo;
 use rusqlite::{Connection, Transaction, params};
 use sha2::{Digest, Sha256};
@@ -70,6 +71,15 @@ CREATE TABLE install_journal (
     update_id TEXT PRIMARY KEY,
     job_id TEXT NOT NULL,
     interrupted_json TEXT NOT NULL
+) WITHOUT ROWID;
+"#,
+    r#"
+-- Downloads, installs and uninstalls, so `wua jobs` and `wua watch` can
+-- still answer for a job after the agent restarted.
+CREATE TABLE jobs (
+    job_id TEXT PRIMARY KEY,
+    started TEXT NOT NULL,
+    info_json TEXT NOT NULL
 ) WITHOUT ROWID;
 "#,
 ];
@@ -498,6 +508,42 @@ impl Store {
             [current.0.to_string()],
         )?;
         Ok(())
+    }
+
+    /// Records a job as it is now; only the newest `keep` jobs are kept.
+    pub fn save_job(&mut self, info: &JobInfo, keep: usize) -> Result<()> {
+        let transaction = self.connection.transaction()?;
+        transaction.execute(
+            "INSERT OR REPLACE INTO jobs (job_id, started, info_json) VALUES (?1, ?2, ?3)",
+            params![
+                info.job_id.to_string(),
+                info.started.to_string(),
+                to_json(info)?
+            ],
+        )?;
+        transaction.execute(
+            "DELETE FROM jobs WHERE job_id NOT IN
+                 (SELECT job_id FROM jobs ORDER BY started DESC LIMIT ?1)",
+            [i64::try_from(keep).unwrap_or(i64::MAX)],
+        )?;
+        transaction.commit()?;
+        Ok(())
+    }
+
+    /// The recorded jobs, oldest first.
+    pub fn jobs(&self) -> Result<Vec<JobInfo>> {
+        let mut statement = self
+            .connection
+            .prepare_cached("SELECT info_json FROM jobs ORDER BY started")?;
+        let rows = statement.query_map([], |row| row.get::<_, String>(0))?;
+        let mut jobs = Vec::new();
+        for row in rows {
+            let text = row?;
+            jobs.push(serde_json::from_str(&text).map_err(|error| {
+                AgentError::new(WU_E_DS_INVALID, format!("stored job: {error}"))
+            })?);
+        }
+        Ok(jobs)
     }
 
     /// How many history entries there are.

@@ -72,6 +72,24 @@ impl Fixture {
         run_job(&self.agent, method, json!({ "updateIds": ids })).unwrap()
     }
 
+    /// Starts a job with `more` and returns the connection following it
+    /// and the job's ID, read from the first reply.
+    fn start(&self, method: &str, ids: &[u128]) -> (Client, String) {
+        let ids: Vec<String> = ids.iter().map(|n| id(*n)).collect();
+        let mut client = self.agent.client();
+        let message = json!({ "method": method, "parameters": { "updateIds": ids }, "more": true });
+        let mut bytes = serde_json::to_vec(&message).unwrap();
+        bytes.push(0);
+        client.send_raw(&bytes);
+        let first = client.read_reply().unwrap();
+        assert_eq!(first["parameters"]["job"]["state"], "Running", "{first}");
+        let job_id = first["parameters"]["job"]["jobId"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        (client, job_id)
+    }
+
     fn state(&self, n: u128) -> Value {
         let reply = self
             .agent
@@ -291,21 +309,7 @@ fn one_installation_at_a_time_and_abort_stops_the_rest() {
         (2, "Quiet tool", marker_installer("quiet", 0), json!({})),
     ]);
     fixture.job(DOWNLOAD, &[1, 2]);
-    let mut first = fixture.agent.client();
-    let message = json!({
-        "method": INSTALL,
-        "parameters": { "updateIds": [id(1), id(2)] },
-        "more": true,
-    });
-    let mut bytes = serde_json::to_vec(&message).unwrap();
-    bytes.push(0);
-    first.send_raw(&bytes);
-    let running = first.read_reply().unwrap();
-    assert_eq!(running["parameters"]["job"]["state"], "Running");
-    let job_id = running["parameters"]["job"]["jobId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (mut first, job_id) = fixture.start(INSTALL, &[1, 2]);
     wait_for(&fixture.sandbox().join("started"));
 
     // A second caller is refused while the first installs.
@@ -358,12 +362,7 @@ fn a_killed_agent_records_the_interrupted_install_and_frees_the_lock() {
         (2, "Quiet tool", marker_installer("quiet", 0), json!({})),
     ]);
     fixture.job(DOWNLOAD, &[1, 2]);
-    let mut client = fixture.agent.client();
-    let message =
-        json!({ "method": INSTALL, "parameters": { "updateIds": [id(1)] }, "more": true });
-    let mut bytes = serde_json::to_vec(&message).unwrap();
-    bytes.push(0);
-    client.send_raw(&bytes);
+    let (_client, job_id) = fixture.start(INSTALL, &[1]);
     wait_for(&fixture.sandbox().join("started"));
     fixture.agent.kill_and_restart();
 
@@ -373,6 +372,14 @@ fn a_killed_agent_records_the_interrupted_install_and_frees_the_lock() {
     assert_eq!(history[0]["resultCode"], "Aborted");
     assert_eq!(history[0]["hresult"], "0x8024001E"); // WU_E_SERVICE_STOP
     assert_eq!(fixture.state(1)["isInstalled"], json!(false));
+    // The job is still known, completed as cut short by the stop.
+    let watched = fixture
+        .agent
+        .call("org.openwua.Agent.WatchJob", json!({ "jobId": job_id }))
+        .unwrap();
+    assert_eq!(watched["job"]["state"], "Completed");
+    assert_eq!(watched["job"]["result"]["resultCode"], "Aborted");
+    assert_eq!(watched["job"]["result"]["hresult"], "0x8024001E");
     // A restart does not write it twice.
     fixture.agent.kill_and_restart();
     assert_eq!(fixture.history().len(), 1);
@@ -442,20 +449,8 @@ fn a_job_outlives_its_client_and_can_be_watched_again() {
         json!({}),
     )]);
     fixture.job(DOWNLOAD, &[1]);
-    let job_id = {
-        let mut client = fixture.agent.client();
-        let message =
-            json!({ "method": INSTALL, "parameters": { "updateIds": [id(1)] }, "more": true });
-        let mut bytes = serde_json::to_vec(&message).unwrap();
-        bytes.push(0);
-        client.send_raw(&bytes);
-        let first = client.read_reply().unwrap();
-        first["parameters"]["job"]["jobId"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-        // The client goes away here, mid-install.
-    };
+    // The client goes away at once, mid-install.
+    let (_, job_id) = fixture.start(INSTALL, &[1]);
     let watched = fixture
         .agent
         .client()
@@ -500,4 +495,31 @@ fn installed_content_is_evicted_past_the_limit_and_fetched_again_to_uninstall() 
     let uninstall = fixture.job(UNINSTALL, &[1]);
     assert_eq!(codes(&uninstall), [("Succeeded", "0x00000000")]);
     assert!(!fixture.sandbox().join("quiet").exists());
+}
+
+#[test]
+fn a_stopping_agent_aborts_its_running_install_and_records_it() {
+    let mut fixture = Fixture::new(vec![(1, "Slow tool", slow_installer("started"), json!({}))]);
+    fixture.job(DOWNLOAD, &[1]);
+    let (_client, job_id) = fixture.start(INSTALL, &[1]);
+    wait_for(&fixture.sandbox().join("started"));
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(fixture.agent.child.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = fixture.agent.child.wait().unwrap();
+    assert!(status.success(), "wua-agent exited with {status}");
+    // Started again, on the same state.
+    fixture.agent.kill_and_restart();
+    let history = fixture.history();
+    assert_eq!(history.len(), 1, "{history:?}");
+    assert_eq!(history[0]["resultCode"], "Aborted");
+    assert_eq!(history[0]["hresult"], "0x80242008"); // WU_E_UH_OPERATIONCANCELLED
+    let watched = fixture
+        .agent
+        .call("org.openwua.Agent.WatchJob", json!({ "jobId": job_id }))
+        .unwrap();
+    assert_eq!(watched["job"]["result"]["resultCode"], "Aborted");
+    assert_eq!(
+        watched["job"]["result"]["updates"][0]["hresult"],
+        "0x80242008"
+    );
 }
