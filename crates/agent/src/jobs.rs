@@ -76,7 +76,8 @@ impl Job {
     }
 }
 
-/// Every job the agent ran since it started (finished ones up to a limit).
+/// The running jobs and the newest finished ones, this run's and those an
+/// earlier agent stored.
 #[derive(Default)]
 pub struct Jobs {
     jobs: Mutex<Vec<Arc<Job>>>,

@@ -27,7 +27,7 @@ pub fn list(agent: &Target, json: bool, out: &mut dyn Write) -> anyhow::Result<u
 
 fn write_table(jobs: &[JobInfo], out: &mut dyn Write) -> std::io::Result<()> {
     if jobs.is_empty() {
-        return writeln!(out, "No jobs since the agent started.");
+        return writeln!(out, "No jobs.");
     }
     // The ID goes in the note: too long for a column, and never cut.
     let mut table = Table::new(

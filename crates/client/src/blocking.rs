@@ -146,7 +146,7 @@ impl UpdateSession {
         self.runtime.block_on(self.session.installer_state())
     }
 
-    /// The agent's jobs: those running and those finished since it started.
+    /// The agent's jobs: those running and the newest finished ones.
     pub fn jobs(&self) -> Result<Vec<JobInfo>, ClientError> {
         self.runtime.block_on(self.session.jobs())
     }

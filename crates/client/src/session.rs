@@ -291,7 +291,7 @@ impl UpdateSession {
         Ok(state)
     }
 
-    /// The agent's jobs: those running and those finished since it started.
+    /// The agent's jobs: those running and the newest finished ones.
     pub async fn jobs(&self) -> Result<Vec<JobInfo>, ClientError> {
         let JobsReply { jobs } = self.call("ListJobs", &NoParameters {}).await?;
         Ok(jobs)

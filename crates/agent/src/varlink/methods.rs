@@ -447,7 +447,7 @@ fn requester(session: &Session) -> Requester {
 fn unknown_job(job_id: Uuid) -> Reply {
     Reply::wua_error(&AgentError::new(
         openwua_model::hresult::WU_E_INVALID_OPERATION,
-        format!("no job {job_id}; `wua jobs` lists the agent's jobs since it started"),
+        format!("no job {job_id}; `wua jobs` lists the agent's jobs (the newest 100)"),
     ))
 }
 
