@@ -335,21 +335,11 @@ fn command_timeout_kills_the_whole_group() {
         "install.sh",
         "trap '' TERM\nsleep 30 &\necho $! > \"$HOME/sleep.pid\"\nwait",
     );
-    let Handler::Command {
-        program,
-        args,
-        uninstall,
-        exit_codes,
-        ..
-    } = command("install.sh", &[])
-    else {
-        unreachable!()
-    };
     let handler = Handler::Command {
-        program,
-        args,
-        uninstall,
-        exit_codes,
+        program: "install.sh".into(),
+        args: Vec::new(),
+        uninstall: None,
+        exit_codes: ExitCodeMap::default(),
         timeout_seconds: Some(1),
     };
     let started = Instant::now();
@@ -412,21 +402,11 @@ fn command_uninstall_runs_its_own_program_or_is_unsupported() {
         "remove.sh",
         "echo \"$OPENWUA_OPERATION $*\" > \"$HOME/removed\"",
     );
-    let Handler::Command {
-        program,
-        args,
-        exit_codes,
-        timeout_seconds,
-        ..
-    } = command("install.sh", &[])
-    else {
-        unreachable!()
-    };
     let handler = Handler::Command {
-        program,
-        args,
-        exit_codes,
-        timeout_seconds,
+        program: "install.sh".into(),
+        args: Vec::new(),
+        exit_codes: ExitCodeMap::default(),
+        timeout_seconds: None,
         uninstall: Some(vec!["remove.sh".into(), "a".into(), "b c".into()]),
     };
     let outcome = fixture.run(&handler, Uninstallation);
