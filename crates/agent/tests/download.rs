@@ -4,164 +4,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::http::{Behaviour, Server, payload};
 use common::*;
 use serde_json::json;
 use sha2::Digest as _;
 use uuid::Uuid;
-
-/// What the test server does with a request for the content.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Behaviour {
-    /// Serves the bytes, honouring Range, in small slow pieces.
-    Slow,
-    /// Serves them at once.
-    Fast,
-    /// 404 for everything.
-    NotFound,
-    /// Serves other bytes of the right length.
-    WrongBytes,
-}
-
-/// A content server on 127.0.0.1 that records the Range of each request.
-struct Server {
-    port: u16,
-    ranges: Arc<Mutex<Vec<Option<String>>>>,
-    sent: Arc<AtomicU64>,
-    behaviour: Arc<Mutex<Behaviour>>,
-    stop: Arc<AtomicBool>,
-}
-
-impl Server {
-    fn start(body: Vec<u8>, behaviour: Behaviour) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let server = Server {
-            port,
-            ranges: Arc::default(),
-            sent: Arc::default(),
-            behaviour: Arc::new(Mutex::new(behaviour)),
-            stop: Arc::default(),
-        };
-        let body = Arc::new(body);
-        let (ranges, sent, behaviour, stop) = (
-            Arc::clone(&server.ranges),
-            Arc::clone(&server.sent),
-            Arc::clone(&server.behaviour),
-            Arc::clone(&server.stop),
-        );
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { continue };
-                let (body, ranges, sent, behaviour, stop) = (
-                    Arc::clone(&body),
-                    Arc::clone(&ranges),
-                    Arc::clone(&sent),
-                    *behaviour.lock().unwrap(),
-                    Arc::clone(&stop),
-                );
-                std::thread::spawn(move || {
-                    let _ = serve(stream, &body, &ranges, &sent, behaviour, &stop);
-                });
-            }
-        });
-        server
-    }
-
-    fn base(&self) -> String {
-        format!("http://127.0.0.1:{}/", self.port)
-    }
-
-    fn set(&self, behaviour: Behaviour) {
-        *self.behaviour.lock().unwrap() = behaviour;
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-    }
-}
-
-fn serve(
-    stream: TcpStream,
-    body: &[u8],
-    ranges: &Mutex<Vec<Option<String>>>,
-    sent: &AtomicU64,
-    behaviour: Behaviour,
-    stop: &AtomicBool,
-) -> std::io::Result<()> {
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut range = None;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 || line == "\r\n" {
-            break;
-        }
-        if let Some(value) = line.to_ascii_lowercase().strip_prefix("range:") {
-            range = Some(value.trim().to_owned());
-        }
-    }
-    ranges.lock().unwrap().push(range.clone());
-    let mut stream = stream;
-    if behaviour == Behaviour::NotFound {
-        return stream.write_all(
-            b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-        );
-    }
-    let start: usize = range
-        .as_deref()
-        .and_then(|range| range.strip_prefix("bytes="))
-        .and_then(|range| range.strip_suffix('-'))
-        .and_then(|start| start.parse().ok())
-        .unwrap_or(0)
-        .min(body.len());
-    let wrong: Vec<u8>;
-    let body = if behaviour == Behaviour::WrongBytes {
-        wrong = vec![b'x'; body.len()];
-        &wrong[..]
-    } else {
-        body
-    };
-    let rest = &body[start..];
-    let head = if start > 0 {
-        format!(
-            "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {start}-{}/{}\r\nConnection: close\r\n\r\n",
-            rest.len(),
-            body.len() - 1,
-            body.len()
-        )
-    } else {
-        format!(
-            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nAccept-Ranges: bytes\r\nConnection: close\r\n\r\n",
-            rest.len()
-        )
-    };
-    stream.write_all(head.as_bytes())?;
-    let piece = if behaviour == Behaviour::Slow {
-        16 << 10
-    } else {
-        1 << 20
-    };
-    for chunk in rest.chunks(piece) {
-        if stop.load(Ordering::SeqCst) {
-            return Ok(());
-        }
-        stream.write_all(chunk)?;
-        sent.fetch_add(chunk.len() as u64, Ordering::SeqCst);
-        if behaviour == Behaviour::Slow {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-    // Let the client read to the end before the socket closes.
-    let _ = stream.read(&mut [0; 1]);
-    Ok(())
-}
 
 /// An agent with one update whose 2 MiB content lives on `server`.
 fn agent_with_http_content(body: &[u8], server: &Server) -> (AgentProcess, Uuid) {
@@ -204,8 +54,8 @@ fn agent_with_http_content(body: &[u8], server: &Server) -> (AgentProcess, Uuid)
     (agent, Uuid::from_u128(1))
 }
 
-fn body() -> Vec<u8> {
-    (0..2u32 << 20).map(|n| (n % 251) as u8).collect()
+fn body() -> Arc<Vec<u8>> {
+    payload(2 << 20)
 }
 
 fn download(agent: &AgentProcess, id: Uuid) -> serde_json::Value {
@@ -227,7 +77,7 @@ fn is_downloaded(agent: &AgentProcess, id: Uuid) -> bool {
 #[test]
 fn http_failures_have_wua_codes_and_leave_nothing_cached() {
     let body = body();
-    let server = Server::start(body.clone(), Behaviour::NotFound);
+    let server = Server::start(Arc::clone(&body), Behaviour::Status(404));
     let (agent, id) = agent_with_http_content(&body, &server);
     let job = download(&agent, id);
     assert_eq!(job["result"]["resultCode"], "Failed");
@@ -238,19 +88,19 @@ fn http_failures_have_wua_codes_and_leave_nothing_cached() {
     assert_eq!(job["result"]["updates"][0]["hresult"], "0x80246002"); // WU_E_DM_INCORRECTFILEHASH
     assert!(!is_downloaded(&agent, id));
 
-    server.set(Behaviour::Fast);
+    server.set(Behaviour::Healthy);
     let job = download(&agent, id);
     assert_eq!(job["result"]["resultCode"], "Succeeded");
     let cached = agent.dir.path().join("cache/content");
     let files: Vec<_> = std::fs::read_dir(&cached).unwrap().flatten().collect();
     assert_eq!(files.len(), 1);
-    assert_eq!(std::fs::read(files[0].path()).unwrap(), body);
+    assert_eq!(std::fs::read(files[0].path()).unwrap(), *body);
 }
 
 #[test]
 fn a_download_killed_midway_resumes_where_it_stopped() {
     let body = body();
-    let server = Server::start(body.clone(), Behaviour::Slow);
+    let server = Server::start(Arc::clone(&body), Behaviour::Slow);
     let (mut agent, id) = agent_with_http_content(&body, &server);
     let mut client = agent.client();
     let message = json!({
@@ -262,17 +112,17 @@ fn a_download_killed_midway_resumes_where_it_stopped() {
     bytes.push(0);
     client.send_raw(&bytes);
     let deadline = Instant::now() + Duration::from_secs(30);
-    while server.sent.load(Ordering::SeqCst) < 512 << 10 {
+    while server.sent() < 512 << 10 {
         assert!(Instant::now() < deadline, "the download never got going");
         std::thread::sleep(Duration::from_millis(10));
     }
     agent.kill_and_restart();
     assert!(!is_downloaded(&agent, id));
 
-    server.set(Behaviour::Fast);
+    server.set(Behaviour::Healthy);
     let job = download(&agent, id);
     assert_eq!(job["result"]["resultCode"], "Succeeded", "{job}");
-    let ranges = server.ranges.lock().unwrap().clone();
+    let ranges = server.ranges();
     let resumed = ranges.last().cloned().flatten().unwrap_or_default();
     let offset: u64 = resumed
         .trim_start_matches("bytes=")
@@ -286,7 +136,7 @@ fn a_download_killed_midway_resumes_where_it_stopped() {
 #[test]
 fn an_aborted_download_keeps_its_part_for_later() {
     let body = body();
-    let server = Server::start(body.clone(), Behaviour::Slow);
+    let server = Server::start(Arc::clone(&body), Behaviour::Slow);
     let (agent, id) = agent_with_http_content(&body, &server);
     let mut client = agent.client();
     let message = json!({
@@ -300,7 +150,7 @@ fn an_aborted_download_keeps_its_part_for_later() {
     let first = client.read_reply().unwrap();
     let job_id = first["parameters"]["job"]["jobId"].clone();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while server.sent.load(Ordering::SeqCst) < 256 << 10 {
+    while server.sent() < 256 << 10 {
         assert!(Instant::now() < deadline, "the download never got going");
         std::thread::sleep(Duration::from_millis(10));
     }

@@ -1,162 +1,21 @@
 //! The content fetcher against a real HTTP/1.1 server on 127.0.0.1 that
 //! misbehaves on request: cuts, short bodies, ignored ranges, errors, drips.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::http::{Behaviour, Server, payload};
 use openwua_agent::error::AgentError;
 use openwua_agent::fetch::{FetchEvent, FetchRequest, FetchSettings, Fetcher};
 use openwua_model::hresult::{self, HResult};
 use openwua_model::update::Sha256Digest;
 use sha2::{Digest, Sha256};
-
-/// How the test server answers.
-#[derive(Clone, Copy)]
-enum Behaviour {
-    /// Ranges honoured, everything sent.
-    Healthy,
-    /// The first response promises the whole body, sends this many bytes and
-    /// closes; later ones are healthy.
-    TruncateFirst(usize),
-    /// Every response stops at this absolute offset and closes.
-    CutAt(usize),
-    /// Always 200 with the whole body, whatever the Range.
-    IgnoreRange,
-    /// Always this status, with a short body.
-    Status(u16),
-    /// Sends one byte every 10 ms.
-    Drip,
-}
-
-struct Server {
-    port: u16,
-    /// The Range header of each request (None: no Range).
-    ranges: Arc<Mutex<Vec<Option<String>>>>,
-}
-
-impl Server {
-    fn start(payload: Arc<Vec<u8>>, behaviour: Behaviour) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = listener.local_addr().expect("address").port();
-        let ranges = Arc::new(Mutex::new(Vec::new()));
-        let recorded = Arc::clone(&ranges);
-        std::thread::spawn(move || {
-            for (index, stream) in listener.incoming().enumerate() {
-                let Ok(stream) = stream else { return };
-                let payload = Arc::clone(&payload);
-                let recorded = Arc::clone(&recorded);
-                std::thread::spawn(move || serve(stream, &payload, behaviour, index, &recorded));
-            }
-        });
-        Server { port, ranges }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/content/file.bin", self.port)
-    }
-
-    fn ranges(&self) -> Vec<Option<String>> {
-        self.ranges.lock().expect("lock").clone()
-    }
-}
-
-/// Answers one request on a connection, then closes it.
-fn serve(
-    stream: TcpStream,
-    payload: &[u8],
-    behaviour: Behaviour,
-    index: usize,
-    recorded: &Mutex<Vec<Option<String>>>,
-) {
-    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-    let mut range = None;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        if let Some((name, value)) = line.split_once(':')
-            && name.eq_ignore_ascii_case("range")
-        {
-            range = Some(value.trim().to_owned());
-        }
-    }
-    recorded.lock().expect("lock").push(range.clone());
-    let mut stream = stream;
-    let start = match (&range, behaviour) {
-        (_, Behaviour::IgnoreRange) | (None, _) => None,
-        (Some(range), _) => range
-            .strip_prefix("bytes=")
-            .and_then(|rest| rest.strip_suffix('-'))
-            .and_then(|start| start.parse::<usize>().ok()),
-    };
-    if let Behaviour::Status(status) = behaviour {
-        let body = format!("status {status}\n");
-        let _ = write!(
-            stream,
-            "HTTP/1.1 {status} Test\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        return;
-    }
-    let start = start.unwrap_or(0).min(payload.len());
-    let head = if start > 0 {
-        format!(
-            "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {start}-{}/{}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            payload.len() - 1,
-            payload.len(),
-            payload.len() - start
-        )
-    } else {
-        format!(
-            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            payload.len()
-        )
-    };
-    if stream.write_all(head.as_bytes()).is_err() {
-        return;
-    }
-    let end = match behaviour {
-        Behaviour::TruncateFirst(at) if index == 0 => at,
-        Behaviour::CutAt(at) => at.max(start),
-        _ => payload.len(),
-    };
-    if let Behaviour::Drip = behaviour {
-        for byte in &payload[start..end] {
-            if stream.write_all(std::slice::from_ref(byte)).is_err() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        return;
-    }
-    let _ = stream.write_all(&payload[start..end]);
-    let _ = stream.flush();
-    // Dropping the stream closes it, short or not.
-}
-
-/// Pseudo-random bytes (xorshift), so every offset is distinct.
-fn payload(length: usize) -> Arc<Vec<u8>> {
-    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
-    let bytes = (0..length)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state.to_le_bytes()[0]
-        })
-        .collect();
-    Arc::new(bytes)
-}
 
 fn digest(bytes: &[u8]) -> Sha256Digest {
     Sha256Digest(Sha256::digest(bytes).into())
