@@ -102,15 +102,11 @@ fn a_download_killed_midway_resumes_where_it_stopped() {
     let body = body();
     let server = Server::start(Arc::clone(&body), Behaviour::Slow);
     let (mut agent, id) = agent_with_http_content(&body, &server);
-    let mut client = agent.client();
-    let message = json!({
-        "method": "org.openwua.Agent.Download",
-        "parameters": { "updateIds": [id] },
-        "more": true,
-    });
-    let mut bytes = serde_json::to_vec(&message).unwrap();
-    bytes.push(0);
-    client.send_raw(&bytes);
+    let (_client, _) = start_job(
+        &agent,
+        "org.openwua.Agent.Download",
+        json!({ "updateIds": [id] }),
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     while server.sent() < 512 << 10 {
         assert!(Instant::now() < deadline, "the download never got going");
@@ -138,17 +134,11 @@ fn an_aborted_download_keeps_its_part_for_later() {
     let body = body();
     let server = Server::start(Arc::clone(&body), Behaviour::Slow);
     let (agent, id) = agent_with_http_content(&body, &server);
-    let mut client = agent.client();
-    let message = json!({
-        "method": "org.openwua.Agent.Download",
-        "parameters": { "updateIds": [id] },
-        "more": true,
-    });
-    let mut bytes = serde_json::to_vec(&message).unwrap();
-    bytes.push(0);
-    client.send_raw(&bytes);
-    let first = client.read_reply().unwrap();
-    let job_id = first["parameters"]["job"]["jobId"].clone();
+    let (mut client, job_id) = start_job(
+        &agent,
+        "org.openwua.Agent.Download",
+        json!({ "updateIds": [id] }),
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     while server.sent() < 256 << 10 {
         assert!(Instant::now() < deadline, "the download never got going");
@@ -157,13 +147,7 @@ fn an_aborted_download_keeps_its_part_for_later() {
     agent
         .call("org.openwua.Agent.AbortJob", json!({ "jobId": job_id }))
         .unwrap();
-    let last = loop {
-        let reply = client.read_reply().unwrap();
-        if reply["continues"] != json!(true) {
-            break reply;
-        }
-    };
-    let job = &last["parameters"]["job"];
+    let job = &job_end(&mut client);
     assert_eq!(job["result"]["resultCode"], "Aborted", "{job}");
     assert!(!is_downloaded(&agent, id));
     let parts = std::fs::read_dir(agent.dir.path().join("cache/content"))

@@ -72,22 +72,10 @@ impl Fixture {
         run_job(&self.agent, method, json!({ "updateIds": ids })).unwrap()
     }
 
-    /// Starts a job with `more` and returns the connection following it
-    /// and the job's ID, read from the first reply.
+    /// Starts a job with `more`: the connection following it and its ID.
     fn start(&self, method: &str, ids: &[u128]) -> (Client, String) {
         let ids: Vec<String> = ids.iter().map(|n| id(*n)).collect();
-        let mut client = self.agent.client();
-        let message = json!({ "method": method, "parameters": { "updateIds": ids }, "more": true });
-        let mut bytes = serde_json::to_vec(&message).unwrap();
-        bytes.push(0);
-        client.send_raw(&bytes);
-        let first = client.read_reply().unwrap();
-        assert_eq!(first["parameters"]["job"]["state"], "Running", "{first}");
-        let job_id = first["parameters"]["job"]["jobId"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        (client, job_id)
+        start_job(&self.agent, method, json!({ "updateIds": ids }))
     }
 
     fn state(&self, n: u128) -> Value {
@@ -326,13 +314,7 @@ fn one_installation_at_a_time_and_abort_stops_the_rest() {
         .agent
         .call("org.openwua.Agent.AbortJob", json!({ "jobId": job_id }))
         .unwrap();
-    let last = loop {
-        let reply = first.read_reply().unwrap();
-        if reply["continues"] != json!(true) {
-            break reply;
-        }
-    };
-    let job = &last["parameters"]["job"];
+    let job = &job_end(&mut first);
     assert_eq!(job["state"], "Completed");
     assert_eq!(job["result"]["resultCode"], "Aborted");
     assert_eq!(job["result"]["updates"][0]["resultCode"], "Aborted");

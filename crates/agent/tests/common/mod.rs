@@ -203,6 +203,35 @@ pub fn installable(
     (revision, (content, path))
 }
 
+/// Starts a job method with `more`: the connection that follows it and
+/// the job's ID, from the first reply.
+pub fn start_job(agent: &AgentProcess, method: &str, parameters: Value) -> (Client, String) {
+    let mut client = agent.client();
+    let message = json!({ "method": method, "parameters": parameters, "more": true });
+    let mut bytes = serde_json::to_vec(&message).unwrap();
+    bytes.push(0);
+    client.send_raw(&bytes);
+    let first = client.read_reply().unwrap();
+    assert_eq!(first["parameters"]["job"]["state"], "Running", "{first}");
+    let job_id = first["parameters"]["job"]["jobId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (client, job_id)
+}
+
+/// Reads a followed job's replies to the last one: the completed job.
+pub fn job_end(client: &mut Client) -> Value {
+    loop {
+        let reply = client
+            .read_reply()
+            .expect("the agent closed the connection");
+        if reply["continues"] != json!(true) {
+            return reply["parameters"]["job"].clone();
+        }
+    }
+}
+
 /// Writes a package that carries its content files.
 pub fn write_with_content(
     snapshot: &Snapshot,
