@@ -77,6 +77,14 @@ pub(crate) fn poisoned() -> AgentError {
     )
 }
 
+/// Locks a mutex whose data stays whole even if a holder panicked (job
+/// state, progress): a panic elsewhere must not stop every later job.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Runs blocking store work off the async threads.
 pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T> + Send + 'static,
@@ -643,7 +651,7 @@ fn expiry_warnings(searched: &[ServiceInfo]) -> Vec<SearchWarning> {
         .collect()
 }
 
-fn unknown_update(update_id: Uuid) -> AgentError {
+pub(crate) fn unknown_update(update_id: Uuid) -> AgentError {
     AgentError::new(
         WU_E_DS_NODATA,
         format!("no update {update_id} in any registered service's catalog"),

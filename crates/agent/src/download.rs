@@ -17,6 +17,7 @@ use openwua_model::hresult::{
 use openwua_model::operation::{DownloadProgress, UpdateResult, percent};
 use openwua_model::update::Update;
 
+use crate::agent::lock;
 use crate::cache::Cache;
 use crate::error::{AgentError, Result};
 use crate::fetch::{FetchEvent, FetchRequest, Fetcher};
@@ -271,10 +272,4 @@ fn make_executable(path: &std::path::Path) -> Result<()> {
             format!("{}: {error}", path.display()),
         )
     })
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

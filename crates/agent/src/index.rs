@@ -96,14 +96,7 @@ impl Index {
             let applicability =
                 serde_json::from_str(&revision.applicability_json).map_err(corrupt)?;
             let update_json = RawValue::from_string(revision.update_json).map_err(corrupt)?;
-            let mut stored = states
-                .get(&update.identity.update_id)
-                .copied()
-                .unwrap_or_default();
-            stored.is_downloaded = update
-                .download_contents
-                .iter()
-                .all(|file| is_cached(&file.sha256));
+            let stored = stored_state(&update, states, &is_cached);
             entries.push(Entry {
                 service_id: revision.service_id,
                 update,
@@ -245,15 +238,7 @@ impl Index {
         is_cached: impl Fn(&openwua_model::update::Sha256Digest) -> bool,
     ) {
         for entry in &mut self.entries {
-            entry.stored = states
-                .get(&entry.update.identity.update_id)
-                .copied()
-                .unwrap_or_default();
-            entry.stored.is_downloaded = entry
-                .update
-                .download_contents
-                .iter()
-                .all(|file| is_cached(&file.sha256));
+            entry.stored = stored_state(&entry.update, states, &is_cached);
             entry.refresh_state();
         }
     }
@@ -305,6 +290,24 @@ impl Index {
                 && criteria.matches(*entry)
         })
     }
+}
+
+/// What the store recorded of `update`, with `IsDownloaded` from the
+/// cache: a content file is there only once verified.
+fn stored_state(
+    update: &Update,
+    states: &HashMap<Uuid, StoredState>,
+    is_cached: impl Fn(&openwua_model::update::Sha256Digest) -> bool,
+) -> StoredState {
+    let mut stored = states
+        .get(&update.identity.update_id)
+        .copied()
+        .unwrap_or_default();
+    stored.is_downloaded = update
+        .download_contents
+        .iter()
+        .all(|file| is_cached(&file.sha256));
+    stored
 }
 
 impl Entry {

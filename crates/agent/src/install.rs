@@ -27,6 +27,7 @@ use openwua_model::operation::{InstallationProgress, UpdateResult, percent};
 use openwua_model::update::Update;
 use uuid::Uuid;
 
+use crate::agent::poisoned;
 use crate::cache::Cache;
 use crate::config::Config;
 use crate::error::{AgentError, Result};
@@ -345,7 +346,11 @@ fn execute(
         WU_E_SERVICE_STOP,
         None,
     );
-    lock(context.store).begin_install(update_id, context.job_id, &interrupted)?;
+    context
+        .store
+        .lock()
+        .map_err(|_| poisoned())?
+        .begin_install(update_id, context.job_id, &interrupted)?;
     let mut parts: Vec<(&Update, &Payload)> = target
         .bundled
         .iter()
@@ -480,7 +485,11 @@ fn record(
         installed: options.operation == UpdateOperation::Installation,
         reboot_in_boot: result.reboot_required.then_some(context.boot_id),
     });
-    lock(context.store).record_result(&entry, state)
+    context
+        .store
+        .lock()
+        .map_err(|_| poisoned())?
+        .record_result(&entry, state)
 }
 
 fn io_error(path: &Path, error: std::io::Error) -> AgentError {
@@ -488,10 +497,4 @@ fn io_error(path: &Path, error: std::io::Error) -> AgentError {
         openwua_model::hresult::WU_E_UH_UNEXPECTED,
         format!("{}: {error}", path.display()),
     )
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -12,6 +12,8 @@ use openwua_model::operation::{
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use crate::agent::lock;
+
 /// Finished jobs kept for `ListJobs` and `WatchJob`, newest kept (in
 /// memory and in the store).
 pub const FINISHED_KEPT: usize = 100;
@@ -132,10 +134,7 @@ impl Jobs {
 
     /// The jobs not completed yet.
     pub fn unfinished(&self) -> Vec<Arc<Job>> {
-        let jobs = self
-            .jobs
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let jobs = lock(&self.jobs);
         jobs.iter()
             .filter(|job| job.info.borrow().state != JobState::Completed)
             .cloned()
@@ -161,10 +160,7 @@ impl Jobs {
             info,
             abort: AtomicBool::new(false),
         });
-        let mut jobs = self
-            .jobs
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut jobs = lock(&self.jobs);
         jobs.push(Arc::clone(&job));
         // Forget the oldest finished jobs beyond the limit.
         let finished = jobs
@@ -184,10 +180,7 @@ impl Jobs {
 
     /// A job by ID.
     pub fn get(&self, job_id: Uuid) -> Option<Arc<Job>> {
-        let jobs = self
-            .jobs
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let jobs = lock(&self.jobs);
         jobs.iter()
             .find(|job| job.info.borrow().job_id == job_id)
             .cloned()
@@ -195,10 +188,7 @@ impl Jobs {
 
     /// Every job, oldest first.
     pub fn list(&self) -> Vec<JobInfo> {
-        let jobs = self
-            .jobs
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let jobs = lock(&self.jobs);
         jobs.iter().map(|job| job.info()).collect()
     }
 }

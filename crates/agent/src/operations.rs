@@ -10,15 +10,15 @@ use std::sync::Arc;
 
 use openwua_model::enums::{InstallationImpact, UpdateOperation};
 use openwua_model::hresult::{
-    E_ACCESSDENIED, E_INVALIDARG, WU_E_DS_NODATA, WU_E_EXCLUSIVE_INSTALL_CONFLICT,
-    WU_E_INSTALL_NOT_ALLOWED, WU_E_NO_UPDATE,
+    E_ACCESSDENIED, E_INVALIDARG, WU_E_EXCLUSIVE_INSTALL_CONFLICT, WU_E_INSTALL_NOT_ALLOWED,
+    WU_E_NO_UPDATE,
 };
 use openwua_model::operation::{InstallerState, JobKind, OperationResult};
 use openwua_model::service::ServiceInfo;
 use openwua_model::update::Sha256Digest;
 use uuid::Uuid;
 
-use crate::agent::{Agent, blocking, poisoned};
+use crate::agent::{Agent, blocking, lock, poisoned, unknown_update};
 use crate::applicability::Machine;
 use crate::download::{self, DownloadTarget, Source};
 use crate::error::{AgentError, Result};
@@ -464,9 +464,9 @@ impl Agent {
                 bytes = freed,
                 "evicted installed updates' content from the cache"
             );
+            // Only IsDownloaded changed, which the scan does not read.
             let mut index = self.index.write().map_err(|_| poisoned())?;
             index.apply_states(&states, |sha256| self.cache.has(sha256));
-            index.scan(&machine);
         }
         Ok(())
     }
@@ -504,11 +504,7 @@ struct Release(Arc<std::sync::Mutex<Option<Uuid>>>);
 
 impl Drop for Release {
     fn drop(&mut self) {
-        let mut installing = self
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        *installing = None;
+        *lock(&self.0) = None;
     }
 }
 
@@ -528,12 +524,5 @@ fn no_update() -> AgentError {
     AgentError::new(
         WU_E_NO_UPDATE,
         "the call names no updates; name at least one UpdateID",
-    )
-}
-
-fn unknown_update(update_id: Uuid) -> AgentError {
-    AgentError::new(
-        WU_E_DS_NODATA,
-        format!("no update {update_id} in any registered service's catalog"),
     )
 }

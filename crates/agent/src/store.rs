@@ -140,7 +140,8 @@ pub struct StoredState {
     pub eula_accepted: bool,
     /// The agent installed it (decides `IsInstalled` when no rule does).
     pub installed_record: bool,
-    /// All of its content is in the cache.
+    /// All of its content is in the cache: filled in from the cache by the
+    /// index, never read from the store.
     pub is_downloaded: bool,
     /// It waits for a restart.
     pub reboot_required: bool,
@@ -358,8 +359,8 @@ impl Store {
     /// The recorded state of every update that has one.
     pub fn states(&self) -> Result<HashMap<Uuid, StoredState>> {
         let mut statement = self.connection.prepare_cached(
-            "SELECT update_id, is_hidden, eula_accepted, installed_record, is_downloaded,
-                    reboot_required FROM update_state",
+            "SELECT update_id, is_hidden, eula_accepted, installed_record, reboot_required
+             FROM update_state",
         )?;
         let rows = statement.query_map([], |row| {
             Ok((
@@ -368,8 +369,9 @@ impl Store {
                     is_hidden: row.get(1)?,
                     eula_accepted: row.get(2)?,
                     installed_record: row.get(3)?,
-                    is_downloaded: row.get(4)?,
-                    reboot_required: row.get(5)?,
+                    // The cache says, not the store (the column is unused).
+                    is_downloaded: false,
+                    reboot_required: row.get(4)?,
                 },
             ))
         })?;

@@ -406,19 +406,12 @@ async fn handle(
         }
         (AGENT, "WatchJob") => {
             let JobParameters { job_id } = parameters(call)?;
-            let job = agent
-                .jobs()
-                .get(job_id)
-                .ok_or_else(|| unknown_job(job_id))?;
-            return follow(Ok(job), call.more, sink).await;
+            return follow(Ok(find_job(session, job_id)?), call.more, sink).await;
         }
         (AGENT, "AbortJob") => {
             let JobParameters { job_id } = parameters(call)?;
             logged(session, "AbortJob", None);
-            let job = agent
-                .jobs()
-                .get(job_id)
-                .ok_or_else(|| unknown_job(job_id))?;
+            let job = find_job(session, job_id)?;
             if job.info().caller_uid != session.caller.uid {
                 admin(session, "abort another user's job")?;
             }
@@ -444,11 +437,14 @@ fn requester(session: &Session) -> Requester {
     }
 }
 
-fn unknown_job(job_id: Uuid) -> Reply {
-    Reply::wua_error(&AgentError::new(
-        openwua_model::hresult::WU_E_INVALID_OPERATION,
-        format!("no job {job_id}; `wua jobs` lists the agent's jobs (the newest 100)"),
-    ))
+/// A job by ID, or the error reply for an unknown one.
+fn find_job(session: &Session, job_id: Uuid) -> Result<std::sync::Arc<Job>, Reply> {
+    session.agent.jobs().get(job_id).ok_or_else(|| {
+        Reply::wua_error(&AgentError::new(
+            openwua_model::hresult::WU_E_INVALID_OPERATION,
+            format!("no job {job_id}; `wua jobs` lists the agent's jobs (the newest 100)"),
+        ))
+    })
 }
 
 /// Replies with a job: with `more`, its state now, then each change, and
