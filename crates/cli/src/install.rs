@@ -84,11 +84,7 @@ pub fn download_and_install(
         .cloned()
         .collect();
     if options.download && !missing.is_empty() {
-        let job = operation::download(session, &missing, DownloadPriority::Normal, options.force)?;
-        if !json {
-            operation::write_job(&job, out)?;
-            writeln!(out)?;
-        }
+        let job = download_shown(session, &missing, options.force, json, out)?;
         match &job.result {
             // Stopped on purpose: install nothing.
             Some(result) if result.result_code == OperationResultCode::Aborted => {
@@ -182,6 +178,23 @@ fn batches(updates: Vec<UpdateEntry>) -> Vec<Vec<UpdateEntry>> {
     batches
 }
 
+/// Downloads `entries` as a step of a larger command: in text mode the
+/// job's result table follows at once.
+fn download_shown(
+    session: &UpdateSession,
+    entries: &[UpdateEntry],
+    force: bool,
+    json: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<JobInfo> {
+    let job = operation::download(session, entries, DownloadPriority::Normal, force)?;
+    if !json {
+        operation::write_job(&job, out)?;
+        writeln!(out)?;
+    }
+    Ok(job)
+}
+
 /// Accepts the licence terms not yet accepted, or says which updates
 /// will fail for them and how to accept.
 fn licences(
@@ -222,11 +235,7 @@ pub fn uninstall(agent: &Target, args: &UninstallArgs, out: &mut dyn Write) -> a
             .cloned()
             .collect();
         if !missing.is_empty() {
-            let job = operation::download(session, &missing, DownloadPriority::Normal, true)?;
-            if !args.json {
-                operation::write_job(&job, out)?;
-                writeln!(out)?;
-            }
+            download_shown(session, &missing, true, args.json, out)?;
         }
         let mut installer = session.create_update_installer();
         installer.updates = operation::ids(&entries);
