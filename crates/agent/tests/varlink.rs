@@ -147,38 +147,23 @@ fn a_non_root_caller_may_search_but_not_hide() {
     write(&snapshot(1, vec![update]), &key, &package);
     add_package(&agent, &package, &public).unwrap();
 
-    let script = r#"
-import json, socket, sys
-s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
-def call(method, parameters):
-    s.sendall(json.dumps({"method": method, "parameters": parameters}).encode() + b"\0")
-    data = b""
-    while not data.endswith(b"\0"):
-        data += s.recv(65536)
-    return json.loads(data[:-1])
-search = call("org.openwua.Agent.Search", {"criteria": ""})
-hide = call("org.openwua.Agent.SetHidden", {"updateIds": [sys.argv[2]], "hidden": True})
-print(json.dumps({"search": search, "hide": hide}))
-"#;
-    let output = std::process::Command::new("runuser")
-        .args(["-u", &user.name, "--", "python3", "-c", script])
-        .arg(agent.socket())
-        .arg(uuid::Uuid::from_u128(7).to_string())
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    let search_reply = user.call(
+        &agent.socket(),
+        "org.openwua.Agent.Search",
+        json!({ "criteria": "" }),
     );
-    let replies: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let hide = user.call(
+        &agent.socket(),
+        "org.openwua.Agent.SetHidden",
+        json!({ "updateIds": [uuid::Uuid::from_u128(7)], "hidden": true }),
+    );
     assert_eq!(
-        replies["search"]["parameters"]["result"]["updates"][0]["update"]["title"],
+        search_reply["parameters"]["result"]["updates"][0]["update"]["title"],
         "Seven"
     );
-    assert_eq!(replies["hide"]["error"], "org.openwua.Agent.WuaError");
-    assert_eq!(replies["hide"]["parameters"]["name"], "E_ACCESSDENIED");
-    assert_eq!(replies["hide"]["parameters"]["hresult"], "0x80070005");
+    assert_eq!(hide["error"], "org.openwua.Agent.WuaError");
+    assert_eq!(hide["parameters"]["name"], "E_ACCESSDENIED");
+    assert_eq!(hide["parameters"]["hresult"], "0x80070005");
 
     // Root may, and the update is then hidden.
     agent
