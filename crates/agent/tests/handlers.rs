@@ -3,10 +3,12 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::dpkg::{Dpkg, build_deb};
 use openwua_agent::handlers::{self, DpkgSettings, HandlerContext, HandlerOutcome, Outcome};
 use openwua_catalog::revision::{ExitCodeMap, ExitCodeRule, ExitOutcome, FilePlacement, Handler};
 use openwua_model::enums::UpdateOperation::{self, Installation, Uninstallation};
@@ -469,72 +471,14 @@ fn command_runs_the_sample_installer() {
 
 // ---- dpkg ---------------------------------------------------------------
 
-/// A throwaway dpkg database and root; works as root and not.
-fn dpkg_fixture() -> (Fixture, PathBuf) {
+/// A handler fixture whose dpkg settings point at a throwaway database.
+fn dpkg_fixture() -> (Fixture, Dpkg) {
     let mut fixture = Fixture::new();
-    let admindir = fixture.dir.path().join("dpkg");
-    let instdir = fixture.dir.path().join("root");
-    for dir in [
-        admindir.join("info"),
-        admindir.join("updates"),
-        instdir.clone(),
-    ] {
-        std::fs::create_dir_all(dir).unwrap();
-    }
-    std::fs::write(admindir.join("status"), "").unwrap();
-    std::fs::write(admindir.join("available"), "").unwrap();
-    fixture.dpkg.admindir = admindir;
-    fixture.dpkg.instdir = Some(instdir.clone());
-    fixture.dpkg.extra_args = vec![
-        // Harmless as root; needed without it.
-        "--force-not-root".into(),
-        // Maintainer scripts run outside instdir, which holds no shell.
-        "--force-script-chrootless".into(),
-        // Not the machine's /var/log/dpkg.log.
-        format!("--log={}", fixture.dir.path().join("dpkg.log").display()),
-    ];
-    (fixture, instdir)
-}
-
-/// Builds `<name>_1.0_all.deb` with one file under /opt, and a postinst
-/// when given.
-fn build_deb(fixture: &Fixture, name: &str, postinst: Option<&str>) -> PathBuf {
-    let tree = fixture.dir.path().join(format!("build-{name}"));
-    std::fs::create_dir_all(tree.join("DEBIAN")).unwrap();
-    std::fs::create_dir_all(tree.join("opt").join(name)).unwrap();
-    std::fs::write(tree.join("opt").join(name).join("hello.txt"), "hello\n").unwrap();
-    std::fs::write(
-        tree.join("DEBIAN/control"),
-        format!(
-            "Package: {name}\nVersion: 1.0\nArchitecture: all\n\
-             Maintainer: OpenWUA tests <tests@example.invalid>\n\
-             Description: an OpenWUA handler test package\n"
-        ),
-    )
-    .unwrap();
-    if let Some(body) = postinst {
-        let path = tree.join("DEBIAN/postinst");
-        std::fs::write(&path, format!("#!/bin/sh\nset -e\n{body}\n")).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    let deb = fixture.dir.path().join(format!("{name}_1.0_all.deb"));
-    let status = Command::new("dpkg-deb")
-        .args(["--root-owner-group", "--build"])
-        .arg(&tree)
-        .arg(&deb)
-        .output()
-        .unwrap();
-    assert!(status.status.success(), "{status:?}");
-    deb
-}
-
-fn dpkg_status(fixture: &Fixture, package: &str) -> String {
-    let output = Command::new("dpkg-query")
-        .arg(format!("--admindir={}", fixture.dpkg.admindir.display()))
-        .args(["-W", "-f=${Status}", package])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    let dpkg = Dpkg::throwaway(fixture.dir.path());
+    fixture.dpkg.admindir = dpkg.admindir.clone();
+    fixture.dpkg.instdir = Some(dpkg.instdir.clone());
+    fixture.dpkg.extra_args = dpkg.extra_args.clone();
+    (fixture, dpkg)
 }
 
 fn package_name() -> String {
@@ -543,9 +487,9 @@ fn package_name() -> String {
 
 #[test]
 fn dpkg_installs_and_removes_a_package() {
-    let (fixture, instdir) = dpkg_fixture();
+    let (fixture, dpkg) = dpkg_fixture();
     let name = package_name();
-    let deb = build_deb(&fixture, &name, None);
+    let deb = build_deb(fixture.dir.path(), &name, None);
     fixture.content_file(
         &format!("{name}_1.0_all.deb"),
         &std::fs::read(&deb).unwrap(),
@@ -557,15 +501,15 @@ fn dpkg_installs_and_removes_a_package() {
     let outcome = fixture.run(&handler, Installation);
     assert_outcome(&outcome, Outcome::Succeeded, S_OK);
     assert_eq!(outcome.exit_code, Some(0));
-    assert_eq!(dpkg_status(&fixture, &name), "install ok installed");
-    let file = instdir.join("opt").join(&name).join("hello.txt");
+    assert_eq!(dpkg.status(&name), "install ok installed");
+    let file = dpkg.instdir.join("opt").join(&name).join("hello.txt");
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "hello\n");
     assert!(fixture.log().contains("Unpacking"), "{}", fixture.log());
 
     let outcome = fixture.run(&handler, Uninstallation);
     assert_outcome(&outcome, Outcome::Succeeded, S_OK);
     assert!(!file.exists());
-    assert!(!dpkg_status(&fixture, &name).contains("installed"));
+    assert!(!dpkg.status(&name).contains("installed"));
 }
 
 #[test]
@@ -573,7 +517,7 @@ fn dpkg_reports_a_requested_restart() {
     let (fixture, _) = dpkg_fixture();
     let name = package_name();
     let flag = fixture.dpkg.reboot_required_file.display().to_string();
-    let deb = build_deb(&fixture, &name, Some(&format!("touch '{flag}'")));
+    let deb = build_deb(fixture.dir.path(), &name, Some(&format!("touch '{flag}'")));
     fixture.content_file("a.deb", &std::fs::read(&deb).unwrap());
     let outcome = fixture.run(&Handler::Dpkg { remove: vec![] }, Installation);
     assert_outcome(&outcome, Outcome::SucceededRebootRequired, S_OK);

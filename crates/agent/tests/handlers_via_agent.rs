@@ -9,6 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::dpkg::{Dpkg, build_deb};
 use common::*;
 use openwua_catalog::revision::{Applicability, ContentFile, FilePlacement, Handler, Rule};
 use openwua_model::update::Sha256Digest;
@@ -194,79 +195,26 @@ fn mode_of(path: &Path) -> u32 {
 
 // ---- 1. dpkg ------------------------------------------------------------
 
-/// Builds `<name>_1.0_all.deb` with one file, /opt/<name>/hello.txt.
-fn build_deb(dir: &Path, name: &str) -> Vec<u8> {
-    let tree = dir.join(format!("build-{name}"));
-    std::fs::create_dir_all(tree.join("DEBIAN")).unwrap();
-    std::fs::create_dir_all(tree.join("opt").join(name)).unwrap();
-    std::fs::write(tree.join("opt").join(name).join("hello.txt"), "hello\n").unwrap();
-    std::fs::write(
-        tree.join("DEBIAN/control"),
-        format!(
-            "Package: {name}\nVersion: 1.0\nArchitecture: all\n\
-             Maintainer: OpenWUA tests <tests@example.invalid>\n\
-             Description: an OpenWUA end-to-end test package\n"
-        ),
-    )
-    .unwrap();
-    let deb = dir.join(format!("{name}_1.0_all.deb"));
-    let output = Command::new("dpkg-deb")
-        .args(["--root-owner-group", "--build"])
-        .arg(&tree)
-        .arg(&deb)
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{output:?}");
-    std::fs::read(&deb).unwrap()
-}
-
-fn dpkg_status(admindir: &Path, package: &str) -> String {
-    let output = Command::new("dpkg-query")
-        .arg(format!("--admindir={}", admindir.display()))
-        .args(["-W", "-f=${Status}", package])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
 #[test]
 fn dpkg_update_installs_and_removes_a_real_package() {
     let agent = AgentProcess::start_with_config(|dir| {
-        let admindir = dir.join("dpkg");
-        let instdir = dir.join("root");
-        for path in [
-            admindir.join("info"),
-            admindir.join("updates"),
-            instdir.clone(),
-        ] {
-            std::fs::create_dir_all(path).unwrap();
-        }
-        std::fs::write(admindir.join("status"), "").unwrap();
-        std::fs::write(admindir.join("available"), "").unwrap();
-        let extra_args = [
-            // Harmless as root; needed without it.
-            "--force-not-root".to_owned(),
-            // Maintainer scripts run outside instdir, which holds no shell.
-            "--force-script-chrootless".to_owned(),
-            // Not the machine's /var/log/dpkg.log.
-            format!("--log={}", dir.join("dpkg.log").display()),
-        ];
+        let dpkg = Dpkg::throwaway(dir);
         (
             format!(
                 "dpkg_instdir = {:?}\ndpkg_extra_args = {:?}\n",
-                instdir.display().to_string(),
-                extra_args
+                dpkg.instdir.display().to_string(),
+                dpkg.extra_args
             ),
             format!(
                 "[facts]\ndpkg_admindir = {:?}\n",
-                admindir.display().to_string()
+                dpkg.admindir.display().to_string()
             ),
         )
     });
     let dir = agent.dir.path().to_path_buf();
-    let admindir = dir.join("dpkg");
+    let dpkg = Dpkg::at(&dir);
     let name = format!("openwua-e2e-{}", &Uuid::new_v4().simple().to_string()[..12]);
-    let deb = build_deb(&dir, &name);
+    let deb = std::fs::read(build_deb(&dir, &name, None)).unwrap();
     publish(
         &agent,
         vec![update_with(
@@ -297,7 +245,7 @@ fn dpkg_update_installs_and_removes_a_real_package() {
     let install = job(&agent, INSTALL, &[1]);
     assert_eq!(codes(&install), pairs(&[("Succeeded", "0x00000000")]));
     assert_eq!(install["result"]["resultCode"], "Succeeded");
-    assert_eq!(dpkg_status(&admindir, &name), "install ok installed");
+    assert_eq!(dpkg.status(&name), "install ok installed");
     let file = dir.join("root/opt").join(&name).join("hello.txt");
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "hello\n");
     assert_eq!(state(&agent, 1)["isInstalled"], json!(true));
@@ -307,9 +255,9 @@ fn dpkg_update_installs_and_removes_a_real_package() {
     let uninstall = job(&agent, UNINSTALL, &[1]);
     assert_eq!(codes(&uninstall), pairs(&[("Succeeded", "0x00000000")]));
     assert!(
-        !dpkg_status(&admindir, &name).contains("installed"),
+        !dpkg.status(&name).contains("installed"),
         "{}",
-        dpkg_status(&admindir, &name)
+        dpkg.status(&name)
     );
     assert!(!file.exists());
     assert_eq!(state(&agent, 1)["isInstalled"], json!(false));
@@ -330,10 +278,9 @@ fn dpkg_update_installs_and_removes_a_real_package() {
     // dpkg's database decides, not the agent's record (which says
     // uninstalled): installed behind the agent's back, a rescan sees it.
     let output = Command::new("dpkg")
-        .arg(format!("--admindir={}", admindir.display()))
-        .arg(format!("--instdir={}", dir.join("root").display()))
-        .args(["--force-not-root", "--force-script-chrootless"])
-        .arg(format!("--log={}", dir.join("dpkg.log").display()))
+        .arg(format!("--admindir={}", dpkg.admindir.display()))
+        .arg(format!("--instdir={}", dpkg.instdir.display()))
+        .args(&dpkg.extra_args)
         .arg("--install")
         .arg(dir.join(format!("{name}_1.0_all.deb")))
         .output()

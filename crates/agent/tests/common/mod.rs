@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // Each test binary uses a different part.
 
+pub mod dpkg;
 pub mod http;
 
 use std::io::{BufRead, BufReader, Write};
