@@ -113,9 +113,8 @@ impl Agent {
             ));
         }
         let services = self.services().await?;
-        let ids = update_ids.clone();
         let store = Arc::clone(&self.store);
-        let wanted = self.resolve(&ids)?;
+        let wanted = self.resolve(&update_ids)?;
         let targets = blocking(move || {
             let store = store.lock().map_err(|_| poisoned())?;
             let mut targets = Vec::with_capacity(wanted.len());
