@@ -3,7 +3,8 @@
 //! One call at a time on the machine (the agent holds the installation
 //! lock around [`run`]). Each update goes through the same checks, in
 //! order — authorization, already done, applicability, EULA, content,
-//! prerequisites, quietness — and only then its handler (bundled
+//! prerequisites, quietness, an interactive user for an update that may
+//! ask one something — and only then its handler (bundled
 //! updates' handlers first). A refused update fails alone; the others
 //! proceed. Every update gets one history entry, and the store records an
 //! installer as running before it starts, so a killed agent leaves an
@@ -19,9 +20,9 @@ use jiff::Timestamp;
 use openwua_model::enums::{OperationResultCode, UpdateOperation};
 use openwua_model::history::HistoryEntry;
 use openwua_model::hresult::{
-    E_ABORT, HResult, S_OK, WU_E_DM_NOTDOWNLOADED, WU_E_EULAS_DECLINED, WU_E_NOT_APPLICABLE,
-    WU_E_PER_MACHINE_UPDATE_ACCESS_DENIED, WU_E_SERVICE_STOP, WU_E_UH_DOESNOTSUPPORTACTION,
-    WU_S_ALREADY_INSTALLED, WU_S_ALREADY_UNINSTALLED,
+    E_ABORT, HResult, S_OK, WU_E_DM_NOTDOWNLOADED, WU_E_EULAS_DECLINED, WU_E_NO_INTERACTIVE_USER,
+    WU_E_NOT_APPLICABLE, WU_E_PER_MACHINE_UPDATE_ACCESS_DENIED, WU_E_SERVICE_STOP,
+    WU_E_UH_DOESNOTSUPPORTACTION, WU_S_ALREADY_INSTALLED, WU_S_ALREADY_UNINSTALLED,
 };
 use openwua_model::operation::{InstallationProgress, UpdateResult, percent};
 use openwua_model::update::Update;
@@ -69,6 +70,19 @@ pub struct InstallOptions {
     pub caller_is_admin: bool,
     /// The caller's `ClientApplicationID`, for history.
     pub client_application_id: String,
+    /// Whether anyone answers the questions of updates that may ask some.
+    pub interaction: Interaction,
+}
+
+/// Whether the updates of a call that may ask the user something
+/// (`CanRequestUserInput`) can run.
+#[derive(Debug, Clone)]
+pub enum Interaction {
+    /// An interactive user's client answers them.
+    Answered,
+    /// Nobody can: they fail with `WU_E_NO_INTERACTIVE_USER`, for this
+    /// reason, before anything of theirs runs.
+    Refused(String),
 }
 
 /// What the engine works with.
@@ -306,11 +320,16 @@ fn check(
             ));
         }
     }
-    if options.force_quiet && behavior.can_request_user_input {
-        return Some(Verdict::failed(
-            WU_E_UH_DOESNOTSUPPORTACTION,
-            "its installer may ask a question, so it cannot run with ForceQuiet (--quiet)",
-        ));
+    if behavior.can_request_user_input {
+        if options.force_quiet {
+            return Some(Verdict::failed(
+                WU_E_UH_DOESNOTSUPPORTACTION,
+                "its installer may ask a question, so it cannot run with ForceQuiet (--quiet)",
+            ));
+        }
+        if let Interaction::Refused(why) = &options.interaction {
+            return Some(Verdict::failed(WU_E_NO_INTERACTIVE_USER, why.clone()));
+        }
     }
     None
 }

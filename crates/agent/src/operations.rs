@@ -23,7 +23,7 @@ use crate::applicability::Machine;
 use crate::download::{self, DownloadTarget, Source};
 use crate::error::{AgentError, Result};
 use crate::handlers::DpkgSettings;
-use crate::install::{self, InstallOptions, InstallTarget};
+use crate::install::{self, InstallOptions, InstallTarget, Interaction};
 use crate::jobs::{Job, NewJob};
 use crate::store::BootId;
 
@@ -49,6 +49,8 @@ pub struct InstallRequest {
     pub is_forced: bool,
     /// `ClientApplicationID`.
     pub client_application_id: String,
+    /// Whether the caller answers questions of updates that may ask some.
+    pub interaction: Interaction,
 }
 
 /// The kernel's boot ID. Unreadable (no /proc), it is the nil UUID: a
@@ -263,6 +265,7 @@ impl Agent {
                     is_forced: request.is_forced,
                     caller_is_admin: requester.is_admin,
                     client_application_id: request.client_application_id,
+                    interaction: request.interaction,
                 };
                 install::run(
                     &targets,
@@ -301,11 +304,17 @@ impl Agent {
     pub fn installer_state(&self) -> Result<InstallerState> {
         let busy = *self.installing.lock().map_err(|_| poisoned())?;
         let pending = self.index.read().map_err(|_| poisoned())?.reboot_pending();
+        let awaiting = self
+            .store
+            .lock()
+            .map_err(|_| poisoned())?
+            .awaiting_interactive_user()?;
         Ok(InstallerState {
             is_busy: busy.is_some(),
             busy_job_id: busy,
             reboot_required_before_installation: !pending.is_empty(),
             reboot_pending_updates: pending,
+            awaiting_interactive_user: awaiting,
         })
     }
 

@@ -13,7 +13,7 @@ use jiff::Timestamp;
 use openwua_catalog::revision::Revision;
 use openwua_catalog::snapshot::Snapshot;
 use openwua_model::history::HistoryEntry;
-use openwua_model::hresult::{WU_E_DS_BADVERSION, WU_E_DS_INVALID};
+use openwua_model::hresult::{WU_E_DS_BADVERSION, WU_E_DS_INVALID, WU_E_NO_INTERACTIVE_USER};
 use openwua_model::operation::JobInfo;
 use openwua_model::service::ServiceInfo;
 use rusqlite::{Connection, Transaction, params};
@@ -80,6 +80,14 @@ CREATE TABLE jobs (
     job_id TEXT PRIMARY KEY,
     started TEXT NOT NULL,
     info_json TEXT NOT NULL
+) WITHOUT ROWID;
+"#,
+    r#"
+-- Updates refused with WU_E_NO_INTERACTIVE_USER: they wait for the next
+-- administrator at a terminal (`wua status` lists them).
+CREATE TABLE awaiting_interactive_user (
+    update_id TEXT PRIMARY KEY,
+    entry_json TEXT NOT NULL
 ) WITHOUT ROWID;
 "#,
 ];
@@ -463,6 +471,19 @@ impl Store {
             "DELETE FROM install_journal WHERE update_id = ?1",
             [&update_id],
         )?;
+        // Any other outcome means someone could act on it: it waits no more.
+        if entry.hresult == WU_E_NO_INTERACTIVE_USER {
+            transaction.execute(
+                "INSERT OR REPLACE INTO awaiting_interactive_user (update_id, entry_json)
+                 VALUES (?1, ?2)",
+                params![update_id, to_json(entry)?],
+            )?;
+        } else {
+            transaction.execute(
+                "DELETE FROM awaiting_interactive_user WHERE update_id = ?1",
+                [&update_id],
+            )?;
+        }
         if let Some(record) = record {
             let boot = record.reboot_in_boot.map(|boot| boot.0.to_string());
             transaction.execute(
@@ -564,15 +585,34 @@ impl Store {
         let limit = i64::try_from(count).unwrap_or(i64::MAX);
         let offset = i64::try_from(start).unwrap_or(i64::MAX);
         let rows = statement.query_map([limit, offset], |row| row.get::<_, String>(0))?;
-        let mut entries = Vec::new();
-        for row in rows {
-            let text = row?;
-            entries.push(serde_json::from_str(&text).map_err(|error| {
-                AgentError::new(WU_E_DS_INVALID, format!("stored history entry: {error}"))
-            })?);
-        }
+        history_entries(rows)
+    }
+
+    /// The updates refused for want of an interactive user, each with the
+    /// history entry of its refusal, oldest first.
+    pub fn awaiting_interactive_user(&self) -> Result<Vec<HistoryEntry>> {
+        let mut statement = self
+            .connection
+            .prepare_cached("SELECT entry_json FROM awaiting_interactive_user")?;
+        let rows = statement.query_map([], |row| row.get::<_, String>(0))?;
+        let mut entries = history_entries(rows)?;
+        entries.sort_by_key(|entry| entry.date);
         Ok(entries)
     }
+}
+
+/// Decodes stored history entries.
+fn history_entries(
+    rows: impl Iterator<Item = rusqlite::Result<String>>,
+) -> Result<Vec<HistoryEntry>> {
+    let mut entries = Vec::new();
+    for row in rows {
+        let text = row?;
+        entries.push(serde_json::from_str(&text).map_err(|error| {
+            AgentError::new(WU_E_DS_INVALID, format!("stored history entry: {error}"))
+        })?);
+    }
+    Ok(entries)
 }
 
 fn migrate(connection: &mut Connection) -> Result<()> {

@@ -5,7 +5,8 @@ use std::io::Write;
 
 use openwua_client::ClientError;
 use openwua_client::blocking::UpdateSession;
-use openwua_model::history::SystemInfo;
+use openwua_model::enums::UpdateOperation;
+use openwua_model::history::{HistoryEntry, SystemInfo};
 use openwua_model::operation::InstallerState;
 use openwua_model::service::ServiceInfo;
 use serde::Serialize;
@@ -109,10 +110,43 @@ fn write_text(status: &Status, out: &mut dyn Write) -> std::io::Result<()> {
                 }
             }
         }
+        write_awaiting_interactive_user(&installer.awaiting_interactive_user, out)?;
     }
     writeln!(out, "Default service   {default}")?;
     writeln!(out, "Updates known     {}", system.update_count)?;
     writeln!(out, "History entries   {}", system.history_count)?;
     writeln!(out)?;
     services::write_table(&status.services, out)
+}
+
+/// Updates refused for want of an interactive user, so the next
+/// administrator at a terminal sees what waits for them.
+fn write_awaiting_interactive_user(
+    waiting: &[HistoryEntry],
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
+    if waiting.is_empty() {
+        return writeln!(out, "Awaiting user     none");
+    }
+    let count = waiting.len();
+    let plural = if count == 1 { "" } else { "s" };
+    writeln!(
+        out,
+        "Awaiting user     {count} update{plural} waiting for an interactive user: they may ask \
+         questions, so run them from an administrator's own login (see `wua context`):"
+    )?;
+    for entry in waiting {
+        writeln!(
+            out,
+            "                  {} {} ({}, refused {})",
+            entry.update_identity.update_id,
+            entry.title,
+            match entry.operation {
+                UpdateOperation::Installation => "install",
+                UpdateOperation::Uninstallation => "uninstall",
+            },
+            entry.date.strftime("%Y-%m-%d %H:%M UTC"),
+        )?;
+    }
+    Ok(())
 }

@@ -185,6 +185,11 @@ pub struct InstallerState {
     /// The updates whose installation or uninstallation waits for a restart.
     #[serde(default)]
     pub reboot_pending_updates: Vec<Uuid>,
+    /// Updates that may ask the user something and were refused with
+    /// `WU_E_NO_INTERACTIVE_USER`: they wait for an administrator at a
+    /// terminal. Each is the history entry of its latest refusal.
+    #[serde(default)]
+    pub awaiting_interactive_user: Vec<crate::history::HistoryEntry>,
 }
 
 /// Percent of `done` in `total`, 0–100; an empty total is complete.

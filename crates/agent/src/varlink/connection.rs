@@ -1,14 +1,18 @@
 //! One client connection: who it is, and its calls, one after another.
+//! A reader task reads ahead, so that a running interactive install can
+//! take its answers from the same connection.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use serde_json::json;
 use tokio::io::{BufReader, BufWriter};
 use tokio::net::UnixStream;
-use tokio::net::unix::OwnedWriteHalf;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::mpsc;
 
 use super::methods::{self, ReplySink};
-use super::protocol::{self, ReadError, Reply};
+use super::protocol::{self, Call, ReadError, Reply};
 use crate::agent::Agent;
 use crate::caller::{Administrators, Caller};
 use crate::error::Result;
@@ -45,6 +49,71 @@ impl ReplySink for Writer<'_> {
     }
 }
 
+/// What the connection's reader hands on: the client's calls in order, then
+/// how the stream ended.
+pub enum Incoming {
+    /// A call to run.
+    Call(Call),
+    /// The client sent something that is not a Varlink call: why.
+    Refused(String),
+    /// The client closed the connection (or it failed).
+    Closed,
+}
+
+/// The calls a client has sent that have not run yet. A streamed call that
+/// takes answers on the same connection (an interactive install) reads
+/// them from here while it runs and puts the others back for later.
+pub struct Inbox {
+    receiver: mpsc::Receiver<Incoming>,
+    put_back: VecDeque<Incoming>,
+}
+
+impl Inbox {
+    /// The next call to run, those put back first.
+    pub async fn next(&mut self) -> Incoming {
+        match self.put_back.pop_front() {
+            Some(incoming) => incoming,
+            None => self.receive().await,
+        }
+    }
+
+    /// The next message from the client, skipping those put back.
+    pub async fn receive(&mut self) -> Incoming {
+        self.receiver.recv().await.unwrap_or(Incoming::Closed)
+    }
+
+    /// Keeps a message for after the current call, in order.
+    pub fn put_back(&mut self, incoming: Incoming) {
+        self.put_back.push_back(incoming);
+    }
+}
+
+/// Reads calls until the stream ends or breaks; the connection stops it
+/// when it is done.
+async fn read_calls(stream: OwnedReadHalf, calls: mpsc::Sender<Incoming>) {
+    let mut reader = BufReader::with_capacity(64 * 1024, stream);
+    let mut buffer = Vec::new();
+    loop {
+        let incoming = match protocol::read_call(&mut reader, &mut buffer).await {
+            Ok(call) => Incoming::Call(call),
+            Err(ReadError::Closed) => Incoming::Closed,
+            Err(ReadError::Io(error)) => {
+                tracing::debug!("connection failed: {error}");
+                Incoming::Closed
+            }
+            Err(ReadError::TooLarge) => Incoming::Refused(format!(
+                "a message is longer than {} bytes",
+                protocol::MAX_MESSAGE
+            )),
+            Err(ReadError::Malformed(why)) => Incoming::Refused(why),
+        };
+        let last = !matches!(incoming, Incoming::Call(_));
+        if calls.send(incoming).await.is_err() || last {
+            return;
+        }
+    }
+}
+
 /// Serves one connection until the client closes it or breaks the protocol.
 pub async fn serve(agent: Arc<Agent>, stream: UnixStream, admins: Administrators) {
     let caller = match Caller::of_socket(&stream) {
@@ -61,28 +130,21 @@ pub async fn serve(agent: Arc<Agent>, stream: UnixStream, admins: Administrators
         admins,
     };
     let (read_half, write_half) = stream.into_split();
-    let mut reader = BufReader::with_capacity(64 * 1024, read_half);
+    // One call read ahead: enough for answers to reach a running install.
+    let (sender, receiver) = mpsc::channel(1);
+    let reader = AbortOnDrop(tokio::spawn(read_calls(read_half, sender)));
+    let mut inbox = Inbox {
+        receiver,
+        put_back: VecDeque::new(),
+    };
     let mut writer = BufWriter::with_capacity(64 * 1024, write_half);
-    let mut buffer = Vec::new();
     loop {
-        let call = match protocol::read_call(&mut reader, &mut buffer).await {
-            Ok(call) => call,
-            Err(ReadError::Closed) => return,
-            Err(ReadError::Io(error)) => {
-                tracing::debug!("connection failed: {error}");
-                return;
-            }
-            Err(ReadError::TooLarge) => {
-                refuse(
-                    &mut writer,
-                    &format!("a message is longer than {} bytes", protocol::MAX_MESSAGE),
-                )
-                .await;
-                return;
-            }
-            Err(ReadError::Malformed(why)) => {
+        let call = match inbox.next().await {
+            Incoming::Call(call) => call,
+            Incoming::Closed => break,
+            Incoming::Refused(why) => {
                 refuse(&mut writer, &why).await;
-                return;
+                break;
             }
         };
         if call.upgrade {
@@ -91,7 +153,7 @@ pub async fn serve(agent: Arc<Agent>, stream: UnixStream, admins: Administrators
                 json!({ "parameter": "upgrade" }),
             );
             if reply.write(&mut writer).await.is_err() {
-                return;
+                break;
             }
             continue;
         }
@@ -99,10 +161,21 @@ pub async fn serve(agent: Arc<Agent>, stream: UnixStream, admins: Administrators
             inner: &mut writer,
             silent: call.oneway,
         };
-        if let Err(error) = methods::dispatch(&session, &call, &mut sink).await {
+        if let Err(error) = methods::dispatch(&session, &call, &mut sink, &mut inbox).await {
             tracing::debug!("client went away: {error}");
-            return;
+            break;
         }
+    }
+    drop(reader);
+}
+
+/// Stops the reader task with the connection, even if the client keeps
+/// its end open.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

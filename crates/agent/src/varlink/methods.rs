@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::connection::Session;
+use super::connection::{Inbox, Session};
 use super::protocol::{Call, Reply};
 use crate::agent::{PROTOCOL_VERSION, SyncPhase};
 use crate::error::AgentError;
@@ -177,8 +177,9 @@ pub async fn dispatch(
     session: &Session,
     call: &Call,
     sink: &mut impl ReplySink,
+    inbox: &mut Inbox,
 ) -> std::io::Result<()> {
-    let reply = match handle(session, call, sink).await {
+    let reply = match handle(session, call, sink, inbox).await {
         Ok(Some(reply)) | Err(reply) => reply,
         // A streamed method has sent its replies.
         Ok(None) => return Ok(()),
@@ -190,6 +191,7 @@ async fn handle(
     session: &Session,
     call: &Call,
     sink: &mut impl ReplySink,
+    inbox: &mut Inbox,
 ) -> Result<Option<Reply>, Reply> {
     let agent = &session.agent;
     let (interface, method) = call.method.rsplit_once('.').unwrap_or(("", &call.method));
@@ -386,6 +388,7 @@ async fn handle(
                         force_quiet: request.force_quiet.unwrap_or(false),
                         is_forced: request.is_forced.unwrap_or(false),
                         client_application_id: request.client_application_id.unwrap_or_default(),
+                        interaction: crate::install::Interaction::Answered,
                     },
                     requester(session),
                 )
