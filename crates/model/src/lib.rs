@@ -11,6 +11,7 @@
 //!   [`history::HistoryEntry`]: what the agent answers with;
 //! - [`prompt::Question`] and [`prompt::PromptEvent`]: what an interactive
 //!   installer asks, streamed to the connection that asked for the install.
+//! - [`caller::CallerContext`]: how the agent sees a caller, with the evidence.
 //!
 //! ```
 //! use openwua_model::hresult::{HResult, WU_E_NO_INTERACTIVE_USER};
@@ -23,6 +24,7 @@
 
 #![deny(missing_docs)]
 
+pub mod caller;
 pub mod criteria;
 pub mod enums;
 pub mod history;
