@@ -24,6 +24,7 @@ use tokio::runtime::Runtime;
 use uuid::Uuid;
 
 use crate::error::ClientError;
+use crate::interactive::{InstallEvent, UserReplyReceiver};
 use crate::services::{AddedService, SyncProgress, SyncResult};
 use crate::session::{AgentInfo, default_socket};
 
@@ -339,6 +340,30 @@ impl<'a> UpdateInstaller<'a> {
         self.session
             .runtime
             .block_on(self.installer().install_with_progress(progress))
+    }
+
+    /// `Install`, answering the installers' questions (see
+    /// [`crate::interactive`]); `user_replies`' sender may be used from
+    /// another thread, for example one reading the user's terminal.
+    pub fn install_interactive(
+        &self,
+        events: impl FnMut(InstallEvent<'_>),
+        user_replies: UserReplyReceiver,
+    ) -> Result<JobInfo, ClientError> {
+        self.session
+            .runtime
+            .block_on(self.installer().install_interactive(events, user_replies))
+    }
+
+    /// `Uninstall`, answering the installers' questions.
+    pub fn uninstall_interactive(
+        &self,
+        events: impl FnMut(InstallEvent<'_>),
+        user_replies: UserReplyReceiver,
+    ) -> Result<JobInfo, ClientError> {
+        self.session
+            .runtime
+            .block_on(self.installer().uninstall_interactive(events, user_replies))
     }
 
     /// `Uninstall`: waits for the job and returns it completed.

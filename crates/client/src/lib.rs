@@ -15,6 +15,8 @@
 //!   `openwua_model::operation`'s types;
 //! - [`UpdateServiceManager`]: the update services;
 //! - [`ClientError`]: every failure, with its WUA code;
+//! - [`interactive`]: installations whose installers ask questions, answered
+//!   on the same connection;
 //! - [`blocking`]: the same, for programs without an async runtime;
 //! - [`varlink`]: the connection underneath, for calls not wrapped here.
 //!
@@ -39,6 +41,7 @@
 
 pub mod blocking;
 mod error;
+pub mod interactive;
 mod operations;
 mod services;
 mod session;

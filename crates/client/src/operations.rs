@@ -13,6 +13,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::error::ClientError;
+use crate::interactive::{InstallEvent, UserReplyReceiver};
 use crate::session::UpdateSession;
 
 /// WUA's `IUpdateDownloader`: fetches updates' content into the agent's
@@ -133,6 +134,8 @@ struct InstallParameters<'a> {
     is_forced: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     client_application_id: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    interactive: bool,
 }
 
 impl<'a> UpdateInstaller<'a> {
@@ -185,6 +188,41 @@ impl<'a> UpdateInstaller<'a> {
             .await
     }
 
+    /// `Install`, declaring that this client answers the installers'
+    /// questions: `events` gets the job's progress, the questions and any
+    /// installer terminal's output, and `user_replies` carries the answers
+    /// and keystrokes back (see [`crate::interactive`]). Returns the
+    /// completed job.
+    pub async fn install_interactive(
+        &self,
+        events: impl FnMut(InstallEvent<'_>),
+        user_replies: UserReplyReceiver,
+    ) -> Result<JobInfo, ClientError> {
+        let parameters = InstallParameters {
+            interactive: true,
+            ..self.parameters(true)
+        };
+        self.session
+            .stream_interactive_job("Install", &parameters, events, user_replies)
+            .await
+    }
+
+    /// `Uninstall`, answering questions as
+    /// [`UpdateInstaller::install_interactive`] does.
+    pub async fn uninstall_interactive(
+        &self,
+        events: impl FnMut(InstallEvent<'_>),
+        user_replies: UserReplyReceiver,
+    ) -> Result<JobInfo, ClientError> {
+        let parameters = InstallParameters {
+            interactive: true,
+            ..self.parameters(false)
+        };
+        self.session
+            .stream_interactive_job("Uninstall", &parameters, events, user_replies)
+            .await
+    }
+
     /// `IsBusy`: an installation or uninstallation runs now. Only a hint:
     /// it reserves nothing.
     pub async fn is_busy(&self) -> Result<bool, ClientError> {
@@ -208,6 +246,7 @@ impl<'a> UpdateInstaller<'a> {
             allow_source_prompts: install.then_some(self.allow_source_prompts),
             is_forced: self.is_forced,
             client_application_id: self.session.client_application_id().map(str::to_owned),
+            interactive: false,
         }
     }
 }

@@ -9,11 +9,13 @@ use openwua_model::operation::{InstallerState, JobInfo};
 use openwua_model::search::{SearchOptions, SearchResult, UpdateDetails};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
 use crate::PROTOCOL_VERSION;
 use crate::error::ClientError;
+use crate::interactive::{InstallEvent, InteractiveReply, UserReply, UserReplyReceiver};
 use crate::operations::{UpdateDownloader, UpdateInstaller};
 use crate::services::{SyncProgress, SyncResult, UpdateServiceManager};
 use crate::varlink::Connection;
@@ -334,6 +336,57 @@ impl UpdateSession {
         while let Some(JobReply { job }) = replies.next().await? {
             progress(&job);
             last = Some(job);
+        }
+        completed(&name, last)
+    }
+
+    /// Calls `Install` or `Uninstall` with `more` and `interactive`: each
+    /// reply becomes an [`InstallEvent`], and each [`UserReply`] a oneway
+    /// call on the same connection; returns the completed job.
+    pub(crate) async fn stream_interactive_job<P: Serialize>(
+        &self,
+        name: &str,
+        parameters: &P,
+        mut events: impl FnMut(InstallEvent<'_>),
+        mut user_replies: UserReplyReceiver,
+    ) -> Result<JobInfo, ClientError> {
+        let name = method(name);
+        let answer = method("Answer");
+        let terminal_input = method("TerminalInput");
+        let mut connection = self.connection.lock().await;
+        let mut replies = connection.call_more(&name, parameters).await?;
+        let mut last = None;
+        let mut listening = true;
+        loop {
+            tokio::select! {
+                reply = replies.next::<InteractiveReply>() => {
+                    let Some(reply) = reply? else { break };
+                    if let Some(job) = reply.job {
+                        events(InstallEvent::Progress(&job));
+                        last = Some(job);
+                    }
+                    if let Some(question) = &reply.question {
+                        events(InstallEvent::Question(question));
+                    }
+                    if !reply.terminal_output.is_empty() {
+                        events(InstallEvent::TerminalOutput(&reply.terminal_output));
+                    }
+                    if reply.terminal_closed {
+                        events(InstallEvent::TerminalClosed);
+                    }
+                }
+                user_reply = user_replies.recv(), if listening => match user_reply {
+                    None => listening = false,
+                    Some(UserReply::Answer { question_id, answer: text }) => {
+                        let parameters = json!({ "questionId": question_id, "answer": text });
+                        replies.send_oneway(&answer, &parameters).await?;
+                    }
+                    Some(UserReply::TerminalInput(bytes)) => {
+                        let parameters = json!({ "data": hex::encode(bytes) });
+                        replies.send_oneway(&terminal_input, &parameters).await?;
+                    }
+                },
+            }
         }
         completed(&name, last)
     }

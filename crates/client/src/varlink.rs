@@ -68,6 +68,8 @@ struct Call<'a, P> {
     parameters: &'a P,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     more: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    oneway: bool,
 }
 
 /// One reply as it comes off the wire. The parameters stay raw text until
@@ -192,14 +194,22 @@ impl Connection {
         while self.owed {
             self.read_reply().await?;
         }
-        let call = Call {
+        self.write_call(&Call {
             method,
             parameters,
             more,
-        };
-        let mut bytes = serde_json::to_vec(&call).map_err(|error| {
+            oneway: false,
+        })
+        .await?;
+        self.owed = true;
+        Ok(())
+    }
+
+    async fn write_call<P: Serialize>(&mut self, call: &Call<'_, P>) -> Result<(), ClientError> {
+        let mut bytes = serde_json::to_vec(call).map_err(|error| {
             ClientError::InvalidArgument(format!(
-                "cannot encode the parameters of {method}: {error}"
+                "cannot encode the parameters of {}: {error}",
+                call.method
             ))
         })?;
         bytes.push(0);
@@ -211,7 +221,6 @@ impl Connection {
             .await
             .map_err(ClientError::from_io)?;
         self.broken = false;
-        self.owed = true;
         Ok(())
     }
 
@@ -285,6 +294,25 @@ impl Replies<'_> {
         };
         self.done = !message.continues;
         decode(&self.method, message).map(Some)
+    }
+
+    /// Sends a `oneway` call (no reply) while this call's replies are still
+    /// coming: how a client answers the questions of an interactive
+    /// install on the connection that asked for it. [`Replies::next`] may
+    /// be cancelled for it (a `select!`) without losing a reply.
+    pub async fn send_oneway<P: Serialize>(
+        &mut self,
+        method: &str,
+        parameters: &P,
+    ) -> Result<(), ClientError> {
+        self.connection
+            .write_call(&Call {
+                method,
+                parameters,
+                more: false,
+                oneway: true,
+            })
+            .await
     }
 }
 
