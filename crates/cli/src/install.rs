@@ -15,6 +15,7 @@ use crate::agent::Target;
 use crate::args::{InstallArgs, UninstallArgs};
 use crate::operation;
 use crate::progress::Progress;
+use crate::questions::Keyboard;
 
 /// How to install.
 pub struct Options {
@@ -26,6 +27,8 @@ pub struct Options {
     pub force: bool,
     /// Download what is not downloaded yet first.
     pub download: bool,
+    /// Answer installers' questions here (wua runs at a terminal).
+    pub keyboard: Option<Keyboard>,
 }
 
 /// What [`download_and_install`] did.
@@ -54,6 +57,7 @@ pub fn run(agent: &Target, args: &InstallArgs, out: &mut dyn Write) -> anyhow::R
             quiet: args.quiet,
             force: args.force,
             download: !args.no_download,
+            keyboard: Keyboard::unless_json(args.json),
         };
         let outcome = download_and_install(session, &entries, &options, args.json, out)?;
         if args.json {
@@ -120,7 +124,12 @@ pub fn download_and_install(
         installer.force_quiet = options.quiet;
         installer.is_forced = options.force;
         let mut progress = Progress::new(operation::titles(&batch));
-        let job = installer.install_with_progress(|job| progress.show(job))?;
+        let job = match &options.keyboard {
+            Some(keyboard) => keyboard.converse(&mut progress, |events, replies| {
+                installer.install_interactive(events, replies)
+            })?,
+            None => installer.install_with_progress(|job| progress.show(job))?,
+        };
         drop(progress);
         if !json {
             operation::write_job(&job, out)?;
@@ -242,7 +251,13 @@ pub fn uninstall(agent: &Target, args: &UninstallArgs, out: &mut dyn Write) -> a
         installer.force_quiet = args.quiet;
         installer.is_forced = args.force;
         let mut progress = Progress::new(operation::titles(&entries));
-        let job = installer.uninstall_with_progress(|job| progress.show(job))?;
+        let keyboard = Keyboard::unless_json(args.json);
+        let job = match &keyboard {
+            Some(keyboard) => keyboard.converse(&mut progress, |events, replies| {
+                installer.uninstall_interactive(events, replies)
+            })?,
+            None => installer.uninstall_with_progress(|job| progress.show(job))?,
+        };
         drop(progress);
         operation::report(&job, args.json, out)
     })

@@ -15,6 +15,7 @@ mod jobs;
 mod operation;
 mod package;
 mod progress;
+mod questions;
 mod search;
 mod services;
 mod show;

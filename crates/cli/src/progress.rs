@@ -104,6 +104,14 @@ impl Progress {
         }
     }
 
+    /// Runs `show` (which prints something else) with the bar hidden.
+    pub fn suspend(&self, show: impl FnOnce()) {
+        match &self.bar {
+            Some(bar) => bar.suspend(show),
+            None => show(),
+        }
+    }
+
     fn clear(&mut self) {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();

@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::agent::Target;
 use crate::args::UpdateArgs;
 use crate::install::{self, Options};
+use crate::questions::Keyboard;
 use crate::{exit, operation, sync};
 
 /// `--json`: every step's outcome; a step not needed is `null`.
@@ -79,6 +80,7 @@ pub fn run(agent: &Target, args: &UpdateArgs, out: &mut dyn Write) -> anyhow::Re
             quiet: args.quiet,
             force: false,
             download: true,
+            keyboard: Keyboard::unless_json(args.json),
         };
         let outcome =
             install::download_and_install(session, &found.updates, &options, args.json, out)?;
