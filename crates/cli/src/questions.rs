@@ -119,6 +119,7 @@ impl Keyboard {
                 let _ = stdout.write_all(bytes);
                 let _ = stdout.flush();
             }),
+            InstallEvent::AnswerRefused(why) => progress.suspend(|| println!("{why}")),
             InstallEvent::TerminalClosed => {}
         };
         let job = call(&mut on_event, receiver);

@@ -22,6 +22,9 @@ pub enum InstallEvent<'a> {
     /// An installer asks something; answer it with [`UserReply::Answer`]
     /// before its `timeout_seconds`, or its default (or an abort) is taken.
     Question(&'a Question),
+    /// The last answer to a question did not fit it (not one of its
+    /// choices, not yes or no): why. The question follows again.
+    AnswerRefused(&'a str),
     /// Output of an installer that talks to a terminal (a pseudo-terminal
     /// the agent allocated): show it as it is.
     TerminalOutput(&'a [u8]),
@@ -63,6 +66,8 @@ pub(crate) struct InteractiveReply {
     pub job: Option<JobInfo>,
     #[serde(default)]
     pub question: Option<Question>,
+    #[serde(default)]
+    pub answer_refused: Option<String>,
     #[serde(default, with = "hex::serde")]
     pub terminal_output: Vec<u8>,
     #[serde(default)]

@@ -365,6 +365,9 @@ impl UpdateSession {
                         events(InstallEvent::Progress(&job));
                         last = Some(job);
                     }
+                    if let Some(why) = &reply.answer_refused {
+                        events(InstallEvent::AnswerRefused(why));
+                    }
                     if let Some(question) = &reply.question {
                         events(InstallEvent::Question(question));
                     }

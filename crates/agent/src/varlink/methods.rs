@@ -2,6 +2,7 @@
 //! decode the parameters, check authorization, call the agent, encode.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use openwua_model::search::SearchOptions;
 use serde::Deserialize;
@@ -14,7 +15,10 @@ use super::protocol::{Call, Reply};
 use crate::agent::{PROTOCOL_VERSION, SyncPhase};
 use crate::error::AgentError;
 use crate::jobs::Job;
+use crate::install::Interaction;
 use crate::operations::{InstallRequest, Requester};
+use crate::prompts::{PromptStream, Prompter};
+use super::interactive;
 use openwua_model::enums::{DownloadPriority, UpdateOperation};
 use openwua_model::operation::JobState;
 
@@ -109,6 +113,9 @@ struct InstallParameters {
     is_forced: Option<bool>,
     #[serde(default)]
     client_application_id: Option<String>,
+    /// The client answers installers' questions on this connection.
+    #[serde(default)]
+    interactive: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -380,6 +387,8 @@ async fn handle(
             } else {
                 UpdateOperation::Uninstallation
             };
+            let (interaction, prompts) =
+                interaction(session, request.interactive.unwrap_or(false), call.more);
             let started = agent
                 .start_install(
                     InstallRequest {
@@ -388,12 +397,32 @@ async fn handle(
                         force_quiet: request.force_quiet.unwrap_or(false),
                         is_forced: request.is_forced.unwrap_or(false),
                         client_application_id: request.client_application_id.unwrap_or_default(),
-                        interaction: crate::install::Interaction::Answered,
+                        interaction,
                     },
                     requester(session),
                 )
                 .await;
-            return follow(started, call.more, sink).await;
+            return match (started, prompts) {
+                (Ok(job), Some(prompts)) => interactive::follow(job, prompts, inbox, sink)
+                    .await
+                    .map_err(|error| {
+                        tracing::debug!("interactive install not delivered: {error}");
+                        Reply::wua_error(&AgentError::new(
+                            openwua_model::hresult::WU_E_PT_ENDPOINT_DISCONNECTED,
+                            "the client went away",
+                        ))
+                    }),
+                (started, _) => follow(started, call.more, sink).await,
+            };
+        }
+        (AGENT, "Answer") | (AGENT, "TerminalInput") | (AGENT, "ResizeTerminal") => {
+            Reply::wua_error(&AgentError::new(
+                openwua_model::hresult::WU_E_INVALID_OPERATION,
+                format!(
+                    "{method} belongs to an interactive Install or Uninstall streaming on the \
+                     same connection, and none is"
+                ),
+            ))
         }
         (AGENT, "GetInstallerState") => {
             let NoParameters {} = parameters(call)?;
@@ -431,6 +460,45 @@ async fn handle(
         ),
     };
     Ok(Some(reply))
+}
+
+/// Whether questions of this call's updates can be answered: only by a
+/// caller the kernel shows to be an interactive user, whose client said it
+/// answers and reads the streamed replies. Then the job's prompter and the
+/// connection's end of it.
+fn interaction(
+    session: &Session,
+    client_answers: bool,
+    more: bool,
+) -> (Interaction, Option<PromptStream>) {
+    let context = &session.caller.context;
+    if !context.may.install_interactive {
+        let advice = context
+            .advice
+            .as_deref()
+            .unwrap_or("run it from an administrator's own login");
+        return (
+            Interaction::Refused(format!(
+                "it may ask the user something, and the agent sees this caller as {}, \
+                 not an interactive user (`wua context` shows why): {advice}",
+                context.class.describe()
+            )),
+            None,
+        );
+    }
+    if !(client_answers && more) {
+        return (
+            Interaction::Refused(
+                "it may ask the user something, and the client did not offer to answer \
+                 (run `wua install` at a terminal, or call Install with interactive and more)"
+                    .to_owned(),
+            ),
+            None,
+        );
+    }
+    let timeout = Duration::from_secs(session.agent.config.install.question_timeout_seconds);
+    let (prompter, prompts) = Prompter::new(timeout);
+    (Interaction::Answered(prompter), Some(prompts))
 }
 
 fn requester(session: &Session) -> Requester {

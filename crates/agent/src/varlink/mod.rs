@@ -3,10 +3,12 @@
 //!
 //! Each connection is its own task, so a slow call never holds up another
 //! client; calls on one connection are answered in order, as Varlink
-//! requires. A message over [`protocol::MAX_MESSAGE`] or one that is not a
+//! requires (an interactive install also takes its answers on its own
+//! connection while it streams: [`interactive`]). A message over [`protocol::MAX_MESSAGE`] or one that is not a
 //! call gets an error reply and ends that connection only.
 
 mod connection;
+mod interactive;
 mod methods;
 pub mod protocol;
 
