@@ -767,6 +767,36 @@ with client.open("org.openwua.Agent", namespaced=False) as agent:
         print(json.dumps({"error": error.error(), "parameters": error.parameters()}))
 "#;
 
+/// A directory with python's `varlink` package that any user can import:
+/// `.ci/run` installs it for the python3 root finds first (which may live
+/// under /root, out of other users' reach); it is pure Python, so a copy
+/// next to the socket serves the system python3 too.
+fn varlink_for_everyone(public: &std::path::Path) -> std::path::PathBuf {
+    let output = must(
+        std::process::Command::new("python3").args([
+            "-c",
+            "import os, varlink; print(os.path.dirname(varlink.__file__))",
+        ]),
+        "python3 -c 'import varlink' (.ci/run installs it)",
+    );
+    let package = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    let lib = public.join("pylib");
+    std::fs::create_dir_all(&lib).expect("create pylib");
+    must(
+        std::process::Command::new("cp")
+            .args(["-r", &package])
+            .arg(&lib),
+        "copy the varlink package",
+    );
+    must(
+        std::process::Command::new("chmod")
+            .args(["-R", "a+rX"])
+            .arg(&lib),
+        "chmod the varlink copy",
+    );
+    lib
+}
+
 #[test]
 #[ignore = "needs the issue-6 integration"]
 fn a_client_claiming_interactivity_it_lacks_gets_none() {
@@ -777,11 +807,13 @@ fn a_client_claiming_interactivity_it_lacks_gets_none() {
     let download = scene.agent.wua(&["download", ASKING_TOOL]);
     assert!(download.status.success(), "{}", finished(&download).output);
     let socket = scene.agent.socket().display().to_string();
+    let python_path = varlink_for_everyone(scene.agent.public.path());
     let output = no_login(
         &scene.cast.bob,
         "python3",
         &["-c", CLAIMING_CLIENT, &socket, ASKING_TOOL],
     )
+    .env("PYTHONPATH", &python_path)
     .output()
     .expect("python3 runs");
     let text = finished(&output).output;
