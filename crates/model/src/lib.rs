@@ -8,7 +8,9 @@
 //! - [`criteria::Criteria`]: the search-criteria language, parsed, checked
 //!   and compiled;
 //! - [`search::SearchResult`], [`service::ServiceInfo`],
-//!   [`history::HistoryEntry`]: what the agent answers with.
+//!   [`history::HistoryEntry`]: what the agent answers with;
+//! - [`prompt::Question`] and [`prompt::PromptEvent`]: what an interactive
+//!   installer asks, streamed to the connection that asked for the install.
 //!
 //! ```
 //! use openwua_model::hresult::{HResult, WU_E_NO_INTERACTIVE_USER};
@@ -26,6 +28,7 @@ pub mod enums;
 pub mod history;
 pub mod hresult;
 pub mod operation;
+pub mod prompt;
 pub mod search;
 pub mod service;
 pub mod update;
