@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
-use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::pty::{Winsize, openpty};
 use openwua_model::prompt::PromptEvent;
@@ -61,6 +61,12 @@ impl Prompter {
     /// output is also appended to `log`.
     pub fn terminal(&self, log: File) -> io::Result<Terminal> {
         let pty = openpty(&INITIAL_SIZE, None).map_err(io::Error::from)?;
+        // openpty(3) leaves both open across exec: no program of ours may
+        // inherit the master (it would keep the terminal from ever being
+        // hung up), nor a stray slave.
+        for fd in [&pty.master, &pty.slave] {
+            fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).map_err(io::Error::from)?;
+        }
         // Non-blocking, so a full input buffer (an installer that does not
         // read) never stalls the relay or keeps the master open.
         fcntl(&pty.master, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map_err(io::Error::from)?;
