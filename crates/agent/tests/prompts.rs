@@ -139,15 +139,10 @@ fn client(
             .enable_all()
             .build()
             .unwrap();
-        let mut stream_slot = None;
         loop {
-            let event = runtime.block_on(async {
-                match &mut stream_slot {
-                    None => stream.next().await,
-                    Some(_) => None,
-                }
-            });
-            let Some(event) = event else { return };
+            let Some(event) = runtime.block_on(stream.next()) else {
+                return;
+            };
             {
                 let mut seen = seen.lock().unwrap();
                 match &event {
@@ -164,11 +159,7 @@ fn client(
             match slot {
                 Some(kept) => stream = kept,
                 // Dropped: the disconnect. Nothing more to read.
-                None => {
-                    stream_slot = Some(());
-                    let _ = stream_slot;
-                    return;
-                }
+                None => return,
             }
         }
     });
