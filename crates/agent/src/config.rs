@@ -76,6 +76,12 @@ pub struct InstallSettings {
     /// The kernel's boot ID: a recorded pending restart holds only while
     /// it is unchanged, so a real reboot clears it.
     pub boot_id_file: PathBuf,
+    /// Seconds an interactive installer's question waits for an answer;
+    /// then its default is used, or the installer is stopped.
+    pub question_timeout_seconds: u64,
+    /// Where interactive dpkg runs get a private (0700) directory for
+    /// debconf's passthrough socket.
+    pub prompt_dir: PathBuf,
 }
 
 impl Default for InstallSettings {
@@ -91,6 +97,8 @@ impl Default for InstallSettings {
             dpkg_extra_args: Vec::new(),
             reboot_required_file: PathBuf::from("/run/reboot-required"),
             boot_id_file: PathBuf::from("/proc/sys/kernel/random/boot_id"),
+            question_timeout_seconds: 300,
+            prompt_dir: PathBuf::from(crate::handlers::DEFAULT_PROMPT_DIR),
         }
     }
 }
@@ -144,6 +152,7 @@ impl Config {
             install: InstallSettings {
                 sandbox_dir: Some(dir.join("sandbox")),
                 reboot_required_file: dir.join("reboot-required"),
+                prompt_dir: dir.join("prompts"),
                 ..InstallSettings::default()
             },
             ..Config::default()

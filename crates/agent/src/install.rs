@@ -461,6 +461,7 @@ fn run_handler(
         quiet: options.force_quiet,
         abort: context.job.abort_flag(),
         grace: Duration::from_secs(context.config.install.abort_grace_seconds),
+        prompter: None,
     }))
 }
 

@@ -21,6 +21,7 @@ mod index;
 mod install;
 pub mod jobs;
 pub mod operations;
+pub mod prompts;
 mod store;
 pub mod varlink;
 

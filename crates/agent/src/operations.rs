@@ -376,6 +376,7 @@ impl Agent {
             instdir: self.config.install.dpkg_instdir.clone(),
             extra_args: self.config.install.dpkg_extra_args.clone(),
             reboot_required_file: self.config.install.reboot_required_file.clone(),
+            prompt_dir: self.config.install.prompt_dir.clone(),
         }
     }
 

@@ -77,6 +77,7 @@ impl Fixture {
             quiet: true,
             abort: &self.abort,
             grace: Duration::from_millis(300),
+            prompter: None,
         })
     }
 

@@ -1,19 +1,31 @@
 #!/bin/sh
-# Example Agent 2.1 installer. It asks one question on standard input
-# (the update says can_request_user_input = true), so the agent runs it
-# only for an interactive user; with no answer to read it fails.
+# Example Agent 2.1 installer. It asks one question (the update says
+# can_request_user_input = true): through the agent's answer channel when
+# the agent gives it one (OPENWUA_PROMPT_FD), else on standard input; with
+# no answer to read it fails. An empty answer means no.
 set -eu
 
 . "$(dirname "$0")/sandbox.sh"
 
-printf 'Example Agent 2.1 can upload anonymous diagnostics. Enable it? [y/N] '
-if ! read -r answer; then
-    echo
-    echo "install-agent.sh: no answer on standard input" >&2
-    exit 1
+question='Example Agent 2.1 can upload anonymous diagnostics. Enable it?'
+if [ -n "${OPENWUA_PROMPT_FD:-}" ]; then
+    # An interactive install through the agent: one JSON question line out
+    # on the agent's answer channel, one answer line back (docs/prompts.md).
+    printf '{"text":"%s","kind":"boolean","default":"false"}\n' "$question" >&"$OPENWUA_PROMPT_FD"
+    if ! read -r answer <&"$OPENWUA_PROMPT_FD"; then
+        echo "install-agent.sh: the install was aborted before the question was answered" >&2
+        exit 1
+    fi
+else
+    printf '%s [y/N] ' "$question"
+    if ! read -r answer; then
+        echo
+        echo "install-agent.sh: no answer on standard input" >&2
+        exit 1
+    fi
 fi
 case $answer in
-y | Y | yes | YES) diagnostics=on ;;
+y | Y | yes | YES | true) diagnostics=on ;;
 *) diagnostics=off ;;
 esac
 

@@ -1,6 +1,7 @@
 //! The `command` handler: runs an installer program and reads its exit code
 //! through the update's exit-code map.
 
+use std::os::unix::net::UnixStream;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
@@ -10,7 +11,13 @@ use openwua_model::hresult::{
     WU_E_UH_DOESNOTSUPPORTACTION, WU_E_UH_INSTALLERFAILURE, WU_E_UH_INVALIDMETADATA,
 };
 
-use super::{HandlerContext, HandlerOutcome, Program, describe_status, run_program, unfinished};
+use command_fds::FdMapping;
+
+use super::{
+    HandlerContext, HandlerOutcome, Interaction, Program, append_log, describe_status, run_program,
+    unfinished,
+};
+use crate::prompts::installer::AnswerChannel;
 
 /// The catalog's default `timeout_seconds`.
 const DEFAULT_TIMEOUT_SECONDS: u64 = 3600;
@@ -46,17 +53,43 @@ pub(super) fn run(context: &HandlerContext<'_>) -> HandlerOutcome {
         Err(outcome) => return outcome,
     };
     let timeout = Duration::from_secs(timeout_seconds.unwrap_or(DEFAULT_TIMEOUT_SECONDS));
+    let mut interaction = None;
+    let mut channel = None;
+    if let Some(prompter) = context.interactive() {
+        match answer_channel(context, prompter, name) {
+            Ok((with, served)) => {
+                interaction = Some(with);
+                channel = Some(served);
+            }
+            Err(outcome) => return outcome,
+        }
+    }
+    let env: &[(&str, &str)] = if interaction.is_some() {
+        &[("OPENWUA_PROMPT_FD", "3")]
+    } else {
+        &[]
+    };
     let ended = run_program(
         context,
         &Program {
             name,
             path: &path,
             args,
-            env: &[],
+            env,
             timeout,
         },
+        interaction.as_mut(),
     );
-    let status = match unfinished(context, name, ended) {
+    if let Some(channel) = channel {
+        channel.finish();
+    }
+    let verdict = match &interaction {
+        Some(interaction) => interaction.verdict(context, name, ended),
+        None => unfinished(context, name, ended),
+    };
+    // The terminal's last output reaches the log before the outcome.
+    drop(interaction);
+    let status = match verdict {
         Ok(status) => status,
         Err(outcome) => return outcome,
     };
@@ -68,6 +101,40 @@ pub(super) fn run(context: &HandlerContext<'_>) -> HandlerOutcome {
         );
     };
     outcome_of(exit_codes, name, code, &log.to_string())
+}
+
+/// The installer's terminal and its answer channel on fd 3: a socket pair
+/// whose other end a thread serves with the prompter.
+fn answer_channel(
+    context: &HandlerContext<'_>,
+    prompter: &crate::prompts::Prompter,
+    name: &str,
+) -> Result<(Interaction, AnswerChannel), HandlerOutcome> {
+    let mut interaction = Interaction::start(context, prompter, name)?;
+    let channel = UnixStream::pair().and_then(|(ours, theirs)| {
+        let log = append_log(context.log_path)?;
+        let channel = AnswerChannel::start(
+            ours,
+            prompter.clone(),
+            context.update_id,
+            log,
+            interaction.aborted.clone(),
+        )?;
+        Ok((channel, theirs))
+    });
+    match channel {
+        Ok((channel, theirs)) => {
+            interaction.fds.push(FdMapping {
+                parent_fd: theirs.into(),
+                child_fd: 3,
+            });
+            Ok((interaction, channel))
+        }
+        Err(error) => Err(HandlerOutcome::failed(
+            WU_E_UH_INSTALLERFAILURE,
+            format!("{name} was not started: no channel for its questions: {error}"),
+        )),
+    }
 }
 
 /// What exit `code` means under `map`.

@@ -12,7 +12,11 @@ use openwua_model::hresult::{
     WU_E_UH_WRONGHANDLER,
 };
 
-use super::{HandlerContext, HandlerOutcome, Program, describe_status, run_program, unfinished};
+use super::{
+    HandlerContext, HandlerOutcome, Interaction, Program, append_log, describe_status, run_program,
+    unfinished,
+};
+use crate::prompts::debconf::DebconfServer;
 
 /// dpkg gets as long as a command installer does by default.
 const TIMEOUT: Duration = Duration::from_secs(3600);
@@ -74,10 +78,26 @@ pub(super) fn run(context: &HandlerContext<'_>) -> HandlerOutcome {
     args.extend(operands);
 
     let name = format!("dpkg {action}");
-    let env: &[(&str, &str)] = if context.quiet {
-        &[("DEBIAN_FRONTEND", "noninteractive")]
-    } else {
-        &[]
+    // Interactive: debconf asks through its passthrough socket, conffile
+    // prompts appear on the terminal.
+    let mut interaction = None;
+    let mut debconf = None;
+    if let Some(prompter) = context.interactive() {
+        match passthrough(context, prompter, &name) {
+            Ok((with, server)) => {
+                interaction = Some(with);
+                debconf = Some(server);
+            }
+            Err(outcome) => return outcome,
+        }
+    }
+    let pipe = debconf
+        .as_ref()
+        .map(|server| server.socket().display().to_string());
+    let env: Vec<(&str, &str)> = match &pipe {
+        Some(pipe) => vec![("DEBIAN_FRONTEND", "passthrough"), ("DEBCONF_PIPE", pipe)],
+        None if context.quiet => vec![("DEBIAN_FRONTEND", "noninteractive")],
+        None => Vec::new(),
     };
     let before = stamp(&settings.reboot_required_file);
     let ended = run_program(
@@ -86,11 +106,18 @@ pub(super) fn run(context: &HandlerContext<'_>) -> HandlerOutcome {
             name: &name,
             path: &settings.program,
             args: &args,
-            env,
+            env: &env,
             timeout: TIMEOUT,
         },
+        interaction.as_mut(),
     );
-    let status = match unfinished(context, &name, ended) {
+    drop(debconf);
+    let verdict = match &interaction {
+        Some(interaction) => interaction.verdict(context, &name, ended),
+        None => unfinished(context, &name, ended),
+    };
+    drop(interaction);
+    let status = match verdict {
         Ok(status) => status,
         Err(outcome) => return outcome,
     };
@@ -123,6 +150,35 @@ pub(super) fn run(context: &HandlerContext<'_>) -> HandlerOutcome {
             WU_E_UH_INSTALLERFAILURE,
             format!("{name} {} (see {log})", describe_status(status)),
         ),
+    }
+}
+
+/// The terminal and a debconf passthrough server in a fresh directory
+/// under the prompt directory.
+fn passthrough(
+    context: &HandlerContext<'_>,
+    prompter: &crate::prompts::Prompter,
+    name: &str,
+) -> Result<(Interaction, DebconfServer), HandlerOutcome> {
+    let interaction = Interaction::start(context, prompter, name)?;
+    let server = append_log(context.log_path).and_then(|log| {
+        DebconfServer::start(
+            &context.dpkg.prompt_dir,
+            prompter.clone(),
+            context.update_id,
+            log,
+            interaction.aborted.clone(),
+        )
+    });
+    match server {
+        Ok(server) => Ok((interaction, server)),
+        Err(error) => Err(HandlerOutcome::failed(
+            WU_E_UH_INSTALLERFAILURE,
+            format!(
+                "{name} was not started: no debconf socket in {}: {error}",
+                context.dpkg.prompt_dir.display()
+            ),
+        )),
     }
 }
 

@@ -6,6 +6,11 @@
 //! ([`files`]). Every run ends in a [`HandlerOutcome`] with WUA's code and a
 //! one-sentence detail; nothing here panics on what programs or the file
 //! system do. Behaviour and codes: `docs/handlers.md`.
+//!
+//! With a [`Prompter`] in the context (an interactive install), programs
+//! run on a pseudo-terminal the agent relays, and can ask questions (fd 3
+//! for `command`, debconf's passthrough socket for `dpkg`):
+//! `docs/prompts.md`.
 
 mod command;
 mod dpkg;
@@ -14,20 +19,25 @@ mod files;
 use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use command_fds::{CommandFdExt, FdMapping};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use openwua_catalog::revision::Handler;
 use openwua_model::enums::UpdateOperation;
 use openwua_model::hresult::{HResult, S_OK, WU_E_UH_INSTALLERFAILURE};
 use uuid::Uuid;
+
+use crate::prompts::{AbortFlag, Prompter, Terminal};
 
 /// How the `dpkg` handler runs dpkg.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +53,9 @@ pub struct DpkgSettings {
     /// Debian's "a restart is needed" flag file; created or touched during a
     /// run, it makes the outcome [`Outcome::SucceededRebootRequired`].
     pub reboot_required_file: PathBuf,
+    /// Where interactive runs get their private (0700) directory for
+    /// debconf's passthrough socket.
+    pub prompt_dir: PathBuf,
 }
 
 impl Default for DpkgSettings {
@@ -53,9 +66,13 @@ impl Default for DpkgSettings {
             instdir: None,
             extra_args: Vec::new(),
             reboot_required_file: PathBuf::from("/run/reboot-required"),
+            prompt_dir: PathBuf::from(DEFAULT_PROMPT_DIR),
         }
     }
 }
+
+/// The system agent's [`DpkgSettings::prompt_dir`].
+pub const DEFAULT_PROMPT_DIR: &str = "/run/openwua/prompts";
 
 /// Everything one handler run needs.
 #[derive(Debug)]
@@ -85,6 +102,17 @@ pub struct HandlerContext<'a> {
     pub abort: &'a AtomicBool,
     /// How long an aborted program may take to stop before it is killed.
     pub grace: Duration,
+    /// The connection that answers this run's questions, when the install
+    /// is interactive (the engine decides); None: no terminal, stdin
+    /// `/dev/null`, dpkg non-interactive. Ignored when `quiet`.
+    pub prompter: Option<&'a Prompter>,
+}
+
+impl HandlerContext<'_> {
+    /// The prompter, unless the run must be quiet.
+    fn interactive(&self) -> Option<&Prompter> {
+        self.prompter.filter(|_| !self.quiet)
+    }
 }
 
 /// How a run ended.
@@ -197,13 +225,101 @@ enum Ended {
     TimedOut,
     /// The abort flag was set and it was stopped.
     Aborted,
+    /// A question got no answer (or the client went away) and it was
+    /// stopped.
+    Unanswered,
     /// It could not be run; the outcome says why.
     NotRun(HandlerOutcome),
 }
 
+/// What an interactive run adds to a program: the pseudo-terminal it runs
+/// on, more descriptors (fd 3), and the flag a question's abort sets.
+struct Interaction {
+    prompter: Prompter,
+    terminal: Terminal,
+    fds: Vec<FdMapping>,
+    aborted: AbortFlag,
+}
+
+impl Interaction {
+    /// A terminal relayed to `prompter`, its output appended to the log.
+    fn start(
+        context: &HandlerContext<'_>,
+        prompter: &Prompter,
+        name: &str,
+    ) -> Result<Interaction, HandlerOutcome> {
+        let terminal = append_log(context.log_path).and_then(|log| prompter.terminal(log));
+        match terminal {
+            Ok(terminal) => Ok(Interaction {
+                prompter: prompter.clone(),
+                terminal,
+                fds: Vec::new(),
+                aborted: Arc::new(AtomicBool::new(false)),
+            }),
+            Err(error) => Err(HandlerOutcome::failed(
+                WU_E_UH_INSTALLERFAILURE,
+                format!("{name} was not started: no terminal for its questions: {error}"),
+            )),
+        }
+    }
+
+    /// A question ended in an abort, or the client went away.
+    fn abandoned(&self) -> bool {
+        self.aborted.load(Ordering::SeqCst) || self.prompter.is_gone()
+    }
+
+    /// Why, in words.
+    fn why(&self) -> &'static str {
+        if self.prompter.is_gone() {
+            "the client answering its questions went away"
+        } else {
+            "a question got no answer and has no default"
+        }
+    }
+
+    /// Like [`unfinished`], for an interactive run: a program stopped (or
+    /// killed by its hang-up) after its questions were abandoned is
+    /// aborted; one that exited on its own keeps its exit status.
+    fn verdict(
+        &self,
+        context: &HandlerContext<'_>,
+        name: &str,
+        ended: Ended,
+    ) -> Result<ExitStatus, HandlerOutcome> {
+        let stopped = match &ended {
+            Ended::Unanswered => true,
+            Ended::Exited(status) => status.code().is_none() && self.abandoned(),
+            _ => false,
+        };
+        if stopped {
+            return Err(HandlerOutcome::aborted(format!(
+                "{name} was stopped because {} (see {})",
+                self.why(),
+                context.log_path.display()
+            )));
+        }
+        unfinished(context, name, ended)
+    }
+}
+
+/// The log, opened for appending (the terminal relay's copy).
+fn append_log(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o640)
+        .open(path)
+}
+
 /// Runs `program` in its own process group with a clean environment, its
 /// output appended to the log, until it exits, times out or is aborted.
-fn run_program(context: &HandlerContext<'_>, program: &Program<'_>) -> Ended {
+/// With an interaction, it runs on the interaction's terminal instead, as
+/// the leader of a session of its own.
+fn run_program(
+    context: &HandlerContext<'_>,
+    program: &Program<'_>,
+    interaction: Option<&mut Interaction>,
+) -> Ended {
     if context.abort.load(Ordering::SeqCst) {
         return Ended::Aborted;
     }
@@ -211,22 +327,66 @@ fn run_program(context: &HandlerContext<'_>, program: &Program<'_>) -> Ended {
         Ok(log) => log,
         Err(outcome) => return Ended::NotRun(outcome),
     };
-    let (stdout, stderr) = match (log.try_clone(), log.try_clone()) {
-        (Ok(stdout), Ok(stderr)) => (stdout, stderr),
-        (Err(error), _) | (_, Err(error)) => {
-            return Ended::NotRun(HandlerOutcome::failed(
-                WU_E_UH_INSTALLERFAILURE,
-                format!(
-                    "{} was not started: the log {} could not be shared: {error}",
-                    program.name,
-                    context.log_path.display()
-                ),
-            ));
+    let not_started = |error: std::io::Error| {
+        Ended::NotRun(HandlerOutcome::failed(
+            WU_E_UH_INSTALLERFAILURE,
+            format!(
+                "{} was not started: its output could not be set up: {error}",
+                program.name
+            ),
+        ))
+    };
+    let mut command;
+    let interaction = match interaction {
+        Some(interaction) => {
+            let [stdin, stdout, stderr]: [OwnedFd; 3] = match interaction.terminal.take_stdio() {
+                Ok(fds) => fds,
+                Err(error) => return not_started(error),
+            };
+            // setsid --ctty: a new session whose controlling terminal is
+            // stdin (the pty). Not a group leader here, setsid does not
+            // fork, so the program's pid is its session and group: killpg
+            // still reaches everything it started.
+            command = Command::new("setsid");
+            command
+                .arg("--ctty")
+                .arg(program.path)
+                .args(program.args)
+                .stdin(stdin)
+                .stdout(stdout)
+                .stderr(stderr);
+            let fds = std::mem::take(&mut interaction.fds);
+            if command.fd_mappings(fds).is_err() {
+                return not_started(std::io::Error::other("two descriptors for one number"));
+            }
+            Some(&*interaction)
+        }
+        None => {
+            let (stdout, stderr) = match (log.try_clone(), log.try_clone()) {
+                (Ok(stdout), Ok(stderr)) => (stdout, stderr),
+                (Err(error), _) | (_, Err(error)) => {
+                    return Ended::NotRun(HandlerOutcome::failed(
+                        WU_E_UH_INSTALLERFAILURE,
+                        format!(
+                            "{} was not started: the log {} could not be shared: {error}",
+                            program.name,
+                            context.log_path.display()
+                        ),
+                    ));
+                }
+            };
+            command = Command::new(program.path);
+            command
+                .args(program.args)
+                .stdin(Stdio::null())
+                .stdout(stdout)
+                .stderr(stderr)
+                // Its own group, so a timeout or abort reaches everything it started.
+                .process_group(0);
+            None
         }
     };
-    let mut command = Command::new(program.path);
     command
-        .args(program.args)
         .env_clear()
         .env("PATH", PATH)
         .env("LANG", "C.UTF-8")
@@ -236,14 +396,18 @@ fn run_program(context: &HandlerContext<'_>, program: &Program<'_>) -> Ended {
         .env("OPENWUA_CONTENT_DIR", context.content_dir)
         .envs(program.env.iter().copied())
         .envs(context.environment.iter().map(|(k, v)| (k, v)))
-        .current_dir(context.work_dir)
-        .stdin(Stdio::null())
-        .stdout(stdout)
-        .stderr(stderr)
-        // Its own group, so a timeout or abort reaches everything it started.
-        .process_group(0);
+        .current_dir(context.work_dir);
+    if interaction.is_some() {
+        command.env("TERM", "xterm-256color");
+    }
     let started = Instant::now();
-    let mut child = match command.spawn() {
+    let spawned = command.spawn();
+    // The parent's copies of the terminal's slave and of fd 3 close here,
+    // so the relay and the answer channel see the end when the program's
+    // copies close.
+    drop(command);
+    drop(log);
+    let mut child = match spawned {
         Ok(child) => child,
         Err(error) => {
             return Ended::NotRun(HandlerOutcome::failed(
@@ -278,6 +442,9 @@ fn run_program(context: &HandlerContext<'_>, program: &Program<'_>) -> Ended {
         ));
     }
     let deadline = started + program.timeout;
+    // When a question was aborted: the program gets `grace` to end on its
+    // own (its answer channel is closed, its terminal hung up).
+    let mut unanswered_since: Option<Instant> = None;
     loop {
         let now = Instant::now();
         if now >= deadline {
@@ -301,6 +468,18 @@ fn run_program(context: &HandlerContext<'_>, program: &Program<'_>) -> Ended {
                 if context.abort.load(Ordering::SeqCst) {
                     stop_group(group, &receiver, context.grace);
                     return Ended::Aborted;
+                }
+                if let Some(interaction) = interaction
+                    && interaction.aborted.load(Ordering::SeqCst)
+                {
+                    let since = *unanswered_since.get_or_insert_with(|| {
+                        interaction.terminal.hang_up();
+                        now
+                    });
+                    if now >= since + context.grace {
+                        stop_group(group, &receiver, context.grace.min(TIMEOUT_GRACE));
+                        return Ended::Unanswered;
+                    }
                 }
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => {
@@ -391,6 +570,9 @@ fn unfinished(
                 UpdateOperation::Installation => "installation",
                 UpdateOperation::Uninstallation => "uninstallation",
             }
+        ))),
+        Ended::Unanswered => Err(HandlerOutcome::aborted(format!(
+            "{name} was stopped because a question got no answer"
         ))),
         Ended::NotRun(outcome) => Err(outcome),
     }
