@@ -34,6 +34,7 @@ use crate::config::Config;
 use crate::error::{AgentError, Result};
 use crate::handlers::{self, DpkgSettings, HandlerContext, Outcome};
 use crate::jobs::Job;
+use crate::prompts::Prompter;
 use crate::store::{BootId, InstallRecord, Payload, Store};
 
 /// One update of an install or uninstall call, as the agent resolved it.
@@ -78,8 +79,8 @@ pub struct InstallOptions {
 /// (`CanRequestUserInput`) can run.
 #[derive(Debug, Clone)]
 pub enum Interaction {
-    /// An interactive user's client answers them.
-    Answered,
+    /// An interactive user's client answers them, through this prompter.
+    Answered(Prompter),
     /// Nobody can: they fail with `WU_E_NO_INTERACTIVE_USER`, for this
     /// reason, before anything of theirs runs.
     Refused(String),
@@ -320,7 +321,12 @@ fn check(
             ));
         }
     }
-    if behavior.can_request_user_input {
+    let asks = behavior.can_request_user_input
+        || target
+            .bundled
+            .iter()
+            .any(|(bundled, _)| may_ask(bundled, options.operation));
+    if asks {
         if options.force_quiet {
             return Some(Verdict::failed(
                 WU_E_UH_DOESNOTSUPPORTACTION,
@@ -332,6 +338,17 @@ fn check(
         }
     }
     None
+}
+
+/// Whether `update`'s installer may ask the user something during
+/// `operation` (`CanRequestUserInput`).
+fn may_ask(update: &Update, operation: UpdateOperation) -> bool {
+    match operation {
+        UpdateOperation::Installation => update.installation_behavior.can_request_user_input,
+        UpdateOperation::Uninstallation => update
+            .uninstallation_behavior
+            .is_some_and(|behavior| behavior.can_request_user_input),
+    }
 }
 
 /// Whether running the handlers reads content files: every install does;
@@ -461,7 +478,10 @@ fn run_handler(
         quiet: options.force_quiet,
         abort: context.job.abort_flag(),
         grace: Duration::from_secs(context.config.install.abort_grace_seconds),
-        prompter: None,
+        prompter: match &options.interaction {
+            Interaction::Answered(prompter) if may_ask(update, options.operation) => Some(prompter),
+            Interaction::Answered(_) | Interaction::Refused(_) => None,
+        },
     }))
 }
 
