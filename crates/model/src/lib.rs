@@ -8,7 +8,8 @@
 //! - [`criteria::Criteria`]: the search-criteria language, parsed, checked
 //!   and compiled;
 //! - [`search::SearchResult`], [`service::ServiceInfo`],
-//!   [`history::HistoryEntry`]: what the agent answers with.
+//!   [`history::HistoryEntry`]: what the agent answers with;
+//! - [`caller::CallerContext`]: how the agent sees a caller, with the evidence.
 //!
 //! ```
 //! use openwua_model::hresult::{HResult, WU_E_NO_INTERACTIVE_USER};
@@ -21,6 +22,7 @@
 
 #![deny(missing_docs)]
 
+pub mod caller;
 pub mod criteria;
 pub mod enums;
 pub mod history;
