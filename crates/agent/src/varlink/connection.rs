@@ -10,7 +10,7 @@ use tokio::net::unix::OwnedWriteHalf;
 use super::methods::{self, ReplySink};
 use super::protocol::{self, ReadError, Reply};
 use crate::agent::Agent;
-use crate::caller::{Administrators, Caller};
+use crate::caller::{Administrators, Caller, CallerPolicy};
 use crate::error::Result;
 
 /// What every call on a connection shares.
@@ -46,15 +46,21 @@ impl ReplySink for Writer<'_> {
 }
 
 /// Serves one connection until the client closes it or breaks the protocol.
-pub async fn serve(agent: Arc<Agent>, stream: UnixStream, admins: Administrators) {
-    let caller = match Caller::of_socket(&stream) {
+pub async fn serve(agent: Arc<Agent>, stream: UnixStream, policy: CallerPolicy) {
+    let admins = policy.admins;
+    let caller = match Caller::of_socket(&stream, &policy) {
         Ok(caller) => caller,
         Err(error) => {
             tracing::warn!("cannot read the peer's credentials, closing: {error}");
             return;
         }
     };
-    tracing::debug!(uid = caller.uid, pid = caller.pid, "connected");
+    tracing::debug!(
+        uid = caller.uid,
+        pid = caller.pid,
+        class = %caller.context.class,
+        "connected"
+    );
     let session = Session {
         agent,
         caller,
