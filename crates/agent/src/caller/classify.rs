@@ -531,3 +531,389 @@ impl Evidence {
         self.facts.push(CallerFact::new(name, value, source));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::caller::facts::{Ancestor, UtmpEntry};
+    use crate::caller::records::UtmpLogin;
+
+    const ALICE: u32 = 1000;
+    const BOB: u32 = 1001;
+    const PTS2: u64 = (136 << 8) | 2;
+    const PTS5: u64 = (136 << 8) | 5;
+
+    fn terminal(tty_nr: u64, owner: u32) -> Terminal {
+        Terminal {
+            tty_nr,
+            path: super::super::records::terminal_path(tty_nr),
+            owner: Some(owner),
+            problem: None,
+        }
+    }
+
+    fn utmp(user: &str, line: &str, pid: i32, host: &str, session: Option<u32>) -> UtmpEntry {
+        UtmpEntry {
+            login: UtmpLogin {
+                pid,
+                line: line.into(),
+                user: user.into(),
+                host: host.into(),
+            },
+            for_login_user: user == "alice",
+            pid_session: session,
+        }
+    }
+
+    fn ancestor(pid: i32, uid: u32, comm: &str, tty_nr: u64) -> Ancestor {
+        Ancestor {
+            pid,
+            uid,
+            comm: comm.into(),
+            tty_nr,
+        }
+    }
+
+    /// Alice logged in with `login` on pts/2 (audit session 7, utmp record),
+    /// no logind; the caller runs as `uid` on `tty`.
+    fn audit_login(uid: u32, tty: Option<Terminal>) -> Facts {
+        Facts {
+            uid,
+            gid: uid,
+            pid: 4242,
+            pin: Some(Pin::Peer),
+            audit_available: true,
+            user_name: Some(if uid == BOB { "bob" } else { "alice" }.into()),
+            login_uid: Some(ALICE),
+            audit_session: Some(7),
+            login_name: Some("alice".into()),
+            utmp: Some(Ok(vec![utmp("alice", "pts/2", 900, "", Some(7))])),
+            terminal: tty,
+            chain: vec![
+                ancestor(950, ALICE, "bash", PTS2),
+                ancestor(900, 0, "login", PTS2),
+            ],
+            ..Facts::default()
+        }
+    }
+
+    fn settings() -> CallerSettings {
+        CallerSettings::default()
+    }
+
+    #[test]
+    fn interactive_session_owner_at_its_terminal() {
+        let context = classify(
+            &audit_login(ALICE, Some(terminal(PTS2, ALICE))),
+            &settings(),
+            true,
+        );
+        assert_eq!(context.class, CallerClass::Interactive);
+        assert_eq!(context.login_uid, Some(ALICE));
+        assert_eq!(context.session.as_deref(), Some("audit 7"));
+        assert_eq!(context.terminal.as_deref(), Some("/dev/pts/2"));
+        assert!(context.terminal_verified);
+        assert!(context.may.install_interactive);
+        assert_eq!(context.advice, None);
+        assert!(
+            context
+                .facts_named("entry")
+                .any(|fact| fact.value == "login")
+        );
+        assert!(
+            context
+                .facts_named("session")
+                .any(|fact| fact.source.contains("utmp /var/run/utmp (pts/2, pid 900)"))
+        );
+    }
+
+    #[test]
+    fn interactive_but_not_an_administrator_is_told_to_elevate() {
+        let context = classify(
+            &audit_login(ALICE, Some(terminal(PTS2, ALICE))),
+            &settings(),
+            false,
+        );
+        assert_eq!(context.class, CallerClass::Interactive);
+        assert!(!context.may.install && !context.may.install_interactive);
+        assert!(context.advice.is_some_and(|advice| advice.contains("sudo")));
+    }
+
+    #[test]
+    fn elevated_root_at_the_owners_terminal() {
+        let mut facts = audit_login(0, Some(terminal(PTS2, ALICE)));
+        facts.chain.insert(0, ancestor(960, 0, "sudo", PTS2));
+        let context = classify(&facts, &settings(), true);
+        assert_eq!(context.class, CallerClass::Elevated);
+        assert!(context.may.install_interactive);
+
+        let not_interactive = CallerSettings {
+            elevation_is_interactive: false,
+            ..settings()
+        };
+        let context = classify(&facts, &not_interactive, true);
+        assert_eq!(context.class, CallerClass::Elevated);
+        assert!(!context.may.install_interactive);
+        assert!(
+            context
+                .advice
+                .is_some_and(|advice| advice.contains("elevation_is_interactive"))
+        );
+    }
+
+    #[test]
+    fn elevated_through_sudos_own_pty() {
+        // sudo (use_pty) runs the command on pts/5, owned by root; sudo
+        // itself is on alice's pts/2.
+        let mut facts = audit_login(0, Some(terminal(PTS5, 0)));
+        facts.relay = Some((ancestor(960, 0, "sudo", PTS2), terminal(PTS2, ALICE)));
+        let context = classify(&facts, &settings(), true);
+        assert_eq!(context.class, CallerClass::Elevated);
+        assert!(context.terminal_verified);
+        assert_eq!(context.terminal.as_deref(), Some("/dev/pts/5"));
+    }
+
+    #[test]
+    fn secondary_logon() {
+        let context = classify(
+            &audit_login(BOB, Some(terminal(PTS2, ALICE))),
+            &settings(),
+            true,
+        );
+        assert_eq!(context.class, CallerClass::SecondaryLogon);
+        assert_eq!(context.login_uid, Some(ALICE));
+        assert!(context.may.install && !context.may.install_interactive);
+        let advice = context.advice.expect("advice");
+        assert!(
+            advice.contains("bob's own login") && advice.contains("alice's login"),
+            "{advice}"
+        );
+    }
+
+    #[test]
+    fn remote_without_a_terminal() {
+        let mut facts = audit_login(ALICE, None);
+        facts.utmp = Some(Ok(vec![utmp("alice", "pts/3", 800, "192.0.2.7", Some(7))]));
+        facts.chain = vec![ancestor(800, 0, "sshd", 0)];
+        let context = classify(&facts, &settings(), true);
+        assert_eq!(context.class, CallerClass::RemoteNoTerminal);
+        assert!(context.remote);
+        assert!(!context.may.install_interactive);
+        assert!(
+            context
+                .advice
+                .is_some_and(|advice| advice.contains("ssh -t"))
+        );
+    }
+
+    #[test]
+    fn remote_with_its_terminal_is_interactive() {
+        let mut facts = audit_login(ALICE, Some(terminal(PTS2, ALICE)));
+        facts.utmp = Some(Ok(vec![utmp("alice", "pts/2", 800, "192.0.2.7", Some(7))]));
+        facts.chain = vec![ancestor(800, 0, "sshd", 0)];
+        let context = classify(&facts, &settings(), true);
+        assert_eq!(context.class, CallerClass::Interactive);
+        assert!(context.remote);
+    }
+
+    #[test]
+    fn batch_from_cron_and_from_logind_background() {
+        let mut facts = audit_login(ALICE, None);
+        facts.utmp = Some(Ok(vec![utmp("alice", "pts/2", 900, "", Some(7))]));
+        facts.chain = vec![ancestor(600, 0, "cron", 0)];
+        let context = classify(&facts, &settings(), true);
+        assert_eq!(context.class, CallerClass::Batch);
+
+        let logind = Facts {
+            uid: ALICE,
+            pid: 10,
+            pin: Some(Pin::Peer),
+            logind_running: true,
+            cgroup: Some("/user.slice/user-1000.slice/session-c3.scope".into()),
+            cgroup_session: Some("c3".into()),
+            logind: Some(LogindSession {
+                uid: Some(ALICE),
+                class: Some("background".into()),
+                service: Some("crond".into()),
+                ..LogindSession::default()
+            }),
+            ..Facts::default()
+        };
+        let context = classify(&logind, &settings(), true);
+        assert_eq!(context.class, CallerClass::Batch);
+        assert_eq!(context.session.as_deref(), Some("c3"));
+        assert!(!context.may.install_interactive);
+    }
+
+    #[test]
+    fn local_session_away_from_its_terminal_is_batch() {
+        let context = classify(&audit_login(ALICE, None), &settings(), true);
+        assert_eq!(context.class, CallerClass::Batch);
+    }
+
+    #[test]
+    fn logind_session_with_its_tty() {
+        let facts = Facts {
+            uid: ALICE,
+            pid: 10,
+            pin: Some(Pin::Peer),
+            logind_running: true,
+            audit_available: true,
+            cgroup_session: Some("3".into()),
+            logind: Some(LogindSession {
+                uid: Some(ALICE),
+                class: Some("user".into()),
+                seat: Some("seat0".into()),
+                tty: Some("tty1".into()),
+                service: Some("login".into()),
+                ..LogindSession::default()
+            }),
+            terminal: Some(terminal((4 << 8) | 1, ALICE)),
+            ..Facts::default()
+        };
+        let context = classify(&facts, &settings(), true);
+        assert_eq!(context.class, CallerClass::Interactive);
+        assert_eq!(context.session.as_deref(), Some("3"));
+        assert!(!context.remote);
+    }
+
+    #[test]
+    fn service_without_a_login() {
+        let facts = Facts {
+            uid: 0,
+            pid: 10,
+            pin: Some(Pin::Peer),
+            audit_available: true,
+            cgroup: Some("/system.slice/x.service".into()),
+            ..Facts::default()
+        };
+        let context = classify(&facts, &settings(), true);
+        assert_eq!(context.class, CallerClass::Service);
+        assert_eq!(context.login_uid, None);
+        assert!(!context.may.install_interactive);
+        assert!(context.advice.is_some());
+    }
+
+    #[test]
+    fn forged_loginuid_is_ignored() {
+        // A service process set its unset loginuid to alice's: it got a
+        // fresh audit session no record knows, and a pty of its own.
+        let mut facts = audit_login(ALICE, Some(terminal(PTS5, ALICE)));
+        facts.audit_session = Some(99);
+        facts.chain.clear();
+        let context = classify(&facts, &settings(), true);
+        assert_eq!(context.class, CallerClass::Service);
+        assert_eq!(context.login_uid, None);
+        assert!(!context.may.install_interactive);
+        assert!(context.facts_named("loginUid").any(|fact| {
+            fact.value == "loginuid 1000 is not backed by any login record: ignored"
+        }));
+        // Same with a utmp record whose process is gone.
+        let mut facts = audit_login(ALICE, Some(terminal(PTS2, ALICE)));
+        facts.utmp = Some(Ok(vec![utmp("alice", "pts/2", 900, "", None)]));
+        assert_eq!(
+            classify(&facts, &settings(), true).class,
+            CallerClass::Service
+        );
+    }
+
+    #[test]
+    fn a_terminal_that_is_not_the_sessions_gets_no_interaction() {
+        // Alice's own new pty (script, a pty she opened): hers, but not a
+        // line of her login.
+        let context = classify(
+            &audit_login(ALICE, Some(terminal(PTS5, ALICE))),
+            &settings(),
+            true,
+        );
+        assert_eq!(context.class, CallerClass::Batch);
+        assert!(!context.terminal_verified);
+        // The session's line, but owned by someone else.
+        let context = classify(
+            &audit_login(ALICE, Some(terminal(PTS2, BOB))),
+            &settings(),
+            true,
+        );
+        assert!(!context.terminal_verified);
+        assert!(!context.may.install_interactive);
+        // Root on a pty of its own without sudo's relay.
+        let context = classify(&audit_login(0, Some(terminal(PTS5, 0))), &settings(), true);
+        assert!(!context.may.install_interactive);
+    }
+
+    #[test]
+    fn fallback_without_logind_and_audit() {
+        let facts = Facts {
+            uid: ALICE,
+            pid: 10,
+            pin: Some(Pin::Peer),
+            terminal: Some(terminal(PTS2, ALICE)),
+            ..Facts::default()
+        };
+        let context = classify(&facts, &settings(), true);
+        assert_eq!(context.class, CallerClass::Interactive);
+        assert!(context.terminal_verified);
+        assert!(
+            context
+                .facts_named("fallback")
+                .any(|fact| fact.value.contains("no logind and no audit"))
+        );
+
+        let root = Facts {
+            uid: 0,
+            ..facts.clone()
+        };
+        assert_eq!(
+            classify(&root, &settings(), true).class,
+            CallerClass::Elevated
+        );
+
+        let other = Facts {
+            uid: BOB,
+            ..facts.clone()
+        };
+        assert_eq!(
+            classify(&other, &settings(), true).class,
+            CallerClass::Service
+        );
+
+        // Switched off, or not applicable on a machine with audit.
+        let off = CallerSettings {
+            terminal_fallback: Some(false),
+            ..settings()
+        };
+        assert_eq!(classify(&facts, &off, true).class, CallerClass::Service);
+        let with_audit = Facts {
+            audit_available: true,
+            ..facts.clone()
+        };
+        assert_eq!(
+            classify(&with_audit, &settings(), true).class,
+            CallerClass::Service
+        );
+        let forced = CallerSettings {
+            terminal_fallback: Some(true),
+            ..settings()
+        };
+        assert_eq!(
+            classify(&with_audit, &forced, true).class,
+            CallerClass::Interactive
+        );
+    }
+
+    #[test]
+    fn weak_pin_is_reported() {
+        let facts = Facts {
+            pin: Some(Pin::Opened),
+            audit_available: true,
+            ..Facts::default()
+        };
+        let context = classify(&facts, &settings(), false);
+        assert!(context.weak);
+        assert!(
+            context
+                .facts_named("process")
+                .any(|fact| fact.source == "pidfd_open")
+        );
+    }
+}
