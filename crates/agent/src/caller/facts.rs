@@ -31,8 +31,8 @@ pub const LOGIND_SESSIONS: &str = "/run/systemd/sessions";
 pub const UTMP: &str = "/var/run/utmp";
 /// How far up the parent chain the entry point is looked for.
 const MAX_DEPTH: usize = 64;
-/// utmp is small; a larger file is read only this far.
-const MAX_UTMP: u64 = 1 << 20;
+/// utmp is small; a larger file is refused.
+const MAX_UTMP: usize = 1 << 20;
 
 /// How the process was pinned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,9 +79,7 @@ impl ProcessDir {
             OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
             Mode::empty(),
         )?;
-        let mut text = String::new();
-        File::from(fd).read_to_string(&mut text)?;
-        Ok(text)
+        read_small(File::from(fd))
     }
 
     /// The directory's owner: the process's effective uid (root for a
@@ -99,9 +97,36 @@ impl ProcessDir {
     }
 }
 
+/// Reads a small file (procfs, logind) with page-sized reads: procfs files
+/// have no size, and `read_to_string` would stat, seek and grow from 32
+/// bytes — three times the system calls.
+fn read_small(file: File) -> io::Result<String> {
+    let bytes = read_bytes(file)?;
+    String::from_utf8(bytes).map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))
+}
+
+/// [`read_small`]'s bytes, up to utmp's limit.
+fn read_bytes(mut file: File) -> io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        match file.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(count) => bytes.extend_from_slice(&buffer[..count]),
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+        if bytes.len() > MAX_UTMP {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "file too large"));
+        }
+    }
+    Ok(bytes)
+}
+
 /// The pid a pidfd refers to, from `/proc/self/fdinfo` (-1 once it exited).
 fn pidfd_pid(pidfd: &OwnedFd) -> Option<i32> {
-    let text = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", pidfd.as_raw_fd())).ok()?;
+    let file = File::open(format!("/proc/self/fdinfo/{}", pidfd.as_raw_fd())).ok()?;
+    let text = read_small(file).ok()?;
     text.lines()
         .find_map(|line| line.strip_prefix("Pid:"))
         .and_then(|pid| pid.trim().parse().ok())
@@ -342,12 +367,11 @@ fn read_logind(id: &str) -> Option<LogindSession> {
     if !records::valid_session_id(id) {
         return None;
     }
-    let mut file = File::open(format!("{LOGIND_SESSIONS}/{id}")).ok()?;
+    let file = File::open(format!("{LOGIND_SESSIONS}/{id}")).ok()?;
     if file.metadata().ok()?.uid() != 0 {
         return None;
     }
-    let mut text = String::new();
-    file.read_to_string(&mut text).ok()?;
+    let text = read_small(file).ok()?;
     Some(records::parse_logind_session(&text))
 }
 
@@ -361,10 +385,7 @@ fn read_utmp(login_name: Option<&str>) -> Result<Vec<UtmpEntry>, String> {
     if meta.uid() != 0 {
         return Err(format!("{UTMP} is not owned by root: ignored"));
     }
-    let mut bytes = Vec::new();
-    file.take(MAX_UTMP)
-        .read_to_end(&mut bytes)
-        .map_err(|error| format!("{UTMP}: {error}"))?;
+    let bytes = read_bytes(file).map_err(|error| format!("{UTMP}: {error}"))?;
     Ok(parse_utmp(&bytes)
         .into_iter()
         .map(|login| {
@@ -394,13 +415,14 @@ fn walk(caller: &ProcessDir, stat: &Stat, session: u32) -> Vec<Ancestor> {
         let Ok(parent) = ProcessDir::open(ppid) else {
             break;
         };
-        // The child must still name it as its parent, else the parent
-        // exited and `ppid` may since be another process.
-        let child = parent_dir.as_ref().unwrap_or(caller);
-        if child.stat().map(|stat| stat.ppid) != Some(ppid) {
+        // Another session (or a recycled pid's): the walk ends either way.
+        if parent.audit("sessionid") != Some(session) {
             break;
         }
-        if parent.audit("sessionid") != Some(session) {
+        // To count, the child must still name it as its parent, else the
+        // parent exited and `ppid` may since be another process.
+        let child = parent_dir.as_ref().unwrap_or(caller);
+        if child.stat().map(|stat| stat.ppid) != Some(ppid) {
             break;
         }
         let (Some(parent_stat), Ok(uid)) = (parent.stat(), parent.owner()) else {
