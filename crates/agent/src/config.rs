@@ -30,6 +30,8 @@ pub struct Config {
     pub facts: FactSources,
     /// How downloads and installers run.
     pub install: InstallSettings,
+    /// How callers' contexts are classified (`[caller]`).
+    pub caller: CallerSettings,
     /// Wait for another agent on the same state directory to finish rather
     /// than refuse to start: for `wua --embedded`, whose runs may overlap.
     #[serde(skip)]
@@ -47,6 +49,30 @@ pub struct FactSources {
     pub dpkg_admindir: PathBuf,
     /// The os-release file.
     pub os_release: PathBuf,
+}
+
+/// How the agent classifies its callers (`docs/caller-context.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CallerSettings {
+    /// Root at a user's verified terminal (`sudo` in alice's login) counts
+    /// as an interactive user: WUA's elevated administrator. False: only
+    /// the session owner is.
+    pub elevation_is_interactive: bool,
+    /// Classify by the controlling terminal's owner alone, for machines
+    /// without logind and audit (containers). None: only when the machine
+    /// has neither; Some(false): never; Some(true): always when no session
+    /// is attested.
+    pub terminal_fallback: Option<bool>,
+}
+
+impl Default for CallerSettings {
+    fn default() -> Self {
+        CallerSettings {
+            elevation_is_interactive: true,
+            terminal_fallback: None,
+        }
+    }
 }
 
 /// Downloads, installers and the cache.
@@ -113,6 +139,7 @@ impl Default for Config {
             owner_is_admin: false,
             facts: FactSources::default(),
             install: InstallSettings::default(),
+            caller: CallerSettings::default(),
             wait_for_state_lock: false,
         }
     }

@@ -128,6 +128,15 @@ pub enum Command {
         #[arg(long, value_name = "SERVICE-ID")]
         service: Option<Uuid>,
     },
+    /// How the agent sees this process: its class (interactive, elevated,
+    /// secondary logon, …), the facts with their sources, and what it may
+    /// do — with what to do instead when updates that ask questions are
+    /// refused (0x80240020 WU_E_NO_INTERACTIVE_USER).
+    Context {
+        /// Print the agent's CallerContext as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// The agent, the machine's update state and the services.
     Status {
         /// Print JSON instead of text.

@@ -3,6 +3,7 @@
 
 mod agent;
 mod args;
+mod context;
 mod criteria_check;
 mod download;
 mod embedded;
@@ -88,6 +89,7 @@ fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<u8> {
         Command::Watch { id, json } => jobs::watch(&agent, id, json, out)?,
         Command::Abort { id } => jobs::abort(&agent, id, out)?,
         Command::Sync { service } => sync::run(&agent, service, out)?,
+        Command::Context { json } => context::run(&agent, json, out)?,
         Command::Status { json } => status::run(&agent, json, out)?,
         Command::Package { command } => package::run(command, out)?,
     };

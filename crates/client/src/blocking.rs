@@ -15,6 +15,7 @@
 
 use std::path::Path;
 
+use openwua_model::caller::CallerContext;
 use openwua_model::enums::{DownloadPriority, ServerSelection};
 use openwua_model::history::{HistoryEntry, SystemInfo};
 use openwua_model::operation::{InstallerState, JobInfo};
@@ -123,6 +124,11 @@ impl UpdateSession {
     /// `IUpdate.AcceptEula`. Needs an administrator.
     pub fn accept_eula(&self, update_id: Uuid) -> Result<(), ClientError> {
         self.runtime.block_on(self.session.accept_eula(update_id))
+    }
+
+    /// How the agent sees this session's caller (`GetCallerContext`).
+    pub fn caller_context(&self) -> Result<CallerContext, ClientError> {
+        self.runtime.block_on(self.session.caller_context())
     }
 
     /// Machine-wide state: `RebootRequired` and the agent's counts.

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use openwua_model::caller::CallerContext;
 use openwua_model::enums::ServerSelection;
 use openwua_model::history::{HistoryEntry, SystemInfo};
 use openwua_model::operation::{InstallerState, JobInfo};
@@ -117,6 +118,11 @@ pub(crate) struct Done {}
 #[derive(Deserialize)]
 struct InfoReply<T> {
     info: T,
+}
+
+#[derive(Deserialize)]
+struct ContextReply {
+    context: CallerContext,
 }
 
 #[derive(Deserialize)]
@@ -253,6 +259,14 @@ impl UpdateSession {
         };
         let Done {} = self.call("AcceptEula", &parameters).await?;
         Ok(())
+    }
+
+    /// How the agent sees this session's caller (`GetCallerContext`): its
+    /// class, the facts with their sources, what it may do and, when it may
+    /// not install updates that ask questions, what to do instead.
+    pub async fn caller_context(&self) -> Result<CallerContext, ClientError> {
+        let ContextReply { context } = self.call("GetCallerContext", &NoParameters {}).await?;
+        Ok(context)
     }
 
     /// Machine-wide state: `RebootRequired` and the agent's counts.

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use super::methods::{self, ReplySink};
 use super::protocol::{self, Call, ReadError, Reply};
 use crate::agent::Agent;
-use crate::caller::{Administrators, Caller};
+use crate::caller::{Administrators, Caller, CallerPolicy};
 use crate::error::Result;
 
 /// What every call on a connection shares.
@@ -115,15 +115,21 @@ async fn read_calls(stream: OwnedReadHalf, calls: mpsc::Sender<Incoming>) {
 }
 
 /// Serves one connection until the client closes it or breaks the protocol.
-pub async fn serve(agent: Arc<Agent>, stream: UnixStream, admins: Administrators) {
-    let caller = match Caller::of_socket(&stream) {
+pub async fn serve(agent: Arc<Agent>, stream: UnixStream, policy: CallerPolicy) {
+    let admins = policy.admins;
+    let caller = match Caller::of_socket(&stream, &policy) {
         Ok(caller) => caller,
         Err(error) => {
             tracing::warn!("cannot read the peer's credentials, closing: {error}");
             return;
         }
     };
-    tracing::debug!(uid = caller.uid, pid = caller.pid, "connected");
+    tracing::debug!(
+        uid = caller.uid,
+        pid = caller.pid,
+        class = %caller.context.class,
+        "connected"
+    );
     let session = Session {
         agent,
         caller,

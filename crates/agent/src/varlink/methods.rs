@@ -231,6 +231,10 @@ async fn handle(
                 "agentVersion": env!("CARGO_PKG_VERSION"),
             }}))
         }
+        (AGENT, "GetCallerContext") => {
+            let NoParameters {} = parameters(call)?;
+            Reply::of(&json!({ "context": session.caller.context }))
+        }
         (AGENT, "GetSystemInfo") => {
             let NoParameters {} = parameters(call)?;
             result_reply(

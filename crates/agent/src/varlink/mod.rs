@@ -41,11 +41,11 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
 
 /// Accepts connections for ever.
 pub async fn serve(agent: Arc<Agent>, listener: UnixListener) {
-    let admins = caller::Administrators::of(agent.config());
+    let policy = caller::CallerPolicy::of(agent.config());
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                tokio::spawn(connection::serve(Arc::clone(&agent), stream, admins));
+                tokio::spawn(connection::serve(Arc::clone(&agent), stream, policy));
             }
             // Out of file descriptors, say: the clients already connected
             // are served meanwhile, and accepting resumes shortly.

@@ -1,18 +1,48 @@
 //! Who is on the other end of a connection, from the kernel's word.
 //!
 //! The peer's uid, gid and pid come from `SO_PEERCRED` (fixed when it
-//! connected), a pidfd from `SO_PEERPIDFD` pins the process, and its
-//! supplementary groups are read from `/proc/<pid>/status` and kept only if
-//! the pidfd shows the same process is still alive after the read. Nothing
-//! the client sends changes any of it. The full caller context (sessions,
-//! terminals) is the caller-context issue's; authorization starts here.
+//! connected); a pidfd from `SO_PEERPIDFD` pins the process, and everything
+//! else — groups, login session, audit ids, terminal — is read through that
+//! pinned process (`facts.rs`), parsed (`records.rs`) and classified
+//! (`classify.rs`) into a [`CallerContext`] once, at connect. Nothing the
+//! client sends changes any of it. `docs/caller-context.md` has the rules.
+
+mod classify;
+mod facts;
+mod records;
 
 use std::os::fd::{AsFd, OwnedFd};
 
 use nix::sys::socket::{getsockopt, sockopt};
+use openwua_model::caller::CallerContext;
 use openwua_model::hresult::E_ACCESSDENIED;
 
+use crate::config::CallerSettings;
 use crate::error::{AgentError, Result};
+
+pub use classify::classify;
+pub use facts::{Ancestor, Facts, Pin, Terminal, UtmpEntry};
+pub use records::{LogindSession, UtmpLogin};
+
+/// What classifying a caller needs from the configuration, resolved once
+/// at start-up.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CallerPolicy {
+    /// Who besides root is an administrator.
+    pub admins: Administrators,
+    /// `[caller]`.
+    pub settings: CallerSettings,
+}
+
+impl CallerPolicy {
+    /// The configuration's policy.
+    pub fn of(config: &crate::config::Config) -> CallerPolicy {
+        CallerPolicy {
+            admins: Administrators::of(config),
+            settings: config.caller,
+        }
+    }
+}
 
 /// The kernel-attested identity of a connected client.
 #[derive(Debug)]
@@ -27,33 +57,40 @@ pub struct Caller {
     pub groups: Vec<u32>,
     /// Pins the process, so its pid cannot be recycled under later checks.
     pub pidfd: Option<OwnedFd>,
+    /// How the agent sees it: class, evidence, what it may do.
+    pub context: CallerContext,
 }
 
 impl Caller {
-    /// Reads the peer of a connected Unix socket.
-    pub fn of_socket(socket: &impl AsFd) -> std::io::Result<Caller> {
+    /// Reads the peer of a connected Unix socket and classifies it.
+    pub fn of_socket(socket: &impl AsFd, policy: &CallerPolicy) -> std::io::Result<Caller> {
         let credentials = getsockopt(socket, sockopt::PeerCredentials)?;
-        // Kernels before 6.5 have no SO_PEERPIDFD; the pid alone is weaker.
-        let pidfd = getsockopt(socket, sockopt::PeerPidfd).ok();
         let pid = credentials.pid();
-        let groups = read_groups(pid, pidfd.as_ref());
-        Ok(Caller {
-            uid: credentials.uid(),
-            gid: credentials.gid(),
+        let (pidfd, pin) = facts::pin(socket, pid);
+        let facts = facts::gather(
+            credentials.uid(),
+            credentials.gid(),
             pid,
-            groups,
+            pidfd.as_ref(),
+            pin,
+        );
+        // Authorization decides what it may download and install.
+        let is_admin = policy.admins.admit(facts.uid, facts.gid, &facts.groups);
+        let context = classify::classify(&facts, &policy.settings, is_admin);
+        Ok(Caller {
+            uid: facts.uid,
+            gid: facts.gid,
+            pid,
+            groups: facts.groups,
             pidfd,
+            context,
         })
     }
 
     /// Root, a member of the admin group, or the agent's owner when
     /// [`Administrators::owner`] is set.
     pub fn is_admin(&self, admins: &Administrators) -> bool {
-        self.uid == 0
-            || admins.owner == Some(self.uid)
-            || admins
-                .group
-                .is_some_and(|gid| self.gid == gid || self.groups.contains(&gid))
+        admins.admit(self.uid, self.gid, &self.groups)
     }
 
     /// Fails with `E_ACCESSDENIED` unless [`Caller::is_admin`].
@@ -82,6 +119,15 @@ pub struct Administrators {
 }
 
 impl Administrators {
+    /// Whether these credentials are an administrator's.
+    pub fn admit(&self, uid: u32, gid: u32, groups: &[u32]) -> bool {
+        uid == 0
+            || self.owner == Some(uid)
+            || self
+                .group
+                .is_some_and(|admin| gid == admin || groups.contains(&admin))
+    }
+
     /// Resolves the configuration's admin settings once, at start-up.
     pub fn of(config: &crate::config::Config) -> Administrators {
         Administrators {
@@ -91,37 +137,6 @@ impl Administrators {
                 .then(|| nix::unistd::geteuid().as_raw()),
         }
     }
-}
-
-/// The `Groups:` line of `/proc/<pid>/status`, trusted only if the pinned
-/// process is still alive afterwards (else the pid may name another process).
-fn read_groups(pid: i32, pidfd: Option<&OwnedFd>) -> Vec<u32> {
-    let Some(pidfd) = pidfd else {
-        return Vec::new();
-    };
-    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
-        return Vec::new();
-    };
-    if !process_alive(pidfd) {
-        return Vec::new();
-    }
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("Groups:"))
-        .map(|groups| {
-            groups
-                .split_whitespace()
-                .filter_map(|gid| gid.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// A pidfd becomes readable when its process exits.
-fn process_alive(pidfd: &OwnedFd) -> bool {
-    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-    let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
-    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(0))
 }
 
 /// The gid of a group name, from the system's group database.
