@@ -17,6 +17,12 @@ use crate::config::CallerSettings;
 /// Entry points whose sessions are scheduled jobs.
 const BATCH_ENTRIES: &[&str] = &["cron", "crond", "atd", "anacron"];
 
+/// Root programs that open login sessions through PAM (pam_loginuid): a
+/// session whose topmost process is one of them, running as root, was set
+/// up by it. Such a session never has a verified terminal without a utmp or
+/// logind record, so this only tells batch and remote callers apart.
+const LOGIN_ENTRIES: &[&str] = &["sshd", "cron", "crond", "atd", "anacron", "login"];
+
 /// The attested session, whoever attested it.
 struct Session {
     /// logind's ID, or `audit N`.
@@ -310,15 +316,39 @@ fn attest(facts: &Facts, evidence: &mut Evidence) -> Option<Session> {
             });
         }
     }
+    if let Some(top) = facts
+        .chain
+        .last()
+        .filter(|top| top.uid == 0 && LOGIN_ENTRIES.contains(&top.comm.as_str()))
+    {
+        let source = format!(
+            "pid {} ({}, uid 0), the topmost process of audit session {audit}",
+            top.pid, top.comm
+        );
+        evidence.add("session", format!("audit {audit}"), source.clone());
+        evidence.add(
+            "sessionOwner",
+            with_name(login_uid, facts.login_name.as_deref()),
+            source,
+        );
+        return Some(Session {
+            id: format!("audit {audit}"),
+            owner: login_uid,
+            lines: Vec::new(),
+            logind: None,
+            utmp_host: None,
+        });
+    }
     if let Some(Err(why)) = &facts.utmp {
         evidence.add("utmp", why.clone(), UTMP);
     }
     // The forgery case: a process whose loginuid was unset may set it to
-    // anyone, once; without a record that agrees it proves nothing.
+    // anyone, once; without a record or a root entry process that agrees it
+    // proves nothing.
     evidence.add(
         "loginUid",
         format!("loginuid {login_uid} is not backed by any login record: ignored"),
-        format!("logind {LOGIND_SESSIONS}, utmp {UTMP}"),
+        format!("logind {LOGIND_SESSIONS}, utmp {UTMP}, the session's topmost process"),
     );
     None
 }

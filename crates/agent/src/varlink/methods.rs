@@ -11,14 +11,14 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::connection::{Inbox, Session};
+use super::interactive;
 use super::protocol::{Call, Reply};
 use crate::agent::{PROTOCOL_VERSION, SyncPhase};
 use crate::error::AgentError;
-use crate::jobs::Job;
 use crate::install::Interaction;
+use crate::jobs::Job;
 use crate::operations::{InstallRequest, Requester};
 use crate::prompts::{PromptStream, Prompter};
-use super::interactive;
 use openwua_model::enums::{DownloadPriority, UpdateOperation};
 use openwua_model::operation::JobState;
 
