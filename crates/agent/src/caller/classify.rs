@@ -825,6 +825,24 @@ mod tests {
     }
 
     #[test]
+    fn a_root_entry_process_attests_a_session_without_records() {
+        // cron's job: loginuid set by pam_loginuid, no utmp, no terminal.
+        let mut facts = audit_login(ALICE, None);
+        facts.utmp = Some(Ok(Vec::new()));
+        facts.chain = vec![ancestor(40, 0, "cron", 0)];
+        let context = classify(&facts, &settings(), true);
+        assert_eq!(context.class, CallerClass::Batch);
+        assert_eq!(context.login_uid, Some(ALICE));
+        assert!(!context.may.install_interactive);
+        // A non-root top, or a root program that opens no logins, is not.
+        facts.chain = vec![ancestor(40, 0, "passwd", 0)];
+        assert_eq!(
+            classify(&facts, &settings(), true).class,
+            CallerClass::Service
+        );
+    }
+
+    #[test]
     fn forged_loginuid_is_ignored() {
         // A service process set its unset loginuid to alice's: it got a
         // fresh audit session no record knows, and a pty of its own.
@@ -838,9 +856,11 @@ mod tests {
         assert!(context.facts_named("loginUid").any(|fact| {
             fact.value == "loginuid 1000 is not backed by any login record: ignored"
         }));
-        // Same with a utmp record whose process is gone.
+        // Same with a utmp record whose process is gone (and no root entry
+        // process above the caller).
         let mut facts = audit_login(ALICE, Some(terminal(PTS2, ALICE)));
         facts.utmp = Some(Ok(vec![utmp("alice", "pts/2", 900, "", None)]));
+        facts.chain.clear();
         assert_eq!(
             classify(&facts, &settings(), true).class,
             CallerClass::Service
