@@ -137,8 +137,10 @@ pub fn pin(socket: &impl AsFd, pid: i32) -> (Option<OwnedFd>, Pin) {
     match getsockopt(socket, sockopt::PeerPidfd) {
         Ok(pidfd) => (Some(pidfd), Pin::Peer),
         // Kernels before 6.5: pin it now; it may have been replaced since it
-        // connected (a race, hence weak).
+        // connected (a race, hence weak). The connection exists already, so
+        // a process started after this moment cannot be the one that made it.
         Err(Errno::ENOPROTOOPT) => {
+            let connected_by = uptime_ticks();
             let opened = rustix::process::Pid::from_raw(pid)
                 .ok_or_else(|| io::Error::from(Errno::ESRCH))
                 .and_then(|pid| {
@@ -146,12 +148,39 @@ pub fn pin(socket: &impl AsFd, pid: i32) -> (Option<OwnedFd>, Pin) {
                         .map_err(io::Error::from)
                 });
             match opened {
-                Ok(pidfd) => (Some(pidfd), Pin::Opened),
+                Ok(pidfd) => match started_after(pid, &pidfd, connected_by) {
+                    None => (Some(pidfd), Pin::Opened),
+                    Some(why) => (None, Pin::Missing(why)),
+                },
                 Err(error) => (None, Pin::Missing(format!("pidfd_open({pid}): {error}"))),
             }
         }
         Err(error) => (None, Pin::Missing(format!("SO_PEERPIDFD: {error}"))),
     }
+}
+
+/// Clock ticks since boot now, as `/proc/<pid>/stat` counts start times;
+/// None when `/proc/uptime` cannot be read.
+fn uptime_ticks() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/uptime").ok()?;
+    let seconds: f64 = text.split_whitespace().next()?.parse().ok()?;
+    let per_second = rustix::param::clock_ticks_per_second();
+    // Whole ticks, rounded up: a process started in this tick may be ours.
+    Some((seconds * per_second as f64).ceil() as u64)
+}
+
+/// Why the process `pidfd` pins is not the one that connected by
+/// `connected_by` (it started later: the caller exited and its pid was
+/// reused), or None when it may be.
+fn started_after(pid: i32, pidfd: &OwnedFd, connected_by: Option<u64>) -> Option<String> {
+    let connected_by = connected_by?;
+    let stat = ProcessDir::open(pid).ok()?.stat()?;
+    if pidfd_pid(pidfd) != Some(pid) {
+        return Some(format!("process {pid} exited"));
+    }
+    (stat.start_ticks > connected_by).then(|| {
+        format!("pid {pid} belongs to a process started after the connection: the caller exited and its pid was reused")
+    })
 }
 
 /// Whether the machine has audit loginuids at all (a kernel without audit
@@ -461,5 +490,31 @@ pub fn user_name(uid: u32) -> Option<String> {
     match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
         Ok(Some(user)) => Some(user.name),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_started_after_the_connection_is_not_the_caller() {
+        let pid = i32::try_from(std::process::id()).expect("a pid fits");
+        let pidfd = rustix::process::Pid::from_raw(pid)
+            .ok_or(Errno::ESRCH)
+            .and_then(|raw| {
+                rustix::process::pidfd_open(raw, rustix::process::PidfdFlags::empty())
+                    .map_err(|error| Errno::from_raw(error.raw_os_error()))
+            })
+            .expect("pidfd_open of this process");
+        // This process started after boot's first tick...
+        assert!(
+            started_after(pid, &pidfd, Some(0))
+                .is_some_and(|why| why.contains("started after the connection"))
+        );
+        // ...and before now.
+        assert_eq!(started_after(pid, &pidfd, uptime_ticks()), None);
+        // Without a clock nothing is claimed.
+        assert_eq!(started_after(pid, &pidfd, None), None);
     }
 }

@@ -12,6 +12,8 @@ pub struct Stat {
     pub ppid: i32,
     /// The controlling terminal's device number (field 7); 0: none.
     pub tty_nr: u64,
+    /// When it started, in clock ticks since boot (field 22).
+    pub start_ticks: u64,
 }
 
 /// Parses `/proc/<pid>/stat`. The command name may hold spaces and
@@ -29,10 +31,13 @@ pub fn parse_stat(text: &str) -> Option<Stat> {
     let _session = fields.next()?;
     // tty_nr is printed as a signed int.
     let tty_nr = fields.next()?.parse::<i64>().ok()?;
+    // Fields 8 to 21, then 22 (starttime).
+    let start_ticks = fields.nth(14)?.parse().ok()?;
     Some(Stat {
         comm,
         ppid,
         tty_nr: u64::try_from(tty_nr).unwrap_or(0),
+        start_ticks,
     })
 }
 
@@ -218,20 +223,25 @@ pub fn terminal_path(tty_nr: u64) -> Option<String> {
 mod tests {
     use super::*;
 
+    /// A real stat line's fields 8 to 23 (start time 615225).
+    const TAIL: &str = " -1 4194304 100 0 0 0 0 0 0 0 20 0 1 0 615225 3133440 383";
+
     #[test]
     fn stat_counts_fields_after_the_last_parenthesis() {
         let stat =
-            parse_stat("1234 (a) b (c) S 77 1234 1234 34818 1234 4194560 0 0").expect("parses");
+            parse_stat(&format!("1234 (a) b (c) S 77 1234 1234 34818{TAIL}")).expect("parses");
         assert_eq!(stat.comm, "a) b (c");
         assert_eq!(stat.ppid, 77);
         assert_eq!(stat.tty_nr, 34818);
+        assert_eq!(stat.start_ticks, 615225);
         assert_eq!(terminal_path(stat.tty_nr).as_deref(), Some("/dev/pts/2"));
     }
 
     #[test]
     fn stat_with_a_fake_field_list_in_comm_is_not_fooled() {
         // comm tries to make "1" the ppid and a tty of its choosing.
-        let stat = parse_stat("99 (x) R 1 1 1 34816 ) S 500 99 99 0 -1").expect("parses");
+        let stat =
+            parse_stat(&format!("99 (x) R 1 1 1 34816 ) S 500 99 99 0{TAIL}")).expect("parses");
         assert_eq!(stat.comm, "x) R 1 1 1 34816 ");
         assert_eq!(stat.ppid, 500);
         assert_eq!(stat.tty_nr, 0);
@@ -242,10 +252,15 @@ mod tests {
         assert_eq!(parse_stat(""), None);
         assert_eq!(parse_stat("12 (x"), None);
         assert_eq!(parse_stat("12 (x) S"), None);
-        assert_eq!(parse_stat("12 (x) S notanumber 1 1 0"), None);
+        assert_eq!(
+            parse_stat(&format!("12 (x) S notanumber 1 1 0{TAIL}")),
+            None
+        );
+        // No start time: cut short.
+        assert_eq!(parse_stat("12 (x) S 1 1 1 0 -1 4194304"), None);
         // A negative tty_nr is no terminal.
         assert_eq!(
-            parse_stat("12 (x) S 1 1 1 -5 0").map(|stat| stat.tty_nr),
+            parse_stat(&format!("12 (x) S 1 1 1 -5{TAIL}")).map(|stat| stat.tty_nr),
             Some(0)
         );
     }
