@@ -558,6 +558,7 @@ fn secondary_logon(how: &str, enter: impl Fn(&Tmux, &Scene) -> String) {
     let finished = timed("wua install of both (secondary logon)", || {
         pane.run(&format!("{prefix}{}", scene.install_both()), WAIT)
     });
+    eprintln!("INSTALL {how}:\n{}", finished.output);
     scene.assert_refused_alone(how, &finished);
 }
 

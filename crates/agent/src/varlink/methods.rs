@@ -483,7 +483,7 @@ fn interaction(
             .unwrap_or("run it from an administrator's own login");
         return (
             Interaction::Refused(format!(
-                "it may ask the user something, and the agent sees this caller as {}, \
+                "it may ask the user something, and the agent classes this caller as {}, \
                  not an interactive user (`wua context` shows why): {advice}",
                 context.class.describe()
             )),
