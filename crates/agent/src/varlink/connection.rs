@@ -86,7 +86,16 @@ impl Inbox {
     pub fn put_back(&mut self, incoming: Incoming) {
         self.put_back.push_back(incoming);
     }
+
+    /// Whether it may read more during a call: a client that keeps sending
+    /// other calls while one streams is not read further until it ends.
+    pub fn may_receive(&self) -> bool {
+        self.put_back.len() < MAX_PUT_BACK
+    }
 }
+
+/// How many calls a streaming call keeps for after it.
+const MAX_PUT_BACK: usize = 16;
 
 /// Reads calls until the stream ends or breaks; the connection stops it
 /// when it is done.

@@ -75,7 +75,7 @@ pub async fn follow(
                     // The job's prompter is gone: no more questions.
                     None => prompting = false,
                 },
-                incoming = inbox.receive() => match incoming {
+                incoming = inbox.receive(), if inbox.may_receive() => match incoming {
                     Incoming::Call(call) => {
                         if let Some(refused) = take_reply(&call, &prompts, &mut asked) {
                             send(sink, refused).await?;
