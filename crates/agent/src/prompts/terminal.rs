@@ -9,7 +9,7 @@
 //! handler hangs up after an abort, the master is closed: the kernel hangs
 //! the installer's terminal up (SIGHUP, then end of file). The relay is
 //! line-based and the client echoes locally, so the slave starts without
-//! echo ([`quiet_echo`]).
+//! echo (`quiet_echo`).
 
 use std::fs::File;
 use std::io::{self, Read, Write};
