@@ -254,6 +254,8 @@ echo done"#,
     );
     let output = transcript.lock().unwrap().output();
     assert!(output.contains("done"), "{output:?}");
+    // The pty does not echo: the client's terminal already showed the line.
+    assert!(!output.contains("world"), "typed text echoed: {output:?}");
     // The terminal's output is in the update's log too.
     assert!(fixture.log().contains("Your name? "), "{}", fixture.log());
 }

@@ -7,10 +7,15 @@
 //! their choices and default and answered with a line; an installer that
 //! just talks to a terminal gets a pseudo-terminal of the agent's, whose
 //! output is copied here and to which typed lines are sent. Our own
-//! terminal is never handed to the (root) installer.
+//! terminal is never handed to the (root) installer. The relay is
+//! line-based: our terminal stays in cooked mode and echoes what is typed
+//! (the agent's pty does not echo); while a password question waits, that
+//! echo is off.
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, Once, PoisonError};
+
+use rustix::termios::{LocalModes, OptionalActions, Termios, tcgetattr, tcsetattr};
 
 use openwua_client::interactive::{InstallEvent, UserReply, UserReplySender, user_replies};
 use openwua_model::operation::JobInfo;
@@ -31,6 +36,7 @@ struct Listener {
 #[derive(Clone)]
 pub struct Keyboard {
     listener: Arc<Mutex<Option<Listener>>>,
+    echo: Arc<Echo>,
 }
 
 impl Keyboard {
@@ -42,6 +48,7 @@ impl Keyboard {
         }
         let keyboard = Keyboard {
             listener: Arc::default(),
+            echo: Arc::default(),
         };
         let reader = keyboard.clone();
         // Detached: it ends with the process, or at the end of input.
@@ -74,10 +81,14 @@ impl Keyboard {
             };
             let reply = match listener.question.take() {
                 // An empty line takes the default.
-                Some(question_id) => UserReply::Answer {
-                    question_id,
-                    answer: (!text.is_empty()).then(|| text.to_owned()),
-                },
+                Some(question_id) => {
+                    // Answered: what is typed next is seen again.
+                    self.echo.show();
+                    UserReply::Answer {
+                        question_id,
+                        answer: (!text.is_empty()).then(|| text.to_owned()),
+                    }
+                }
                 None => UserReply::TerminalInput(format!("{text}\n").into_bytes()),
             };
             // The installation may have just ended; the line is moot then.
@@ -96,6 +107,8 @@ impl Keyboard {
         ) -> Result<JobInfo, openwua_client::ClientError>,
     {
         let (sender, receiver) = user_replies();
+        // However the call ends (an error, a panic), the echo comes back.
+        let _echo = EchoBack(&self.echo);
         *self.lock() = Some(Listener {
             replies: sender.clone(),
             question: None,
@@ -103,6 +116,12 @@ impl Keyboard {
         let mut on_event = |event: InstallEvent<'_>| match event {
             InstallEvent::Progress(job) => progress.show(job),
             InstallEvent::Question(question) => {
+                if question.kind == QuestionKind::Password {
+                    self.echo.hide();
+                } else {
+                    // A password question that timed out is not waiting now.
+                    self.echo.show();
+                }
                 progress.suspend(|| ask(question));
                 if question.kind == QuestionKind::Note {
                     // A note only wants to be seen.
@@ -141,7 +160,11 @@ fn ask(question: &Question) {
     }
     let _ = match (question.kind, &question.default) {
         (QuestionKind::Note, _) => Ok(()),
-        (QuestionKind::Password, _) => write!(stdout, "Answer (typed text is shown): "),
+        (QuestionKind::Password, _) => write!(
+            stdout,
+            "Answer (not shown as you type; within {} s): ",
+            question.timeout_seconds
+        ),
         (_, Some(default)) => write!(
             stdout,
             "Answer (Enter for {default:?}; within {} s): ",
@@ -150,4 +173,115 @@ fn ask(question: &Question) {
         (_, None) => write!(stdout, "Answer (within {} s): ", question.timeout_seconds),
     };
     let _ = stdout.flush();
+}
+
+/// Echo on wua's own terminal (standard input), turned off while a
+/// password question waits. `saved` holds the modes to go back to.
+#[derive(Default)]
+struct Echo {
+    saved: Mutex<Option<Termios>>,
+}
+
+impl Echo {
+    /// Stops echoing typed characters; Enter still moves to a new line
+    /// (ECHONL). A terminal that refuses keeps echoing: the answer is
+    /// still read.
+    fn hide(self: &Arc<Self>) {
+        let mut saved = self.lock();
+        if saved.is_some() {
+            return;
+        }
+        let stdin = std::io::stdin();
+        let Ok(modes) = tcgetattr(&stdin) else {
+            return;
+        };
+        watch_signals(self);
+        let mut quiet = modes.clone();
+        quiet.local_modes.remove(LocalModes::ECHO);
+        quiet.local_modes.insert(LocalModes::ECHONL);
+        if tcsetattr(&stdin, OptionalActions::Now, &quiet).is_ok() {
+            *saved = Some(modes);
+        }
+    }
+
+    /// Puts the saved modes back, if echo was turned off.
+    fn show(&self) {
+        if let Some(modes) = self.lock().take() {
+            let _ = tcsetattr(std::io::stdin(), OptionalActions::Now, &modes);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Termios>> {
+        self.saved.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Turns the echo back on when dropped.
+struct EchoBack<'a>(&'a Echo);
+
+impl Drop for EchoBack<'_> {
+    fn drop(&mut self) {
+        self.0.show();
+    }
+}
+
+/// From the first hidden answer on, Ctrl-C (and Ctrl-\\, SIGTERM) no
+/// longer kill wua outright: a thread turns the echo back on first, then
+/// exits as the signal would have (status 128 + signal). Without it, a
+/// user who gives up at a password prompt is left at a shell that does
+/// not echo. Returns once the handlers are in place.
+fn watch_signals(echo: &Arc<Echo>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    // One watcher for the whole command (there is one keyboard).
+    static WATCHING: Once = Once::new();
+    let mut first = false;
+    WATCHING.call_once(|| first = true);
+    if !first {
+        return;
+    }
+    let echo = echo.clone();
+    let (ready, registered) = std::sync::mpsc::channel();
+    let watcher = move || {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            let _ = ready.send(());
+            return;
+        };
+        let caught = runtime.block_on(async {
+            let (caught, mut first) = tokio::sync::mpsc::unbounded_channel();
+            for (kind, number) in [
+                (SignalKind::interrupt(), 2),
+                (SignalKind::quit(), 3),
+                (SignalKind::terminate(), 15),
+            ] {
+                // A signal we cannot catch keeps its default action.
+                if let Ok(mut stream) = signal(kind) {
+                    let caught = caught.clone();
+                    tokio::spawn(async move {
+                        if stream.recv().await.is_some() {
+                            let _ = caught.send(number);
+                        }
+                    });
+                }
+            }
+            drop(caught);
+            let _ = ready.send(());
+            first.recv().await
+        });
+        if let Some(number) = caught {
+            echo.show();
+            // Off the "Answer" line. Not on stdout: `main` holds its lock.
+            let _ = std::io::stderr().write_all(b"\n");
+            std::process::exit(128 + number);
+        }
+    };
+    if std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(watcher)
+        .is_ok()
+    {
+        let _ = registered.recv();
+    }
 }

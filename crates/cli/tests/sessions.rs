@@ -919,3 +919,108 @@ fn a_client_leaving_mid_question_ends_the_job_and_releases_the_lock() {
     let again = scene.agent.wua(&["install", QUIET_TOOL]);
     assert!(again.status.success(), "{}", finished(&again).output);
 }
+
+/// The pane's terminal echoes (what `stty -a` says in it).
+fn echoes(pane: &Tmux) -> bool {
+    let stty = pane.run("stty -a", WAIT);
+    assert_eq!(stty.status, 0, "{}", stty.output);
+    stty.output
+        .split([' ', ';', '\n', '\r'])
+        .any(|flag| flag == "echo")
+}
+
+#[test]
+fn an_installer_reading_its_terminal_gets_the_typed_line_shown_once() {
+    if skip_without_root("an_installer_reading_its_terminal_gets_the_typed_line_shown_once") {
+        return;
+    }
+    let scene = Scene::new();
+    let pane = Tmux::login(&scene.cast.alice);
+    let typed = pane.type_command(&scene.agent.wua_line(&["install", TERMINAL_TOOL]));
+    timed("install to the installer's prompt on the terminal", || {
+        pane.wait_for(TERMINAL_QUESTION, WAIT)
+    });
+    let word = format!("site{}", unique());
+    pane.send_line(&word);
+    let finished = timed("typed line to the end of the install", || {
+        pane.finish(typed, WAIT)
+    });
+    assert_eq!(finished.status, 0, "{}", finished.output);
+    assert_eq!(
+        read_marker(&scene.agent.terminal_marker()).as_deref(),
+        Some(word.as_str()),
+        "the line typed in the pane reaches the installer's terminal"
+    );
+    // wua's terminal echoed it as it was typed; the agent's pty must not
+    // echo it again.
+    assert_eq!(
+        finished.output.matches(&word).count(),
+        1,
+        "the typed line is shown once:\n{}",
+        finished.output
+    );
+    let prompt_line = finished
+        .output
+        .lines()
+        .find(|line| line.contains(TERMINAL_QUESTION))
+        .unwrap_or_default();
+    assert!(
+        prompt_line.contains(&word),
+        "typed after the prompt, on its line:\n{}",
+        finished.output
+    );
+}
+
+#[test]
+fn a_password_is_typed_without_echo_and_ctrl_c_brings_the_echo_back() {
+    if skip_without_root("a_password_is_typed_without_echo_and_ctrl_c_brings_the_echo_back") {
+        return;
+    }
+    let scene = Scene::new();
+    let pane = Tmux::login(&scene.cast.alice);
+    let install = scene.agent.wua_line(&["install", SECRET_TOOL]);
+    assert!(echoes(&pane), "a login's terminal echoes");
+
+    // Ctrl-C at the password prompt: wua ends, the echo is back.
+    let typed = pane.type_command(&install);
+    pane.wait_for(SECRET_QUESTION, WAIT);
+    pane.wait_for("not shown as you type", WAIT);
+    pane.send_keys(&["C-c"]);
+    let interrupted = pane.finish(typed, WAIT);
+    assert_eq!(interrupted.status, 130, "{}", interrupted.output);
+    assert!(echoes(&pane), "Ctrl-C at a password leaves the echo on");
+    // The abandoned question (no default) aborts the job.
+    poll(WAIT, || {
+        let jobs = scene.agent.json(&["jobs"]);
+        jobs.as_array()?
+            .iter()
+            .any(|job| job["state"] == "Completed")
+            .then_some(())
+    })
+    .unwrap_or_else(|| panic!("the job did not end: {:#}", scene.agent.json(&["jobs"])));
+    assert_eq!(read_marker(&scene.agent.secret_marker()), None);
+
+    // Answered: the secret reaches the installer and is never shown.
+    let before = pane.screen().matches(SECRET_QUESTION).count();
+    let typed = pane.type_command(&install);
+    poll(WAIT, || {
+        (pane.screen().matches(SECRET_QUESTION).count() > before).then_some(())
+    })
+    .unwrap_or_else(|| panic!("no password question:\n{}", pane.screen()));
+    let secret = format!("Secret-{}", unique());
+    pane.send_line(&secret);
+    let finished = timed("password to the end of the install", || {
+        pane.finish(typed, WAIT)
+    });
+    assert_eq!(finished.status, 0, "{}", finished.output);
+    assert_eq!(
+        read_marker(&scene.agent.secret_marker()).as_deref(),
+        Some(secret.as_str())
+    );
+    assert!(
+        !pane.screen().contains(&secret),
+        "the password is not echoed:\n{}",
+        pane.screen()
+    );
+    assert!(echoes(&pane), "the echo is back after the answer");
+}

@@ -7,7 +7,9 @@
 //! installer's stdin, stdout, stderr and controlling terminal (through
 //! `setsid --ctty`, see `handlers`). When the stream goes away, or the
 //! handler hangs up after an abort, the master is closed: the kernel hangs
-//! the installer's terminal up (SIGHUP, then end of file).
+//! the installer's terminal up (SIGHUP, then end of file). The relay is
+//! line-based and the client echoes locally, so the slave starts without
+//! echo (`quiet_echo`).
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -20,6 +22,7 @@ use std::thread::JoinHandle;
 use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::pty::{Winsize, openpty};
+use nix::sys::termios::{LocalFlags, SetArg, tcgetattr, tcsetattr};
 use openwua_model::prompt::PromptEvent;
 
 use super::Prompter;
@@ -61,6 +64,7 @@ impl Prompter {
     /// output is also appended to `log`.
     pub fn terminal(&self, log: File) -> io::Result<Terminal> {
         let pty = openpty(&INITIAL_SIZE, None).map_err(io::Error::from)?;
+        quiet_echo(&pty.slave)?;
         // openpty(3) leaves both open across exec: no program of ours may
         // inherit the master (it would keep the terminal from ever being
         // hung up), nor a stray slave.
@@ -101,6 +105,19 @@ impl Prompter {
             prompter: self.clone(),
         })
     }
+}
+
+/// Turns the terminal's echo off. The client relays in line mode and its
+/// own terminal echoes what the user types; an echo here too would show
+/// every line twice. ECHONL would still echo the newline, so it goes too
+/// (ECHOE, ECHOK and ECHOCTL act only with ECHO). An installer that wants
+/// echo (or no echo, `read -s`) may still set its terminal as it likes.
+fn quiet_echo(slave: &OwnedFd) -> io::Result<()> {
+    let mut modes = tcgetattr(slave).map_err(io::Error::from)?;
+    modes
+        .local_flags
+        .remove(LocalFlags::ECHO | LocalFlags::ECHONL);
+    tcsetattr(slave, SetArg::TCSANOW, &modes).map_err(io::Error::from)
 }
 
 impl Terminal {

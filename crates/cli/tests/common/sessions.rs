@@ -29,6 +29,18 @@ pub const QUIET_TOOL: &str = "0b7e6a8e-6f0a-4c55-9a43-5e55a1000001";
 pub const ASKING_TOOL: &str = "0b7e6a8e-6f0a-4c55-9a43-5e55a1000002";
 /// What the asking tool asks.
 pub const QUESTION: &str = "Which colour?";
+/// The terminal update: `can_request_user_input`; ignores the answer
+/// channel, prints "Name of the site? " on its terminal (the agent's pty),
+/// reads a line there and writes it to [`TestAgent::terminal_marker`].
+pub const TERMINAL_TOOL: &str = "0b7e6a8e-6f0a-4c55-9a43-5e55a1000003";
+/// What the terminal tool prints before it reads.
+pub const TERMINAL_QUESTION: &str = "Name of the site?";
+/// The secret update: `can_request_user_input`; asks a password question
+/// on the answer channel and writes the answer to
+/// [`TestAgent::secret_marker`].
+pub const SECRET_TOOL: &str = "0b7e6a8e-6f0a-4c55-9a43-5e55a1000004";
+/// What the secret tool asks.
+pub const SECRET_QUESTION: &str = "Passphrase of the site?";
 
 /// The kernel's "unset" loginuid and sessionid.
 pub const UNSET: u32 = u32::MAX;
@@ -509,14 +521,22 @@ impl TestAgent {
 
     /// The answer the asking tool recorded, if it installed.
     pub fn asking_answer(&self) -> Option<String> {
-        std::fs::read_to_string(self.asking_marker())
-            .ok()
-            .map(|text| text.trim_end().to_owned())
+        read_marker(&self.asking_marker())
     }
 
-    /// Builds, signs and registers the two-update test service the way an
-    /// administrator would: `wua package keygen/build`, `wua services
-    /// add-package`.
+    /// The terminal tool's marker: the line it read on its terminal.
+    pub fn terminal_marker(&self) -> PathBuf {
+        self.private.path().join("sandbox/terminal-tool.answer")
+    }
+
+    /// The secret tool's marker: the password it was given.
+    pub fn secret_marker(&self) -> PathBuf {
+        self.private.path().join("sandbox/secret-tool.answer")
+    }
+
+    /// Builds, signs and registers the test service (the quiet, asking,
+    /// terminal and secret tools) the way an administrator would: `wua
+    /// package keygen/build`, `wua services add-package`.
     fn register_test_service(&self) {
         let dir = self.private.path().join("service");
         for (path, text) in [
@@ -525,6 +545,10 @@ impl TestAgent {
             ("quiet-tool/quiet.sh", QUIET_SH),
             ("asking-tool/update.toml", ASKING_TOML),
             ("asking-tool/asking.sh", ASKING_SH),
+            ("terminal-tool/update.toml", TERMINAL_TOML),
+            ("terminal-tool/terminal.sh", TERMINAL_SH),
+            ("secret-tool/update.toml", SECRET_TOML),
+            ("secret-tool/secret.sh", SECRET_SH),
         ] {
             let path = dir.join(path);
             std::fs::create_dir_all(path.parent().expect("a parent directory"))
@@ -559,6 +583,13 @@ impl TestAgent {
             &format!("{}.pub", key.display()),
         ]);
     }
+}
+
+/// A marker's text without its line break, if the tool wrote it.
+pub fn read_marker(path: &Path) -> Option<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|text| text.trim_end().to_owned())
 }
 
 fn write_script(path: &Path, text: &str) {
@@ -612,6 +643,49 @@ else
     IFS= read -r answer
 fi
 printf '%s\n' "$answer" >"$OPENWUA_SANDBOX/asking-tool.answer"
+"#;
+
+const TERMINAL_TOML: &str = r#"update_id = "0b7e6a8e-6f0a-4c55-9a43-5e55a1000003"
+title = "Terminal tool"
+description = "Asks the name of the site on its terminal, as plain installers do."
+classification = "tools"
+can_request_user_input = true
+files = ["terminal.sh"]
+
+[handler]
+type = "command"
+program = "terminal.sh"
+timeout_seconds = 120
+"#;
+
+/// Ignores OPENWUA_PROMPT_FD: just its terminal, which the agent relays.
+const TERMINAL_SH: &str = r#"#!/bin/bash
+set -eu
+printf 'Name of the site? '
+IFS= read -r answer
+printf '%s\n' "$answer" >"$OPENWUA_SANDBOX/terminal-tool.answer"
+"#;
+
+const SECRET_TOML: &str = r#"update_id = "0b7e6a8e-6f0a-4c55-9a43-5e55a1000004"
+title = "Secret tool"
+description = "Asks a passphrase, which the client reads without echo."
+classification = "tools"
+can_request_user_input = true
+files = ["secret.sh"]
+
+[handler]
+type = "command"
+program = "secret.sh"
+timeout_seconds = 120
+"#;
+
+/// A password question (no default) on the answer channel; EOF (the
+/// client went away) fails the install.
+const SECRET_SH: &str = r#"#!/bin/bash
+set -eu
+printf '%s\n' '{"text":"Passphrase of the site?","kind":"password"}' >&"$OPENWUA_PROMPT_FD"
+IFS= read -r answer <&"$OPENWUA_PROMPT_FD"
+printf '%s\n' "$answer" >"$OPENWUA_SANDBOX/secret-tool.answer"
 "#;
 
 /// Prints a process's session facts, one `key=value` a line.
