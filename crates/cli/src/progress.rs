@@ -27,6 +27,11 @@ pub struct Progress {
     started: bool,
     /// The update and tenth of the last plain line.
     last: Option<(u32, u32)>,
+    /// The update whose installer has the screen (it asked something or
+    /// talks to its terminal): no progress is drawn until the next one.
+    gave_way: Option<u32>,
+    /// The update the last reply was about.
+    current: u32,
 }
 
 impl Progress {
@@ -39,6 +44,8 @@ impl Progress {
             bar: None,
             started: false,
             last: None,
+            gave_way: None,
+            current: 0,
         }
     }
 
@@ -76,6 +83,10 @@ impl Progress {
                 ),
                 _ => return,
             };
+        self.current = step.index;
+        if self.gave_way == Some(step.index) {
+            return;
+        }
         let id = step
             .id
             .or_else(|| job.update_ids.get(step.index as usize).copied());
@@ -104,12 +115,14 @@ impl Progress {
         }
     }
 
-    /// Runs `show` (which prints something else) with the bar hidden.
-    pub fn suspend(&self, show: impl FnOnce()) {
-        match &self.bar {
-            Some(bar) => bar.suspend(show),
-            None => show(),
-        }
+    /// Clears the bar and runs `show` (a question, an installer's terminal
+    /// output), which then has the screen: the bar is not drawn again
+    /// until the next update, so it never lands in the middle of an
+    /// installer's prompt.
+    pub fn give_way(&mut self, show: impl FnOnce()) {
+        self.clear();
+        self.gave_way = Some(self.current);
+        show();
     }
 
     fn clear(&mut self) {

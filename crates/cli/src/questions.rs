@@ -122,7 +122,7 @@ impl Keyboard {
                     // A password question that timed out is not waiting now.
                     self.echo.show();
                 }
-                progress.suspend(|| ask(question));
+                progress.give_way(|| ask(question));
                 if question.kind == QuestionKind::Note {
                     // A note only wants to be seen.
                     let _ = sender.send(UserReply::Answer {
@@ -133,12 +133,12 @@ impl Keyboard {
                     listener.question = Some(question.id.clone());
                 }
             }
-            InstallEvent::TerminalOutput(bytes) => progress.suspend(|| {
+            InstallEvent::TerminalOutput(bytes) => progress.give_way(|| {
                 let mut stdout = std::io::stdout().lock();
                 let _ = stdout.write_all(bytes);
                 let _ = stdout.flush();
             }),
-            InstallEvent::AnswerRefused(why) => progress.suspend(|| println!("{why}")),
+            InstallEvent::AnswerRefused(why) => progress.give_way(|| println!("{why}")),
             InstallEvent::TerminalClosed => {}
         };
         let job = call(&mut on_event, receiver);

@@ -611,7 +611,18 @@ fn the_interactive_owner_answers_the_question_on_her_terminal() {
     );
     assert_eq!(context["loginUid"], scene.cast.alice.uid);
     assert_eq!(context["terminal"], pane.pane().0);
-    let finished = answer_in_pane(&pane, &scene.install_asking());
+    // An answer that is not one of the choices is refused, and the
+    // question comes again.
+    let typed = pane.type_command(&scene.install_asking());
+    pane.wait_for(QUESTION, WAIT);
+    pane.send_line("green");
+    let screen = pane.wait_for("\"green\" is not one of the choices: red, blue", WAIT);
+    let after = &screen[screen
+        .rfind("is not one of the choices")
+        .expect("the refusal")..];
+    assert!(after.contains(QUESTION), "asked again:\n{screen}");
+    pane.send_line("blue");
+    let finished = pane.finish(typed, WAIT);
     scene.assert_answered("alice in her login", &finished, "blue");
 }
 

@@ -153,9 +153,9 @@ fn take_reply(
                     asked.remove(&question_id);
                     None
                 }
-                Err(error) => asked.get(&question_id).map(
-                    |question| json!({ "question": question, "answerRefused": error.to_string() }),
-                ),
+                Err(error) => asked
+                    .get(&question_id)
+                    .map(|question| json!({ "question": question, "answerRefused": error.detail })),
             }
         }
         "org.openwua.Agent.TerminalInput" => {
