@@ -23,7 +23,7 @@ use std::time::Duration;
 use openwua_model::prompt::QuestionKind;
 use uuid::Uuid;
 
-use super::installer::Asker;
+use super::installer::{Asker, read_again};
 use super::{AbortFlag, Answer, Prompter, QuestionSpec};
 
 /// How often the server looks for a connection, or whether it should stop.
@@ -169,14 +169,7 @@ impl Server {
             match reader.read_until(b'\n', &mut line) {
                 Ok(0) => return true,
                 Ok(_) => {}
-                Err(error)
-                    if matches!(
-                        error.kind(),
-                        io::ErrorKind::WouldBlock
-                            | io::ErrorKind::TimedOut
-                            | io::ErrorKind::Interrupted
-                    ) =>
-                {
+                Err(error) if read_again(&error) => {
                     continue;
                 }
                 Err(_) => return true,

@@ -112,14 +112,7 @@ impl Server {
                 Ok(_) if line.ends_with(b"\n") => {}
                 // A last line without a newline, then end of file.
                 Ok(_) => {}
-                Err(error)
-                    if matches!(
-                        error.kind(),
-                        io::ErrorKind::WouldBlock
-                            | io::ErrorKind::TimedOut
-                            | io::ErrorKind::Interrupted
-                    ) =>
-                {
+                Err(error) if read_again(&error) => {
                     // What was read so far stays in `line`.
                     if line.len() > MAX_LINE {
                         self.asker
@@ -228,6 +221,15 @@ impl Asker {
     pub(crate) fn note(&mut self, text: &str) {
         let _ = writeln!(self.log, "openwua: {text}");
     }
+}
+
+/// A read that only timed out (the tick to look whether the run is over)
+/// or was interrupted: read again.
+pub(crate) fn read_again(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
 }
 
 /// The log line for one question: never a password.
