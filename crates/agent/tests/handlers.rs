@@ -3,114 +3,20 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 mod common;
 
 use common::dpkg::{Dpkg, build_deb};
-use openwua_agent::handlers::{self, DpkgSettings, HandlerContext, HandlerOutcome, Outcome};
+use common::handler_fixture::{Fixture, random_uuid};
+use openwua_agent::handlers::{HandlerOutcome, Outcome};
 use openwua_catalog::revision::{ExitCodeMap, ExitCodeRule, ExitOutcome, FilePlacement, Handler};
-use openwua_model::enums::UpdateOperation::{self, Installation, Uninstallation};
+use openwua_model::enums::UpdateOperation::{Installation, Uninstallation};
 use openwua_model::hresult::{
     S_OK, WU_E_UH_DOESNOTSUPPORTACTION, WU_E_UH_INSTALLERFAILURE, WU_E_UH_INSTALLERHUNG,
     WU_E_UH_INVALIDMETADATA, WU_E_UH_OPERATIONCANCELLED,
 };
-use uuid::Uuid;
-
-/// One update's directories, as the install engine would stage them.
-struct Fixture {
-    dir: tempfile::TempDir,
-    content: PathBuf,
-    work: PathBuf,
-    backup: PathBuf,
-    log: PathBuf,
-    sandbox: PathBuf,
-    environment: Vec<(String, String)>,
-    dpkg: DpkgSettings,
-    abort: AtomicBool,
-    update_id: Uuid,
-}
-
-impl Fixture {
-    fn new() -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
-        let path = |name: &str| dir.path().join(name);
-        let (content, work, backup, sandbox) = (
-            path("content"),
-            path("work"),
-            path("backup"),
-            path("sandbox"),
-        );
-        for d in [&content, &work, &backup, &sandbox] {
-            std::fs::create_dir(d).unwrap();
-        }
-        let environment = vec![("OPENWUA_SANDBOX".to_string(), sandbox.display().to_string())];
-        Fixture {
-            log: path("install.log"),
-            dpkg: DpkgSettings {
-                reboot_required_file: path("reboot-required"),
-                ..DpkgSettings::default()
-            },
-            dir,
-            content,
-            work,
-            backup,
-            sandbox,
-            environment,
-            abort: AtomicBool::new(false),
-            update_id: random_uuid(),
-        }
-    }
-
-    fn run(&self, handler: &Handler, operation: UpdateOperation) -> HandlerOutcome {
-        handlers::run(&HandlerContext {
-            update_id: self.update_id,
-            operation,
-            handler,
-            content_dir: &self.content,
-            work_dir: &self.work,
-            log_path: &self.log,
-            backup_dir: &self.backup,
-            environment: &self.environment,
-            dpkg: &self.dpkg,
-            quiet: true,
-            abort: &self.abort,
-            grace: Duration::from_millis(300),
-            prompter: None,
-        })
-    }
-
-    /// A shell script in the content directory, mode 0755 as staged.
-    fn script(&self, name: &str, body: &str) {
-        self.content_file(name, format!("#!/bin/sh\n{body}\n").as_bytes());
-    }
-
-    fn content_file(&self, name: &str, bytes: &[u8]) {
-        let path = self.content.join(name);
-        std::fs::write(&path, bytes).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-/// Unique enough for one test run (the uuid crate here has no `v4`).
-fn random_uuid() -> Uuid {
-    use std::sync::atomic::AtomicU64;
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let mixed = nanos
-        ^ (u128::from(std::process::id()) << 64)
-        ^ (u128::from(COUNTER.fetch_add(1, Ordering::SeqCst)) << 96);
-    // Reverse the bits so the changing low bits lead the simple form.
-    Uuid::from_u128(mixed.reverse_bits())
-}
 
 fn command(program: &str, args: &[&str]) -> Handler {
     Handler::Command {
@@ -475,10 +381,7 @@ fn command_runs_the_sample_installer() {
 /// A handler fixture whose dpkg settings point at a throwaway database.
 fn dpkg_fixture() -> (Fixture, Dpkg) {
     let mut fixture = Fixture::new();
-    let dpkg = Dpkg::throwaway(fixture.dir.path());
-    fixture.dpkg.admindir = dpkg.admindir.clone();
-    fixture.dpkg.instdir = Some(dpkg.instdir.clone());
-    fixture.dpkg.extra_args = dpkg.extra_args.clone();
+    let dpkg = fixture.throwaway_dpkg();
     (fixture, dpkg)
 }
 

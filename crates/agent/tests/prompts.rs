@@ -3,104 +3,21 @@
 //! connection), answers and typed input come back, and timeouts and
 //! disconnects end installers promptly (`docs/prompts.md`).
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 mod common;
 
-use common::dpkg::Dpkg;
+use common::dpkg::DebTree;
+use common::handler_fixture::Fixture;
 use common::is_root;
-use openwua_agent::handlers::{self, DpkgSettings, HandlerContext, HandlerOutcome, Outcome};
+use openwua_agent::handlers::{HandlerOutcome, Outcome};
 use openwua_agent::prompts::{PromptStream, Prompter};
 use openwua_catalog::revision::{ExitCodeMap, Handler};
-use openwua_model::enums::UpdateOperation::Installation;
 use openwua_model::hresult::{WU_E_UH_INSTALLERFAILURE, WU_E_UH_OPERATIONCANCELLED};
 use openwua_model::prompt::{PromptEvent, Question, QuestionKind};
-use uuid::Uuid;
-
-/// One update's directories, as the install engine stages them.
-struct Fixture {
-    dir: tempfile::TempDir,
-    content: PathBuf,
-    work: PathBuf,
-    backup: PathBuf,
-    log: PathBuf,
-    sandbox: PathBuf,
-    environment: Vec<(String, String)>,
-    dpkg: DpkgSettings,
-    abort: AtomicBool,
-    quiet: bool,
-}
-
-impl Fixture {
-    fn new() -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
-        let path = |name: &str| dir.path().join(name);
-        let (content, work, backup, sandbox) = (
-            path("content"),
-            path("work"),
-            path("backup"),
-            path("sandbox"),
-        );
-        for d in [&content, &work, &backup, &sandbox] {
-            std::fs::create_dir(d).unwrap();
-        }
-        let environment = vec![("OPENWUA_SANDBOX".to_string(), sandbox.display().to_string())];
-        Fixture {
-            log: path("install.log"),
-            dpkg: DpkgSettings {
-                reboot_required_file: path("reboot-required"),
-                prompt_dir: path("prompts"),
-                ..DpkgSettings::default()
-            },
-            dir,
-            content,
-            work,
-            backup,
-            sandbox,
-            environment,
-            abort: AtomicBool::new(false),
-            quiet: false,
-        }
-    }
-
-    fn run(&self, handler: &Handler, prompter: Option<&Prompter>) -> HandlerOutcome {
-        handlers::run(&HandlerContext {
-            update_id: Uuid::from_u128(0x6e1b_4c1e_0000_4000_8000_0000_0000_0006),
-            operation: Installation,
-            handler,
-            content_dir: &self.content,
-            work_dir: &self.work,
-            log_path: &self.log,
-            backup_dir: &self.backup,
-            environment: &self.environment,
-            dpkg: &self.dpkg,
-            quiet: self.quiet,
-            abort: &self.abort,
-            grace: Duration::from_millis(300),
-            prompter,
-        })
-    }
-
-    /// A bash script in the content directory, mode 0755 as staged.
-    fn script(&self, name: &str, body: &str) {
-        let path = self.content.join(name);
-        std::fs::write(&path, format!("#!/bin/bash\n{body}\n")).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-
-    fn sandbox_file(&self, name: &str) -> Option<String> {
-        std::fs::read_to_string(self.sandbox.join(name)).ok()
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
 
 fn command(program: &str) -> Handler {
     Handler::Command {
@@ -166,35 +83,77 @@ fn client(
     (transcript, thread)
 }
 
-/// (a) A command installer asks a choice question on fd 3 and gets the
-/// answer back as a line.
-#[test]
-fn a_command_installer_asks_on_fd_3_and_gets_the_answer() {
-    let fixture = Fixture::new();
-    fixture.script(
-        "install.sh",
-        r#"[ "$OPENWUA_PROMPT_FD" = 3 ] || exit 10
-printf '%s\n' '{"text":"Which edition?","kind":"choice","choices":["home","pro"],"default":"home"}' >&3
-IFS= read -r answer <&3 || exit 11
-printf '%s' "$answer" > "$OPENWUA_SANDBOX/answer""#,
-    );
-    let (prompter, stream) = Prompter::new(Duration::from_secs(60));
-    let (transcript, thread) = client(stream, |stream, event, _| {
-        if let (Some(stream), PromptEvent::Question(q)) = (stream.as_ref(), event) {
-            stream.answer(&q.id, Some("pro".into())).unwrap();
-        }
-    });
-    let outcome = fixture.run(&command("install.sh"), Some(&prompter));
+/// Installs with `handler`, the questions going to `client` (see
+/// [`client`]) with `timeout` to answer each; the outcome, and what the
+/// client saw.
+fn converse(
+    fixture: &Fixture,
+    handler: &Handler,
+    timeout: Duration,
+    client_fn: impl FnMut(&mut Option<PromptStream>, &PromptEvent, &Transcript) + Send + 'static,
+) -> (HandlerOutcome, Transcript) {
+    let (prompter, stream) = Prompter::new(timeout);
+    let (transcript, thread) = client(stream, client_fn);
+    let outcome = fixture.install(handler, Some(&prompter));
+    // The last prompter gone ends the client's stream.
     drop(prompter);
     thread.join().unwrap();
+    let transcript = std::mem::take(&mut *transcript.lock().unwrap());
+    (outcome, transcript)
+}
+
+/// A client that answers every question with `answer`.
+fn answering(
+    answer: &'static str,
+) -> impl FnMut(&mut Option<PromptStream>, &PromptEvent, &Transcript) + Send + 'static {
+    move |stream, event, _| {
+        if let (Some(stream), PromptEvent::Question(q)) = (stream.as_ref(), event) {
+            stream.answer(&q.id, Some(answer.into())).unwrap();
+        }
+    }
+}
+
+/// A client that never answers.
+fn silent(_: &mut Option<PromptStream>, _: &PromptEvent, _: &Transcript) {}
+
+fn assert_succeeded(fixture: &Fixture, outcome: &HandlerOutcome) {
     assert_eq!(
         outcome.outcome,
         Outcome::Succeeded,
         "{outcome:?}\n{}",
         fixture.log()
     );
+}
+
+/// The installer ended promptly, not after its own sleep.
+fn assert_prompt(started: Instant) {
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// (a) A command installer asks a choice question on fd 3 and gets the
+/// answer back as a line.
+#[test]
+fn a_command_installer_asks_on_fd_3_and_gets_the_answer() {
+    let fixture = Fixture::interactive();
+    fixture.bash_script(
+        "install.sh",
+        r#"[ "$OPENWUA_PROMPT_FD" = 3 ] || exit 10
+printf '%s\n' '{"text":"Which edition?","kind":"choice","choices":["home","pro"],"default":"home"}' >&3
+IFS= read -r answer <&3 || exit 11
+printf '%s' "$answer" > "$OPENWUA_SANDBOX/answer""#,
+    );
+    let (outcome, transcript) = converse(
+        &fixture,
+        &command("install.sh"),
+        Duration::from_secs(60),
+        answering("pro"),
+    );
+    assert_succeeded(&fixture, &outcome);
     assert_eq!(fixture.sandbox_file("answer").as_deref(), Some("pro"));
-    let transcript = transcript.lock().unwrap();
     let q = &transcript.questions[0];
     assert_eq!(
         (q.id.as_str(), q.kind, q.source.as_str(), q.timeout_seconds),
@@ -214,8 +173,8 @@ printf '%s' "$answer" > "$OPENWUA_SANDBOX/answer""#,
 /// terminal output, the typed answer as terminal input.
 #[test]
 fn an_installer_reading_its_terminal_gets_what_the_client_types() {
-    let fixture = Fixture::new();
-    fixture.script(
+    let fixture = Fixture::interactive();
+    fixture.bash_script(
         "install.sh",
         r#"[ -t 0 ] || exit 10
 tty > "$OPENWUA_SANDBOX/tty"
@@ -224,26 +183,22 @@ IFS= read -r name || exit 11
 printf 'hello %s' "$name" > "$OPENWUA_SANDBOX/name"
 echo done"#,
     );
-    let (prompter, stream) = Prompter::new(Duration::from_secs(60));
     let mut typed = false;
-    let (transcript, thread) = client(stream, move |stream, _, seen| {
-        if !typed && seen.output().contains("Your name? ") {
-            typed = true;
-            if let Some(stream) = stream.as_ref() {
-                stream.terminal_resize(40, 120);
-                stream.terminal_input(b"world\n".to_vec());
+    let (outcome, transcript) = converse(
+        &fixture,
+        &command("install.sh"),
+        Duration::from_secs(60),
+        move |stream, _, seen| {
+            if !typed && seen.output().contains("Your name? ") {
+                typed = true;
+                if let Some(stream) = stream.as_ref() {
+                    stream.terminal_resize(40, 120);
+                    stream.terminal_input(b"world\n".to_vec());
+                }
             }
-        }
-    });
-    let outcome = fixture.run(&command("install.sh"), Some(&prompter));
-    drop(prompter);
-    thread.join().unwrap();
-    assert_eq!(
-        outcome.outcome,
-        Outcome::Succeeded,
-        "{outcome:?}\n{}",
-        fixture.log()
+        },
     );
+    assert_succeeded(&fixture, &outcome);
     assert_eq!(fixture.sandbox_file("name").as_deref(), Some("hello world"));
     assert!(
         fixture
@@ -252,7 +207,7 @@ echo done"#,
             .starts_with("/dev/pts/"),
         "the installer's terminal is a pty of the agent's"
     );
-    let output = transcript.lock().unwrap().output();
+    let output = transcript.output();
     assert!(output.contains("done"), "{output:?}");
     // The pty does not echo: the client's terminal already showed the line.
     assert!(!output.contains("world"), "typed text echoed: {output:?}");
@@ -263,27 +218,23 @@ echo done"#,
 /// (d) Nobody answers: after the timeout the default is the answer.
 #[test]
 fn an_unanswered_question_takes_its_default_after_the_timeout() {
-    let fixture = Fixture::new();
-    fixture.script(
+    let fixture = Fixture::interactive();
+    fixture.bash_script(
         "install.sh",
         r#"printf '%s\n' '{"text":"Continue?","kind":"boolean","default":"true"}' >&3
 IFS= read -r answer <&3 || exit 11
 printf '%s' "$answer" > "$OPENWUA_SANDBOX/answer""#,
     );
-    let (prompter, stream) = Prompter::new(Duration::from_secs(1));
-    let (_transcript, thread) = client(stream, |_, _, _| {});
     let started = Instant::now();
-    let outcome = fixture.run(&command("install.sh"), Some(&prompter));
-    drop(prompter);
-    thread.join().unwrap();
-    assert_eq!(
-        outcome.outcome,
-        Outcome::Succeeded,
-        "{outcome:?}\n{}",
-        fixture.log()
+    let (outcome, _) = converse(
+        &fixture,
+        &command("install.sh"),
+        Duration::from_secs(1),
+        silent,
     );
+    assert_succeeded(&fixture, &outcome);
     assert_eq!(fixture.sandbox_file("answer").as_deref(), Some("true"));
-    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_prompt(started);
     assert!(
         fixture.log().contains("no answer within 1 s"),
         "{}",
@@ -296,24 +247,25 @@ printf '%s' "$answer" > "$OPENWUA_SANDBOX/answer""#,
 /// period; the outcome is an abort.
 #[test]
 fn a_question_without_answer_or_default_stops_the_installer() {
-    let fixture = Fixture::new();
-    fixture.script(
+    let fixture = Fixture::interactive();
+    fixture.bash_script(
         "install.sh",
         r#"trap '' HUP
 printf '%s\n' '{"text":"Licence key?"}' >&3
 read -r answer <&3
 sleep 30"#,
     );
-    let (prompter, stream) = Prompter::new(Duration::from_millis(500));
-    let (_transcript, thread) = client(stream, |_, _, _| {});
     let started = Instant::now();
-    let outcome = fixture.run(&command("install.sh"), Some(&prompter));
-    drop(prompter);
-    thread.join().unwrap();
+    let (outcome, _) = converse(
+        &fixture,
+        &command("install.sh"),
+        Duration::from_millis(500),
+        silent,
+    );
     assert_eq!(outcome.outcome, Outcome::Aborted, "{outcome:?}");
     assert_eq!(outcome.hresult, WU_E_UH_OPERATIONCANCELLED);
     assert!(outcome.detail.contains("no answer"), "{}", outcome.detail);
-    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_prompt(started);
 }
 
 /// (e) The client goes away in the middle of a question: the installer
@@ -321,28 +273,25 @@ sleep 30"#,
 /// outcome says so.
 #[test]
 fn a_client_going_away_mid_question_ends_the_installer_promptly() {
-    let fixture = Fixture::new();
-    fixture.script(
+    let fixture = Fixture::interactive();
+    fixture.bash_script(
         "install.sh",
         r#"printf '%s\n' '{"text":"Licence key?","kind":"password"}' >&3
 IFS= read -r answer <&3 || exit 11
 sleep 30"#,
     );
-    let (prompter, stream) = Prompter::new(Duration::from_secs(600));
-    let (_transcript, thread) = client(stream, |stream, event, _| {
-        if matches!(event, PromptEvent::Question(_)) {
-            *stream = None;
-        }
-    });
     let started = Instant::now();
-    let outcome = fixture.run(&command("install.sh"), Some(&prompter));
-    drop(prompter);
-    thread.join().unwrap();
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "{:?}",
-        started.elapsed()
+    let (outcome, _) = converse(
+        &fixture,
+        &command("install.sh"),
+        Duration::from_secs(600),
+        |stream, event, _| {
+            if matches!(event, PromptEvent::Question(_)) {
+                *stream = None;
+            }
+        },
     );
+    assert_prompt(started);
     match outcome.outcome {
         Outcome::Aborted => {
             assert!(outcome.detail.contains("went away"), "{}", outcome.detail)
@@ -357,28 +306,25 @@ sleep 30"#,
 /// ends it.
 #[test]
 fn a_client_going_away_hangs_up_a_reading_installer() {
-    let fixture = Fixture::new();
-    fixture.script(
+    let fixture = Fixture::interactive();
+    fixture.bash_script(
         "install.sh",
         r#"printf 'Press enter: '
 read -r line
 sleep 30"#,
     );
-    let (prompter, stream) = Prompter::new(Duration::from_secs(600));
-    let (_transcript, thread) = client(stream, |stream, _, seen| {
-        if seen.output().contains("Press enter") {
-            *stream = None;
-        }
-    });
     let started = Instant::now();
-    let outcome = fixture.run(&command("install.sh"), Some(&prompter));
-    drop(prompter);
-    thread.join().unwrap();
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "{:?}",
-        started.elapsed()
+    let (outcome, _) = converse(
+        &fixture,
+        &command("install.sh"),
+        Duration::from_secs(600),
+        |stream, _, seen| {
+            if seen.output().contains("Press enter") {
+                *stream = None;
+            }
+        },
     );
+    assert_prompt(started);
     assert_eq!(
         outcome.outcome,
         Outcome::Aborted,
@@ -392,8 +338,8 @@ sleep 30"#,
 /// terminal, no fd 3.
 #[test]
 fn quiet_and_prompterless_runs_get_no_terminal_and_no_fd_3() {
-    let mut fixture = Fixture::new();
-    fixture.script(
+    let mut fixture = Fixture::interactive();
+    fixture.bash_script(
         "install.sh",
         r#"[ -z "$OPENWUA_PROMPT_FD" ] || exit 10
 [ -t 0 ] && exit 11
@@ -401,7 +347,7 @@ fn quiet_and_prompterless_runs_get_no_terminal_and_no_fd_3() {
 exit 0"#,
     );
     assert_eq!(
-        fixture.run(&command("install.sh"), None).outcome,
+        fixture.install(&command("install.sh"), None).outcome,
         Outcome::Succeeded,
         "{}",
         fixture.log()
@@ -409,7 +355,9 @@ exit 0"#,
     fixture.quiet = true;
     let (prompter, _stream) = Prompter::new(Duration::from_secs(5));
     assert_eq!(
-        fixture.run(&command("install.sh"), Some(&prompter)).outcome,
+        fixture
+            .install(&command("install.sh"), Some(&prompter))
+            .outcome,
         Outcome::Succeeded,
         "{}",
         fixture.log()
@@ -439,60 +387,6 @@ impl Drop for DebconfPurge {
     }
 }
 
-/// A package with no files, a debconf select question asked by its
-/// config script, and a postinst writing the answer to `answer`.
-fn build_debconf_deb(dir: &Path, name: &str, answer: &Path) -> PathBuf {
-    let tree = dir.join(format!("build-{name}"));
-    let debian = tree.join("DEBIAN");
-    std::fs::create_dir_all(&debian).unwrap();
-    std::fs::write(
-        debian.join("control"),
-        format!(
-            "Package: {name}\nVersion: 1.0\nArchitecture: all\n\
-             Maintainer: OpenWUA tests <tests@example.invalid>\n\
-             Description: an OpenWUA debconf test package\n"
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        debian.join("templates"),
-        format!(
-            "Template: {name}/edition\nType: select\nChoices: home, pro\nDefault: home\n\
-             Description: Which edition?\n Pick the edition this test installs.\n"
-        ),
-    )
-    .unwrap();
-    let script = |file: &str, body: &str| {
-        let path = debian.join(file);
-        std::fs::write(
-            &path,
-            format!("#!/bin/sh\nset -e\n. /usr/share/debconf/confmodule\n{body}\n"),
-        )
-        .unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    };
-    script(
-        "config",
-        &format!("db_input high {name}/edition || true\ndb_go || true"),
-    );
-    script(
-        "postinst",
-        &format!(
-            "db_get {name}/edition\nprintf '%s' \"$RET\" > {}\ndb_purge",
-            answer.display()
-        ),
-    );
-    let deb = dir.join(format!("{name}_1.0_all.deb"));
-    let output = Command::new("dpkg-deb")
-        .args(["--root-owner-group", "--build"])
-        .arg(&tree)
-        .arg(&deb)
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{output:?}");
-    deb
-}
-
 /// (c) A real .deb whose maintainer scripts ask through debconf: the
 /// question arrives structured, the answer reaches the postinst.
 #[test]
@@ -519,9 +413,8 @@ fn a_debconf_question_arrives_structured_and_its_answer_reaches_the_postinst() {
         );
         return;
     }
-    let mut fixture = Fixture::new();
-    let dpkg = Dpkg::throwaway(fixture.dir.path());
-    fixture.dpkg.admindir = dpkg.admindir.clone();
+    let mut fixture = Fixture::interactive();
+    let dpkg = fixture.throwaway_dpkg();
     // Maintainer scripts find debconf only in the real root.
     fixture.dpkg.instdir = None;
     fixture.dpkg.extra_args = vec![format!(
@@ -531,24 +424,41 @@ fn a_debconf_question_arrives_structured_and_its_answer_reaches_the_postinst() {
     let name = format!("openwua-debconf-test-{}", std::process::id());
     let _purge = DebconfPurge(name.clone());
     let answer = fixture.sandbox.join("answer");
-    let deb = build_debconf_deb(fixture.dir.path(), &name, &answer);
+    // No files; a select question asked by the config script; the postinst
+    // writes the answer to `answer`.
+    let deb = DebTree::new(fixture.dir.path(), &name)
+        .file(
+            "DEBIAN/templates",
+            &format!(
+                "Template: {name}/edition\nType: select\nChoices: home, pro\nDefault: home\n\
+                 Description: Which edition?\n Pick the edition this test installs.\n"
+            ),
+        )
+        .script(
+            "config",
+            &format!(
+                ". /usr/share/debconf/confmodule\n\
+                 db_input high {name}/edition || true\ndb_go || true"
+            ),
+        )
+        .script(
+            "postinst",
+            &format!(
+                ". /usr/share/debconf/confmodule\n\
+                 db_get {name}/edition\nprintf '%s' \"$RET\" > {}\ndb_purge",
+                answer.display()
+            ),
+        )
+        .build();
     std::fs::rename(&deb, fixture.content.join(deb.file_name().unwrap())).unwrap();
 
-    let (prompter, stream) = Prompter::new(Duration::from_secs(60));
-    let (transcript, thread) = client(stream, |stream, event, _| {
-        if let (Some(stream), PromptEvent::Question(q)) = (stream.as_ref(), event) {
-            stream.answer(&q.id, Some("pro".into())).unwrap();
-        }
-    });
-    let outcome = fixture.run(&Handler::Dpkg { remove: vec![] }, Some(&prompter));
-    drop(prompter);
-    thread.join().unwrap();
-    assert_eq!(
-        outcome.outcome,
-        Outcome::Succeeded,
-        "{outcome:?}\n{}",
-        fixture.log()
+    let (outcome, transcript) = converse(
+        &fixture,
+        &Handler::Dpkg { remove: vec![] },
+        Duration::from_secs(60),
+        answering("pro"),
     );
+    assert_succeeded(&fixture, &outcome);
     assert_eq!(dpkg.status(&name), "install ok installed");
     assert_eq!(
         std::fs::read_to_string(&answer).ok().as_deref(),
@@ -556,7 +466,6 @@ fn a_debconf_question_arrives_structured_and_its_answer_reaches_the_postinst() {
         "{}",
         fixture.log()
     );
-    let transcript = transcript.lock().unwrap();
     assert_eq!(transcript.questions.len(), 1, "{}", fixture.log());
     let q = &transcript.questions[0];
     assert_eq!(

@@ -23,7 +23,7 @@ use std::time::Duration;
 use openwua_model::prompt::QuestionKind;
 use uuid::Uuid;
 
-use super::installer::describe;
+use super::installer::{Asker, read_again};
 use super::{AbortFlag, Answer, Prompter, QuestionSpec};
 
 /// How often the server looks for a connection, or whether it should stop.
@@ -86,11 +86,7 @@ impl DebconfServer {
         let done = Arc::new(AtomicBool::new(false));
         let server = Server {
             listener,
-            prompter,
-            update_id,
-            log,
-            aborted,
-            done: done.clone(),
+            asker: Asker::new(prompter, update_id, log, "debconf ", aborted, done.clone()),
         };
         let thread = std::thread::Builder::new()
             .name("prompt-debconf".into())
@@ -127,18 +123,14 @@ impl Drop for DebconfServer {
 
 struct Server {
     listener: UnixListener,
-    prompter: Prompter,
-    update_id: Uuid,
-    log: std::fs::File,
-    aborted: AbortFlag,
-    done: Arc<AtomicBool>,
+    asker: Asker,
 }
 
 impl Server {
     /// Serves frontends one after the other (dpkg runs one maintainer
     /// script at a time).
     fn run(mut self) {
-        while !self.done.load(Ordering::SeqCst) {
+        while !self.asker.done() {
             match self.listener.accept() {
                 Ok((stream, _)) => {
                     if !self.serve(stream) {
@@ -150,7 +142,7 @@ impl Server {
                 }
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) => {
-                    let _ = writeln!(self.log, "openwua: debconf socket failed: {error}");
+                    self.asker.note(&format!("debconf socket failed: {error}"));
                     return;
                 }
             }
@@ -171,20 +163,13 @@ impl Server {
         let mut session = Session::default();
         let mut line = Vec::new();
         loop {
-            if self.done.load(Ordering::SeqCst) {
+            if self.asker.done() {
                 return true;
             }
             match reader.read_until(b'\n', &mut line) {
                 Ok(0) => return true,
                 Ok(_) => {}
-                Err(error)
-                    if matches!(
-                        error.kind(),
-                        io::ErrorKind::WouldBlock
-                            | io::ErrorKind::TimedOut
-                            | io::ErrorKind::Interrupted
-                    ) =>
-                {
+                Err(error) if read_again(&error) => {
                     continue;
                 }
                 Err(_) => return true,
@@ -193,17 +178,8 @@ impl Server {
                 .trim_end_matches(['\n', '\r'])
                 .to_owned();
             line.clear();
-            let (prompter, update_id, done) = (&self.prompter, self.update_id, self.done.clone());
-            let mut notes = Vec::new();
-            let reply = session.handle(&text, &mut |spec| {
-                let (question, kind) = (spec.text.clone(), spec.kind);
-                let answer = prompter.ask_while(update_id, spec, &|| !done.load(Ordering::SeqCst));
-                notes.push(describe(&question, kind, &answer));
-                answer
-            });
-            for note in notes {
-                let _ = writeln!(self.log, "openwua: debconf {note}");
-            }
+            let asker = &mut self.asker;
+            let reply = session.handle(&text, &mut |spec| asker.ask(spec));
             match reply {
                 Some(reply) => {
                     if writer.write_all(format!("{reply}\n").as_bytes()).is_err() {
@@ -213,7 +189,7 @@ impl Server {
                 None => {
                     // No answer and no default: the frontend reads end of
                     // file and the maintainer script fails.
-                    self.aborted.store(true, Ordering::SeqCst);
+                    self.asker.abort();
                     let _ = writer.shutdown(std::net::Shutdown::Both);
                     return false;
                 }

@@ -55,11 +55,7 @@ impl AnswerChannel {
         let done = Arc::new(AtomicBool::new(false));
         let server = Server {
             stream: ours,
-            prompter,
-            update_id,
-            log,
-            aborted,
-            done: done.clone(),
+            asker: Asker::new(prompter, update_id, log, "", aborted, done.clone()),
         };
         let thread = std::thread::Builder::new()
             .name("prompt-installer".into())
@@ -92,11 +88,7 @@ impl Drop for AnswerChannel {
 
 struct Server {
     stream: UnixStream,
-    prompter: Prompter,
-    update_id: Uuid,
-    log: std::fs::File,
-    aborted: AbortFlag,
-    done: Arc<AtomicBool>,
+    asker: Asker,
 }
 
 impl Server {
@@ -104,14 +96,14 @@ impl Server {
         let reader = match self.stream.try_clone() {
             Ok(reader) => reader,
             Err(error) => {
-                self.note(&format!("fd 3 could not be read: {error}"));
+                self.asker.note(&format!("fd 3 could not be read: {error}"));
                 return;
             }
         };
         let mut reader = BufReader::new(reader);
         let mut line = Vec::new();
         loop {
-            if self.done.load(Ordering::SeqCst) {
+            if self.asker.done() {
                 return;
             }
             match reader.read_until(b'\n', &mut line) {
@@ -120,17 +112,11 @@ impl Server {
                 Ok(_) if line.ends_with(b"\n") => {}
                 // A last line without a newline, then end of file.
                 Ok(_) => {}
-                Err(error)
-                    if matches!(
-                        error.kind(),
-                        io::ErrorKind::WouldBlock
-                            | io::ErrorKind::TimedOut
-                            | io::ErrorKind::Interrupted
-                    ) =>
-                {
+                Err(error) if read_again(&error) => {
                     // What was read so far stays in `line`.
                     if line.len() > MAX_LINE {
-                        self.note("a question on fd 3 was longer than 64 KiB: fd 3 is closed");
+                        self.asker
+                            .note("a question on fd 3 was longer than 64 KiB: fd 3 is closed");
                         return;
                     }
                     continue;
@@ -141,7 +127,7 @@ impl Server {
                 Ok(question) => question,
                 Err(error) => {
                     // Closing says "no answers here"; the installer decides.
-                    self.note(&format!(
+                    self.asker.note(&format!(
                         "a question on fd 3 was not a JSON question line ({error}): fd 3 is closed"
                     ));
                     let _ = self.stream.shutdown(std::net::Shutdown::Both);
@@ -157,41 +143,97 @@ impl Server {
 
     /// Asks and writes the answer back; false when the channel is closed.
     fn answer(&mut self, question: InstallerQuestion) -> bool {
-        let kind = question.kind.unwrap_or(QuestionKind::Text);
         let spec = QuestionSpec {
-            kind,
+            kind: question.kind.unwrap_or(QuestionKind::Text),
             text: question.text,
             choices: question.choices,
             default: question.default,
             source: "installer".into(),
         };
-        let text = spec.text.clone();
-        let done = self.done.clone();
-        let answer = self
-            .prompter
-            .ask_while(self.update_id, spec, &|| !done.load(Ordering::SeqCst));
-        self.note(&describe(&text, kind, &answer));
-        match answer {
+        match self.asker.ask(spec) {
             Answer::Given(value) | Answer::Defaulted { value, .. } => {
                 let mut reply = value.into_bytes();
                 reply.push(b'\n');
                 self.stream.write_all(&reply).is_ok()
             }
             Answer::Abort { .. } => {
-                self.aborted.store(true, Ordering::SeqCst);
+                self.asker.abort();
                 let _ = self.stream.shutdown(std::net::Shutdown::Both);
                 false
             }
         }
     }
+}
 
-    fn note(&mut self, text: &str) {
+/// What the two answer servers (fd 3 here, debconf's socket) share: the
+/// run's questions go to the prompter until the run is over, each is
+/// logged with its answer, and an abort is flagged for the handler.
+pub(crate) struct Asker {
+    prompter: Prompter,
+    update_id: Uuid,
+    log: std::fs::File,
+    /// Before each log line of this server's questions (`"debconf "`).
+    label: &'static str,
+    aborted: AbortFlag,
+    done: Arc<AtomicBool>,
+}
+
+impl Asker {
+    pub(crate) fn new(
+        prompter: Prompter,
+        update_id: Uuid,
+        log: std::fs::File,
+        label: &'static str,
+        aborted: AbortFlag,
+        done: Arc<AtomicBool>,
+    ) -> Asker {
+        Asker {
+            prompter,
+            update_id,
+            log,
+            label,
+            aborted,
+            done,
+        }
+    }
+
+    /// Whether the run is over and the server should stop.
+    pub(crate) fn done(&self) -> bool {
+        self.done.load(Ordering::SeqCst)
+    }
+
+    /// Asks `spec` until it is answered or the run is over, and logs it.
+    pub(crate) fn ask(&mut self, spec: QuestionSpec) -> Answer {
+        let (text, kind) = (spec.text.clone(), spec.kind);
+        let done = self.done.clone();
+        let answer = self
+            .prompter
+            .ask_while(self.update_id, spec, &|| !done.load(Ordering::SeqCst));
+        self.note(&format!("{}{}", self.label, describe(&text, kind, &answer)));
+        answer
+    }
+
+    /// Tells the handler the run was aborted for want of an answer.
+    pub(crate) fn abort(&self) {
+        self.aborted.store(true, Ordering::SeqCst);
+    }
+
+    pub(crate) fn note(&mut self, text: &str) {
         let _ = writeln!(self.log, "openwua: {text}");
     }
 }
 
+/// A read that only timed out (the tick to look whether the run is over)
+/// or was interrupted: read again.
+pub(crate) fn read_again(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
+}
+
 /// The log line for one question: never a password.
-pub(crate) fn describe(text: &str, kind: QuestionKind, answer: &Answer) -> String {
+fn describe(text: &str, kind: QuestionKind, answer: &Answer) -> String {
     let first_line = text.lines().next().unwrap_or_default();
     let shown = |value: &str| {
         if kind == QuestionKind::Password {

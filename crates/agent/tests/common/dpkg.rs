@@ -65,31 +65,70 @@ impl Dpkg {
 /// Builds `dir/<name>_1.0_all.deb` with one file, /opt/<name>/hello.txt,
 /// and a postinst when given.
 pub fn build_deb(dir: &Path, name: &str, postinst: Option<&str>) -> PathBuf {
-    let tree = dir.join(format!("build-{name}"));
-    std::fs::create_dir_all(tree.join("DEBIAN")).unwrap();
-    std::fs::create_dir_all(tree.join("opt").join(name)).unwrap();
-    std::fs::write(tree.join("opt").join(name).join("hello.txt"), "hello\n").unwrap();
-    std::fs::write(
-        tree.join("DEBIAN/control"),
-        format!(
-            "Package: {name}\nVersion: 1.0\nArchitecture: all\n\
-             Maintainer: OpenWUA tests <tests@example.invalid>\n\
-             Description: an OpenWUA test package\n"
-        ),
-    )
-    .unwrap();
-    if let Some(body) = postinst {
-        let path = tree.join("DEBIAN/postinst");
+    let deb = DebTree::new(dir, name).file(&format!("opt/{name}/hello.txt"), "hello\n");
+    match postinst {
+        Some(body) => deb.script("postinst", body),
+        None => deb,
+    }
+    .build()
+}
+
+/// A test package's tree under `dir/build-<name>`, built into
+/// `dir/<name>_1.0_all.deb`.
+pub struct DebTree {
+    dir: PathBuf,
+    name: String,
+    tree: PathBuf,
+}
+
+impl DebTree {
+    /// The tree with just its control file.
+    pub fn new(dir: &Path, name: &str) -> DebTree {
+        let tree = dir.join(format!("build-{name}"));
+        std::fs::create_dir_all(tree.join("DEBIAN")).unwrap();
+        std::fs::write(
+            tree.join("DEBIAN/control"),
+            format!(
+                "Package: {name}\nVersion: 1.0\nArchitecture: all\n\
+                 Maintainer: OpenWUA tests <tests@example.invalid>\n\
+                 Description: an OpenWUA test package\n"
+            ),
+        )
+        .unwrap();
+        DebTree {
+            dir: dir.to_owned(),
+            name: name.to_owned(),
+            tree,
+        }
+    }
+
+    /// A file the package installs, or (under `DEBIAN/`) a control file
+    /// such as debconf's `templates`.
+    pub fn file(self, path: &str, contents: &str) -> DebTree {
+        let path = self.tree.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, contents).unwrap();
+        self
+    }
+
+    /// A maintainer script (`postinst`, debconf's `config`, ...): `sh -e`.
+    pub fn script(self, script: &str, body: &str) -> DebTree {
+        let path = self.tree.join("DEBIAN").join(script);
         std::fs::write(&path, format!("#!/bin/sh\nset -e\n{body}\n")).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        self
     }
-    let deb = dir.join(format!("{name}_1.0_all.deb"));
-    let output = Command::new("dpkg-deb")
-        .args(["--root-owner-group", "--build"])
-        .arg(&tree)
-        .arg(&deb)
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{output:?}");
-    deb
+
+    /// Runs dpkg-deb; the package's path.
+    pub fn build(self) -> PathBuf {
+        let deb = self.dir.join(format!("{}_1.0_all.deb", self.name));
+        let output = Command::new("dpkg-deb")
+            .args(["--root-owner-group", "--build"])
+            .arg(&self.tree)
+            .arg(&deb)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        deb
+    }
 }

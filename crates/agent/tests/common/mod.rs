@@ -4,6 +4,7 @@
 #![allow(dead_code)] // Each test binary uses a different part.
 
 pub mod dpkg;
+pub mod handler_fixture;
 pub mod http;
 
 use std::io::{BufRead, BufReader, Write};
