@@ -3,9 +3,11 @@
 //! directory handle, records, classification — on real Unix socket
 //! connections. Goal: at most 100 µs.
 //!
-//! Two peers: this process itself (no login: the common service case), and
-//! a child that claims a login by setting its unset loginuid (the audit
-//! path: user lookup, utmp, parent walk, then "not backed: ignored").
+//! Three peers: this process itself (no login: the common service case), a
+//! child that claims a login by setting its unset loginuid (the audit path:
+//! user lookup, utmp, parent walk, then "not backed: ignored"), and, as
+//! root, a real `login -f root` on a pty (attested by utmp, terminal
+//! verified: the interactive path, the longest).
 //! Run with `cargo bench -p openwua-agent --bench caller`.
 
 use std::io::Write;
@@ -42,47 +44,82 @@ fn main() {
     }
     report("this process (no login)", class, &mut times);
 
-    // A child that set its own loginuid: connects ITERATIONS times, each
-    // time waiting until the bench closes the connection.
-    let script = format!(
-        "import socket\nfor _ in range({}):\n    s = socket.socket(socket.AF_UNIX)\n    s.connect({:?})\n    s.recv(1)\n    s.close()\n",
-        ITERATIONS + 100,
-        path.display().to_string()
+    // A child that set its own loginuid: connects until the bench has
+    // timed enough, each time waiting until the bench closes the connection.
+    let client = dir.path().join("client.py");
+    std::fs::write(
+        &client,
+        format!(
+            "import socket\nfor _ in range({}):\n    s = socket.socket(socket.AF_UNIX)\n    s.connect({:?})\n    s.recv(1)\n    s.close()\n",
+            ITERATIONS + 100,
+            path.display().to_string()
+        ),
+    )
+    .expect("the client script");
+    let claimed = format!(
+        "echo 1000 > /proc/self/loginuid 2>/dev/null; exec python3 {}",
+        client.display()
     );
-    let mut child = match Command::new("sh")
-        .args([
-            "-c",
-            "echo 1000 > /proc/self/loginuid 2>/dev/null; exec python3 -",
-        ])
-        .stdin(Stdio::piped())
-        .spawn()
-    {
+    peer(
+        "a child that set its loginuid",
+        Command::new("sh").args(["-c", &claimed]),
+        None,
+        &listener,
+        &policy,
+    );
+
+    // A real login: `login -f root` on a pty of script's (PAM sets the
+    // loginuid, login writes utmp), whose shell runs the client. The full
+    // path: utmp's live process, the parent walk up to login, the
+    // terminal's owner and line.
+    if !nix::unistd::geteuid().is_root() {
+        println!("not root: skipped the login case (login -f needs root)");
+        return;
+    }
+    peer(
+        "a login session at its terminal",
+        Command::new("script").args(["-qfec", "login -f root", "/dev/null"]),
+        Some(format!("exec python3 {}\n", client.display())),
+        &listener,
+        &policy,
+    );
+}
+
+/// Starts `command` (which runs the client script, typed into its standard
+/// input when `typed` is given), classifies its connections and reports.
+fn peer(
+    what: &str,
+    command: &mut Command,
+    typed: Option<String>,
+    listener: &UnixListener,
+    policy: &CallerPolicy,
+) {
+    let mut child = match command.stdin(Stdio::piped()).stdout(Stdio::null()).spawn() {
         Ok(child) => child,
         Err(error) => {
-            println!("no child peer ({error}); skipped the claimed-login case");
+            println!("{what}: not started ({error}); skipped");
             return;
         }
     };
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(script.as_bytes())
-        .expect("script");
+    let mut stdin = child.stdin.take().expect("stdin");
+    if let Some(line) = typed {
+        stdin.write_all(line.as_bytes()).expect("typed input");
+    }
     let mut times = Vec::with_capacity(ITERATIONS);
     let mut class = None;
     for round in 0..ITERATIONS + 100 {
         let (server, _) = listener.accept().expect("accept");
         let start = Instant::now();
-        let caller = Caller::of_socket(&server, &policy).expect("caller");
+        let caller = Caller::of_socket(&server, policy).expect("caller");
         let elapsed = start.elapsed();
         if round >= 100 {
             times.push(elapsed);
             class = Some(caller.context.class);
         }
     }
+    drop(stdin);
     let _ = child.wait();
-    report("a child that set its loginuid", class, &mut times);
+    report(what, class, &mut times);
 }
 
 fn report(what: &str, class: Option<openwua_model::caller::CallerClass>, times: &mut [Duration]) {

@@ -6,14 +6,16 @@
 //! handle opened while the pidfd still names that pid is bound to that
 //! process for good (a reaped process's files fail with `ESRCH`, never a
 //! recycled pid's), so every file is then read with `openat` relative to
-//! it. Parents are opened the same way and kept only while the child still
-//! names them as its parent.
+//! it. Parents are opened the same way and count only if they are older
+//! than their child (a younger one holds a pid the real parent left).
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, open, openat};
@@ -105,14 +107,21 @@ fn read_small(file: File) -> io::Result<String> {
     String::from_utf8(bytes).map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))
 }
 
-/// [`read_small`]'s bytes, up to utmp's limit.
+/// [`read_small`]'s bytes, up to utmp's limit. A read that does not fill
+/// the buffer is the end: procfs makes these small files whole in one read
+/// (and a regular file ends there too), which saves a read per file.
 fn read_bytes(mut file: File) -> io::Result<Vec<u8>> {
     let mut bytes = Vec::new();
     let mut buffer = [0u8; 4096];
     loop {
         match file.read(&mut buffer) {
             Ok(0) => break,
-            Ok(count) => bytes.extend_from_slice(&buffer[..count]),
+            Ok(count) => {
+                bytes.extend_from_slice(&buffer[..count]);
+                if count < buffer.len() {
+                    break;
+                }
+            }
             Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
             Err(error) => return Err(error),
         }
@@ -123,13 +132,13 @@ fn read_bytes(mut file: File) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// The pid a pidfd refers to, from `/proc/self/fdinfo` (-1 once it exited).
-fn pidfd_pid(pidfd: &OwnedFd) -> Option<i32> {
-    let file = File::open(format!("/proc/self/fdinfo/{}", pidfd.as_raw_fd())).ok()?;
-    let text = read_small(file).ok()?;
-    text.lines()
-        .find_map(|line| line.strip_prefix("Pid:"))
-        .and_then(|pid| pid.trim().parse().ok())
+/// Whether the process a pidfd pins is still running (a pidfd becomes
+/// readable when its process exits). While it runs its pid is not free, so
+/// `/proc/<pid>` opened before this check is that process.
+fn still_running(pidfd: &OwnedFd) -> bool {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(0))
 }
 
 /// Pins the peer of `socket`: its pidfd, and how it was had.
@@ -175,7 +184,7 @@ fn uptime_ticks() -> Option<u64> {
 fn started_after(pid: i32, pidfd: &OwnedFd, connected_by: Option<u64>) -> Option<String> {
     let connected_by = connected_by?;
     let stat = ProcessDir::open(pid).ok()?.stat()?;
-    if pidfd_pid(pidfd) != Some(pid) {
+    if !still_running(pidfd) {
         return Some(format!("process {pid} exited"));
     }
     (stat.start_ticks > connected_by).then(|| {
@@ -337,9 +346,9 @@ pub fn gather(uid: u32, gid: u32, pid: i32, pidfd: Option<&OwnedFd>, pin: Pin) -
             return facts;
         }
     };
-    // After opening: the handle is the pinned process's only if the
-    // pidfd still names this pid (-1 once it exited).
-    if pidfd_pid(pidfd) != Some(pid) {
+    // After opening: the handle is the pinned process's only if that
+    // process still runs (its pid cannot have been reused yet).
+    if !still_running(pidfd) {
         facts.proc_problem = Some(format!("process {pid} exited"));
         return facts;
     }
@@ -378,13 +387,18 @@ fn read_process(facts: &mut Facts, dir: &ProcessDir) {
     let (Some(login_uid), Some(session)) = (facts.login_uid, facts.audit_session) else {
         return;
     };
-    facts.login_name = user_name(login_uid);
+    // The session owner is usually the caller: one lookup then.
+    facts.login_name = if login_uid == facts.uid {
+        facts.user_name.clone()
+    } else {
+        user_name(login_uid)
+    };
     if facts.logind.is_none() && facts.logind_running {
         facts.audit_logind = read_logind(&session.to_string());
     }
     facts.utmp = Some(read_utmp(facts.login_name.as_deref()));
     if let Some(stat) = &stat {
-        facts.chain = walk(dir, stat, session);
+        facts.chain = walk(stat, session);
         if facts.uid == 0 && stat.tty_nr != 0 {
             facts.relay = relay(&facts.chain, stat.tty_nr);
         }
@@ -436,10 +450,10 @@ fn read_utmp(login_name: Option<&str>) -> Result<Vec<UtmpEntry>, String> {
 }
 
 /// The parents of the caller while they are in its audit session.
-fn walk(caller: &ProcessDir, stat: &Stat, session: u32) -> Vec<Ancestor> {
+fn walk(stat: &Stat, session: u32) -> Vec<Ancestor> {
     let mut chain = Vec::new();
-    let mut parent_dir: Option<ProcessDir> = None;
     let mut ppid = stat.ppid;
+    let mut child_started = stat.start_ticks;
     while chain.len() < MAX_DEPTH && ppid > 1 {
         let Ok(parent) = ProcessDir::open(ppid) else {
             break;
@@ -448,15 +462,15 @@ fn walk(caller: &ProcessDir, stat: &Stat, session: u32) -> Vec<Ancestor> {
         if parent.audit("sessionid") != Some(session) {
             break;
         }
-        // To count, the child must still name it as its parent, else the
-        // parent exited and `ppid` may since be another process.
-        let child = parent_dir.as_ref().unwrap_or(caller);
-        if child.stat().map(|stat| stat.ppid) != Some(ppid) {
-            break;
-        }
         let (Some(parent_stat), Ok(uid)) = (parent.stat(), parent.owner()) else {
             break;
         };
+        // A parent is older than its child. A process younger than the
+        // child holds a pid the real parent left when it exited.
+        if parent_stat.start_ticks > child_started {
+            break;
+        }
+        child_started = parent_stat.start_ticks;
         chain.push(Ancestor {
             pid: parent.pid(),
             uid,
@@ -464,7 +478,6 @@ fn walk(caller: &ProcessDir, stat: &Stat, session: u32) -> Vec<Ancestor> {
             tty_nr: parent_stat.tty_nr,
         });
         ppid = parent_stat.ppid;
-        parent_dir = Some(parent);
     }
     chain
 }
@@ -485,12 +498,49 @@ fn relay(chain: &[Ancestor], tty_nr: u64) -> Option<(Ancestor, Terminal)> {
     None
 }
 
-/// A uid's user name from the system's user database.
+/// Names are kept at most this long (users from other sources than
+/// `/etc/passwd`, such as LDAP, change without touching it).
+const NAMES_KEPT: Duration = Duration::from_secs(10);
+
+/// What `/etc/passwd` looked like when the kept names were read: any
+/// change (useradd, userdel, a rename) drops them.
+fn passwd_version() -> Option<(u64, i64, i64, u64)> {
+    let meta = std::fs::metadata("/etc/passwd").ok()?;
+    Some((meta.ino(), meta.mtime(), meta.mtime_nsec(), meta.size()))
+}
+
+/// A uid's user name from the system's user database. A lookup reads the
+/// database each time and every connection needs one or two, so names are
+/// kept while `/etc/passwd` is unchanged, for [`NAMES_KEPT`] at most.
 pub fn user_name(uid: u32) -> Option<String> {
-    match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
-        Ok(Some(user)) => Some(user.name),
-        _ => None,
+    struct Names {
+        since: Instant,
+        version: Option<(u64, i64, i64, u64)>,
+        known: HashMap<u32, Option<String>>,
     }
+    static NAMES: Mutex<Option<Names>> = Mutex::new(None);
+    let version = passwd_version();
+    let mut names = NAMES.lock().unwrap_or_else(PoisonError::into_inner);
+    let names = names.get_or_insert_with(|| Names {
+        since: Instant::now(),
+        version,
+        known: HashMap::new(),
+    });
+    if names.version != version || names.since.elapsed() > NAMES_KEPT {
+        names.since = Instant::now();
+        names.version = version;
+        names.known.clear();
+    }
+    names
+        .known
+        .entry(uid)
+        .or_insert_with(
+            || match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+                Ok(Some(user)) => Some(user.name),
+                _ => None,
+            },
+        )
+        .clone()
 }
 
 #[cfg(test)]
