@@ -278,8 +278,9 @@ impl Interaction {
     }
 
     /// Like [`unfinished`], for an interactive run: a program stopped (or
-    /// killed by its hang-up) after its questions were abandoned is
-    /// aborted; one that exited on its own keeps its exit status.
+    /// killed by its hang-up), or that failed, after its questions were
+    /// abandoned is aborted — the abandonment is why; one that succeeded
+    /// anyway keeps its success.
     fn verdict(
         &self,
         context: &HandlerContext<'_>,
@@ -287,13 +288,15 @@ impl Interaction {
         ended: Ended,
     ) -> Result<ExitStatus, HandlerOutcome> {
         let stopped = match &ended {
-            Ended::Unanswered => true,
-            Ended::Exited(status) => status.code().is_none() && self.abandoned(),
-            _ => false,
+            Ended::Unanswered => Some(String::new()),
+            Ended::Exited(status) if !status.success() && self.abandoned() => {
+                Some(format!("; it {}", describe_status(*status)))
+            }
+            _ => None,
         };
-        if stopped {
+        if let Some(how) = stopped {
             return Err(HandlerOutcome::aborted(format!(
-                "{name} was stopped because {} (see {})",
+                "{name} was stopped because {}{how} (see {})",
                 self.why(),
                 context.log_path.display()
             )));

@@ -6,8 +6,8 @@
 //! ([`Prompter::terminal`], [`terminal`]) and debconf's passthrough socket
 //! ([`debconf`]). The connection holds the matching [`PromptStream`]: it
 //! reads the events, answers questions and types into the terminal.
-//! Dropping the stream is a disconnect: every waiting question gets its
-//! default or an abort at once, and the terminal is hung up. Nothing here
+//! Dropping the stream is a disconnect: every waiting question is answered
+//! with an abort at once, and the terminal is hung up. Nothing here
 //! waits for a person longer than the question timeout.
 
 pub(crate) mod debconf;
@@ -46,7 +46,7 @@ pub struct QuestionSpec {
     pub text: String,
     /// The possible answers (choice questions).
     pub choices: Vec<String>,
-    /// What a timeout, a disconnect or "take the default" answers.
+    /// What a timeout or "take the default" answers.
     pub default: Option<String>,
     /// `installer` or `debconf`.
     pub source: String,
@@ -62,10 +62,11 @@ pub enum Answer {
     Defaulted {
         /// The default.
         value: String,
-        /// "no answer within 300 s", "the client went away", …
+        /// "no answer within 300 s", "the client chose the default".
         why: String,
     },
-    /// No answer and no default: the installer has to stop.
+    /// No answer and no default, or the client went away: the installer
+    /// has to stop.
     Abort {
         /// Why.
         why: String,
@@ -158,8 +159,10 @@ impl Prompter {
     }
 
     /// Asks the connection `spec` for `update_id` and blocks until it
-    /// answers, the timeout passes or it goes away (then: the default if
-    /// there is one, else [`Answer::Abort`]).
+    /// answers (or takes the default), the timeout passes (then the default
+    /// if there is one, else [`Answer::Abort`]) or it goes away (then
+    /// [`Answer::Abort`]: its installer's terminal hangs up too, so an
+    /// answer nobody gave would only be acted on half-way).
     pub fn ask(&self, update_id: Uuid, spec: QuestionSpec) -> Answer {
         self.ask_while(update_id, spec, &|| true)
     }
@@ -186,9 +189,11 @@ impl Prompter {
             },
             None => Answer::Abort { why },
         };
-        let went_away = || "the client answering the questions went away".to_owned();
+        let went_away = || Answer::Abort {
+            why: "the client answering the questions went away".to_owned(),
+        };
         if self.is_gone() {
-            return fallback(went_away());
+            return went_away();
         }
         let id = format!("q{}", self.shared.next_id.fetch_add(1, Ordering::SeqCst));
         let (reply, replies) = mpsc::channel();
@@ -214,7 +219,7 @@ impl Prompter {
         // drop then missed this question, so look again after sending.
         if self.events.send(PromptEvent::Question(question)).is_err() || self.is_gone() {
             self.shared.state().pending.remove(&id);
-            return fallback(went_away());
+            return went_away();
         }
         let deadline = Instant::now() + self.shared.timeout;
         let answer = loop {
@@ -234,7 +239,7 @@ impl Prompter {
                     };
                 }
                 Ok(Reply::Gone) | Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    break fallback(went_away());
+                    break went_away();
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) if !still_wanted() => {
                     break Answer::Abort {
@@ -466,7 +471,7 @@ mod tests {
     }
 
     #[test]
-    fn a_disconnect_answers_waiting_and_later_questions_at_once() {
+    fn a_disconnect_aborts_waiting_and_later_questions_at_once() {
         let (prompter, mut stream) = Prompter::new(Duration::from_secs(600));
         let p = prompter.clone();
         let asker = std::thread::spawn(move || p.ask(Uuid::nil(), spec(QuestionKind::Text, None)));
@@ -476,9 +481,11 @@ mod tests {
         assert!(
             matches!(asker.join().unwrap(), Answer::Abort { why } if why.contains("went away"))
         );
+        // Even with a default: the installer's terminal hangs up as well,
+        // so it is not told to go on.
         assert!(matches!(
             prompter.ask(Uuid::nil(), spec(QuestionKind::Choice, Some("b"))),
-            Answer::Defaulted { value, .. } if value == "b"
+            Answer::Abort { why } if why.contains("went away")
         ));
         assert!(started.elapsed() < Duration::from_secs(2));
         assert!(prompter.is_gone());

@@ -4,7 +4,7 @@
 //! the same connection as `oneway` calls (`Answer`, `TerminalInput`,
 //! `ResizeTerminal`) while the replies stream. Any other call waits for
 //! the stream to end. When the client goes, the [`PromptStream`] is
-//! dropped: waiting questions take their defaults or abort the installer.
+//! dropped: waiting questions abort, and the installer's terminal hangs up.
 
 use std::collections::HashMap;
 use std::sync::Arc;
