@@ -113,6 +113,8 @@ impl Keyboard {
             replies: sender.clone(),
             question: None,
         });
+        // Each terminal the agent opens gets our size with its first output.
+        let mut terminal_sized = false;
         let mut on_event = |event: InstallEvent<'_>| match event {
             InstallEvent::Progress(job) => progress.show(job),
             InstallEvent::Question(question) => {
@@ -133,13 +135,24 @@ impl Keyboard {
                     listener.question = Some(question.id.clone());
                 }
             }
-            InstallEvent::TerminalOutput(bytes) => progress.give_way(|| {
-                let mut stdout = std::io::stdout().lock();
-                let _ = stdout.write_all(bytes);
-                let _ = stdout.flush();
-            }),
+            InstallEvent::TerminalOutput(bytes) => {
+                if !terminal_sized {
+                    terminal_sized = true;
+                    if let Ok(size) = rustix::termios::tcgetwinsize(std::io::stdout()) {
+                        let _ = sender.send(UserReply::ResizeTerminal {
+                            rows: size.ws_row,
+                            columns: size.ws_col,
+                        });
+                    }
+                }
+                progress.give_way(|| {
+                    let mut stdout = std::io::stdout().lock();
+                    let _ = stdout.write_all(bytes);
+                    let _ = stdout.flush();
+                })
+            }
             InstallEvent::AnswerRefused(why) => progress.give_way(|| println!("{why}")),
-            InstallEvent::TerminalClosed => {}
+            InstallEvent::TerminalClosed => terminal_sized = false,
         };
         let job = call(&mut on_event, receiver);
         *self.lock() = None;

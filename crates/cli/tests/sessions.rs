@@ -961,6 +961,12 @@ fn an_installer_reading_its_terminal_gets_the_typed_line_shown_once() {
         Some(word.as_str()),
         "the line typed in the pane reaches the installer's terminal"
     );
+    // The pane is 200 × 50; wua gave the installer's terminal that size.
+    assert_eq!(
+        read_marker(&scene.agent.terminal_size_marker()).as_deref(),
+        Some("50 200"),
+        "the installer's terminal has the pane's size"
+    );
     // wua's terminal echoed it as it was typed; the agent's pty must not
     // echo it again.
     assert_eq!(

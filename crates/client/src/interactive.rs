@@ -44,6 +44,14 @@ pub enum UserReply {
     },
     /// Keystrokes for the installer's terminal (a line ends with `\n`).
     TerminalInput(Vec<u8>),
+    /// The size of the user's terminal, for the installer's (which starts
+    /// at 80×24).
+    ResizeTerminal {
+        /// Lines.
+        rows: u16,
+        /// Columns.
+        columns: u16,
+    },
 }
 
 /// Sends [`UserReply`]s to a running interactive installation; usable from

@@ -367,6 +367,7 @@ impl UpdateSession {
         let name = method(name);
         let answer = method("Answer");
         let terminal_input = method("TerminalInput");
+        let resize_terminal = method("ResizeTerminal");
         let mut connection = self.connection.lock().await;
         let mut replies = connection.call_more(&name, parameters).await?;
         let mut last = None;
@@ -401,6 +402,10 @@ impl UpdateSession {
                     Some(UserReply::TerminalInput(bytes)) => {
                         let parameters = json!({ "data": hex::encode(bytes) });
                         replies.send_oneway(&terminal_input, &parameters).await?;
+                    }
+                    Some(UserReply::ResizeTerminal { rows, columns }) => {
+                        let parameters = json!({ "rows": rows, "columns": columns });
+                        replies.send_oneway(&resize_terminal, &parameters).await?;
                     }
                 },
             }

@@ -529,6 +529,11 @@ impl TestAgent {
         self.private.path().join("sandbox/terminal-tool.answer")
     }
 
+    /// The terminal tool's terminal size (`stty size`: rows and columns).
+    pub fn terminal_size_marker(&self) -> PathBuf {
+        self.private.path().join("sandbox/terminal-tool.size")
+    }
+
     /// The secret tool's marker: the password it was given.
     pub fn secret_marker(&self) -> PathBuf {
         self.private.path().join("sandbox/secret-tool.answer")
@@ -664,6 +669,7 @@ set -eu
 printf 'Name of the site? '
 IFS= read -r answer
 printf '%s\n' "$answer" >"$OPENWUA_SANDBOX/terminal-tool.answer"
+stty size >"$OPENWUA_SANDBOX/terminal-tool.size"
 "#;
 
 const SECRET_TOML: &str = r#"update_id = "0b7e6a8e-6f0a-4c55-9a43-5e55a1000004"
