@@ -134,6 +134,16 @@ pub fn classify(facts: &Facts, settings: &CallerSettings, is_admin: bool) -> Cal
         context.session = Some(session.id.clone());
         context.terminal_verified = verify_terminal(facts, session, &mut evidence);
         let logind = session.logind.as_ref();
+        // A closing session's login has ended; what remains (tmux, screen)
+        // may since be attached from anywhere: its terminal is nobody's now.
+        if logind.is_some_and(|record| record.state.as_deref() == Some("closing")) {
+            context.terminal_verified = false;
+            evidence.add(
+                "terminal",
+                "the session is closing (its login ended): its terminal does not count",
+                format!("logind {LOGIND_SESSIONS}/{} (STATE=closing)", session.id),
+            );
+        }
         let entry_name = entry.map(|top| top.comm.as_str());
         let service = logind
             .and_then(|record| record.service.as_deref())
@@ -805,6 +815,14 @@ mod tests {
         assert_eq!(context.class, CallerClass::Interactive);
         assert_eq!(context.session.as_deref(), Some("3"));
         assert!(!context.remote);
+        // The same session after its login ended (a tmux left behind).
+        let mut closing = facts;
+        if let Some(record) = closing.logind.as_mut() {
+            record.state = Some("closing".into());
+        }
+        let context = classify(&closing, &settings(), true);
+        assert!(!context.terminal_verified);
+        assert!(!context.may.install_interactive);
     }
 
     #[test]
