@@ -10,7 +10,7 @@
 
 use openwua_model::caller::{CallerClass, CallerContext, CallerFact, CallerPermissions};
 
-use super::facts::{Facts, LOGIND_SESSIONS, Pin, Terminal, UTMP};
+use super::facts::{Facts, LOGIND_SESSIONS, LOGIND_USERS, Pin, Terminal, UTMP};
 use super::records::{LogindSession, strip_dev};
 use crate::config::CallerSettings;
 
@@ -35,6 +35,10 @@ struct Session {
     logind: Option<LogindSession>,
     /// Some utmp login of it has a remote host.
     utmp_host: Option<String>,
+    /// Found through the user's display session (polkit's fallback for
+    /// desktop terminals outside any session): its terminals are the
+    /// owner's ptys, not lines logind or utmp know.
+    display_fallback: bool,
 }
 
 /// Classifies a caller. `is_admin` is its authorization (root or the
@@ -267,6 +271,7 @@ fn attest(facts: &Facts, evidence: &mut Evidence) -> Option<Session> {
                 lines,
                 logind: Some(record.clone()),
                 utmp_host: host,
+                display_fallback: false,
             });
         }
         evidence.add(
@@ -276,6 +281,38 @@ fn attest(facts: &Facts, evidence: &mut Evidence) -> Option<Session> {
         );
     }
 
+    if let Some((id, record)) = &facts.display
+        && let Some(owner) = record.uid
+    {
+        let source =
+            format!("logind {LOGIND_USERS}/{owner} (DISPLAY={id}), {LOGIND_SESSIONS}/{id}");
+        let local_and_active = record.seat.is_some() && record.state.as_deref() == Some("active");
+        if local_and_active {
+            evidence.add(
+                "session",
+                format!("{id}: the display session of the user whose manager runs the caller"),
+                source.clone(),
+            );
+            evidence.add(
+                "sessionOwner",
+                with_name(owner, record.user.as_deref()),
+                source,
+            );
+            return Some(Session {
+                id: id.clone(),
+                owner,
+                lines: record.tty.clone().into_iter().collect(),
+                logind: Some(record.clone()),
+                utmp_host: None,
+                display_fallback: true,
+            });
+        }
+        evidence.add(
+            "session",
+            format!("{id}: the user's display session is not local and active: ignored"),
+            source,
+        );
+    }
     let (Some(login_uid), Some(audit)) = (facts.login_uid, facts.audit_session) else {
         return None;
     };
@@ -298,6 +335,7 @@ fn attest(facts: &Facts, evidence: &mut Evidence) -> Option<Session> {
             lines,
             logind: Some(record.clone()),
             utmp_host: host,
+            display_fallback: false,
         });
     }
     if let Some(Ok(entries)) = &facts.utmp {
@@ -323,6 +361,7 @@ fn attest(facts: &Facts, evidence: &mut Evidence) -> Option<Session> {
                 lines,
                 logind: None,
                 utmp_host: host,
+                display_fallback: false,
             });
         }
     }
@@ -347,6 +386,7 @@ fn attest(facts: &Facts, evidence: &mut Evidence) -> Option<Session> {
             lines: Vec::new(),
             logind: None,
             utmp_host: None,
+            display_fallback: false,
         });
     }
     if let Some(Err(why)) = &facts.utmp {
@@ -410,6 +450,23 @@ fn terminal_of_session(terminal: &Terminal, session: &Session, evidence: &mut Ev
             format!("stat of {path}"),
         );
         return false;
+    }
+    if session.display_fallback
+        && path.starts_with("/dev/pts/")
+        && !session
+            .lines
+            .iter()
+            .any(|line| strip_dev(line) == strip_dev(path))
+    {
+        evidence.add(
+            "terminal",
+            format!(
+                "{path} is the owner's, in their local, active display session {} (a desktop terminal)",
+                session.id
+            ),
+            format!("stat of {path}, logind"),
+        );
+        return true;
     }
     if !session
         .lines
@@ -822,6 +879,47 @@ mod tests {
         }
         let context = classify(&closing, &settings(), true);
         assert!(!context.terminal_verified);
+        assert!(!context.may.install_interactive);
+    }
+
+    #[test]
+    fn a_desktop_terminal_outside_any_session_uses_the_display_session() {
+        // GNOME Terminal's shell: under alice's user manager, no session
+        // scope; alice's display session 2 is on seat0 and active.
+        let desktop = |uid: u32, state: &str| Facts {
+            uid,
+            pid: 10,
+            pin: Some(Pin::Peer),
+            logind_running: true,
+            audit_available: true,
+            cgroup: Some(
+                "/user.slice/user-1000.slice/user@1000.service/app.slice/vte-spawn-1.scope".into(),
+            ),
+            display: Some((
+                "2".into(),
+                LogindSession {
+                    uid: Some(ALICE),
+                    class: Some("user".into()),
+                    kind: Some("wayland".into()),
+                    seat: Some("seat0".into()),
+                    state: Some(state.into()),
+                    ..LogindSession::default()
+                },
+            )),
+            terminal: Some(terminal(PTS5, ALICE)),
+            ..Facts::default()
+        };
+        let context = classify(&desktop(ALICE, "active"), &settings(), true);
+        assert_eq!(context.class, CallerClass::Interactive);
+        assert!(context.may.install_interactive);
+        assert_eq!(context.session.as_deref(), Some("2"));
+        // `su bob` in that terminal: a secondary logon.
+        let context = classify(&desktop(BOB, "active"), &settings(), true);
+        assert_eq!(context.class, CallerClass::SecondaryLogon);
+        assert!(!context.may.install_interactive);
+        // Not in front of the seat (switched away, or locked out): nothing.
+        let context = classify(&desktop(ALICE, "online"), &settings(), true);
+        assert_eq!(context.class, CallerClass::Service);
         assert!(!context.may.install_interactive);
     }
 

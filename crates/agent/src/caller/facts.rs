@@ -315,6 +315,10 @@ pub struct Facts {
     pub utmp: Option<Result<Vec<UtmpEntry>, String>>,
     /// The caller's controlling terminal.
     pub terminal: Option<Terminal>,
+    /// Outside any session, under a user manager (`user@UID.service`, where
+    /// desktop terminals run shells): that user's display session, from
+    /// logind's user record — polkit's fallback.
+    pub display: Option<(String, LogindSession)>,
     /// The parent chain in the caller's audit session, nearest first.
     pub chain: Vec<Ancestor>,
     /// For a root caller: the terminal of the nearest root ancestor on
@@ -381,6 +385,15 @@ fn read_process(facts: &mut Facts, dir: &ProcessDir) {
     {
         facts.logind = read_logind(id);
     }
+    if facts.logind_running
+        && facts.cgroup_session.is_none()
+        && let Some(owner) = facts
+            .cgroup
+            .as_deref()
+            .and_then(records::user_manager_of_cgroup)
+    {
+        facts.display = read_display_session(owner);
+    }
     facts.login_uid = dir.audit("loginuid");
     facts.audit_session = dir.audit("sessionid");
     facts.terminal = stat.as_ref().and_then(|stat| Terminal::of(stat.tty_nr));
@@ -406,6 +419,20 @@ fn read_process(facts: &mut Facts, dir: &ProcessDir) {
 }
 
 /// A logind record, trusted only as a root-owned file.
+/// Where logind keeps its user records.
+pub const LOGIND_USERS: &str = "/run/systemd/users";
+
+/// A user's display session and its record.
+fn read_display_session(uid: u32) -> Option<(String, LogindSession)> {
+    let file = File::open(format!("{LOGIND_USERS}/{uid}")).ok()?;
+    if file.metadata().ok()?.uid() != 0 {
+        return None;
+    }
+    let id = records::display_session_of_user(&read_small(file).ok()?)?;
+    let record = read_logind(&id)?;
+    Some((id, record))
+}
+
 fn read_logind(id: &str) -> Option<LogindSession> {
     if !records::valid_session_id(id) {
         return None;

@@ -73,6 +73,28 @@ pub fn session_of_cgroup(path: &str) -> Option<&str> {
     valid_session_id(id).then_some(id)
 }
 
+/// The uid whose user manager (`user@UID.service`) a cgroup path is under:
+/// desktop terminals run their shells there, outside any session scope.
+pub fn user_manager_of_cgroup(path: &str) -> Option<u32> {
+    path.split('/')
+        .filter(|part| !part.is_empty())
+        .find(|part| !part.ends_with(".slice"))?
+        .strip_prefix("user@")?
+        .strip_suffix(".service")?
+        .parse()
+        .ok()
+}
+
+/// `DISPLAY=` of a logind user record (`/run/systemd/users/<UID>`): the
+/// user's primary (display) session.
+pub fn display_session_of_user(text: &str) -> Option<String> {
+    text.lines()
+        .find_map(|line| line.strip_prefix("DISPLAY="))
+        .map(str::trim)
+        .filter(|id| valid_session_id(id))
+        .map(str::to_owned)
+}
+
 /// logind's session IDs are short and alphanumeric ("3", "c2"); anything
 /// else is not looked up as a file name.
 pub fn valid_session_id(id: &str) -> bool {
@@ -263,6 +285,23 @@ mod tests {
             parse_stat(&format!("12 (x) S 1 1 1 -5{TAIL}")).map(|stat| stat.tty_nr),
             Some(0)
         );
+    }
+
+    #[test]
+    fn user_manager_cgroups_and_display_sessions() {
+        let terminal = "/user.slice/user-1000.slice/user@1000.service/app.slice/vte-spawn-1.scope";
+        assert_eq!(user_manager_of_cgroup(terminal), Some(1000));
+        assert_eq!(
+            user_manager_of_cgroup("/user.slice/user-1000.slice/session-3.scope"),
+            None
+        );
+        assert_eq!(user_manager_of_cgroup("/system.slice/cron.service"), None);
+        assert_eq!(
+            display_session_of_user("NAME=alice\nSTATE=active\nDISPLAY=2\n").as_deref(),
+            Some("2")
+        );
+        assert_eq!(display_session_of_user("DISPLAY=../../etc\n"), None);
+        assert_eq!(display_session_of_user("STATE=online\n"), None);
     }
 
     #[test]
