@@ -198,13 +198,7 @@ impl<'a> UpdateInstaller<'a> {
         events: impl FnMut(InstallEvent<'_>),
         user_replies: UserReplyReceiver,
     ) -> Result<JobInfo, ClientError> {
-        let parameters = InstallParameters {
-            interactive: true,
-            ..self.parameters(true)
-        };
-        self.session
-            .stream_interactive_job("Install", &parameters, events, user_replies)
-            .await
+        self.interactive(true, events, user_replies).await
     }
 
     /// `Uninstall`, answering questions as
@@ -214,12 +208,22 @@ impl<'a> UpdateInstaller<'a> {
         events: impl FnMut(InstallEvent<'_>),
         user_replies: UserReplyReceiver,
     ) -> Result<JobInfo, ClientError> {
+        self.interactive(false, events, user_replies).await
+    }
+
+    async fn interactive(
+        &self,
+        install: bool,
+        events: impl FnMut(InstallEvent<'_>),
+        user_replies: UserReplyReceiver,
+    ) -> Result<JobInfo, ClientError> {
         let parameters = InstallParameters {
             interactive: true,
-            ..self.parameters(false)
+            ..self.parameters(install)
         };
+        let method = if install { "Install" } else { "Uninstall" };
         self.session
-            .stream_interactive_job("Uninstall", &parameters, events, user_replies)
+            .stream_interactive_job(method, &parameters, events, user_replies)
             .await
     }
 
