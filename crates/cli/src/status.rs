@@ -12,7 +12,7 @@ use openwua_model::service::ServiceInfo;
 use serde::Serialize;
 
 use crate::agent::Target;
-use crate::{exit, services};
+use crate::{exit, services, table};
 
 /// `--json`: the system information with the installer's state and the
 /// services beside it.
@@ -138,14 +138,14 @@ fn write_awaiting_interactive_user(
     for entry in waiting {
         writeln!(
             out,
-            "                  {} {} ({}, refused {})",
+            "                  {} {} ({}, refused {} UTC)",
             entry.update_identity.update_id,
             entry.title,
             match entry.operation {
                 UpdateOperation::Installation => "install",
                 UpdateOperation::Uninstallation => "uninstall",
             },
-            entry.date.strftime("%Y-%m-%d %H:%M UTC"),
+            table::time(entry.date),
         )?;
     }
     Ok(())
