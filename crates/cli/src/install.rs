@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::io::Write;
 
-use openwua_client::blocking::UpdateSession;
+use openwua_client::blocking::{UpdateInstaller, UpdateSession};
 use openwua_model::enums::{DownloadPriority, InstallationImpact, OperationResultCode};
 use openwua_model::operation::{JobInfo, OperationResult};
 use openwua_model::search::UpdateEntry;
@@ -123,14 +123,7 @@ pub fn download_and_install(
         installer.updates = operation::ids(&batch);
         installer.force_quiet = options.quiet;
         installer.is_forced = options.force;
-        let mut progress = Progress::new(operation::titles(&batch));
-        let job = match &options.keyboard {
-            Some(keyboard) => keyboard.converse(&mut progress, |events, replies| {
-                installer.install_interactive(events, replies)
-            })?,
-            None => installer.install_with_progress(|job| progress.show(job))?,
-        };
-        drop(progress);
+        let job = run_installer(&installer, &batch, options.keyboard.as_ref(), true)?;
         if !json {
             operation::write_job(&job, out)?;
             writeln!(out)?;
@@ -168,6 +161,28 @@ pub fn download_and_install(
         install,
         deferred: deferred_ids,
         combined,
+    })
+}
+
+/// Installs (or uninstalls) `entries` with `installer`, showing progress;
+/// at a terminal (`keyboard`) the installers' questions are answered there.
+fn run_installer(
+    installer: &UpdateInstaller<'_>,
+    entries: &[UpdateEntry],
+    keyboard: Option<&Keyboard>,
+    install: bool,
+) -> anyhow::Result<JobInfo> {
+    let mut progress = Progress::new(operation::titles(entries));
+    Ok(match keyboard {
+        Some(keyboard) => keyboard.converse(&mut progress, |events, replies| {
+            if install {
+                installer.install_interactive(events, replies)
+            } else {
+                installer.uninstall_interactive(events, replies)
+            }
+        })?,
+        None if install => installer.install_with_progress(|job| progress.show(job))?,
+        None => installer.uninstall_with_progress(|job| progress.show(job))?,
     })
 }
 
@@ -250,15 +265,8 @@ pub fn uninstall(agent: &Target, args: &UninstallArgs, out: &mut dyn Write) -> a
         installer.updates = operation::ids(&entries);
         installer.force_quiet = args.quiet;
         installer.is_forced = args.force;
-        let mut progress = Progress::new(operation::titles(&entries));
         let keyboard = Keyboard::unless_json(args.json);
-        let job = match &keyboard {
-            Some(keyboard) => keyboard.converse(&mut progress, |events, replies| {
-                installer.uninstall_interactive(events, replies)
-            })?,
-            None => installer.uninstall_with_progress(|job| progress.show(job))?,
-        };
-        drop(progress);
+        let job = run_installer(&installer, &entries, keyboard.as_ref(), false)?;
         operation::report(&job, args.json, out)
     })
 }
