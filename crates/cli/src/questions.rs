@@ -13,7 +13,8 @@
 //! echo is off.
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::sync::{Arc, Mutex, Once, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use rustix::termios::{LocalModes, OptionalActions, Termios, tcgetattr, tcsetattr};
 
@@ -244,13 +245,21 @@ impl Drop for EchoBack<'_> {
 /// user who gives up at a password prompt is left at a shell that does
 /// not echo. Returns once the handlers are in place.
 fn watch_signals(echo: &Arc<Echo>) {
-    use tokio::signal::unix::{SignalKind, signal};
+    use tokio::signal::unix::{Signal, SignalKind, signal};
     // One watcher for the whole command (there is one keyboard).
-    static WATCHING: Once = Once::new();
-    let mut first = false;
-    WATCHING.call_once(|| first = true);
-    if !first {
+    static WATCHING: AtomicBool = AtomicBool::new(false);
+    if WATCHING.swap(true, Ordering::SeqCst) {
         return;
+    }
+    /// The next delivery of `stream`; never, for a signal we could not
+    /// catch (it keeps its default action).
+    async fn delivery(stream: &mut Option<Signal>) {
+        match stream {
+            Some(stream) => {
+                stream.recv().await;
+            }
+            None => std::future::pending().await,
+        }
     }
     let echo = echo.clone();
     let (ready, registered) = std::sync::mpsc::channel();
@@ -262,33 +271,21 @@ fn watch_signals(echo: &Arc<Echo>) {
             let _ = ready.send(());
             return;
         };
-        let caught = runtime.block_on(async {
-            let (caught, mut first) = tokio::sync::mpsc::unbounded_channel();
-            for (kind, number) in [
-                (SignalKind::interrupt(), 2),
-                (SignalKind::quit(), 3),
-                (SignalKind::terminate(), 15),
-            ] {
-                // A signal we cannot catch keeps its default action.
-                if let Ok(mut stream) = signal(kind) {
-                    let caught = caught.clone();
-                    tokio::spawn(async move {
-                        if stream.recv().await.is_some() {
-                            let _ = caught.send(number);
-                        }
-                    });
-                }
-            }
-            drop(caught);
+        let number = runtime.block_on(async {
+            let mut interrupt = signal(SignalKind::interrupt()).ok();
+            let mut quit = signal(SignalKind::quit()).ok();
+            let mut terminate = signal(SignalKind::terminate()).ok();
             let _ = ready.send(());
-            first.recv().await
+            tokio::select! {
+                () = delivery(&mut interrupt) => 2,
+                () = delivery(&mut quit) => 3,
+                () = delivery(&mut terminate) => 15,
+            }
         });
-        if let Some(number) = caught {
-            echo.show();
-            // Off the "Answer" line. Not on stdout: `main` holds its lock.
-            let _ = std::io::stderr().write_all(b"\n");
-            std::process::exit(128 + number);
-        }
+        echo.show();
+        // Off the "Answer" line. Not on stdout: `main` holds its lock.
+        let _ = std::io::stderr().write_all(b"\n");
+        std::process::exit(128 + number);
     };
     if std::thread::Builder::new()
         .name("signals".into())
