@@ -423,6 +423,19 @@ impl Scene {
         );
     }
 
+    /// Waits for the install job to end (a `wua install` also makes a
+    /// download job, which ends first); the job.
+    fn ended_install(&self) -> Value {
+        poll(WAIT, || {
+            let jobs = self.agent.json(&["jobs"]);
+            jobs.as_array()?
+                .iter()
+                .find(|job| job["kind"] == "Install" && job["state"] == "Completed")
+                .cloned()
+        })
+        .unwrap_or_else(|| panic!("the job did not end: {:#}", self.agent.json(&["jobs"])))
+    }
+
     /// The asking update installed with `answer`.
     fn assert_answered(&self, how: &str, finished: &Finished, answer: &str) {
         assert_eq!(finished.status, 0, "{how}:\n{}", finished.output);
@@ -899,14 +912,7 @@ fn a_client_leaving_mid_question_ends_the_job_and_releases_the_lock() {
     kill(&clients);
     pane.finish(typed, WAIT);
     // The job ends (default or abort) and is recorded.
-    let job = poll(WAIT, || {
-        let jobs = scene.agent.json(&["jobs"]);
-        jobs.as_array()?
-            .iter()
-            .find(|job| job["kind"] == "Install" && job["state"] == "Completed")
-            .cloned()
-    })
-    .unwrap_or_else(|| panic!("the job did not end: {:#}", scene.agent.json(&["jobs"])));
+    let job = scene.ended_install();
     eprintln!(
         "TIMING client gone to job completed: {} ms ({job})",
         left.elapsed().as_millis()
@@ -1006,14 +1012,7 @@ fn a_password_is_typed_without_echo_and_ctrl_c_brings_the_echo_back() {
     assert_eq!(interrupted.status, 130, "{}", interrupted.output);
     assert!(echoes(&pane), "Ctrl-C at a password leaves the echo on");
     // The abandoned question (no default) aborts the job.
-    poll(WAIT, || {
-        let jobs = scene.agent.json(&["jobs"]);
-        jobs.as_array()?
-            .iter()
-            .any(|job| job["state"] == "Completed")
-            .then_some(())
-    })
-    .unwrap_or_else(|| panic!("the job did not end: {:#}", scene.agent.json(&["jobs"])));
+    scene.ended_install();
     assert_eq!(read_marker(&scene.agent.secret_marker()), None);
 
     // Answered: the secret reaches the installer and is never shown.
