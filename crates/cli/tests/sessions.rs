@@ -23,12 +23,9 @@ const CRON_WAIT: Duration = Duration::from_secs(130);
 /// Runs `command` as bob with `su bob -c` typed into `pane`, typing bob's
 /// password when su asks.
 fn su_bob_c(pane: &Tmux, cast: &Cast, command: &str) -> Typed {
-    let asked_before = pane.screen().matches("Password:").count();
+    let asked = pane.count("Password:");
     let typed = pane.type_command(&format!("su {} -c {}", cast.bob.name, quote(command)));
-    poll(WAIT, || {
-        (pane.screen().matches("Password:").count() > asked_before).then_some(())
-    })
-    .unwrap_or_else(|| panic!("su did not ask for the password:\n{}", pane.screen()));
+    pane.wait_for_more("Password:", asked, WAIT);
     pane.send_line(&cast.bob_password);
     typed
 }
@@ -1016,12 +1013,9 @@ fn a_password_is_typed_without_echo_and_ctrl_c_brings_the_echo_back() {
     assert_eq!(read_marker(&scene.agent.secret_marker()), None);
 
     // Answered: the secret reaches the installer and is never shown.
-    let before = pane.screen().matches(SECRET_QUESTION).count();
+    let asked = pane.count(SECRET_QUESTION);
     let typed = pane.type_command(&install);
-    poll(WAIT, || {
-        (pane.screen().matches(SECRET_QUESTION).count() > before).then_some(())
-    })
-    .unwrap_or_else(|| panic!("no password question:\n{}", pane.screen()));
+    pane.wait_for_more(SECRET_QUESTION, asked, WAIT);
     let secret = format!("Secret-{}", unique());
     pane.send_line(&secret);
     let finished = timed("password to the end of the install", || {
