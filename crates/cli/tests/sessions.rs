@@ -456,6 +456,17 @@ fn assert_refused(how: &str, finished: &Finished) {
     );
 }
 
+/// `wua install <asking>` failed, naming WU_E_NO_INTERACTIVE_USER's
+/// code.
+fn assert_asking_failed(how: &str, finished: &Finished) {
+    assert_ne!(finished.status, 0, "{how}:\n{}", finished.output);
+    assert!(
+        finished.output.contains("0x80240020"),
+        "{how}:\n{}",
+        finished.output
+    );
+}
+
 fn finished(output: &std::process::Output) -> Finished {
     Finished {
         status: output.status.code().unwrap_or(-1),
@@ -782,9 +793,7 @@ fn a_forged_loginuid_gets_no_interaction() {
     let run = forged(bob, alice.uid, "/bin/sh", &["-c", &install])
         .output()
         .expect("script runs");
-    let run = finished(&run);
-    assert_ne!(run.status, 0, "{}", run.output);
-    assert!(run.output.contains("0x80240020"), "{}", run.output);
+    assert_asking_failed("forged loginuid on its own pty", &finished(&run));
     scene.assert_asking_refused("forged loginuid on its own pty");
 }
 
@@ -869,28 +878,13 @@ fn a_terminal_that_is_not_the_caller_s_gets_no_interaction() {
     // bob, in alice's login, on a pty of his own.
     let pane = Tmux::login(&scene.cast.alice);
     pane.su(&scene.cast.bob, &scene.cast.bob_password);
-    let in_login = pane.run(&on_own_pty(&scene.install_asking()), WAIT);
-    assert_ne!(in_login.status, 0, "{}", in_login.output);
-    assert!(
-        in_login.output.contains("0x80240020"),
-        "{}",
-        in_login.output
-    );
+    let install = on_own_pty(&scene.install_asking());
+    assert_asking_failed("bob in alice's login", &pane.run(&install, WAIT));
     // bob with no login, on a pty of his own.
-    let no_login_run = no_login(
-        &scene.cast.bob,
-        "/bin/sh",
-        &["-c", &on_own_pty(&scene.install_asking())],
-    )
-    .output()
-    .expect("script runs");
-    let no_login_run = finished(&no_login_run);
-    assert_ne!(no_login_run.status, 0, "{}", no_login_run.output);
-    assert!(
-        no_login_run.output.contains("0x80240020"),
-        "{}",
-        no_login_run.output
-    );
+    let no_login_run = no_login(&scene.cast.bob, "/bin/sh", &["-c", &install])
+        .output()
+        .expect("script runs");
+    assert_asking_failed("bob with no login", &finished(&no_login_run));
     scene.assert_asking_refused("a terminal that is not the caller's");
 }
 
