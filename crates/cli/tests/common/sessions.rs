@@ -757,7 +757,7 @@ pub struct Ancestor {
     pub session_id: u32,
 }
 
-/// What [`TestAgent::facts_script`] printed about a process.
+/// What the [`Probe`] printed about a process.
 #[derive(Debug, Clone)]
 pub struct Facts {
     pub uid: u32,
