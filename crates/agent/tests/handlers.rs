@@ -98,6 +98,22 @@ fn read_pid(path: &Path) -> String {
     }
 }
 
+/// The installer stopped by `how` (the timeout, the abort) ended well
+/// before its own `sleep 30`, and so did that grandchild (its pid in
+/// `$HOME/sleep.pid`): the whole group was stopped.
+fn assert_group_stopped(fixture: &Fixture, started: Instant, how: &str) {
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    let sleep = read_pid(&fixture.work.join("sleep.pid"));
+    assert!(
+        process_gone(&sleep),
+        "the grandchild sleep {sleep} outlived the {how}"
+    );
+}
+
 // ---- command ------------------------------------------------------------
 
 #[test]
@@ -254,16 +270,7 @@ fn command_timeout_kills_the_whole_group() {
     let started = Instant::now();
     let outcome = fixture.run(&handler, Installation);
     assert_outcome(&outcome, Outcome::Failed, WU_E_UH_INSTALLERHUNG);
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "{:?}",
-        started.elapsed()
-    );
-    let sleep = read_pid(&fixture.work.join("sleep.pid"));
-    assert!(
-        process_gone(&sleep),
-        "the grandchild sleep {sleep} outlived the timeout"
-    );
+    assert_group_stopped(&fixture, started, "timeout");
 }
 
 #[test]
@@ -282,16 +289,7 @@ fn command_abort_stops_the_installer() {
         fixture.run(&command("install.sh", &[]), Installation)
     });
     assert_outcome(&outcome, Outcome::Aborted, WU_E_UH_OPERATIONCANCELLED);
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "{:?}",
-        started.elapsed()
-    );
-    let sleep = read_pid(&fixture.work.join("sleep.pid"));
-    assert!(
-        process_gone(&sleep),
-        "the grandchild sleep {sleep} outlived the abort"
-    );
+    assert_group_stopped(&fixture, started, "abort");
 }
 
 #[test]

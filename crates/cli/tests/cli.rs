@@ -302,6 +302,23 @@ fn help_lists_the_new_commands_and_exit_statuses() {
     assert!(text.contains("extra-high"), "{text}");
 }
 
+/// `wua args…` exited 2 with nothing on stdout and stderr starting with
+/// `message`.
+fn assert_exit_2(args: &[&str], output: &Output, message: &str) {
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "{args:?}: {}",
+        stderr(output)
+    );
+    assert!(
+        stderr(output).starts_with(message),
+        "{args:?}: {}",
+        stderr(output)
+    );
+    assert_eq!(stdout(output), "", "{args:?}");
+}
+
 #[test]
 fn updates_are_named_or_all_but_not_both() {
     let id = "f69a4107-4c9a-54bc-a9e9-16df277113c1";
@@ -317,19 +334,7 @@ fn updates_are_named_or_all_but_not_both() {
         vec!["abort"],
         vec!["update", id],
     ] {
-        let output = wua(&args);
-        assert_eq!(
-            output.status.code(),
-            Some(2),
-            "{args:?}: {}",
-            stderr(&output)
-        );
-        assert!(
-            stderr(&output).starts_with("error: "),
-            "{args:?}: {}",
-            stderr(&output)
-        );
-        assert_eq!(stdout(&output), "", "{args:?}");
+        assert_exit_2(&args, &wua(&args), "error: ");
     }
 }
 
@@ -360,18 +365,10 @@ fn the_new_commands_parse_and_then_need_an_agent() {
         vec!["watch", id, "--json"],
         vec!["abort", id],
     ] {
-        let output = wua_with_socket(&socket, &args);
-        assert_eq!(
-            output.status.code(),
-            Some(2),
-            "{args:?}: {}",
-            stderr(&output)
+        assert_exit_2(
+            &args,
+            &wua_with_socket(&socket, &args),
+            "wua: 0x80240001 WU_E_NO_SERVICE: ",
         );
-        assert!(
-            stderr(&output).starts_with("wua: 0x80240001 WU_E_NO_SERVICE: "),
-            "{args:?}: {}",
-            stderr(&output)
-        );
-        assert_eq!(stdout(&output), "", "{args:?}");
     }
 }

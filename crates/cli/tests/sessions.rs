@@ -23,12 +23,9 @@ const CRON_WAIT: Duration = Duration::from_secs(130);
 /// Runs `command` as bob with `su bob -c` typed into `pane`, typing bob's
 /// password when su asks.
 fn su_bob_c(pane: &Tmux, cast: &Cast, command: &str) -> Typed {
-    let asked_before = pane.screen().matches("Password:").count();
+    let asked = pane.count("Password:");
     let typed = pane.type_command(&format!("su {} -c {}", cast.bob.name, quote(command)));
-    poll(WAIT, || {
-        (pane.screen().matches("Password:").count() > asked_before).then_some(())
-    })
-    .unwrap_or_else(|| panic!("su did not ask for the password:\n{}", pane.screen()));
+    pane.wait_for_more("Password:", asked, WAIT);
     pane.send_line(&cast.bob_password);
     typed
 }
@@ -423,6 +420,19 @@ impl Scene {
         );
     }
 
+    /// Waits for the install job to end (a `wua install` also makes a
+    /// download job, which ends first); the job.
+    fn ended_install(&self) -> Value {
+        poll(WAIT, || {
+            let jobs = self.agent.json(&["jobs"]);
+            jobs.as_array()?
+                .iter()
+                .find(|job| job["kind"] == "Install" && job["state"] == "Completed")
+                .cloned()
+        })
+        .unwrap_or_else(|| panic!("the job did not end: {:#}", self.agent.json(&["jobs"])))
+    }
+
     /// The asking update installed with `answer`.
     fn assert_answered(&self, how: &str, finished: &Finished, answer: &str) {
         assert_eq!(finished.status, 0, "{how}:\n{}", finished.output);
@@ -442,6 +452,17 @@ fn assert_refused(how: &str, finished: &Finished) {
         finished.output.contains("0x80240020")
             && finished.output.contains("WU_E_NO_INTERACTIVE_USER"),
         "{how}: wua install names the error:\n{}",
+        finished.output
+    );
+}
+
+/// `wua install <asking>` failed, naming WU_E_NO_INTERACTIVE_USER's
+/// code.
+fn assert_asking_failed(how: &str, finished: &Finished) {
+    assert_ne!(finished.status, 0, "{how}:\n{}", finished.output);
+    assert!(
+        finished.output.contains("0x80240020"),
+        "{how}:\n{}",
         finished.output
     );
 }
@@ -772,9 +793,7 @@ fn a_forged_loginuid_gets_no_interaction() {
     let run = forged(bob, alice.uid, "/bin/sh", &["-c", &install])
         .output()
         .expect("script runs");
-    let run = finished(&run);
-    assert_ne!(run.status, 0, "{}", run.output);
-    assert!(run.output.contains("0x80240020"), "{}", run.output);
+    assert_asking_failed("forged loginuid on its own pty", &finished(&run));
     scene.assert_asking_refused("forged loginuid on its own pty");
 }
 
@@ -859,28 +878,13 @@ fn a_terminal_that_is_not_the_caller_s_gets_no_interaction() {
     // bob, in alice's login, on a pty of his own.
     let pane = Tmux::login(&scene.cast.alice);
     pane.su(&scene.cast.bob, &scene.cast.bob_password);
-    let in_login = pane.run(&on_own_pty(&scene.install_asking()), WAIT);
-    assert_ne!(in_login.status, 0, "{}", in_login.output);
-    assert!(
-        in_login.output.contains("0x80240020"),
-        "{}",
-        in_login.output
-    );
+    let install = on_own_pty(&scene.install_asking());
+    assert_asking_failed("bob in alice's login", &pane.run(&install, WAIT));
     // bob with no login, on a pty of his own.
-    let no_login_run = no_login(
-        &scene.cast.bob,
-        "/bin/sh",
-        &["-c", &on_own_pty(&scene.install_asking())],
-    )
-    .output()
-    .expect("script runs");
-    let no_login_run = finished(&no_login_run);
-    assert_ne!(no_login_run.status, 0, "{}", no_login_run.output);
-    assert!(
-        no_login_run.output.contains("0x80240020"),
-        "{}",
-        no_login_run.output
-    );
+    let no_login_run = no_login(&scene.cast.bob, "/bin/sh", &["-c", &install])
+        .output()
+        .expect("script runs");
+    assert_asking_failed("bob with no login", &finished(&no_login_run));
     scene.assert_asking_refused("a terminal that is not the caller's");
 }
 
@@ -899,14 +903,7 @@ fn a_client_leaving_mid_question_ends_the_job_and_releases_the_lock() {
     kill(&clients);
     pane.finish(typed, WAIT);
     // The job ends (default or abort) and is recorded.
-    let job = poll(WAIT, || {
-        let jobs = scene.agent.json(&["jobs"]);
-        jobs.as_array()?
-            .iter()
-            .find(|job| job["kind"] == "Install" && job["state"] == "Completed")
-            .cloned()
-    })
-    .unwrap_or_else(|| panic!("the job did not end: {:#}", scene.agent.json(&["jobs"])));
+    let job = scene.ended_install();
     eprintln!(
         "TIMING client gone to job completed: {} ms ({job})",
         left.elapsed().as_millis()
@@ -1006,23 +1003,13 @@ fn a_password_is_typed_without_echo_and_ctrl_c_brings_the_echo_back() {
     assert_eq!(interrupted.status, 130, "{}", interrupted.output);
     assert!(echoes(&pane), "Ctrl-C at a password leaves the echo on");
     // The abandoned question (no default) aborts the job.
-    poll(WAIT, || {
-        let jobs = scene.agent.json(&["jobs"]);
-        jobs.as_array()?
-            .iter()
-            .any(|job| job["state"] == "Completed")
-            .then_some(())
-    })
-    .unwrap_or_else(|| panic!("the job did not end: {:#}", scene.agent.json(&["jobs"])));
+    scene.ended_install();
     assert_eq!(read_marker(&scene.agent.secret_marker()), None);
 
     // Answered: the secret reaches the installer and is never shown.
-    let before = pane.screen().matches(SECRET_QUESTION).count();
+    let asked = pane.count(SECRET_QUESTION);
     let typed = pane.type_command(&install);
-    poll(WAIT, || {
-        (pane.screen().matches(SECRET_QUESTION).count() > before).then_some(())
-    })
-    .unwrap_or_else(|| panic!("no password question:\n{}", pane.screen()));
+    pane.wait_for_more(SECRET_QUESTION, asked, WAIT);
     let secret = format!("Secret-{}", unique());
     pane.send_line(&secret);
     let finished = timed("password to the end of the install", || {

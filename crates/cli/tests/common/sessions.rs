@@ -757,7 +757,7 @@ pub struct Ancestor {
     pub session_id: u32,
 }
 
-/// What [`TestAgent::facts_script`] printed about a process.
+/// What the [`Probe`] printed about a process.
 #[derive(Debug, Clone)]
 pub struct Facts {
     pub uid: u32,
@@ -1016,13 +1016,26 @@ impl Tmux {
     /// Waits until the pane shows `text`; the screen then. Panics with the
     /// screen after `timeout`.
     pub fn wait_for(&self, text: &str, timeout: Duration) -> String {
+        self.wait_for_more(text, 0, timeout)
+    }
+
+    /// How many times the pane shows `text`, scrollback included.
+    pub fn count(&self, text: &str) -> usize {
+        self.screen().matches(text).count()
+    }
+
+    /// Waits until the pane shows `text` more than `seen` times (a
+    /// [`Tmux::count`] taken before): a new prompt or question, not one
+    /// still in the scrollback. The screen then; panics with the screen
+    /// after `timeout`.
+    pub fn wait_for_more(&self, text: &str, seen: usize, timeout: Duration) -> String {
         poll(timeout, || {
             let screen = self.screen();
-            screen.contains(text).then_some(screen)
+            (screen.matches(text).count() > seen).then_some(screen)
         })
         .unwrap_or_else(|| {
             panic!(
-                "the pane did not show {text:?} within {timeout:?}:\n{}",
+                "the pane did not show {text:?} (seen {seen} times before) within {timeout:?}:\n{}",
                 self.screen()
             )
         })
@@ -1079,26 +1092,11 @@ impl Tmux {
     /// TIOCSTI.)
     pub fn su(&self, user: &User, password: &str) {
         let prompt = format!("{}@", user.name);
-        let before = (
-            self.screen().matches("Password:").count(),
-            self.screen().matches(&prompt).count(),
-        );
+        let (asked, prompted) = (self.count("Password:"), self.count(&prompt));
         self.send_line(&format!("su {}", user.name));
-        poll(Duration::from_secs(30), || {
-            (self.screen().matches("Password:").count() > before.0).then_some(())
-        })
-        .unwrap_or_else(|| panic!("su did not ask for a password:\n{}", self.screen()));
+        self.wait_for_more("Password:", asked, Duration::from_secs(30));
         self.send_line(password);
-        poll(Duration::from_secs(30), || {
-            (self.screen().matches(&prompt).count() > before.1).then_some(())
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "no shell prompt of {} after su:\n{}",
-                user.name,
-                self.screen()
-            )
-        });
+        self.wait_for_more(&prompt, prompted, Duration::from_secs(30));
         self.run("true", Duration::from_secs(30));
     }
 
