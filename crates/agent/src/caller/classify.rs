@@ -451,13 +451,11 @@ fn terminal_of_session(terminal: &Terminal, session: &Session, evidence: &mut Ev
         );
         return false;
     }
-    if session.display_fallback
-        && path.starts_with("/dev/pts/")
-        && !session
-            .lines
-            .iter()
-            .any(|line| strip_dev(line) == strip_dev(path))
-    {
+    let is_line = session
+        .lines
+        .iter()
+        .any(|line| strip_dev(line) == strip_dev(path));
+    if session.display_fallback && path.starts_with("/dev/pts/") && !is_line {
         evidence.add(
             "terminal",
             format!(
@@ -468,11 +466,7 @@ fn terminal_of_session(terminal: &Terminal, session: &Session, evidence: &mut Ev
         );
         return true;
     }
-    if !session
-        .lines
-        .iter()
-        .any(|line| strip_dev(line) == strip_dev(path))
-    {
+    if !is_line {
         let lines = if session.lines.is_empty() {
             "none known".to_owned()
         } else {
