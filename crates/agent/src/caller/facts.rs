@@ -29,6 +29,8 @@ use super::records::{
 
 /// Where logind keeps its session records.
 pub const LOGIND_SESSIONS: &str = "/run/systemd/sessions";
+/// Where logind keeps its user records.
+pub const LOGIND_USERS: &str = "/run/systemd/users";
 /// The utmp file.
 pub const UTMP: &str = "/var/run/utmp";
 /// How far up the parent chain the entry point is looked for.
@@ -418,17 +420,19 @@ fn read_process(facts: &mut Facts, dir: &ProcessDir) {
     }
 }
 
-/// A logind record, trusted only as a root-owned file.
-/// Where logind keeps its user records.
-pub const LOGIND_USERS: &str = "/run/systemd/users";
-
-/// A user's display session and its record.
-fn read_display_session(uid: u32) -> Option<(String, LogindSession)> {
-    let file = File::open(format!("{LOGIND_USERS}/{uid}")).ok()?;
+/// A logind record's text, trusted only as a root-owned file.
+fn read_root_owned(path: &str) -> Option<String> {
+    let file = File::open(path).ok()?;
     if file.metadata().ok()?.uid() != 0 {
         return None;
     }
-    let id = records::display_session_of_user(&read_small(file).ok()?)?;
+    read_small(file).ok()
+}
+
+/// A user's display session and its record.
+fn read_display_session(uid: u32) -> Option<(String, LogindSession)> {
+    let user = read_root_owned(&format!("{LOGIND_USERS}/{uid}"))?;
+    let id = records::display_session_of_user(&user)?;
     let record = read_logind(&id)?;
     Some((id, record))
 }
@@ -437,11 +441,7 @@ fn read_logind(id: &str) -> Option<LogindSession> {
     if !records::valid_session_id(id) {
         return None;
     }
-    let file = File::open(format!("{LOGIND_SESSIONS}/{id}")).ok()?;
-    if file.metadata().ok()?.uid() != 0 {
-        return None;
-    }
-    let text = read_small(file).ok()?;
+    let text = read_root_owned(&format!("{LOGIND_SESSIONS}/{id}"))?;
     Some(records::parse_logind_session(&text))
 }
 
