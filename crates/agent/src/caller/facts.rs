@@ -52,7 +52,6 @@ pub enum Pin {
 /// A `/proc/<pid>` directory handle: every file is opened relative to it.
 #[derive(Debug)]
 pub struct ProcessDir {
-    pid: i32,
     dir: OwnedFd,
 }
 
@@ -67,12 +66,7 @@ impl ProcessDir {
             OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
             Mode::empty(),
         )?;
-        Ok(ProcessDir { pid, dir })
-    }
-
-    /// The pid it was opened for.
-    pub fn pid(&self) -> i32 {
-        self.pid
+        Ok(ProcessDir { dir })
     }
 
     /// One file of the process, read through the handle.
@@ -499,7 +493,7 @@ fn walk(stat: &Stat, session: u32) -> Vec<Ancestor> {
         }
         child_started = parent_stat.start_ticks;
         chain.push(Ancestor {
-            pid: parent.pid(),
+            pid: ppid,
             uid,
             comm: parent_stat.comm,
             tty_nr: parent_stat.tty_nr,
