@@ -376,19 +376,18 @@ fn read_process(facts: &mut Facts, dir: &ProcessDir) {
         facts.cgroup_session = records::session_of_cgroup(path).map(str::to_owned);
         facts.cgroup = Some(path.to_owned());
     }
-    if facts.logind_running
-        && let Some(id) = &facts.cgroup_session
-    {
-        facts.logind = read_logind(id);
-    }
-    if facts.logind_running
-        && facts.cgroup_session.is_none()
-        && let Some(owner) = facts
-            .cgroup
-            .as_deref()
-            .and_then(records::user_manager_of_cgroup)
-    {
-        facts.display = read_display_session(owner);
+    if facts.logind_running {
+        match &facts.cgroup_session {
+            Some(id) => facts.logind = read_logind(id),
+            // Outside any session: a desktop terminal under a user manager.
+            None => {
+                facts.display = facts
+                    .cgroup
+                    .as_deref()
+                    .and_then(records::user_manager_of_cgroup)
+                    .and_then(read_display_session);
+            }
+        }
     }
     facts.login_uid = dir.audit("loginuid");
     facts.audit_session = dir.audit("sessionid");
