@@ -4,7 +4,7 @@
 
 use std::io::Write;
 
-use openwua_model::caller::{CallerContext, CallerFact};
+use openwua_model::caller::CallerContext;
 
 use crate::agent::Target;
 use crate::exit;
@@ -23,11 +23,6 @@ pub fn run(agent: &Target, json: bool, out: &mut dyn Write) -> anyhow::Result<u8
     })
 }
 
-/// The source of the first fact named `name`.
-fn source_of<'a>(context: &'a CallerContext, name: &str) -> Option<&'a CallerFact> {
-    context.facts.iter().find(|fact| fact.name == name)
-}
-
 fn write_text(context: &CallerContext, out: &mut dyn Write) -> std::io::Result<()> {
     writeln!(out, "Class: {}", context.class.describe())?;
     writeln!(out)?;
@@ -39,17 +34,23 @@ fn write_text(context: &CallerContext, out: &mut dyn Write) -> std::io::Result<(
         ],
         2,
     );
-    let fact = |name: &str| source_of(context, name).map(|fact| fact.source.clone());
+    // The source of the first fact named `name`.
+    let fact = |name: &str| {
+        context
+            .facts_named(name)
+            .next()
+            .map(|fact| fact.source.clone())
+    };
+    let uid = context.facts_named("uid").next();
     summary.row(
         vec![
             "uid".into(),
-            source_of(context, "uid")
-                .map_or_else(|| context.uid.to_string(), |fact| fact.value.clone()),
-            fact("uid").unwrap_or_else(|| "SO_PEERCRED".into()),
+            uid.map_or_else(|| context.uid.to_string(), |fact| fact.value.clone()),
+            uid.map_or_else(|| "SO_PEERCRED".into(), |fact| fact.source.clone()),
         ],
         None,
     );
-    let login = source_of(context, "sessionOwner");
+    let login = context.facts_named("sessionOwner").next();
     summary.row(
         vec![
             "login uid".into(),
@@ -140,7 +141,7 @@ fn write_text(context: &CallerContext, out: &mut dyn Write) -> std::io::Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use openwua_model::caller::{CallerClass, CallerPermissions};
+    use openwua_model::caller::{CallerClass, CallerFact, CallerPermissions};
 
     #[test]
     fn text_names_class_sources_and_advice() {

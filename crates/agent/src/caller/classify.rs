@@ -10,7 +10,9 @@
 
 use openwua_model::caller::{CallerClass, CallerContext, CallerFact, CallerPermissions};
 
-use super::facts::{Facts, LOGIND_SESSIONS, LOGIND_USERS, Pin, Terminal, UTMP};
+use super::facts::{
+    Ancestor, Facts, LOGIND_SESSIONS, LOGIND_USERS, Pin, Terminal, UTMP, UtmpEntry,
+};
 use super::records::{LogindSession, strip_dev};
 use crate::config::CallerSettings;
 
@@ -97,8 +99,8 @@ pub fn classify(facts: &Facts, settings: &CallerSettings, is_admin: bool) -> Cal
         describe_terminal(&mut evidence, terminal, &format!("/proc/{pid}/stat"));
     }
 
-    let session = attest(facts, &mut evidence);
     let entry = facts.chain.last().filter(|top| top.uid == 0);
+    let session = attest(facts, entry, &mut evidence);
     if let Some(top) = entry {
         evidence.add(
             "entry",
@@ -205,22 +207,32 @@ pub fn classify(facts: &Facts, settings: &CallerSettings, is_admin: bool) -> Cal
     context
 }
 
+/// The utmp logins of the login user whose process is alive in audit
+/// session `audit`.
+fn utmp_logins(facts: &Facts, audit: u32) -> impl Iterator<Item = &UtmpEntry> {
+    let entries = match &facts.utmp {
+        Some(Ok(entries)) => entries.as_slice(),
+        _ => &[],
+    };
+    entries
+        .iter()
+        .filter(move |entry| entry.for_login_user && entry.pid_session == Some(audit))
+}
+
 /// Finds the attested session, saying in the evidence what backed it or
-/// why a claimed one was ignored.
-fn attest(facts: &Facts, evidence: &mut Evidence) -> Option<Session> {
+/// why a claimed one was ignored. `entry` is the audit session's topmost
+/// process when it runs as root.
+fn attest(facts: &Facts, entry: Option<&Ancestor>, evidence: &mut Evidence) -> Option<Session> {
     let utmp_lines = |owner: u32, audit: Option<u32>| -> (Vec<String>, Option<String>) {
         let mut lines = Vec::new();
         let mut host = None;
-        let (Some(Ok(entries)), Some(audit)) = (&facts.utmp, audit) else {
+        let Some(audit) = audit else {
             return (lines, host);
         };
         if facts.login_uid != Some(owner) {
             return (lines, host);
         }
-        for entry in entries
-            .iter()
-            .filter(|entry| entry.for_login_user && entry.pid_session == Some(audit))
-        {
+        for entry in utmp_logins(facts, audit) {
             lines.push(entry.login.line.clone());
             if is_remote_host(&entry.login.host) {
                 host = Some(entry.login.host.clone());
@@ -338,38 +350,28 @@ fn attest(facts: &Facts, evidence: &mut Evidence) -> Option<Session> {
             display_fallback: false,
         });
     }
-    if let Some(Ok(entries)) = &facts.utmp {
-        let agreeing: Vec<_> = entries
-            .iter()
-            .filter(|entry| entry.for_login_user && entry.pid_session == Some(audit))
-            .collect();
-        if let Some(first) = agreeing.first() {
-            let source = format!(
-                "utmp {UTMP} ({}, pid {})",
-                first.login.line, first.login.pid
-            );
-            evidence.add("session", format!("audit {audit}"), source.clone());
-            evidence.add(
-                "sessionOwner",
-                with_name(login_uid, facts.login_name.as_deref()),
-                source,
-            );
-            let (lines, host) = utmp_lines(login_uid, Some(audit));
-            return Some(Session {
-                id: format!("audit {audit}"),
-                owner: login_uid,
-                lines,
-                logind: None,
-                utmp_host: host,
-                display_fallback: false,
-            });
-        }
+    if let Some(first) = utmp_logins(facts, audit).next() {
+        let source = format!(
+            "utmp {UTMP} ({}, pid {})",
+            first.login.line, first.login.pid
+        );
+        evidence.add("session", format!("audit {audit}"), source.clone());
+        evidence.add(
+            "sessionOwner",
+            with_name(login_uid, facts.login_name.as_deref()),
+            source,
+        );
+        let (lines, host) = utmp_lines(login_uid, Some(audit));
+        return Some(Session {
+            id: format!("audit {audit}"),
+            owner: login_uid,
+            lines,
+            logind: None,
+            utmp_host: host,
+            display_fallback: false,
+        });
     }
-    if let Some(top) = facts
-        .chain
-        .last()
-        .filter(|top| top.uid == 0 && LOGIN_ENTRIES.contains(&top.comm.as_str()))
-    {
+    if let Some(top) = entry.filter(|top| LOGIN_ENTRIES.contains(&top.comm.as_str())) {
         let source = format!(
             "pid {} ({}, uid 0), the topmost process of audit session {audit}",
             top.pid, top.comm
@@ -451,13 +453,11 @@ fn terminal_of_session(terminal: &Terminal, session: &Session, evidence: &mut Ev
         );
         return false;
     }
-    if session.display_fallback
-        && path.starts_with("/dev/pts/")
-        && !session
-            .lines
-            .iter()
-            .any(|line| strip_dev(line) == strip_dev(path))
-    {
+    let is_line = session
+        .lines
+        .iter()
+        .any(|line| strip_dev(line) == strip_dev(path));
+    if session.display_fallback && path.starts_with("/dev/pts/") && !is_line {
         evidence.add(
             "terminal",
             format!(
@@ -468,11 +468,7 @@ fn terminal_of_session(terminal: &Terminal, session: &Session, evidence: &mut Ev
         );
         return true;
     }
-    if !session
-        .lines
-        .iter()
-        .any(|line| strip_dev(line) == strip_dev(path))
-    {
+    if !is_line {
         let lines = if session.lines.is_empty() {
             "none known".to_owned()
         } else {
@@ -632,7 +628,6 @@ impl Evidence {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::caller::facts::{Ancestor, UtmpEntry};
     use crate::caller::records::UtmpLogin;
 
     const ALICE: u32 = 1000;

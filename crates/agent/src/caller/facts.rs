@@ -29,6 +29,8 @@ use super::records::{
 
 /// Where logind keeps its session records.
 pub const LOGIND_SESSIONS: &str = "/run/systemd/sessions";
+/// Where logind keeps its user records.
+pub const LOGIND_USERS: &str = "/run/systemd/users";
 /// The utmp file.
 pub const UTMP: &str = "/var/run/utmp";
 /// How far up the parent chain the entry point is looked for.
@@ -50,7 +52,6 @@ pub enum Pin {
 /// A `/proc/<pid>` directory handle: every file is opened relative to it.
 #[derive(Debug)]
 pub struct ProcessDir {
-    pid: i32,
     dir: OwnedFd,
 }
 
@@ -65,12 +66,7 @@ impl ProcessDir {
             OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
             Mode::empty(),
         )?;
-        Ok(ProcessDir { pid, dir })
-    }
-
-    /// The pid it was opened for.
-    pub fn pid(&self) -> i32 {
-        self.pid
+        Ok(ProcessDir { dir })
     }
 
     /// One file of the process, read through the handle.
@@ -380,19 +376,18 @@ fn read_process(facts: &mut Facts, dir: &ProcessDir) {
         facts.cgroup_session = records::session_of_cgroup(path).map(str::to_owned);
         facts.cgroup = Some(path.to_owned());
     }
-    if facts.logind_running
-        && let Some(id) = &facts.cgroup_session
-    {
-        facts.logind = read_logind(id);
-    }
-    if facts.logind_running
-        && facts.cgroup_session.is_none()
-        && let Some(owner) = facts
-            .cgroup
-            .as_deref()
-            .and_then(records::user_manager_of_cgroup)
-    {
-        facts.display = read_display_session(owner);
+    if facts.logind_running {
+        match &facts.cgroup_session {
+            Some(id) => facts.logind = read_logind(id),
+            // Outside any session: a desktop terminal under a user manager.
+            None => {
+                facts.display = facts
+                    .cgroup
+                    .as_deref()
+                    .and_then(records::user_manager_of_cgroup)
+                    .and_then(read_display_session);
+            }
+        }
     }
     facts.login_uid = dir.audit("loginuid");
     facts.audit_session = dir.audit("sessionid");
@@ -418,17 +413,19 @@ fn read_process(facts: &mut Facts, dir: &ProcessDir) {
     }
 }
 
-/// A logind record, trusted only as a root-owned file.
-/// Where logind keeps its user records.
-pub const LOGIND_USERS: &str = "/run/systemd/users";
-
-/// A user's display session and its record.
-fn read_display_session(uid: u32) -> Option<(String, LogindSession)> {
-    let file = File::open(format!("{LOGIND_USERS}/{uid}")).ok()?;
+/// A logind record's text, trusted only as a root-owned file.
+fn read_root_owned(path: &str) -> Option<String> {
+    let file = File::open(path).ok()?;
     if file.metadata().ok()?.uid() != 0 {
         return None;
     }
-    let id = records::display_session_of_user(&read_small(file).ok()?)?;
+    read_small(file).ok()
+}
+
+/// A user's display session and its record.
+fn read_display_session(uid: u32) -> Option<(String, LogindSession)> {
+    let user = read_root_owned(&format!("{LOGIND_USERS}/{uid}"))?;
+    let id = records::display_session_of_user(&user)?;
     let record = read_logind(&id)?;
     Some((id, record))
 }
@@ -437,11 +434,7 @@ fn read_logind(id: &str) -> Option<LogindSession> {
     if !records::valid_session_id(id) {
         return None;
     }
-    let file = File::open(format!("{LOGIND_SESSIONS}/{id}")).ok()?;
-    if file.metadata().ok()?.uid() != 0 {
-        return None;
-    }
-    let text = read_small(file).ok()?;
+    let text = read_root_owned(&format!("{LOGIND_SESSIONS}/{id}"))?;
     Some(records::parse_logind_session(&text))
 }
 
@@ -499,7 +492,7 @@ fn walk(stat: &Stat, session: u32) -> Vec<Ancestor> {
         }
         child_started = parent_stat.start_ticks;
         chain.push(Ancestor {
-            pid: parent.pid(),
+            pid: ppid,
             uid,
             comm: parent_stat.comm,
             tty_nr: parent_stat.tty_nr,

@@ -11,7 +11,7 @@ mod classify;
 mod facts;
 mod records;
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 
 use nix::sys::socket::{getsockopt, sockopt};
 use openwua_model::caller::CallerContext;
@@ -55,8 +55,6 @@ pub struct Caller {
     pub pid: i32,
     /// Supplementary groups; empty when they could not be read reliably.
     pub groups: Vec<u32>,
-    /// Pins the process, so its pid cannot be recycled under later checks.
-    pub pidfd: Option<OwnedFd>,
     /// How the agent sees it: class, evidence, what it may do.
     pub context: CallerContext,
 }
@@ -82,7 +80,6 @@ impl Caller {
             gid: facts.gid,
             pid,
             groups: facts.groups,
-            pidfd,
             context,
         })
     }
