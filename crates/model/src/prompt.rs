@@ -52,7 +52,8 @@ pub struct Question {
 pub enum PromptEvent {
     /// A question waiting for an answer.
     Question(Question),
-    /// Bytes the installer wrote to its pseudo-terminal (base64 on the wire).
+    /// Bytes the installer wrote to its pseudo-terminal (hexadecimal on the
+    /// wire).
     TerminalOutput(Vec<u8>),
     /// The installer's pseudo-terminal is gone: nothing more will be shown
     /// or read from it.

@@ -53,18 +53,14 @@ pub(super) fn run(context: &HandlerContext<'_>) -> HandlerOutcome {
         Err(outcome) => return outcome,
     };
     let timeout = Duration::from_secs(timeout_seconds.unwrap_or(DEFAULT_TIMEOUT_SECONDS));
-    let mut interaction = None;
-    let mut channel = None;
-    if let Some(prompter) = context.interactive() {
-        match answer_channel(context, prompter, name) {
-            Ok((with, served)) => {
-                interaction = Some(with);
-                channel = Some(served);
-            }
-            Err(outcome) => return outcome,
-        }
-    }
-    let env: &[(&str, &str)] = if interaction.is_some() {
+    let interactive = context
+        .interactive()
+        .map(|prompter| answer_channel(context, prompter, name));
+    let mut interactive = match interactive.transpose() {
+        Ok(interactive) => interactive,
+        Err(outcome) => return outcome,
+    };
+    let env: &[(&str, &str)] = if interactive.is_some() {
         &[("OPENWUA_PROMPT_FD", "3")]
     } else {
         &[]
@@ -78,17 +74,17 @@ pub(super) fn run(context: &HandlerContext<'_>) -> HandlerOutcome {
             env,
             timeout,
         },
-        interaction.as_mut(),
+        interactive.as_mut().map(|(interaction, _)| interaction),
     );
-    if let Some(channel) = channel {
-        channel.finish();
-    }
-    let verdict = match &interaction {
-        Some(interaction) => interaction.verdict(context, name, ended),
+    let verdict = match interactive {
+        Some((interaction, channel)) => {
+            channel.finish();
+            // The terminal's last output reaches the log before the
+            // outcome: `interaction` is dropped at the end of this arm.
+            interaction.verdict(context, name, ended)
+        }
         None => unfinished(context, name, ended),
     };
-    // The terminal's last output reaches the log before the outcome.
-    drop(interaction);
     let status = match verdict {
         Ok(status) => status,
         Err(outcome) => return outcome,

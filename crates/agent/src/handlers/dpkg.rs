@@ -80,20 +80,16 @@ pub(super) fn run(context: &HandlerContext<'_>) -> HandlerOutcome {
     let name = format!("dpkg {action}");
     // Interactive: debconf asks through its passthrough socket, conffile
     // prompts appear on the terminal.
-    let mut interaction = None;
-    let mut debconf = None;
-    if let Some(prompter) = context.interactive() {
-        match passthrough(context, prompter, &name) {
-            Ok((with, server)) => {
-                interaction = Some(with);
-                debconf = Some(server);
-            }
-            Err(outcome) => return outcome,
-        }
-    }
-    let pipe = debconf
+    let interactive = context
+        .interactive()
+        .map(|prompter| passthrough(context, prompter, &name));
+    let mut interactive = match interactive.transpose() {
+        Ok(interactive) => interactive,
+        Err(outcome) => return outcome,
+    };
+    let pipe = interactive
         .as_ref()
-        .map(|server| server.socket().display().to_string());
+        .map(|(_, debconf)| debconf.socket().display().to_string());
     let env: Vec<(&str, &str)> = match &pipe {
         Some(pipe) => vec![("DEBIAN_FRONTEND", "passthrough"), ("DEBCONF_PIPE", pipe)],
         None if context.quiet => vec![("DEBIAN_FRONTEND", "noninteractive")],
@@ -109,14 +105,16 @@ pub(super) fn run(context: &HandlerContext<'_>) -> HandlerOutcome {
             env: &env,
             timeout: TIMEOUT,
         },
-        interaction.as_mut(),
+        interactive.as_mut().map(|(interaction, _)| interaction),
     );
-    drop(debconf);
-    let verdict = match &interaction {
-        Some(interaction) => interaction.verdict(context, &name, ended),
+    let verdict = match interactive {
+        Some((interaction, debconf)) => {
+            drop(debconf);
+            // `interaction` is dropped at the end of this arm.
+            interaction.verdict(context, &name, ended)
+        }
         None => unfinished(context, &name, ended),
     };
-    drop(interaction);
     let status = match verdict {
         Ok(status) => status,
         Err(outcome) => return outcome,

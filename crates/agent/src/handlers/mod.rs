@@ -305,7 +305,7 @@ impl Interaction {
     }
 }
 
-/// The log, opened for appending (the terminal relay's copy).
+/// The log, opened for appending (0640 when it is created).
 fn append_log(path: &Path) -> std::io::Result<File> {
     OpenOptions::new()
         .append(true)
@@ -519,12 +519,7 @@ fn open_log(context: &HandlerContext<'_>, program: &Program<'_>) -> Result<File,
             ),
         )
     };
-    let mut log = OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o640)
-        .open(context.log_path)
-        .map_err(fail)?;
+    let mut log = append_log(context.log_path).map_err(fail)?;
     let mut line = format!(
         "openwua: {} {}: {}",
         operation_word(context.operation),

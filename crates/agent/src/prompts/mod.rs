@@ -148,11 +148,6 @@ impl Prompter {
         )
     }
 
-    /// How long a question waits for its answer.
-    pub fn question_timeout(&self) -> Duration {
-        self.shared.timeout
-    }
-
     /// True once the stream side is gone (the client disconnected).
     pub fn is_gone(&self) -> bool {
         self.shared.gone.load(Ordering::SeqCst)

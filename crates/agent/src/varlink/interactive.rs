@@ -76,13 +76,12 @@ pub async fn follow(
                     None => prompting = false,
                 },
                 incoming = inbox.receive(), if inbox.may_receive() => match incoming {
-                    Incoming::Call(call) => {
+                    Incoming::Call(call) if is_prompt_call(&call) => {
                         if let Some(refused) = take_reply(&call, &prompts, &mut asked) {
                             send(sink, refused).await?;
-                        } else if !is_prompt_call(&call) {
-                            inbox.put_back(Incoming::Call(call));
                         }
                     }
+                    Incoming::Call(call) => inbox.put_back(Incoming::Call(call)),
                     // Dropping `prompts` tells the installers nobody answers.
                     Incoming::Closed => return Ok(None),
                     refused @ Incoming::Refused(_) => {
@@ -126,17 +125,14 @@ fn is_prompt_call(call: &Call) -> bool {
         )
 }
 
-/// Hands an answer or keystrokes to the installers; returns the reply to
-/// stream when an answer was refused (the question, asked again, with the
-/// reason).
+/// Hands an answer or keystrokes (a call [`is_prompt_call`] accepts) to the
+/// installers; returns the reply to stream when an answer was refused (the
+/// question, asked again, with the reason).
 fn take_reply(
     call: &Call,
     prompts: &PromptStream,
     asked: &mut HashMap<String, Question>,
 ) -> Option<serde_json::Value> {
-    if !is_prompt_call(call) {
-        return None;
-    }
     let raw = call.parameters.as_deref().map_or("{}", |raw| raw.get());
     match call.method.as_str() {
         "org.openwua.Agent.Answer" => {
