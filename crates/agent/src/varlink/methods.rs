@@ -407,15 +407,17 @@ async fn handle(
                 )
                 .await;
             return match (started, prompts) {
-                (Ok(job), Some(prompts)) => interactive::follow(job, prompts, inbox, sink)
-                    .await
-                    .map_err(|error| {
-                        tracing::debug!("interactive install not delivered: {error}");
-                        Reply::wua_error(&AgentError::new(
-                            openwua_model::hresult::WU_E_PT_ENDPOINT_DISCONNECTED,
-                            "the client went away",
-                        ))
-                    }),
+                (Ok(job), Some(prompts)) => {
+                    match interactive::follow(job, prompts, inbox, sink).await {
+                        Ok(last) => Ok(last),
+                        // The client left, as in `follow`: no reply can reach
+                        // it, and the job goes on without it.
+                        Err(error) => {
+                            tracing::debug!("interactive install not delivered: {error}");
+                            Ok(None)
+                        }
+                    }
+                }
                 (started, _) => follow(started, call.more, sink).await,
             };
         }
