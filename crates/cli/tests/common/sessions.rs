@@ -452,8 +452,17 @@ impl TestAgent {
         config.install.abort_grace_seconds = 2;
         let agent = Background::start(config).expect("the agent starts");
         let wua = public.path().join("wua");
-        std::fs::copy(env!("CARGO_BIN_EXE_wua"), &wua).expect("copy wua");
-        std::fs::set_permissions(&wua, std::fs::Permissions::from_mode(0o755)).expect("chmod wua");
+        // Copied by another process: a copy written here keeps a write
+        // descriptor open in this process, which a test thread forking at
+        // that moment inherits until its exec, and running the copy then
+        // fails with ETXTBSY ("Text file busy").
+        must(
+            Command::new("install")
+                .args(["-m", "0755"])
+                .arg(env!("CARGO_BIN_EXE_wua"))
+                .arg(&wua),
+            "install wua where every user may run it",
+        );
         let this = TestAgent {
             agent,
             private,
