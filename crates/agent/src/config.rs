@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use openwua_caller::CallerSettings;
 use serde::Deserialize;
 
 /// Where the system agent reads its configuration.
@@ -49,30 +50,6 @@ pub struct FactSources {
     pub dpkg_admindir: PathBuf,
     /// The os-release file.
     pub os_release: PathBuf,
-}
-
-/// How the agent classifies its callers (`docs/caller-context.md`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct CallerSettings {
-    /// Root at a user's verified terminal (`sudo` in alice's login) counts
-    /// as an interactive user: WUA's elevated administrator. False: only
-    /// the session owner is.
-    pub elevation_is_interactive: bool,
-    /// Classify by the controlling terminal's owner alone, for machines
-    /// without logind and audit (containers). None: only when the machine
-    /// has neither; Some(false): never; Some(true): always when no session
-    /// is attested.
-    pub terminal_fallback: Option<bool>,
-}
-
-impl Default for CallerSettings {
-    fn default() -> Self {
-        CallerSettings {
-            elevation_is_interactive: true,
-            terminal_fallback: None,
-        }
-    }
 }
 
 /// Downloads, installers and the cache.
@@ -124,7 +101,7 @@ impl Default for InstallSettings {
             reboot_required_file: PathBuf::from("/run/reboot-required"),
             boot_id_file: PathBuf::from("/proc/sys/kernel/random/boot_id"),
             question_timeout_seconds: 300,
-            prompt_dir: PathBuf::from(crate::handlers::DEFAULT_PROMPT_DIR),
+            prompt_dir: PathBuf::from(openwua_installer::handlers::DEFAULT_PROMPT_DIR),
         }
     }
 }

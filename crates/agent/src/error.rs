@@ -40,6 +40,12 @@ impl From<CatalogError> for AgentError {
     }
 }
 
+impl From<openwua_installer::InstallerError> for AgentError {
+    fn from(error: openwua_installer::InstallerError) -> Self {
+        AgentError::new(error.hresult, error.detail)
+    }
+}
+
 impl From<rusqlite::Error> for AgentError {
     fn from(error: rusqlite::Error) -> Self {
         AgentError::new(WU_E_DS_INVALID, format!("store: {error}"))

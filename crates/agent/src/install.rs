@@ -32,10 +32,10 @@ use crate::agent::poisoned;
 use crate::cache::Cache;
 use crate::config::Config;
 use crate::error::{AgentError, Result};
-use crate::handlers::{self, DpkgSettings, HandlerContext, Outcome};
 use crate::jobs::Job;
-use crate::prompts::Prompter;
 use crate::store::{BootId, InstallRecord, Payload, Store};
+use openwua_installer::handlers::{self, DpkgSettings, HandlerContext, Outcome};
+use openwua_installer::prompts::Prompter;
 
 /// One update of an install or uninstall call, as the agent resolved it.
 #[derive(Debug, Clone)]

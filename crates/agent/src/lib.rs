@@ -2,7 +2,7 @@
 //!
 //! [`agent::Agent`] holds the store ([`store`], SQLite), the in-memory index
 //! searches read, and the operations; [`varlink`] serves them to clients on
-//! a Unix socket, identifying each caller from the kernel ([`caller`]).
+//! a Unix socket, identifying each caller from the kernel (`openwua-caller`).
 //! [`Background`] runs a whole agent on its own thread: the CLI's
 //! `--embedded` mode, tests and benchmarks use it.
 
@@ -11,17 +11,15 @@
 pub mod agent;
 mod applicability;
 mod cache;
-pub mod caller;
 pub mod config;
 mod download;
 pub mod error;
 pub mod fetch;
-pub mod handlers;
 mod index;
 mod install;
 pub mod jobs;
 pub mod operations;
-pub mod prompts;
+pub mod policy;
 mod store;
 pub mod varlink;
 

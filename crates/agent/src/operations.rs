@@ -22,10 +22,10 @@ use crate::agent::{Agent, blocking, lock, poisoned, unknown_update};
 use crate::applicability::Machine;
 use crate::download::{self, DownloadTarget, Source};
 use crate::error::{AgentError, Result};
-use crate::handlers::DpkgSettings;
 use crate::install::{self, InstallOptions, InstallTarget, Interaction};
 use crate::jobs::{Job, NewJob};
 use crate::store::BootId;
+use openwua_installer::handlers::DpkgSettings;
 
 /// Who asks, as the socket says.
 #[derive(Debug, Clone, Copy)]

@@ -14,8 +14,9 @@ use tokio::sync::mpsc;
 use super::methods::{self, ReplySink};
 use super::protocol::{self, Call, ReadError, Reply};
 use crate::agent::Agent;
-use crate::caller::{Administrators, Caller, CallerPolicy};
 use crate::error::Result;
+use crate::policy::Administrators;
+use openwua_caller::{Caller, CallerSettings};
 
 /// What every call on a connection shares.
 pub struct Session {
@@ -30,7 +31,7 @@ pub struct Session {
 impl Session {
     /// Fails with `E_ACCESSDENIED` unless the caller is an administrator.
     pub fn require_admin(&self, what: &str) -> Result<()> {
-        self.caller.require_admin(&self.admins, what)
+        self.admins.require(&self.caller, what)
     }
 }
 
@@ -124,12 +125,42 @@ async fn read_calls(stream: OwnedReadHalf, calls: mpsc::Sender<Incoming>) {
 }
 
 /// Serves one connection until the client closes it or breaks the protocol.
-pub async fn serve(agent: Arc<Agent>, stream: UnixStream, policy: CallerPolicy) {
-    let admins = policy.admins;
-    let caller = match Caller::of_socket(&stream, &policy) {
-        Ok(caller) => caller,
+pub async fn serve(
+    agent: Arc<Agent>,
+    stream: UnixStream,
+    admins: Administrators,
+    settings: CallerSettings,
+) {
+    // Reading the peer reads procfs and may look up users: a blocking thread.
+    let stream = match stream.into_std() {
+        Ok(stream) => stream,
         Err(error) => {
+            tracing::warn!("cannot take the connection: {error}");
+            return;
+        }
+    };
+    let peer = tokio::task::spawn_blocking(move || {
+        let caller = Caller::of_socket(&stream, &settings, |uid, gid, groups| {
+            admins.admit(uid, gid, groups)
+        });
+        (stream, caller)
+    })
+    .await;
+    let (stream, caller) = match peer {
+        Ok((stream, Ok(caller))) => (stream, caller),
+        Ok((_, Err(error))) => {
             tracing::warn!("cannot read the peer's credentials, closing: {error}");
+            return;
+        }
+        Err(error) => {
+            tracing::warn!("classifying a caller failed: {error}");
+            return;
+        }
+    };
+    let stream = match UnixStream::from_std(stream) {
+        Ok(stream) => stream,
+        Err(error) => {
+            tracing::warn!("cannot register the connection: {error}");
             return;
         }
     };

@@ -18,7 +18,7 @@ use super::connection::{Inbox, Incoming};
 use super::methods::ReplySink;
 use super::protocol::{Call, Reply};
 use crate::jobs::Job;
-use crate::prompts::PromptStream;
+use openwua_installer::prompts::PromptStream;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -18,7 +18,7 @@ use crate::error::AgentError;
 use crate::install::Interaction;
 use crate::jobs::Job;
 use crate::operations::{InstallRequest, Requester};
-use crate::prompts::{PromptStream, Prompter};
+use openwua_installer::prompts::{PromptStream, Prompter};
 use openwua_model::enums::{DownloadPriority, UpdateOperation};
 use openwua_model::operation::JobState;
 
@@ -510,7 +510,7 @@ fn interaction(
 fn requester(session: &Session) -> Requester {
     Requester {
         uid: session.caller.uid,
-        is_admin: session.caller.is_admin(&session.admins),
+        is_admin: session.admins.admits(&session.caller),
     }
 }
 

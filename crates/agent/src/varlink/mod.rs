@@ -19,7 +19,7 @@ use std::sync::Arc;
 use tokio::net::UnixListener;
 
 use crate::agent::Agent;
-use crate::caller;
+use crate::policy::Administrators;
 
 pub use methods::AGENT_INTERFACE;
 
@@ -41,11 +41,17 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
 
 /// Accepts connections for ever.
 pub async fn serve(agent: Arc<Agent>, listener: UnixListener) {
-    let policy = caller::CallerPolicy::of(agent.config());
+    let admins = Administrators::of(agent.config());
+    let settings = agent.config().caller;
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                tokio::spawn(connection::serve(Arc::clone(&agent), stream, policy));
+                tokio::spawn(connection::serve(
+                    Arc::clone(&agent),
+                    stream,
+                    admins,
+                    settings,
+                ));
             }
             // Out of file descriptors, say: the clients already connected
             // are served meanwhile, and accepting resumes shortly.

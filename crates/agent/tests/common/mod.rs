@@ -3,8 +3,9 @@
 
 #![allow(dead_code)] // Each test binary uses a different part.
 
+// The real .debs and throwaway dpkg database the installer's tests build.
+#[path = "../../../installer/tests/common/dpkg.rs"]
 pub mod dpkg;
-pub mod handler_fixture;
 pub mod http;
 
 use std::io::{BufRead, BufReader, Write};

@@ -25,7 +25,7 @@ use openwua_model::prompt::{PromptEvent, Question, QuestionKind};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use uuid::Uuid;
 
-use crate::error::AgentError;
+use crate::InstallerError;
 pub use terminal::Terminal;
 use terminal::TerminalInput;
 
@@ -290,10 +290,10 @@ impl PromptStream {
     /// Answers question `question_id` with `value`, or with its default
     /// when None. Errors: no such question is waiting (`WU_E_UNKNOWN_ID`),
     /// or the answer does not fit the question (`E_INVALIDARG`).
-    pub fn answer(&self, question_id: &str, value: Option<String>) -> Result<(), AgentError> {
+    pub fn answer(&self, question_id: &str, value: Option<String>) -> Result<(), InstallerError> {
         let mut state = self.shared.state();
         let Some(pending) = state.pending.get(question_id) else {
-            return Err(AgentError::new(
+            return Err(InstallerError::new(
                 WU_E_UNKNOWN_ID,
                 format!("no question {question_id:?} is waiting for an answer"),
             ));
@@ -351,15 +351,15 @@ fn check_answer(
     kind: QuestionKind,
     choices: &[String],
     value: String,
-) -> Result<String, AgentError> {
+) -> Result<String, InstallerError> {
     if value.contains(['\n', '\r', '\0']) {
-        return Err(AgentError::new(
+        return Err(InstallerError::new(
             E_INVALIDARG,
             "an answer is one line: no line breaks or NUL characters",
         ));
     }
     match kind {
-        QuestionKind::Choice if !choices.contains(&value) => Err(AgentError::new(
+        QuestionKind::Choice if !choices.contains(&value) => Err(InstallerError::new(
             E_INVALIDARG,
             format!(
                 "{value:?} is not one of the choices: {}",
@@ -369,7 +369,7 @@ fn check_answer(
         QuestionKind::Boolean => match value.trim().to_ascii_lowercase().as_str() {
             "true" | "yes" | "y" | "1" => Ok("true".to_owned()),
             "false" | "no" | "n" | "0" => Ok("false".to_owned()),
-            _ => Err(AgentError::new(
+            _ => Err(InstallerError::new(
                 E_INVALIDARG,
                 format!("{value:?} is not an answer to a yes/no question: use true or false"),
             )),

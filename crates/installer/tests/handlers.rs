@@ -10,8 +10,8 @@ mod common;
 
 use common::dpkg::{Dpkg, build_deb};
 use common::handler_fixture::{Fixture, random_uuid};
-use openwua_agent::handlers::{HandlerOutcome, Outcome};
 use openwua_catalog::revision::{ExitCodeMap, ExitCodeRule, ExitOutcome, FilePlacement, Handler};
+use openwua_installer::handlers::{HandlerOutcome, Outcome};
 use openwua_model::enums::UpdateOperation::{Installation, Uninstallation};
 use openwua_model::hresult::{
     S_OK, WU_E_UH_DOESNOTSUPPORTACTION, WU_E_UH_INSTALLERFAILURE, WU_E_UH_INSTALLERHUNG,

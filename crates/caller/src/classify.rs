@@ -14,7 +14,7 @@ use super::facts::{
     Ancestor, Facts, LOGIND_SESSIONS, LOGIND_USERS, Pin, Terminal, UTMP, UtmpEntry,
 };
 use super::records::{LogindSession, strip_dev};
-use crate::config::CallerSettings;
+use crate::CallerSettings;
 
 /// Entry points whose sessions are scheduled jobs.
 const BATCH_ENTRIES: &[&str] = &["cron", "crond", "atd", "anacron"];
@@ -628,7 +628,7 @@ impl Evidence {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::caller::records::UtmpLogin;
+    use crate::records::UtmpLogin;
 
     const ALICE: u32 = 1000;
     const BOB: u32 = 1001;

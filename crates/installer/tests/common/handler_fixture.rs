@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use openwua_agent::handlers::{self, DpkgSettings, HandlerContext, HandlerOutcome};
-use openwua_agent::prompts::Prompter;
 use openwua_catalog::revision::Handler;
+use openwua_installer::handlers::{self, DpkgSettings, HandlerContext, HandlerOutcome};
+use openwua_installer::prompts::Prompter;
 use openwua_model::enums::UpdateOperation;
 use uuid::Uuid;
 

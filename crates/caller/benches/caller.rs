@@ -8,14 +8,14 @@
 //! user lookup, utmp, parent walk, then "not backed: ignored"), and, as
 //! root, a real `login -f root` on a pty (attested by utmp, terminal
 //! verified: the interactive path, the longest).
-//! Run with `cargo bench -p openwua-agent --bench caller`.
+//! Run with `cargo bench -p openwua-caller --bench caller`.
 
 use std::io::Write;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use openwua_agent::caller::{Caller, CallerPolicy};
+use openwua_caller::{Caller, CallerSettings};
 
 const ITERATIONS: usize = 5_000;
 
@@ -23,13 +23,15 @@ fn main() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let path = dir.path().join("bench.sock");
     let listener = UnixListener::bind(&path).expect("bind");
-    let policy = CallerPolicy::default();
+    let settings = CallerSettings::default();
 
     // Warm up (NSS, page cache).
     for _ in 0..100 {
         let _client = UnixStream::connect(&path).expect("connect");
         let (server, _) = listener.accept().expect("accept");
-        std::hint::black_box(Caller::of_socket(&server, &policy).expect("caller"));
+        std::hint::black_box(
+            Caller::of_socket(&server, &settings, |uid, _, _| uid == 0).expect("caller"),
+        );
     }
 
     let mut times = Vec::with_capacity(ITERATIONS);
@@ -38,7 +40,7 @@ fn main() {
         let _client = UnixStream::connect(&path).expect("connect");
         let (server, _) = listener.accept().expect("accept");
         let start = Instant::now();
-        let caller = Caller::of_socket(&server, &policy).expect("caller");
+        let caller = Caller::of_socket(&server, &settings, |uid, _, _| uid == 0).expect("caller");
         times.push(start.elapsed());
         class = Some(caller.context.class);
     }
@@ -65,7 +67,7 @@ fn main() {
         Command::new("sh").args(["-c", &claimed]),
         None,
         &listener,
-        &policy,
+        &settings,
     );
 
     // A real login: `login -f root` on a pty of script's (PAM sets the
@@ -81,7 +83,7 @@ fn main() {
         Command::new("script").args(["-qfec", "login -f root", "/dev/null"]),
         Some(format!("exec python3 {}\n", client.display())),
         &listener,
-        &policy,
+        &settings,
     );
 }
 
@@ -92,7 +94,7 @@ fn peer(
     command: &mut Command,
     typed: Option<String>,
     listener: &UnixListener,
-    policy: &CallerPolicy,
+    settings: &CallerSettings,
 ) {
     let mut child = match command.stdin(Stdio::piped()).stdout(Stdio::null()).spawn() {
         Ok(child) => child,
@@ -110,7 +112,7 @@ fn peer(
     for round in 0..ITERATIONS + 100 {
         let (server, _) = listener.accept().expect("accept");
         let start = Instant::now();
-        let caller = Caller::of_socket(&server, policy).expect("caller");
+        let caller = Caller::of_socket(&server, settings, |uid, _, _| uid == 0).expect("caller");
         let elapsed = start.elapsed();
         if round >= 100 {
             times.push(elapsed);

@@ -13,9 +13,9 @@ mod common;
 use common::dpkg::DebTree;
 use common::handler_fixture::Fixture;
 use common::is_root;
-use openwua_agent::handlers::{HandlerOutcome, Outcome};
-use openwua_agent::prompts::{PromptStream, Prompter};
 use openwua_catalog::revision::{ExitCodeMap, Handler};
+use openwua_installer::handlers::{HandlerOutcome, Outcome};
+use openwua_installer::prompts::{PromptStream, Prompter};
 use openwua_model::hresult::{WU_E_UH_INSTALLERFAILURE, WU_E_UH_OPERATIONCANCELLED};
 use openwua_model::prompt::{PromptEvent, Question, QuestionKind};
 
