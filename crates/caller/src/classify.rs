@@ -11,9 +11,9 @@
 use openwua_model::caller::{CallerClass, CallerContext, CallerFact, CallerPermissions};
 
 use super::facts::{
-    Ancestor, Facts, LOGIND_SESSIONS, LOGIND_USERS, Pin, Terminal, UTMP, UtmpEntry,
+    Ancestor, CONSOLE_LOGIN, Facts, LOGIND_SESSIONS, LOGIND_USERS, Pin, Terminal, UTMP, UtmpEntry,
 };
-use super::records::{LogindSession, strip_dev};
+use super::records::{LogindSession, strip_dev, terminal_path};
 use crate::CallerSettings;
 
 /// Entry points whose sessions are scheduled jobs.
@@ -21,9 +21,32 @@ const BATCH_ENTRIES: &[&str] = &["cron", "crond", "atd", "anacron"];
 
 /// Root programs that open login sessions through PAM (pam_loginuid): a
 /// session whose topmost process is one of them, running as root, was set
-/// up by it. Such a session never has a verified terminal without a utmp or
-/// logind record, so this only tells batch and remote callers apart.
+/// up by it. Only `login`'s own terminal is a line of such a session
+/// ([`CONSOLE_LOGIN_PROGRAMS`]); the others give it none.
 const LOGIN_ENTRIES: &[&str] = &["sshd", "cron", "crond", "atd", "anacron", "login"];
+
+/// Where the console login program is: a root `login` heading the session
+/// must run one of these, not a setuid program started through a link
+/// named `login`. It runs on the terminal it logs in (sshd and cron have
+/// none of their user's), so that terminal is the session's line.
+const CONSOLE_LOGIN_PROGRAMS: &[&str] = &["/usr/bin/login", "/bin/login"];
+
+/// A terminal line of the session and what attests it.
+struct Line {
+    /// As recorded: `pts/2`, `tty1`, or a `/dev` path.
+    name: String,
+    /// Where it came from, for the evidence.
+    source: String,
+}
+
+impl Line {
+    fn new(name: impl Into<String>, source: impl Into<String>) -> Line {
+        Line {
+            name: name.into(),
+            source: source.into(),
+        }
+    }
+}
 
 /// The attested session, whoever attested it.
 struct Session {
@@ -31,8 +54,8 @@ struct Session {
     id: String,
     /// The owner (login uid).
     owner: u32,
-    /// The terminal lines that belong to it (`pts/2`, `tty1`).
-    lines: Vec<String>,
+    /// The terminal lines that belong to it.
+    lines: Vec<Line>,
     /// The logind record, when there is one.
     logind: Option<LogindSession>,
     /// Some utmp login of it has a remote host.
@@ -223,7 +246,7 @@ fn utmp_logins(facts: &Facts, audit: u32) -> impl Iterator<Item = &UtmpEntry> {
 /// why a claimed one was ignored. `entry` is the audit session's topmost
 /// process when it runs as root.
 fn attest(facts: &Facts, entry: Option<&Ancestor>, evidence: &mut Evidence) -> Option<Session> {
-    let utmp_lines = |owner: u32, audit: Option<u32>| -> (Vec<String>, Option<String>) {
+    let utmp_lines = |owner: u32, audit: Option<u32>| -> (Vec<Line>, Option<String>) {
         let mut lines = Vec::new();
         let mut host = None;
         let Some(audit) = audit else {
@@ -233,7 +256,7 @@ fn attest(facts: &Facts, entry: Option<&Ancestor>, evidence: &mut Evidence) -> O
             return (lines, host);
         }
         for entry in utmp_logins(facts, audit) {
-            lines.push(entry.login.line.clone());
+            lines.push(Line::new(entry.login.line.clone(), "utmp ut_line"));
             if is_remote_host(&entry.login.host) {
                 host = Some(entry.login.host.clone());
             }
@@ -276,7 +299,7 @@ fn attest(facts: &Facts, entry: Option<&Ancestor>, evidence: &mut Evidence) -> O
                 .audit_session
                 .filter(|&audit| record.audit == Some(audit));
             let (mut lines, host) = utmp_lines(owner, audit);
-            lines.extend(record.tty.clone());
+            lines.extend(logind_line(record));
             return Some(Session {
                 id: id.clone(),
                 owner,
@@ -313,7 +336,7 @@ fn attest(facts: &Facts, entry: Option<&Ancestor>, evidence: &mut Evidence) -> O
             return Some(Session {
                 id: id.clone(),
                 owner,
-                lines: record.tty.clone().into_iter().collect(),
+                lines: logind_line(record).into_iter().collect(),
                 logind: Some(record.clone()),
                 utmp_host: None,
                 display_fallback: true,
@@ -340,7 +363,7 @@ fn attest(facts: &Facts, entry: Option<&Ancestor>, evidence: &mut Evidence) -> O
             source,
         );
         let (mut lines, host) = utmp_lines(login_uid, Some(audit));
-        lines.extend(record.tty.clone());
+        lines.extend(logind_line(record));
         return Some(Session {
             id: format!("audit {audit}"),
             owner: login_uid,
@@ -382,10 +405,11 @@ fn attest(facts: &Facts, entry: Option<&Ancestor>, evidence: &mut Evidence) -> O
             with_name(login_uid, facts.login_name.as_deref()),
             source,
         );
+        let lines = console_line(top, evidence).into_iter().collect();
         return Some(Session {
             id: format!("audit {audit}"),
             owner: login_uid,
-            lines: Vec::new(),
+            lines,
             logind: None,
             utmp_host: None,
             display_fallback: false,
@@ -403,6 +427,43 @@ fn attest(facts: &Facts, entry: Option<&Ancestor>, evidence: &mut Evidence) -> O
         format!("logind {LOGIND_SESSIONS}, utmp {UTMP}, the session's topmost process"),
     );
     None
+}
+
+/// logind's `TTY=` of a session, as its line.
+fn logind_line(record: &LogindSession) -> Option<Line> {
+    record
+        .tty
+        .as_ref()
+        .map(|tty| Line::new(tty.clone(), "logind TTY="))
+}
+
+/// The line of a session attested by its root entry process: the
+/// controlling terminal of that process when it is the console login
+/// program. Only root can run `login` as root, and it runs on the terminal
+/// it logs in; sshd and cron entries give no line.
+fn console_line(top: &Ancestor, evidence: &mut Evidence) -> Option<Line> {
+    if top.comm != CONSOLE_LOGIN || top.tty_nr == 0 {
+        return None;
+    }
+    let exe = top.exe.as_deref().unwrap_or("an unknown program");
+    if !CONSOLE_LOGIN_PROGRAMS.contains(&exe) {
+        evidence.add(
+            "entry",
+            format!(
+                "pid {} is named login but runs {exe}: its terminal is no line",
+                top.pid
+            ),
+            format!("/proc/{}/exe", top.pid),
+        );
+        return None;
+    }
+    let path = terminal_path(top.tty_nr)?;
+    let source = format!(
+        "the controlling terminal of the session's root login process (pid {}, {exe}), /proc/{}/stat",
+        top.pid, top.pid
+    );
+    evidence.add("sessionLine", path.clone(), source.clone());
+    Some(Line::new(path, source))
 }
 
 /// The caller's terminal counts when it is one of the session's lines and
@@ -453,11 +514,11 @@ fn terminal_of_session(terminal: &Terminal, session: &Session, evidence: &mut Ev
         );
         return false;
     }
-    let is_line = session
+    let line = session
         .lines
         .iter()
-        .any(|line| strip_dev(line) == strip_dev(path));
-    if session.display_fallback && path.starts_with("/dev/pts/") && !is_line {
+        .find(|line| strip_dev(&line.name) == strip_dev(path));
+    if session.display_fallback && path.starts_with("/dev/pts/") && line.is_none() {
         evidence.add(
             "terminal",
             format!(
@@ -468,11 +529,16 @@ fn terminal_of_session(terminal: &Terminal, session: &Session, evidence: &mut Ev
         );
         return true;
     }
-    if !is_line {
+    let Some(line) = line else {
         let lines = if session.lines.is_empty() {
             "none known".to_owned()
         } else {
-            session.lines.join(", ")
+            let names: Vec<&str> = session
+                .lines
+                .iter()
+                .map(|line| line.name.as_str())
+                .collect();
+            names.join(", ")
         };
         evidence.add(
             "terminal",
@@ -480,14 +546,14 @@ fn terminal_of_session(terminal: &Terminal, session: &Session, evidence: &mut Ev
                 "{path} is not a line of session {} (its lines: {lines})",
                 session.id
             ),
-            "logind TTY=, utmp ut_line",
+            "logind TTY=, utmp ut_line, the terminal of a root login heading the session",
         );
         return false;
-    }
+    };
     evidence.add(
         "terminal",
         format!("{path} is the session's, owned by its owner"),
-        "logind TTY=, utmp ut_line",
+        line.source.clone(),
     );
     true
 }
@@ -657,12 +723,15 @@ mod tests {
         }
     }
 
+    /// A process of the chain; a root `login` runs the real program, as
+    /// the agent reads it (`exe`).
     fn ancestor(pid: i32, uid: u32, comm: &str, tty_nr: u64) -> Ancestor {
         Ancestor {
             pid,
             uid,
             comm: comm.into(),
             tty_nr,
+            exe: (uid == 0 && comm == CONSOLE_LOGIN).then(|| "/usr/bin/login".into()),
         }
     }
 
@@ -951,6 +1020,95 @@ mod tests {
             classify(&facts, &settings(), true).class,
             CallerClass::Service
         );
+    }
+
+    /// Alice's `login -f` on pts/2 with neither logind nor utmp: only the
+    /// root `login` heading audit session 7 attests it; the caller runs as
+    /// `uid` on `tty`.
+    fn console_login(uid: u32, tty: Option<Terminal>) -> Facts {
+        Facts {
+            utmp: Some(Err("/var/run/utmp: No such file or directory".into())),
+            ..audit_login(uid, tty)
+        }
+    }
+
+    #[test]
+    fn a_console_login_without_records_is_interactive_at_its_login_s_terminal() {
+        let context = classify(
+            &console_login(ALICE, Some(terminal(PTS2, ALICE))),
+            &settings(),
+            true,
+        );
+        assert_eq!(context.class, CallerClass::Interactive);
+        assert!(context.terminal_verified && context.may.install_interactive);
+        assert_eq!(context.session.as_deref(), Some("audit 7"));
+        let source = "the controlling terminal of the session's root login process (pid 900, /usr/bin/login), /proc/900/stat";
+        assert!(
+            context
+                .facts_named("sessionLine")
+                .any(|fact| fact.value == "/dev/pts/2" && fact.source == source)
+        );
+        assert!(
+            context
+                .facts_named("terminal")
+                .any(|fact| fact.value.contains("is the session's") && fact.source == source)
+        );
+        // root through sudo's own pty there: elevated, by the relay.
+        let mut facts = console_login(0, Some(terminal(PTS5, 0)));
+        facts.relay = Some((ancestor(960, 0, "sudo", PTS2), terminal(PTS2, ALICE)));
+        assert_eq!(
+            classify(&facts, &settings(), true).class,
+            CallerClass::Elevated
+        );
+    }
+
+    #[test]
+    fn su_bob_at_a_console_login_s_terminal_is_a_secondary_logon() {
+        let context = classify(
+            &console_login(BOB, Some(terminal(PTS2, ALICE))),
+            &settings(),
+            true,
+        );
+        assert_eq!(context.class, CallerClass::SecondaryLogon);
+        assert_eq!(context.login_uid, Some(ALICE));
+        assert!(!context.may.install_interactive);
+    }
+
+    #[test]
+    fn only_the_console_login_s_own_terminal_is_a_line() {
+        // sshd heading the session gives no line, even on a terminal.
+        let mut facts = console_login(ALICE, Some(terminal(PTS2, ALICE)));
+        facts.chain = vec![
+            ancestor(950, ALICE, "bash", PTS2),
+            ancestor(800, 0, "sshd", PTS2),
+        ];
+        let context = classify(&facts, &settings(), true);
+        assert_eq!(context.class, CallerClass::RemoteNoTerminal);
+        assert!(!context.terminal_verified);
+        assert_eq!(context.facts_named("sessionLine").count(), 0);
+        // login on pts/2, the caller on a pty of alice's own: not it.
+        let context = classify(
+            &console_login(ALICE, Some(terminal(PTS5, ALICE))),
+            &settings(),
+            true,
+        );
+        assert_eq!(context.class, CallerClass::Batch);
+        assert!(!context.terminal_verified && !context.may.install_interactive);
+        // A setuid program started through a link named login (its comm):
+        // not the login program, so its terminal is no line.
+        let mut facts = console_login(ALICE, Some(terminal(PTS2, ALICE)));
+        facts.chain[1].exe = Some("/usr/bin/su".into());
+        let context = classify(&facts, &settings(), true);
+        assert!(!context.terminal_verified && !context.may.install_interactive);
+        assert!(
+            context
+                .facts_named("entry")
+                .any(|fact| fact.value.contains("runs /usr/bin/su"))
+        );
+        // login without a terminal of its own gives none.
+        let mut facts = console_login(ALICE, Some(terminal(PTS2, ALICE)));
+        facts.chain[1].tty_nr = 0;
+        assert!(!classify(&facts, &settings(), true).terminal_verified);
     }
 
     #[test]

@@ -33,6 +33,9 @@ pub const LOGIND_SESSIONS: &str = "/run/systemd/sessions";
 pub const LOGIND_USERS: &str = "/run/systemd/users";
 /// The utmp file.
 pub const UTMP: &str = "/var/run/utmp";
+/// The console login program's command name: the one entry point whose
+/// own controlling terminal is a line of its session.
+pub const CONSOLE_LOGIN: &str = "login";
 /// How far up the parent chain the entry point is looked for.
 const MAX_DEPTH: usize = 64;
 /// utmp is small; a larger file is refused.
@@ -84,6 +87,16 @@ impl ProcessDir {
     /// non-dumpable process such as a setuid program).
     pub fn owner(&self) -> io::Result<u32> {
         Ok(nix::sys::stat::fstat(self.dir.as_fd())?.st_uid)
+    }
+
+    /// The program the process runs (`exe`), which, unlike its command
+    /// name, it cannot choose: a setuid program started through a link
+    /// named `login` is still that program.
+    fn exe(&self) -> Option<String> {
+        nix::fcntl::readlinkat(self.dir.as_fd(), "exe")
+            .ok()?
+            .into_string()
+            .ok()
     }
 
     fn stat(&self) -> Option<Stat> {
@@ -256,6 +269,9 @@ pub struct Ancestor {
     pub comm: String,
     /// Its controlling terminal's device number.
     pub tty_nr: u64,
+    /// The program it runs, read only for a root `login` (whose terminal
+    /// may be its session's line).
+    pub exe: Option<String>,
 }
 
 /// A utmp login and what the agent found of its process.
@@ -491,11 +507,15 @@ fn walk(stat: &Stat, session: u32) -> Vec<Ancestor> {
             break;
         }
         child_started = parent_stat.start_ticks;
+        let exe = (uid == 0 && parent_stat.comm == CONSOLE_LOGIN)
+            .then(|| parent.exe())
+            .flatten();
         chain.push(Ancestor {
             pid: ppid,
             uid,
             comm: parent_stat.comm,
             tty_nr: parent_stat.tty_nr,
+            exe,
         });
         ppid = parent_stat.ppid;
     }

@@ -671,6 +671,51 @@ fn elevated_sudo_answers_the_question_on_the_terminal() {
 }
 
 #[test]
+fn a_console_login_without_logind_and_utmp_is_recognised_by_its_login_process() {
+    if skip_without_root("a_console_login_without_logind_and_utmp") {
+        return;
+    }
+    // Agent, tmux, login and wua see no utmp (and this machine runs no
+    // logind): only the root `login` heading the audit session, on the
+    // pane's terminal, says which line is the login's.
+    without_utmp(|| {
+        let scene = Scene::new();
+        let pane = Tmux::login(&scene.cast.alice);
+        let (pane_tty, _) = pane.pane();
+        let context = json_in(&pane.run(&scene.context(), WAIT).output);
+        assert_context(
+            "alice's console login without utmp",
+            &context,
+            "interactive",
+            Some(true),
+            true,
+        );
+        assert_eq!(context["terminal"], pane_tty);
+        let facts = context["facts"].as_array().expect("facts are a list");
+        assert!(
+            facts.iter().any(|fact| fact["value"] == pane_tty
+                && fact["source"]
+                    .as_str()
+                    .is_some_and(|source| source.contains("root login process"))),
+            "the evidence names the login process's terminal: {context:#}"
+        );
+        // bob at that terminal is a secondary logon, refused the question.
+        pane.su(&scene.cast.bob, &scene.cast.bob_password);
+        let context = json_in(&pane.run(&scene.context(), WAIT).output);
+        assert_context(
+            "su bob in the console login without utmp",
+            &context,
+            "secondaryLogon",
+            None,
+            false,
+        );
+        assert_eq!(context["loginUid"], scene.cast.alice.uid);
+        let install = pane.run(&scene.install_asking(), WAIT);
+        assert_asking_failed("su bob in the console login without utmp", &install);
+    });
+}
+
+#[test]
 fn ssh_with_a_terminal_answers_the_question() {
     if skip_without_root("ssh_with_a_terminal_answers_the_question") {
         return;

@@ -166,6 +166,51 @@ pub fn ensure_machine() {
     *done = true;
 }
 
+/// Runs `test` on a thread of its own in a mount namespace of its own whose
+/// `/run` is an empty tmpfs: no utmp there (`/var/run` is `/run`), as on a
+/// machine with neither logind nor utmp. Everything the test starts — the
+/// agent's threads, tmux and the `login` in its pane, `wua` — inherits the
+/// namespace; the rest of the suite keeps its utmp. (A bind mount of
+/// `/dev/null` would be an empty utmp, not a missing one.)
+pub fn without_utmp<T: Send>(test: impl FnOnce() -> T + Send) -> T {
+    use nix::mount::{MsFlags, mount};
+    // Made out here, where the suite's utmp belongs: in the namespace it
+    // would be made in the empty /run.
+    ensure_machine();
+    std::thread::scope(|scope| {
+        let thread = scope.spawn(|| {
+            // A thread may take a mount namespace of its own; the test's
+            // thread (the main one with --test-threads=1) keeps the suite's.
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).expect("unshare(CLONE_NEWNS)");
+            // Private, so the tmpfs does not propagate to the machine's /run.
+            mount(
+                None::<&str>,
+                "/",
+                None::<&str>,
+                MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                None::<&str>,
+            )
+            .expect("make / private in the namespace");
+            mount(
+                Some("openwua-no-utmp"),
+                "/run",
+                Some("tmpfs"),
+                MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                Some("mode=0755"),
+            )
+            .expect("mount an empty /run");
+            assert!(
+                !Path::new("/var/run/utmp").exists(),
+                "utmp is gone in the namespace"
+            );
+            test()
+        });
+        thread
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
 // ---------------------------------------------------------------------------
 // Accounts
 
