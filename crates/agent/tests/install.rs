@@ -337,6 +337,63 @@ fn one_installation_at_a_time_and_abort_stops_the_rest() {
     );
 }
 
+/// Whether process `pid` has ended (gone, or a zombie nobody reaped yet),
+/// polled until `deadline`.
+fn ended_by(pid: &str, deadline: Instant) -> bool {
+    loop {
+        let ended = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => true,
+            Ok(stat) => stat
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        };
+        if ended || Instant::now() > deadline {
+            return ended;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// An installer dies with a SIGKILLed agent rather than run on beside the
+/// next one.
+#[test]
+fn an_installer_does_not_outlive_a_killed_agent() {
+    let mut fixture = Fixture::new(vec![(
+        1,
+        "Slow tool",
+        Installer {
+            script: "echo $$ > \"$OPENWUA_SANDBOX/installer.pid\"\nsleep 300".into(),
+            uninstall: false,
+            exit_codes: json!({ "codes": [{ "code": 0, "outcome": "succeeded" }] }),
+        },
+        json!({}),
+    )]);
+    fixture.job(DOWNLOAD, &[1]);
+    let (_client, _job_id) = fixture.start(INSTALL, &[1]);
+    let pid_file = fixture.sandbox().join("installer.pid");
+    wait_for(&pid_file);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let pid = loop {
+        let text = std::fs::read_to_string(&pid_file).unwrap();
+        if text.ends_with('\n') {
+            break text.trim().to_owned();
+        }
+        assert!(Instant::now() < deadline, "no whole pid in {text:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    fixture.agent.child.kill().unwrap();
+    fixture.agent.child.wait().unwrap();
+    let ended = ended_by(&pid, Instant::now() + Duration::from_secs(10));
+    if !ended {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid.parse().unwrap()),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    assert!(ended, "installer {pid} outlived the killed agent");
+    fixture.agent.kill_and_restart();
+}
+
 #[test]
 fn a_killed_agent_records_the_interrupted_install_and_frees_the_lock() {
     let mut fixture = Fixture::new(vec![

@@ -607,3 +607,121 @@ fn files_failure_midway_rolls_back() {
     assert!(!root.join("opt").exists());
     assert!(!fixture.backup.join("files-manifest.json").exists());
 }
+
+/// A root whose `etc` is a symbolic link to `outside`, an empty directory
+/// beside it (standing in for /etc or any directory out of the root).
+fn files_fixture_with_linked_etc() -> (Fixture, PathBuf, PathBuf) {
+    let fixture = Fixture::new();
+    let root = fixture.dir.path().join("root");
+    let outside = fixture.dir.path().join("outside");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    std::os::unix::fs::symlink(&outside, root.join("etc")).unwrap();
+    fixture.content_file("app.conf", b"new settings\n");
+    (fixture, root, outside)
+}
+
+fn assert_refused_link(outcome: &HandlerOutcome, root: &Path) {
+    assert_outcome(outcome, Outcome::Failed, WU_E_UH_INSTALLERFAILURE);
+    let link = root.join("etc").display().to_string();
+    assert!(
+        outcome.detail.contains(&link) && outcome.detail.contains("symbolic link"),
+        "{}",
+        outcome.detail
+    );
+}
+
+fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// A symbolic link to a directory beneath the root does not carry the
+/// root's writes out of it: nothing is written there, nothing recorded.
+#[test]
+fn files_do_not_follow_a_linked_directory_out_of_the_root() {
+    let (fixture, root, outside) = files_fixture_with_linked_etc();
+    for target in ["etc/app.conf", "etc/new/dir/app.conf"] {
+        let handler = files_handler(&root, &[("app.conf", target, None)]);
+        let outcome = fixture.run(&handler, Installation);
+        assert_refused_link(&outcome, &root);
+        assert_eq!(entries(&outside), Vec::<String>::new());
+        assert!(!fixture.backup.join("files-manifest.json").exists());
+    }
+}
+
+/// An existing file behind the link is neither backed up (read through
+/// the link) nor replaced.
+#[test]
+fn files_do_not_back_up_or_replace_a_file_behind_a_linked_directory() {
+    let (fixture, root, outside) = files_fixture_with_linked_etc();
+    std::fs::write(outside.join("app.conf"), "outside settings\n").unwrap();
+    let handler = files_handler(&root, &[("app.conf", "etc/app.conf", None)]);
+    let outcome = fixture.run(&handler, Installation);
+    assert_refused_link(&outcome, &root);
+    assert_eq!(entries(&outside), ["app.conf"]);
+    assert_eq!(
+        std::fs::read_to_string(outside.join("app.conf")).unwrap(),
+        "outside settings\n"
+    );
+    assert!(!fixture.backup.join("files").exists());
+}
+
+/// A directory swapped for a link after the install: the uninstall
+/// neither deletes nor restores through it, and fails saying so.
+#[test]
+fn files_uninstall_does_not_delete_or_restore_through_a_linked_directory() {
+    let fixture = Fixture::new();
+    let root = fixture.dir.path().join("root");
+    let outside = fixture.dir.path().join("outside");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(root.join("etc/old.conf"), "old settings\n").unwrap();
+    fixture.content_file("app.conf", b"new settings\n");
+    let handler = files_handler(
+        &root,
+        &[
+            ("app.conf", "etc/old.conf", None),
+            ("app.conf", "etc/app.conf", None),
+        ],
+    );
+    assert_outcome(
+        &fixture.run(&handler, Installation),
+        Outcome::Succeeded,
+        S_OK,
+    );
+
+    std::fs::rename(root.join("etc"), fixture.dir.path().join("moved")).unwrap();
+    std::os::unix::fs::symlink(&outside, root.join("etc")).unwrap();
+    std::fs::write(outside.join("app.conf"), "outside\n").unwrap();
+    std::fs::write(outside.join("old.conf"), "outside\n").unwrap();
+    let outcome = fixture.run(&handler, Uninstallation);
+    assert_refused_link(&outcome, &root);
+    assert_eq!(entries(&outside), ["app.conf", "old.conf"]);
+    for name in ["app.conf", "old.conf"] {
+        assert_eq!(
+            std::fs::read_to_string(outside.join(name)).unwrap(),
+            "outside\n"
+        );
+    }
+    // The record stays, for an uninstall once the link is dealt with.
+    assert!(fixture.backup.join("files-manifest.json").is_file());
+}
+
+/// `..` cannot climb out either, even where a link would make it land
+/// back inside.
+#[test]
+fn files_refuse_dot_dot_in_a_placement() {
+    let (fixture, root, outside) = files_fixture_with_linked_etc();
+    for target in ["etc/../x", "a/../../x", "./x/.."] {
+        let handler = files_handler(&root, &[("app.conf", target, None)]);
+        let outcome = fixture.run(&handler, Installation);
+        assert_outcome(&outcome, Outcome::Failed, WU_E_UH_INVALIDMETADATA);
+        assert_eq!(entries(&outside), Vec::<String>::new());
+        assert_eq!(entries(&root), ["etc"]);
+    }
+}

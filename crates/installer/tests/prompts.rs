@@ -485,3 +485,126 @@ fn a_debconf_question_arrives_structured_and_its_answer_reaches_the_postinst() {
         .unwrap_or_default();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// The descriptor numbers in an `ls /proc/PID/fd` listing, less those
+/// `inherited` ones.
+fn descriptors(listing: &str, inherited: &[u32]) -> Vec<u32> {
+    let mut fds: Vec<u32> = listing
+        .split_whitespace()
+        .filter_map(|word| word.parse().ok())
+        .filter(|fd| !inherited.contains(fd))
+        .collect();
+    fds.sort_unstable();
+    fds
+}
+
+/// The descriptors above 2 this test process has open without
+/// close-on-exec: what it was started with (a harness's pipes), which
+/// every program it runs inherits whatever the handlers do.
+fn inherited_by_the_test() -> Vec<u32> {
+    const O_CLOEXEC: u32 = 0o2000000;
+    std::fs::read_dir("/proc/self/fdinfo")
+        .unwrap()
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let fd: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let info = std::fs::read_to_string(entry.path()).ok()?;
+            let flags = info.lines().find_map(|line| line.strip_prefix("flags:"))?;
+            let flags = u32::from_str_radix(flags.trim(), 8).ok()?;
+            (fd > 2 && flags & O_CLOEXEC == 0).then_some(fd)
+        })
+        .collect()
+}
+
+/// An interactive installer's descendants get only what it has: its
+/// terminal as 0, 1 and 2 and its answer channel as 3 (the installer's to
+/// close for its children, `docs/prompts.md`); never the terminal's master
+/// or another descriptor of the agent's. Installers run beside other
+/// interactive installs opening terminals, so a descriptor the agent
+/// opens without close-on-exec would show up in some run's listing.
+#[test]
+fn an_installers_descendants_inherit_only_its_terminal_and_fd_3() {
+    let fixture = Fixture::interactive();
+    // `sh -c '…; :'` forks for `ls`, which lists the sh: a grandchild of
+    // the installer that opened nothing itself (the redirections happen
+    // in the installer's child before it runs sh).
+    fixture.script(
+        "install.sh",
+        r#"sh -c 'ls /proc/$$/fd; :' > "$OPENWUA_SANDBOX/grandchild-$$"
+sh -c 'ls /proc/$$/fd; :' > "$OPENWUA_SANDBOX/closed-$$" 3>&-"#,
+    );
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| {
+                for _ in 0..10 {
+                    let (outcome, _) = converse(
+                        &fixture,
+                        &command("install.sh"),
+                        Duration::from_secs(60),
+                        silent,
+                    );
+                    assert_succeeded(&fixture, &outcome);
+                }
+            });
+        }
+    });
+    let inherited = inherited_by_the_test();
+    let mut listings = 0;
+    for entry in std::fs::read_dir(&fixture.sandbox).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().into_string().unwrap();
+        let listing = std::fs::read_to_string(entry.path()).unwrap();
+        let expected: &[u32] = if name.starts_with("closed-") {
+            &[0, 1, 2]
+        } else {
+            &[0, 1, 2, 3]
+        };
+        assert_eq!(
+            descriptors(&listing, &inherited),
+            expected,
+            "{name}: {listing}"
+        );
+        listings += 1;
+    }
+    assert_eq!(listings, 80);
+}
+
+/// A terminal's descriptors are close-on-exec from the moment they exist:
+/// an installer started while another interactive install opens its
+/// terminal inherits neither end of it.
+#[test]
+fn an_installer_started_beside_a_terminal_being_opened_inherits_none_of_it() {
+    let fixture = Fixture::new();
+    fixture.script(
+        "install.sh",
+        r#"sh -c 'ls /proc/$$/fd; :' > "$OPENWUA_SANDBOX/listing-$$""#,
+    );
+    let (prompter, _stream) = Prompter::new(Duration::from_secs(60));
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| {
+                while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                    let log = std::fs::File::create(fixture.dir.path().join("terminal.log"));
+                    drop(prompter.terminal(log.unwrap()).unwrap());
+                }
+            });
+        }
+        for _ in 0..200 {
+            let outcome = fixture.install(&command("install.sh"), None);
+            assert_succeeded(&fixture, &outcome);
+        }
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    let inherited = inherited_by_the_test();
+    for entry in std::fs::read_dir(&fixture.sandbox).unwrap() {
+        let entry = entry.unwrap();
+        let listing = std::fs::read_to_string(entry.path()).unwrap();
+        assert_eq!(
+            descriptors(&listing, &inherited),
+            [0, 1, 2],
+            "{:?}: {listing}",
+            entry.file_name()
+        );
+    }
+}

@@ -8,11 +8,16 @@
 //! first install.
 
 use std::collections::HashSet;
+use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write as _};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::Ordering;
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Stat};
+use rustix::io::Errno;
 
 use openwua_catalog::revision::Handler;
 use openwua_model::enums::UpdateOperation;
@@ -78,6 +83,9 @@ enum Previous {
 /// One placement, checked.
 struct Planned {
     source: PathBuf,
+    /// Where it goes, relative to the root (only normal components).
+    relative: PathBuf,
+    /// The same under the root, for the record and details.
     target: PathBuf,
     mode: u32,
 }
@@ -108,13 +116,14 @@ pub(super) fn run(context: &HandlerContext<'_>) -> HandlerOutcome {
     };
     let result = match context.operation {
         UpdateOperation::Installation => plan(context, root, files).and_then(|planned| {
-            install(context, &planned)?;
+            install(context, &Root::open(Path::new(root))?, &planned)?;
             Ok(format!(
                 "the files handler placed {} file(s) under {root}",
                 planned.len()
             ))
         }),
-        UpdateOperation::Uninstallation => uninstall(context.backup_dir)
+        UpdateOperation::Uninstallation => Root::open(Path::new(root))
+            .and_then(|root| uninstall(&root, context.backup_dir))
             .map(|restored| format!("the files handler restored {restored} file(s) under {root}")),
     };
     match result {
@@ -181,6 +190,7 @@ fn plan(
         };
         planned.push(Planned {
             source,
+            relative: target.to_path_buf(),
             target: root.join(target),
             mode,
         });
@@ -202,7 +212,7 @@ fn parse_mode(text: &str) -> Option<u32> {
 
 /// Records, then places every file; on any failure puts back what this run
 /// already changed.
-fn install(context: &HandlerContext<'_>, planned: &[Planned]) -> Result<(), Fail> {
+fn install(context: &HandlerContext<'_>, root: &Root, planned: &[Planned]) -> Result<(), Fail> {
     let backup_dir = context.backup_dir;
     create_dir_synced(backup_dir)?;
     let manifest_path = backup_dir.join(MANIFEST);
@@ -219,7 +229,7 @@ fn install(context: &HandlerContext<'_>, planned: &[Planned]) -> Result<(), Fail
     let mut before: Vec<Option<Saved>> = Vec::with_capacity(planned.len());
     let mut new_dirs: Vec<PathBuf> = Vec::new();
     for (index, item) in planned.iter().enumerate() {
-        let current = regular_or_absent(&item.target)?;
+        let current = root.regular_or_absent(&item.relative)?;
         let recorded = manifest
             .entries
             .iter()
@@ -231,7 +241,7 @@ fn install(context: &HandlerContext<'_>, planned: &[Planned]) -> Result<(), Fail
                 // for undoing this run.
                 create_dir_synced(&rollback_dir)?;
                 let copy = rollback_dir.join(index.to_string());
-                copy_synced(&item.target, &copy)?;
+                copy_synced(root.read(&item.relative)?, &copy)?;
                 before.push(Some(Saved::of(copy, &metadata)));
             }
             (None, None) => {
@@ -245,7 +255,7 @@ fn install(context: &HandlerContext<'_>, planned: &[Planned]) -> Result<(), Fail
                 let name = PathBuf::from(BACKUPS).join(manifest.entries.len().to_string());
                 let copy = backup_dir.join(&name);
                 create_dir_synced(&backup_dir.join(BACKUPS))?;
-                copy_synced(&item.target, &copy)?;
+                copy_synced(root.read(&item.relative)?, &copy)?;
                 let saved = Saved::of(copy, &metadata);
                 manifest.entries.push(Entry {
                     path: item.target.clone(),
@@ -259,15 +269,16 @@ fn install(context: &HandlerContext<'_>, planned: &[Planned]) -> Result<(), Fail
                 before.push(Some(saved));
             }
         }
-        for dir in missing_dirs(&item.target) {
+        for dir in root.missing_dirs(&item.relative)? {
             if !new_dirs.contains(&dir) {
                 new_dirs.push(dir);
             }
         }
     }
     for dir in &new_dirs {
-        if !manifest.created_dirs.contains(dir) {
-            manifest.created_dirs.push(dir.clone());
+        let dir = root.path.join(dir);
+        if !manifest.created_dirs.contains(&dir) {
+            manifest.created_dirs.push(dir);
         }
     }
     write_manifest(&manifest_path, &manifest)?;
@@ -282,7 +293,7 @@ fn install(context: &HandlerContext<'_>, planned: &[Planned]) -> Result<(), Fail
             )));
             break;
         }
-        if let Err(outcome) = place_new(item) {
+        if let Err(outcome) = root.place(&item.relative, &item.source, item.mode, None) {
             failure = Some(outcome);
             break;
         }
@@ -297,11 +308,11 @@ fn install(context: &HandlerContext<'_>, planned: &[Planned]) -> Result<(), Fail
     // record itself when this was the first install.
     let mut undo_errors = Vec::new();
     for (item, saved) in planned.iter().zip(&before).take(placed).rev() {
-        if let Err(outcome) = restore(&item.target, saved.as_ref()) {
+        if let Err(outcome) = root.restore(&item.relative, saved.as_ref()) {
             undo_errors.push(outcome.detail);
         }
     }
-    remove_empty_dirs(&new_dirs);
+    root.remove_empty_dirs(&new_dirs);
     let _ = remove_dir_all_quiet(&rollback_dir);
     if fresh && undo_errors.is_empty() {
         let _ = forget(backup_dir);
@@ -317,7 +328,7 @@ fn install(context: &HandlerContext<'_>, planned: &[Planned]) -> Result<(), Fail
 }
 
 /// Puts every recorded target back; returns how many.
-fn uninstall(backup_dir: &Path) -> Result<usize, Fail> {
+fn uninstall(root: &Root, backup_dir: &Path) -> Result<usize, Fail> {
     let manifest_path = backup_dir.join(MANIFEST);
     let Some(manifest) = read_manifest(&manifest_path)? else {
         return Err(HandlerOutcome::failed(
@@ -343,9 +354,14 @@ fn uninstall(backup_dir: &Path) -> Result<usize, Fail> {
                 gid: *gid,
             }),
         };
-        restore(&entry.path, saved.as_ref())?;
+        root.restore(&root.relative(&entry.path)?, saved.as_ref())?;
     }
-    remove_empty_dirs(&manifest.created_dirs);
+    let created_dirs = manifest
+        .created_dirs
+        .iter()
+        .map(|dir| root.relative(dir))
+        .collect::<Result<Vec<_>, _>>()?;
+    root.remove_empty_dirs(&created_dirs);
     forget(backup_dir)?;
     Ok(manifest.entries.len())
 }
@@ -360,128 +376,13 @@ struct Saved {
 }
 
 impl Saved {
-    fn of(path: PathBuf, metadata: &std::fs::Metadata) -> Saved {
+    fn of(path: PathBuf, stat: &Stat) -> Saved {
         Saved {
             path,
-            mode: metadata.mode() & 0o7777,
-            uid: metadata.uid(),
-            gid: metadata.gid(),
+            mode: stat.st_mode & 0o7777,
+            uid: stat.st_uid,
+            gid: stat.st_gid,
         }
-    }
-}
-
-/// Puts a target back: the saved copy, or nothing.
-fn restore(target: &Path, saved: Option<&Saved>) -> Result<(), Fail> {
-    match saved {
-        Some(saved) => place(
-            &saved.path,
-            target,
-            saved.mode,
-            Some((saved.uid, saved.gid)),
-        ),
-        None => match std::fs::remove_file(target) {
-            Ok(()) => sync_parent(target),
-            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(error) => Err(io_fail("remove", target, error)),
-        },
-    }
-}
-
-/// Places one planned file, making its directories.
-fn place_new(item: &Planned) -> Result<(), Fail> {
-    if let Some(parent) = item.target.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| io_fail("create the directory", parent, e))?;
-    }
-    place(&item.source, &item.target, item.mode, None)
-}
-
-/// Replaces `target` atomically with `source`'s bytes: a temporary file
-/// beside it, written, synced, given its mode (and owner), renamed over it,
-/// and the directory synced.
-fn place(source: &Path, target: &Path, mode: u32, owner: Option<(u32, u32)>) -> Result<(), Fail> {
-    let (Some(parent), Some(name)) = (target.parent(), target.file_name()) else {
-        return Err(io_fail(
-            "place",
-            target,
-            io::Error::new(io::ErrorKind::InvalidInput, "not a file path"),
-        ));
-    };
-    let temporary = parent.join(format!(
-        ".{}.openwua-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let _ = std::fs::remove_file(&temporary);
-        let mut input = File::open(source).map_err(|e| io_fail("read", source, e))?;
-        let mut output = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&temporary)
-            .map_err(|e| io_fail("create", &temporary, e))?;
-        io::copy(&mut input, &mut output).map_err(|e| io_fail("write", &temporary, e))?;
-        if let Some((uid, gid)) = owner {
-            let metadata = output
-                .metadata()
-                .map_err(|e| io_fail("read", &temporary, e))?;
-            if (metadata.uid(), metadata.gid()) != (uid, gid) {
-                std::os::unix::fs::fchown(&output, Some(uid), Some(gid))
-                    .map_err(|e| io_fail("give back the owner of", target, e))?;
-            }
-        }
-        // After chown, which may clear set-id bits.
-        output
-            .set_permissions(std::fs::Permissions::from_mode(mode))
-            .map_err(|e| io_fail("set the mode of", &temporary, e))?;
-        output
-            .sync_all()
-            .map_err(|e| io_fail("write", &temporary, e))?;
-        std::fs::rename(&temporary, target).map_err(|e| io_fail("replace", target, e))?;
-        sync_parent(target)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temporary);
-    }
-    result
-}
-
-/// The target's metadata if it is a regular file, None if absent; anything
-/// else (a directory, a link) is refused before changes.
-fn regular_or_absent(target: &Path) -> Result<Option<std::fs::Metadata>, Fail> {
-    match std::fs::symlink_metadata(target) {
-        Ok(metadata) if metadata.file_type().is_file() => Ok(Some(metadata)),
-        Ok(_) => Err(HandlerOutcome::failed(
-            WU_E_UH_INSTALLERFAILURE,
-            format!(
-                "the files handler changed nothing: {} exists and is not a regular file",
-                target.display()
-            ),
-        )),
-        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(error) => Err(io_fail("examine", target, error)),
-    }
-}
-
-/// The target's ancestors that do not exist yet, outermost first.
-fn missing_dirs(target: &Path) -> Vec<PathBuf> {
-    let mut missing: Vec<PathBuf> = target
-        .ancestors()
-        .skip(1)
-        .take_while(|dir| std::fs::symlink_metadata(dir).is_err())
-        .map(Path::to_path_buf)
-        .collect();
-    missing.reverse();
-    missing
-}
-
-/// Removes directories an install made, innermost first, if empty.
-fn remove_empty_dirs(dirs: &[PathBuf]) {
-    let mut dirs: Vec<&PathBuf> = dirs.iter().collect();
-    dirs.sort_by_key(|dir| std::cmp::Reverse(dir.components().count()));
-    for dir in dirs {
-        // Not empty means something else lives there now: keep it.
-        let _ = std::fs::remove_dir(dir);
     }
 }
 
@@ -543,9 +444,8 @@ fn forget(backup_dir: &Path) -> Result<(), Fail> {
     remove_dir_all_quiet(&backups).map_err(|e| io_fail("remove", &backups, e))
 }
 
-/// Copies a file's bytes and syncs the copy.
-fn copy_synced(from: &Path, to: &Path) -> Result<(), Fail> {
-    let mut input = File::open(from).map_err(|e| io_fail("back up", from, e))?;
+/// Copies `input` to `to` and syncs the copy.
+fn copy_synced(mut input: File, to: &Path) -> Result<(), Fail> {
     let mut output = OpenOptions::new()
         .write(true)
         .create(true)
@@ -581,4 +481,292 @@ fn remove_dir_all_quiet(dir: &Path) -> io::Result<()> {
         Err(error) if error.kind() != io::ErrorKind::NotFound => Err(error),
         _ => Ok(()),
     }
+}
+
+/// The resolution every target path goes through.
+const BENEATH: ResolveFlags = ResolveFlags::BENEATH
+    .union(ResolveFlags::NO_SYMLINKS)
+    .union(ResolveFlags::NO_MAGICLINKS);
+
+/// The handler's root, opened once. Every target, its directories, its
+/// backup and its restore are reached from this descriptor one component at
+/// a time with openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS), then changed
+/// through the parent directory's descriptor (mkdirat, renameat,
+/// unlinkat): a symbolic link anywhere beneath the root (`etc ->
+/// /elsewhere`) is refused, never followed, and a directory swapped for
+/// one between steps cannot redirect a write.
+struct Root {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+impl Root {
+    /// The root itself is the catalog's and may be reached through links
+    /// (`/usr/local` on some systems); what lies beneath it may not.
+    fn open(path: &Path) -> Result<Root, Fail> {
+        let fd = rustix::fs::open(
+            path,
+            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|error| io_fail("open its root", path, error.into()))?;
+        Ok(Root {
+            fd,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// A recorded target's path relative to the root; a record naming
+    /// anything else is damaged.
+    fn relative(&self, target: &Path) -> Result<PathBuf, Fail> {
+        match target.strip_prefix(&self.path) {
+            Ok(relative)
+                if relative.components().next().is_some()
+                    && relative
+                        .components()
+                        .all(|c| matches!(c, Component::Normal(_))) =>
+            {
+                Ok(relative.to_path_buf())
+            }
+            _ => Err(HandlerOutcome::failed(
+                WU_E_UH_INSTALLERFAILURE,
+                format!(
+                    "the files handler's record names {}, which is not beneath its root {}; nothing more was changed",
+                    target.display(),
+                    self.path.display()
+                ),
+            )),
+        }
+    }
+
+    /// The failure for `errno` met while resolving `relative`.
+    fn fail(&self, what: &str, relative: &Path, errno: Errno) -> Fail {
+        let path = self.path.join(relative);
+        let detail = match errno {
+            Errno::LOOP | Errno::XDEV => format!(
+                "the files handler did not {what} {}: it is a symbolic link (or leads out of {}), and the handler follows none beneath its root",
+                path.display(),
+                self.path.display()
+            ),
+            Errno::NOSYS => format!(
+                "the files handler did not {what} {}: this kernel has no openat2 (Linux 5.6 or later), without which paths beneath the root cannot be resolved safely",
+                path.display()
+            ),
+            _ => format!(
+                "the files handler could not {what} {}: {}",
+                path.display(),
+                io::Error::from(errno)
+            ),
+        };
+        HandlerOutcome::failed(WU_E_UH_INSTALLERFAILURE, detail)
+    }
+
+    /// Opens `name` in `dir` beneath the root, never through a link (a
+    /// link is ELOOP, also where O_DIRECTORY would say ENOTDIR).
+    fn open_in(dir: &OwnedFd, name: &OsStr, flags: OFlags, mode: Mode) -> Result<OwnedFd, Errno> {
+        rustix::fs::openat2(
+            dir,
+            name,
+            flags | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+            mode,
+            BENEATH,
+        )
+        .map_err(
+            |errno| match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(stat) if FileType::from_raw_mode(stat.st_mode) == FileType::Symlink => {
+                    Errno::LOOP
+                }
+                _ => errno,
+            },
+        )
+    }
+
+    /// The directory holding `relative`, walked from the root; None when a
+    /// directory on the way does not exist. With `create`, missing ones are
+    /// made (mode 0755) and listed there, relative to the root.
+    fn parent(
+        &self,
+        relative: &Path,
+        mut create: Option<&mut Vec<PathBuf>>,
+    ) -> Result<Option<OwnedFd>, Fail> {
+        let mut dir = rustix::io::fcntl_dupfd_cloexec(&self.fd, 0)
+            .map_err(|errno| self.fail("open", Path::new(""), errno))?;
+        let mut walked = PathBuf::new();
+        let parent = relative.parent().unwrap_or(Path::new(""));
+        for component in parent.components() {
+            let name = component.as_os_str();
+            walked.push(name);
+            let flags = OFlags::DIRECTORY | OFlags::RDONLY;
+            dir = match Self::open_in(&dir, name, flags, Mode::empty()) {
+                Ok(next) => next,
+                Err(Errno::NOENT) => match create.as_deref_mut() {
+                    None => return Ok(None),
+                    Some(created) => {
+                        rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(0o755))
+                            .map_err(|errno| self.fail("create the directory", &walked, errno))?;
+                        created.push(walked.clone());
+                        Self::open_in(&dir, name, flags, Mode::empty())
+                            .map_err(|errno| self.fail("open", &walked, errno))?
+                    }
+                },
+                Err(errno) => return Err(self.fail("open", &walked, errno)),
+            };
+        }
+        Ok(Some(dir))
+    }
+
+    /// The directories `relative` needs that do not exist yet, outermost
+    /// first; a link on the way is refused here, before anything changes.
+    fn missing_dirs(&self, relative: &Path) -> Result<Vec<PathBuf>, Fail> {
+        let mut dir = rustix::io::fcntl_dupfd_cloexec(&self.fd, 0)
+            .map_err(|errno| self.fail("open", Path::new(""), errno))?;
+        let mut walked = PathBuf::new();
+        let mut missing = Vec::new();
+        for component in relative.parent().unwrap_or(Path::new("")).components() {
+            walked.push(component);
+            if !missing.is_empty() {
+                missing.push(walked.clone());
+                continue;
+            }
+            let flags = OFlags::DIRECTORY | OFlags::RDONLY;
+            match Self::open_in(&dir, component.as_os_str(), flags, Mode::empty()) {
+                Ok(next) => dir = next,
+                Err(Errno::NOENT) => missing.push(walked.clone()),
+                Err(errno) => return Err(self.fail("open", &walked, errno)),
+            }
+        }
+        Ok(missing)
+    }
+
+    fn name(relative: &Path) -> &OsStr {
+        relative.file_name().unwrap_or(OsStr::new("."))
+    }
+
+    /// The target's status if it is a regular file, None if absent;
+    /// anything else (a directory, a link) is refused before changes.
+    fn regular_or_absent(&self, relative: &Path) -> Result<Option<Stat>, Fail> {
+        let Some(parent) = self.parent(relative, None)? else {
+            return Ok(None);
+        };
+        match rustix::fs::statat(&parent, Self::name(relative), AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(stat) if FileType::from_raw_mode(stat.st_mode) == FileType::RegularFile => {
+                Ok(Some(stat))
+            }
+            Ok(_) => Err(HandlerOutcome::failed(
+                WU_E_UH_INSTALLERFAILURE,
+                format!(
+                    "the files handler changed nothing: {} exists and is not a regular file",
+                    self.path.join(relative).display()
+                ),
+            )),
+            Err(Errno::NOENT) => Ok(None),
+            Err(errno) => Err(self.fail("examine", relative, errno)),
+        }
+    }
+
+    /// The target, opened for reading (to back it up).
+    fn read(&self, relative: &Path) -> Result<File, Fail> {
+        let parent = self
+            .parent(relative, None)?
+            .ok_or_else(|| self.fail("back up", relative, Errno::NOENT))?;
+        Self::open_in(&parent, Self::name(relative), OFlags::RDONLY, Mode::empty())
+            .map(File::from)
+            .map_err(|errno| self.fail("back up", relative, errno))
+    }
+
+    /// Replaces the target atomically with `source`'s bytes: a temporary
+    /// file beside it, written, synced, given its mode (and owner), renamed
+    /// over it within the parent, and the parent synced. Missing
+    /// directories are made on the way.
+    fn place(
+        &self,
+        relative: &Path,
+        source: &Path,
+        mode: u32,
+        owner: Option<(u32, u32)>,
+    ) -> Result<(), Fail> {
+        let parent = self
+            .parent(relative, Some(&mut Vec::new()))?
+            .ok_or_else(|| self.fail("place", relative, Errno::NOENT))?;
+        let name = Self::name(relative);
+        let mut temporary_name = OsStr::new(".").to_os_string();
+        temporary_name.push(name);
+        temporary_name.push(format!(".openwua-{}", std::process::id()));
+        let temporary = relative.with_file_name(&temporary_name);
+        let result = (|| {
+            let _ = rustix::fs::unlinkat(&parent, &temporary_name, AtFlags::empty());
+            let mut input = File::open(source).map_err(|e| io_fail("read", source, e))?;
+            let mut output = Self::open_in(
+                &parent,
+                &temporary_name,
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL,
+                Mode::from_raw_mode(0o600),
+            )
+            .map(File::from)
+            .map_err(|errno| self.fail("create", &temporary, errno))?;
+            io::copy(&mut input, &mut output)
+                .map_err(|e| self.fail("write", &temporary, errno_of(&e)))?;
+            if let Some((uid, gid)) = owner {
+                let stat = rustix::fs::fstat(&output)
+                    .map_err(|errno| self.fail("read", &temporary, errno))?;
+                if (stat.st_uid, stat.st_gid) != (uid, gid) {
+                    std::os::unix::fs::fchown(&output, Some(uid), Some(gid))
+                        .map_err(|e| self.fail("give back the owner of", relative, errno_of(&e)))?;
+                }
+            }
+            // After chown, which may clear set-id bits.
+            rustix::fs::fchmod(&output, Mode::from_raw_mode(mode))
+                .map_err(|errno| self.fail("set the mode of", &temporary, errno))?;
+            rustix::fs::fsync(&output).map_err(|errno| self.fail("write", &temporary, errno))?;
+            rustix::fs::renameat(&parent, &temporary_name, &parent, name)
+                .map_err(|errno| self.fail("replace", relative, errno))?;
+            rustix::fs::fsync(&parent).map_err(|errno| self.fail("sync", relative, errno))
+        })();
+        if result.is_err() {
+            let _ = rustix::fs::unlinkat(&parent, &temporary_name, AtFlags::empty());
+        }
+        result
+    }
+
+    /// Puts a target back: the saved copy, or nothing.
+    fn restore(&self, relative: &Path, saved: Option<&Saved>) -> Result<(), Fail> {
+        match saved {
+            Some(saved) => self.place(
+                relative,
+                &saved.path,
+                saved.mode,
+                Some((saved.uid, saved.gid)),
+            ),
+            None => {
+                let Some(parent) = self.parent(relative, None)? else {
+                    return Ok(());
+                };
+                match rustix::fs::unlinkat(&parent, Self::name(relative), AtFlags::empty()) {
+                    Ok(()) => rustix::fs::fsync(&parent)
+                        .map_err(|errno| self.fail("sync", relative, errno)),
+                    Err(Errno::NOENT) => Ok(()),
+                    Err(errno) => Err(self.fail("remove", relative, errno)),
+                }
+            }
+        }
+    }
+
+    /// Removes directories an install made, innermost first, if empty.
+    fn remove_empty_dirs(&self, dirs: &[PathBuf]) {
+        let mut dirs: Vec<&PathBuf> = dirs.iter().collect();
+        dirs.sort_by_key(|dir| std::cmp::Reverse(dir.components().count()));
+        for dir in dirs {
+            // Not empty means something else lives there now: keep it.
+            if let Ok(Some(parent)) = self.parent(dir, None) {
+                let _ = rustix::fs::unlinkat(&parent, Self::name(dir), AtFlags::REMOVEDIR);
+            }
+        }
+    }
+}
+
+/// The errno inside an I/O error, for [`Root::fail`].
+fn errno_of(error: &io::Error) -> Errno {
+    error
+        .raw_os_error()
+        .map_or(Errno::IO, Errno::from_raw_os_error)
 }

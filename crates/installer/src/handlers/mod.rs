@@ -350,9 +350,9 @@ fn run_program(
             // stdin (the pty). Not a group leader here, setsid does not
             // fork, so the program's pid is its session and group: killpg
             // still reaches everything it started.
-            command = Command::new("setsid");
+            command = dies_with_the_agent();
             command
-                .arg("--ctty")
+                .args(["setsid", "--ctty"])
                 .arg(program.path)
                 .args(program.args)
                 .stdin(stdin)
@@ -378,8 +378,9 @@ fn run_program(
                     ));
                 }
             };
-            command = Command::new(program.path);
+            command = dies_with_the_agent();
             command
+                .arg(program.path)
                 .args(program.args)
                 .stdin(Stdio::null())
                 .stdout(stdout)
@@ -494,6 +495,20 @@ fn run_program(
             }
         }
     }
+}
+
+/// `setpriv --pdeathsig KILL --`, to which the program and its arguments
+/// are added: the kernel kills the program when the thread that started it
+/// ends, which the handler's thread does only after the program has ended
+/// — or when the agent dies (SIGKILL, a crash). So an installer never runs
+/// on beside a restarted agent, which would start another. setpriv
+/// (util-linux) only sets the flag and execs, keeping the pid, so the
+/// program still leads its process group; `unsafe_code` rules out setting
+/// it between fork and exec ourselves.
+fn dies_with_the_agent() -> Command {
+    let mut command = Command::new("setpriv");
+    command.args(["--pdeathsig", "KILL", "--"]);
+    command
 }
 
 /// SIGTERM to the group, `grace` for the leader to exit, then SIGKILL to

@@ -19,11 +19,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
-use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::pty::{Winsize, openpty};
+
 use nix::sys::termios::{LocalFlags, SetArg, tcgetattr, tcsetattr};
 use openwua_model::prompt::PromptEvent;
+use rustix::pty::{OpenptFlags, grantpt, ioctl_tiocgptpeer, openpt, unlockpt};
+use rustix::termios::Winsize;
 
 use super::Prompter;
 
@@ -63,23 +65,17 @@ impl Prompter {
     /// Allocates a pseudo-terminal relayed to this prompter's stream; its
     /// output is also appended to `log`.
     pub fn terminal(&self, log: File) -> io::Result<Terminal> {
-        let pty = openpty(&INITIAL_SIZE, None).map_err(io::Error::from)?;
-        quiet_echo(&pty.slave)?;
-        // openpty(3) leaves both open across exec: no program of ours may
-        // inherit the master (it would keep the terminal from ever being
-        // hung up), nor a stray slave.
-        for fd in [&pty.master, &pty.slave] {
-            fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).map_err(io::Error::from)?;
-        }
+        let (master, slave) = open_pty()?;
+        quiet_echo(&slave)?;
         // Non-blocking, so a full input buffer (an installer that does not
         // read) never stalls the relay or keeps the master open.
-        fcntl(&pty.master, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map_err(io::Error::from)?;
+        fcntl(&master, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map_err(io::Error::from)?;
         let (input, inputs) = mpsc::channel();
         let number = self.attach_terminal(input);
         let stop = Arc::new(AtomicBool::new(false));
         let hang_up = Arc::new(AtomicBool::new(false));
         let relay = Relay {
-            master: File::from(pty.master),
+            master: File::from(master),
             inputs,
             prompter: self.clone(),
             log,
@@ -97,7 +93,7 @@ impl Prompter {
             }
         };
         Ok(Terminal {
-            slave: Some(pty.slave),
+            slave: Some(slave),
             stop,
             hang_up,
             relay: Some(thread),
@@ -105,6 +101,22 @@ impl Prompter {
             prompter: self.clone(),
         })
     }
+}
+
+/// A pseudo-terminal's master and slave, both close-on-exec from the
+/// moment they exist: openpty(3) opens them inheritable, and a program
+/// another thread starts before they are marked would inherit them (a
+/// master kept open elsewhere means the terminal is never hung up). The
+/// installer still gets the slave: spawning dup2s it onto 0, 1 and 2,
+/// which clears the flag on those copies only.
+fn open_pty() -> io::Result<(OwnedFd, OwnedFd)> {
+    let flags = OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC;
+    let master = openpt(flags)?;
+    grantpt(&master)?;
+    unlockpt(&master)?;
+    let slave = ioctl_tiocgptpeer(&master, flags)?;
+    rustix::termios::tcsetwinsize(&slave, INITIAL_SIZE)?;
+    Ok((master, slave))
 }
 
 /// Turns the terminal's echo off. The client relays in line mode and its
