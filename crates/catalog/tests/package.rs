@@ -938,3 +938,69 @@ fn content_the_signed_snapshot_does_not_list_is_refused_unread() {
         "a listed content file claiming 4 GiB",
     );
 }
+#[test]
+fn content_file_names_must_be_plain() {
+    let built = build(false);
+    let long = "x".repeat(256);
+    for name in [
+        "../x", "/etc/x", "a/b", "", ".", "..", "a\0b", "a\nb", "a\u{7f}b", &long,
+    ] {
+        let mut document = serde_json::to_value(&built.snapshot).unwrap();
+        let revision = document["revisions"]
+            .as_array_mut()
+            .unwrap()
+            .iter_mut()
+            .find(|revision| !revision["content"].as_array().unwrap().is_empty())
+            .unwrap();
+        revision["content"][0]["fileName"] = name.into();
+        revision["update"]["downloadContents"][0]["fileName"] = name.into();
+        let error = assert_refused(
+            open_bytes(&built, &resigned(&built, &document, &built.key)),
+            WU_E_OL_INVALID_SCANFILE,
+            &format!("file name {name:?}"),
+        );
+        assert!(
+            matches!(&error, CatalogError::Malformed(message) if message.contains("file name")),
+            "{name:?}: {error:?}"
+        );
+
+        // Nor is such a package written.
+        let snapshot: Snapshot = serde_json::from_value(document).unwrap();
+        let out = built.dir.path().join("bad-name.wuapkg");
+        let error = package::write_package(&snapshot, &[], &built.key, &out).unwrap_err();
+        assert!(matches!(error, CatalogError::Malformed(_)), "{error:?}");
+        assert!(!out.exists());
+    }
+    // 255 bytes is a file name Linux takes.
+    let mut snapshot = built.snapshot.clone();
+    let revision = snapshot
+        .revisions
+        .iter_mut()
+        .find(|revision| !revision.content.is_empty())
+        .unwrap();
+    revision.content[0].file_name = "x".repeat(255);
+    revision.update.download_contents[0].file_name = "x".repeat(255);
+    snapshot.validate().unwrap();
+}
+
+#[test]
+fn manifests_refuse_file_names_a_package_could_not_carry() {
+    // Too long for Linux to create; a control character it would create.
+    let long = "x".repeat(256);
+    for (name, toml, create) in [
+        (&long[..], long.clone(), false),
+        ("a\u{1}b", "a\\u0001b".into(), true),
+    ] {
+        let message = manifest_error("tzdata-2026b", |dir, text| {
+            if create {
+                fs::write(dir.join(name), b"payload").unwrap();
+            }
+            text.replace("\"NEWS\"", &format!("\"NEWS\", \"{toml}\""))
+        });
+        assert!(
+            message.contains("tzdata-2026b/update.toml: files"),
+            "{message}"
+        );
+        assert!(message.contains("control characters"), "{message}");
+    }
+}
