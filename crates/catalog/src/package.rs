@@ -248,7 +248,8 @@ pub fn open_package(path: &Path, key: &PublicKey) -> Result<VerifiedPackage, Cat
     let content_budget = referenced
         .values()
         .fold(4 * BLOCK + MAX_END_PADDING, |total, size| {
-            total.saturating_add(size.div_ceil(BLOCK).saturating_add(1) * BLOCK)
+            let padded = size.div_ceil(BLOCK).saturating_add(1).saturating_mul(BLOCK);
+            total.saturating_add(padded)
         });
     budget.set(budget.get().saturating_add(content_budget));
     let mut content = Vec::new();
