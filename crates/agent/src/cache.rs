@@ -10,8 +10,8 @@ use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use openwua_catalog::revision::ContentFile;
-use openwua_model::hresult::WU_E_DM_DOWNLOADFILEMISSING;
+use openwua_catalog::revision::{ContentFile, check_file_name};
+use openwua_model::hresult::{WU_E_DM_DOWNLOADFILEMISSING, WU_E_UH_INVALIDMETADATA};
 use openwua_model::update::Sha256Digest;
 use uuid::Uuid;
 
@@ -52,8 +52,19 @@ impl Cache {
 
     /// A fresh, empty directory holding `files` under their names (hard
     /// links into the cache, copies across file systems), for one update
-    /// of one job.
+    /// of one job. A name that is not a plain file name is refused before
+    /// anything is created.
     pub fn stage(&self, job_id: Uuid, update_id: Uuid, files: &[ContentFile]) -> Result<PathBuf> {
+        // The catalog refuses such names; a store written by an older
+        // agent may still hold one, and the names are joined below as root.
+        for file in files {
+            check_file_name(&file.file_name).map_err(|reason| {
+                AgentError::new(
+                    WU_E_UH_INVALIDMETADATA,
+                    format!("update {update_id}: content file {reason}"),
+                )
+            })?;
+        }
         let dir = self
             .root
             .join("staging")
@@ -210,5 +221,34 @@ mod tests {
         std::fs::remove_file(cache.content_path(&digest(1))).unwrap();
         let missing = cache.stage(job, update, &[file]).unwrap_err();
         assert_eq!(missing.hresult, WU_E_DM_DOWNLOADFILEMISSING);
+    }
+
+    #[test]
+    fn staging_refuses_names_that_leave_the_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(&dir.path().join("cache"));
+        cache.prepare().unwrap();
+        std::fs::write(cache.content_path(&digest(1)), b"payload").unwrap();
+        let outside = dir.path().join("x");
+        for name in [
+            // From cache/staging/<job>/<update>/content.
+            "../../../../../x".to_owned(),
+            outside.display().to_string(),
+            String::new(),
+            "..".into(),
+        ] {
+            let file = ContentFile {
+                file_name: name.clone(),
+                size: 7,
+                sha256: digest(1),
+                url: String::new(),
+            };
+            let refused = cache
+                .stage(Uuid::from_u128(1), Uuid::from_u128(2), &[file])
+                .unwrap_err();
+            assert_eq!(refused.hresult, WU_E_UH_INVALIDMETADATA, "{name:?}");
+            assert!(!outside.exists(), "{name:?}");
+            assert!(!dir.path().join("cache/staging").exists(), "{name:?}");
+        }
     }
 }

@@ -3,8 +3,13 @@
 
 mod common;
 
+use std::path::Path;
+
 use common::*;
+use openwua_catalog::package;
 use openwua_catalog::revision::Applicability;
+use openwua_catalog::signing::SecretKey;
+use openwua_catalog::snapshot::Snapshot;
 use serde_json::json;
 
 fn updates(count: u128) -> Vec<openwua_catalog::revision::Revision> {
@@ -317,4 +322,56 @@ fn a_second_agent_on_the_same_state_directory_refuses_to_start() {
     agent
         .call("org.openwua.Agent.GetSystemInfo", json!({}))
         .unwrap();
+}
+
+/// Writes `snapshot`, signed with `key`, laid out as `write_package` does
+/// but without validating it: what a hostile or careless publisher signs.
+fn write_unvalidated(snapshot: &Snapshot, key: &SecretKey, path: &Path) {
+    let bytes = serde_json::to_vec(snapshot).unwrap();
+    let signature = key.sign(&bytes);
+    let mut encoder = zstd::Encoder::new(std::fs::File::create(path).unwrap(), 3).unwrap();
+    encoder.include_checksum(true).unwrap();
+    let mut archive = tar::Builder::new(encoder);
+    for (name, data) in [
+        (package::SNAPSHOT_ENTRY, &bytes[..]),
+        (package::SIGNATURE_ENTRY, &signature[..]),
+    ] {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        archive.append_data(&mut header, name, data).unwrap();
+    }
+    archive.into_inner().unwrap().finish().unwrap();
+}
+
+#[test]
+fn content_file_names_that_leave_the_staging_directory_are_refused() {
+    let agent = AgentProcess::start(&[]);
+    let (key, public) = key();
+    let package = agent.dir.path().join("service.owpkg");
+    let before = store_bytes(&agent);
+    for name in ["../x", "/etc/x"] {
+        let installer = Installer {
+            script: "true".into(),
+            uninstall: false,
+            exit_codes: json!({}),
+        };
+        let (mut escaping, _) = installable(agent.dir.path(), 1, "Escaping", installer, json!({}));
+        escaping.content[0].file_name = name.into();
+        escaping.update.download_contents[0].file_name = name.into();
+        write_unvalidated(&snapshot(1, vec![escaping]), &key, &package);
+        let refusal = add_package(&agent, &package, &public).unwrap_err();
+        assert_eq!(error_name(&refusal), "WU_E_OL_INVALID_SCANFILE", "{name}");
+        let detail = refusal["parameters"]["detail"].as_str().unwrap();
+        assert!(detail.contains("not a plain file name"), "{detail}");
+    }
+    let services = agent
+        .call("org.openwua.Agent.ListServices", json!({}))
+        .unwrap();
+    assert_eq!(services["services"], json!([]));
+    assert!(
+        before == store_bytes(&agent),
+        "a refused package changed the store"
+    );
+    assert!(!agent.dir.path().join("x").exists());
 }

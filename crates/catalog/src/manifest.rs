@@ -37,7 +37,7 @@ use uuid::Uuid;
 
 use crate::CatalogError;
 use crate::package::HashingReader;
-use crate::revision::{Applicability, ContentFile, Handler, Revision, Rule};
+use crate::revision::{Applicability, ContentFile, Handler, Revision, Rule, check_file_name};
 
 /// The service's manifest, at the top of a service directory.
 pub const SERVICE_FILE: &str = "service.toml";
@@ -693,12 +693,9 @@ impl Context<'_> {
     ) -> Result<Vec<(ContentFile, PathBuf)>, CatalogError> {
         let mut files = Vec::with_capacity(names.len());
         for (index, name) in names.iter().enumerate() {
-            if !is_plain_name(name) {
-                return Err(error(
-                    "files",
-                    format!("{name:?} must be the name of a file beside update.toml, without `/`"),
-                ));
-            }
+            // Refused here, not when the package is written: the author
+            // learns which file and key.
+            check_file_name(name).map_err(|reason| error("files", reason))?;
             if names[..index].contains(name) {
                 return Err(error("files", format!("{name:?} is listed twice")));
             }
@@ -1058,11 +1055,7 @@ fn can_uninstall(handler: &Handler) -> bool {
 }
 
 fn read_eula(update_dir: &Path, name: &str) -> Result<String, String> {
-    if !is_plain_name(name) {
-        return Err(format!(
-            "{name:?} must be the name of a file beside update.toml, without `/`"
-        ));
-    }
+    check_file_name(name)?;
     let path = update_dir.join(name);
     let text = fs::read_to_string(&path).map_err(|error| format!("{}: {error}", path.display()))?;
     if text.trim().is_empty() {
@@ -1077,10 +1070,6 @@ fn hash_file(path: &Path) -> Result<(openwua_model::update::Sha256Digest, u64), 
     let mut reader = HashingReader::new(io::BufReader::new(file));
     io::copy(&mut reader, &mut io::sink()).map_err(|error| CatalogError::io(context(), error))?;
     Ok(reader.finish())
-}
-
-fn is_plain_name(name: &str) -> bool {
-    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\0'])
 }
 
 /// The number of a KB article, written with or without its `KB` prefix.

@@ -8,15 +8,20 @@
 //! 2. `snapshot.json.sig`: the 64-byte ed25519 signature over exactly those bytes;
 //! 3. any number of `content/<sha256 hex>`: content files, named by digest.
 //!
-//! [`open_package`] reads the whole stream (so the zstd checksum is checked
-//! and damage is reported as damage), verifies the signature, and only then
-//! parses the JSON.
+//! [`open_package`] reads the first two entries, verifies the signature,
+//! and only then parses the JSON and reads the content entries, each of
+//! which the signed snapshot must list with the entry's size. Every read is
+//! bounded before it starts, so a package that is not signed costs at most
+//! [`MAX_SNAPSHOT_BYTES`] of reading, however well it compresses. Reading to
+//! the end of the zstd frame checks its checksum.
 
+use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, Permissions};
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use jiff::{SignedDuration, Timestamp};
 use openwua_model::update::Sha256Digest;
@@ -35,14 +40,21 @@ pub const SNAPSHOT_ENTRY: &str = "snapshot.json";
 pub const SIGNATURE_ENTRY: &str = "snapshot.json.sig";
 /// Content entries are this prefix and the file's SHA-256 in lower-case hex.
 pub const CONTENT_PREFIX: &str = "content/";
-/// The largest `snapshot.json` a package may hold (2 GiB).
-pub const MAX_SNAPSHOT_BYTES: u64 = 2 << 30;
+/// The largest `snapshot.json` a package may hold (128 MiB): 100,000
+/// revisions take about 90 MB. It is read before the signature is checked,
+/// so it is also what an unsigned package can cost.
+pub const MAX_SNAPSHOT_BYTES: u64 = 128 << 20;
+/// The most zero bytes that may follow the archive's end-of-archive blocks
+/// (tar pads archives to whole records of at most a few kilobytes).
+pub const MAX_END_PADDING: u64 = 1 << 20;
+/// The largest zstd window a package may need (2^23 = 8 MiB): the memory
+/// the decompressor takes. Builders use level 3, whose window is 2 MiB.
+pub const MAX_WINDOW_LOG: u32 = 23;
 
 /// Fast to write, and decompression speed barely depends on the level.
 const ZSTD_LEVEL: i32 = 3;
-/// Reading a snapshot never reserves more than this up front, whatever
-/// size a (possibly hostile) tar header claims.
-const MAX_INITIAL_BUFFER: u64 = 256 << 20;
+/// A tar header, and the unit entries are padded to.
+const BLOCK: u64 = 512;
 
 /// A package whose signature verified and whose snapshot is valid.
 #[derive(Debug, Clone, PartialEq)]
@@ -181,13 +193,26 @@ fn append<W: Write>(
 /// Reads the package at `path`, verifies its signature with `key`, then
 /// parses and validates the snapshot and checks every content file.
 ///
+/// Nothing but the first two entries is read before the signature
+/// verifies, and each content entry must be one the signed snapshot lists,
+/// with the size it gives, before a byte of it is read.
+///
 /// Expiry and rollback are the caller's to check
 /// ([`Snapshot::check_not_expired`], and the version last imported).
 pub fn open_package(path: &Path, key: &PublicKey) -> Result<VerifiedPackage, CatalogError> {
-    let mut archive = tar::Archive::new(decoder(path)?);
+    // Until the signature verifies: the two entries' headers and data, and
+    // the header after them.
+    let budget = Rc::new(Cell::new(MAX_SNAPSHOT_BYTES + 4 * BLOCK));
+    let mut archive = tar::Archive::new(Bounded {
+        inner: decoder(path)?,
+        remaining: Rc::clone(&budget),
+    });
+    // Raw: extension headers (GNU long names, PAX) come back as entries,
+    // refused unread, instead of being read whole into memory.
     let mut entries = archive
         .entries()
-        .map_err(|error| malformed("cannot read the archive", error))?;
+        .map_err(|error| malformed("cannot read the archive", error))?
+        .raw(true);
 
     let snapshot_bytes = {
         let entry = expect_entry(&mut entries, SNAPSHOT_ENTRY)?;
@@ -210,22 +235,49 @@ pub fn open_package(path: &Path, key: &PublicKey) -> Result<VerifiedPackage, Cat
         read_entry(entry, SIGNATURE_ENTRY)?
     };
 
+    key.verify(&snapshot_bytes, &signature)?;
+    let snapshot = parse_snapshot(&snapshot_bytes)?;
+    // Large catalogs: do not hold the bytes and the parsed snapshot longer
+    // than needed.
+    drop(snapshot_bytes);
+    snapshot.validate()?;
+
+    let referenced = content_sizes(&snapshot);
+    // From here on the signed snapshot bounds what may be read: each listed
+    // file once, with its header and padding, then the end of the archive.
+    let content_budget = referenced
+        .values()
+        .fold(4 * BLOCK + MAX_END_PADDING, |total, size| {
+            let padded = size.div_ceil(BLOCK).saturating_add(1).saturating_mul(BLOCK);
+            total.saturating_add(padded)
+        });
+    budget.set(budget.get().saturating_add(content_budget));
     let mut content = Vec::new();
     let mut seen = HashSet::new();
     for entry in entries {
         let entry = entry.map_err(|error| malformed("cannot read the archive", error))?;
         let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        check_regular(&entry)?;
         let Some(expected) = content_digest(&name) else {
             return Err(CatalogError::Malformed(format!(
                 "unexpected entry {name:?}: a package holds {SNAPSHOT_ENTRY}, \
                  {SIGNATURE_ENTRY} and {CONTENT_PREFIX}<sha256> files only"
             )));
         };
-        check_regular(&entry, &name)?;
+        let Some(&size) = referenced.get(&expected) else {
+            return Err(CatalogError::Malformed(format!(
+                "{name} is not a content file of any revision"
+            )));
+        };
+        if entry.size() != size {
+            return Err(CatalogError::Malformed(format!(
+                "{name} is {} bytes; the snapshot says {size}",
+                entry.size()
+            )));
+        }
         if !seen.insert(expected) {
             return Err(CatalogError::Malformed(format!("{name} appears twice")));
         }
-        let size = entry.size();
         let mut reader = HashingReader::new(entry);
         io::copy(&mut reader, &mut io::sink()).map_err(|error| malformed(&name, error))?;
         if reader.finish() != (expected, size) {
@@ -235,23 +287,7 @@ pub fn open_package(path: &Path, key: &PublicKey) -> Result<VerifiedPackage, Cat
         }
         content.push(expected);
     }
-    finish_stream(archive.into_inner())?;
-
-    key.verify(&snapshot_bytes, &signature)?;
-    let snapshot = parse_snapshot(&snapshot_bytes)?;
-    // Large catalogs: do not hold the bytes and the parsed snapshot longer
-    // than needed.
-    drop(snapshot_bytes);
-    snapshot.validate()?;
-    let referenced = content_sizes(&snapshot);
-    if let Some(stray) = content
-        .iter()
-        .find(|digest| !referenced.contains_key(digest))
-    {
-        return Err(CatalogError::Malformed(format!(
-            "{CONTENT_PREFIX}{stray} is not a content file of any revision"
-        )));
-    }
+    finish_stream(archive.into_inner().inner)?;
     Ok(VerifiedPackage { snapshot, content })
 }
 
@@ -268,15 +304,17 @@ pub fn extract_content(
 ) -> Result<(), CatalogError> {
     let wanted = format!("{CONTENT_PREFIX}{sha256}");
     let mut archive = tar::Archive::new(decoder(path)?);
+    // Raw, as in `open_package`: an extension header is refused unread.
     let entries = archive
         .entries()
-        .map_err(|error| malformed("cannot read the archive", error))?;
+        .map_err(|error| malformed("cannot read the archive", error))?
+        .raw(true);
     for entry in entries {
         let entry = entry.map_err(|error| malformed("cannot read the archive", error))?;
+        check_regular(&entry)?;
         if *entry.path_bytes() != *wanted.as_bytes() {
             continue;
         }
-        check_regular(&entry, &wanted)?;
         let size = entry.size();
         let directory = match dest.parent() {
             Some(parent) if !parent.as_os_str().is_empty() => parent,
@@ -383,49 +421,92 @@ type PackageReader = zstd::Decoder<'static, BufReader<File>>;
 fn decoder(path: &Path) -> Result<PackageReader, CatalogError> {
     let file = File::open(path)
         .map_err(|error| CatalogError::io(format!("opening {}", path.display()), error))?;
-    zstd::Decoder::new(file)
+    let mut decoder = zstd::Decoder::new(file)
         .map(zstd::Decoder::single_frame)
-        .map_err(|error| malformed("cannot start decompressing", error))
+        .map_err(|error| malformed("cannot start decompressing", error))?;
+    decoder
+        .window_log_max(MAX_WINDOW_LOG)
+        .map_err(|error| malformed("cannot start decompressing", error))?;
+    Ok(decoder)
+}
+
+/// A reader that refuses to give more than a shared budget: however well
+/// a stream compresses, decompressing it costs no more than what the
+/// package's entries may hold. The budget grows once the signed snapshot
+/// says what may follow it.
+struct Bounded<R> {
+    inner: R,
+    remaining: Rc<Cell<u64>>,
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        let remaining = self.remaining.get();
+        if remaining == 0 && !buffer.is_empty() {
+            return Err(io::Error::other(
+                "the package holds more data than its entries account for",
+            ));
+        }
+        let limit = usize::try_from(remaining).map_or(buffer.len(), |max| max.min(buffer.len()));
+        let read = self.inner.read(&mut buffer[..limit])?;
+        self.remaining.set(remaining - read as u64);
+        Ok(read)
+    }
 }
 
 fn malformed(what: &str, error: io::Error) -> CatalogError {
     CatalogError::Malformed(format!("{what}: {error}"))
 }
 
-fn expect_entry<'a>(
-    entries: &mut tar::Entries<'a, PackageReader>,
+fn expect_entry<'a, R: Read>(
+    entries: &mut tar::Entries<'a, R>,
     name: &str,
-) -> Result<tar::Entry<'a, PackageReader>, CatalogError> {
+) -> Result<tar::Entry<'a, R>, CatalogError> {
     let entry = entries
         .next()
         .ok_or_else(|| {
             CatalogError::Malformed(format!("not a scan package: it has no {name} entry"))
         })?
         .map_err(|error| malformed("cannot read the archive", error))?;
+    check_regular(&entry)?;
     if *entry.path_bytes() != *name.as_bytes() {
         return Err(CatalogError::Malformed(format!(
             "not a scan package: found {:?} where {name} belongs",
             String::from_utf8_lossy(&entry.path_bytes())
         )));
     }
-    check_regular(&entry, name)?;
     Ok(entry)
 }
 
-fn check_regular(entry: &tar::Entry<'_, PackageReader>, name: &str) -> Result<(), CatalogError> {
-    if entry.header().entry_type() == tar::EntryType::Regular {
+/// Refuses, before any of its data is read, an entry that is not a plain
+/// regular file.
+fn check_regular<R: Read>(entry: &tar::Entry<'_, R>) -> Result<(), CatalogError> {
+    let kind = entry.header().entry_type();
+    let name = || String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+    if kind.is_gnu_longname()
+        || kind.is_gnu_longlink()
+        || kind.is_pax_local_extensions()
+        || kind.is_pax_global_extensions()
+    {
+        Err(CatalogError::Malformed(format!(
+            "{:?} is an extension header (GNU long name or PAX): \
+             package entries have plain names and need none",
+            name()
+        )))
+    } else if kind == tar::EntryType::Regular {
         Ok(())
     } else {
         Err(CatalogError::Malformed(format!(
-            "{name} is not a regular file in the archive"
+            "{:?} is not a regular file in the archive",
+            name()
         )))
     }
 }
 
-fn read_entry(entry: tar::Entry<'_, PackageReader>, name: &str) -> Result<Vec<u8>, CatalogError> {
+/// Reads an entry whose size the caller bounded.
+fn read_entry<R: Read>(entry: tar::Entry<'_, R>, name: &str) -> Result<Vec<u8>, CatalogError> {
     let size = entry.size();
-    let capacity = usize::try_from(size.min(MAX_INITIAL_BUFFER)).unwrap_or(0);
-    let mut bytes = Vec::with_capacity(capacity);
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
     entry
         .take(size)
         .read_to_end(&mut bytes)
@@ -447,12 +528,14 @@ fn content_digest(name: &str) -> Option<Sha256Digest> {
 }
 
 /// Reads the rest of the stream after the tar archive's end: only the
-/// archive's zero padding may remain. Reaching the end of the zstd frame is
-/// what checks its checksum; nothing may follow the frame.
+/// archive's zero padding may remain, at most [`MAX_END_PADDING`] of it.
+/// Reaching the end of the zstd frame is what checks its checksum; nothing
+/// may follow the frame.
 fn finish_stream(mut decoder: PackageReader) -> Result<(), CatalogError> {
     let mut buffer = [0u8; 4096];
+    let mut padding = (&mut decoder).take(MAX_END_PADDING + 1);
     loop {
-        let read = decoder
+        let read = padding
             .read(&mut buffer)
             .map_err(|error| malformed("the end of the package is damaged", error))?;
         if read == 0 {
@@ -463,6 +546,11 @@ fn finish_stream(mut decoder: PackageReader) -> Result<(), CatalogError> {
                 "data after the end of the archive".into(),
             ));
         }
+    }
+    if padding.limit() == 0 {
+        return Err(CatalogError::Malformed(format!(
+            "more than {MAX_END_PADDING} bytes of padding after the end of the archive"
+        )));
     }
     let mut file = decoder.finish();
     let trailing = file

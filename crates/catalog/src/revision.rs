@@ -34,11 +34,36 @@ pub struct Revision {
     pub content: Vec<ContentFile>,
 }
 
+/// The longest content file name, in bytes: what Linux file systems take.
+pub const MAX_FILE_NAME_BYTES: usize = 255;
+
+/// Checks that `name` can be a content file's name: the agent puts content
+/// files in one directory under their names, so a name must be a single
+/// plain path component (not empty, not `.` or `..`, without `/`, NUL or
+/// other control characters, at most [`MAX_FILE_NAME_BYTES`] bytes).
+/// The error says why, naming `name`.
+pub fn check_file_name(name: &str) -> Result<(), String> {
+    let plain = !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name.len() <= MAX_FILE_NAME_BYTES
+        && !name.chars().any(|c| c == '/' || c.is_control());
+    if plain {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a plain file name: one path component, not `.` or `..`, \
+             at most {MAX_FILE_NAME_BYTES} bytes, without `/` or control characters"
+        ))
+    }
+}
+
 /// One content file and where it lives.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ContentFile {
-    /// The file's name in the update's content directory.
+    /// The file's name in the update's content directory: a plain name
+    /// ([`check_file_name`]).
     pub file_name: String,
     /// Its size in bytes.
     pub size: u64,

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::CatalogError;
-use crate::revision::Revision;
+use crate::revision::{Revision, check_file_name};
 
 /// The newest snapshot format this build reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
@@ -35,7 +35,8 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Checks what the types cannot: the format, one revision per update,
-    /// content lists that agree, and expiry after creation.
+    /// content lists that agree, content file names that are plain names,
+    /// and expiry after creation.
     pub fn validate(&self) -> Result<(), CatalogError> {
         if self.format > FORMAT_VERSION {
             return Err(CatalogError::FormatTooNew {
@@ -60,6 +61,12 @@ impl Snapshot {
                     "update {} appears more than once",
                     identity.update_id
                 )));
+            }
+            // The agent stages files under these names, as root.
+            for file in &revision.content {
+                check_file_name(&file.file_name).map_err(|reason| {
+                    CatalogError::Malformed(format!("update {identity}: content file {reason}"))
+                })?;
             }
             let listed: Vec<DownloadContent> = revision
                 .content

@@ -310,9 +310,33 @@ fn a_flipped_byte_anywhere_is_damage() {
                     "{what}: decoded differently, yet opened"
                 );
             }
+            // The signature is checked before the end of the frame, where
+            // its checksum is: a flip that changes the signed entries is a
+            // bad signature; any other is damage.
+            Err(CatalogError::BadSignature(_)) => assert!(
+                signed_entries(&damaged).as_deref() != Some(&entries[..2]),
+                "{what}: the signed entries decoded unchanged, yet a bad signature"
+            ),
             Err(_) => assert_malformed(open_bytes(&built, &damaged), &what),
         }
     }
+}
+
+/// The first two entries of a package, as far as they decode (the frame's
+/// checksum, at its end, is not reached).
+fn signed_entries(bytes: &[u8]) -> Option<Vec<Entry>> {
+    let decoder = zstd::Decoder::new(bytes).ok()?;
+    let mut archive = tar::Archive::new(decoder);
+    let mut entries = archive.entries().ok()?;
+    let mut first = Vec::new();
+    for _ in 0..2 {
+        let mut entry = entries.next()?.ok()?;
+        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let mut data = Vec::new();
+        entry.read_to_end(&mut data).ok()?;
+        first.push((name, data));
+    }
+    Some(first)
 }
 
 #[test]
@@ -766,4 +790,217 @@ fn sample_installers_stay_in_their_sandbox() {
         fs::read_to_string(sandbox.path().join("example-agent/agent.conf")).unwrap(),
         "diagnostics=on\n"
     );
+}
+
+/// A zstd frame holding `prefix` and then `zeros` zero bytes, made of raw
+/// and RLE blocks (4 bytes per 128 KiB of zeros), so a bomb of gigabytes
+/// is a few hundred kilobytes and costs nothing to build. It has no
+/// checksum, and nothing follows the zeros: only what a reader does before
+/// it reaches the end matters.
+fn zstd_bomb(prefix: &[u8], zeros: u64) -> Vec<u8> {
+    const BLOCK: u64 = 128 << 10;
+    const RAW: u32 = 0;
+    const RLE: u32 = 1;
+    assert!(zeros > 0, "the last block is a block of zeros");
+    // Magic; no content size, no checksum; a 128 KiB window (2^(10 + 7)).
+    let mut frame = vec![0x28, 0xb5, 0x2f, 0xfd, 0x00, 7 << 3];
+    let block = |frame: &mut Vec<u8>, kind: u32, size: u64, last: bool| {
+        let header = u32::from(last) | kind << 1 | (size as u32) << 3;
+        frame.extend_from_slice(&header.to_le_bytes()[..3]);
+    };
+    for chunk in prefix.chunks(BLOCK as usize) {
+        block(&mut frame, RAW, chunk.len() as u64, false);
+        frame.extend_from_slice(chunk);
+    }
+    let mut left = zeros;
+    while left > 0 {
+        let size = left.min(BLOCK);
+        left -= size;
+        block(&mut frame, RLE, size, left == 0);
+        frame.push(0);
+    }
+    frame
+}
+
+/// A package of `entries`, then a header for an entry `name` of type
+/// `kind` that claims `size` bytes, then those bytes (zeros).
+fn bomb(entries: &[Entry], name: &str, kind: tar::EntryType, size: u64) -> Vec<u8> {
+    let mut archive = tar::Builder::new(Vec::new());
+    for (entry_name, bytes) in entries {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        archive
+            .append_data(&mut header, entry_name, &bytes[..])
+            .unwrap();
+    }
+    let mut tar = archive.into_inner().unwrap();
+    // The builder's end-of-archive blocks go: the bomb's header replaces them.
+    tar.truncate(tar.len() - 1024);
+    let mut header = tar::Header::new_gnu();
+    header.as_gnu_mut().unwrap().name[..name.len()].copy_from_slice(name.as_bytes());
+    header.set_entry_type(kind);
+    header.set_size(size);
+    header.set_mode(0o644);
+    header.set_cksum();
+    tar.extend_from_slice(header.as_bytes());
+    zstd_bomb(&tar, size)
+}
+
+/// Opens `bytes`, refused with `expected` and a message containing
+/// `says`, within the bound (under a second asked; 5 s allowed).
+#[track_caller]
+fn assert_refused_at_once(built: &Built, bytes: &[u8], expected: HResult, says: &str, what: &str) {
+    let started = std::time::Instant::now();
+    let result = open_bytes(built, bytes);
+    let elapsed = started.elapsed();
+    println!("{what}: {} bytes, refused in {elapsed:.2?}", bytes.len());
+    let error = assert_refused(result, expected, what);
+    assert!(error.to_string().contains(says), "{what}: {error}");
+    assert!(
+        elapsed < std::time::Duration::from_secs(5),
+        "{what}: took {elapsed:?}"
+    );
+}
+
+#[test]
+fn unsigned_bombs_are_refused_at_once() {
+    let built = build(true);
+    let entries = unpack(&built.path);
+    let regular = tar::EntryType::Regular;
+    // A snapshot of 10 GB of zeros, and one of 1 GiB (once under the limit).
+    for size in [10_000_000_000, 1 << 30] {
+        assert_refused_at_once(
+            &built,
+            &bomb(&[], package::SNAPSHOT_ENTRY, regular, size),
+            WU_E_OL_INVALID_SCANFILE,
+            "at most",
+            &format!("a snapshot of {size} zeros"),
+        );
+    }
+    // A real snapshot, not signed, then 10 GB of content: the signature
+    // is checked before any content is read.
+    let unsigned = [
+        entries[0].clone(),
+        (package::SIGNATURE_ENTRY.to_owned(), vec![0; 64]),
+    ];
+    assert_refused_at_once(
+        &built,
+        &bomb(&unsigned, &entries[2].0, regular, 10_000_000_000),
+        WU_E_METADATA_BAD_SIGNATURE,
+        "",
+        "an unsigned snapshot and 10 GB of content",
+    );
+}
+
+#[test]
+fn extension_headers_are_refused_unread() {
+    let built = build(true);
+    let signed = &unpack(&built.path)[..2];
+    for (kind, name) in [
+        (tar::EntryType::GNULongName, "././@LongLink"),
+        (tar::EntryType::GNULongLink, "././@LongLink"),
+        (tar::EntryType::XHeader, "PaxHeaders/snapshot.json"),
+        (tar::EntryType::XGlobalHeader, "pax_global_header"),
+    ] {
+        // First, and after the signed entries.
+        for prefix in [&[][..], signed] {
+            assert_refused_at_once(
+                &built,
+                &bomb(prefix, name, kind, 1 << 30),
+                WU_E_OL_INVALID_SCANFILE,
+                "extension header",
+                &format!("a {kind:?} header of 1 GiB after {} entries", prefix.len()),
+            );
+        }
+    }
+}
+
+#[test]
+fn content_the_signed_snapshot_does_not_list_is_refused_unread() {
+    let built = build(true);
+    let entries = unpack(&built.path);
+    let regular = tar::EntryType::Regular;
+    let unlisted = format!("content/{}", hex(b"unlisted"));
+    assert_refused_at_once(
+        &built,
+        &bomb(&entries[..2], &unlisted, regular, 4 << 30),
+        WU_E_OL_INVALID_SCANFILE,
+        "not a content file",
+        "4 GiB of content the snapshot does not list",
+    );
+    // A listed digest, but not the size the snapshot gives it.
+    assert_refused_at_once(
+        &built,
+        &bomb(&entries[..2], &entries[2].0, regular, 4 << 30),
+        WU_E_OL_INVALID_SCANFILE,
+        "the snapshot says",
+        "a listed content file claiming 4 GiB",
+    );
+}
+#[test]
+fn content_file_names_must_be_plain() {
+    let built = build(false);
+    let long = "x".repeat(256);
+    for name in [
+        "../x", "/etc/x", "a/b", "", ".", "..", "a\0b", "a\nb", "a\u{7f}b", &long,
+    ] {
+        let mut document = serde_json::to_value(&built.snapshot).unwrap();
+        let revision = document["revisions"]
+            .as_array_mut()
+            .unwrap()
+            .iter_mut()
+            .find(|revision| !revision["content"].as_array().unwrap().is_empty())
+            .unwrap();
+        revision["content"][0]["fileName"] = name.into();
+        revision["update"]["downloadContents"][0]["fileName"] = name.into();
+        let error = assert_refused(
+            open_bytes(&built, &resigned(&built, &document, &built.key)),
+            WU_E_OL_INVALID_SCANFILE,
+            &format!("file name {name:?}"),
+        );
+        assert!(
+            matches!(&error, CatalogError::Malformed(message) if message.contains("file name")),
+            "{name:?}: {error:?}"
+        );
+
+        // Nor is such a package written.
+        let snapshot: Snapshot = serde_json::from_value(document).unwrap();
+        let out = built.dir.path().join("bad-name.wuapkg");
+        let error = package::write_package(&snapshot, &[], &built.key, &out).unwrap_err();
+        assert!(matches!(error, CatalogError::Malformed(_)), "{error:?}");
+        assert!(!out.exists());
+    }
+    // 255 bytes is a file name Linux takes.
+    let mut snapshot = built.snapshot.clone();
+    let revision = snapshot
+        .revisions
+        .iter_mut()
+        .find(|revision| !revision.content.is_empty())
+        .unwrap();
+    revision.content[0].file_name = "x".repeat(255);
+    revision.update.download_contents[0].file_name = "x".repeat(255);
+    snapshot.validate().unwrap();
+}
+
+#[test]
+fn manifests_refuse_file_names_a_package_could_not_carry() {
+    // Too long for Linux to create; a control character it would create.
+    let long = "x".repeat(256);
+    for (name, toml, create) in [
+        (&long[..], long.clone(), false),
+        ("a\u{1}b", "a\\u0001b".into(), true),
+    ] {
+        let message = manifest_error("tzdata-2026b", |dir, text| {
+            if create {
+                fs::write(dir.join(name), b"payload").unwrap();
+            }
+            text.replace("\"NEWS\"", &format!("\"NEWS\", \"{toml}\""))
+        });
+        assert!(
+            message.contains("tzdata-2026b/update.toml: files"),
+            "{message}"
+        );
+        assert!(message.contains("control characters"), "{message}");
+    }
 }
