@@ -325,10 +325,7 @@ fn catalog_text_cannot_send_terminal_escapes() {
     );
     // JSON keeps the text as it is.
     let json: Value = serde_json::from_str(&run(&["show", TZDATA, "--json"])).expect("JSON");
-    assert_eq!(
-        json["entry"]["update"]["title"],
-        "T\u{1b}[2K\rFAKE\nforged"
-    );
+    assert_eq!(json["entry"]["update"]["title"], "T\u{1b}[2K\rFAKE\nforged");
 }
 
 #[test]
