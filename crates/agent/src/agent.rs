@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use jiff::Timestamp;
 use nix::fcntl::{Flock, FlockArg};
+use openwua_catalog::CatalogError;
 use openwua_catalog::package;
 use openwua_catalog::signing::PublicKey;
 use openwua_catalog::snapshot::Snapshot;
@@ -16,7 +17,7 @@ use openwua_model::history::{HistoryEntry, SystemInfo};
 use openwua_model::hresult::{
     E_INVALIDARG, WU_E_DS_INUSE, WU_E_DS_INVALIDOPERATION, WU_E_DS_NODATA, WU_E_DS_UNKNOWNSERVICE,
     WU_E_INVALID_OPERATION, WU_E_INVALIDINDEX, WU_E_METADATA_TIMESTAMP_TOKEN_VALIDITY_WINDOW,
-    WU_E_NO_SERVICE, WU_E_SERVICE_NOT_REGISTERED, WU_E_UNEXPECTED,
+    WU_E_SERVICE_NOT_REGISTERED, WU_E_UNEXPECTED,
 };
 use openwua_model::search::{SearchOptions, SearchWarning, UpdateDetails};
 use openwua_model::service::ServiceInfo;
@@ -30,6 +31,7 @@ use crate::error::{AgentError, Result};
 use crate::fetch::{FetchSettings, Fetcher};
 use crate::index::{Index, Scope};
 use crate::jobs::Jobs;
+use crate::package_file::{PackageFile, PackageIdentity};
 use crate::store::{ImportCounts, Store};
 
 /// The Varlink protocol version this agent speaks.
@@ -65,6 +67,8 @@ pub struct Agent {
     pub(crate) installing: Arc<Mutex<Option<Uuid>>>,
     /// One sync or service change at a time.
     catalog_writer: tokio::sync::Mutex<()>,
+    /// Each service's package file as last imported or found current.
+    package_identities: Mutex<std::collections::HashMap<Uuid, PackageIdentity>>,
     /// Held while the agent runs: one agent per state directory, since
     /// each keeps its own view of the store in memory.
     _state_lock: Flock<File>,
@@ -95,12 +99,7 @@ pub(crate) async fn blocking<T: Send + 'static>(
 impl Agent {
     /// Opens the store, loads the catalog and scans the machine.
     pub fn open(config: Config) -> Result<Agent> {
-        std::fs::create_dir_all(&config.state_dir).map_err(|error| {
-            AgentError::new(
-                WU_E_NO_SERVICE,
-                format!("cannot create {}: {error}", config.state_dir.display()),
-            )
-        })?;
+        crate::store::prepare_state_dir(&config.state_dir)?;
         let state_lock = lock_state_dir(&config)?;
         let mut store = Store::open(&config.store_path())?;
         // Installers that were running when the previous agent stopped:
@@ -122,6 +121,7 @@ impl Agent {
             store.save_job(&job, crate::jobs::FINISHED_KEPT)?;
         }
         let cache = Cache::new(&config.cache_dir);
+        cache.prepare()?;
         cache.clear_staging();
         let index = load_index(&store, &config, &cache)?;
         let fetcher = Fetcher::new(FetchSettings {
@@ -138,6 +138,7 @@ impl Agent {
             jobs: Arc::new(jobs),
             installing: Arc::new(Mutex::new(None)),
             catalog_writer: tokio::sync::Mutex::new(()),
+            package_identities: Mutex::new(std::collections::HashMap::new()),
             _state_lock: state_lock,
         })
     }
@@ -160,9 +161,17 @@ impl Agent {
         let store = Arc::clone(&self.store);
         let config = self.config.clone();
         let cache = self.cache.clone();
-        let index =
-            blocking(move || load_index(&*store.lock().map_err(|_| poisoned())?, &config, &cache))
-                .await?;
+        let index = blocking(move || {
+            // The facts (files, dpkg-query) are read without the store's
+            // lock, so a slow one holds up no other store user.
+            let machine = Machine::read(&config.facts);
+            let (revisions, states) = {
+                let store = store.lock().map_err(|_| poisoned())?;
+                (store.revisions()?, store.states()?)
+            };
+            Index::build(revisions, &states, &machine, |sha256| cache.has(sha256))
+        })
+        .await?;
         *self.index.write().map_err(|_| poisoned())? = index;
         Ok(())
     }
@@ -400,8 +409,15 @@ impl Agent {
                 ),
             ));
         }
+        // Read before taking the writer lock: a slow file holds up nobody.
+        let PackageRead::Read(snapshot, identity) = read_package(path.clone(), key, None).await?
+        else {
+            return Err(AgentError::new(
+                WU_E_UNEXPECTED,
+                "a package read as unchanged",
+            ));
+        };
         let _writer = self.catalog_writer.lock().await;
-        let snapshot = read_package(path.clone(), key).await?;
         snapshot.check_not_expired(Timestamp::now())?;
         let service_id = snapshot.service_id;
         let services = self.with_store(|store| store.services()).await?;
@@ -434,6 +450,7 @@ impl Agent {
         let counts = self
             .with_store(move |store| store.add_service(&registered, &snapshot))
             .await?;
+        self.remember_package(service_id, identity);
         self.reload().await?;
         let service = self
             .with_store(move |store| store.service(service_id))
@@ -481,7 +498,6 @@ impl Agent {
         service_id: Option<Uuid>,
         mut progress: impl FnMut(SyncPhase<'_>),
     ) -> Result<Vec<SyncResult>> {
-        let _writer = self.catalog_writer.lock().await;
         let services = self.with_store(|store| store.services()).await?;
         let selected: Vec<ServiceInfo> = match service_id {
             Some(id) => vec![
@@ -500,26 +516,47 @@ impl Agent {
         };
         let mut results = Vec::new();
         for service in selected {
-            progress(SyncPhase::Verifying(service.service_id));
+            let service_id = service.service_id;
+            progress(SyncPhase::Verifying(service_id));
             let key: PublicKey = service.public_key.parse()?;
-            let snapshot = read_package(PathBuf::from(&service.source), key).await?;
-            check_sync(&service, &snapshot)?;
-            progress(SyncPhase::Importing(service.service_id));
+            let known = lock(&self.package_identities).get(&service_id).copied();
+            // Read before taking the writer lock: a slow file holds up nobody.
+            let read = read_package(PathBuf::from(&service.source), key, known).await?;
+            let _writer = self.catalog_writer.lock().await;
+            // What the store holds now: another sync may have run meanwhile.
+            let service = self
+                .with_store(move |store| store.service(service_id))
+                .await?
+                .ok_or_else(|| unknown_service(service_id))?;
             let previous_version = service.catalog_version;
-            let version = snapshot.version;
-            let unchanged = previous_version == Some(version);
-            let counts = if unchanged {
-                let service_id = service.service_id;
-                self.with_store(move |store| store.mark_synced(service_id))
-                    .await?;
-                ImportCounts {
-                    unchanged: service.update_count,
-                    ..ImportCounts::default()
+            let (newer, version, identity) = match read {
+                PackageRead::Read(snapshot, identity) => {
+                    check_sync(&service, &snapshot)?;
+                    let version = snapshot.version;
+                    let newer = (previous_version != Some(version)).then_some(snapshot);
+                    (newer, version, identity)
                 }
-            } else {
-                self.with_store(move |store| store.import_snapshot(&snapshot))
-                    .await?
+                PackageRead::Unchanged(identity) => {
+                    (None, check_still_current(&service)?, identity)
+                }
             };
+            progress(SyncPhase::Importing(service_id));
+            let unchanged = newer.is_none();
+            let counts = match newer {
+                Some(snapshot) => {
+                    self.with_store(move |store| store.import_snapshot(&snapshot))
+                        .await?
+                }
+                None => {
+                    self.with_store(move |store| store.mark_synced(service_id))
+                        .await?;
+                    ImportCounts {
+                        unchanged: service.update_count,
+                        ..ImportCounts::default()
+                    }
+                }
+            };
+            self.remember_package(service_id, identity);
             progress(SyncPhase::Scanning(service.service_id));
             // An unchanged catalog needs no reload from the store, only the
             // machine's facts read again.
@@ -538,6 +575,17 @@ impl Agent {
             results.push(result);
         }
         Ok(results)
+    }
+
+    /// Keeps the identity of the package file `service_id` was last synced
+    /// from; a file that changed too recently to be told apart by its
+    /// identity (none) is read again next time.
+    fn remember_package(&self, service_id: Uuid, identity: Option<PackageIdentity>) {
+        let mut identities = lock(&self.package_identities);
+        match identity {
+            Some(identity) => identities.insert(service_id, identity),
+            None => identities.remove(&service_id),
+        };
     }
 
     /// Re-reads the machine's facts and re-evaluates every rule.
@@ -560,6 +608,27 @@ pub enum SyncPhase<'a> {
     Scanning(Uuid),
     /// Finished with this service.
     Done(&'a SyncResult),
+}
+
+/// For a package that did not change since it was imported: its imported
+/// version, unless that catalog has expired since (refused as reading the
+/// package again would refuse it).
+fn check_still_current(service: &ServiceInfo) -> Result<u64> {
+    match (service.expiration_date, service.catalog_version) {
+        (Some(expires), Some(version)) if Timestamp::now() >= expires => {
+            Err(CatalogError::Stale(format!(
+                "catalog version {version} of service {} expired at {expires}",
+                service.service_id
+            ))
+            .into())
+        }
+        (_, Some(version)) => Ok(version),
+        // Never imported: the package must be read.
+        (_, None) => Err(AgentError::new(
+            WU_E_UNEXPECTED,
+            "a package without an imported catalog was found unchanged",
+        )),
+    }
 }
 
 /// Refuses a snapshot that is not the registered service's, that expired,
@@ -589,25 +658,42 @@ fn check_sync(service: &ServiceInfo, snapshot: &Snapshot) -> Result<()> {
     Ok(())
 }
 
-async fn read_package(path: PathBuf, key: PublicKey) -> Result<Snapshot> {
-    blocking(move || Ok(package::open_package(&path, &key)?.snapshot)).await
+/// What reading a registered package found.
+enum PackageRead {
+    /// The very file read last time, so not read again.
+    Unchanged(Option<PackageIdentity>),
+    /// The verified catalog, and the file it came from.
+    Read(Box<Snapshot>, Option<PackageIdentity>),
+}
+
+/// Opens the package at `path` (a regular file, no final symlink) and
+/// reads and verifies it, unless it is still the file `known` identifies.
+async fn read_package(
+    path: PathBuf,
+    key: PublicKey,
+    known: Option<PackageIdentity>,
+) -> Result<PackageRead> {
+    blocking(move || {
+        let file = PackageFile::open(&path)?;
+        let identity = file.identity()?;
+        if identity.is_some() && identity == known {
+            return Ok(PackageRead::Unchanged(identity));
+        }
+        let snapshot = file
+            .read(|path| package::open_package(path, &key))?
+            .snapshot;
+        Ok(PackageRead::Read(Box::new(snapshot), identity))
+    })
+    .await
 }
 
 /// Takes `state_dir/agent.lock`, or fails with `WU_E_DS_INUSE` when another
 /// agent holds it (unless the configuration says to wait).
 fn lock_state_dir(config: &Config) -> Result<Flock<File>> {
     let path = config.state_dir.join("agent.lock");
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|error| {
-            AgentError::new(
-                WU_E_NO_SERVICE,
-                format!("cannot open {}: {error}", path.display()),
-            )
-        })?;
+    // 0600 in the 0700 directory: nobody else can take a lock on it and
+    // keep the agent from starting.
+    let file = crate::store::open_private_file(&path)?;
     let mode = if config.wait_for_state_lock {
         FlockArg::LockExclusive
     } else {

@@ -91,15 +91,97 @@ impl Machine {
     }
 }
 
+/// The digest of the regular file at `path`, if it is one. Directory
+/// symlinks on the way are followed (`/bin` → `usr/bin` on merged-/usr
+/// systems) but a symlink as the last component is not: the rule is about
+/// the file named, and a link could point the agent, reading as root, at
+/// anything. Anything else there (a FIFO, a device, a socket) is never
+/// read, and never blocks the scan: the rule is false.
 fn file_sha256(path: &Path) -> Option<Sha256Digest> {
-    let mut reader = HashingReader::new(std::fs::File::open(path).ok()?);
+    let file = match open_regular_file(path, Follow::Never) {
+        Ok(file) => file,
+        Err(error) => {
+            if error.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(
+                    "file_sha256 rule: {}: {error}; the rule is false",
+                    path.display()
+                );
+            }
+            return None;
+        }
+    };
+    let mut reader = HashingReader::new(file);
     std::io::copy(&mut reader, &mut std::io::sink()).ok()?;
     Some(reader.finish().0)
+}
+
+/// Whether [`open_regular_file`] follows a symlink at the path's end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Follow {
+    /// Refused (`ELOOP`): for paths others may be able to write to.
+    Never,
+    /// Followed: for paths the administrator configured.
+    Always,
+}
+
+/// Opens `path` for reading only if it is a regular file: opened
+/// non-blocking, so a FIFO there cannot stall the caller, and checked with
+/// `fstat` before a byte is read (`O_NONBLOCK` changes nothing for a
+/// regular file's reads).
+pub fn open_regular_file(path: &Path, follow: Follow) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut flags = nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY;
+    if follow == Follow::Never {
+        flags |= nix::libc::O_NOFOLLOW;
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags)
+        .open(path)
+        .map_err(|error| {
+            if error.raw_os_error() == Some(nix::libc::ELOOP) && follow == Follow::Never {
+                std::io::Error::other("a symlink, which is not followed here")
+            } else {
+                error
+            }
+        })?;
+    let file_type = file.metadata()?.file_type();
+    if !file_type.is_file() {
+        return Err(std::io::Error::other(format!(
+            "not a regular file ({}), so it is not read",
+            describe(file_type)
+        )));
+    }
+    Ok(file)
+}
+
+fn describe(file_type: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if file_type.is_dir() {
+        "a directory"
+    } else if file_type.is_fifo() {
+        "a FIFO"
+    } else if file_type.is_socket() {
+        "a socket"
+    } else if file_type.is_block_device() || file_type.is_char_device() {
+        "a device"
+    } else {
+        "a special file"
+    }
 }
 
 /// Installed packages, from dpkg itself (`dpkg-query`), so the answer is
 /// dpkg's whatever its database format.
 fn installed_packages(admindir: &Path) -> HashMap<String, debversion::Version> {
+    // dpkg-query would block on a FIFO in place of its database.
+    let status = admindir.join("status");
+    if let Err(error) = open_regular_file(&status, Follow::Always) {
+        tracing::warn!(
+            "cannot read {}: {error}; deb_installed rules are false",
+            status.display()
+        );
+        return HashMap::new();
+    }
     let output = Command::new("dpkg-query")
         .arg(format!("--admindir={}", admindir.display()))
         .args([
@@ -147,9 +229,21 @@ fn installed_packages(admindir: &Path) -> HashMap<String, debversion::Version> {
 
 /// `/etc/os-release`: `KEY=value` lines, values optionally quoted.
 fn read_os_release(path: &Path) -> HashMap<String, String> {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        tracing::warn!("cannot read {}; os_release rules are false", path.display());
-        return HashMap::new();
+    // Followed if a symlink: /etc/os-release usually is one, and the path
+    // is the administrator's.
+    let text = open_regular_file(path, Follow::Always).and_then(|mut file| {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut file, &mut text).map(|_| text)
+    });
+    let text = match text {
+        Ok(text) => text,
+        Err(error) => {
+            tracing::warn!(
+                "cannot read {}: {error}; os_release rules are false",
+                path.display()
+            );
+            return HashMap::new();
+        }
     };
     text.lines()
         .filter(|line| !line.trim_start().starts_with('#'))

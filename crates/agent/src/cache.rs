@@ -8,6 +8,7 @@
 
 use std::collections::HashSet;
 use std::fs;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use openwua_catalog::revision::{ContentFile, check_file_name};
@@ -16,6 +17,11 @@ use openwua_model::update::Sha256Digest;
 use uuid::Uuid;
 
 use crate::error::{AgentError, Result};
+
+/// The cache's directories: the agent's alone.
+const PRIVATE_DIR_MODE: u32 = 0o700;
+/// Content files: run directly by installers, which run as root.
+pub const CONTENT_FILE_MODE: u32 = 0o700;
 
 /// The cache under one directory.
 #[derive(Debug, Clone)]
@@ -45,9 +51,24 @@ impl Cache {
         self.content_path(sha256).is_file()
     }
 
-    /// Creates the content directory.
+    /// Creates the cache and its content directory 0700, tightening ones an
+    /// older agent left 0755. Content can come from `file://` sources only
+    /// root may read and from catalogs other users cannot see, so nothing in
+    /// it is public; installers run as root and need no wider mode.
     pub fn prepare(&self) -> Result<()> {
-        fs::create_dir_all(self.content_dir()).map_err(|error| io_error(&self.content_dir(), error))
+        for dir in [self.root.clone(), self.content_dir()] {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(PRIVATE_DIR_MODE)
+                .create(&dir)
+                .map_err(|error| io_error(&dir, error))?;
+            let metadata = fs::metadata(&dir).map_err(|error| io_error(&dir, error))?;
+            if metadata.permissions().mode() & 0o777 != PRIVATE_DIR_MODE {
+                fs::set_permissions(&dir, fs::Permissions::from_mode(PRIVATE_DIR_MODE))
+                    .map_err(|error| io_error(&dir, error))?;
+            }
+        }
+        Ok(())
     }
 
     /// A fresh, empty directory holding `files` under their names (hard

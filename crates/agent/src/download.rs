@@ -22,6 +22,7 @@ use crate::cache::Cache;
 use crate::error::{AgentError, Result};
 use crate::fetch::{FetchEvent, FetchRequest, Fetcher};
 use crate::jobs::Job;
+use crate::package_file::PackageFile;
 
 /// Where a content file comes from.
 #[derive(Debug, Clone)]
@@ -247,14 +248,21 @@ fn fetch_one(
         ),
         Source::Package(path) => {
             report(FetchEvent::Verifying);
-            package::extract_content(path, &file.sha256, &destination).map_err(|error| {
+            PackageFile::open(path)
+                .and_then(|package| {
+                    package.read(|package| {
+                        package::extract_content(package, &file.sha256, &destination)
+                    })
+                })
+                .map_err(|error| {
                 AgentError::new(
                     WU_E_DM_URLNOTAVAILABLE,
                     format!(
-                        "{} ({}) could not be taken from the scan package {}: {error}; register the service with a content base (`--content-base`) or build the package with its content",
+                        "{} ({}) could not be taken from the scan package {}: {}; register the service with a content base (`--content-base`) or build the package with its content",
                         file.file_name,
                         file.sha256,
-                        path.display()
+                        path.display(),
+                        error.detail
                     ),
                 )
             })?;
@@ -266,7 +274,11 @@ fn fetch_one(
 /// Installers run content files directly, as the fetcher leaves them.
 fn make_executable(path: &std::path::Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).map_err(|error| {
+    std::fs::set_permissions(
+        path,
+        std::fs::Permissions::from_mode(crate::cache::CONTENT_FILE_MODE),
+    )
+    .map_err(|error| {
         AgentError::new(
             openwua_model::hresult::WU_E_DM_UNEXPECTED,
             format!("{}: {error}", path.display()),

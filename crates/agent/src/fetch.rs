@@ -23,6 +23,7 @@ use openwua_model::hresult::{self, HResult};
 use openwua_model::update::Sha256Digest;
 use sha2::{Digest, Sha256};
 
+use crate::applicability::{Follow, open_regular_file};
 use crate::error::AgentError;
 
 /// Bytes per chunk handed from the reader thread to the writer.
@@ -36,8 +37,13 @@ const CHUNKS: usize = 4;
 const POLL: Duration = Duration::from_millis(50);
 /// Progress is reported at most once per this many bytes.
 const PROGRESS_STEP: u64 = 64 * 1024;
-/// Content files are run directly by the installers.
-const MODE: u32 = 0o755;
+/// Content files are run directly by the installers (as root), and are
+/// nobody else's to read: see `Cache::prepare`.
+const MODE: u32 = crate::cache::CONTENT_FILE_MODE;
+
+/// What a caller hears about a `file://` source that is not the promised file.
+const FILE_MISMATCH: &str =
+    "the file does not match the catalog's size and SHA-256 (the agent's log has its own)";
 
 /// How the fetcher talks to servers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,7 +158,7 @@ impl Fetcher {
         let mut part = open_part(url, &part_path, request.size, progress, abort)?;
         let result = self.fetch_into(request, &source, &mut part, progress, abort);
         match result {
-            Ok(()) => part.finish(request),
+            Ok(()) => part.finish(request, &source),
             Err(error) => {
                 // An empty part resumes nothing; do not leave it behind.
                 if part.written == 0 {
@@ -276,22 +282,26 @@ fn attempt_file(
     abort: &AtomicBool,
 ) -> Result<(), Stop> {
     let url = request.url;
+    // The agent reads as root: the caller learns only that it could not
+    // use the file, not why (which would tell whether a file they may not
+    // see exists); the reason goes to the agent's log.
     let unavailable = |error: io::Error| {
+        tracing::warn!("{url}: cannot read {}: {error}", path.display());
         Stop::Fatal(AgentError::new(
             hresult::WU_E_DM_URLNOTAVAILABLE,
-            format!("{url}: cannot read {}: {error}", path.display()),
+            format!(
+                "{url}: the file cannot be used (missing, unreadable, a symlink or not a regular file); the agent's log says which"
+            ),
         ))
     };
-    let mut file = File::open(path).map_err(unavailable)?;
+    let mut file = open_regular_file(path, Follow::Never).map_err(unavailable)?;
     let length = file.metadata().map_err(unavailable)?.len();
     if length != request.size {
-        return Err(Stop::Fatal(part.discard(
-            url,
-            format!(
-                "the file holds {length} bytes, not the {} the catalog promises",
-                request.size
-            ),
-        )));
+        tracing::warn!(
+            "{url}: the file holds {length} bytes, not the {} the catalog promises",
+            request.size
+        );
+        return Err(Stop::Fatal(part.discard(url, FILE_MISMATCH.into())));
     }
     file.seek(SeekFrom::Start(part.written))
         .map_err(unavailable)?;
@@ -511,17 +521,24 @@ impl Part {
     }
 
     /// Checks the whole part and renames it into place.
-    fn finish(mut self, request: &FetchRequest<'_>) -> Result<(), AgentError> {
+    fn finish(mut self, request: &FetchRequest<'_>, source: &Source<'_>) -> Result<(), AgentError> {
         let url = request.url;
         let digest = Sha256Digest(std::mem::take(&mut self.hasher).finalize().into());
         if self.written != request.size || digest != request.sha256 {
-            return Err(self.discard(
-                url,
-                format!(
-                    "got {} bytes with SHA-256 {digest}, expected {} bytes with {}",
-                    self.written, request.size, request.sha256
-                ),
-            ));
+            let mismatch = format!(
+                "got {} bytes with SHA-256 {digest}, expected {} bytes with {}",
+                self.written, request.size, request.sha256
+            );
+            // A local file's size and digest are facts about a file the
+            // caller may not be allowed to read: for the log only.
+            let detail = match source {
+                Source::Http => mismatch,
+                Source::File(_) => {
+                    tracing::warn!("{url}: {mismatch}");
+                    FILE_MISMATCH.into()
+                }
+            };
+            return Err(self.discard(url, detail));
         }
         let failed = |error: io::Error| write_error(url, &self.path, &error);
         // The umask may have narrowed the mode the part was created with.

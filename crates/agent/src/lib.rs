@@ -19,6 +19,7 @@ mod index;
 mod install;
 pub mod jobs;
 pub mod operations;
+mod package_file;
 pub mod policy;
 mod store;
 pub mod varlink;

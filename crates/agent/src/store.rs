@@ -7,13 +7,17 @@
 //! older store forward, and a newer one is refused (`WU_E_DS_BADVERSION`).
 
 use std::collections::HashMap;
+use std::fs::{DirBuilder, File, OpenOptions};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use jiff::Timestamp;
 use openwua_catalog::revision::Revision;
 use openwua_catalog::snapshot::Snapshot;
 use openwua_model::history::HistoryEntry;
-use openwua_model::hresult::{WU_E_DS_BADVERSION, WU_E_DS_INVALID, WU_E_NO_INTERACTIVE_USER};
+use openwua_model::hresult::{
+    WU_E_DS_BADVERSION, WU_E_DS_INVALID, WU_E_NO_INTERACTIVE_USER, WU_E_NO_SERVICE,
+};
 use openwua_model::operation::JobInfo;
 use openwua_model::service::ServiceInfo;
 use rusqlite::{Connection, Transaction, params};
@@ -179,9 +183,128 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
         .map_err(|error| AgentError::new(WU_E_DS_INVALID, format!("encoding: {error}")))
 }
 
+/// Creates the state directory 0700 (and tightens an existing one to it),
+/// refusing one that belongs to another user: anyone who can open a state
+/// file can lock its bytes and stall or stop the agent.
+pub fn prepare_state_dir(dir: &Path) -> Result<()> {
+    let failed = |what: &str, error: std::io::Error| {
+        AgentError::new(
+            WU_E_NO_SERVICE,
+            format!("cannot {what} {}: {error}", dir.display()),
+        )
+    };
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|error| failed("create", error))?;
+    // The handle, not the path, is checked and changed, so a rename in
+    // between cannot redirect the chmod.
+    let handle = File::open(dir).map_err(|error| failed("open", error))?;
+    let metadata = handle
+        .metadata()
+        .map_err(|error| failed("inspect", error))?;
+    let agent_uid = nix::unistd::geteuid().as_raw();
+    if !metadata.is_dir() || metadata.uid() != agent_uid {
+        return Err(AgentError::new(
+            WU_E_NO_SERVICE,
+            format!(
+                "{} must be a directory owned by the agent's user (uid {agent_uid}), but belongs to uid {}; \
+                 chown it (`chown -R {agent_uid} {}`) or choose another --state-dir",
+                dir.display(),
+                metadata.uid(),
+                dir.display()
+            ),
+        ));
+    }
+    if metadata.mode() & 0o777 != 0o700 {
+        handle
+            .set_permissions(std::fs::Permissions::from_mode(0o700))
+            .map_err(|error| failed("restrict", error))?;
+    }
+    Ok(())
+}
+
+/// Opens (creating if needed) a state file readable and writable by the
+/// agent alone: never through a symlink, only a regular file the agent
+/// owns, and 0600 even if an older agent left it 0644.
+pub fn open_private_file(path: &Path) -> Result<File> {
+    let failed = |error: std::io::Error| {
+        AgentError::new(
+            WU_E_NO_SERVICE,
+            format!("cannot open {}: {error}", path.display()),
+        )
+    };
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(path)
+        .map_err(failed)?;
+    restrict_private_file(&file, path)?;
+    Ok(file)
+}
+
+/// Makes an open state file 0600, after checking it is a regular file the
+/// agent owns.
+fn restrict_private_file(file: &File, path: &Path) -> Result<()> {
+    let failed = |error: std::io::Error| {
+        AgentError::new(
+            WU_E_NO_SERVICE,
+            format!("cannot restrict {}: {error}", path.display()),
+        )
+    };
+    let metadata = file.metadata().map_err(failed)?;
+    if !metadata.is_file() || metadata.uid() != nix::unistd::geteuid().as_raw() {
+        return Err(AgentError::new(
+            WU_E_NO_SERVICE,
+            format!(
+                "{} is not a regular file owned by the agent's user; remove it",
+                path.display()
+            ),
+        ));
+    }
+    if metadata.mode() & 0o777 != 0o600 {
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(failed)?;
+    }
+    Ok(())
+}
+
+/// `agent.db` created 0600 before SQLite sees it, since SQLite gives the
+/// `-wal` and `-shm` files it creates the database's mode; ones an older
+/// agent left behind are restricted too.
+fn restrict_store_files(path: &Path) -> Result<()> {
+    drop(open_private_file(path)?);
+    for suffix in ["-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let companion = Path::new(&name);
+        match OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+            .open(companion)
+        {
+            Ok(file) => restrict_private_file(&file, companion)?,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => {
+                return Err(AgentError::new(
+                    WU_E_NO_SERVICE,
+                    format!("cannot open {}: {error}", companion.display()),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 impl Store {
     /// Opens (creating if needed) the store at `path` and migrates it.
     pub fn open(path: &Path) -> Result<Store> {
+        restrict_store_files(path)?;
         let mut connection = Connection::open(path)?;
         connection.pragma_update(None, "journal_mode", "WAL")?;
         connection.pragma_update(None, "synchronous", "NORMAL")?;

@@ -254,3 +254,75 @@ fn installed_rules_prerequisites_and_supersedence() {
         json!({ "applicable": true, "supersededBy": [uuid::Uuid::from_u128(5)] })
     );
 }
+
+#[test]
+fn fifos_and_symlinks_at_rule_paths_are_never_read() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("opt/app")).unwrap();
+    std::fs::write(root.path().join("opt/app/version"), b"2.0\n").unwrap();
+    let digest = hex::encode(Sha256::digest(b"2.0\n"));
+    let fifo_mode = nix::sys::stat::Mode::from_bits_truncate(0o666);
+    nix::unistd::mkfifo(&root.path().join("opt/app/fifo"), fifo_mode).unwrap();
+    std::os::unix::fs::symlink("version", root.path().join("opt/app/link")).unwrap();
+    // Directory symlinks on the way are followed, as on merged-/usr systems.
+    std::os::unix::fs::symlink("opt/app", root.path().join("app")).unwrap();
+    // os-release a FIFO too: it is read when the agent starts.
+    let os_release = root.path().join("os-release");
+    nix::unistd::mkfifo(&os_release, fifo_mode).unwrap();
+    let facts_root = root.path().to_str().unwrap().to_owned();
+    let os_release = os_release.to_str().unwrap().to_owned();
+    let agent = AgentProcess::start(&["--facts-root", &facts_root, "--os-release", &os_release]);
+
+    let cases = [
+        ("digest of a FIFO", "/opt/app/fifo", false),
+        ("digest through a final symlink", "/opt/app/link", false),
+        ("digest through a directory symlink", "/app/version", true),
+    ];
+    let revisions = cases
+        .iter()
+        .enumerate()
+        .map(|(index, (title, path, _))| {
+            let text = format!(r#"{{ file_sha256 = {{ path = "{path}", sha256 = "{digest}" }} }}"#);
+            revision(
+                index as u128 + 1,
+                title,
+                installable(rule(&text)),
+                json!({}),
+            )
+        })
+        .chain([revision(
+            10,
+            "a FIFO exists",
+            installable(rule(r#"{ file_exists = "/opt/app/fifo" }"#)),
+            json!({}),
+        )])
+        .collect();
+    let (key, public) = key();
+    let package = root.path().join("service.owpkg");
+    write(&snapshot(1, revisions), &key, &package);
+    let socket = agent.socket();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = sender.send(Client::connect(&socket).call(
+            "org.openwua.Agent.AddScanPackageService",
+            json!({ "path": package, "publicKey": public }),
+        ));
+    });
+    receiver
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("registering hung on a rule's FIFO")
+        .unwrap();
+
+    let applicable = titles(&search(&agent, "IsInstalled=0", json!({})).unwrap());
+    let expected: Vec<&str> = {
+        let mut titles: Vec<&str> = cases
+            .iter()
+            .filter(|(_, _, applies)| *applies)
+            .map(|(title, _, _)| *title)
+            .chain(["a FIFO exists"])
+            .collect();
+        titles.sort();
+        titles
+    };
+    assert_eq!(applicable, expected);
+}

@@ -66,7 +66,8 @@ fn code(result: Result<(), AgentError>) -> HResult {
     }
 }
 
-/// The destination holds `expected`, with mode 0755 and no part beside it.
+/// The destination holds `expected`, with mode 0700 (the agent's, run by
+/// installers as root) and no part beside it.
 fn assert_fetched(destination: &Path, expected: &[u8]) {
     let bytes = std::fs::read(destination).expect("destination exists");
     assert!(bytes == expected, "destination bytes differ");
@@ -74,14 +75,14 @@ fn assert_fetched(destination: &Path, expected: &[u8]) {
         .expect("metadata")
         .permissions()
         .mode();
-    assert_eq!(mode & 0o777, 0o755);
+    assert_eq!(mode & 0o777, 0o700);
     assert!(!part_of(destination).exists(), "the part is left behind");
 }
 
 const SIZE: usize = 300 * 1024 + 17;
 
 #[test]
-fn a_plain_download_lands_verified_with_mode_0755() {
+fn a_plain_download_lands_verified_with_mode_0700() {
     let data = payload(SIZE);
     let server = Server::start(Arc::clone(&data), Behaviour::Healthy);
     let dir = tempfile::tempdir().expect("tempdir");
@@ -374,4 +375,67 @@ fn a_full_disk_keeps_the_part_and_says_so() {
     assert_eq!(code(result), openwua_model::hresult::ERROR_DISK_FULL);
     assert!(part_kept, "the part was not kept for resuming");
     assert!(!destination.exists());
+}
+
+/// The detail of a failed fetch of `url` promising `expected`.
+fn failure_detail(url: &str, expected: &[u8], destination: &Path) -> (HResult, String) {
+    let url = url.to_owned();
+    let expected = expected.to_vec();
+    let destination = destination.to_owned();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = sender.send(fetch(&url, &expected, &destination).0);
+    });
+    let result = receiver
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the fetch hung");
+    let error = result.expect_err("the fetch should fail");
+    (error.hresult, error.detail)
+}
+
+#[test]
+fn a_file_url_tells_nothing_about_a_file_and_reads_only_regular_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let expected = payload(1000);
+    // Root's alone, and not what the catalog promises.
+    let secret = dir.path().join("secret");
+    let secret_bytes = vec![b's'; 777];
+    std::fs::write(&secret, &secret_bytes).expect("write");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let url = format!("file://{}", secret.display());
+    let (code, detail) = failure_detail(&url, &expected, &dir.path().join("a"));
+    assert_eq!(code, hresult::WU_E_DM_INCORRECTFILEHASH);
+    assert!(!detail.contains("777"), "{detail}");
+
+    // The promised size, other bytes: the digest is not told either.
+    let same_size = vec![b's'; expected.len()];
+    std::fs::write(&secret, &same_size).expect("write");
+    let (code, detail) = failure_detail(&url, &expected, &dir.path().join("b"));
+    assert_eq!(code, hresult::WU_E_DM_INCORRECTFILEHASH);
+    assert!(
+        !detail.contains(&digest(&same_size).to_string()),
+        "{detail}"
+    );
+
+    // A FIFO nobody writes to, and a symlink to the right bytes: refused,
+    // at once.
+    let fifo = dir.path().join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o666)).expect("mkfifo");
+    let (code, _) = failure_detail(
+        &format!("file://{}", fifo.display()),
+        &expected,
+        &dir.path().join("c"),
+    );
+    assert_eq!(code, hresult::WU_E_DM_URLNOTAVAILABLE);
+    let right = dir.path().join("right");
+    std::fs::write(&right, expected.as_slice()).expect("write");
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(&right, &link).expect("symlink");
+    let (code, _) = failure_detail(
+        &format!("file://{}", link.display()),
+        &expected,
+        &dir.path().join("d"),
+    );
+    assert_eq!(code, hresult::WU_E_DM_URLNOTAVAILABLE);
+    assert!(!dir.path().join("d").exists());
 }

@@ -375,3 +375,226 @@ fn content_file_names_that_leave_the_staging_directory_are_refused() {
     );
     assert!(!agent.dir.path().join("x").exists());
 }
+
+/// The permission bits of `path`.
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::symlink_metadata(path)
+        .unwrap_or_else(|error| panic!("{}: {error}", path.display()))
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+fn set_mode(path: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Runs `call` on a thread of its own and fails the test if it has not
+/// returned within a minute: the agent hung on it.
+fn within_deadline<T: Send + 'static>(what: &str, call: impl FnOnce() -> T + Send + 'static) -> T {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = sender.send(call());
+    });
+    receiver
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .unwrap_or_else(|_| panic!("{what} hung"))
+}
+
+const STATE_FILES: [&str; 4] = ["agent.db", "agent.db-wal", "agent.db-shm", "agent.lock"];
+
+#[test]
+fn another_user_cannot_open_the_agents_state_files() {
+    if !is_root() {
+        eprintln!("skipped: needs root to create a user");
+        return;
+    }
+    let agent = AgentProcess::start(&[]);
+    let (key, public) = key();
+    let package = agent.dir.path().join("service.owpkg");
+    write(&snapshot(1, updates(2)), &key, &package);
+    add_package(&agent, &package, &public).unwrap();
+    // The test's own directory is private; open it so that only the
+    // agent's modes stand between the user and the files.
+    set_mode(agent.dir.path(), 0o755);
+    let state = agent.dir.path().join("state");
+    assert_eq!(mode(&state), 0o700);
+    for name in STATE_FILES {
+        assert_eq!(mode(&state.join(name)), 0o600, "{name}");
+    }
+    assert_eq!(mode(&agent.dir.path().join("cache")), 0o700);
+
+    // Opening is all a lock on the store's bytes or on agent.lock needs.
+    let user = ThrowawayUser::create("wuastate");
+    for name in STATE_FILES {
+        let output = std::process::Command::new("runuser")
+            .args(["-u", &user.name, "--", "head", "-c", "0"])
+            .arg(state.join(name))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !output.status.success() && stderr.contains("Permission denied"),
+            "{name} opened by another user: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_loose_state_directory_is_tightened_and_a_foreign_one_refused() {
+    let agent = AgentProcess::start_with_config(|dir| {
+        // As an older agent left it.
+        let state = dir.join("state");
+        std::fs::create_dir(&state).unwrap();
+        set_mode(&state, 0o755);
+        std::fs::write(state.join("agent.lock"), b"").unwrap();
+        set_mode(&state.join("agent.lock"), 0o644);
+        (String::new(), String::new())
+    });
+    let state = agent.dir.path().join("state");
+    assert_eq!(mode(&state), 0o700);
+    for name in STATE_FILES {
+        assert_eq!(mode(&state.join(name)), 0o600, "{name}");
+    }
+    drop(agent);
+
+    if !is_root() {
+        eprintln!("skipped the foreign directory: needs root to create a user");
+        return;
+    }
+    let user = ThrowawayUser::create("wuaforeign");
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let status = std::process::Command::new("chown")
+        .arg(&user.name)
+        .arg(&state)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_wua-agent"))
+        .arg("--state-dir")
+        .arg(&state)
+        .arg("--cache-dir")
+        .arg(dir.path().join("cache"))
+        .arg("--socket")
+        .arg(dir.path().join("agent.sock"))
+        .env("WUA_AGENT_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("owned by the agent's user"), "{stderr}");
+    assert!(!dir.path().join("agent.sock").exists());
+    assert_eq!(std::fs::read_dir(&state).unwrap().count(), 0);
+}
+
+#[test]
+fn a_fifo_or_a_symlink_at_a_registered_package_path_is_refused_promptly() {
+    let agent = AgentProcess::start(&[]);
+    let (key, public) = key();
+    let package = agent.dir.path().join("service.owpkg");
+    write(&snapshot(1, updates(2)), &key, &package);
+
+    let link = agent.dir.path().join("link.owpkg");
+    std::os::unix::fs::symlink(&package, &link).unwrap();
+    let refusal = add_package(&agent, &link, &public).unwrap_err();
+    assert_eq!(error_name(&refusal), "WU_E_OL_INVALID_SCANFILE");
+    assert!(refusal.to_string().contains("symlink"), "{refusal}");
+
+    add_package(&agent, &package, &public).unwrap();
+    // A FIFO in its place: nobody will ever write to it.
+    std::fs::remove_file(&package).unwrap();
+    nix::unistd::mkfifo(&package, nix::sys::stat::Mode::from_bits_truncate(0o666)).unwrap();
+    let socket = agent.socket();
+    let refusal = within_deadline("Sync", move || {
+        Client::connect(&socket).call("org.openwua.Agent.Sync", json!({}))
+    })
+    .unwrap_err();
+    assert_eq!(error_name(&refusal), "WU_E_OL_INVALID_SCANFILE");
+    assert!(refusal.to_string().contains("FIFO"), "{refusal}");
+    let socket = agent.socket();
+    let online = within_deadline("Search", move || {
+        Client::connect(&socket).call(
+            "org.openwua.Agent.Search",
+            json!({ "criteria": "", "options": { "online": true } }),
+        )
+    })
+    .unwrap();
+    assert_eq!(titles(&online["result"]).len(), 2);
+    assert!(
+        online["result"]["warnings"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("FIFO"),
+        "{online}"
+    );
+
+    // A symlink in its place, to a package that is otherwise fine.
+    std::fs::remove_file(&package).unwrap();
+    let elsewhere = agent.dir.path().join("elsewhere.owpkg");
+    write(&snapshot(2, updates(3)), &key, &elsewhere);
+    std::os::unix::fs::symlink(&elsewhere, &package).unwrap();
+    let refusal = agent.call("org.openwua.Agent.Sync", json!({})).unwrap_err();
+    assert_eq!(error_name(&refusal), "WU_E_OL_INVALID_SCANFILE");
+    assert_eq!(titles(&search(&agent, "", json!({})).unwrap()).len(), 2);
+}
+
+/// Counts inotify events on `path` between "ready" and a line on stdin:
+/// prints opens and reads.
+const WATCH_SCRIPT: &str = r#"
+import ctypes, os, struct, sys
+libc = ctypes.CDLL(None, use_errno=True)
+fd = libc.inotify_init1(os.O_NONBLOCK)
+IN_ACCESS, IN_OPEN = 0x1, 0x20
+assert libc.inotify_add_watch(fd, sys.argv[1].encode(), IN_ACCESS | IN_OPEN) >= 0
+print("ready", flush=True)
+sys.stdin.readline()
+opens = reads = 0
+while True:
+    try:
+        data = os.read(fd, 65536)
+    except BlockingIOError:
+        break
+    offset = 0
+    while offset < len(data):
+        _, mask, _, length = struct.unpack_from("iIII", data, offset)
+        opens += bool(mask & IN_OPEN)
+        reads += bool(mask & IN_ACCESS)
+        offset += 16 + length
+print(opens, reads, flush=True)
+"#;
+
+#[test]
+fn a_sync_does_not_read_a_package_file_that_did_not_change() {
+    use std::io::{BufRead, Write as _};
+    let agent = AgentProcess::start(&[]);
+    let (key, public) = key();
+    let package = agent.dir.path().join("service.owpkg");
+    write(&snapshot(1, updates(2)), &key, &package);
+    // Not a wait for an event: the agent trusts a file's identity only
+    // once it has been left alone for two seconds (timestamps move in
+    // clock ticks), so this one must be older than that.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    add_package(&agent, &package, &public).unwrap();
+
+    let mut watcher = std::process::Command::new("python3")
+        .args(["-c", WATCH_SCRIPT])
+        .arg(&package)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(watcher.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    let synced = agent.call("org.openwua.Agent.Sync", json!({})).unwrap();
+    assert_eq!(synced["progress"]["result"]["unchanged"], 2, "{synced}");
+    writeln!(watcher.stdin.take().unwrap()).unwrap();
+    let counts = lines.next().unwrap().unwrap();
+    watcher.wait().unwrap();
+    let (opens, reads) = counts.split_once(' ').unwrap();
+    assert!(opens.parse::<u32>().unwrap() >= 1, "the sync never looked");
+    assert_eq!(reads, "0", "the sync read the unchanged package again");
+}

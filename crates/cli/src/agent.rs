@@ -14,7 +14,7 @@ use openwua_model::hresult::{
     WU_E_UNKNOWN_ID,
 };
 
-use crate::{embedded, exit};
+use crate::{embedded, exit, text};
 
 /// Sent as `ClientApplicationID`, for the agent's history and logs.
 const CLIENT_APPLICATION_ID: &str = "wua";
@@ -83,7 +83,8 @@ fn handled(error: anyhow::Error) -> anyhow::Result<u8> {
 fn report(error: &ClientError) -> u8 {
     eprintln!("wua: {}", error.hresult());
     if let Some(detail) = error.detail() {
-        eprintln!("  {detail}");
+        // The agent's detail may quote catalog text.
+        eprintln!("  {}", text::paragraphs(&detail));
     }
     if let Some(hint) = hint(error) {
         eprintln!("  hint: {hint}");

@@ -127,6 +127,9 @@ pub enum Command {
         /// Sync only this service [default: all].
         #[arg(long, value_name = "SERVICE-ID")]
         service: Option<Uuid>,
+        /// Print the services' SyncResults as a JSON array, once done.
+        #[arg(long)]
+        json: bool,
     },
     /// How the agent sees this process: its class (interactive, elevated,
     /// secondary logon, …), the facts with their sources, and what it may

@@ -6,7 +6,9 @@
 //!
 //! Directory: `$OPENWUA_EMBEDDED_DIR`, else `$XDG_STATE_HOME/openwua/embedded`,
 //! else `~/.local/state/openwua/embedded`. Sample: `$OPENWUA_SAMPLE_SERVICE`,
-//! else the repository's `examples/sample-service`.
+//! else `examples/sample-service` as it was built into this binary
+//! (`build.rs`), written out under the directory: an installed `wua`
+//! needs no source tree.
 
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -18,8 +20,8 @@ use openwua_catalog::package;
 use openwua_catalog::signing::SecretKey;
 use openwua_client::blocking::UpdateSession;
 
-/// The sample service in the source tree this wua was built from.
-const BUNDLED_SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/sample-service");
+// `SAMPLE_FILES`: examples/sample-service, embedded by build.rs.
+include!(concat!(env!("OUT_DIR"), "/sample_service.rs"));
 
 /// How long a freshly built sample package stays valid.
 const SAMPLE_VALIDITY: SignedDuration = SignedDuration::from_hours(30 * 24);
@@ -63,12 +65,35 @@ pub fn start() -> anyhow::Result<Embedded> {
     config.wait_for_state_lock = true;
     let agent = Background::start(config).context("starting the embedded agent")?;
     let embedded = Embedded { agent };
-    let sample = std::env::var_os("OPENWUA_SAMPLE_SERVICE")
-        .map_or_else(|| PathBuf::from(BUNDLED_SAMPLE), PathBuf::from);
+    let sample = match std::env::var_os("OPENWUA_SAMPLE_SERVICE") {
+        Some(sample) => PathBuf::from(sample),
+        None => write_bundled_sample(&dir.join("sample-service"))?,
+    };
     if sample.join("service.toml").is_file() {
         register_sample(&dir, &sample, embedded.socket())?;
     }
     Ok(embedded)
+}
+
+/// Writes the embedded sample service to `target` afresh (so a file the
+/// sample no longer has does not linger) and returns it.
+fn write_bundled_sample(target: &Path) -> anyhow::Result<PathBuf> {
+    match std::fs::remove_dir_all(target) {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => {
+            return Err(error).with_context(|| format!("removing {}", target.display()));
+        }
+    }
+    for (relative, bytes) in SAMPLE_FILES {
+        let path = target.join(relative);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(target.to_owned())
 }
 
 /// Builds the sample into a package signed by this directory's own key and

@@ -5,6 +5,7 @@ use std::io::Write;
 use crate::agent::Target;
 use crate::args::EulaCommand;
 use crate::exit;
+use crate::text;
 
 pub fn run(agent: &Target, command: EulaCommand, out: &mut dyn Write) -> anyhow::Result<u8> {
     agent.run(|session| {
@@ -14,12 +15,16 @@ pub fn run(agent: &Target, command: EulaCommand, out: &mut dyn Write) -> anyhow:
                 let update = &entry.update;
                 match &update.eula_text {
                     Some(text) => {
-                        writeln!(out, "{text}")?;
+                        writeln!(out, "{}", text::paragraphs(text))?;
                         if !entry.state.eula_accepted {
                             eprintln!("wua: to accept these terms: wua eula accept {id}");
                         }
                     }
-                    None => writeln!(out, "{} has no licence terms to accept.", update.title)?,
+                    None => writeln!(
+                        out,
+                        "{} has no licence terms to accept.",
+                        text::line(&update.title)
+                    )?,
                 }
             }
             EulaCommand::Accept { id } => {

@@ -16,6 +16,7 @@ use crate::args::{InstallArgs, UninstallArgs};
 use crate::operation;
 use crate::progress::Progress;
 use crate::questions::Keyboard;
+use crate::text;
 
 /// How to install.
 pub struct Options {
@@ -136,7 +137,7 @@ pub fn download_and_install(
             "Waiting for a restart (a restart must come before these are installed):"
         )?;
         for entry in &deferred {
-            writeln!(out, "  {}", entry.update.title)?;
+            writeln!(out, "  {}", text::line(&entry.update.title))?;
         }
         writeln!(out, "Restart the machine, then run the command again.")?;
         writeln!(out)?;
@@ -231,7 +232,7 @@ fn licences(
     // The agent counts an update without licence terms as accepted.
     for entry in entries.iter().filter(|entry| !entry.state.eula_accepted) {
         let id = entry.update.identity.update_id;
-        let title = &entry.update.title;
+        let title = text::line(&entry.update.title);
         if accept {
             session.accept_eula(id)?;
             if !json {

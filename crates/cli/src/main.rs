@@ -23,6 +23,7 @@ mod show;
 mod status;
 mod sync;
 mod table;
+mod text;
 mod update;
 
 use std::io::{self, Write};
@@ -88,7 +89,7 @@ fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<u8> {
         Command::Jobs { json } => jobs::list(&agent, json, out)?,
         Command::Watch { id, json } => jobs::watch(&agent, id, json, out)?,
         Command::Abort { id } => jobs::abort(&agent, id, out)?,
-        Command::Sync { service } => sync::run(&agent, service, out)?,
+        Command::Sync { service, json } => sync::run(&agent, service, json, out)?,
         Command::Context { json } => context::run(&agent, json, out)?,
         Command::Status { json } => status::run(&agent, json, out)?,
         Command::Package { command } => package::run(command, out)?,

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::io::IsTerminal;
 
+use crate::text;
 use indicatif::{ProgressBar, ProgressStyle};
 use openwua_model::operation::{JobInfo, JobKind, JobState};
 use uuid::Uuid;
@@ -96,7 +97,12 @@ impl Progress {
                 .cloned()
                 .unwrap_or_else(|| id.to_string())
         });
-        let what = format!("{}ing {}/{count} {title}", job.kind.verb(), step.index + 1);
+        let what = format!(
+            "{}ing {}/{count} {}",
+            job.kind.verb(),
+            step.index + 1,
+            text::line(&title)
+        );
         if self.terminal {
             let bar = self.bar.get_or_insert_with(|| new_bar(job.kind));
             bar.set_length(length);

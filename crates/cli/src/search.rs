@@ -11,6 +11,7 @@ use openwua_model::search::{SearchResult, UpdateEntry};
 use crate::agent::Target;
 use crate::args::SearchArgs;
 use crate::table::{self, Align, Table};
+use crate::text;
 use crate::{criteria_check, exit};
 
 /// What each letter of the STATE column means, in its order.
@@ -37,7 +38,7 @@ pub fn run(agent: &Target, args: &SearchArgs, out: &mut dyn Write) -> anyhow::Re
         let result = searcher.search(criteria)?;
         for warning in &result.warnings {
             eprintln!("wua: warning: {}", warning.hresult);
-            eprintln!("  {}", warning.message);
+            eprintln!("  {}", text::line(&warning.message));
         }
         if args.json {
             serde_json::to_writer_pretty(&mut *out, &result)?;

@@ -11,6 +11,7 @@ use openwua_model::service::ServiceInfo;
 use crate::agent::Target;
 use crate::args::{AddPackageArgs, ServicesCommand};
 use crate::table::{self, Align, Table};
+use crate::text;
 use crate::{exit, sync};
 
 /// How a public key's text begins; anything else names a file holding it.
@@ -68,7 +69,12 @@ fn add_package(
         writeln!(out)?;
     } else {
         let service = &added.service;
-        writeln!(out, "Added {} ({}).", service.service_id, service.name)?;
+        writeln!(
+            out,
+            "Added {} ({}).",
+            service.service_id,
+            text::line(&service.name)
+        )?;
         if service.is_default {
             writeln!(out, "It is the default service.")?;
         }

@@ -9,6 +9,7 @@ use uuid::Uuid;
 use crate::agent::Target;
 use crate::exit;
 use crate::table;
+use crate::text;
 
 pub fn run(agent: &Target, id: Uuid, json: bool, out: &mut dyn Write) -> anyhow::Result<u8> {
     agent.run(|session| {
@@ -48,7 +49,8 @@ fn write_text(
 ) -> std::io::Result<()> {
     let update = &entry.update;
     let state = &entry.state;
-    let mut field = |name: &str, value: &str| writeln!(out, "{name:<18}{value}");
+    // Every value may hold catalog text.
+    let mut field = |name: &str, value: &str| writeln!(out, "{name:<18}{}", text::line(value));
 
     field("Title", &update.title)?;
     field("Update ID", &update.identity.update_id.to_string())?;
@@ -146,13 +148,18 @@ fn write_text(
         writeln!(out, "  -")?;
     }
     for file in &update.download_contents {
-        writeln!(out, "  {}  {}", file.file_name, table::size(file.size))?;
+        writeln!(
+            out,
+            "  {}  {}",
+            text::line(&file.file_name),
+            table::size(file.size)
+        )?;
         writeln!(out, "    sha256 {}", file.sha256)?;
     }
     if !update.description.is_empty() {
         writeln!(out, "Description")?;
         for line in update.description.lines() {
-            writeln!(out, "  {line}")?;
+            writeln!(out, "  {}", text::line(line))?;
         }
     }
     Ok(())

@@ -12,6 +12,7 @@ use openwua_model::service::ServiceInfo;
 use serde::Serialize;
 
 use crate::agent::Target;
+use crate::text;
 use crate::{exit, services, table};
 
 /// `--json`: the system information with the installer's state and the
@@ -140,7 +141,7 @@ fn write_awaiting_interactive_user(
             out,
             "                  {} {} ({}, refused {} UTC)",
             entry.update_identity.update_id,
-            entry.title,
+            text::line(&entry.title),
             match entry.operation {
                 UpdateOperation::Installation => "install",
                 UpdateOperation::Uninstallation => "uninstall",

@@ -1,5 +1,6 @@
 //! `wua sync`: sync update services' catalogs and rescan, one line per
-//! phase as the agent reports it.
+//! phase as the agent reports it, or (`--json`) each service's
+//! `SyncResult` in an array once done.
 
 use std::io::{self, Write};
 
@@ -9,21 +10,33 @@ use uuid::Uuid;
 use crate::agent::Target;
 use crate::exit;
 
-pub fn run(agent: &Target, service: Option<Uuid>, out: &mut dyn Write) -> anyhow::Result<u8> {
+pub fn run(
+    agent: &Target,
+    service: Option<Uuid>,
+    json: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<u8> {
     agent.run(|session| {
         // The callback cannot return an error; the first one is kept.
         let mut failed: Option<io::Error> = None;
+        let mut synced: Vec<SyncResult> = Vec::new();
         session.sync(service, |progress| {
-            if failed.is_none()
+            if json {
+                synced.extend(progress.result.clone());
+            } else if failed.is_none()
                 && let Err(error) = write_progress(progress, out)
             {
                 failed = Some(error);
             }
         })?;
-        match failed {
-            Some(error) => Err(error.into()),
-            None => Ok(exit::SUCCESS),
+        if let Some(error) = failed {
+            return Err(error.into());
         }
+        if json {
+            serde_json::to_writer_pretty(&mut *out, &synced)?;
+            writeln!(out)?;
+        }
+        Ok(exit::SUCCESS)
     })
 }
 

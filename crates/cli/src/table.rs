@@ -6,6 +6,8 @@
 
 use std::io::{self, Write};
 
+use crate::text;
+
 /// The width tables fit in.
 pub const WIDTH: usize = 80;
 
@@ -56,7 +58,23 @@ impl Table {
             .iter()
             .map(|(header, _)| header.chars().count())
             .collect();
-        for (cells, _) in &self.rows {
+        // Cells and notes hold catalog text: escaped before they are measured.
+        let rows: Vec<(Vec<String>, Option<String>)> = self
+            .rows
+            .iter()
+            .map(|(cells, note)| {
+                let cells = cells.iter().map(|cell| text::line(cell).into_owned());
+                let note = note.as_ref().map(|note| {
+                    let lines: Vec<String> = note
+                        .lines()
+                        .map(|line| text::line(line).into_owned())
+                        .collect();
+                    lines.join("\n")
+                });
+                (cells.collect(), note)
+            })
+            .collect();
+        for (cells, _) in &rows {
             for (width, cell) in widths.iter_mut().zip(cells) {
                 *width = (*width).max(cell.chars().count());
             }
@@ -79,7 +97,7 @@ impl Table {
             .map(|(header, _)| (*header).to_owned())
             .collect();
         self.write_line(&headers, &widths, out)?;
-        for (cells, note) in &self.rows {
+        for (cells, note) in &rows {
             self.write_line(cells, &widths, out)?;
             for line in note.iter().flat_map(|note| note.lines()) {
                 let indent = if note_indent + line.chars().count() <= WIDTH {

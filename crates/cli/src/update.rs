@@ -12,6 +12,7 @@ use crate::agent::Target;
 use crate::args::UpdateArgs;
 use crate::install::{self, Options};
 use crate::questions::Keyboard;
+use crate::text;
 use crate::{exit, operation, sync};
 
 /// `--json`: every step's outcome; a step not needed is `null`.
@@ -48,7 +49,7 @@ pub fn run(agent: &Target, args: &UpdateArgs, out: &mut dyn Write) -> anyhow::Re
             .search(operation::ALL_CRITERIA)?;
         for warning in &found.warnings {
             eprintln!("wua: warning: {}", warning.hresult);
-            eprintln!("  {}", warning.message);
+            eprintln!("  {}", text::line(&warning.message));
         }
         if found.updates.is_empty() {
             if args.json {

@@ -245,3 +245,145 @@ fn install_then_uninstall_one_update_by_id() {
     assert!(text.contains("WU_S_ALREADY_UNINSTALLED"), "{text}");
     assert_eq!(output.status.code(), Some(0));
 }
+
+/// A copy of the sample service for one test to change.
+fn sample_copy(dir: &std::path::Path) -> std::path::PathBuf {
+    let sample = dir.join("sample-service");
+    let status = Command::new("cp")
+        .arg("-r")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../examples/sample-service"
+        ))
+        .arg(&sample)
+        .status()
+        .expect("cp runs");
+    assert!(status.success());
+    sample
+}
+
+#[test]
+fn catalog_text_cannot_send_terminal_escapes() {
+    let embedded = Embedded::new();
+    let sample = sample_copy(embedded.dir.path());
+    // Short enough that the table does not cut it.
+    let forged = r#"T\u001b[2K\rFAKE\nforged"#;
+    let manifest = sample.join("tzdata-2026b/update.toml");
+    let text = std::fs::read_to_string(&manifest).expect("the manifest");
+    let text = text
+        .replace(
+            r#"title = "tzdata 2026b""#,
+            &format!(r#"title = "{forged}""#),
+        )
+        .replace(
+            r#"description = "Time zone"#,
+            r#"description = "\u009b2J\u007fTime zone"#,
+        );
+    std::fs::write(&manifest, text).expect("write the manifest");
+    let eula = sample.join("example-agent-2.1/eula.txt");
+    let mut terms = std::fs::read(&eula).expect("the licence");
+    terms.extend_from_slice(b"\x1b]0;owned\x07\rclause 9\r\n");
+    std::fs::write(&eula, terms).expect("write the licence");
+
+    let run = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_wua"))
+            .arg("--embedded")
+            .args(args)
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("OPENWUA_EMBEDDED_DIR", embedded.dir.path().join("state"))
+            .env("OPENWUA_SAMPLE_SERVICE", &sample)
+            .output()
+            .expect("wua runs");
+        assert!(
+            output.status.success(),
+            "wua {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).expect("UTF-8")
+    };
+    let no_controls = |text: &str| !text.chars().any(|c| c.is_control() && c != '\n');
+    let search = run(&["search"]);
+    assert!(no_controls(&search), "{search:?}");
+    assert!(
+        search.contains(r"T\u{1b}[2K\u{d}FAKE\u{a}forged"),
+        "{search}"
+    );
+    assert!(
+        !search.lines().any(|line| line.starts_with("forged")),
+        "{search}"
+    );
+    let show = run(&["show", TZDATA]);
+    assert!(no_controls(&show), "{show:?}");
+    assert!(show.contains(r"\u{9b}2J\u{7f}Time zone"), "{show}");
+    // Licence terms keep their lines, nothing else.
+    let terms = run(&["eula", "show", AGENT_2_1]);
+    assert!(no_controls(&terms), "{terms:?}");
+    assert!(
+        terms.contains("\\u{1b}]0;owned\\u{7}\\u{d}clause 9\n"),
+        "{terms}"
+    );
+    // JSON keeps the text as it is.
+    let json: Value = serde_json::from_str(&run(&["show", TZDATA, "--json"])).expect("JSON");
+    assert_eq!(json["entry"]["update"]["title"], "T\u{1b}[2K\rFAKE\nforged");
+}
+
+#[test]
+fn sync_json_is_the_services_sync_results() {
+    let embedded = Embedded::new();
+    let synced = embedded.json(&["sync"]);
+    let results = synced.as_array().expect("an array");
+    assert_eq!(results.len(), 1, "{synced}");
+    assert_eq!(
+        results[0]["serviceId"],
+        "1f500f7a-8dba-52e3-89d8-e4a35934dcef"
+    );
+    assert!(results[0]["version"].as_u64().is_some(), "{synced}");
+}
+
+#[test]
+fn an_installed_wua_needs_no_source_tree_for_its_sample() {
+    if !Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|output| output.stdout == b"0\n")
+    {
+        eprintln!("skipped: needs root to hide the source tree in a mount namespace");
+        return;
+    }
+    // wua copied elsewhere, run from elsewhere, with the repository's
+    // examples hidden under an empty tmpfs: as on a machine it was installed on.
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let wua = dir.path().join("wua");
+    std::fs::copy(env!("CARGO_BIN_EXE_wua"), &wua).expect("copy wua");
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).expect("home");
+    let examples = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples"))
+        .canonicalize()
+        .expect("the examples");
+    let output = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(r#"mount -t tmpfs none "$1" && cd "$2" && exec "$3" --embedded search --json"#)
+        .arg("sh")
+        .arg(&examples)
+        .arg(&home)
+        .arg(&wua)
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("HOME", &home)
+        .output()
+        .expect("unshare runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let result: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let found = result["updates"].as_array().expect("updates");
+    assert!(
+        found
+            .iter()
+            .any(|entry| entry["update"]["identity"]["updateId"] == TZDATA),
+        "{result}"
+    );
+}
