@@ -349,9 +349,10 @@ fn an_existing_destination_needs_no_request() {
 
 #[test]
 fn a_full_disk_keeps_the_part_and_says_so() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!(
-            "SKIPPED (needs root): a_full_disk_keeps_the_part_and_says_so mounts a small tmpfs"
+    if !common::is_root() {
+        common::skip(
+            "a_full_disk_keeps_the_part_and_says_so",
+            "needs root to mount a small tmpfs",
         );
         return;
     }

@@ -429,9 +429,9 @@ fn a_prerequisite_in_the_same_call_runs_first() {
 #[test]
 fn a_non_admin_may_neither_download_nor_install() {
     if !is_root() {
-        eprintln!(
-            "SKIPPED (needs root) a_non_admin_may_neither_download_nor_install: \
-             it creates a throwaway user"
+        skip(
+            "a_non_admin_may_neither_download_nor_install",
+            "needs root to create a throwaway user",
         );
         return;
     }

@@ -12,7 +12,7 @@ mod common;
 
 use common::dpkg::DebTree;
 use common::handler_fixture::Fixture;
-use common::is_root;
+use common::{is_root, skip};
 use openwua_agent::handlers::{HandlerOutcome, Outcome};
 use openwua_agent::prompts::{PromptStream, Prompter};
 use openwua_catalog::revision::{ExitCodeMap, Handler};
@@ -391,25 +391,25 @@ impl Drop for DebconfPurge {
 /// question arrives structured, the answer reaches the postinst.
 #[test]
 fn a_debconf_question_arrives_structured_and_its_answer_reaches_the_postinst() {
+    const TEST: &str = "a_debconf_question_arrives_structured_and_its_answer_reaches_the_postinst";
     if !is_root() {
-        eprintln!(
-            "SKIPPED (needs root) a_debconf_question_arrives_structured_and_its_answer_\
-             reaches_the_postinst: maintainer scripts run with instdir / and the \
-             machine's debconf database"
+        skip(
+            TEST,
+            "needs root: maintainer scripts run with instdir / and the machine's debconf database",
         );
         return;
     }
     if !Path::new("/usr/share/debconf/confmodule").exists() {
-        eprintln!("SKIPPED a_debconf_question_arrives_structured: debconf is not installed");
+        skip(TEST, "debconf is not installed");
         return;
     }
     // debconf's passthrough frontend converts every line with Text::Iconv
     // (Debian's libtext-iconv-perl, which debconf-i18n brings).
     let iconv = Command::new("perl").args(["-MText::Iconv", "-e1"]).status();
     if !iconv.is_ok_and(|status| status.success()) {
-        eprintln!(
-            "SKIPPED a_debconf_question_arrives_structured: debconf's passthrough \
-             frontend needs Text::Iconv (apt-get install libtext-iconv-perl)"
+        skip(
+            TEST,
+            "debconf's passthrough frontend needs Text::Iconv (apt-get install libtext-iconv-perl)",
         );
         return;
     }

@@ -128,8 +128,9 @@ fn oneway_calls_get_no_reply() {
 #[test]
 fn a_non_root_caller_may_search_but_not_hide() {
     if !is_root() {
-        eprintln!(
-            "SKIPPED a_non_root_caller_may_search_but_not_hide: needs root to create a throwaway user"
+        skip(
+            "a_non_root_caller_may_search_but_not_hide",
+            "needs root to create a throwaway user",
         );
         return;
     }
