@@ -451,6 +451,19 @@ pub fn skip(test: &str, reason: &str) {
     eprintln!("SKIPPED {name}: {reason}");
 }
 
+/// Polls `condition` until it holds (true) or `deadline` passes (false).
+pub fn wait_until(deadline: Instant, mut condition: impl FnMut() -> bool) -> bool {
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// A system user that exists for one test.
 pub struct ThrowawayUser {
     pub name: String,
