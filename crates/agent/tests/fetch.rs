@@ -255,8 +255,14 @@ fn an_abort_stops_a_slow_download_and_keeps_the_part() {
     let abort = Arc::new(AtomicBool::new(false));
     let setter = Arc::clone(&abort);
     let started = Instant::now();
+    let part = part_of(&destination);
     std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(300));
+        // Abort once bytes are in the part; on a timeout the part check
+        // below fails.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        openwua_testkit::wait_until(deadline, || {
+            std::fs::metadata(&part).is_ok_and(|metadata| metadata.len() > 0)
+        });
         setter.store(true, Ordering::Relaxed);
     });
     let result = fetcher().fetch(
@@ -350,9 +356,10 @@ fn an_existing_destination_needs_no_request() {
 
 #[test]
 fn a_full_disk_keeps_the_part_and_says_so() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!(
-            "SKIPPED (needs root): a_full_disk_keeps_the_part_and_says_so mounts a small tmpfs"
+    if !common::is_root() {
+        openwua_testkit::skip(
+            "a_full_disk_keeps_the_part_and_says_so",
+            "needs root to mount a small tmpfs",
         );
         return;
     }

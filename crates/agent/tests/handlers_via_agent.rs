@@ -13,6 +13,7 @@ use common::dpkg::{Dpkg, build_deb};
 use common::*;
 use openwua_catalog::revision::{Applicability, ContentFile, FilePlacement, Handler, Rule};
 use openwua_model::update::Sha256Digest;
+use openwua_testkit::skip;
 use serde_json::{Value, json};
 use sha2::Digest as _;
 use uuid::Uuid;
@@ -429,9 +430,9 @@ fn a_prerequisite_in_the_same_call_runs_first() {
 #[test]
 fn a_non_admin_may_neither_download_nor_install() {
     if !is_root() {
-        eprintln!(
-            "SKIPPED (needs root) a_non_admin_may_neither_download_nor_install: \
-             it creates a throwaway user"
+        skip(
+            "a_non_admin_may_neither_download_nor_install",
+            "needs root to create a throwaway user",
         );
         return;
     }

@@ -1,13 +1,25 @@
 //! An independent Varlink implementation (Python's `varlink` package,
-//! installed by `.ci/run`) introspects the interface and searches.
+//! installed by `scripts/setup-test-machine`) introspects the interface and
+//! searches.
 
 mod common;
 
 use common::*;
+use openwua_testkit::skip;
 use serde_json::json;
 
 #[test]
 fn python_varlink_introspects_and_searches() {
+    let import = std::process::Command::new("python3")
+        .args(["-c", "import varlink"])
+        .output();
+    if !import.is_ok_and(|output| output.status.success()) {
+        skip(
+            "python_varlink_introspects_and_searches",
+            "python3 cannot import varlink (scripts/setup-test-machine installs it)",
+        );
+        return;
+    }
     let agent = AgentProcess::start(&[]);
     let (key, public) = key();
     let package = agent.dir.path().join("p.owpkg");
@@ -33,7 +45,7 @@ fn python_varlink_introspects_and_searches() {
         .expect("python3 runs");
     assert!(
         output.status.success(),
-        "the Python varlink client failed (is `pip install varlink` done? .ci/run does it):\n{}",
+        "the Python varlink client failed (is `pip install varlink` done? scripts/setup-test-machine does it):\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();

@@ -10,6 +10,7 @@ use openwua_catalog::package;
 use openwua_catalog::revision::Applicability;
 use openwua_catalog::signing::SecretKey;
 use openwua_catalog::snapshot::Snapshot;
+use openwua_testkit::wait_until;
 use serde_json::json;
 
 fn updates(count: u128) -> Vec<openwua_catalog::revision::Revision> {
@@ -240,7 +241,8 @@ fn an_online_search_syncs_first_and_an_expired_catalog_is_flagged() {
     expiring.expires = expiring.created + jiff::SignedDuration::from_secs(1);
     write(&expiring, &key, &package);
     agent.call("org.openwua.Agent.Sync", json!({})).unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    assert!(wait_until(deadline, || jiff::Timestamp::now() > expiring.expires));
     let stale = search(&agent, "", json!({})).unwrap();
     assert_eq!(titles(&stale).len(), 2);
     assert_eq!(stale["warnings"][0]["hresult"], "0x80247163", "{stale}");

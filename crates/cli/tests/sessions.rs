@@ -6,7 +6,7 @@
 //! audit session, controlling terminal, utmp, the parent chain). The
 //! end-to-end tests after them drive `wua install` and `wua context`
 //! through each kind of session. Everything needs root; without it each
-//! test says "SKIPPED: needs root" and returns.
+//! test skips (`openwua_testkit::skip`: a failure under `CI=true`).
 
 mod common;
 
@@ -856,16 +856,16 @@ with client.open("org.openwua.Agent", namespaced=False) as agent:
 "#;
 
 /// A directory with python's `varlink` package that any user can import:
-/// `.ci/run` installs it for the python3 root finds first (which may live
-/// under /root, out of other users' reach); it is pure Python, so a copy
-/// next to the socket serves the system python3 too.
+/// `scripts/setup-test-machine` installs it for the python3 root finds
+/// first (which may live under /root, out of other users' reach); it is
+/// pure Python, so a copy next to the socket serves the system python3 too.
 fn varlink_for_everyone(public: &std::path::Path) -> std::path::PathBuf {
     let output = must(
         std::process::Command::new("python3").args([
             "-c",
             "import os, varlink; print(os.path.dirname(varlink.__file__))",
         ]),
-        "python3 -c 'import varlink' (.ci/run installs it)",
+        "python3 -c 'import varlink' (scripts/setup-test-machine installs it)",
     );
     let package = String::from_utf8_lossy(&output.stdout).trim().to_owned();
     let lib = public.join("pylib");

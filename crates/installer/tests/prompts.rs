@@ -18,6 +18,7 @@ use openwua_installer::handlers::{HandlerOutcome, Outcome};
 use openwua_installer::prompts::{PromptStream, Prompter};
 use openwua_model::hresult::{WU_E_UH_INSTALLERFAILURE, WU_E_UH_OPERATIONCANCELLED};
 use openwua_model::prompt::{PromptEvent, Question, QuestionKind};
+use openwua_testkit::skip;
 
 fn command(program: &str) -> Handler {
     Handler::Command {
@@ -391,25 +392,25 @@ impl Drop for DebconfPurge {
 /// question arrives structured, the answer reaches the postinst.
 #[test]
 fn a_debconf_question_arrives_structured_and_its_answer_reaches_the_postinst() {
+    const TEST: &str = "a_debconf_question_arrives_structured_and_its_answer_reaches_the_postinst";
     if !is_root() {
-        eprintln!(
-            "SKIPPED (needs root) a_debconf_question_arrives_structured_and_its_answer_\
-             reaches_the_postinst: maintainer scripts run with instdir / and the \
-             machine's debconf database"
+        skip(
+            TEST,
+            "needs root: maintainer scripts run with instdir / and the machine's debconf database",
         );
         return;
     }
     if !Path::new("/usr/share/debconf/confmodule").exists() {
-        eprintln!("SKIPPED a_debconf_question_arrives_structured: debconf is not installed");
+        skip(TEST, "debconf is not installed");
         return;
     }
     // debconf's passthrough frontend converts every line with Text::Iconv
     // (Debian's libtext-iconv-perl, which debconf-i18n brings).
     let iconv = Command::new("perl").args(["-MText::Iconv", "-e1"]).status();
     if !iconv.is_ok_and(|status| status.success()) {
-        eprintln!(
-            "SKIPPED a_debconf_question_arrives_structured: debconf's passthrough \
-             frontend needs Text::Iconv (apt-get install libtext-iconv-perl)"
+        skip(
+            TEST,
+            "debconf's passthrough frontend needs Text::Iconv (apt-get install libtext-iconv-perl)",
         );
         return;
     }

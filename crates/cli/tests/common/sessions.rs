@@ -56,14 +56,12 @@ pub fn is_root() -> bool {
     std::fs::metadata("/proc/self").is_ok_and(|metadata| metadata.uid() == 0)
 }
 
-/// True (after saying so loudly) when the test cannot run here.
+/// True (after [`openwua_testkit::skip`]) when the test cannot run here.
 pub fn skip_without_root(test: &str) -> bool {
     if is_root() {
         return false;
     }
-    eprintln!("**************************************************************");
-    eprintln!("SKIPPED: needs root: {test} makes users, logins and an sshd");
-    eprintln!("**************************************************************");
+    openwua_testkit::skip(test, "needs root: it makes users, logins and an sshd");
     true
 }
 
@@ -140,7 +138,8 @@ pub struct Finished {
 
 /// Sets up what a booted Debian has and this container may not: utmp
 /// (`login` records sessions only in an existing one) and sshd's
-/// privilege-separation directory. `.ci/run` does the same.
+/// privilege-separation directory. `scripts/setup-test-machine` does the
+/// same.
 pub fn ensure_machine() {
     static DONE: Mutex<bool> = Mutex::new(false);
     let mut done = DONE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -1323,7 +1322,8 @@ impl Drop for Sshd {
 
 /// Starts the system cron daemon unless it runs. It cannot be private:
 /// it reads the fixed spool (`/var/spool/cron/crontabs`) and allows one
-/// instance (`/var/run/crond.pid`). `.ci/run` starts it too.
+/// instance (`/var/run/crond.pid`). `scripts/setup-test-machine` starts it
+/// too.
 pub fn ensure_cron() {
     static STARTED: Mutex<()> = Mutex::new(());
     let _guard = STARTED
