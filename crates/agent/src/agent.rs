@@ -102,6 +102,13 @@ impl Agent {
         crate::store::prepare_state_dir(&config.state_dir)?;
         let state_lock = lock_state_dir(&config)?;
         let mut store = Store::open(&config.store_path())?;
+        // What is left of an installer the previous agent was running
+        // stops before anything else can start one beside it.
+        if let Some(stopped) =
+            openwua_installer::handlers::stop_orphaned_group(&config.installer_group_record())
+        {
+            tracing::warn!("{stopped}");
+        }
         // Installers that were running when the previous agent stopped:
         // their history says so, and their update's state is whatever the
         // scan now finds.

@@ -168,6 +168,11 @@ impl Config {
         self.state_dir.join("agent.db")
     }
 
+    /// The running installer's process group, while one runs.
+    pub fn installer_group_record(&self) -> PathBuf {
+        self.state_dir.join("installer.group")
+    }
+
     /// Installer logs, one per update per run.
     pub fn log_dir(&self) -> PathBuf {
         self.state_dir.join("logs")

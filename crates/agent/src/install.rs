@@ -482,6 +482,7 @@ fn run_handler(
             Interaction::Answered(prompter) if may_ask(update, options.operation) => Some(prompter),
             Interaction::Answered(_) | Interaction::Refused(_) => None,
         },
+        group_record: Some(&context.config.installer_group_record()),
     }))
 }
 

@@ -358,11 +358,15 @@ fn ended_by(pid: &str, deadline: Instant) -> bool {
 /// next one.
 #[test]
 fn an_installer_does_not_outlive_a_killed_agent() {
+    // The installer leaves a process of its own running in its group, as
+    // a daemon restarted by a postinst would.
     let mut fixture = Fixture::new(vec![(
         1,
         "Slow tool",
         Installer {
-            script: "echo $$ > \"$OPENWUA_SANDBOX/installer.pid\"\nsleep 300".into(),
+            script: "sleep 300 &\necho $! > \"$OPENWUA_SANDBOX/left.pid\"\n\
+                     echo $$ > \"$OPENWUA_SANDBOX/installer.pid\"\nsleep 300"
+                .into(),
             uninstall: false,
             exit_codes: json!({ "codes": [{ "code": 0, "outcome": "succeeded" }] }),
         },
@@ -370,28 +374,41 @@ fn an_installer_does_not_outlive_a_killed_agent() {
     )]);
     fixture.job(DOWNLOAD, &[1]);
     let (_client, _job_id) = fixture.start(INSTALL, &[1]);
-    let pid_file = fixture.sandbox().join("installer.pid");
-    wait_for(&pid_file);
+    let installer = whole_pid(&fixture.sandbox().join("installer.pid"));
+    let left = whole_pid(&fixture.sandbox().join("left.pid"));
+    fixture.agent.child.kill().unwrap();
+    fixture.agent.child.wait().unwrap();
+    let ended = ended_by(&installer, Instant::now() + Duration::from_secs(10));
+    // The next agent stops what is left of the group before anything else.
+    fixture.agent.kill_and_restart();
+    let left_ended = ended_by(&left, Instant::now() + Duration::from_secs(10));
+    for (pid, ended) in [(&installer, ended), (&left, left_ended)] {
+        if !ended {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid.parse().unwrap()),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+    assert!(ended, "installer {installer} outlived the killed agent");
+    assert!(
+        left_ended,
+        "its process {left} outlived the restarted agent"
+    );
+}
+
+/// The pid a script writes to `path`, once its line is whole.
+fn whole_pid(path: &Path) -> String {
+    wait_for(path);
     let deadline = Instant::now() + Duration::from_secs(10);
-    let pid = loop {
-        let text = std::fs::read_to_string(&pid_file).unwrap();
+    loop {
+        let text = std::fs::read_to_string(path).unwrap();
         if text.ends_with('\n') {
-            break text.trim().to_owned();
+            return text.trim().to_owned();
         }
         assert!(Instant::now() < deadline, "no whole pid in {text:?}");
         std::thread::sleep(Duration::from_millis(20));
-    };
-    fixture.agent.child.kill().unwrap();
-    fixture.agent.child.wait().unwrap();
-    let ended = ended_by(&pid, Instant::now() + Duration::from_secs(10));
-    if !ended {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid.parse().unwrap()),
-            nix::sys::signal::Signal::SIGKILL,
-        );
     }
-    assert!(ended, "installer {pid} outlived the killed agent");
-    fixture.agent.kill_and_restart();
 }
 
 #[test]

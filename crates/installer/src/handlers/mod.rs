@@ -15,6 +15,7 @@
 mod command;
 mod dpkg;
 mod files;
+mod orphans;
 
 use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
@@ -38,6 +39,7 @@ use openwua_model::hresult::{HResult, S_OK, WU_E_UH_INSTALLERFAILURE};
 use uuid::Uuid;
 
 use crate::prompts::{AbortFlag, Prompter, Terminal};
+pub use orphans::stop_orphaned_group;
 
 /// How the `dpkg` handler runs dpkg.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,6 +108,10 @@ pub struct HandlerContext<'a> {
     /// is interactive (the engine decides); None: no terminal, stdin
     /// `/dev/null`, dpkg non-interactive. Ignored when `quiet`.
     pub prompter: Option<&'a Prompter>,
+    /// Where a running program's process group is recorded, so that an
+    /// agent started after this one died stops what is left of it
+    /// ([`stop_orphaned_group`]); None: not recorded.
+    pub group_record: Option<&'a Path>,
 }
 
 impl HandlerContext<'_> {
@@ -424,6 +430,11 @@ fn run_program(
             ));
         }
     };
+    // Without the record, only setpriv's death signal guards the group: an
+    // installer is not refused for it.
+    let _recorded = context
+        .group_record
+        .and_then(|path| orphans::RecordedGroup::write(path, child.id()).ok());
     let group = Pid::from_raw(child.id() as i32);
     // A waiter thread wakes us the moment the child exits; the channel's
     // timeout is only for the abort flag and the deadline.

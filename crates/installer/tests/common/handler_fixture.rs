@@ -112,6 +112,7 @@ impl Fixture {
             abort: &self.abort,
             grace: Duration::from_millis(300),
             prompter,
+            group_record: None,
         })
     }
 

@@ -1,0 +1,130 @@
+//! The process group of an installer that was running when the agent
+//! died. setpriv's death signal stops the installer itself, but what it
+//! started keeps its process group and would run on beside the restarted
+//! agent: the group is recorded while it runs, and the next agent stops
+//! what is left of it before it does anything else.
+
+use std::path::Path;
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+
+/// The record of a running installer's group: written when it starts,
+/// removed when its run ends (dropped).
+pub(super) struct RecordedGroup<'a> {
+    path: &'a Path,
+}
+
+impl<'a> RecordedGroup<'a> {
+    /// Records `pid`'s group (the installer leads it) and start time.
+    pub(super) fn write(path: &'a Path, pid: u32) -> std::io::Result<RecordedGroup<'a>> {
+        let started = start_time(pid).ok_or_else(|| {
+            std::io::Error::other(format!("the start time of process {pid} cannot be read"))
+        })?;
+        std::fs::write(path, format!("{pid} {started}\n"))?;
+        Ok(RecordedGroup { path })
+    }
+}
+
+impl Drop for RecordedGroup<'_> {
+    fn drop(&mut self) {
+        // A stale record is harmless: its group is checked before a kill.
+        let _ = std::fs::remove_file(self.path);
+    }
+}
+
+/// Stops the group `record` names if any of it is still running, and
+/// removes the record; says what it stopped. The kernel does not reuse a
+/// pid as a group ID while the group has members, so members found are the
+/// installer's — unless the pid now leads a new process of its own, which
+/// its start time tells.
+pub fn stop_orphaned_group(record: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(record).ok()?;
+    let _ = std::fs::remove_file(record);
+    let (pid, started) = text.trim().split_once(' ')?;
+    let (pid, started) = (pid.parse::<u32>().ok()?, started.parse::<u64>().ok()?);
+    if let Some(now) = start_time(pid)
+        && now != started
+    {
+        return None;
+    }
+    let members = group_members(pid);
+    if members.is_empty() {
+        return None;
+    }
+    let group = Pid::from_raw(i32::try_from(pid).ok()?);
+    killpg(group, Signal::SIGKILL).ok()?;
+    Some(format!(
+        "stopped {} process(es) left of installer group {pid}: {members:?}",
+        members.len()
+    ))
+}
+
+/// The processes whose process group is `group`.
+fn group_members(group: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| stat_fields(pid).and_then(|fields| fields.pgrp) == Some(group))
+        .collect()
+}
+
+/// A process's start time in clock ticks since boot (stat field 22).
+fn start_time(pid: u32) -> Option<u64> {
+    stat_fields(pid)?.start_time
+}
+
+struct StatFields {
+    pgrp: Option<u32>,
+    start_time: Option<u64>,
+}
+
+/// Fields 5 (process group) and 22 (start time) of `/proc/<pid>/stat`,
+/// counted after the command name's last `)`, which may hold anything.
+fn stat_fields(pid: u32) -> Option<StatFields> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state).
+    Some(StatFields {
+        pgrp: fields.get(2).and_then(|field| field.parse().ok()),
+        start_time: fields.get(19).and_then(|field| field.parse().ok()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::process::CommandExt;
+
+    use super::*;
+
+    #[test]
+    fn a_record_of_a_live_group_stops_it_and_a_stale_one_stops_nothing() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let record = dir.path().join("installer.group");
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .process_group(0)
+            .spawn()
+            .expect("sleep starts");
+        {
+            let recorded = RecordedGroup::write(&record, child.id()).expect("recorded");
+            // The agent "dies": the record stays behind.
+            std::mem::forget(recorded);
+        }
+        let stopped = stop_orphaned_group(&record).expect("the group was stopped");
+        assert!(stopped.contains(&child.id().to_string()), "{stopped}");
+        let status = child.wait().expect("reaped");
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(9)
+        );
+        assert!(!record.exists());
+
+        // A record whose group is gone: nothing to stop.
+        std::fs::write(&record, format!("{} 1\n", child.id())).expect("written");
+        assert_eq!(stop_orphaned_group(&record), None);
+    }
+}
