@@ -246,6 +246,13 @@ fn a_history_query_for_everything_gets_at_most_a_thousand_entries() {
         )
         .unwrap();
     assert_eq!(reply["entries"].as_array().unwrap().len(), 500);
+    // The client pages through it: WUA's "everything" still means everything.
+    let session = openwua_client::blocking::UpdateSession::connect(agent.socket()).unwrap();
+    let everything = session
+        .create_update_searcher()
+        .query_history(0, u64::MAX)
+        .unwrap();
+    assert_eq!(everything.len(), 1500);
 }
 
 #[test]

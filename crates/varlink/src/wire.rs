@@ -130,9 +130,10 @@ pub struct WuaErrorParameters {
     /// What it means and what to do, empty if unknown.
     #[serde(default)]
     pub message: String,
-    /// What exactly went wrong.
+    /// What exactly went wrong (the agent always says; other services
+    /// may send none).
     #[serde(default)]
-    pub detail: String,
+    pub detail: Option<String>,
 }
 
 /// An error that becomes a [`WUA_ERROR`] reply.
@@ -183,7 +184,7 @@ impl Reply {
             hresult,
             name: info.map_or("", |info| info.name).to_owned(),
             message: info.map_or("", |info| info.message).to_owned(),
-            detail: error.detail().to_owned(),
+            detail: Some(error.detail().to_owned()),
         };
         Reply::Error {
             name: WUA_ERROR,
