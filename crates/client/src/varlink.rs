@@ -20,7 +20,7 @@
 //! # }
 //! ```
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub use openwua_varlink::MAX_CALL;
 use openwua_varlink::{
@@ -56,6 +56,10 @@ pub struct Connection {
     /// The stream stopped between message boundaries (a reply was too long
     /// or not JSON, or a call was cut off while being written).
     broken: bool,
+    /// Where it connected, to connect again when the agent has closed the
+    /// connection between calls (it closes idle ones); none for a stream
+    /// given to [`Connection::new`].
+    socket: Option<PathBuf>,
 }
 
 /// A successful single reply, decoded with its parameters' own type.
@@ -78,7 +82,9 @@ impl Connection {
                     socket: socket.to_owned(),
                     error,
                 })?;
-        Ok(Connection::new(stream))
+        let mut connection = Connection::new(stream);
+        connection.socket = Some(socket.to_owned());
+        Ok(connection)
     }
 
     /// A connection over a stream that is already connected.
@@ -89,6 +95,7 @@ impl Connection {
             writer,
             owed: false,
             broken: false,
+            socket: None,
         }
     }
 
@@ -158,8 +165,27 @@ impl Connection {
             self.read_reply().await?;
         }
         let expect = if more { Expect::More } else { Expect::One };
-        self.write_call(method, parameters, expect).await?;
+        match self.write_call(method, parameters, expect).await {
+            // The agent closed the connection while no call was on it (it
+            // closes connections idle for a minute): nothing of this call
+            // was read, so it goes on a new connection.
+            Err(ClientError::Disconnected) if self.socket.is_some() => {
+                self.reconnect().await?;
+                self.write_call(method, parameters, expect).await?;
+            }
+            result => result?,
+        }
         self.owed = true;
+        Ok(())
+    }
+
+    async fn reconnect(&mut self) -> Result<(), ClientError> {
+        let Some(socket) = self.socket.take() else {
+            return Err(ClientError::Disconnected);
+        };
+        let limit = self.reader.limit();
+        *self = Connection::connect(&socket).await?;
+        self.set_max_reply(limit);
         Ok(())
     }
 
