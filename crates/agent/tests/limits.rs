@@ -278,3 +278,70 @@ fn the_agent_raises_its_open_file_limit_to_the_hard_one() {
     let fields: Vec<&str> = line.split_whitespace().collect();
     assert_eq!(fields[3], fields[4], "soft and hard limits: {line}");
 }
+
+/// Polls until the agent has closed its end of `stream` (which may still
+/// hold unread bytes).
+fn wait_for_hangup(stream: &UnixStream, within: Duration, what: &str) {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use std::os::fd::AsFd;
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let mut fds = [PollFd::new(stream.as_fd(), PollFlags::empty())];
+        poll(&mut fds, PollTimeout::ZERO).unwrap();
+        let events = fds[0].revents().unwrap_or(PollFlags::empty());
+        if events.contains(PollFlags::POLLHUP) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: the agent still holds the connection"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn idle_connections_and_calls_that_never_end_are_closed() {
+    let agent = AgentProcess::start(&[]);
+    let idle = UnixStream::connect(agent.socket()).unwrap();
+    let mut slow = UnixStream::connect(agent.socket()).unwrap();
+    slow.write_all(br#"{"method":"org.openwua.Agent.GetAgent"#)
+        .unwrap();
+    // 30 s for a call to arrive whole, 60 s without a call.
+    wait_for_hangup(&slow, Duration::from_secs(120), "a call that never ends");
+    wait_for_hangup(&idle, Duration::from_secs(120), "an idle connection");
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut reply = Vec::new();
+    BufReader::new(slow).read_until(0, &mut reply).unwrap();
+    assert_eq!(reply.pop(), Some(0));
+    let reply: serde_json::Value = serde_json::from_slice(&reply).unwrap();
+    assert_eq!(error_name(&reply), "E_INVALIDARG", "{reply}");
+}
+
+#[test]
+fn replies_nobody_reads_are_not_kept() {
+    let agent = AgentProcess::start(&[]);
+    let (key, public) = common::key();
+    let package = agent.dir.path().join("many.owpkg");
+    let revisions = (1..=20_000)
+        .map(|id| common::revision(id, "An update", Default::default(), json!({})))
+        .collect();
+    common::write(&common::snapshot(1, revisions), &key, &package);
+    common::add_package(&agent, &package, &public).unwrap();
+    // Searches of some 15 MB each, whose replies are never read.
+    let unread: Vec<UnixStream> = (0..8)
+        .map(|_| {
+            let mut stream = UnixStream::connect(agent.socket()).unwrap();
+            stream
+                .write_all(
+                    b"{\"method\":\"org.openwua.Agent.Search\",\"parameters\":{\"criteria\":\"\"}}\0",
+                )
+                .unwrap();
+            stream
+        })
+        .collect();
+    for stream in &unread {
+        wait_for_hangup(stream, Duration::from_secs(120), "an unread reply");
+    }
+}
