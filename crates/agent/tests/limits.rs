@@ -189,6 +189,10 @@ fn unterminated_messages_from_one_user_do_not_grow_the_agent() {
     let attacker = ThrowawayUser::create("wuamem");
     let held = hold_connections(&attacker, &agent, 150, 15 * 1024 * 1024);
     let resident = resident_bytes(&agent);
+    eprintln!(
+        "resident after the attack: {} MiB",
+        resident / (1024 * 1024)
+    );
     assert!(
         resident < 600 * 1024 * 1024,
         "the agent holds {} MiB for one user's unfinished calls",

@@ -6,7 +6,8 @@
 //!   size limit, into a buffer it reuses (and gives back after a big
 //!   message); [`Reply::write`] writes one.
 //! - [`Call`] is a call as the agent decodes it, [`encode_call`] a call as
-//!   a client sends it (refused over [`MAX_CALL`]); [`Reply`] and
+//!   a client sends it, expecting one reply, [`Replies::More`] or none
+//!   (refused over [`MAX_CALL`]); [`Reply`] and
 //!   [`ReplyMessage`] are a reply either way, [`WuaErrorParameters`] the
 //!   parameters of [`WUA_ERROR`].
 //! - [`parameters`] has one struct per method: the agent decodes them
