@@ -190,14 +190,14 @@ async fn read_call(reader: &mut MessageReader<OwnedReadHalf>, budget: &Budget) -
                 E_INVALIDARG,
                 format!(
                     "a call is longer than {limit} bytes, the most the agent reads; \
-                 send fewer or shorter values"
+                     send fewer or shorter values"
                 ),
             ),
             Ok(Err(ReadError::OverBudget)) => AgentError::new(
                 WU_E_PT_QUOTA_EXCEEDED,
                 format!(
-                    "this user's connections already hold {} MiB of calls not yet run, the most \
-                 one user may; wait for them to finish",
+                    "this user's connections already hold {} MiB of calls not yet run, the \
+                     most one user may; wait for them to finish",
                     limits::MAX_BUFFERED_PER_USER / (1024 * 1024)
                 ),
             ),
