@@ -141,8 +141,11 @@ fn an_oversized_message_gets_e_invalidarg_and_ends_only_its_connection() {
         .call("org.openwua.Agent.GetAgentInfo", json!({}))
         .unwrap();
     let mut huge = agent.client();
-    // The agent stops reading at 16 MiB, so the end of this write may fail.
-    let _ = huge.try_send_raw(&vec![b' '; 17 * 1024 * 1024]);
+    // Ended by its NUL: the agent skips to it, then answers (without one
+    // it would answer only when the call's 30 s deadline passed).
+    let mut message = vec![b' '; 17 * 1024 * 1024];
+    message.push(0);
+    let _ = huge.try_send_raw(&message);
     let reply = huge
         .read_reply()
         .expect("an E_INVALIDARG reply, not a closed connection");

@@ -9,7 +9,7 @@
 
 use openwua_model::enums::DownloadPriority;
 use openwua_model::operation::JobInfo;
-use serde::Serialize;
+use openwua_varlink::parameters::{DownloadParameters, InstallParameters};
 use uuid::Uuid;
 
 use crate::error::ClientError;
@@ -51,16 +51,6 @@ pub struct UpdateDownloader<'a> {
     pub is_forced: bool,
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct DownloadParameters<'a> {
-    update_ids: &'a [Uuid],
-    priority: DownloadPriority,
-    is_forced: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    client_application_id: Option<String>,
-}
-
 impl<'a> UpdateDownloader<'a> {
     pub(crate) fn new(session: &'a UpdateSession) -> Self {
         UpdateDownloader {
@@ -89,11 +79,11 @@ impl<'a> UpdateDownloader<'a> {
             .await
     }
 
-    fn parameters(&self) -> DownloadParameters<'_> {
+    fn parameters(&self) -> DownloadParameters {
         DownloadParameters {
-            update_ids: &self.updates,
-            priority: self.priority,
-            is_forced: self.is_forced,
+            update_ids: self.updates.clone(),
+            priority: Some(self.priority),
+            is_forced: Some(self.is_forced),
             client_application_id: self.session.client_application_id().map(str::to_owned),
         }
     }
@@ -121,21 +111,6 @@ pub struct UpdateInstaller<'a> {
     /// `IsForced`: install updates already installed again, or uninstall
     /// updates that do not say they can be.
     pub is_forced: bool,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct InstallParameters<'a> {
-    update_ids: &'a [Uuid],
-    force_quiet: bool,
-    // Uninstall takes no source prompts.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    allow_source_prompts: Option<bool>,
-    is_forced: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    client_application_id: Option<String>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    interactive: bool,
 }
 
 impl<'a> UpdateInstaller<'a> {
@@ -218,7 +193,7 @@ impl<'a> UpdateInstaller<'a> {
         user_replies: UserReplyReceiver,
     ) -> Result<JobInfo, ClientError> {
         let parameters = InstallParameters {
-            interactive: true,
+            interactive: Some(true),
             ..self.parameters(install)
         };
         let method = if install { "Install" } else { "Uninstall" };
@@ -243,14 +218,15 @@ impl<'a> UpdateInstaller<'a> {
             .reboot_required_before_installation)
     }
 
-    fn parameters(&self, install: bool) -> InstallParameters<'_> {
+    fn parameters(&self, install: bool) -> InstallParameters {
         InstallParameters {
-            update_ids: &self.updates,
-            force_quiet: self.force_quiet,
+            update_ids: self.updates.clone(),
+            force_quiet: Some(self.force_quiet),
+            // Uninstall takes no source prompts.
             allow_source_prompts: install.then_some(self.allow_source_prompts),
-            is_forced: self.is_forced,
+            is_forced: Some(self.is_forced),
             client_application_id: self.session.client_application_id().map(str::to_owned),
-            interactive: false,
+            interactive: None,
         }
     }
 }

@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use crate::error::ClientError;
 use crate::session::{Done, NoParameters, ServiceParameters, UpdateSession};
+use openwua_varlink::parameters::AddPackageParameters;
 
 /// What one sync did to one service's catalog (`SyncResult`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,20 +80,6 @@ pub struct UpdateServiceManager<'a> {
     session: &'a UpdateSession,
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct AddPackageParameters<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    name: Option<&'a str>,
-    path: &'a str,
-    public_key: &'a str,
-    set_default: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    content_base: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    client_application_id: Option<String>,
-}
-
 #[derive(Deserialize)]
 struct ServicesReply {
     services: Vec<ServiceInfo>,
@@ -137,11 +124,11 @@ impl<'a> UpdateServiceManager<'a> {
             ))
         })?;
         let parameters = AddPackageParameters {
-            name,
-            path,
-            public_key,
-            set_default,
-            content_base,
+            name: name.map(str::to_owned),
+            path: path.into(),
+            public_key: public_key.to_owned(),
+            set_default: Some(set_default),
+            content_base: content_base.map(str::to_owned),
             client_application_id: self.session.client_application_id().map(str::to_owned),
         };
         self.session

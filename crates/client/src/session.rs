@@ -10,7 +10,6 @@ use openwua_model::operation::{InstallerState, JobInfo};
 use openwua_model::search::{SearchOptions, SearchResult, UpdateDetails};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
@@ -20,6 +19,11 @@ use crate::interactive::{InstallEvent, InteractiveReply, UserReply, UserReplyRec
 use crate::operations::{UpdateDownloader, UpdateInstaller};
 use crate::services::{SyncProgress, SyncResult, UpdateServiceManager};
 use crate::varlink::Connection;
+use openwua_varlink::parameters::{
+    AnswerParameters, HistoryParameters, JobParameters, MAX_HISTORY_COUNT, ResizeParameters,
+    SearchParameters, SetHiddenParameters, TerminalInputParameters, UpdateParameters,
+};
+pub(crate) use openwua_varlink::parameters::{NoParameters, ServiceParameters};
 
 /// Where the agent listens unless told otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/openwua/agent.sock";
@@ -60,56 +64,6 @@ pub struct UpdateSession {
     agent: AgentInfo,
     client_application_id: Option<String>,
 }
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct UpdateIdParameter {
-    update_id: Uuid,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    client_application_id: Option<String>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct SetHiddenParameters<'a> {
-    update_ids: &'a [Uuid],
-    hidden: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    client_application_id: Option<String>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct ServiceParameters {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) service_id: Option<Uuid>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) client_application_id: Option<String>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct SearchParameters<'a> {
-    criteria: &'a str,
-    options: SearchOptions,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    client_application_id: Option<String>,
-}
-
-#[derive(Serialize)]
-struct HistoryParameters {
-    start: u64,
-    count: u64,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct JobIdParameter {
-    job_id: Uuid,
-}
-
-#[derive(Serialize)]
-pub(crate) struct NoParameters {}
 
 /// A reply with nothing in it.
 #[derive(Deserialize)]
@@ -233,7 +187,7 @@ impl UpdateSession {
     /// it applies to this machine.
     pub async fn get_update(&self, update_id: Uuid) -> Result<UpdateDetails, ClientError> {
         // GetUpdate takes no ClientApplicationID: it changes nothing.
-        let parameters = UpdateIdParameter {
+        let parameters = UpdateParameters {
             update_id,
             client_application_id: None,
         };
@@ -243,7 +197,7 @@ impl UpdateSession {
     /// `IUpdate.IsHidden = hidden` for each update. Needs an administrator.
     pub async fn set_hidden(&self, update_ids: &[Uuid], hidden: bool) -> Result<(), ClientError> {
         let parameters = SetHiddenParameters {
-            update_ids,
+            update_ids: update_ids.to_vec(),
             hidden,
             client_application_id: self.client_application_id.clone(),
         };
@@ -253,7 +207,7 @@ impl UpdateSession {
 
     /// `IUpdate.AcceptEula`. Needs an administrator.
     pub async fn accept_eula(&self, update_id: Uuid) -> Result<(), ClientError> {
-        let parameters = UpdateIdParameter {
+        let parameters = UpdateParameters {
             update_id,
             client_application_id: self.client_application_id.clone(),
         };
@@ -322,7 +276,7 @@ impl UpdateSession {
         job_id: Uuid,
         progress: impl FnMut(&JobInfo),
     ) -> Result<JobInfo, ClientError> {
-        self.stream_job("WatchJob", &JobIdParameter { job_id }, progress)
+        self.stream_job("WatchJob", &JobParameters { job_id }, progress)
             .await
     }
 
@@ -330,7 +284,7 @@ impl UpdateSession {
     /// become Aborted; watch it to see it end. Needs an administrator or
     /// the user who started it.
     pub async fn abort_job(&self, job_id: Uuid) -> Result<(), ClientError> {
-        let Done {} = self.call("AbortJob", &JobIdParameter { job_id }).await?;
+        let Done {} = self.call("AbortJob", &JobParameters { job_id }).await?;
         Ok(())
     }
 
@@ -396,15 +350,15 @@ impl UpdateSession {
                 user_reply = user_replies.recv(), if listening => match user_reply {
                     None => listening = false,
                     Some(UserReply::Answer { question_id, answer: text }) => {
-                        let parameters = json!({ "questionId": question_id, "answer": text });
+                        let parameters = AnswerParameters { question_id, answer: text };
                         replies.send_oneway(&answer, &parameters).await?;
                     }
                     Some(UserReply::TerminalInput(bytes)) => {
-                        let parameters = json!({ "data": hex::encode(bytes) });
+                        let parameters = TerminalInputParameters { data: bytes };
                         replies.send_oneway(&terminal_input, &parameters).await?;
                     }
                     Some(UserReply::ResizeTerminal { rows, columns }) => {
-                        let parameters = json!({ "rows": rows, "columns": columns });
+                        let parameters = ResizeParameters { rows, columns };
                         replies.send_oneway(&resize_terminal, &parameters).await?;
                     }
                 },
@@ -486,13 +440,13 @@ impl UpdateSearcher<'_> {
     /// invalid ones fail with `WU_E_INVALID_CRITERIA`.
     pub async fn search(&self, criteria: &str) -> Result<SearchResult, ClientError> {
         let parameters = SearchParameters {
-            criteria,
-            options: SearchOptions {
+            criteria: criteria.to_owned(),
+            options: Some(SearchOptions {
                 server_selection: self.server_selection,
                 service_id: self.service_id,
                 online: self.online,
                 include_potentially_superseded_updates: self.include_potentially_superseded_updates,
-            },
+            }),
             client_application_id: self.session.client_application_id.clone(),
         };
         let ResultReply { result } = self.session.call("Search", &parameters).await?;
@@ -500,14 +454,36 @@ impl UpdateSearcher<'_> {
     }
 
     /// `QueryHistory`: up to `count` entries, newest first, skipping `start`.
+    /// The agent answers with at most `MAX_HISTORY_COUNT` (1,000) entries a
+    /// call, so a longer query is made of several calls; an entry recorded
+    /// meanwhile shifts the later pages by one.
     pub async fn query_history(
         &self,
         start: u64,
         count: u64,
     ) -> Result<Vec<HistoryEntry>, ClientError> {
-        let parameters = HistoryParameters { start, count };
-        let EntriesReply { entries } = self.session.call("QueryHistory", &parameters).await?;
-        Ok(entries)
+        let page_size = MAX_HISTORY_COUNT.unsigned_abs();
+        let mut entries = Vec::new();
+        let mut start = start;
+        let mut left = count;
+        loop {
+            let wanted = left.min(page_size);
+            let parameters = HistoryParameters {
+                start: i64::try_from(start).unwrap_or(i64::MAX),
+                // At most MAX_HISTORY_COUNT: it fits.
+                count: i64::try_from(wanted).unwrap_or(MAX_HISTORY_COUNT),
+            };
+            let EntriesReply { entries: page } =
+                self.session.call("QueryHistory", &parameters).await?;
+            let received = page.len() as u64;
+            entries.extend(page);
+            left = left.saturating_sub(received);
+            start = start.saturating_add(received);
+            // A short page is the end of the history.
+            if received < wanted || left == 0 {
+                return Ok(entries);
+            }
+        }
     }
 
     /// `GetTotalHistoryCount`.

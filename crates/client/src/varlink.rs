@@ -1,5 +1,8 @@
 //! A small Varlink client: each call and each reply is a JSON object ended
-//! by a NUL byte on a Unix stream socket.
+//! by a NUL byte on a Unix stream socket. The framing and wire types are
+//! `openwua-varlink`'s, the agent's own, so the two cannot disagree; a call
+//! longer than the agent reads ([`MAX_CALL`]) fails here with
+//! [`ClientError::InvalidArgument`] instead of being cut off there.
 //!
 //! [`Connection`] knows the wire format and nothing of the agent's methods,
 //! so a program can make calls this crate does not wrap yet:
@@ -17,14 +20,18 @@
 //! # }
 //! ```
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use openwua_model::hresult::HResult;
+pub use openwua_varlink::MAX_CALL;
+use openwua_varlink::{
+    EncodeCallError, MessageReader, ReadError, Replies as Expect, ReplyMessage, WUA_ERROR,
+    WuaErrorParameters, encode_call,
+};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 
@@ -36,52 +43,23 @@ use crate::error::ClientError;
 /// is about 75 MB; [`Connection::set_max_reply`] changes the limit.
 pub const MAX_REPLY: usize = 512 * 1024 * 1024;
 
-/// The agent's error, with a WUA code.
-const WUA_ERROR: &str = "org.openwua.Agent.WuaError";
-
-/// Replies are read in chunks this large; most fit in one.
-const READ_BUFFER: usize = 64 * 1024;
-
 /// One connection to a Varlink service. Calls on it are answered in order,
 /// one at a time, as Varlink requires.
 #[derive(Debug)]
 pub struct Connection {
-    reader: BufReader<OwnedReadHalf>,
+    /// Keeps the reply read so far, so that a cancelled read loses nothing.
+    reader: MessageReader<OwnedReadHalf>,
     writer: OwnedWriteHalf,
-    /// The reply read so far; kept in the connection so that a cancelled
-    /// read loses nothing.
-    partial: Vec<u8>,
     /// The last call still has replies to come, because its caller stopped
     /// reading them; the next call skips them first.
     owed: bool,
     /// The stream stopped between message boundaries (a reply was too long
     /// or not JSON, or a call was cut off while being written).
     broken: bool,
-    /// The longest reply accepted.
-    max_reply: usize,
-}
-
-/// One call as it goes on the wire.
-#[derive(Serialize)]
-struct Call<'a, P> {
-    method: &'a str,
-    parameters: &'a P,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    more: bool,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    oneway: bool,
-}
-
-/// One reply as it comes off the wire. The parameters stay raw text until
-/// the caller's type decodes them, so a large reply is decoded once.
-#[derive(Deserialize)]
-struct Message {
-    #[serde(default)]
-    parameters: Option<Box<RawValue>>,
-    #[serde(default)]
-    continues: bool,
-    #[serde(default)]
-    error: Option<String>,
+    /// Where it connected, to connect again when the agent has closed the
+    /// connection between calls (it closes idle ones); none for a stream
+    /// given to [`Connection::new`].
+    socket: Option<PathBuf>,
 }
 
 /// A successful single reply, decoded with its parameters' own type.
@@ -94,15 +72,6 @@ struct Success<R> {
     error: Option<serde::de::IgnoredAny>,
 }
 
-/// `org.openwua.Agent.WuaError`'s parameters; `name` and `message` are
-/// left out because the model's catalog has them for every code.
-#[derive(Deserialize)]
-struct WuaErrorParameters {
-    hresult: HResult,
-    #[serde(default)]
-    detail: Option<String>,
-}
-
 impl Connection {
     /// Connects to the service listening at `socket`.
     pub async fn connect(socket: &Path) -> Result<Connection, ClientError> {
@@ -113,25 +82,26 @@ impl Connection {
                     socket: socket.to_owned(),
                     error,
                 })?;
-        Ok(Connection::new(stream))
+        let mut connection = Connection::new(stream);
+        connection.socket = Some(socket.to_owned());
+        Ok(connection)
     }
 
     /// A connection over a stream that is already connected.
     pub fn new(stream: UnixStream) -> Connection {
         let (reader, writer) = stream.into_split();
         Connection {
-            reader: BufReader::with_capacity(READ_BUFFER, reader),
+            reader: MessageReader::new(reader, MAX_REPLY),
             writer,
-            partial: Vec::new(),
             owed: false,
             broken: false,
-            max_reply: MAX_REPLY,
+            socket: None,
         }
     }
 
     /// Changes the longest reply accepted (default [`MAX_REPLY`]).
     pub fn set_max_reply(&mut self, limit: usize) {
-        self.max_reply = limit;
+        self.reader.set_limit(limit);
     }
 
     /// Calls `method` (qualified: `org.openwua.Agent.Search`) and decodes
@@ -194,25 +164,45 @@ impl Connection {
         while self.owed {
             self.read_reply().await?;
         }
-        self.write_call(&Call {
-            method,
-            parameters,
-            more,
-            oneway: false,
-        })
-        .await?;
+        let expect = if more { Expect::More } else { Expect::One };
+        match self.write_call(method, parameters, expect).await {
+            // The agent closed the connection while no call was on it (it
+            // closes connections idle for a minute): nothing of this call
+            // was read, so it goes on a new connection.
+            Err(ClientError::Disconnected) if self.socket.is_some() => {
+                self.reconnect().await?;
+                self.write_call(method, parameters, expect).await?;
+            }
+            result => result?,
+        }
         self.owed = true;
         Ok(())
     }
 
-    async fn write_call<P: Serialize>(&mut self, call: &Call<'_, P>) -> Result<(), ClientError> {
-        let mut bytes = serde_json::to_vec(call).map_err(|error| {
-            ClientError::InvalidArgument(format!(
-                "cannot encode the parameters of {}: {error}",
-                call.method
-            ))
+    async fn reconnect(&mut self) -> Result<(), ClientError> {
+        let Some(socket) = self.socket.take() else {
+            return Err(ClientError::Disconnected);
+        };
+        let limit = self.reader.limit();
+        *self = Connection::connect(&socket).await?;
+        self.set_max_reply(limit);
+        Ok(())
+    }
+
+    async fn write_call<P: Serialize>(
+        &mut self,
+        method: &str,
+        parameters: &P,
+        expect: Expect,
+    ) -> Result<(), ClientError> {
+        let bytes = encode_call(method, parameters, expect).map_err(|error| match error {
+            EncodeCallError::TooLarge { .. } => {
+                ClientError::InvalidArgument(format!("{method}: {error}"))
+            }
+            error => ClientError::InvalidArgument(format!(
+                "cannot encode the parameters of {method}: {error}"
+            )),
         })?;
-        bytes.push(0);
         // Stays set if this future is dropped mid-write: half a call
         // cannot be taken back.
         self.broken = true;
@@ -225,14 +215,14 @@ impl Connection {
     }
 
     /// Reads one reply, noting whether its call has more to come.
-    async fn read_reply(&mut self) -> Result<Message, ClientError> {
+    async fn read_reply(&mut self) -> Result<ReplyMessage, ClientError> {
         let bytes = self.read_message().await?;
         self.parse_reply(&bytes)
     }
 
     /// Parses one reply, noting whether its call has more to come.
-    fn parse_reply(&mut self, bytes: &[u8]) -> Result<Message, ClientError> {
-        let message: Message = serde_json::from_slice(bytes).map_err(|error| {
+    fn parse_reply(&mut self, bytes: &[u8]) -> Result<ReplyMessage, ClientError> {
+        let message: ReplyMessage = serde_json::from_slice(bytes).map_err(|error| {
             // Whether more replies follow is unknowable now.
             self.broken = true;
             ClientError::Protocol(format!("a reply is not a Varlink message: {error}"))
@@ -243,26 +233,17 @@ impl Connection {
 
     /// Reads up to the next NUL, which it drops.
     async fn read_message(&mut self) -> Result<Vec<u8>, ClientError> {
-        loop {
-            let available = self.reader.fill_buf().await.map_err(ClientError::from_io)?;
-            if available.is_empty() {
-                return Err(ClientError::Disconnected);
-            }
-            let (body, taken, complete) = match available.iter().position(|&byte| byte == 0) {
-                Some(end) => (&available[..end], end + 1, true),
-                None => (available, available.len(), false),
-            };
-            if self.partial.len() + body.len() > self.max_reply {
-                self.partial = Vec::new();
+        match self.reader.read(|_| true).await {
+            Ok(message) => Ok(message.into_vec()),
+            Err(ReadError::Closed | ReadError::Cut) => Err(ClientError::Disconnected),
+            Err(ReadError::Io(error)) => Err(ClientError::from_io(error)),
+            Err(ReadError::TooLarge { limit }) => {
                 self.broken = true;
-                return Err(ClientError::TooLarge {
-                    limit: self.max_reply,
-                });
+                Err(ClientError::TooLarge { limit })
             }
-            self.partial.extend_from_slice(body);
-            self.reader.consume(taken);
-            if complete {
-                return Ok(std::mem::take(&mut self.partial));
+            Err(error) => {
+                self.broken = true;
+                Err(ClientError::Protocol(error.to_string()))
             }
         }
     }
@@ -306,18 +287,13 @@ impl Replies<'_> {
         parameters: &P,
     ) -> Result<(), ClientError> {
         self.connection
-            .write_call(&Call {
-                method,
-                parameters,
-                more: false,
-                oneway: true,
-            })
+            .write_call(method, parameters, Expect::None)
             .await
     }
 }
 
 /// A reply's parameters as `R`, or its error.
-fn decode<R: DeserializeOwned>(method: &str, message: Message) -> Result<R, ClientError> {
+fn decode<R: DeserializeOwned>(method: &str, message: ReplyMessage) -> Result<R, ClientError> {
     // Varlink lets a reply without parameters leave them out.
     let parameters = message.parameters.as_deref().map_or("{}", RawValue::get);
     match message.error {
@@ -325,10 +301,11 @@ fn decode<R: DeserializeOwned>(method: &str, message: Message) -> Result<R, Clie
             ClientError::Protocol(format!("the reply to {method} is not as expected: {error}"))
         }),
         Some(error) if error == WUA_ERROR => {
-            let WuaErrorParameters { hresult, detail } =
-                serde_json::from_str(parameters).map_err(|error| {
-                    ClientError::Protocol(format!("{WUA_ERROR} is not as expected: {error}"))
-                })?;
+            let WuaErrorParameters {
+                hresult, detail, ..
+            } = serde_json::from_str(parameters).map_err(|error| {
+                ClientError::Protocol(format!("{WUA_ERROR} is not as expected: {error}"))
+            })?;
             Err(ClientError::WuaError {
                 hresult,
                 detail: detail.filter(|detail| !detail.is_empty()),

@@ -5,16 +5,18 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use openwua_model::hresult::{E_INVALIDARG, WU_E_PT_QUOTA_EXCEEDED};
 use serde_json::json;
-use tokio::io::{BufReader, BufWriter};
+use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 
+use super::limits::{self, Admission, Budget, Reservation, WRITE_STALL_TIMEOUT};
 use super::methods::{self, ReplySink};
-use super::protocol::{self, Call, ReadError, Reply};
+use super::protocol::{Call, MAX_CALL, MessageReader, ReadError, Reply, decode_call};
 use crate::agent::Agent;
-use crate::error::Result;
+use crate::error::{AgentError, Result};
 use crate::policy::Administrators;
 use openwua_caller::{Caller, CallerSettings};
 
@@ -46,19 +48,60 @@ impl ReplySink for Writer<'_> {
         if self.silent {
             return Ok(());
         }
-        reply.write(self.inner).await
+        write_reply(self.inner, &reply).await
     }
+}
+
+/// Writes a reply in pieces, each within [`WRITE_STALL_TIMEOUT`]: a client
+/// that stops reading loses its connection instead of keeping the reply
+/// (up to a search's hundred megabytes) in the agent's memory for ever.
+async fn write_reply(writer: &mut BufWriter<OwnedWriteHalf>, reply: &Reply) -> std::io::Result<()> {
+    for part in reply.parts() {
+        for chunk in part.chunks(limits::WRITE_CHUNK) {
+            within_stall_timeout(writer.write_all(chunk)).await?;
+        }
+    }
+    within_stall_timeout(writer.flush()).await
+}
+
+async fn within_stall_timeout(
+    write: impl Future<Output = std::io::Result<()>>,
+) -> std::io::Result<()> {
+    tokio::time::timeout(WRITE_STALL_TIMEOUT, write)
+        .await
+        .unwrap_or_else(|_| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client stopped reading its reply",
+            ))
+        })
 }
 
 /// What the connection's reader hands on: the client's calls in order, then
 /// how the stream ended.
 pub enum Incoming {
     /// A call to run.
-    Call(Call),
-    /// The client sent something that is not a Varlink call: why.
-    Refused(String),
+    Call(Received),
+    /// The client sent something that is not a Varlink call, or more than
+    /// it may: why.
+    Refused(AgentError),
     /// The client closed the connection (or it failed).
     Closed,
+}
+
+/// A call read from the client, its bytes counted against the client's
+/// budget until it has run.
+pub struct Received {
+    call: Call,
+    _reservation: Reservation,
+}
+
+impl std::ops::Deref for Received {
+    type Target = Call;
+
+    fn deref(&self) -> &Call {
+        &self.call
+    }
 }
 
 /// The calls a client has sent that have not run yet. A streamed call that
@@ -100,28 +143,85 @@ const MAX_PUT_BACK: usize = 16;
 
 /// Reads calls until the stream ends or breaks; the connection stops it
 /// when it is done.
-async fn read_calls(stream: OwnedReadHalf, calls: mpsc::Sender<Incoming>) {
-    let mut reader = BufReader::with_capacity(64 * 1024, stream);
-    let mut buffer = Vec::new();
+async fn read_calls(stream: OwnedReadHalf, calls: mpsc::Sender<Incoming>, budget: Budget) {
+    let mut reader = MessageReader::new(stream, MAX_CALL);
     loop {
-        let incoming = match protocol::read_call(&mut reader, &mut buffer).await {
-            Ok(call) => Incoming::Call(call),
-            Err(ReadError::Closed) => Incoming::Closed,
-            Err(ReadError::Io(error)) => {
-                tracing::debug!("connection failed: {error}");
-                Incoming::Closed
-            }
-            Err(ReadError::TooLarge) => Incoming::Refused(format!(
-                "a message is longer than {} bytes",
-                protocol::MAX_MESSAGE
-            )),
-            Err(ReadError::Malformed(why)) => Incoming::Refused(why),
-        };
+        let incoming = read_call(&mut reader, &budget).await;
         let last = !matches!(incoming, Incoming::Call(_));
         if calls.send(incoming).await.is_err() || last {
             return;
         }
     }
+}
+
+/// Reads the next call, refusing one that is too long, over the client's
+/// budget or too slow to arrive.
+async fn read_call(reader: &mut MessageReader<OwnedReadHalf>, budget: &Budget) -> Incoming {
+    // Waiting between calls is bounded by the connection's idle timeout;
+    // once a call starts, it must arrive within CALL_TIMEOUT.
+    match reader.wait_for_data().await {
+        Ok(true) => {}
+        Ok(false) => return Incoming::Closed,
+        Err(error) => {
+            tracing::debug!("connection failed: {error}");
+            return Incoming::Closed;
+        }
+    }
+    let deadline = tokio::time::Instant::now() + limits::CALL_TIMEOUT;
+    let mut reservation = budget.reservation();
+    let refusal =
+        match tokio::time::timeout_at(deadline, reader.read(|bytes| reservation.grow(bytes))).await
+        {
+            Ok(Ok(message)) => {
+                return match decode_call(message).await {
+                    Ok(call) => Incoming::Call(Received {
+                        call,
+                        _reservation: reservation,
+                    }),
+                    Err(error) => Incoming::Refused(error),
+                };
+            }
+            Ok(Err(ReadError::Closed)) => return Incoming::Closed,
+            Ok(Err(ReadError::Io(error))) => {
+                tracing::debug!("connection failed: {error}");
+                return Incoming::Closed;
+            }
+            Ok(Err(ReadError::TooLarge { limit })) => AgentError::new(
+                E_INVALIDARG,
+                format!(
+                    "a call is longer than {limit} bytes, the most the agent reads; \
+                     send fewer or shorter values"
+                ),
+            ),
+            Ok(Err(ReadError::OverBudget)) => AgentError::new(
+                WU_E_PT_QUOTA_EXCEEDED,
+                format!(
+                    "this user's connections already hold {} MiB of calls not yet run, the \
+                     most one user may; wait for them to finish",
+                    limits::MAX_BUFFERED_PER_USER / (1024 * 1024)
+                ),
+            ),
+            Ok(Err(error)) => AgentError::new(E_INVALIDARG, error.to_string()),
+            Err(_) => {
+                return Incoming::Refused(AgentError::new(
+                    E_INVALIDARG,
+                    format!(
+                        "a call did not arrive whole within {} seconds of its first byte",
+                        limits::CALL_TIMEOUT.as_secs()
+                    ),
+                ));
+            }
+        };
+    drop(reservation);
+    // The rest of the refused call is read and dropped, up to its NUL, so
+    // that the client reads the refusal: closing with unread data would
+    // reset the connection instead.
+    match tokio::time::timeout_at(deadline, reader.discard()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::debug!("skipping a refused call: {error}"),
+        Err(_) => tracing::debug!("a refused call did not end in time"),
+    }
+    Incoming::Refused(refusal)
 }
 
 /// Serves one connection until the client closes it or breaks the protocol.
@@ -130,6 +230,7 @@ pub async fn serve(
     stream: UnixStream,
     admins: Administrators,
     settings: CallerSettings,
+    admission: Admission,
 ) {
     // Reading the peer reads procfs and may look up users: a blocking thread.
     let stream = match stream.into_std() {
@@ -178,18 +279,28 @@ pub async fn serve(
     let (read_half, write_half) = stream.into_split();
     // One call read ahead: enough for answers to reach a running install.
     let (sender, receiver) = mpsc::channel(1);
-    let reader = AbortOnDrop(tokio::spawn(read_calls(read_half, sender)));
+    let reader = AbortOnDrop(tokio::spawn(read_calls(
+        read_half,
+        sender,
+        admission.budget(),
+    )));
     let mut inbox = Inbox {
         receiver,
         put_back: VecDeque::new(),
     };
     let mut writer = BufWriter::with_capacity(64 * 1024, write_half);
     loop {
-        let call = match inbox.next().await {
+        // Only between calls: one that runs (a followed job, an
+        // interactive install) keeps the connection however long it takes.
+        let Ok(incoming) = tokio::time::timeout(limits::IDLE_TIMEOUT, inbox.next()).await else {
+            tracing::debug!("closing a connection idle for {:?}", limits::IDLE_TIMEOUT);
+            break;
+        };
+        let call = match incoming {
             Incoming::Call(call) => call,
             Incoming::Closed => break,
-            Incoming::Refused(why) => {
-                refuse(&mut writer, &why).await;
+            Incoming::Refused(error) => {
+                refuse(&mut writer, &error).await;
                 break;
             }
         };
@@ -198,7 +309,7 @@ pub async fn serve(
                 "org.varlink.service.InvalidParameter",
                 json!({ "parameter": "upgrade" }),
             );
-            if reply.write(&mut writer).await.is_err() {
+            if write_reply(&mut writer, &reply).await.is_err() {
                 break;
             }
             continue;
@@ -213,6 +324,7 @@ pub async fn serve(
         }
     }
     drop(reader);
+    drop(admission);
 }
 
 /// Stops the reader task with the connection, even if the client keeps
@@ -226,10 +338,33 @@ impl Drop for AbortOnDrop {
 }
 
 /// Tells a client why its connection ends: it sent something that is not
-/// a Varlink call, so the stream cannot be trusted to resynchronise.
-async fn refuse(writer: &mut BufWriter<OwnedWriteHalf>, why: &str) {
-    tracing::warn!("closing a connection: {why}");
-    let error = crate::error::AgentError::new(openwua_model::hresult::E_INVALIDARG, why);
+/// a Varlink call, or more than it may, so the stream cannot be trusted to
+/// resynchronise.
+async fn refuse(writer: &mut BufWriter<OwnedWriteHalf>, error: &AgentError) {
+    tracing::warn!("closing a connection: {}", error.detail);
     // The connection closes either way.
-    let _ = Reply::wua_error(&error).write(writer).await;
+    let _ = write_reply(writer, &Reply::wua_error(error)).await;
+}
+
+/// Refuses a connection over the limits: writes why, then, with `drain`,
+/// reads and drops the client's first call (briefly) so that it reads the
+/// refusal rather than a reset, and closes.
+pub async fn refuse_connection(
+    stream: UnixStream,
+    error: AgentError,
+    drain: Option<tokio::sync::OwnedSemaphorePermit>,
+) {
+    tracing::debug!("refusing a connection: {}", error.detail);
+    let (read_half, write_half) = stream.into_split();
+    let mut writer = BufWriter::new(write_half);
+    if write_reply(&mut writer, &Reply::wua_error(&error))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    if let Some(_permit) = drain {
+        let mut reader = MessageReader::new(read_half, MAX_CALL);
+        let _ = tokio::time::timeout(limits::REFUSAL_DRAIN_TIMEOUT, reader.discard()).await;
+    }
 }

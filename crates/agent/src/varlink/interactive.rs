@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use openwua_model::operation::JobState;
 use openwua_model::prompt::{PromptEvent, Question};
-use serde::Deserialize;
+use openwua_varlink::parameters::{AnswerParameters, ResizeParameters, TerminalInputParameters};
 use serde_json::json;
 
 use super::connection::{Inbox, Incoming};
@@ -19,29 +19,6 @@ use super::methods::ReplySink;
 use super::protocol::{Call, Reply};
 use crate::jobs::Job;
 use openwua_installer::prompts::PromptStream;
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct AnswerParameters {
-    question_id: String,
-    #[serde(default)]
-    answer: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct TerminalInputParameters {
-    /// Hexadecimal, as terminal output is sent.
-    #[serde(with = "hex::serde")]
-    data: Vec<u8>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ResizeParameters {
-    rows: u16,
-    columns: u16,
-}
 
 /// Streams `job` with its prompts until it completes; returns its last
 /// reply, or `None` when the client left (the job goes on without it).

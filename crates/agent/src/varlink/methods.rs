@@ -1,11 +1,13 @@
 //! `org.openwua.Agent`'s methods and `org.varlink.service`'s introspection:
 //! decode the parameters, check authorization, call the agent, encode.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use openwua_model::search::SearchOptions;
-use serde::Deserialize;
+use openwua_varlink::parameters::{
+    AddPackageParameters, DownloadParameters, HistoryParameters, InstallParameters,
+    InterfaceParameters, JobParameters, NoParameters, SearchParameters, ServiceParameters,
+    SetHiddenParameters, UpdateParameters,
+};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use uuid::Uuid;
@@ -19,7 +21,7 @@ use crate::install::Interaction;
 use crate::jobs::Job;
 use crate::operations::{InstallRequest, Requester};
 use openwua_installer::prompts::{PromptStream, Prompter};
-use openwua_model::enums::{DownloadPriority, UpdateOperation};
+use openwua_model::enums::UpdateOperation;
 use openwua_model::operation::JobState;
 
 /// The interface this module serves, as committed in the repository.
@@ -32,111 +34,6 @@ const SERVICE: &str = "org.varlink.service";
 pub trait ReplySink {
     /// Sends one reply (`continues` set on all but the last).
     fn send(&mut self, reply: Reply) -> impl Future<Output = std::io::Result<()>> + Send;
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NoParameters {}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct SearchParameters {
-    criteria: String,
-    #[serde(default)]
-    options: Option<SearchOptions>,
-    #[serde(default)]
-    client_application_id: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct UpdateParameters {
-    update_id: Uuid,
-    #[serde(default)]
-    client_application_id: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct SetHiddenParameters {
-    update_ids: Vec<Uuid>,
-    hidden: bool,
-    #[serde(default)]
-    client_application_id: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct HistoryParameters {
-    start: i64,
-    count: i64,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct AddPackageParameters {
-    #[serde(default)]
-    name: Option<String>,
-    path: PathBuf,
-    public_key: String,
-    #[serde(default)]
-    set_default: Option<bool>,
-    #[serde(default)]
-    content_base: Option<String>,
-    #[serde(default)]
-    client_application_id: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct DownloadParameters {
-    update_ids: Vec<Uuid>,
-    // Accepted for WUA's API; one download queue serves every priority.
-    #[serde(default, rename = "priority")]
-    _priority: Option<DownloadPriority>,
-    #[serde(default)]
-    is_forced: Option<bool>,
-    #[serde(default)]
-    client_application_id: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct InstallParameters {
-    update_ids: Vec<Uuid>,
-    #[serde(default)]
-    force_quiet: Option<bool>,
-    // Accepted for WUA's API; OpenWUA's installers never prompt for media.
-    #[serde(default, rename = "allowSourcePrompts")]
-    _allow_source_prompts: Option<bool>,
-    #[serde(default)]
-    is_forced: Option<bool>,
-    #[serde(default)]
-    client_application_id: Option<String>,
-    /// The client answers installers' questions on this connection.
-    #[serde(default)]
-    interactive: Option<bool>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct JobParameters {
-    job_id: Uuid,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ServiceParameters {
-    #[serde(default)]
-    service_id: Option<Uuid>,
-    #[serde(default)]
-    client_application_id: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct InterfaceParameters {
-    interface: String,
 }
 
 /// Decodes a call's parameters; absent parameters are an empty object.

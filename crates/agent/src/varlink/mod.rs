@@ -4,11 +4,15 @@
 //! Each connection is its own task, so a slow call never holds up another
 //! client; calls on one connection are answered in order, as Varlink
 //! requires (an interactive install also takes its answers on its own
-//! connection while it streams: [`interactive`]). A message over [`protocol::MAX_MESSAGE`] or one that is not a
-//! call gets an error reply and ends that connection only.
+//! connection while it streams: [`interactive`]). A message over
+//! [`protocol::MAX_CALL`] or one that is not a call gets an error reply and
+//! ends that connection only. [`limits`] bounds what one local user can
+//! make the agent hold: connections, buffered calls, idle time and replies
+//! nobody reads.
 
 mod connection;
 mod interactive;
+pub mod limits;
 mod methods;
 pub mod protocol;
 
@@ -17,6 +21,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use tokio::net::UnixListener;
+use tokio::sync::Semaphore;
 
 use crate::agent::Agent;
 use crate::policy::Administrators;
@@ -39,19 +44,58 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
     Ok(listener)
 }
 
-/// Accepts connections for ever.
+/// Raises the soft limit on open files to the hard one: the default soft
+/// limit (1024) would cap the connections served below what
+/// [`limits::MAX_CONNECTIONS`] allows.
+pub fn raise_open_file_limit() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current == limit.maximum {
+        return;
+    }
+    let raised = Rlimit {
+        current: limit.maximum,
+        maximum: limit.maximum,
+    };
+    if let Err(error) = setrlimit(Resource::Nofile, raised) {
+        tracing::warn!("cannot raise the open file limit: {error}");
+    }
+}
+
+/// Accepts connections for ever. Each is counted against its user's and
+/// everyone's limits ([`limits`]); one over them is told why and closed at
+/// once, so that accepting never stalls.
 pub async fn serve(agent: Arc<Agent>, listener: UnixListener) {
     let admins = Administrators::of(agent.config());
     let settings = agent.config().caller;
+    let limits = Arc::new(limits::Limits::default());
+    let refusing = Arc::new(Semaphore::new(limits::MAX_REFUSING));
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                tokio::spawn(connection::serve(
-                    Arc::clone(&agent),
-                    stream,
-                    admins,
-                    settings,
-                ));
+                // SO_PEERCRED: one system call, no look-up.
+                let uid = match stream.peer_cred() {
+                    Ok(credentials) => credentials.uid(),
+                    Err(error) => {
+                        tracing::warn!("cannot read a peer's credentials, closing: {error}");
+                        continue;
+                    }
+                };
+                match limits.admit(uid) {
+                    Ok(admission) => {
+                        tokio::spawn(connection::serve(
+                            Arc::clone(&agent),
+                            stream,
+                            admins,
+                            settings,
+                            admission,
+                        ));
+                    }
+                    Err(error) => {
+                        let drain = Arc::clone(&refusing).try_acquire_owned().ok();
+                        tokio::spawn(connection::refuse_connection(stream, error, drain));
+                    }
+                }
             }
             // Out of file descriptors, say: the clients already connected
             // are served meanwhile, and accepting resumes shortly.
