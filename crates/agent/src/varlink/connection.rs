@@ -14,8 +14,7 @@ use tokio::sync::mpsc;
 use super::methods::{self, ReplySink};
 use super::protocol::{self, Call, ReadError, Reply};
 use crate::agent::Agent;
-use crate::error::Result;
-use crate::policy::Administrators;
+use crate::policy::{Administrators, Requester};
 use openwua_caller::{Caller, CallerSettings};
 
 /// What every call on a connection shares.
@@ -29,9 +28,9 @@ pub struct Session {
 }
 
 impl Session {
-    /// Fails with `E_ACCESSDENIED` unless the caller is an administrator.
-    pub fn require_admin(&self, what: &str) -> Result<()> {
-        self.admins.require(&self.caller, what)
+    /// The caller, for one call naming `client_application_id`.
+    pub fn requester(&self, client_application_id: Option<String>) -> Requester {
+        Requester::of(&self.caller, &self.admins, client_application_id)
     }
 }
 
