@@ -20,6 +20,9 @@ use super::protocol::{Call, Reply};
 use crate::jobs::Job;
 use openwua_installer::prompts::PromptStream;
 
+/// An answer's length, in bytes: more than any question needs.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct AnswerParameters {
@@ -144,7 +147,11 @@ fn take_reply(
                 tracing::debug!("an Answer with unusable parameters was ignored");
                 return None;
             };
-            match prompts.answer(&question_id, answer) {
+            let checked = match answer.as_deref() {
+                Some(text) => crate::policy::check_length("answer", text, MAX_ANSWER_BYTES),
+                None => Ok(()),
+            };
+            match checked.and_then(|()| prompts.answer(&question_id, answer).map_err(Into::into)) {
                 Ok(()) => {
                     asked.remove(&question_id);
                     None

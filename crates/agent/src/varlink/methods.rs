@@ -422,21 +422,27 @@ async fn follow(
 ) -> Result<Option<Reply>, Reply> {
     let job = started.map_err(|error| Reply::wua_error(&error))?;
     let mut changes = job.subscribe();
+    if !more {
+        // Looked at in place: copying the job (its growing list of
+        // results) at every step would make a long call quadratic.
+        let _ = changes
+            .wait_for(|info| info.state == JobState::Completed)
+            .await;
+        return Ok(Some(Reply::of(&json!({ "job": job.info() }))));
+    }
     loop {
         let info = changes.borrow_and_update().clone();
         if info.state == JobState::Completed {
             return Ok(Some(Reply::of(&json!({ "job": info }))));
         }
-        if more {
-            let reply = Reply::Parameters {
-                json: json!({ "job": info }).to_string(),
-                continues: true,
-            };
-            if let Err(error) = sink.send(reply).await {
-                // The client left; the job goes on without it.
-                tracing::debug!("job progress not delivered: {error}");
-                return Ok(None);
-            }
+        let reply = Reply::Parameters {
+            json: json!({ "job": info }).to_string(),
+            continues: true,
+        };
+        if let Err(error) = sink.send(reply).await {
+            // The client left; the job goes on without it.
+            tracing::debug!("job progress not delivered: {error}");
+            return Ok(None);
         }
         if changes.changed().await.is_err() {
             return Ok(Some(Reply::of(&json!({ "job": job.info() }))));
