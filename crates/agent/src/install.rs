@@ -115,11 +115,14 @@ pub fn run(
     let mut installed = context.installed.clone();
     let mut results: Vec<Option<UpdateResult>> = vec![None; targets.len()];
     let mut aborted = false;
+    let mut last_finished: Option<UpdateResult> = None;
     for (step, &position) in order.iter().enumerate() {
         let target = &targets[position];
         // Changed in place: copying the growing list of results at every
-        // step would make a long call quadratic.
+        // step would make a long call quadratic. The previous update's
+        // result is published with this step, one change per update.
         context.job.change_installation_progress(|progress| {
+            progress.finished.extend(last_finished.take());
             progress.current_update_index = u32::try_from(position).unwrap_or(u32::MAX);
             progress.current_update_id = Some(target.update.identity.update_id);
             progress.current_update_percent_complete = 0;
@@ -157,12 +160,11 @@ pub fn run(
                 }
             };
         }
-        context
-            .job
-            .change_installation_progress(|progress| progress.finished.push(result.clone()));
+        last_finished = Some(result.clone());
         results[position] = Some(result);
     }
     context.job.change_installation_progress(|progress| {
+        progress.finished.extend(last_finished);
         progress.percent_complete = 100;
         progress.current_update_percent_complete = 100;
     });
