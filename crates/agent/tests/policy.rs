@@ -183,3 +183,140 @@ fn a_non_admin_sees_only_its_own_jobs() {
     let all = agent.call("org.openwua.Agent.ListJobs", json!({})).unwrap();
     assert_eq!(all["jobs"].as_array().unwrap().len(), 1);
 }
+
+/// An agent whose update 1 may ask the user something, 2 runs until it is
+/// stopped (having written `$OPENWUA_SANDBOX/started`), 3 writes
+/// `$OPENWUA_SANDBOX/third`; all downloaded, and 1 refused by root's
+/// non-interactive install, so it waits for an interactive user.
+fn agent_with_a_waiting_and_a_slow_update() -> AgentProcess {
+    let agent = AgentProcess::start(&[]);
+    let dir = agent.dir.path().to_path_buf();
+    let scripts = [
+        "exit 0",
+        "touch \"$OPENWUA_SANDBOX/started\"; sleep 60",
+        "touch \"$OPENWUA_SANDBOX/third\"",
+    ];
+    let (revisions, payloads): (Vec<_>, Vec<_>) = scripts
+        .iter()
+        .zip(1u128..)
+        .map(|(script, n)| {
+            let extra = if n == 1 {
+                json!({ "installationBehavior": { "canRequestUserInput": true } })
+            } else {
+                json!({})
+            };
+            let installer = Installer {
+                script: (*script).to_owned(),
+                uninstall: false,
+                exit_codes: json!({ "codes": [{ "code": 0, "outcome": "succeeded" }] }),
+            };
+            installable(&dir, n, &format!("Update {n}"), installer, extra)
+        })
+        .unzip();
+    let (key, public) = key();
+    let package = dir.join("service.owpkg");
+    write_with_content(&snapshot(1, revisions), &payloads, &key, &package);
+    add_package(&agent, &package, &public).unwrap();
+    run_job(
+        &agent,
+        DOWNLOAD,
+        json!({ "updateIds": [id(1), id(2), id(3)] }),
+    )
+    .unwrap();
+    let refused = run_job(&agent, INSTALL, json!({ "updateIds": [id(1)] })).unwrap();
+    assert_eq!(refused["result"]["updates"][0]["hresult"], "0x80240020");
+    assert_eq!(waiting(&agent), [id(1)]);
+    agent
+}
+
+/// The updates `GetInstallerState` lists as waiting for an interactive user.
+fn waiting(agent: &AgentProcess) -> Vec<String> {
+    let state = agent
+        .call("org.openwua.Agent.GetInstallerState", json!({}))
+        .unwrap();
+    state["state"]["awaitingInteractiveUser"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| {
+            entry["updateIdentity"]["updateId"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
+fn wait_for_file(path: &std::path::Path) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !path.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn abort_mid_install_stops_before_the_next_update_and_leaves_the_waiting_list() {
+    let agent = agent_with_a_waiting_and_a_slow_update();
+    let (mut follower, job_id) = start_job(
+        &agent,
+        INSTALL,
+        json!({ "updateIds": [id(2), id(1), id(3)] }),
+    );
+    wait_for_file(&agent.dir.path().join("sandbox/started"));
+    agent
+        .call("org.openwua.Agent.AbortJob", json!({ "jobId": job_id }))
+        .unwrap();
+    let job = job_end(&mut follower);
+    let codes: Vec<&str> = job["result"]["updates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|update| update["resultCode"].as_str().unwrap())
+        .collect();
+    assert_eq!(codes, ["Aborted", "Aborted", "Aborted"]);
+    assert!(!agent.dir.path().join("sandbox/third").exists());
+    // Aborted before it started is no attempt: update 1 still waits.
+    assert_eq!(waiting(&agent), [id(1)]);
+}
+
+#[test]
+fn sigterm_during_an_install_ends_the_agent_and_history_keeps_the_interruption() {
+    let mut agent = agent_with_a_waiting_and_a_slow_update();
+    let (_follower, _job_id) = start_job(
+        &agent,
+        INSTALL,
+        json!({ "updateIds": [id(2), id(1), id(3)] }),
+    );
+    wait_for_file(&agent.dir.path().join("sandbox/started"));
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(agent.child.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while agent.child.try_wait().unwrap().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the agent is still running"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    agent.kill_and_restart();
+    let history = agent
+        .call(
+            "org.openwua.Agent.QueryHistory",
+            json!({ "start": 0, "count": 10 }),
+        )
+        .unwrap();
+    let interrupted = history["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|entry| entry["updateIdentity"]["updateId"] == id(2))
+        .expect("a history entry for the interrupted update");
+    assert_eq!(interrupted["resultCode"], "Aborted");
+    assert!(!agent.dir.path().join("sandbox/third").exists());
+    assert_eq!(waiting(&agent), [id(1)]);
+}
