@@ -327,6 +327,15 @@ impl Agent {
         })
     }
 
+    /// `GetCallerContext`: how the agent sees `requester`.
+    pub fn caller_context(
+        &self,
+        requester: &Requester,
+    ) -> Result<openwua_model::caller::CallerContext> {
+        policy::authorize(requester, Action::Search, None)?;
+        Ok(requester.context.clone())
+    }
+
     /// `ListJobs`: the jobs `requester` may see, oldest first.
     pub fn list_jobs(&self, requester: &Requester) -> Vec<JobInfo> {
         self.jobs

@@ -217,7 +217,8 @@ async fn handle(
         }
         (AGENT, "GetCallerContext") => {
             let NoParameters {} = parameters(call)?;
-            Reply::of(&json!({ "context": session.caller.context }))
+            let context = agent.caller_context(&session.requester(None));
+            result_reply(context.map(|context| json!({ "context": context })))
         }
         (AGENT, "GetSystemInfo") => {
             let NoParameters {} = parameters(call)?;
