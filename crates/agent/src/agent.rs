@@ -32,6 +32,7 @@ use crate::fetch::{FetchSettings, Fetcher};
 use crate::index::{Index, Scope};
 use crate::jobs::Jobs;
 use crate::package_file::{PackageFile, PackageIdentity};
+use crate::policy::{self, Action, Requester};
 use crate::store::{ImportCounts, Store};
 
 /// The Varlink protocol version this agent speaks.
@@ -184,7 +185,8 @@ impl Agent {
     }
 
     /// `GetSystemInfo`.
-    pub async fn system_info(&self) -> Result<SystemInfo> {
+    pub async fn system_info(&self, requester: &Requester) -> Result<SystemInfo> {
+        policy::authorize(requester, Action::Search, None)?;
         let (services, history_count) = self
             .with_store(|store| Ok((store.services()?, store.history_count()?)))
             .await?;
@@ -246,14 +248,21 @@ impl Agent {
 
     /// `Search`: the reply's parameters, `{"result": SearchResult}`, as
     /// JSON text, built without re-encoding each update.
-    pub async fn search(&self, criteria: &str, options: &SearchOptions) -> Result<String> {
+    pub async fn search(
+        &self,
+        requester: &Requester,
+        criteria: &str,
+        options: &SearchOptions,
+    ) -> Result<String> {
+        policy::authorize(requester, Action::Search, None)?;
+        policy::check_length("criteria", criteria, policy::MAX_CRITERIA_BYTES)?;
         let criteria = Criteria::parse(criteria)
             .map_err(|error| AgentError::new(error.hresult(), error.to_string()))?;
         let mut services = self.search_scope(options).await?;
         let mut warnings = Vec::new();
         if options.online {
             for service_id in services.iter().map(|service| service.service_id) {
-                if let Err(error) = self.sync(Some(service_id), |_| {}).await {
+                if let Err(error) = self.sync(requester, Some(service_id), |_| {}).await {
                     // WUA keeps searching the cached catalog when the service
                     // cannot be reached; say so instead of failing.
                     warnings.push(SearchWarning {
@@ -307,7 +316,8 @@ impl Agent {
     }
 
     /// `GetUpdate`.
-    pub fn get_update(&self, update_id: Uuid) -> Result<UpdateDetails> {
+    pub fn get_update(&self, requester: &Requester, update_id: Uuid) -> Result<UpdateDetails> {
+        policy::authorize(requester, Action::Search, None)?;
         let index = self.index.read().map_err(|_| poisoned())?;
         index
             .get(update_id)
@@ -316,7 +326,14 @@ impl Agent {
     }
 
     /// `SetHidden` (WUA's `IsHidden` setter), for all the updates or none.
-    pub async fn set_hidden(&self, update_ids: Vec<Uuid>, hidden: bool) -> Result<()> {
+    pub async fn set_hidden(
+        &self,
+        requester: &Requester,
+        update_ids: Vec<Uuid>,
+        hidden: bool,
+    ) -> Result<()> {
+        policy::authorize(requester, Action::Hide, None)?;
+        policy::check_update_ids(&update_ids)?;
         {
             let index = self.index.read().map_err(|_| poisoned())?;
             for id in &update_ids {
@@ -342,7 +359,8 @@ impl Agent {
     }
 
     /// `AcceptEula`.
-    pub async fn accept_eula(&self, update_id: Uuid) -> Result<()> {
+    pub async fn accept_eula(&self, requester: &Requester, update_id: Uuid) -> Result<()> {
+        policy::authorize(requester, Action::AcceptEula, None)?;
         let has_eula = {
             let index = self.index.read().map_err(|_| poisoned())?;
             let entry = index
@@ -364,7 +382,13 @@ impl Agent {
     }
 
     /// `QueryHistory`.
-    pub async fn query_history(&self, start: i64, count: i64) -> Result<Vec<HistoryEntry>> {
+    pub async fn query_history(
+        &self,
+        requester: &Requester,
+        start: i64,
+        count: i64,
+    ) -> Result<Vec<HistoryEntry>> {
+        policy::authorize(requester, Action::ReadHistory, None)?;
         let (Ok(start), Ok(count)) = (u64::try_from(start), u64::try_from(count)) else {
             return Err(AgentError::new(
                 WU_E_INVALIDINDEX,
@@ -379,12 +403,14 @@ impl Agent {
     }
 
     /// `GetTotalHistoryCount`.
-    pub async fn history_count(&self) -> Result<u64> {
+    pub async fn history_count(&self, requester: &Requester) -> Result<u64> {
+        policy::authorize(requester, Action::ReadHistory, None)?;
         self.with_store(|store| store.history_count()).await
     }
 
     /// `ListServices`.
-    pub async fn services(&self) -> Result<Vec<ServiceInfo>> {
+    pub async fn services(&self, requester: &Requester) -> Result<Vec<ServiceInfo>> {
+        policy::authorize(requester, Action::Search, None)?;
         self.with_store(|store| store.services()).await
     }
 
@@ -392,12 +418,26 @@ impl Agent {
     /// then registers the service and imports its catalog in one step.
     pub async fn add_scan_package_service(
         &self,
+        requester: &Requester,
         name: Option<String>,
         path: PathBuf,
         public_key: &str,
         set_default: bool,
         content_base: Option<String>,
     ) -> Result<(ServiceInfo, SyncResult)> {
+        policy::authorize(requester, Action::ChangeServices, None)?;
+        policy::check_length(
+            "name",
+            name.as_deref().unwrap_or(""),
+            policy::MAX_NAME_BYTES,
+        )?;
+        policy::check_length("publicKey", public_key, policy::MAX_NAME_BYTES)?;
+        policy::check_length("path", &path.to_string_lossy(), policy::MAX_PATH_BYTES)?;
+        policy::check_length(
+            "contentBase",
+            content_base.as_deref().unwrap_or(""),
+            policy::MAX_PATH_BYTES,
+        )?;
         if let Some(base) = &content_base {
             crate::operations::check_content_base(base)?;
         }
@@ -475,7 +515,8 @@ impl Agent {
     }
 
     /// `RemoveService`.
-    pub async fn remove_service(&self, service_id: Uuid) -> Result<()> {
+    pub async fn remove_service(&self, requester: &Requester, service_id: Uuid) -> Result<()> {
+        policy::authorize(requester, Action::ChangeServices, None)?;
         let _writer = self.catalog_writer.lock().await;
         if !self
             .with_store(move |store| store.remove_service(service_id))
@@ -487,7 +528,8 @@ impl Agent {
     }
 
     /// `SetDefaultService`.
-    pub async fn set_default_service(&self, service_id: Uuid) -> Result<()> {
+    pub async fn set_default_service(&self, requester: &Requester, service_id: Uuid) -> Result<()> {
+        policy::authorize(requester, Action::ChangeServices, None)?;
         let _writer = self.catalog_writer.lock().await;
         if !self
             .with_store(move |store| store.set_default_service(service_id))
@@ -502,9 +544,11 @@ impl Agent {
     /// it if it is newer; `progress` hears each phase.
     pub async fn sync(
         &self,
+        requester: &Requester,
         service_id: Option<Uuid>,
         mut progress: impl FnMut(SyncPhase<'_>),
     ) -> Result<Vec<SyncResult>> {
+        policy::authorize(requester, Action::Sync, None)?;
         let services = self.with_store(|store| store.services()).await?;
         let selected: Vec<ServiceInfo> = match service_id {
             Some(id) => vec![

@@ -1,8 +1,8 @@
 //! The installation engine (`IUpdateInstaller.Install` and `Uninstall`).
 //!
 //! One call at a time on the machine (the agent holds the installation
-//! lock around [`run`]). Each update goes through the same checks, in
-//! order — authorization, already done, applicability, EULA, content,
+//! lock around [`run`]; policy authorized the caller before). Each update
+//! goes through the same checks, in order — already done, applicability, EULA, content,
 //! prerequisites, quietness, an interactive user for an update that may
 //! ask one something — and only then its handler (bundled
 //! updates' handlers first). A refused update fails alone; the others
@@ -10,7 +10,7 @@
 //! installer as running before it starts, so a killed agent leaves an
 //! "interrupted" entry rather than nothing.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::Ordering;
@@ -21,10 +21,10 @@ use openwua_model::enums::{OperationResultCode, UpdateOperation};
 use openwua_model::history::HistoryEntry;
 use openwua_model::hresult::{
     E_ABORT, HResult, S_OK, WU_E_DM_NOTDOWNLOADED, WU_E_EULAS_DECLINED, WU_E_NO_INTERACTIVE_USER,
-    WU_E_NOT_APPLICABLE, WU_E_PER_MACHINE_UPDATE_ACCESS_DENIED, WU_E_SERVICE_STOP,
-    WU_E_UH_DOESNOTSUPPORTACTION, WU_S_ALREADY_INSTALLED, WU_S_ALREADY_UNINSTALLED,
+    WU_E_NOT_APPLICABLE, WU_E_SERVICE_STOP, WU_E_UH_DOESNOTSUPPORTACTION, WU_S_ALREADY_INSTALLED,
+    WU_S_ALREADY_UNINSTALLED,
 };
-use openwua_model::operation::{InstallationProgress, UpdateResult, percent};
+use openwua_model::operation::{UpdateResult, percent};
 use openwua_model::update::Update;
 use uuid::Uuid;
 
@@ -58,7 +58,7 @@ pub struct InstallTarget {
     pub bundled: Vec<(Update, Payload)>,
 }
 
-/// What the call asked for, and who asked.
+/// What the call asked for.
 #[derive(Debug, Clone)]
 pub struct InstallOptions {
     /// Install or uninstall.
@@ -67,8 +67,6 @@ pub struct InstallOptions {
     pub force_quiet: bool,
     /// `IsForced`: install what is installed, uninstall what is not.
     pub is_forced: bool,
-    /// The caller may act on per-machine updates.
-    pub caller_is_admin: bool,
     /// The caller's `ClientApplicationID`, for history.
     pub client_application_id: String,
     /// Whether anyone answers the questions of updates that may ask some.
@@ -116,16 +114,24 @@ pub fn run(
     let order = execution_order(targets);
     let mut installed = context.installed.clone();
     let mut results: Vec<Option<UpdateResult>> = vec![None; targets.len()];
-    let mut progress = InstallationProgress::default();
     let mut aborted = false;
+    let mut last_finished: Option<UpdateResult> = None;
     for (step, &position) in order.iter().enumerate() {
         let target = &targets[position];
-        progress.current_update_index = u32::try_from(position).unwrap_or(u32::MAX);
-        progress.current_update_id = Some(target.update.identity.update_id);
-        progress.current_update_percent_complete = 0;
-        progress.percent_complete = percent(step as u64, targets.len() as u64);
-        context.job.installation_progress(progress.clone());
+        // Changed in place: copying the growing list of results at every
+        // step would make a long call quadratic. The previous update's
+        // result is published with this step, one change per update.
+        context.job.change_installation_progress(|progress| {
+            progress.finished.extend(last_finished.take());
+            progress.current_update_index = u32::try_from(position).unwrap_or(u32::MAX);
+            progress.current_update_id = Some(target.update.identity.update_id);
+            progress.current_update_percent_complete = 0;
+            progress.percent_complete = percent(step as u64, targets.len() as u64);
+        });
         aborted = aborted || context.job.abort_flag().load(Ordering::SeqCst);
+        // Only an update whose installer ran, or that needed none, leaves
+        // the list of updates waiting for an interactive user.
+        let mut attempted = false;
         let result = if aborted {
             finish(
                 target,
@@ -133,13 +139,19 @@ pub fn run(
             )
         } else {
             let verdict = match check(target, options, &installed) {
-                Some(refusal) => refusal,
-                None => execute(target, options, context)?,
+                Some(refusal) => {
+                    attempted = refusal.result_code == OperationResultCode::Succeeded;
+                    refusal
+                }
+                None => {
+                    attempted = true;
+                    execute(target, options, context)?
+                }
             };
             aborted = aborted || verdict.result_code == OperationResultCode::Aborted;
             finish(target, verdict)
         };
-        record(target, options, context, &result)?;
+        record(target, options, context, &result, attempted)?;
         if result.hresult == S_OK {
             match options.operation {
                 UpdateOperation::Installation => installed.insert(target.update.identity.update_id),
@@ -148,12 +160,14 @@ pub fn run(
                 }
             };
         }
-        progress.finished.push(result.clone());
+        last_finished = Some(result.clone());
         results[position] = Some(result);
     }
-    progress.percent_complete = 100;
-    progress.current_update_percent_complete = 100;
-    context.job.installation_progress(progress);
+    context.job.change_installation_progress(|progress| {
+        progress.finished.extend(last_finished);
+        progress.percent_complete = 100;
+        progress.current_update_percent_complete = 100;
+    });
     context.cache.unstage(context.job_id);
     Ok((results.into_iter().flatten().collect(), aborted))
 }
@@ -164,6 +178,7 @@ fn execution_order(targets: &[InstallTarget]) -> Vec<usize> {
     fn visit(
         position: usize,
         targets: &[InstallTarget],
+        positions: &HashMap<Uuid, usize>,
         seen: &mut [bool],
         order: &mut Vec<usize>,
     ) {
@@ -172,19 +187,23 @@ fn execution_order(targets: &[InstallTarget]) -> Vec<usize> {
         }
         seen[position] = true;
         for prerequisite in &targets[position].prerequisites {
-            if let Some(other) = targets
-                .iter()
-                .position(|target| target.update.identity.update_id == *prerequisite)
-            {
-                visit(other, targets, seen, order);
+            if let Some(&other) = positions.get(prerequisite) {
+                visit(other, targets, positions, seen, order);
             }
         }
         order.push(position);
     }
+    // Looked up by ID, so the order is linear in the call's updates and
+    // their prerequisites.
+    let positions: HashMap<Uuid, usize> = targets
+        .iter()
+        .enumerate()
+        .map(|(position, target)| (target.update.identity.update_id, position))
+        .collect();
     let mut seen = vec![false; targets.len()];
     let mut order = Vec::with_capacity(targets.len());
     for position in 0..targets.len() {
-        visit(position, targets, &mut seen, &mut order);
+        visit(position, targets, &positions, &mut seen, &mut order);
     }
     order
 }
@@ -250,15 +269,6 @@ fn check(
 ) -> Option<Verdict> {
     let update = &target.update;
     let installing = options.operation == UpdateOperation::Installation;
-    if !options.caller_is_admin {
-        return Some(Verdict::failed(
-            WU_E_PER_MACHINE_UPDATE_ACCESS_DENIED,
-            format!(
-                "only root or the agent's admin group may {} per-machine updates",
-                if installing { "install" } else { "uninstall" }
-            ),
-        ));
-    }
     let is_installed = installed.contains(&update.identity.update_id);
     if !options.is_forced {
         if installing && is_installed {
@@ -508,11 +518,13 @@ fn history_entry(
 
 /// Writes the update's history entry and, if its installer succeeded, its
 /// new state; both in one transaction with closing its journal entry.
+/// `attempted`: its installer ran, or none was needed.
 fn record(
     target: &InstallTarget,
     options: &InstallOptions,
     context: &Context<'_>,
     result: &UpdateResult,
+    attempted: bool,
 ) -> Result<()> {
     let entry = history_entry(
         target,
@@ -530,7 +542,7 @@ fn record(
         .store
         .lock()
         .map_err(|_| poisoned())?
-        .record_result(&entry, state)
+        .record_result(&entry, state, attempted)
 }
 
 fn io_error(path: &Path, error: std::io::Error) -> AgentError {

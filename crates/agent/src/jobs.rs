@@ -56,10 +56,10 @@ impl Job {
             .send_modify(|info| info.download_progress = Some(progress));
     }
 
-    /// Publishes installation progress.
-    pub fn installation_progress(&self, progress: InstallationProgress) {
+    /// Publishes a change of installation progress, made in place.
+    pub fn change_installation_progress(&self, change: impl FnOnce(&mut InstallationProgress)) {
         self.info
-            .send_modify(|info| info.installation_progress = Some(progress));
+            .send_modify(|info| change(info.installation_progress.get_or_insert_default()));
     }
 
     /// The job as it will be once completed with `result`; nothing is

@@ -86,7 +86,7 @@ fn run() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async move {
+    let outcome = runtime.block_on(async move {
         let socket = config.socket.clone();
         let agent = Arc::new(Agent::open(config)?);
         let (listener, activated) = listener(&socket)?;
@@ -106,7 +106,13 @@ fn run() -> anyhow::Result<()> {
             let _ = std::fs::remove_file(&socket);
         }
         Ok(())
-    })
+    });
+    // Dropping the runtime would wait for every blocking task, so a job
+    // still running past the grace period would keep the process alive:
+    // leave it instead. Its journal entry records the update it was
+    // installing as interrupted at the next start.
+    runtime.shutdown_background();
+    outcome
 }
 
 /// The socket systemd passed (socket activation, `LISTEN_FDS`), else one

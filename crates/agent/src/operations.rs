@@ -1,6 +1,7 @@
-//! Starting downloads, installs and uninstalls as jobs: the call-level
-//! checks WUA makes before anything runs (an empty list, unknown updates,
-//! a busy installer, a pending restart, an exclusive update in company),
+//! Starting downloads, installs and uninstalls as jobs, and the jobs'
+//! calls: the call-level checks WUA makes before anything runs (who asks,
+//! an empty list, unknown updates, a busy installer, a pending restart, an
+//! exclusive update in company),
 //! resolving each update's content and installer, and bringing the index
 //! up to date when a job ends.
 
@@ -10,10 +11,10 @@ use std::sync::Arc;
 
 use openwua_model::enums::{InstallationImpact, UpdateOperation};
 use openwua_model::hresult::{
-    E_ACCESSDENIED, E_INVALIDARG, WU_E_EXCLUSIVE_INSTALL_CONFLICT, WU_E_INSTALL_NOT_ALLOWED,
-    WU_E_NO_UPDATE,
+    E_INVALIDARG, WU_E_EXCLUSIVE_INSTALL_CONFLICT, WU_E_INSTALL_NOT_ALLOWED,
+    WU_E_INVALID_OPERATION, WU_E_NO_UPDATE,
 };
-use openwua_model::operation::{InstallerState, JobKind, OperationResult};
+use openwua_model::operation::{InstallerState, JobInfo, JobKind, OperationResult};
 use openwua_model::service::ServiceInfo;
 use openwua_model::update::Sha256Digest;
 use uuid::Uuid;
@@ -22,19 +23,12 @@ use crate::agent::{Agent, blocking, lock, poisoned, unknown_update};
 use crate::applicability::Machine;
 use crate::download::{self, DownloadTarget, Source};
 use crate::error::{AgentError, Result};
-use crate::install::{self, InstallOptions, InstallTarget, Interaction};
+use crate::install::{self, InstallOptions, InstallTarget};
 use crate::jobs::{Job, NewJob};
+use crate::policy::{self, Action, Requester};
 use crate::store::BootId;
 use openwua_installer::handlers::DpkgSettings;
-
-/// Who asks, as the socket says.
-#[derive(Debug, Clone, Copy)]
-pub struct Requester {
-    /// The caller's uid.
-    pub uid: u32,
-    /// Root, the admin group, or the embedded agent's owner.
-    pub is_admin: bool,
-}
+use openwua_installer::prompts::PromptStream;
 
 /// What an install or uninstall call asks for.
 #[derive(Debug, Clone)]
@@ -47,10 +41,18 @@ pub struct InstallRequest {
     pub force_quiet: bool,
     /// `IsForced`.
     pub is_forced: bool,
-    /// `ClientApplicationID`.
-    pub client_application_id: String,
-    /// Whether the caller answers questions of updates that may ask some.
-    pub interaction: Interaction,
+    /// The client offered to answer installers' questions on its
+    /// connection (`interactive`) and reads the streamed replies (`more`).
+    pub client_answers: bool,
+}
+
+/// A started install or uninstall: its job and, when its caller answers
+/// questions, the connection's end of the job's prompter.
+pub struct StartedInstall {
+    /// The job.
+    pub job: Arc<Job>,
+    /// Questions and terminal output for the caller's connection.
+    pub prompts: Option<PromptStream>,
 }
 
 /// The kernel's boot ID. Unreadable (no /proc), it is the nil UUID: a
@@ -97,24 +99,16 @@ impl Agent {
     /// `Download`: checks the call, then runs it as a job.
     pub async fn start_download(
         self: &Arc<Self>,
+        requester: &Requester,
         update_ids: Vec<Uuid>,
         is_forced: bool,
-        requester: Requester,
-        client_application_id: String,
     ) -> Result<Arc<Job>> {
+        policy::authorize(requester, Action::Download, None)?;
+        policy::check_update_ids(&update_ids)?;
         if update_ids.is_empty() {
             return Err(no_update());
         }
-        if !requester.is_admin {
-            return Err(AgentError::new(
-                E_ACCESSDENIED,
-                format!(
-                    "uid {} may not download updates: only root or the agent's admin group may",
-                    requester.uid
-                ),
-            ));
-        }
-        let services = self.services().await?;
+        let services = self.services(requester).await?;
         let store = Arc::clone(&self.store);
         let wanted = self.resolve(&update_ids)?;
         let targets = blocking(move || {
@@ -146,7 +140,7 @@ impl Agent {
             kind: JobKind::Download,
             update_ids,
             caller_uid: requester.uid,
-            client_application_id,
+            client_application_id: requester.client_application_id.clone(),
         });
         self.record_job(&job).await;
         // What this job fetches stays through the eviction that follows it,
@@ -191,9 +185,18 @@ impl Agent {
     /// installation, then runs it as a job.
     pub async fn start_install(
         self: &Arc<Self>,
+        requester: &Requester,
         request: InstallRequest,
-        requester: Requester,
-    ) -> Result<Arc<Job>> {
+    ) -> Result<StartedInstall> {
+        policy::authorize(
+            requester,
+            match request.operation {
+                UpdateOperation::Installation => Action::Install,
+                UpdateOperation::Uninstallation => Action::Uninstall,
+            },
+            None,
+        )?;
+        policy::check_update_ids(&request.update_ids)?;
         if request.update_ids.is_empty() {
             return Err(no_update());
         }
@@ -241,12 +244,18 @@ impl Agent {
                 kind,
                 update_ids: request.update_ids.clone(),
                 caller_uid: requester.uid,
-                client_application_id: request.client_application_id.clone(),
+                client_application_id: requester.client_application_id.clone(),
             });
             *installing = Some(job.info().job_id);
             job
         };
         let job_id = job.info().job_id;
+        let (interaction, prompts) = policy::interaction(
+            requester,
+            request.client_answers,
+            std::time::Duration::from_secs(self.config.install.question_timeout_seconds),
+        );
+        let client_application_id = requester.client_application_id.clone();
         self.record_job(&job).await;
         let agent = Arc::clone(self);
         let running = Arc::clone(&job);
@@ -263,9 +272,8 @@ impl Agent {
                     operation: request.operation,
                     force_quiet: request.force_quiet,
                     is_forced: request.is_forced,
-                    caller_is_admin: requester.is_admin,
-                    client_application_id: request.client_application_id,
-                    interaction: request.interaction,
+                    client_application_id,
+                    interaction,
                 };
                 install::run(
                     &targets,
@@ -297,11 +305,12 @@ impl Agent {
             agent.save_job(&completed).await;
             running.complete(completed);
         });
-        Ok(job)
+        Ok(StartedInstall { job, prompts })
     }
 
     /// `GetInstallerState`.
-    pub fn installer_state(&self) -> Result<InstallerState> {
+    pub fn installer_state(&self, requester: &Requester) -> Result<InstallerState> {
+        policy::authorize(requester, Action::Search, None)?;
         let busy = *self.installing.lock().map_err(|_| poisoned())?;
         let pending = self.index.read().map_err(|_| poisoned())?.reboot_pending();
         let awaiting = self
@@ -318,9 +327,35 @@ impl Agent {
         })
     }
 
-    /// The jobs.
-    pub fn jobs(&self) -> &crate::jobs::Jobs {
-        &self.jobs
+    /// `GetCallerContext`: how the agent sees `requester`.
+    pub fn caller_context(
+        &self,
+        requester: &Requester,
+    ) -> Result<openwua_model::caller::CallerContext> {
+        policy::authorize(requester, Action::Search, None)?;
+        Ok(requester.context.clone())
+    }
+
+    /// `ListJobs`: the jobs `requester` may see, oldest first.
+    pub fn list_jobs(&self, requester: &Requester) -> Vec<JobInfo> {
+        self.jobs
+            .list()
+            .into_iter()
+            .filter(|job| policy::may_see_job(requester, job))
+            .collect()
+    }
+
+    /// `WatchJob`: a job `requester` may see.
+    pub fn watch_job(&self, requester: &Requester, job_id: Uuid) -> Result<Arc<Job>> {
+        let job = self.jobs.get(job_id).ok_or_else(|| unknown_job(job_id))?;
+        policy::authorize(requester, Action::Job, Some(job.info().caller_uid))?;
+        Ok(job)
+    }
+
+    /// `AbortJob` (`RequestAbort`): asks a job `requester` may see to stop.
+    pub fn abort_job(&self, requester: &Requester, job_id: Uuid) -> Result<()> {
+        self.watch_job(requester, job_id)?.request_abort();
+        Ok(())
     }
 
     /// Stores a job as it is now, so it outlives the agent.
@@ -527,6 +562,13 @@ fn failed_call(error: &AgentError) -> OperationResult {
         reboot_required: false,
         updates: Vec::new(),
     }
+}
+
+fn unknown_job(job_id: Uuid) -> AgentError {
+    AgentError::new(
+        WU_E_INVALID_OPERATION,
+        format!("no job {job_id}; `wua jobs` lists your jobs (the agent keeps the newest 100)"),
+    )
 }
 
 fn no_update() -> AgentError {

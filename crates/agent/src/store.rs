@@ -579,10 +579,13 @@ impl Store {
 
     /// Writes one update's history entry and, when its installer ran, its
     /// new state, in one transaction that also closes its journal entry.
+    /// `attempted`: its installer ran or none was needed, so it no longer
+    /// waits for an interactive user.
     pub fn record_result(
         &mut self,
         entry: &HistoryEntry,
         record: Option<InstallRecord>,
+        attempted: bool,
     ) -> Result<()> {
         let transaction = self.connection.transaction()?;
         let update_id = entry.update_identity.update_id.to_string();
@@ -594,14 +597,15 @@ impl Store {
             "DELETE FROM install_journal WHERE update_id = ?1",
             [&update_id],
         )?;
-        // Any other outcome means someone could act on it: it waits no more.
+        // Only a real attempt ends the wait: a refusal for another reason
+        // (an abort, a missing download) leaves it waiting.
         if entry.hresult == WU_E_NO_INTERACTIVE_USER {
             transaction.execute(
                 "INSERT OR REPLACE INTO awaiting_interactive_user (update_id, entry_json)
                  VALUES (?1, ?2)",
                 params![update_id, to_json(entry)?],
             )?;
-        } else {
+        } else if attempted {
             transaction.execute(
                 "DELETE FROM awaiting_interactive_user WHERE update_id = ?1",
                 [&update_id],

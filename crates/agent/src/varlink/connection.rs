@@ -16,8 +16,8 @@ use super::limits::{self, Admission, Budget, Reservation, WRITE_STALL_TIMEOUT};
 use super::methods::{self, ReplySink};
 use super::protocol::{Call, MAX_CALL, MessageReader, ReadError, Reply, decode_call};
 use crate::agent::Agent;
-use crate::error::{AgentError, Result};
-use crate::policy::Administrators;
+use crate::error::AgentError;
+use crate::policy::{Administrators, Requester};
 use openwua_caller::{Caller, CallerSettings};
 
 /// What every call on a connection shares.
@@ -31,9 +31,9 @@ pub struct Session {
 }
 
 impl Session {
-    /// Fails with `E_ACCESSDENIED` unless the caller is an administrator.
-    pub fn require_admin(&self, what: &str) -> Result<()> {
-        self.admins.require(&self.caller, what)
+    /// The caller, for one call naming `client_application_id`.
+    pub fn requester(&self, client_application_id: Option<String>) -> Requester {
+        Requester::of(&self.caller, &self.admins, client_application_id)
     }
 }
 

@@ -20,6 +20,9 @@ use super::protocol::{Call, Reply};
 use crate::jobs::Job;
 use openwua_installer::prompts::PromptStream;
 
+/// An answer's length, in bytes: more than any question needs.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
 /// Streams `job` with its prompts until it completes; returns its last
 /// reply, or `None` when the client left (the job goes on without it).
 pub async fn follow(
@@ -121,7 +124,11 @@ fn take_reply(
                 tracing::debug!("an Answer with unusable parameters was ignored");
                 return None;
             };
-            match prompts.answer(&question_id, answer) {
+            let checked = match answer.as_deref() {
+                Some(text) => crate::policy::check_length("answer", text, MAX_ANSWER_BYTES),
+                None => Ok(()),
+            };
+            match checked.and_then(|()| prompts.answer(&question_id, answer).map_err(Into::into)) {
                 Ok(()) => {
                     asked.remove(&question_id);
                     None

@@ -1,7 +1,5 @@
 //! `org.openwua.Agent`'s methods and `org.varlink.service`'s introspection:
-//! decode the parameters, check authorization, call the agent, encode.
-
-use std::time::Duration;
+//! decode the parameters, call the agent as the caller, encode.
 
 use openwua_varlink::parameters::{
     AddPackageParameters, DownloadParameters, HistoryParameters, InstallParameters,
@@ -17,10 +15,9 @@ use super::interactive;
 use super::protocol::{Call, Reply};
 use crate::agent::{PROTOCOL_VERSION, SyncPhase};
 use crate::error::AgentError;
-use crate::install::Interaction;
 use crate::jobs::Job;
-use crate::operations::{InstallRequest, Requester};
-use openwua_installer::prompts::{PromptStream, Prompter};
+use crate::operations::{InstallRequest, StartedInstall};
+use crate::policy::Requester;
 use openwua_model::enums::UpdateOperation;
 use openwua_model::operation::JobState;
 
@@ -60,22 +57,6 @@ fn result_reply<T: serde::Serialize>(result: Result<T, AgentError>) -> Reply {
     }
 }
 
-/// Refuses the call with `E_ACCESSDENIED` unless the caller is an administrator.
-fn admin(session: &Session, what: &str) -> Result<(), Reply> {
-    session
-        .require_admin(what)
-        .map_err(|error| Reply::wua_error(&error))
-}
-
-fn logged(session: &Session, method: &str, client: Option<&str>) {
-    tracing::info!(
-        uid = session.caller.uid,
-        pid = session.caller.pid,
-        client = client.unwrap_or("-"),
-        "{method}"
-    );
-}
-
 /// Runs one call, sending its reply (or replies) to `sink`.
 pub async fn dispatch(
     session: &Session,
@@ -91,6 +72,8 @@ pub async fn dispatch(
     sink.send(reply).await
 }
 
+/// Decodes the call, calls the agent as the caller, encodes the reply.
+/// Every decision (who may, what is valid) is the agent's.
 async fn handle(
     session: &Session,
     call: &Call,
@@ -130,22 +113,19 @@ async fn handle(
         }
         (AGENT, "GetCallerContext") => {
             let NoParameters {} = parameters(call)?;
-            Reply::of(&json!({ "context": session.caller.context }))
+            let context = agent.caller_context(&session.requester(None));
+            result_reply(context.map(|context| json!({ "context": context })))
         }
         (AGENT, "GetSystemInfo") => {
             let NoParameters {} = parameters(call)?;
-            result_reply(
-                agent
-                    .system_info()
-                    .await
-                    .map(|info| json!({ "info": info })),
-            )
+            let info = agent.system_info(&session.requester(None)).await;
+            result_reply(info.map(|info| json!({ "info": info })))
         }
         (AGENT, "Search") => {
             let request: SearchParameters = parameters(call)?;
-            logged(session, "Search", request.client_application_id.as_deref());
+            let requester = session.requester(request.client_application_id);
             let options = request.options.unwrap_or_default();
-            match agent.search(&request.criteria, &options).await {
+            match agent.search(&requester, &request.criteria, &options).await {
                 Ok(json) => Reply::Parameters {
                     json,
                     continues: false,
@@ -155,75 +135,46 @@ async fn handle(
         }
         (AGENT, "GetUpdate") => {
             let request: UpdateParameters = parameters(call)?;
-            result_reply(agent.get_update(request.update_id))
+            let requester = session.requester(request.client_application_id);
+            result_reply(agent.get_update(&requester, request.update_id))
         }
         (AGENT, "SetHidden") => {
             let request: SetHiddenParameters = parameters(call)?;
-            logged(
-                session,
-                "SetHidden",
-                request.client_application_id.as_deref(),
-            );
-            admin(session, "hide or unhide updates")?;
-            result_reply(
-                agent
-                    .set_hidden(request.update_ids, request.hidden)
-                    .await
-                    .map(|()| json!({})),
-            )
+            let requester = session.requester(request.client_application_id);
+            let done = agent
+                .set_hidden(&requester, request.update_ids, request.hidden)
+                .await;
+            result_reply(done.map(|()| json!({})))
         }
         (AGENT, "AcceptEula") => {
             let request: UpdateParameters = parameters(call)?;
-            logged(
-                session,
-                "AcceptEula",
-                request.client_application_id.as_deref(),
-            );
-            admin(session, "accept licence terms")?;
-            result_reply(
-                agent
-                    .accept_eula(request.update_id)
-                    .await
-                    .map(|()| json!({})),
-            )
+            let requester = session.requester(request.client_application_id);
+            let done = agent.accept_eula(&requester, request.update_id).await;
+            result_reply(done.map(|()| json!({})))
         }
         (AGENT, "QueryHistory") => {
             let request: HistoryParameters = parameters(call)?;
-            result_reply(
-                agent
-                    .query_history(request.start, request.count)
-                    .await
-                    .map(|entries| json!({ "entries": entries })),
-            )
+            let entries = agent
+                .query_history(&session.requester(None), request.start, request.count)
+                .await;
+            result_reply(entries.map(|entries| json!({ "entries": entries })))
         }
         (AGENT, "GetTotalHistoryCount") => {
             let NoParameters {} = parameters(call)?;
-            result_reply(
-                agent
-                    .history_count()
-                    .await
-                    .map(|count| json!({ "count": count })),
-            )
+            let count = agent.history_count(&session.requester(None)).await;
+            result_reply(count.map(|count| json!({ "count": count })))
         }
         (AGENT, "ListServices") => {
             let NoParameters {} = parameters(call)?;
-            result_reply(
-                agent
-                    .services()
-                    .await
-                    .map(|services| json!({ "services": services })),
-            )
+            let services = agent.services(&session.requester(None)).await;
+            result_reply(services.map(|services| json!({ "services": services })))
         }
         (AGENT, "AddScanPackageService") => {
             let request: AddPackageParameters = parameters(call)?;
-            logged(
-                session,
-                "AddScanPackageService",
-                request.client_application_id.as_deref(),
-            );
-            admin(session, "add update services")?;
-            let result = agent
+            let requester = session.requester(request.client_application_id);
+            let added = agent
                 .add_scan_package_service(
+                    &requester,
                     request.name,
                     request.path,
                     &request.public_key,
@@ -231,29 +182,26 @@ async fn handle(
                     request.content_base,
                 )
                 .await;
-            result_reply(result.map(|(service, sync)| json!({ "service": service, "sync": sync })))
+            result_reply(added.map(|(service, sync)| json!({ "service": service, "sync": sync })))
         }
-        (AGENT, "RemoveService") | (AGENT, "SetDefaultService") => {
+        (AGENT, "RemoveService") => {
             let request: ServiceParameters = parameters(call)?;
-            logged(session, method, request.client_application_id.as_deref());
-            let Some(service_id) = request.service_id else {
-                return Err(Reply::service_error(
-                    "org.varlink.service.InvalidParameter",
-                    json!({ "parameter": "serviceId" }),
-                ));
-            };
-            admin(session, "change update services")?;
-            let result = if method == "RemoveService" {
-                agent.remove_service(service_id).await
-            } else {
-                agent.set_default_service(service_id).await
-            };
-            result_reply(result.map(|()| json!({})))
+            let service_id = required_service(request.service_id)?;
+            let requester = session.requester(request.client_application_id);
+            let done = agent.remove_service(&requester, service_id).await;
+            result_reply(done.map(|()| json!({})))
+        }
+        (AGENT, "SetDefaultService") => {
+            let request: ServiceParameters = parameters(call)?;
+            let service_id = required_service(request.service_id)?;
+            let requester = session.requester(request.client_application_id);
+            let done = agent.set_default_service(&requester, service_id).await;
+            result_reply(done.map(|()| json!({})))
         }
         (AGENT, "Sync") => {
             let request: ServiceParameters = parameters(call)?;
-            logged(session, "Sync", request.client_application_id.as_deref());
-            match sync(session, call.more, request.service_id, sink).await {
+            let requester = session.requester(request.client_application_id);
+            match sync(session, &requester, call.more, request.service_id, sink).await {
                 Ok(reply) => reply,
                 // The client went away mid-stream: nothing more to send, and
                 // the connection's next read ends it.
@@ -265,57 +213,50 @@ async fn handle(
         }
         (AGENT, "Download") => {
             let request: DownloadParameters = parameters(call)?;
-            logged(
-                session,
-                "Download",
-                request.client_application_id.as_deref(),
-            );
+            let requester = session.requester(request.client_application_id);
             let started = agent
                 .start_download(
+                    &requester,
                     request.update_ids,
                     request.is_forced.unwrap_or(false),
-                    requester(session),
-                    request.client_application_id.unwrap_or_default(),
                 )
                 .await;
             return follow(started, call.more, sink).await;
         }
         (AGENT, "Install") | (AGENT, "Uninstall") => {
             let request: InstallParameters = parameters(call)?;
-            logged(session, method, request.client_application_id.as_deref());
+            let requester = session.requester(request.client_application_id);
             let operation = if method == "Install" {
                 UpdateOperation::Installation
             } else {
                 UpdateOperation::Uninstallation
             };
-            let (interaction, prompts) =
-                interaction(session, request.interactive.unwrap_or(false), call.more);
             let started = agent
                 .start_install(
+                    &requester,
                     InstallRequest {
                         operation,
                         update_ids: request.update_ids,
                         force_quiet: request.force_quiet.unwrap_or(false),
                         is_forced: request.is_forced.unwrap_or(false),
-                        client_application_id: request.client_application_id.unwrap_or_default(),
-                        interaction,
+                        client_answers: request.interactive.unwrap_or(false) && call.more,
                     },
-                    requester(session),
                 )
                 .await;
-            return match (started, prompts) {
-                (Ok(job), Some(prompts)) => {
-                    match interactive::follow(job, prompts, inbox, sink).await {
-                        Ok(last) => Ok(last),
-                        // The client left, as in `follow`: no reply can reach
-                        // it, and the job goes on without it.
-                        Err(error) => {
-                            tracing::debug!("interactive install not delivered: {error}");
-                            Ok(None)
-                        }
+            return match started {
+                Ok(StartedInstall {
+                    job,
+                    prompts: Some(prompts),
+                }) => match interactive::follow(job, prompts, inbox, sink).await {
+                    Ok(last) => Ok(last),
+                    // The client left, as in `follow`: no reply can reach
+                    // it, and the job goes on without it.
+                    Err(error) => {
+                        tracing::debug!("interactive install not delivered: {error}");
+                        Ok(None)
                     }
-                }
-                (started, _) => follow(started, call.more, sink).await,
+                },
+                started => follow(started.map(|started| started.job), call.more, sink).await,
             };
         }
         (AGENT, "Answer") | (AGENT, "TerminalInput") | (AGENT, "ResizeTerminal") => {
@@ -329,29 +270,22 @@ async fn handle(
         }
         (AGENT, "GetInstallerState") => {
             let NoParameters {} = parameters(call)?;
-            result_reply(
-                agent
-                    .installer_state()
-                    .map(|state| json!({ "state": state })),
-            )
+            let state = agent.installer_state(&session.requester(None));
+            result_reply(state.map(|state| json!({ "state": state })))
         }
         (AGENT, "ListJobs") => {
             let NoParameters {} = parameters(call)?;
-            Reply::of(&json!({ "jobs": agent.jobs().list() }))
+            Reply::of(&json!({ "jobs": agent.list_jobs(&session.requester(None)) }))
         }
         (AGENT, "WatchJob") => {
             let JobParameters { job_id } = parameters(call)?;
-            return follow(Ok(find_job(session, job_id)?), call.more, sink).await;
+            let job = agent.watch_job(&session.requester(None), job_id);
+            return follow(job, call.more, sink).await;
         }
         (AGENT, "AbortJob") => {
             let JobParameters { job_id } = parameters(call)?;
-            logged(session, "AbortJob", None);
-            let job = find_job(session, job_id)?;
-            if job.info().caller_uid != session.caller.uid {
-                admin(session, "abort another user's job")?;
-            }
-            job.request_abort();
-            Reply::of(&json!({}))
+            let done = agent.abort_job(&session.requester(None), job_id);
+            result_reply(done.map(|()| json!({})))
         }
         (AGENT | SERVICE, _) => Reply::service_error(
             "org.varlink.service.MethodNotFound",
@@ -365,59 +299,13 @@ async fn handle(
     Ok(Some(reply))
 }
 
-/// Whether questions of this call's updates can be answered: only by a
-/// caller the kernel shows to be an interactive user, whose client said it
-/// answers and reads the streamed replies. Then the job's prompter and the
-/// connection's end of it.
-fn interaction(
-    session: &Session,
-    client_answers: bool,
-    more: bool,
-) -> (Interaction, Option<PromptStream>) {
-    let context = &session.caller.context;
-    if !context.may.install_interactive {
-        let advice = context
-            .advice
-            .as_deref()
-            .unwrap_or("run it from an administrator's own login");
-        return (
-            Interaction::Refused(format!(
-                "it may ask the user something, and the agent classes this caller as {}, \
-                 not an interactive user (`wua context` shows why): {advice}",
-                context.class.describe()
-            )),
-            None,
-        );
-    }
-    if !(client_answers && more) {
-        return (
-            Interaction::Refused(
-                "it may ask the user something, and the client did not offer to answer \
-                 (run `wua install` at a terminal, or call Install with interactive and more)"
-                    .to_owned(),
-            ),
-            None,
-        );
-    }
-    let timeout = Duration::from_secs(session.agent.config.install.question_timeout_seconds);
-    let (prompter, prompts) = Prompter::new(timeout);
-    (Interaction::Answered(prompter), Some(prompts))
-}
-
-fn requester(session: &Session) -> Requester {
-    Requester {
-        uid: session.caller.uid,
-        is_admin: session.admins.admits(&session.caller),
-    }
-}
-
-/// A job by ID, or the error reply for an unknown one.
-fn find_job(session: &Session, job_id: Uuid) -> Result<std::sync::Arc<Job>, Reply> {
-    session.agent.jobs().get(job_id).ok_or_else(|| {
-        Reply::wua_error(&AgentError::new(
-            openwua_model::hresult::WU_E_INVALID_OPERATION,
-            format!("no job {job_id}; `wua jobs` lists the agent's jobs (the newest 100)"),
-        ))
+/// `serviceId`, which `RemoveService` and `SetDefaultService` require.
+fn required_service(service_id: Option<Uuid>) -> Result<Uuid, Reply> {
+    service_id.ok_or_else(|| {
+        Reply::service_error(
+            "org.varlink.service.InvalidParameter",
+            json!({ "parameter": "serviceId" }),
+        )
     })
 }
 
@@ -431,21 +319,27 @@ async fn follow(
 ) -> Result<Option<Reply>, Reply> {
     let job = started.map_err(|error| Reply::wua_error(&error))?;
     let mut changes = job.subscribe();
+    if !more {
+        // Looked at in place: copying the job (its growing list of
+        // results) at every step would make a long call quadratic.
+        let _ = changes
+            .wait_for(|info| info.state == JobState::Completed)
+            .await;
+        return Ok(Some(Reply::of(&json!({ "job": job.info() }))));
+    }
     loop {
         let info = changes.borrow_and_update().clone();
         if info.state == JobState::Completed {
             return Ok(Some(Reply::of(&json!({ "job": info }))));
         }
-        if more {
-            let reply = Reply::Parameters {
-                json: json!({ "job": info }).to_string(),
-                continues: true,
-            };
-            if let Err(error) = sink.send(reply).await {
-                // The client left; the job goes on without it.
-                tracing::debug!("job progress not delivered: {error}");
-                return Ok(None);
-            }
+        let reply = Reply::Parameters {
+            json: json!({ "job": info }).to_string(),
+            continues: true,
+        };
+        if let Err(error) = sink.send(reply).await {
+            // The client left; the job goes on without it.
+            tracing::debug!("job progress not delivered: {error}");
+            return Ok(None);
         }
         if changes.changed().await.is_err() {
             return Ok(Some(Reply::of(&json!({ "job": job.info() }))));
@@ -457,12 +351,13 @@ async fn follow(
 /// continued) carrying the last service's result; without, only that one.
 async fn sync(
     session: &Session,
+    requester: &Requester,
     more: bool,
     service_id: Option<Uuid>,
     sink: &mut impl ReplySink,
 ) -> std::io::Result<Reply> {
     let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
-    let work = session.agent.sync(service_id, move |phase| {
+    let work = session.agent.sync(requester, service_id, move |phase| {
         let (name, service, result) = match phase {
             SyncPhase::Verifying(id) => ("verifying", id, None),
             SyncPhase::Importing(id) => ("importing", id, None),

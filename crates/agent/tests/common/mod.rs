@@ -456,7 +456,7 @@ impl ThrowawayUser {
         let script = r#"
 import json, socket, sys
 s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
-s.sendall(json.dumps({"method": sys.argv[2], "parameters": json.loads(sys.argv[3])}).encode() + b"\0")
+s.sendall(json.dumps({"method": sys.argv[2], "parameters": json.load(sys.stdin)}).encode() + b"\0")
 data = b""
 while not data.endswith(b"\0"):
     chunk = s.recv(65536)
@@ -465,13 +465,23 @@ while not data.endswith(b"\0"):
     data += chunk
 print(data[:-1].decode())
 "#;
-        let output = std::process::Command::new("runuser")
+        // The parameters go through stdin: an argument is limited to 128 KiB.
+        let mut child = std::process::Command::new("runuser")
             .args(["-u", &self.name, "--", "python3", "-c", script])
             .arg(socket)
             .arg(method)
-            .arg(parameters.to_string())
-            .output()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(parameters.to_string().as_bytes())
+            .unwrap();
+        let output = child.wait_with_output().unwrap();
         assert!(
             output.status.success(),
             "{}",
