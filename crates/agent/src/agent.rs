@@ -256,8 +256,13 @@ impl Agent {
     ) -> Result<String> {
         policy::authorize(requester, Action::Search, None)?;
         policy::check_length("criteria", criteria, policy::MAX_CRITERIA_BYTES)?;
-        let criteria = Criteria::parse(criteria)
-            .map_err(|error| AgentError::new(error.hresult(), error.to_string()))?;
+        // Up to 64 KiB of criteria: parsed off the async workers.
+        let text = criteria.to_owned();
+        let criteria = blocking(move || {
+            Criteria::parse(&text)
+                .map_err(|error| AgentError::new(error.hresult(), error.to_string()))
+        })
+        .await?;
         let mut services = self.search_scope(options).await?;
         let mut warnings = Vec::new();
         if options.online {

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::connection::{Inbox, Session};
 use super::interactive;
-use super::protocol::{Call, Reply};
+use super::protocol::{Call, DECODE_INLINE, Reply};
 use crate::agent::{PROTOCOL_VERSION, SyncPhase};
 use crate::error::AgentError;
 use crate::jobs::Job;
@@ -34,8 +34,25 @@ pub trait ReplySink {
 }
 
 /// Decodes a call's parameters; absent parameters are an empty object.
-fn parameters<T: DeserializeOwned>(call: &Call) -> Result<T, Reply> {
+/// Large ones (a call may be 16 MiB) are decoded on a blocking thread, so
+/// one client's big call does not hold up everyone's.
+async fn parameters<T: DeserializeOwned + Send + 'static>(call: &Call) -> Result<T, Reply> {
     let text = call.parameters.as_ref().map_or("{}", |raw| raw.get());
+    if text.len() <= DECODE_INLINE {
+        return decode_parameters(text);
+    }
+    let text = text.to_owned();
+    tokio::task::spawn_blocking(move || decode_parameters(&text))
+        .await
+        .unwrap_or_else(|error| {
+            Err(Reply::wua_error(&AgentError::new(
+                openwua_model::hresult::WU_E_UNEXPECTED,
+                format!("decoding the parameters failed: {error}"),
+            )))
+        })
+}
+
+fn decode_parameters<T: DeserializeOwned>(text: &str) -> Result<T, Reply> {
     serde_json::from_str(text).map_err(|error| {
         // Name the offending parameter when serde says which one.
         let message = error.to_string();
@@ -84,7 +101,7 @@ async fn handle(
     let (interface, method) = call.method.rsplit_once('.').unwrap_or(("", &call.method));
     let reply = match (interface, method) {
         (SERVICE, "GetInfo") => {
-            let NoParameters {} = parameters(call)?;
+            let NoParameters {} = parameters(call).await?;
             Reply::of(&json!({
                 "vendor": "OpenWUA",
                 "product": "wua-agent",
@@ -94,7 +111,7 @@ async fn handle(
             }))
         }
         (SERVICE, "GetInterfaceDescription") => {
-            let InterfaceParameters { interface } = parameters(call)?;
+            let InterfaceParameters { interface } = parameters(call).await?;
             match interface.as_str() {
                 AGENT => Reply::of(&json!({ "description": AGENT_INTERFACE })),
                 SERVICE => Reply::of(&json!({ "description": SERVICE_INTERFACE })),
@@ -105,24 +122,24 @@ async fn handle(
             }
         }
         (AGENT, "GetAgentInfo") => {
-            let NoParameters {} = parameters(call)?;
+            let NoParameters {} = parameters(call).await?;
             Reply::of(&json!({ "info": {
                 "protocolVersion": PROTOCOL_VERSION,
                 "agentVersion": env!("CARGO_PKG_VERSION"),
             }}))
         }
         (AGENT, "GetCallerContext") => {
-            let NoParameters {} = parameters(call)?;
+            let NoParameters {} = parameters(call).await?;
             let context = agent.caller_context(&session.requester(None));
             result_reply(context.map(|context| json!({ "context": context })))
         }
         (AGENT, "GetSystemInfo") => {
-            let NoParameters {} = parameters(call)?;
+            let NoParameters {} = parameters(call).await?;
             let info = agent.system_info(&session.requester(None)).await;
             result_reply(info.map(|info| json!({ "info": info })))
         }
         (AGENT, "Search") => {
-            let request: SearchParameters = parameters(call)?;
+            let request: SearchParameters = parameters(call).await?;
             let requester = session.requester(request.client_application_id);
             let options = request.options.unwrap_or_default();
             match agent.search(&requester, &request.criteria, &options).await {
@@ -134,12 +151,12 @@ async fn handle(
             }
         }
         (AGENT, "GetUpdate") => {
-            let request: UpdateParameters = parameters(call)?;
+            let request: UpdateParameters = parameters(call).await?;
             let requester = session.requester(request.client_application_id);
             result_reply(agent.get_update(&requester, request.update_id))
         }
         (AGENT, "SetHidden") => {
-            let request: SetHiddenParameters = parameters(call)?;
+            let request: SetHiddenParameters = parameters(call).await?;
             let requester = session.requester(request.client_application_id);
             let done = agent
                 .set_hidden(&requester, request.update_ids, request.hidden)
@@ -147,30 +164,30 @@ async fn handle(
             result_reply(done.map(|()| json!({})))
         }
         (AGENT, "AcceptEula") => {
-            let request: UpdateParameters = parameters(call)?;
+            let request: UpdateParameters = parameters(call).await?;
             let requester = session.requester(request.client_application_id);
             let done = agent.accept_eula(&requester, request.update_id).await;
             result_reply(done.map(|()| json!({})))
         }
         (AGENT, "QueryHistory") => {
-            let request: HistoryParameters = parameters(call)?;
+            let request: HistoryParameters = parameters(call).await?;
             let entries = agent
                 .query_history(&session.requester(None), request.start, request.count)
                 .await;
             result_reply(entries.map(|entries| json!({ "entries": entries })))
         }
         (AGENT, "GetTotalHistoryCount") => {
-            let NoParameters {} = parameters(call)?;
+            let NoParameters {} = parameters(call).await?;
             let count = agent.history_count(&session.requester(None)).await;
             result_reply(count.map(|count| json!({ "count": count })))
         }
         (AGENT, "ListServices") => {
-            let NoParameters {} = parameters(call)?;
+            let NoParameters {} = parameters(call).await?;
             let services = agent.services(&session.requester(None)).await;
             result_reply(services.map(|services| json!({ "services": services })))
         }
         (AGENT, "AddScanPackageService") => {
-            let request: AddPackageParameters = parameters(call)?;
+            let request: AddPackageParameters = parameters(call).await?;
             let requester = session.requester(request.client_application_id);
             let added = agent
                 .add_scan_package_service(
@@ -185,21 +202,21 @@ async fn handle(
             result_reply(added.map(|(service, sync)| json!({ "service": service, "sync": sync })))
         }
         (AGENT, "RemoveService") => {
-            let request: ServiceParameters = parameters(call)?;
+            let request: ServiceParameters = parameters(call).await?;
             let service_id = required_service(request.service_id)?;
             let requester = session.requester(request.client_application_id);
             let done = agent.remove_service(&requester, service_id).await;
             result_reply(done.map(|()| json!({})))
         }
         (AGENT, "SetDefaultService") => {
-            let request: ServiceParameters = parameters(call)?;
+            let request: ServiceParameters = parameters(call).await?;
             let service_id = required_service(request.service_id)?;
             let requester = session.requester(request.client_application_id);
             let done = agent.set_default_service(&requester, service_id).await;
             result_reply(done.map(|()| json!({})))
         }
         (AGENT, "Sync") => {
-            let request: ServiceParameters = parameters(call)?;
+            let request: ServiceParameters = parameters(call).await?;
             let requester = session.requester(request.client_application_id);
             match sync(session, &requester, call.more, request.service_id, sink).await {
                 Ok(reply) => reply,
@@ -212,7 +229,7 @@ async fn handle(
             }
         }
         (AGENT, "Download") => {
-            let request: DownloadParameters = parameters(call)?;
+            let request: DownloadParameters = parameters(call).await?;
             let requester = session.requester(request.client_application_id);
             let started = agent
                 .start_download(
@@ -224,7 +241,7 @@ async fn handle(
             return follow(started, call.more, sink).await;
         }
         (AGENT, "Install") | (AGENT, "Uninstall") => {
-            let request: InstallParameters = parameters(call)?;
+            let request: InstallParameters = parameters(call).await?;
             let requester = session.requester(request.client_application_id);
             let operation = if method == "Install" {
                 UpdateOperation::Installation
@@ -269,21 +286,21 @@ async fn handle(
             ))
         }
         (AGENT, "GetInstallerState") => {
-            let NoParameters {} = parameters(call)?;
+            let NoParameters {} = parameters(call).await?;
             let state = agent.installer_state(&session.requester(None));
             result_reply(state.map(|state| json!({ "state": state })))
         }
         (AGENT, "ListJobs") => {
-            let NoParameters {} = parameters(call)?;
+            let NoParameters {} = parameters(call).await?;
             Reply::of(&json!({ "jobs": agent.list_jobs(&session.requester(None)) }))
         }
         (AGENT, "WatchJob") => {
-            let JobParameters { job_id } = parameters(call)?;
+            let JobParameters { job_id } = parameters(call).await?;
             let job = agent.watch_job(&session.requester(None), job_id);
             return follow(job, call.more, sink).await;
         }
         (AGENT, "AbortJob") => {
-            let JobParameters { job_id } = parameters(call)?;
+            let JobParameters { job_id } = parameters(call).await?;
             let done = agent.abort_job(&session.requester(None), job_id);
             result_reply(done.map(|()| json!({})))
         }
