@@ -647,10 +647,29 @@ impl Agent {
     /// Re-reads the machine's facts and re-evaluates every rule.
     pub async fn rescan(&self) -> Result<()> {
         let sources = self.config.facts.clone();
-        let machine = blocking(move || Ok(Machine::read(&sources))).await?;
-        self.index.write().map_err(|_| poisoned())?.scan(&machine);
-        Ok(())
+        let index = Arc::clone(&self.index);
+        blocking(move || rescan_index(&index, &Machine::read(&sources))).await
     }
+}
+
+/// Re-evaluates every rule against `machine` without holding the index
+/// while files are read and hashed (searches go on meanwhile), then
+/// applies the results under the write lock — again if a sync rebuilt the
+/// index in between, and under the lock after three such races. Blocking.
+pub(crate) fn rescan_index(index: &RwLock<Index>, machine: &Machine) -> Result<()> {
+    for _ in 0..3 {
+        let rules = index.read().map_err(|_| poisoned())?.rules();
+        let evaluated = rules.evaluate(machine);
+        if index
+            .write()
+            .map_err(|_| poisoned())?
+            .apply_scan(&evaluated)
+        {
+            return Ok(());
+        }
+    }
+    index.write().map_err(|_| poisoned())?.scan(machine);
+    Ok(())
 }
 
 /// Where a sync is, for progress replies.

@@ -9,8 +9,9 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use openwua_catalog::revision::Applicability;
+use openwua_catalog::revision::{Applicability, Rule};
 use openwua_model::criteria::{Criteria, SearchFlags, Searchable};
 use openwua_model::hresult::WU_E_DS_INVALID;
 use openwua_model::search::{ApplicabilityReport, UpdateDetails, UpdateEntry};
@@ -69,7 +70,50 @@ impl Searchable for Entry {
 pub struct Index {
     entries: Vec<Entry>,
     by_update_id: HashMap<Uuid, usize>,
+    /// Which build of the index this is: a scan's results apply only to
+    /// the build whose rules they evaluated.
+    generation: u64,
 }
+
+/// Every entry's rules, taken out of the index so that they are evaluated
+/// (files read and hashed) without holding it.
+pub struct Rules {
+    generation: u64,
+    rules: Vec<(Option<Rule>, Option<Rule>)>,
+}
+
+/// What evaluating [`Rules`] against a machine found, per entry: its
+/// installed rule's value (None: its install record decides) and whether
+/// it is installable.
+pub struct Evaluated {
+    generation: u64,
+    results: Vec<(Option<bool>, bool)>,
+}
+
+impl Rules {
+    /// Evaluates every rule against `machine`: blocking, and lock-free.
+    pub fn evaluate(self, machine: &Machine) -> Evaluated {
+        let results = self
+            .rules
+            .iter()
+            .map(|(installed, installable)| {
+                (
+                    installed.as_ref().map(|rule| machine.evaluate(rule)),
+                    installable
+                        .as_ref()
+                        .is_none_or(|rule| machine.evaluate(rule)),
+                )
+            })
+            .collect();
+        Evaluated {
+            generation: self.generation,
+            results,
+        }
+    }
+}
+
+/// Tells each build of the index apart.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
 
 /// Which entries a search looks at.
 pub struct Scope<'a> {
@@ -117,6 +161,7 @@ impl Index {
             .map(|(position, entry)| (entry.update.identity.update_id, position))
             .collect();
         let mut index = Index {
+            generation: GENERATION.fetch_add(1, Ordering::Relaxed),
             entries,
             by_update_id,
         };
@@ -136,21 +181,39 @@ impl Index {
 
     /// Re-evaluates every rule against `machine` and recomputes state.
     pub fn scan(&mut self, machine: &Machine) {
+        let evaluated = self.rules().evaluate(machine);
+        self.apply_scan(&evaluated);
+    }
+
+    /// Every entry's rules, to evaluate outside the index's lock.
+    pub fn rules(&self) -> Rules {
+        Rules {
+            generation: self.generation,
+            rules: self
+                .entries
+                .iter()
+                .map(|entry| {
+                    (
+                        entry.applicability.installed.clone(),
+                        entry.applicability.installable.clone(),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// Recomputes state from what a scan found; false (and nothing
+    /// changed) when the index was rebuilt since its rules were taken.
+    pub fn apply_scan(&mut self, evaluated: &Evaluated) -> bool {
+        if evaluated.generation != self.generation || evaluated.results.len() != self.entries.len()
+        {
+            return false;
+        }
         let mut installable = Vec::with_capacity(self.entries.len());
-        for entry in &mut self.entries {
-            let installed = entry
-                .applicability
-                .installed
-                .as_ref()
-                .map_or(entry.stored.installed_record, |rule| machine.evaluate(rule));
-            entry.state.is_installed = installed;
-            installable.push(
-                entry
-                    .applicability
-                    .installable
-                    .as_ref()
-                    .is_none_or(|rule| machine.evaluate(rule)),
-            );
+        for (entry, (installed, is_installable)) in self.entries.iter_mut().zip(&evaluated.results)
+        {
+            entry.state.is_installed = installed.unwrap_or(entry.stored.installed_record);
+            installable.push(*is_installable);
         }
         let installed: HashSet<Uuid> = self
             .entries
@@ -202,6 +265,7 @@ impl Index {
                 .unwrap_or_default();
             entry.refresh_state();
         }
+        true
     }
 
     /// The entry for an update, in any service.

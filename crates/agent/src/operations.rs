@@ -19,7 +19,7 @@ use openwua_model::service::ServiceInfo;
 use openwua_model::update::Sha256Digest;
 use uuid::Uuid;
 
-use crate::agent::{Agent, blocking, lock, poisoned, unknown_update};
+use crate::agent::{Agent, blocking, lock, poisoned, rescan_index, unknown_update};
 use crate::applicability::Machine;
 use crate::download::{self, DownloadTarget, Source};
 use crate::error::{AgentError, Result};
@@ -490,16 +490,19 @@ impl Agent {
     async fn refresh_after_job(&self, spare: HashSet<Sha256Digest>) -> Result<()> {
         let store = Arc::clone(&self.store);
         let states = blocking(move || store.lock().map_err(|_| poisoned())?.states()).await?;
+        self.index
+            .write()
+            .map_err(|_| poisoned())?
+            .apply_states(&states, |sha256| self.cache.has(sha256));
         let sources = self.config.facts.clone();
-        let machine = blocking(move || Ok(Machine::read(&sources))).await?;
-        let needed = {
-            let mut index = self.index.write().map_err(|_| poisoned())?;
-            index.apply_states(&states, |sha256| self.cache.has(sha256));
-            index.scan(&machine);
-            let mut needed = index.content_still_needed();
-            needed.extend(spare);
-            needed
-        };
+        let index = Arc::clone(&self.index);
+        let mut needed = blocking(move || {
+            rescan_index(&index, &Machine::read(&sources))?;
+            let needed = index.read().map_err(|_| poisoned())?.content_still_needed();
+            Ok(needed)
+        })
+        .await?;
+        needed.extend(spare);
         let cache = self.cache.clone();
         let limit = self.config.install.cache_max_bytes;
         let freed = blocking(move || cache.evict(limit, &needed)).await?;
