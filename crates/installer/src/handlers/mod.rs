@@ -356,9 +356,9 @@ fn run_program(
             // stdin (the pty). Not a group leader here, setsid does not
             // fork, so the program's pid is its session and group: killpg
             // still reaches everything it started.
-            command = dies_with_the_agent();
+            command = Command::new("setsid");
             command
-                .args(["setsid", "--ctty"])
+                .arg("--ctty")
                 .arg(program.path)
                 .args(program.args)
                 .stdin(stdin)
@@ -384,9 +384,8 @@ fn run_program(
                     ));
                 }
             };
-            command = dies_with_the_agent();
+            command = Command::new(program.path);
             command
-                .arg(program.path)
                 .args(program.args)
                 .stdin(Stdio::null())
                 .stdout(stdout)
@@ -430,8 +429,9 @@ fn run_program(
             ));
         }
     };
-    // Without the record, only setpriv's death signal guards the group: an
-    // installer is not refused for it.
+    // A killed agent's successor stops what is left of the group it
+    // records (systemd's cgroup does the same for the unit); an installer
+    // is not refused when the record cannot be written.
     let _recorded = context
         .group_record
         .and_then(|path| orphans::RecordedGroup::write(path, child.id()).ok());
@@ -506,20 +506,6 @@ fn run_program(
             }
         }
     }
-}
-
-/// `setpriv --pdeathsig KILL --`, to which the program and its arguments
-/// are added: the kernel kills the program when the thread that started it
-/// ends, which the handler's thread does only after the program has ended
-/// — or when the agent dies (SIGKILL, a crash). So an installer never runs
-/// on beside a restarted agent, which would start another. setpriv
-/// (util-linux) only sets the flag and execs, keeping the pid, so the
-/// program still leads its process group; `unsafe_code` rules out setting
-/// it between fork and exec ourselves.
-fn dies_with_the_agent() -> Command {
-    let mut command = Command::new("setpriv");
-    command.args(["--pdeathsig", "KILL", "--"]);
-    command
 }
 
 /// SIGTERM to the group, `grace` for the leader to exit, then SIGKILL to

@@ -1,35 +1,47 @@
 //! The process group of an installer that was running when the agent
-//! died. setpriv's death signal stops the installer itself, but what it
-//! started keeps its process group and would run on beside the restarted
-//! agent: the group is recorded while it runs, and the next agent stops
-//! what is left of it before it does anything else.
+//! died: it would run on beside the restarted agent, which may start
+//! another. The group is recorded while it runs, and the next agent stops
+//! what is left of it — the installer and everything it started — before
+//! it does anything else.
 
+use std::fs::{File, OpenOptions};
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
 /// The record of a running installer's group: written when it starts,
-/// removed when its run ends (dropped).
-pub(super) struct RecordedGroup<'a> {
-    path: &'a Path,
+/// emptied when its run ends (dropped). The file is rewritten in place,
+/// not created and removed per run: no directory change joins the store's
+/// fsyncs on every update.
+pub(super) struct RecordedGroup {
+    file: File,
 }
 
-impl<'a> RecordedGroup<'a> {
+impl RecordedGroup {
     /// Records `pid`'s group (the installer leads it) and start time.
-    pub(super) fn write(path: &'a Path, pid: u32) -> std::io::Result<RecordedGroup<'a>> {
+    pub(super) fn write(path: &Path, pid: u32) -> std::io::Result<RecordedGroup> {
         let started = start_time(pid).ok_or_else(|| {
             std::io::Error::other(format!("the start time of process {pid} cannot be read"))
         })?;
-        std::fs::write(path, format!("{pid} {started}\n"))?;
-        Ok(RecordedGroup { path })
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+            .open(path)?;
+        file.write_all(format!("{pid} {started}\n").as_bytes())?;
+        Ok(RecordedGroup { file })
     }
 }
 
-impl Drop for RecordedGroup<'_> {
+impl Drop for RecordedGroup {
     fn drop(&mut self) {
-        // A stale record is harmless: its group is checked before a kill.
-        let _ = std::fs::remove_file(self.path);
+        // A record left behind is harmless: its group is checked before a kill.
+        let _ = self.file.set_len(0);
     }
 }
 
@@ -41,6 +53,7 @@ impl Drop for RecordedGroup<'_> {
 pub fn stop_orphaned_group(record: &Path) -> Option<String> {
     let text = std::fs::read_to_string(record).ok()?;
     let _ = std::fs::remove_file(record);
+    // An empty record: no installer was running.
     let (pid, started) = text.trim().split_once(' ')?;
     let (pid, started) = (pid.parse::<u32>().ok()?, started.parse::<u64>().ok()?);
     if let Some(now) = start_time(pid)
