@@ -146,7 +146,10 @@ fn a_call_over_the_limit_is_answered_with_e_invalidarg_not_a_reset() {
 #[test]
 fn idle_connections_from_one_user_do_not_starve_other_callers() {
     if !is_root() {
-        eprintln!("skipped: creating the attacker needs root");
+        openwua_testkit::skip(
+            "idle_connections_from_one_user_do_not_starve_other_callers",
+            "creating the attacker needs root",
+        );
         return;
     }
     let agent = AgentProcess::start(&[]);
@@ -182,7 +185,10 @@ fn idle_connections_from_one_user_do_not_starve_other_callers() {
 #[test]
 fn unterminated_messages_from_one_user_do_not_grow_the_agent() {
     if !is_root() {
-        eprintln!("skipped: creating the attacker needs root");
+        openwua_testkit::skip(
+            "unterminated_messages_from_one_user_do_not_grow_the_agent",
+            "creating the attacker needs root",
+        );
         return;
     }
     let agent = AgentProcess::start(&[]);

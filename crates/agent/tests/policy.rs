@@ -79,7 +79,10 @@ fn wua_error(reply: &Value) -> (&str, &str) {
 #[test]
 fn a_non_admin_install_of_everything_is_refused_before_any_work() {
     if !is_root() {
-        eprintln!("SKIPPED (needs root): it creates a throwaway user");
+        openwua_testkit::skip(
+            "a_non_admin_install_of_everything_is_refused_before_any_work",
+            "it creates a throwaway user",
+        );
         return;
     }
     let user = ThrowawayUser::create("owua-pol");
@@ -154,7 +157,10 @@ fn a_call_s_lists_and_strings_are_bounded() {
 #[test]
 fn a_non_admin_sees_only_its_own_jobs() {
     if !is_root() {
-        eprintln!("SKIPPED (needs root): it creates a throwaway user");
+        openwua_testkit::skip(
+            "a_non_admin_sees_only_its_own_jobs",
+            "it creates a throwaway user",
+        );
         return;
     }
     let user = ThrowawayUser::create("owua-jobs");

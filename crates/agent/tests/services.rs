@@ -410,7 +410,10 @@ const STATE_FILES: [&str; 4] = ["agent.db", "agent.db-wal", "agent.db-shm", "age
 #[test]
 fn another_user_cannot_open_the_agents_state_files() {
     if !is_root() {
-        eprintln!("skipped: needs root to create a user");
+        openwua_testkit::skip(
+            "another_user_cannot_open_the_agents_state_files",
+            "needs root to create a user",
+        );
         return;
     }
     let agent = AgentProcess::start(&[]);
@@ -463,7 +466,10 @@ fn a_loose_state_directory_is_tightened_and_a_foreign_one_refused() {
     drop(agent);
 
     if !is_root() {
-        eprintln!("skipped the foreign directory: needs root to create a user");
+        openwua_testkit::skip(
+            "a_loose_state_directory_is_tightened_and_a_foreign_one_refused",
+            "the foreign-directory half needs root to create a user",
+        );
         return;
     }
     let user = ThrowawayUser::create("wuaforeign");

@@ -348,7 +348,10 @@ fn an_installed_wua_needs_no_source_tree_for_its_sample() {
         .output()
         .is_ok_and(|output| output.stdout == b"0\n")
     {
-        eprintln!("skipped: needs root to hide the source tree in a mount namespace");
+        openwua_testkit::skip(
+            "an_installed_wua_needs_no_source_tree_for_its_sample",
+            "needs root to hide the source tree in a mount namespace",
+        );
         return;
     }
     // wua copied elsewhere, run from elsewhere, with the repository's
