@@ -4,6 +4,7 @@
 //! inside `wua --embedded` with a per-user state directory.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use openwua_caller::CallerSettings;
 use serde::Deserialize;
@@ -33,6 +34,8 @@ pub struct Config {
     pub install: InstallSettings,
     /// How callers' contexts are classified (`[caller]`).
     pub caller: CallerSettings,
+    /// `[connections]`: what one local user may hold on the agent.
+    pub connections: ConnectionSettings,
     /// Wait for another agent on the same state directory to finish rather
     /// than refuse to start: for `wua --embedded`, whose runs may overlap.
     #[serde(skip)]
@@ -117,8 +120,56 @@ impl Default for Config {
             facts: FactSources::default(),
             install: InstallSettings::default(),
             caller: CallerSettings::default(),
+            connections: ConnectionSettings::default(),
             wait_for_state_lock: false,
         }
+    }
+}
+
+/// What one local user may make the agent hold (`docs/agent.md`, "Limits").
+/// Every local user may connect, so these bound what one of them can take
+/// from everyone else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConnectionSettings {
+    /// Connections one user may hold open at once (root too).
+    pub per_user: usize,
+    /// Connections all users but root may hold open at once.
+    pub total: usize,
+    /// A connection with no call for this long, none running, is closed.
+    pub idle_timeout_seconds: u64,
+    /// A call must arrive whole within this long of its first byte.
+    pub call_timeout_seconds: u64,
+    /// A reply that makes no progress for this long closes its connection.
+    pub write_stall_timeout_seconds: u64,
+}
+
+impl Default for ConnectionSettings {
+    fn default() -> Self {
+        ConnectionSettings {
+            per_user: 32,
+            total: 512,
+            idle_timeout_seconds: 60,
+            call_timeout_seconds: 30,
+            write_stall_timeout_seconds: 30,
+        }
+    }
+}
+
+impl ConnectionSettings {
+    /// [`ConnectionSettings::idle_timeout_seconds`].
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_seconds)
+    }
+
+    /// [`ConnectionSettings::call_timeout_seconds`].
+    pub fn call_timeout(&self) -> Duration {
+        Duration::from_secs(self.call_timeout_seconds)
+    }
+
+    /// [`ConnectionSettings::write_stall_timeout_seconds`].
+    pub fn write_stall_timeout(&self) -> Duration {
+        Duration::from_secs(self.write_stall_timeout_seconds)
     }
 }
 

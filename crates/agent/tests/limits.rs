@@ -312,14 +312,28 @@ fn wait_for_hangup(stream: &UnixStream, within: Duration, what: &str) {
 
 #[test]
 fn idle_connections_and_calls_that_never_end_are_closed() {
-    let agent = AgentProcess::start(&[]);
+    // Shorter than the defaults (60 s idle, 30 s for a call), as an
+    // administrator may configure them.
+    let agent = AgentProcess::start_with_config(|_| {
+        (
+            String::new(),
+            "[connections]\nidle_timeout_seconds = 3\ncall_timeout_seconds = 2\n".to_owned(),
+        )
+    });
     let idle = UnixStream::connect(agent.socket()).unwrap();
     let mut slow = UnixStream::connect(agent.socket()).unwrap();
     slow.write_all(br#"{"method":"org.openwua.Agent.GetAgent"#)
         .unwrap();
-    // 30 s for a call to arrive whole, 60 s without a call.
-    wait_for_hangup(&slow, Duration::from_secs(120), "a call that never ends");
-    wait_for_hangup(&idle, Duration::from_secs(120), "an idle connection");
+    wait_for_hangup(&slow, Duration::from_secs(60), "a call that never ends");
+    wait_for_hangup(&idle, Duration::from_secs(60), "an idle connection");
+    // A connection that keeps calling is never idle.
+    let mut client = agent.client();
+    for _ in 0..5 {
+        client
+            .call("org.openwua.Agent.GetAgentInfo", json!({}))
+            .unwrap();
+        std::thread::sleep(Duration::from_secs(1));
+    }
     slow.set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     let mut reply = Vec::new();

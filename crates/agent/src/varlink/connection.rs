@@ -4,6 +4,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
 
 use openwua_model::hresult::{E_INVALIDARG, WU_E_PT_QUOTA_EXCEEDED};
 use serde_json::json;
@@ -12,7 +13,7 @@ use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 
-use super::limits::{self, Admission, Budget, Reservation, WRITE_STALL_TIMEOUT};
+use super::limits::{self, Admission, Budget, Reservation};
 use super::methods::{self, ReplySink};
 use super::protocol::{Call, MAX_CALL, MessageReader, ReadError, Reply, decode_call};
 use crate::agent::Agent;
@@ -41,6 +42,8 @@ struct Writer<'a> {
     inner: &'a mut BufWriter<OwnedWriteHalf>,
     /// A oneway call's replies are dropped.
     silent: bool,
+    /// How long a piece of a reply may wait for the client to read.
+    stall: Duration,
 }
 
 impl ReplySink for Writer<'_> {
@@ -48,26 +51,31 @@ impl ReplySink for Writer<'_> {
         if self.silent {
             return Ok(());
         }
-        write_reply(self.inner, &reply).await
+        write_reply(self.inner, &reply, self.stall).await
     }
 }
 
-/// Writes a reply in pieces, each within [`WRITE_STALL_TIMEOUT`]: a client
-/// that stops reading loses its connection instead of keeping the reply
-/// (up to a search's hundred megabytes) in the agent's memory for ever.
-async fn write_reply(writer: &mut BufWriter<OwnedWriteHalf>, reply: &Reply) -> std::io::Result<()> {
+/// Writes a reply in pieces, each within `stall`: a client that stops
+/// reading loses its connection instead of keeping the reply (up to a
+/// search's hundred megabytes) in the agent's memory for ever.
+async fn write_reply(
+    writer: &mut BufWriter<OwnedWriteHalf>,
+    reply: &Reply,
+    stall: Duration,
+) -> std::io::Result<()> {
     for part in reply.parts() {
         for chunk in part.chunks(limits::WRITE_CHUNK) {
-            within_stall_timeout(writer.write_all(chunk)).await?;
+            within(stall, writer.write_all(chunk)).await?;
         }
     }
-    within_stall_timeout(writer.flush()).await
+    within(stall, writer.flush()).await
 }
 
-async fn within_stall_timeout(
+async fn within(
+    stall: Duration,
     write: impl Future<Output = std::io::Result<()>>,
 ) -> std::io::Result<()> {
-    tokio::time::timeout(WRITE_STALL_TIMEOUT, write)
+    tokio::time::timeout(stall, write)
         .await
         .unwrap_or_else(|_| {
             Err(std::io::Error::new(
@@ -167,7 +175,8 @@ async fn read_call(reader: &mut MessageReader<OwnedReadHalf>, budget: &Budget) -
             return Incoming::Closed;
         }
     }
-    let deadline = tokio::time::Instant::now() + limits::CALL_TIMEOUT;
+    let call_timeout = budget.settings().call_timeout();
+    let deadline = tokio::time::Instant::now() + call_timeout;
     let mut reservation = budget.reservation();
     let refusal =
         match tokio::time::timeout_at(deadline, reader.read(|bytes| reservation.grow(bytes))).await
@@ -207,7 +216,7 @@ async fn read_call(reader: &mut MessageReader<OwnedReadHalf>, budget: &Budget) -
                     E_INVALIDARG,
                     format!(
                         "a call did not arrive whole within {} seconds of its first byte",
-                        limits::CALL_TIMEOUT.as_secs()
+                        call_timeout.as_secs()
                     ),
                 ));
             }
@@ -276,6 +285,8 @@ pub async fn serve(
         caller,
         admins,
     };
+    let caps = admission.settings();
+    let stall = caps.write_stall_timeout();
     let (read_half, write_half) = stream.into_split();
     // One call read ahead: enough for answers to reach a running install.
     let (sender, receiver) = mpsc::channel(1);
@@ -292,15 +303,15 @@ pub async fn serve(
     loop {
         // Only between calls: one that runs (a followed job, an
         // interactive install) keeps the connection however long it takes.
-        let Ok(incoming) = tokio::time::timeout(limits::IDLE_TIMEOUT, inbox.next()).await else {
-            tracing::debug!("closing a connection idle for {:?}", limits::IDLE_TIMEOUT);
+        let Ok(incoming) = tokio::time::timeout(caps.idle_timeout(), inbox.next()).await else {
+            tracing::debug!("closing a connection idle for {:?}", caps.idle_timeout());
             break;
         };
         let call = match incoming {
             Incoming::Call(call) => call,
             Incoming::Closed => break,
             Incoming::Refused(error) => {
-                refuse(&mut writer, &error).await;
+                refuse(&mut writer, &error, stall).await;
                 break;
             }
         };
@@ -309,7 +320,7 @@ pub async fn serve(
                 "org.varlink.service.InvalidParameter",
                 json!({ "parameter": "upgrade" }),
             );
-            if write_reply(&mut writer, &reply).await.is_err() {
+            if write_reply(&mut writer, &reply, stall).await.is_err() {
                 break;
             }
             continue;
@@ -317,6 +328,7 @@ pub async fn serve(
         let mut sink = Writer {
             inner: &mut writer,
             silent: call.oneway,
+            stall,
         };
         if let Err(error) = methods::dispatch(&session, &call, &mut sink, &mut inbox).await {
             tracing::debug!("client went away: {error}");
@@ -340,10 +352,10 @@ impl Drop for AbortOnDrop {
 /// Tells a client why its connection ends: it sent something that is not
 /// a Varlink call, or more than it may, so the stream cannot be trusted to
 /// resynchronise.
-async fn refuse(writer: &mut BufWriter<OwnedWriteHalf>, error: &AgentError) {
+async fn refuse(writer: &mut BufWriter<OwnedWriteHalf>, error: &AgentError, stall: Duration) {
     tracing::warn!("closing a connection: {}", error.detail);
     // The connection closes either way.
-    let _ = write_reply(writer, &Reply::wua_error(error)).await;
+    let _ = write_reply(writer, &Reply::wua_error(error), stall).await;
 }
 
 /// Refuses a connection over the limits: writes why, then, with `drain`,
@@ -357,9 +369,14 @@ pub async fn refuse_connection(
     tracing::debug!("refusing a connection: {}", error.detail);
     let (read_half, write_half) = stream.into_split();
     let mut writer = BufWriter::new(write_half);
-    if write_reply(&mut writer, &Reply::wua_error(&error))
-        .await
-        .is_err()
+    // A refused client gets as long to read why as to send its first call.
+    if write_reply(
+        &mut writer,
+        &Reply::wua_error(&error),
+        limits::REFUSAL_DRAIN_TIMEOUT,
+    )
+    .await
+    .is_err()
     {
         return;
     }

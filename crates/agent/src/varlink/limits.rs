@@ -11,28 +11,18 @@ use std::time::Duration;
 
 use openwua_model::hresult::WU_E_PT_QUOTA_EXCEEDED;
 
+use crate::config::ConnectionSettings;
 use crate::error::AgentError;
 
-/// Connections one user may hold open at once.
-pub const MAX_CONNECTIONS_PER_USER: usize = 32;
-/// Connections all users but root may hold open at once.
-pub const MAX_CONNECTIONS: usize = 512;
 /// Bytes of calls read and not yet run (a partial call, or one waiting for
 /// the call before it) one user's connections may hold together: four
 /// calls of the largest size.
 pub const MAX_BUFFERED_PER_USER: usize = 4 * openwua_varlink::MAX_CALL;
 /// The same, for all users but root together.
 pub const MAX_BUFFERED: usize = 16 * openwua_varlink::MAX_CALL;
-/// A connection that has sent no call for this long after its last reply
-/// (none running) is closed.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// A call must arrive whole within this long of its first byte.
-pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
-/// A reply must make progress ([`WRITE_CHUNK`] bytes) within this long, or
-/// its connection is closed: a client that stops reading does not keep
+/// Replies are written in pieces this large, each within the write-stall
+/// timeout (`[connections]`): a client that stops reading does not keep
 /// its reply in the agent's memory.
-pub const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(30);
-/// Replies are written in pieces this large, each within [`WRITE_STALL_TIMEOUT`].
 pub const WRITE_CHUNK: usize = 1024 * 1024;
 /// How long a refused connection gets to send its first call.
 pub const REFUSAL_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
@@ -41,9 +31,10 @@ pub const REFUSAL_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// closed as soon as the refusal is written.
 pub const MAX_REFUSING: usize = 64;
 
-/// The counts, shared by every connection.
+/// The counts, shared by every connection, and the configured caps.
 #[derive(Debug, Default)]
 pub struct Limits {
+    settings: ConnectionSettings,
     state: Mutex<State>,
 }
 
@@ -61,20 +52,34 @@ struct Usage {
 }
 
 impl Limits {
+    /// Limits with the configuration's caps.
+    pub fn new(settings: ConnectionSettings) -> Limits {
+        Limits {
+            settings,
+            state: Mutex::default(),
+        }
+    }
+
+    /// The configured caps and timeouts.
+    pub fn settings(&self) -> &ConnectionSettings {
+        &self.settings
+    }
+
     /// Counts a new connection from `uid`, or says why it is refused.
     pub fn admit(self: &Arc<Self>, uid: u32) -> Result<Admission, AgentError> {
+        let (per_user, total) = (self.settings.per_user, self.settings.total);
         let mut state = self.lock();
         let user = state.users.get(&uid).copied().unwrap_or_default();
-        if user.connections >= MAX_CONNECTIONS_PER_USER {
+        if user.connections >= per_user {
             return Err(quota(format!(
-                "uid {uid} already has {MAX_CONNECTIONS_PER_USER} connections to the agent, \
+                "uid {uid} already has {per_user} connections to the agent, \
                  the most one user may hold; close some (or make calls on them in turn) and \
                  connect again"
             )));
         }
-        if uid != 0 && state.total.connections >= MAX_CONNECTIONS {
+        if uid != 0 && state.total.connections >= total {
             return Err(quota(format!(
-                "the agent already serves {MAX_CONNECTIONS} connections; try again shortly"
+                "the agent already serves {total} connections; try again shortly"
             )));
         }
         state.users.entry(uid).or_default().connections += 1;
@@ -106,6 +111,11 @@ pub struct Admission {
 }
 
 impl Admission {
+    /// The configured caps and timeouts.
+    pub fn settings(&self) -> ConnectionSettings {
+        self.limits.settings
+    }
+
     /// Where this connection's reader reserves the bytes it holds.
     pub fn budget(&self) -> Budget {
         Budget {
@@ -138,6 +148,11 @@ pub struct Budget {
 }
 
 impl Budget {
+    /// The configured caps and timeouts.
+    pub fn settings(&self) -> ConnectionSettings {
+        self.limits.settings
+    }
+
     /// An empty reservation, for the next call.
     pub fn reservation(&self) -> Reservation {
         Reservation {
@@ -198,7 +213,7 @@ mod tests {
     #[test]
     fn one_user_is_capped_and_others_are_not() {
         let limits = Arc::new(Limits::default());
-        let held: Vec<Admission> = (0..MAX_CONNECTIONS_PER_USER)
+        let held: Vec<Admission> = (0..ConnectionSettings::default().per_user)
             .map(|_| limits.admit(1000).expect("under the cap"))
             .collect();
         let refused = limits.admit(1000).expect_err("over the cap");
@@ -211,8 +226,8 @@ mod tests {
     #[test]
     fn root_gets_in_when_everyone_else_is_capped() {
         let limits = Arc::new(Limits::default());
-        let held: Vec<Admission> = (0..MAX_CONNECTIONS)
-            .map(|n| limits.admit(2000 + (n / MAX_CONNECTIONS_PER_USER) as u32))
+        let held: Vec<Admission> = (0..ConnectionSettings::default().total)
+            .map(|n| limits.admit(2000 + (n / ConnectionSettings::default().per_user) as u32))
             .collect::<Result<_, _>>()
             .expect("under the caps");
         assert!(limits.admit(5000).is_err());

@@ -68,7 +68,7 @@ pub fn raise_open_file_limit() {
 pub async fn serve(agent: Arc<Agent>, listener: UnixListener) {
     let admins = Administrators::of(agent.config());
     let settings = agent.config().caller;
-    let limits = Arc::new(limits::Limits::default());
+    let limits = Arc::new(limits::Limits::new(agent.config().connections));
     let refusing = Arc::new(Semaphore::new(limits::MAX_REFUSING));
     loop {
         match listener.accept().await {
