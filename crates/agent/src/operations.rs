@@ -309,15 +309,15 @@ impl Agent {
     }
 
     /// `GetInstallerState`.
-    pub fn installer_state(&self, requester: &Requester) -> Result<InstallerState> {
+    pub async fn installer_state(&self, requester: &Requester) -> Result<InstallerState> {
         policy::authorize(requester, Action::Search, None)?;
+        // The store's lock may be held by a running installer's commit:
+        // waited for on a blocking thread.
+        let awaiting = self
+            .with_store(|store| store.awaiting_interactive_user())
+            .await?;
         let busy = *self.installing.lock().map_err(|_| poisoned())?;
         let pending = self.index.read().map_err(|_| poisoned())?.reboot_pending();
-        let awaiting = self
-            .store
-            .lock()
-            .map_err(|_| poisoned())?
-            .awaiting_interactive_user()?;
         Ok(InstallerState {
             is_busy: busy.is_some(),
             busy_job_id: busy,

@@ -287,7 +287,7 @@ async fn handle(
         }
         (AGENT, "GetInstallerState") => {
             let NoParameters {} = parameters(call).await?;
-            let state = agent.installer_state(&session.requester(None));
+            let state = agent.installer_state(&session.requester(None)).await;
             result_reply(state.map(|state| json!({ "state": state })))
         }
         (AGENT, "ListJobs") => {
