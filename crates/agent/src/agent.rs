@@ -11,6 +11,7 @@ use openwua_catalog::CatalogError;
 use openwua_catalog::package;
 use openwua_catalog::signing::PublicKey;
 use openwua_catalog::snapshot::Snapshot;
+use openwua_catalog::sync::{Response, SignedResponse};
 use openwua_model::criteria::Criteria;
 use openwua_model::enums::{OperationResultCode, ServerSelection};
 use openwua_model::history::{HistoryEntry, SystemInfo};
@@ -288,7 +289,8 @@ impl Agent {
                 .filter(|service| searched.contains(&service.service_id))
                 .collect();
         }
-        warnings.extend(expiry_warnings(&services));
+        let fresh_until = self.with_store(|store| store.fresh_until()).await?;
+        warnings.extend(expiry_warnings(&services, &fresh_until, Timestamp::now()));
         let services: Vec<Uuid> = services.iter().map(|service| service.service_id).collect();
         let index = Arc::clone(&self.index);
         let include_superseded = options.include_potentially_superseded_updates;
@@ -633,6 +635,57 @@ impl Agent {
         Ok(results)
     }
 
+    /// Applies an update server's signed response (`frame`, as
+    /// [`SignedResponse::to_bytes`] writes it) to a registered service: it
+    /// is verified with the service's pinned key, checked against the
+    /// stored anchor, and applied in one store transaction. A refused
+    /// response changes nothing. The server-sync transport calls this; it
+    /// does no I/O of its own besides the store.
+    pub async fn apply_sync_response(
+        &self,
+        service_id: Uuid,
+        frame: Vec<u8>,
+    ) -> Result<SyncResult> {
+        let service = self
+            .with_store(move |store| store.service(service_id))
+            .await?
+            .ok_or_else(|| unknown_service(service_id))?;
+        let key: PublicKey = service.public_key.parse()?;
+        // Up to 128 MiB to verify and parse: off the async workers.
+        let response =
+            blocking(move || Ok(SignedResponse::from_bytes(&frame)?.verify(&key)?)).await?;
+        if response.service_id() != service_id {
+            return Err(AgentError::new(
+                WU_E_DS_INVALIDOPERATION,
+                format!(
+                    "the server answered with the catalog of service {}, not {service_id}",
+                    response.service_id()
+                ),
+            ));
+        }
+        let _writer = self.catalog_writer.lock().await;
+        let previous_version = self
+            .with_store(move |store| store.service(service_id))
+            .await?
+            .and_then(|service| service.catalog_version);
+        let version = response.version();
+        let still_current = matches!(response, Response::StillCurrent(_));
+        let counts = self
+            .with_store(move |store| store.apply_response(&response, Timestamp::now()))
+            .await?;
+        if still_current {
+            self.rescan().await?;
+        } else {
+            self.reload().await?;
+        }
+        Ok(SyncResult {
+            service_id,
+            previous_version,
+            version,
+            counts,
+        })
+    }
+
     /// Keeps the identity of the package file `service_id` was last synced
     /// from; a file that changed too recently to be told apart by its
     /// identity (none) is read again next time.
@@ -793,20 +846,36 @@ fn load_index(store: &Store, config: &Config, cache: &Cache) -> Result<Index> {
     })
 }
 
-/// A warning for each searched service whose stored catalog has expired:
-/// its results may be out of date until it syncs a current one.
-fn expiry_warnings(searched: &[ServiceInfo]) -> Vec<SearchWarning> {
-    let now = Timestamp::now();
+/// A warning for each searched service whose stored catalog has expired,
+/// or whose server's last still-current statement (`fresh_until`) lapsed
+/// with no newer one: its results may be out of date until it syncs.
+fn expiry_warnings(
+    searched: &[ServiceInfo],
+    fresh_until: &std::collections::HashMap<Uuid, Timestamp>,
+    now: Timestamp,
+) -> Vec<SearchWarning> {
     searched
         .iter()
         .filter_map(|service| {
-            let expired = service.expiration_date.filter(|expires| *expires <= now)?;
-            Some(SearchWarning {
-                hresult: WU_E_METADATA_TIMESTAMP_TOKEN_VALIDITY_WINDOW,
-                message: format!(
+            let message = if let Some(expired) =
+                service.expiration_date.filter(|expires| *expires <= now)
+            {
+                format!(
                     "the catalog of {} expired at {expired}; results may be out of date until it syncs a current one",
                     service.name
-                ),
+                )
+            } else {
+                let lapsed = fresh_until
+                    .get(&service.service_id)
+                    .filter(|until| **until <= now)?;
+                format!(
+                    "the server last confirmed the catalog of {} as current until {lapsed}; results may be out of date until it syncs again",
+                    service.name
+                )
+            };
+            Some(SearchWarning {
+                hresult: WU_E_METADATA_TIMESTAMP_TOKEN_VALIDITY_WINDOW,
+                message,
             })
         })
         .collect()
@@ -824,4 +893,59 @@ fn unknown_service(service_id: Uuid) -> AgentError {
         WU_E_DS_UNKNOWNSERVICE,
         format!("service {service_id} is not registered"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use jiff::{SignedDuration, Timestamp};
+    use openwua_model::hresult::WU_E_METADATA_TIMESTAMP_TOKEN_VALIDITY_WINDOW;
+    use openwua_model::service::ServiceInfo;
+    use uuid::Uuid;
+
+    use super::expiry_warnings;
+
+    fn service(id: u128, expires: Timestamp) -> ServiceInfo {
+        ServiceInfo {
+            service_id: Uuid::from_u128(id),
+            name: format!("Server {id}"),
+            is_scan_package_service: false,
+            source: "https://updates.example.org/".into(),
+            public_key: String::new(),
+            content_base: None,
+            is_default: false,
+            catalog_version: Some(1),
+            issue_date: None,
+            expiration_date: Some(expires),
+            last_sync: None,
+            update_count: 0,
+        }
+    }
+
+    #[test]
+    fn a_lapsed_freshness_statement_warns_like_an_expired_catalog() {
+        let now = Timestamp::now();
+        let hour = SignedDuration::from_hours(1);
+        let services = [
+            service(1, now + hour),
+            service(2, now + hour),
+            service(3, now + hour),
+            service(4, now - hour),
+        ];
+        let fresh_until = HashMap::from([
+            (Uuid::from_u128(1), now - hour),
+            (Uuid::from_u128(2), now + hour),
+        ]);
+        let warnings = expiry_warnings(&services, &fresh_until, now);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(
+            warnings
+                .iter()
+                .all(|warning| warning.hresult == WU_E_METADATA_TIMESTAMP_TOKEN_VALIDITY_WINDOW)
+        );
+        assert!(warnings[0].message.contains("Server 1"));
+        assert!(warnings[0].message.contains("confirmed"));
+        assert!(warnings[1].message.contains("Server 4 expired"));
+    }
 }

@@ -14,13 +14,15 @@ use std::path::Path;
 use jiff::Timestamp;
 use openwua_catalog::revision::Revision;
 use openwua_catalog::snapshot::Snapshot;
+use openwua_catalog::sync::{Anchor, Delta, Response};
 use openwua_model::history::HistoryEntry;
 use openwua_model::hresult::{
-    WU_E_DS_BADVERSION, WU_E_DS_INVALID, WU_E_NO_INTERACTIVE_USER, WU_E_NO_SERVICE,
+    WU_E_DS_BADVERSION, WU_E_DS_INVALID, WU_E_DS_UNKNOWNSERVICE, WU_E_NO_INTERACTIVE_USER,
+    WU_E_NO_SERVICE,
 };
 use openwua_model::operation::JobInfo;
 use openwua_model::service::ServiceInfo;
-use rusqlite::{Connection, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -93,6 +95,11 @@ CREATE TABLE awaiting_interactive_user (
     update_id TEXT PRIMARY KEY,
     entry_json TEXT NOT NULL
 ) WITHOUT ROWID;
+"#,
+    r#"
+-- validUntil of the last still-current statement an update server signed
+-- for the imported catalog version; cleared when another version arrives.
+ALTER TABLE services ADD COLUMN fresh_until TEXT;
 "#,
 ];
 
@@ -419,6 +426,80 @@ impl Store {
         let counts = import(&transaction, snapshot)?;
         transaction.commit()?;
         Ok(counts)
+    }
+
+    /// Applies an update server's verified response for its service, in one
+    /// transaction, after checking it against the service's anchor as
+    /// stored at `now` ([`Response::check`]): a snapshot replaces the
+    /// catalog, a delta writes only its changed and removed revisions, a
+    /// still-current statement only moves the freshness date. A refused
+    /// response changes nothing.
+    pub fn apply_response(&mut self, response: &Response, now: Timestamp) -> Result<ImportCounts> {
+        let transaction = self.connection.transaction()?;
+        let service_id = response.service_id();
+        let stored: Option<(Option<i64>, Option<String>)> = transaction
+            .query_row(
+                "SELECT catalog_version, fresh_until FROM services WHERE service_id = ?1",
+                [service_id.to_string()],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()?;
+        let Some((version, fresh_until)) = stored else {
+            return Err(AgentError::new(
+                WU_E_DS_UNKNOWNSERVICE,
+                format!("service {service_id} is not registered"),
+            ));
+        };
+        let anchor = Anchor {
+            service_id,
+            version: version.map(i64::unsigned_abs),
+            fresh_until: parse_time(fresh_until)?,
+        };
+        response.check(&anchor, now)?;
+        let counts = match response {
+            Response::Snapshot(snapshot) => import(&transaction, snapshot)?,
+            Response::Delta(delta) => import_delta(&transaction, delta)?,
+            Response::StillCurrent(statement) => {
+                transaction.execute(
+                    "UPDATE services SET fresh_until = ?2, last_sync = ?3 WHERE service_id = ?1",
+                    params![
+                        service_id.to_string(),
+                        statement.valid_until.to_string(),
+                        now.to_string()
+                    ],
+                )?;
+                let count: i64 = transaction.query_row(
+                    "SELECT COUNT(*) FROM revisions WHERE service_id = ?1",
+                    [service_id.to_string()],
+                    |row| row.get(0),
+                )?;
+                ImportCounts {
+                    unchanged: count.unsigned_abs(),
+                    ..ImportCounts::default()
+                }
+            }
+        };
+        transaction.commit()?;
+        Ok(counts)
+    }
+
+    /// Each service's freshness date: `validUntil` of the last still-current
+    /// statement accepted for its imported catalog, if any.
+    pub fn fresh_until(&self) -> Result<HashMap<Uuid, Timestamp>> {
+        let mut statement = self.connection.prepare_cached(
+            "SELECT service_id, fresh_until FROM services WHERE fresh_until IS NOT NULL",
+        )?;
+        let rows = statement.query_map([], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, Option<String>>(1)?))
+        })?;
+        let mut dates = HashMap::new();
+        for row in rows {
+            let (id, date) = row?;
+            if let Some(date) = parse_time(date)? {
+                dates.insert(parse_uuid(&id)?, date);
+            }
+        }
+        Ok(dates)
     }
 
     /// Records a sync that found the catalog unchanged.
@@ -768,6 +849,21 @@ fn migrate(connection: &mut Connection) -> Result<()> {
     Ok(())
 }
 
+/// Writes one revision of a service, replacing the stored one.
+const UPSERT_REVISION: &str =
+    "INSERT INTO revisions (service_id, update_id, revision_number, digest,
+         update_json, applicability_json, handler_json, content_json)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+     ON CONFLICT (service_id, update_id) DO UPDATE SET
+         revision_number = excluded.revision_number, digest = excluded.digest,
+         update_json = excluded.update_json, applicability_json = excluded.applicability_json,
+         handler_json = excluded.handler_json, content_json = excluded.content_json";
+
+/// Hides an update by default: only the first value, since an
+/// administrator's later choice stands.
+const HIDE_FIRST_TIME: &str =
+    "INSERT OR IGNORE INTO update_state (update_id, is_hidden) VALUES (?1, 1)";
+
 /// Writes `snapshot` as its service's catalog: new and changed revisions
 /// are written, vanished ones deleted, identical ones left alone.
 fn import(transaction: &Transaction<'_>, snapshot: &Snapshot) -> Result<ImportCounts> {
@@ -784,15 +880,7 @@ fn import(transaction: &Transaction<'_>, snapshot: &Snapshot) -> Result<ImportCo
     }
     let mut counts = ImportCounts::default();
     {
-        let mut upsert = transaction.prepare_cached(
-            "INSERT INTO revisions (service_id, update_id, revision_number, digest,
-                 update_json, applicability_json, handler_json, content_json)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-             ON CONFLICT (service_id, update_id) DO UPDATE SET
-                 revision_number = excluded.revision_number, digest = excluded.digest,
-                 update_json = excluded.update_json, applicability_json = excluded.applicability_json,
-                 handler_json = excluded.handler_json, content_json = excluded.content_json",
-        )?;
+        let mut upsert = transaction.prepare_cached(UPSERT_REVISION)?;
         for revision in &snapshot.revisions {
             let encoded = EncodedRevision::of(revision)?;
             let update_id = revision.update.identity.update_id.to_string();
@@ -815,10 +903,7 @@ fn import(transaction: &Transaction<'_>, snapshot: &Snapshot) -> Result<ImportCo
                 encoded.content,
             ])?;
         }
-        // Only the first value: an administrator's later choice stands.
-        let mut hide = transaction.prepare_cached(
-            "INSERT OR IGNORE INTO update_state (update_id, is_hidden) VALUES (?1, 1)",
-        )?;
+        let mut hide = transaction.prepare_cached(HIDE_FIRST_TIME)?;
         for revision in snapshot
             .revisions
             .iter()
@@ -833,18 +918,103 @@ fn import(transaction: &Transaction<'_>, snapshot: &Snapshot) -> Result<ImportCo
             counts.removed += 1;
         }
     }
+    record_version(
+        transaction,
+        &service_id,
+        snapshot.version,
+        snapshot.created,
+        snapshot.expires,
+        &snapshot.service_name,
+    )?;
+    Ok(counts)
+}
+
+/// Records the catalog version a service now holds and its dates. A
+/// freshness statement was about an earlier version, so it goes.
+fn record_version(
+    transaction: &Transaction<'_>,
+    service_id: &str,
+    version: u64,
+    created: Timestamp,
+    expires: Timestamp,
+    service_name: &str,
+) -> Result<()> {
     transaction.execute(
         "UPDATE services SET catalog_version = ?2, issue_date = ?3, expiration_date = ?4,
-             last_sync = ?5, name = CASE WHEN name = '' THEN ?6 ELSE name END
+             last_sync = ?5, name = CASE WHEN name = '' THEN ?6 ELSE name END, fresh_until = NULL
          WHERE service_id = ?1",
         params![
             service_id,
-            i64::try_from(snapshot.version).unwrap_or(i64::MAX),
-            snapshot.created.to_string(),
-            snapshot.expires.to_string(),
+            i64::try_from(version).unwrap_or(i64::MAX),
+            created.to_string(),
+            expires.to_string(),
             Timestamp::now().to_string(),
-            snapshot.service_name,
+            service_name,
         ],
+    )?;
+    Ok(())
+}
+
+/// Applies a delta checked against the stored anchor: its changed
+/// revisions are written, its removed ones deleted, the rest left alone.
+fn import_delta(transaction: &Transaction<'_>, delta: &Delta) -> Result<ImportCounts> {
+    let service_id = delta.service_id.to_string();
+    let mut counts = ImportCounts::default();
+    {
+        let mut digest = transaction.prepare_cached(
+            "SELECT digest FROM revisions WHERE service_id = ?1 AND update_id = ?2",
+        )?;
+        let mut upsert = transaction.prepare_cached(UPSERT_REVISION)?;
+        let mut hide = transaction.prepare_cached(HIDE_FIRST_TIME)?;
+        for revision in &delta.changed {
+            let encoded = EncodedRevision::of(revision)?;
+            let update_id = revision.update.identity.update_id.to_string();
+            let stored: Option<Vec<u8>> = digest
+                .query_row([&service_id, &update_id], |row| row.get(0))
+                .optional()?;
+            match stored {
+                Some(digest) if digest == encoded.digest => {
+                    counts.unchanged += 1;
+                    continue;
+                }
+                Some(_) => counts.changed += 1,
+                None => counts.added += 1,
+            }
+            upsert.execute(params![
+                service_id,
+                update_id,
+                revision.update.identity.revision_number,
+                encoded.digest,
+                encoded.update,
+                encoded.applicability,
+                encoded.handler,
+                encoded.content,
+            ])?;
+            if revision.hidden_by_default {
+                hide.execute([&update_id])?;
+            }
+        }
+        let mut delete = transaction
+            .prepare_cached("DELETE FROM revisions WHERE service_id = ?1 AND update_id = ?2")?;
+        for update_id in &delta.removed {
+            // The delta must describe the stored catalog exactly.
+            if delete.execute([&service_id, &update_id.to_string()])? == 0 {
+                return Err(openwua_catalog::CatalogError::Malformed(format!(
+                    "the delta removes update {update_id}, which version {} does not hold",
+                    delta.base_version
+                ))
+                .into());
+            }
+            counts.removed += 1;
+        }
+    }
+    record_version(
+        transaction,
+        &service_id,
+        delta.version,
+        delta.created,
+        delta.expires,
+        &delta.service_name,
     )?;
     Ok(counts)
 }
@@ -879,3 +1049,6 @@ impl EncodedRevision {
         })
     }
 }
+
+#[cfg(test)]
+mod sync_tests;

@@ -568,6 +568,15 @@ fn finish_stream(mut decoder: PackageReader) -> Result<(), CatalogError> {
 /// Parses the signed bytes. A document this build cannot parse may be a
 /// newer format: that is reported as such, not as damage.
 fn parse_snapshot(bytes: &[u8]) -> Result<Snapshot, CatalogError> {
+    parse_signed(bytes, SNAPSHOT_ENTRY)
+}
+
+/// Parses a signed document named `what` in errors; one that does not
+/// parse but declares a newer `format` is reported as a newer format.
+pub(crate) fn parse_signed<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    what: &str,
+) -> Result<T, CatalogError> {
     #[derive(Deserialize)]
     struct FormatOnly {
         format: u32,
@@ -579,7 +588,7 @@ fn parse_snapshot(bytes: &[u8]) -> Result<Snapshot, CatalogError> {
                 found: format,
                 supported: FORMAT_VERSION,
             },
-            _ => CatalogError::Malformed(format!("{SNAPSHOT_ENTRY}: {error}")),
+            _ => CatalogError::Malformed(format!("{what}: {error}")),
         }
     })
 }

@@ -38,52 +38,14 @@ impl Snapshot {
     /// content lists that agree, content file names that are plain names,
     /// and expiry after creation.
     pub fn validate(&self) -> Result<(), CatalogError> {
-        if self.format > FORMAT_VERSION {
-            return Err(CatalogError::FormatTooNew {
-                found: self.format,
-                supported: FORMAT_VERSION,
-            });
-        }
-        if self.format == 0 {
-            return Err(CatalogError::Malformed("format 0 does not exist".into()));
-        }
+        check_format(self.format)?;
         if self.expires <= self.created {
             return Err(CatalogError::Malformed(format!(
                 "expires ({}) is not after created ({})",
                 self.expires, self.created
             )));
         }
-        let mut seen = HashSet::with_capacity(self.revisions.len());
-        for revision in &self.revisions {
-            let identity = revision.update.identity;
-            if !seen.insert(identity.update_id) {
-                return Err(CatalogError::Malformed(format!(
-                    "update {} appears more than once",
-                    identity.update_id
-                )));
-            }
-            // The agent stages files under these names, as root.
-            for file in &revision.content {
-                check_file_name(&file.file_name).map_err(|reason| {
-                    CatalogError::Malformed(format!("update {identity}: content file {reason}"))
-                })?;
-            }
-            let listed: Vec<DownloadContent> = revision
-                .content
-                .iter()
-                .map(|file| DownloadContent {
-                    file_name: file.file_name.clone(),
-                    size: file.size,
-                    sha256: file.sha256,
-                })
-                .collect();
-            if listed != revision.update.download_contents {
-                return Err(CatalogError::Malformed(format!(
-                    "update {identity}: content files differ from downloadContents"
-                )));
-            }
-        }
-        Ok(())
+        validate_revisions(&self.revisions)
     }
 
     /// Refuses a snapshot that has expired at `now`.
@@ -96,4 +58,54 @@ impl Snapshot {
         }
         Ok(())
     }
+}
+
+/// Refuses a format this build does not read, and format 0.
+pub(crate) fn check_format(format: u32) -> Result<(), CatalogError> {
+    if format > FORMAT_VERSION {
+        return Err(CatalogError::FormatTooNew {
+            found: format,
+            supported: FORMAT_VERSION,
+        });
+    }
+    if format == 0 {
+        return Err(CatalogError::Malformed("format 0 does not exist".into()));
+    }
+    Ok(())
+}
+
+/// Checks a list of revisions as a snapshot carries them: one per update,
+/// content file names that are plain names, and content lists that agree.
+pub(crate) fn validate_revisions(revisions: &[Revision]) -> Result<(), CatalogError> {
+    let mut seen = HashSet::with_capacity(revisions.len());
+    for revision in revisions {
+        let identity = revision.update.identity;
+        if !seen.insert(identity.update_id) {
+            return Err(CatalogError::Malformed(format!(
+                "update {} appears more than once",
+                identity.update_id
+            )));
+        }
+        // The agent stages files under these names, as root.
+        for file in &revision.content {
+            check_file_name(&file.file_name).map_err(|reason| {
+                CatalogError::Malformed(format!("update {identity}: content file {reason}"))
+            })?;
+        }
+        let listed: Vec<DownloadContent> = revision
+            .content
+            .iter()
+            .map(|file| DownloadContent {
+                file_name: file.file_name.clone(),
+                size: file.size,
+                sha256: file.sha256,
+            })
+            .collect();
+        if listed != revision.update.download_contents {
+            return Err(CatalogError::Malformed(format!(
+                "update {identity}: content files differ from downloadContents"
+            )));
+        }
+    }
+    Ok(())
 }
