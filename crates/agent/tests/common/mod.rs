@@ -139,7 +139,9 @@ fn write_config_with(dir: &Path, install_lines: &str, extra_toml: &str) -> PathB
     std::fs::write(
         &path,
         format!(
-            "state_dir = {:?}\ncache_dir = {:?}\nsocket = {:?}\n\
+            // The test's agent belongs to whoever runs the tests, as
+            // `wua --embedded`'s does: a non-root run may administer it.
+            "state_dir = {:?}\ncache_dir = {:?}\nsocket = {:?}\nowner_is_admin = true\n\
              [install]\nsandbox_dir = {:?}\nboot_id_file = {:?}\n\
              reboot_required_file = {:?}\nabort_grace_seconds = 1\n{}\n{}\n",
             dir.join("state"),
