@@ -279,6 +279,12 @@ fn dpkg_update_installs_and_removes_a_real_package() {
     // dpkg's database decides, not the agent's record (which says
     // uninstalled): installed behind the agent's back, a rescan sees it.
     let output = Command::new("dpkg")
+        // dpkg wants ldconfig and start-stop-daemon, which a normal user's
+        // PATH leaves out.
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
         .arg(format!("--admindir={}", dpkg.admindir.display()))
         .arg(format!("--instdir={}", dpkg.instdir.display()))
         .args(&dpkg.extra_args)

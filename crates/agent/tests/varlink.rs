@@ -236,7 +236,7 @@ listener.listen()
 os.dup2(listener.fileno(), 3)
 os.set_inheritable(3, True)
 env = dict(os.environ, LISTEN_FDS="1", LISTEN_PID=str(os.getpid()), WUA_AGENT_LOG="warn")
-os.execve(sys.argv[2], [sys.argv[2], "--state-dir", sys.argv[3], "--socket", sys.argv[4]], env)
+os.execve(sys.argv[2], [sys.argv[2], "--state-dir", sys.argv[3], "--cache-dir", sys.argv[5], "--socket", sys.argv[4]], env)
 "#;
     let mut agent = std::process::Command::new("python3")
         .args(["-c", script])
@@ -245,6 +245,8 @@ os.execve(sys.argv[2], [sys.argv[2], "--state-dir", sys.argv[3], "--socket", sys
         .arg(dir.path().join("state"))
         // Where the agent would bind if it ignored the passed socket.
         .arg(dir.path().join("not-used.sock"))
+        // Not the machine's /var/cache/openwua.
+        .arg(dir.path().join("cache"))
         .spawn()
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
