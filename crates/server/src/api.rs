@@ -436,3 +436,77 @@ async fn decline(
         catalog_version,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use axum::http::Method;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// The routes `router` serves; kept beside it so that a route added to
+    /// one and not the other fails this test.
+    const ROUTES: &[(&str, &str)] = &[
+        ("GET", "/healthz"),
+        ("GET", "/readyz"),
+        ("GET", "/api/v1/key"),
+        ("GET", "/api/v1/openapi.json"),
+        ("GET", "/api/v1/updates"),
+        ("POST", "/api/v1/updates"),
+        ("GET", "/api/v1/updates/{id}"),
+        ("POST", "/api/v1/updates/{id}/decline"),
+        ("GET", "/api/v1/content/{sha256}"),
+        ("PUT", "/api/v1/content/{sha256}"),
+    ];
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_openapi_document_describes_every_route_and_no_other() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let mut documented = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                documented.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+        let expected: BTreeSet<_> = ROUTES
+            .iter()
+            .map(|(method, path)| ((*method).to_owned(), (*path).to_owned()))
+            .collect();
+        assert_eq!(documented, expected);
+
+        // Each documented operation reaches a handler, not the fallbacks.
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(&dir.path().join("s.sqlite"))
+            .await
+            .unwrap();
+        let key = openwua_catalog::signing::SecretKey::generate().unwrap();
+        let state = Arc::new(AppState {
+            store,
+            content_dir: dir.path().to_owned(),
+            public_key: key.public_key(),
+            max_request_bytes: 1 << 20,
+            max_content_bytes: 1 << 20,
+        });
+        let app = router(state, Duration::from_secs(30));
+        for (method, path) in &expected {
+            let uri = path
+                .replace("{id}", "00000000-0000-0000-0000-000000000001")
+                .replace("{sha256}", &"0".repeat(64));
+            let request = Request::builder()
+                .method(Method::from_bytes(method.as_bytes()).unwrap())
+                .uri(&uri)
+                .body(Body::empty())
+                .unwrap();
+            let response = app.clone().oneshot(request).await.unwrap();
+            let status = response.status();
+            let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            let text = String::from_utf8_lossy(&bytes);
+            assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {uri}");
+            assert!(!text.contains(NO_ROUTE_DETAIL), "{method} {uri}: {text}");
+        }
+    }
+}
