@@ -107,10 +107,23 @@ impl Client {
 
     /// Uploads one content file (the server skips what it holds).
     pub fn upload(&self, file: &ContentFile, path: &Path) -> anyhow::Result<ContentReport> {
+        let url = self.url(&format!("/api/v1/content/{}", file.sha256));
+        let held = self
+            .agent
+            .head(&url)
+            .call()
+            .with_context(|| format!("reaching {}", self.base))?;
+        if held.status().is_success() {
+            return Ok(ContentReport {
+                sha256: file.sha256.to_string(),
+                size: file.size,
+                stored: false,
+            });
+        }
         let reader = File::open(path).with_context(|| format!("opening {}", path.display()))?;
         let request = self
             .agent
-            .put(self.url(&format!("/api/v1/content/{}", file.sha256)))
+            .put(&url)
             .header("authorization", self.authorization()?)
             .header("content-type", "application/octet-stream")
             .send(ureq::SendBody::from_owned_reader(reader));

@@ -92,6 +92,16 @@ pub async fn put_content(
     if let Some(size) = state.store.content_size(&sha256).await?
         && tokio::fs::try_exists(&final_path).await.unwrap_or(false)
     {
+        // Read and dropped (bounded), so a client that sent it anyway sees
+        // an answer rather than a reset; clients ask with HEAD first.
+        let mut body = body;
+        let mut read: u64 = 0;
+        while let Some(Ok(frame)) = body.frame().await {
+            read = read.saturating_add(frame.data_ref().map_or(0, |data| data.len() as u64));
+            if read > limit {
+                return Err(ServerError::too_large(limit));
+            }
+        }
         let report = ContentReport {
             sha256,
             size,

@@ -1,0 +1,484 @@
+//! The real `wua-server` binary on a free 127.0.0.1 port with a temporary
+//! data directory, driven by its own subcommands and by raw HTTP, once
+//! with SQLite and once with PostgreSQL.
+
+mod common;
+
+use std::fs;
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_wua-server");
+
+fn sample_service() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/sample-service")
+}
+
+struct Server {
+    child: Child,
+    url: String,
+    data_dir: PathBuf,
+    log: PathBuf,
+}
+
+impl Server {
+    fn start(data_dir: &Path, database: Option<&str>, extra: &[&str]) -> Server {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log = data_dir.with_extension(format!("{port}.log"));
+        let mut command = Command::new(BIN);
+        command
+            .args(["serve", "--config", "/dev/null", "--listen"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(extra)
+            .env_clear()
+            .env("RUST_LOG", "info,tower_http=debug")
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap());
+        if let Some(url) = database {
+            command.args(["--database", url]);
+        }
+        let mut server = Server {
+            child: command.spawn().unwrap(),
+            url: format!("http://127.0.0.1:{port}"),
+            data_dir: data_dir.to_owned(),
+            log,
+        };
+        let ready = openwua_testkit::wait_until(Instant::now() + Duration::from_secs(30), || {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("wua-server exited: {status}: {}", server.log_text());
+            }
+            http("GET", &format!("{}/readyz", server.url), None, &[], b"").0 == 200
+        });
+        assert!(ready, "not ready: {}", server.log_text());
+        server
+    }
+
+    fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn token(&self) -> String {
+        fs::read_to_string(self.data_dir.join("admin.token"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+
+    /// Runs a `wua-server` subcommand against this server.
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .args(["--server", &self.url, "--data-dir"])
+            .arg(&self.data_dir)
+            .env_clear()
+            .output()
+            .unwrap()
+    }
+
+    fn run_ok(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    fn get(&self, path: &str, headers: &[(&str, &str)]) -> (u16, Vec<(String, String)>, Vec<u8>) {
+        http("GET", &format!("{}{path}", self.url), None, headers, b"")
+    }
+
+    fn admin(&self, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+        let token = self.token();
+        let (status, _, body) = http(
+            method,
+            &format!("{}{path}", self.url),
+            Some(&token),
+            &[],
+            body,
+        );
+        (status, body)
+    }
+
+    fn catalog_version(&self) -> u64 {
+        let (_, _, body) = self.get("/readyz", &[]);
+        let ready: Value = serde_json::from_slice(&body).unwrap();
+        ready["catalogVersion"].as_u64().unwrap()
+    }
+
+    fn updates(&self) -> Value {
+        serde_json::from_str(&self.run_ok(&["updates", "list", "--json"])).unwrap()
+    }
+
+    fn stop(mut self) {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "{status}: {}", self.log_text());
+    }
+
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One request; any status comes back (no error for 4xx).
+fn http(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut request = ureq::http::Request::builder().method(method).uri(url);
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request.body(body.to_vec()).unwrap();
+    let mut response = match agent.run(request) {
+        Ok(response) => response,
+        Err(_) => return (0, Vec::new(), Vec::new()),
+    };
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_owned(),
+                value.to_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    let mut bytes = Vec::new();
+    response
+        .body_mut()
+        .as_reader()
+        .read_to_end(&mut bytes)
+        .unwrap();
+    (status, headers, bytes)
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(key, _)| key.eq_ignore_ascii_case(name))
+        .map(|(_, value)| value.as_str())
+}
+
+/// A 4xx with the JSON error body and the WUA code `name`.
+fn assert_error(status: u16, body: &[u8], expected_status: u16, name: &str) {
+    assert_eq!(status, expected_status, "{}", String::from_utf8_lossy(body));
+    let error: Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(error["name"], name, "{error}");
+    assert!(error["hresult"].as_str().unwrap().starts_with("0x"));
+    assert!(!error["message"].as_str().unwrap().is_empty());
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+fn publish_decline_list_show(server: &Server, scratch: &Path) {
+    let sample = sample_service();
+    let sample = sample.to_str().unwrap();
+    let first = server.run_ok(&["publish", sample]);
+    assert!(first.contains("30 added"), "{first}");
+    assert_eq!(server.catalog_version(), 1);
+    let again = server.run_ok(&["publish", sample]);
+    assert!(again.starts_with("nothing changed"), "{again}");
+    assert_eq!(server.catalog_version(), 1);
+
+    // One manifest changed: that update, and only it, gets revision 2.
+    let changed = scratch.join("sample-changed");
+    copy_dir(Path::new(sample), &changed);
+    let manifest = changed.join("tzdata-2026b/update.toml");
+    let text = fs::read_to_string(&manifest).unwrap();
+    let text = text.replacen("title = \"", "title = \"Refreshed: ", 1);
+    fs::write(&manifest, text).unwrap();
+    let report: Value =
+        serde_json::from_str(&server.run_ok(&["publish", changed.to_str().unwrap(), "--json"]))
+            .unwrap();
+    let revised: Vec<&Value> = report["updates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| u["action"] == "revised")
+        .collect();
+    assert_eq!(revised.len(), 1, "{report}");
+    let update_id = revised[0]["updateId"].as_str().unwrap().to_owned();
+    assert_eq!(report["catalogVersion"], 2);
+
+    let shown: Value =
+        serde_json::from_str(&server.run_ok(&["updates", "show", &update_id, "--json"])).unwrap();
+    let numbers: Vec<i64> = shown["revisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["revisionNumber"].as_i64().unwrap())
+        .collect();
+    assert_eq!(numbers.len(), 2);
+    assert_eq!(numbers[1], numbers[0] + 1);
+    assert!(
+        shown["current"]["update"]["title"]
+            .as_str()
+            .unwrap()
+            .starts_with("Refreshed: ")
+    );
+    let table = server.run_ok(&["updates", "show", &update_id]);
+    assert!(table.contains("Refreshed: "), "{table}");
+
+    let declined = server.run_ok(&["decline", &update_id]);
+    assert!(declined.starts_with("declined"), "{declined}");
+    assert_eq!(server.catalog_version(), 3);
+    let again = server.run_ok(&["decline", &update_id]);
+    assert!(again.contains("declined already"), "{again}");
+    assert_eq!(server.catalog_version(), 3);
+
+    let updates = server.updates();
+    assert_eq!(updates.as_array().unwrap().len(), 30);
+    let line = updates
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["updateId"] == update_id.as_str())
+        .unwrap();
+    assert_eq!(line["declined"], true);
+    let table = server.run_ok(&["updates", "list"]);
+    assert_eq!(table.lines().count(), 31, "{table}");
+
+    let unknown = server.run(&["decline", "00000000-0000-0000-0000-000000000001"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("WU_E_PT_HTTP_STATUS_NOT_FOUND"));
+
+    let key = server.run_ok(&["key"]);
+    assert!(key.starts_with("ed25519:"), "{key}");
+}
+
+fn content_with_range_and_etag(server: &Server) {
+    let bytes: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
+    let digest = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&bytes))
+    };
+    let path = format!("/api/v1/content/{digest}");
+    let (status, body) = server.admin("PUT", &path, &bytes);
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    let (status, body) = server.admin("PUT", &path, &bytes);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+
+    let (status, headers, body) = server.get(&path, &[]);
+    assert_eq!(status, 200);
+    assert_eq!(body, bytes);
+    let etag = header(&headers, "etag").unwrap().to_owned();
+    assert_eq!(etag, format!("\"{digest}\""));
+    assert_eq!(header(&headers, "accept-ranges"), Some("bytes"));
+
+    let (status, headers, body) = server.get(&path, &[("range", "bytes=10-19")]);
+    assert_eq!(status, 206);
+    assert_eq!(body, &bytes[10..20]);
+    assert_eq!(header(&headers, "content-range"), Some("bytes 10-19/1000"));
+    let (status, _, body) = server.get(&path, &[("range", "bytes=-5")]);
+    assert_eq!(status, 206);
+    assert_eq!(body, &bytes[995..]);
+    let (status, _, body) = server.get(&path, &[("range", "bytes=990-"), ("if-range", &etag)]);
+    assert_eq!((status, body.len()), (206, 10));
+    let (status, _, body) =
+        server.get(&path, &[("range", "bytes=990-"), ("if-range", "\"other\"")]);
+    assert_eq!((status, body.len()), (200, 1000));
+    let (status, _, body) = server.get(&path, &[("if-none-match", &etag)]);
+    assert_eq!((status, body.len()), (304, 0));
+
+    let (status, headers, body) = server.get(&path, &[("range", "bytes=1000-")]);
+    assert_error(status, &body, 416, "WU_E_PT_HTTP_STATUS_BAD_REQUEST");
+    assert_eq!(header(&headers, "content-range"), Some("bytes */1000"));
+
+    let (status, _, body) = server.get(&format!("/api/v1/content/{}", "1".repeat(64)), &[]);
+    assert_error(status, &body, 404, "WU_E_PT_HTTP_STATUS_NOT_FOUND");
+}
+
+fn bad_inputs_change_nothing(server: &Server) {
+    let before = (server.catalog_version(), server.updates());
+    let url = |path: &str| format!("{}{path}", server.url);
+    let token = server.token();
+
+    // Oversized: the server was started with --max-request-bytes 65536 and
+    // --max-content-bytes 4096.
+    let big = vec![b' '; 100_000];
+    let (status, _, body) = http("POST", &url("/api/v1/updates"), Some(&token), &[], &big);
+    assert_error(status, &body, 413, "WU_E_PT_HTTP_STATUS_BAD_REQUEST");
+    let content = vec![7u8; 5000];
+    let digest = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&content))
+    };
+    let (status, _, body) = http(
+        "PUT",
+        &url(&format!("/api/v1/content/{digest}")),
+        Some(&token),
+        &[],
+        &content,
+    );
+    assert_error(status, &body, 413, "WU_E_PT_HTTP_STATUS_BAD_REQUEST");
+    let (status, _, _) = server.get(&format!("/api/v1/content/{digest}"), &[]);
+    assert_eq!(status, 404);
+
+    // Bytes that do not match the digest in the path.
+    let (status, _, body) = http(
+        "PUT",
+        &url(&format!("/api/v1/content/{}", "2".repeat(64))),
+        Some(&token),
+        &[],
+        b"not those bytes",
+    );
+    assert_error(status, &body, 400, "WU_E_PT_HTTP_STATUS_BAD_REQUEST");
+
+    // Malformed JSON, and JSON of the wrong shape.
+    for body in [
+        &b"{\"revisions\": ["[..],
+        b"{\"revisions\": [{\"title\": 1}]}",
+        b"[]",
+    ] {
+        let (status, _, body) = http("POST", &url("/api/v1/updates"), Some(&token), &[], body);
+        assert_error(status, &body, 400, "WU_E_PT_HTTP_STATUS_BAD_REQUEST");
+    }
+
+    // A missing or wrong token.
+    for token in [None, Some("not-the-token"), Some("")] {
+        let (status, _, body) = http("POST", &url("/api/v1/updates"), token, &[], b"{}");
+        assert_error(status, &body, 401, "WU_E_PT_HTTP_STATUS_DENIED");
+        let (status, _, body) = http(
+            "POST",
+            &url("/api/v1/updates/00000000-0000-0000-0000-000000000001/decline"),
+            token,
+            &[],
+            b"",
+        );
+        assert_error(status, &body, 401, "WU_E_PT_HTTP_STATUS_DENIED");
+    }
+    let (status, _, body) = http(
+        "PUT",
+        &url(&format!("/api/v1/content/{digest}")),
+        Some("wrong"),
+        &[],
+        b"x",
+    );
+    assert_error(status, &body, 401, "WU_E_PT_HTTP_STATUS_DENIED");
+
+    // Path traversal in the content path, raw and encoded.
+    for path in [
+        "/api/v1/content/..%2f..%2fsigning.key",
+        "/api/v1/content/%2e%2e",
+        "/api/v1/content/.upload-x",
+        "/api/v1/content/signing.key",
+    ] {
+        let (status, _, body) = server.get(path, &[]);
+        assert_error(status, &body, 400, "WU_E_PT_HTTP_STATUS_BAD_REQUEST");
+    }
+    let (status, _, body) = server.get("/api/v1/content/../../signing.key", &[]);
+    assert!((400..500).contains(&status), "{status}");
+    assert!(!String::from_utf8_lossy(&body).contains("openwua-ed25519-secret"));
+
+    // A bad update ID, an unknown route, a wrong method.
+    let (status, body) = server.admin("POST", "/api/v1/updates/not-a-guid/decline", b"");
+    assert_error(status, &body, 400, "WU_E_PT_HTTP_STATUS_BAD_REQUEST");
+    let (status, _, body) = server.get("/api/v1/nothing", &[]);
+    assert_error(status, &body, 404, "WU_E_PT_HTTP_STATUS_NOT_FOUND");
+    let (status, _, body) = http("DELETE", &url("/api/v1/key"), None, &[], b"");
+    assert_error(status, &body, 405, "WU_E_PT_HTTP_STATUS_BAD_METHOD");
+
+    assert_eq!((server.catalog_version(), server.updates()), before);
+    // No upload left behind.
+    let leftovers: Vec<_> = fs::read_dir(server.data_dir.join("content"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .filter(|name| name.to_string_lossy().starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+fn scenario(database: Option<&str>) {
+    let scratch = tempfile::tempdir().unwrap();
+    let data_dir = scratch.path().join("data");
+    let server = Server::start(&data_dir, database, &[]);
+    for (file, mode) in [("admin.token", 0o600), ("signing.key", 0o600)] {
+        use std::os::unix::fs::PermissionsExt;
+        let metadata = fs::metadata(data_dir.join(file)).unwrap();
+        assert_eq!(metadata.permissions().mode() & 0o777, mode, "{file}");
+    }
+    publish_decline_list_show(&server, scratch.path());
+    content_with_range_and_etag(&server);
+    server.stop();
+
+    // The same data, restarted with small limits, for the bad inputs.
+    let server = Server::start(
+        &data_dir,
+        database,
+        &[
+            "--max-request-bytes",
+            "65536",
+            "--max-content-bytes",
+            "4096",
+        ],
+    );
+    assert_eq!(server.catalog_version(), 3);
+    bad_inputs_change_nothing(&server);
+    server.stop();
+}
+
+#[test]
+fn sqlite_server() {
+    scenario(None);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_server() {
+    let Some(admin_url) = common::postgres_url("postgres_server") else {
+        return;
+    };
+    common::with_database(&admin_url, |url| async move {
+        tokio::task::spawn_blocking(move || scenario(Some(&url)))
+            .await
+            .unwrap();
+    })
+    .await;
+}
