@@ -56,16 +56,23 @@ impl Server {
         };
         let ready = openwua_testkit::wait_until(Instant::now() + Duration::from_secs(30), || {
             if let Ok(Some(status)) = server.child.try_wait() {
-                panic!("wua-server exited: {status}: {}", server.log_text());
+                panic!("wua-server exited: {status}: {}", server.log_tail());
             }
             http("GET", &format!("{}/readyz", server.url), None, &[], b"").0 == 200
         });
-        assert!(ready, "not ready: {}", server.log_text());
+        assert!(ready, "not ready: {}", server.log_tail());
         server
     }
 
     fn log_text(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The log's end, for a failure message.
+    fn log_tail(&self) -> String {
+        let text = self.log_text();
+        let start = text.len().saturating_sub(3000);
+        text.get(start..).unwrap_or(&text).to_owned()
     }
 
     fn token(&self) -> String {
@@ -129,7 +136,7 @@ impl Server {
         )
         .unwrap();
         let status = self.child.wait().unwrap();
-        assert!(status.success(), "{status}: {}", self.log_text());
+        assert!(status.success(), "{status}: {}", self.log_tail());
     }
 
     fn kill(mut self) {
@@ -465,9 +472,136 @@ fn scenario(database: Option<&str>) {
     server.stop();
 }
 
+/// SIGKILL while a publish of 10,000 revisions is under way, then a
+/// restart: all of them or none, and the catalog version to match. (Where
+/// the kill lands is up to the scheduler; the assertion holds wherever.)
+fn killed_during_publish(database: Option<&str>) {
+    let scratch = tempfile::tempdir().unwrap();
+    let data_dir = scratch.path().join("data");
+    let server = Server::start(&data_dir, database, &[]);
+    server.run_ok(&["publish", sample_service().to_str().unwrap()]);
+    let version = server.catalog_version();
+
+    let template = openwua_catalog::manifest::load_service_dir(&sample_service())
+        .unwrap()
+        .revisions
+        .remove(0);
+    let ids: Vec<uuid::Uuid> = (0..10_000).map(|_| uuid::Uuid::new_v4()).collect();
+    let revisions: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            let mut revision = template.clone();
+            revision.update.identity.update_id = *id;
+            revision
+        })
+        .collect();
+    let body = serde_json::to_vec(&serde_json::json!({ "revisions": revisions })).unwrap();
+    let url = format!("{}/api/v1/updates", server.url);
+    let token = server.token();
+    let publisher = std::thread::spawn(move || http("POST", &url, Some(&token), &[], &body).0);
+    let started = openwua_testkit::wait_until(Instant::now() + Duration::from_secs(30), || {
+        server.log_text().lines().any(|line| {
+            line.contains("method=POST uri=/api/v1/updates ")
+                && line.contains("started processing request")
+        })
+    });
+    assert!(started, "{}", server.log_tail());
+    server.kill();
+    let status = publisher.join().unwrap();
+
+    let server = Server::start(&data_dir, database, &[]);
+    let listed = server.updates();
+    let published = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| {
+            let id: uuid::Uuid = u["updateId"].as_str().unwrap().parse().unwrap();
+            ids.contains(&id)
+        })
+        .count();
+    let now = server.catalog_version();
+    assert!(
+        (published == 0 && now == version) || (published == ids.len() && now == version + 1),
+        "{published} of {} published, catalog {version} -> {now} (the publish answered {status})",
+        ids.len()
+    );
+    server.stop();
+}
+
+/// Two `wua-server` processes on one PostgreSQL database (and one shared
+/// data directory for content) answer alike, whichever one changed things.
+fn two_front_ends(database: &str) {
+    let scratch = tempfile::tempdir().unwrap();
+    let data_dir = scratch.path().join("data");
+    let first = Server::start(&data_dir, Some(database), &[]);
+    let second = Server::start(&data_dir, Some(database), &[]);
+    assert_eq!(first.run_ok(&["key"]), second.run_ok(&["key"]));
+
+    first.run_ok(&["publish", sample_service().to_str().unwrap()]);
+    assert_eq!(first.updates(), second.updates());
+    assert_eq!(first.catalog_version(), second.catalog_version());
+    let again = second.run_ok(&["publish", sample_service().to_str().unwrap()]);
+    assert!(again.starts_with("nothing changed"), "{again}");
+
+    let update_id = first.updates()[0]["updateId"].as_str().unwrap().to_owned();
+    second.run_ok(&["decline", &update_id]);
+    let shown: Value =
+        serde_json::from_str(&first.run_ok(&["updates", "show", &update_id, "--json"])).unwrap();
+    assert_eq!(shown["revisions"][0]["declined"], true);
+    let again = first.run(&["decline", &update_id]);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("declined already"));
+    assert_eq!(first.catalog_version(), second.catalog_version());
+    assert_eq!(first.updates(), second.updates());
+
+    // Content one front end stored, the other serves.
+    let bytes = b"shared content".to_vec();
+    let digest = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&bytes))
+    };
+    let path = format!("/api/v1/content/{digest}");
+    assert_eq!(first.admin("PUT", &path, &bytes).0, 201);
+    let (status, _, body) = second.get(&path, &[]);
+    assert_eq!((status, body), (200, bytes));
+    first.stop();
+    second.stop();
+}
+
 #[test]
 fn sqlite_server() {
     scenario(None);
+}
+
+#[test]
+fn sqlite_killed_during_publish() {
+    killed_during_publish(None);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_killed_during_publish() {
+    let Some(admin_url) = common::postgres_url("postgres_killed_during_publish") else {
+        return;
+    };
+    common::with_database(&admin_url, |url| async move {
+        tokio::task::spawn_blocking(move || killed_during_publish(Some(&url)))
+            .await
+            .unwrap();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_two_front_ends() {
+    let Some(admin_url) = common::postgres_url("postgres_two_front_ends") else {
+        return;
+    };
+    common::with_database(&admin_url, |url| async move {
+        tokio::task::spawn_blocking(move || two_front_ends(&url))
+            .await
+            .unwrap();
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
