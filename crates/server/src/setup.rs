@@ -54,9 +54,8 @@ pub fn signing_key(data_dir: &Path) -> anyhow::Result<SecretKey> {
         return Ok(key);
     }
     let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(text
-        .parse()
-        .with_context(|| format!("reading {}", path.display()))?)
+    text.parse::<SecretKey>()
+        .with_context(|| format!("reading {}", path.display()))
 }
 
 /// The admin token: from the configured file, else DATA_DIR/admin.token,

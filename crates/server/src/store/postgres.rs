@@ -17,7 +17,7 @@ use super::{
 const POOL_SIZE: usize = 8;
 
 /// Serialises migrations of processes starting together (an arbitrary key).
-const MIGRATION_LOCK: i64 = 0x6f70_656e_7775_61;
+const MIGRATION_LOCK: i64 = 0x006f_7065_6e77_7561;
 
 /// Numbered migrations; SQLite's are the same in spirit.
 const MIGRATIONS: &[(i64, &str)] = &[(
