@@ -191,7 +191,15 @@ pub async fn read_json<T: serde::de::DeserializeOwned>(
     }
     let bytes = axum::body::to_bytes(body, usize::try_from(limit).unwrap_or(usize::MAX))
         .await
-        .map_err(|_| ServerError::too_large(limit))?;
+        .map_err(|error| {
+            let over_limit = std::error::Error::source(&error)
+                .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
+            if over_limit {
+                ServerError::too_large(limit)
+            } else {
+                ServerError::bad_request("the request body broke off", error.to_string())
+            }
+        })?;
     serde_json::from_slice(&bytes).map_err(|error| {
         ServerError::bad_request(
             "the body is not the JSON this endpoint takes; see /api/v1/openapi.json",

@@ -1,9 +1,9 @@
 //! What the first start makes in the data directory, and what every start
 //! reads from it: the signing key and the admin token.
 
-use std::fs::{self, DirBuilder, OpenOptions};
+use std::fs::{self, DirBuilder};
 use std::io::{ErrorKind, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -93,20 +93,26 @@ pub fn token_hash(token: &str) -> [u8; 32] {
 }
 
 /// Writes `bytes` to a new 0600 file; false if it exists already (another
-/// start made it first).
+/// start made it first). The file appears whole or not at all: it is
+/// written beside `path` and hard-linked into place, which fails if `path`
+/// exists, so a server starting at the same moment never reads it half
+/// written.
 fn write_new_private(path: &Path, bytes: &[u8]) -> anyhow::Result<bool> {
-    let mut file = match OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-    {
-        Ok(file) => file,
-        Err(error) if error.kind() == ErrorKind::AlreadyExists => return Ok(false),
-        Err(error) => return Err(error).with_context(|| format!("creating {}", path.display())),
-    };
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
+    if path.exists() {
+        return Ok(false);
+    }
+    let directory = path.parent().unwrap_or(Path::new("."));
+    let mut temp = tempfile::Builder::new()
+        .prefix(".new-")
+        .permissions(fs::Permissions::from_mode(0o600))
+        .tempfile_in(directory)
+        .with_context(|| format!("creating a file in {}", directory.display()))?;
+    temp.write_all(bytes)
+        .and_then(|()| temp.as_file().sync_all())
         .with_context(|| format!("writing {}", path.display()))?;
-    Ok(true)
+    match fs::hard_link(temp.path(), path) {
+        Ok(()) => Ok(true),
+        Err(error) if error.kind() == ErrorKind::AlreadyExists => Ok(false),
+        Err(error) => Err(error).with_context(|| format!("creating {}", path.display())),
+    }
 }

@@ -616,3 +616,58 @@ async fn postgres_server() {
     })
     .await;
 }
+
+/// A scan package publishes like its manifests: the same revisions, so
+/// after the manifests it changes nothing; a wrong key is refused.
+#[test]
+fn publishes_a_scan_package() {
+    let scratch = tempfile::tempdir().unwrap();
+    let key = openwua_catalog::signing::SecretKey::generate().unwrap();
+    let package = scratch.path().join("sample.wuapkg");
+    openwua_catalog::package::build_service_dir(
+        &sample_service(),
+        1,
+        jiff::SignedDuration::from_hours(24),
+        true,
+        &key,
+        &package,
+    )
+    .unwrap();
+    let public = key.public_key().to_string();
+    let server = Server::start(&scratch.path().join("data"), None, &[]);
+    let package = package.to_str().unwrap();
+
+    let other = openwua_catalog::signing::SecretKey::generate().unwrap();
+    let refused = server.run(&[
+        "publish",
+        package,
+        "--package-key",
+        &other.public_key().to_string(),
+    ]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert_eq!(server.catalog_version(), 0);
+
+    let first = server.run_ok(&["publish", package, "--package-key", &public]);
+    assert!(first.contains("30 added"), "{first}");
+    let manifests = server.run_ok(&["publish", sample_service().to_str().unwrap()]);
+    assert!(manifests.starts_with("nothing changed"), "{manifests}");
+    server.stop();
+}
+
+/// Plain HTTP off loopback is refused unless allowed (TLS is not built).
+#[test]
+fn refuses_plain_http_off_loopback() {
+    let scratch = tempfile::tempdir().unwrap();
+    let output = Command::new(BIN)
+        .args(["serve", "--config", "/dev/null", "--listen", "0.0.0.0:0"])
+        .arg("--data-dir")
+        .arg(scratch.path())
+        .env_clear()
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("allow_plain_http"), "{stderr}");
+    // Refused before anything was made.
+    assert!(fs::read_dir(scratch.path()).unwrap().next().is_none());
+}
