@@ -2,6 +2,8 @@
 //! that locks the catalog row first, so publishers on any front end take
 //! turns and the version they bump is the database's.
 
+use std::collections::HashMap;
+
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use jiff::Timestamp;
 use tokio_postgres::NoTls;
@@ -47,6 +49,17 @@ const MIGRATIONS: &[(i64, &str)] = &[(
      );
      INSERT INTO catalog (id, version) VALUES (1, 0);",
 )];
+
+/// The rows a publish adds, column by column (for one `unnest` insert).
+#[derive(Default)]
+struct NewRows {
+    update_id: Vec<Uuid>,
+    revision_number: Vec<i32>,
+    title: Vec<String>,
+    json: Vec<String>,
+    digest: Vec<String>,
+    declined: Vec<bool>,
+}
 
 /// The PostgreSQL store (cheap to clone).
 #[derive(Clone)]
@@ -178,62 +191,84 @@ impl PostgresStore {
             .await?;
         let version: i64 = row.try_get(0)?;
 
-        let mut missing = Vec::new();
-        for candidate in &candidates {
-            for sha256 in candidate.content_digests() {
-                let known = transaction
-                    .query_opt("SELECT 1 FROM content WHERE sha256 = $1", &[&sha256])
-                    .await?
-                    .is_some();
-                if !known && !missing.contains(&sha256) {
-                    missing.push(sha256);
-                }
-            }
-        }
+        // Three statements whatever the number of revisions: what content
+        // is missing, the updates' current revisions, the new rows.
+        let mut digests: Vec<String> = candidates
+            .iter()
+            .flat_map(|candidate| candidate.content_digests())
+            .collect();
+        digests.sort();
+        digests.dedup();
+        let missing: Vec<String> = transaction
+            .query(
+                "SELECT wanted FROM unnest($1::text[]) AS wanted
+                 WHERE NOT EXISTS (SELECT 1 FROM content WHERE sha256 = wanted)
+                 ORDER BY wanted",
+                &[&digests],
+            )
+            .await?
+            .iter()
+            .map(|row| row.try_get(0))
+            .collect::<Result<_, _>>()?;
         if !missing.is_empty() {
             return Err(StoreError::MissingContent(missing));
         }
 
+        let ids: Vec<Uuid> = candidates.iter().map(Candidate::update_id).collect();
+        let mut current: HashMap<Uuid, (i32, String, bool)> = HashMap::new();
+        for row in transaction
+            .query(
+                "SELECT DISTINCT ON (update_id) update_id, revision_number, digest, declined
+                 FROM updates WHERE update_id = ANY($1)
+                 ORDER BY update_id, revision_number DESC",
+                &[&ids],
+            )
+            .await?
+        {
+            current.insert(
+                row.try_get(0)?,
+                (row.try_get(1)?, row.try_get(2)?, row.try_get(3)?),
+            );
+        }
+
         let now = Timestamp::now().to_string();
         let mut updates = Vec::with_capacity(candidates.len());
+        let mut rows = NewRows::default();
         for candidate in &candidates {
             let update_id = candidate.update_id();
-            let current = transaction
-                .query_opt(
-                    "SELECT revision_number, digest, declined FROM updates
-                     WHERE update_id = $1 ORDER BY revision_number DESC LIMIT 1",
-                    &[&update_id],
-                )
-                .await?
-                .map(|row| -> Result<(i32, String, bool), StoreError> {
-                    Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))
-                })
-                .transpose()?;
-            let (published, json) = candidate.plan(
-                current
-                    .as_ref()
-                    .map(|(number, digest, _)| (*number, digest.as_str())),
-            )?;
+            let known = current.get(&update_id);
+            let (published, json) =
+                candidate.plan(known.map(|(number, digest, _)| (*number, digest.as_str())))?;
             if let Some(json) = json {
-                let declined = current.is_some_and(|(_, _, declined)| declined);
-                transaction
-                    .execute(
-                        "INSERT INTO updates (update_id, revision_number, title, revision_json,
-                             digest, declined, published)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                        &[
-                            &update_id,
-                            &published.revision_number,
-                            &candidate.title(),
-                            &json,
-                            &candidate.digest,
-                            &declined,
-                            &now,
-                        ],
-                    )
-                    .await?;
+                rows.update_id.push(update_id);
+                rows.revision_number.push(published.revision_number);
+                rows.title.push(candidate.title().to_owned());
+                rows.json.push(json);
+                rows.digest.push(candidate.digest.clone());
+                // A new revision of a declined update stays declined.
+                rows.declined
+                    .push(known.is_some_and(|(_, _, declined)| *declined));
             }
             updates.push(published);
+        }
+        if !rows.update_id.is_empty() {
+            transaction
+                .execute(
+                    "INSERT INTO updates (update_id, revision_number, title, revision_json,
+                         digest, declined, published)
+                     SELECT *, $7 FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[],
+                         $5::text[], $6::bool[])",
+                    &[
+                        &rows.update_id,
+                        &rows.revision_number,
+                        &rows.title,
+                        &rows.json,
+                        &rows.digest,
+                        &rows.declined,
+                        &now,
+                    ],
+                )
+                .await?;
         }
         let changed = updates
             .iter()
