@@ -139,6 +139,12 @@ impl Server {
         assert!(status.success(), "{status}: {}", self.log_tail());
     }
 
+    /// Waits for an exit already asked for; it must be a clean one.
+    fn stop_waiting(mut self) {
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "{status}: {}", self.log_tail());
+    }
+
     fn kill(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
@@ -670,4 +676,94 @@ fn refuses_plain_http_off_loopback() {
     assert!(stderr.contains("allow_plain_http"), "{stderr}");
     // Refused before anything was made.
     assert!(fs::read_dir(scratch.path()).unwrap().next().is_none());
+}
+
+/// Yields `first`, then waits for the go-ahead before yielding `rest`.
+struct HeldReader {
+    first: Vec<u8>,
+    rest: Vec<u8>,
+    go: std::sync::mpsc::Receiver<()>,
+    released: bool,
+    stage: u8,
+}
+
+impl Read for HeldReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let part = match self.stage {
+            0 => &mut self.first,
+            1 => {
+                if !self.released {
+                    let _ = self.go.recv();
+                    self.released = true;
+                }
+                &mut self.rest
+            }
+            _ => return Ok(0),
+        };
+        let n = part.len().min(buf.len());
+        buf[..n].copy_from_slice(&part[..n]);
+        part.drain(..n);
+        if part.is_empty() {
+            self.stage += 1;
+        }
+        Ok(n)
+    }
+}
+
+/// SIGTERM during an upload: the upload finishes and is stored, then the
+/// server exits 0.
+#[test]
+fn sigterm_lets_requests_under_way_finish() {
+    let scratch = tempfile::tempdir().unwrap();
+    let server = Server::start(&scratch.path().join("data"), None, &[]);
+    let bytes: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let digest = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&bytes))
+    };
+    let (go, wait) = std::sync::mpsc::channel();
+    let reader = HeldReader {
+        first: bytes[..1000].to_vec(),
+        rest: bytes[1000..].to_vec(),
+        go: wait,
+        released: false,
+        stage: 0,
+    };
+    let url = format!("{}/api/v1/content/{digest}", server.url);
+    let token = server.token();
+    let uploader = std::thread::spawn(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        agent
+            .put(&url)
+            .header("authorization", format!("Bearer {token}"))
+            .send(ureq::SendBody::from_owned_reader(reader))
+            .map(|response| response.status().as_u16())
+    });
+    let started = openwua_testkit::wait_until(Instant::now() + Duration::from_secs(30), || {
+        server
+            .log_text()
+            .lines()
+            .any(|line| line.contains("method=PUT") && line.contains("started processing request"))
+    });
+    assert!(started, "{}", server.log_tail());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(server.child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let stopping = openwua_testkit::wait_until(Instant::now() + Duration::from_secs(30), || {
+        server.log_text().contains("SIGTERM")
+    });
+    assert!(stopping, "{}", server.log_tail());
+    go.send(()).unwrap();
+    assert_eq!(uploader.join().unwrap().unwrap(), 201);
+    let data_dir = server.data_dir.clone();
+    server.stop_waiting();
+    assert_eq!(
+        fs::read(data_dir.join("content").join(&digest)).unwrap(),
+        bytes
+    );
 }
