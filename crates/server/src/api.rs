@@ -113,11 +113,12 @@ pub fn router(state: Shared, timeout: Duration) -> Router {
         )
         .fallback(no_route)
         .method_not_allowed_fallback(no_method)
-        .layer(middleware::from_fn(json_errors))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             timeout,
         ))
+        // Outside the timeout, so its 408 gets the JSON body too.
+        .layer(middleware::from_fn(json_errors))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

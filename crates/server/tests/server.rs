@@ -767,3 +767,39 @@ fn sigterm_lets_requests_under_way_finish() {
         bytes
     );
 }
+
+/// A request that stalls past `request_timeout_secs` gets a 408 with the
+/// JSON error body, and its upload leaves nothing behind.
+#[test]
+fn a_stalled_upload_times_out_with_a_code() {
+    use std::io::Write;
+    let scratch = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &scratch.path().join("data"),
+        None,
+        &["--request-timeout-secs", "1"],
+    );
+    let address = server.url.trim_start_matches("http://").to_owned();
+    let mut stream = std::net::TcpStream::connect(&address).unwrap();
+    let digest = "a".repeat(64);
+    write!(
+        stream,
+        "PUT /api/v1/content/{digest} HTTP/1.1\r\nHost: {address}\r\n\
+         Authorization: Bearer {}\r\nContent-Length: 100\r\n\r\nabc",
+        server.token()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.contains("WU_E_PT_HTTP_STATUS_REQUEST_TIMEOUT"),
+        "{answer}"
+    );
+    let content = server.data_dir.join("content");
+    let gone = openwua_testkit::wait_until(Instant::now() + Duration::from_secs(10), || {
+        fs::read_dir(&content).unwrap().next().is_none()
+    });
+    assert!(gone, "an upload was left in {}", content.display());
+    server.stop();
+}
