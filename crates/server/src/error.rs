@@ -80,16 +80,6 @@ impl ServerError {
         )
     }
 
-    /// 403: known credentials that may not do this.
-    pub fn forbidden(detail: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::FORBIDDEN,
-            E_ACCESSDENIED,
-            "the request is not allowed",
-            detail,
-        )
-    }
-
     /// 404: nothing at this address.
     pub fn not_found(message: impl Into<String>, detail: impl Into<String>) -> Self {
         Self::new(
