@@ -1,0 +1,210 @@
+//! The administrator's side: `wua-server publish`, `decline`, `updates` and
+//! `key` talk to a running server over its HTTP API, as any tool could.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use openwua_catalog::revision::{ContentFile, Revision};
+use openwua_catalog::signing::PublicKey;
+use openwua_catalog::{manifest, package};
+use serde::de::DeserializeOwned;
+
+use crate::api::{DeclineReport, KeyBody, PublishRequest, UpdateDetail};
+use crate::content::ContentReport;
+use crate::error::ErrorBody;
+use crate::store::{PublishReport, StoredRevision};
+
+/// The largest answer read from a server (a long updates list).
+const MAX_ANSWER_BYTES: u64 = 256 << 20;
+
+/// An error answer from the server: its status and JSON body.
+#[derive(Debug, thiserror::Error)]
+#[error("the server answered HTTP {status}: {} {}: {}{}", .body.hresult, .body.name, .body.message,
+    if .body.detail.is_empty() { String::new() } else { format!(" ({})", .body.detail) })]
+pub struct ApiFailure {
+    /// The HTTP status.
+    pub status: u16,
+    /// What the server said.
+    pub body: ErrorBody,
+}
+
+/// A connection to one server, with or without the admin token.
+pub struct Client {
+    agent: ureq::Agent,
+    base: String,
+    token: Option<String>,
+}
+
+/// What `publish` reads: a manifest directory or a scan package.
+pub enum Source {
+    /// A service directory of TOML manifests (`docs/catalog.md`).
+    Manifests(PathBuf),
+    /// A scan package, verified with the key that signed it.
+    Package(PathBuf, PublicKey),
+}
+
+impl Client {
+    /// A client for the server at `base` (`http://127.0.0.1:8530`).
+    pub fn new(base: &str, token: Option<String>) -> Self {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(10)))
+            .build()
+            .into();
+        Client {
+            agent,
+            base: base.trim_end_matches('/').to_owned(),
+            token,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn authorization(&self) -> anyhow::Result<String> {
+        let token = self
+            .token
+            .as_deref()
+            .context("this needs the admin token: --token-file, or the data dir's admin.token")?;
+        Ok(format!("Bearer {token}"))
+    }
+
+    fn answer<T: DeserializeOwned>(
+        &self,
+        response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> anyhow::Result<T> {
+        let mut response = response.with_context(|| format!("reaching {}", self.base))?;
+        let status = response.status();
+        let text = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_ANSWER_BYTES)
+            .read_to_string()
+            .context("reading the server's answer")?;
+        if status.is_success() {
+            return serde_json::from_str(&text)
+                .context("the server's answer is not the JSON expected");
+        }
+        match serde_json::from_str::<ErrorBody>(&text) {
+            Ok(body) => Err(ApiFailure {
+                status: status.as_u16(),
+                body,
+            }
+            .into()),
+            Err(_) => anyhow::bail!("the server answered HTTP {status} without an error body"),
+        }
+    }
+
+    /// The server's public key.
+    pub fn key(&self) -> anyhow::Result<String> {
+        let body: KeyBody = self.answer(self.agent.get(self.url("/api/v1/key")).call())?;
+        Ok(body.key)
+    }
+
+    /// Uploads one content file (the server skips what it holds).
+    pub fn upload(&self, file: &ContentFile, path: &Path) -> anyhow::Result<ContentReport> {
+        let url = self.url(&format!("/api/v1/content/{}", file.sha256));
+        let held = self
+            .agent
+            .head(&url)
+            .call()
+            .with_context(|| format!("reaching {}", self.base))?;
+        if held.status().is_success() {
+            return Ok(ContentReport {
+                sha256: file.sha256.to_string(),
+                size: file.size,
+                stored: false,
+            });
+        }
+        let reader = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let request = self
+            .agent
+            .put(&url)
+            .header("authorization", self.authorization()?)
+            .header("content-type", "application/octet-stream")
+            .send(ureq::SendBody::from_owned_reader(reader));
+        self.answer(request)
+            .with_context(|| format!("uploading {}", path.display()))
+    }
+
+    /// Publishes revisions whose content is uploaded.
+    pub fn publish_revisions(&self, revisions: Vec<Revision>) -> anyhow::Result<PublishReport> {
+        let body = serde_json::to_vec(&PublishRequest { revisions })?;
+        let request = self
+            .agent
+            .post(self.url("/api/v1/updates"))
+            .header("authorization", self.authorization()?)
+            .header("content-type", "application/json")
+            .send(&body[..]);
+        self.answer(request)
+    }
+
+    /// Reads `source`, uploads its content, then publishes its revisions.
+    pub fn publish(&self, source: &Source) -> anyhow::Result<PublishReport> {
+        let mut uploaded = HashSet::new();
+        match source {
+            Source::Manifests(dir) => {
+                let service = manifest::load_service_dir(dir)?;
+                for (file, path) in &service.payloads {
+                    if uploaded.insert(file.sha256) {
+                        self.upload(file, path)?;
+                    }
+                }
+                self.publish_revisions(service.revisions)
+            }
+            Source::Package(path, key) => {
+                let verified = package::open_package(path, key)?;
+                let carried: HashSet<_> = verified.content.iter().copied().collect();
+                let staging = tempfile::tempdir().context("a temporary directory")?;
+                for file in verified.snapshot.revisions.iter().flat_map(|r| &r.content) {
+                    if carried.contains(&file.sha256) && uploaded.insert(file.sha256) {
+                        let staged = staging.path().join(file.sha256.to_string());
+                        package::extract_content(path, &file.sha256, &staged)?;
+                        self.upload(file, &staged)?;
+                        std::fs::remove_file(&staged)?;
+                    }
+                }
+                self.publish_revisions(verified.snapshot.revisions)
+            }
+        }
+    }
+
+    /// Declines an update.
+    pub fn decline(&self, update_id: &str) -> anyhow::Result<DeclineReport> {
+        let request = self
+            .agent
+            .post(self.url(&format!("/api/v1/updates/{update_id}/decline")))
+            .header("authorization", self.authorization()?)
+            .send_empty();
+        self.answer(request)
+    }
+
+    /// Every update's current revision.
+    pub fn list_updates(&self) -> anyhow::Result<Vec<StoredRevision>> {
+        let request = self
+            .agent
+            .get(self.url("/api/v1/updates"))
+            .header("authorization", self.authorization()?)
+            .call();
+        self.answer(request)
+    }
+
+    /// One update's revisions and current JSON (as JSON values: the client
+    /// prints them).
+    pub fn show_update(&self, update_id: &str) -> anyhow::Result<serde_json::Value> {
+        let request = self
+            .agent
+            .get(self.url(&format!("/api/v1/updates/{update_id}")))
+            .header("authorization", self.authorization()?)
+            .call();
+        let detail: serde_json::Value = self.answer(request)?;
+        // Checks the shape before anything is printed.
+        let _: UpdateDetail = serde_json::from_value(detail.clone())
+            .context("the server's answer is not an update")?;
+        Ok(detail)
+    }
+}

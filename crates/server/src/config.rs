@@ -1,0 +1,144 @@
+//! `server.toml` and the flags that override it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Where `wua-server serve` looks for its configuration when no
+/// `--config` is given (a missing file there is not an error).
+pub const DEFAULT_CONFIG: &str = "/etc/openwua/server.toml";
+/// The data directory unless configured.
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/openwua-server";
+/// WSUS's HTTP port, on loopback.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8530";
+/// The largest JSON request body (revisions to publish): 64 MiB.
+pub const DEFAULT_MAX_REQUEST_BYTES: u64 = 64 << 20;
+/// The largest content file: 8 GiB.
+pub const DEFAULT_MAX_CONTENT_BYTES: u64 = 8 << 30;
+/// How long one request may take, uploads included.
+pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 600;
+
+/// `server.toml` as written: every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// `data_dir`: the signing key, tokens, SQLite and content.
+    pub data_dir: Option<PathBuf>,
+    /// `listen`: address and port.
+    pub listen: Option<SocketAddr>,
+    /// `database`: a `postgres://` URL; SQLite in the data dir if absent.
+    pub database: Option<String>,
+    /// `allow_plain_http`: serve plain HTTP on a non-loopback address
+    /// (behind a TLS-terminating proxy).
+    pub allow_plain_http: Option<bool>,
+    /// `admin_token_file`: a file holding the admin token, instead of the
+    /// one generated into the data dir.
+    pub admin_token_file: Option<PathBuf>,
+    /// `max_request_bytes`: the largest JSON body.
+    pub max_request_bytes: Option<u64>,
+    /// `max_content_bytes`: the largest content upload.
+    pub max_content_bytes: Option<u64>,
+    /// `request_timeout_secs`: how long a request may take.
+    pub request_timeout_secs: Option<u64>,
+}
+
+/// The configuration in force: the file, then the flags over it.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// PostgreSQL, or SQLite when `None`.
+    pub database: Option<String>,
+    /// Plain HTTP allowed off loopback.
+    pub allow_plain_http: bool,
+    /// The admin token's file, if the operator chose one.
+    pub admin_token_file: Option<PathBuf>,
+    /// The largest JSON body.
+    pub max_request_bytes: u64,
+    /// The largest content upload.
+    pub max_content_bytes: u64,
+    /// How long a request may take.
+    pub request_timeout: Duration,
+}
+
+impl ConfigFile {
+    /// Reads `path`; with `required` false a missing file is an empty one.
+    pub fn read(path: &Path, required: bool) -> anyhow::Result<Self> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound && !required => {
+                return Ok(ConfigFile::default());
+            }
+            Err(error) => anyhow::bail!("{}: {error}", path.display()),
+        };
+        toml::from_str(&text).map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))
+    }
+
+    /// Applies the flags (`over`) and the defaults, and checks the result.
+    pub fn resolve(self, over: ConfigFile) -> anyhow::Result<Config> {
+        let listen = match over.listen.or(self.listen) {
+            Some(listen) => listen,
+            None => DEFAULT_LISTEN.parse()?,
+        };
+        let config = Config {
+            data_dir: over
+                .data_dir
+                .or(self.data_dir)
+                .unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
+            listen,
+            database: over.database.or(self.database),
+            allow_plain_http: over
+                .allow_plain_http
+                .or(self.allow_plain_http)
+                .unwrap_or(false),
+            admin_token_file: over.admin_token_file.or(self.admin_token_file),
+            max_request_bytes: over
+                .max_request_bytes
+                .or(self.max_request_bytes)
+                .unwrap_or(DEFAULT_MAX_REQUEST_BYTES),
+            max_content_bytes: over
+                .max_content_bytes
+                .or(self.max_content_bytes)
+                .unwrap_or(DEFAULT_MAX_CONTENT_BYTES),
+            request_timeout: Duration::from_secs(
+                over.request_timeout_secs
+                    .or(self.request_timeout_secs)
+                    .unwrap_or(DEFAULT_REQUEST_TIMEOUT_SECS),
+            ),
+        };
+        config.check()?;
+        Ok(config)
+    }
+}
+
+impl Config {
+    /// Refuses what would be unsafe or cannot work.
+    pub fn check(&self) -> anyhow::Result<()> {
+        // TLS is not built yet: plain HTTP off loopback only when the
+        // operator says a proxy in front of it does TLS.
+        if !self.listen.ip().is_loopback() && !self.allow_plain_http {
+            anyhow::bail!(
+                "{} is not a loopback address, and this server speaks plain HTTP only \
+                 (TLS is not built yet): put a TLS proxy in front of it and set \
+                 allow_plain_http = true, or listen on 127.0.0.1",
+                self.listen
+            );
+        }
+        if self.max_request_bytes == 0 || self.max_content_bytes == 0 {
+            anyhow::bail!("max_request_bytes and max_content_bytes must be above 0");
+        }
+        if self.request_timeout.is_zero() {
+            anyhow::bail!("request_timeout_secs must be above 0");
+        }
+        if let Some(url) = &self.database
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            anyhow::bail!("database must be a postgres:// URL");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,33 @@
+//! `wua-server`: OpenWUA's update server, the role WSUS plays for Windows.
+//!
+//! - [`store::Store`]: the server's state behind one interface, with an
+//!   SQLite and a PostgreSQL back end; every answer comes from it, so any
+//!   number of front ends on one PostgreSQL database agree;
+//! - [`api::router`]: the HTTP API (axum), described by [`api::ApiDoc`]
+//!   (OpenAPI, served at `/api/v1/openapi.json`);
+//! - [`error::ServerError`]: the one error type; every 4xx carries a JSON
+//!   body with a WUA code;
+//! - [`client::Client`]: what `wua-server publish`, `decline`, `updates` and
+//!   `key` use to talk to a running server.
+//!
+//! The server installs nothing and trusts no request: every body is bounded
+//! and checked before the store sees it.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), openwua_server::store::StoreError> {
+//! let store = openwua_server::store::Store::open_sqlite("/tmp/server.sqlite".as_ref()).await?;
+//! println!("catalog version {}", store.catalog_version().await?);
+//! # Ok(())
+//! # }
+//! ```
+
+#![deny(missing_docs)]
+
+pub mod api;
+pub mod client;
+pub mod config;
+pub mod content;
+pub mod error;
+pub mod serve;
+pub mod setup;
+pub mod store;

@@ -1,0 +1,287 @@
+//! `wua-server`: the update server and the commands that administer it.
+//! A shim: parse the arguments, run one command, map the result to an exit
+//! status (0 done, 1 the request was refused, 2 could not run).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use openwua_server::client::{ApiFailure, Client, Source};
+use openwua_server::config::{ConfigFile, DEFAULT_CONFIG, DEFAULT_DATA_DIR};
+use openwua_server::setup::{ADMIN_TOKEN_FILE, read_token};
+use openwua_server::store::{PublishAction, StoredRevision};
+
+/// OpenWUA's update server (the WSUS role).
+#[derive(Parser)]
+#[command(name = "wua-server", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the server.
+    Serve(ServeArgs),
+    /// Prints the running server's public key (what agents pin).
+    Key {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Publishes a manifest directory or a scan package: uploads its
+    /// content, then its revisions. Publishing the same input again changes
+    /// nothing; a changed update gets the next revision number.
+    Publish {
+        /// A service directory of manifests, or a scan package file.
+        source: PathBuf,
+        /// The key that signed the scan package (`ed25519:…`).
+        #[arg(long)]
+        package_key: Option<String>,
+        /// Prints the report as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Declines (withdraws) an update.
+    Decline {
+        /// The update's ID.
+        update_id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Lists or shows published updates.
+    Updates {
+        #[command(subcommand)]
+        command: UpdatesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UpdatesCommand {
+    /// Every update's current revision.
+    List {
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// One update's revisions.
+    Show {
+        /// The update's ID.
+        update_id: String,
+        /// JSON instead of a table (with the current revision's catalog JSON).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// The configuration file (default /etc/openwua/server.toml, if present).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The data directory (signing key, tokens, SQLite, content).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Address and port to listen on (default 127.0.0.1:8530).
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// A postgres:// URL; SQLite in the data directory when absent.
+    #[arg(long)]
+    database: Option<String>,
+    /// Plain HTTP on a non-loopback address (a TLS proxy must front it).
+    #[arg(long)]
+    allow_plain_http: bool,
+    /// A file holding the admin token, instead of DATA_DIR/admin.token.
+    #[arg(long)]
+    admin_token_file: Option<PathBuf>,
+    /// The largest JSON request body, in bytes.
+    #[arg(long)]
+    max_request_bytes: Option<u64>,
+    /// The largest content upload, in bytes.
+    #[arg(long)]
+    max_content_bytes: Option<u64>,
+    /// How long one request may take, in seconds.
+    #[arg(long)]
+    request_timeout_secs: Option<u64>,
+}
+
+#[derive(Args)]
+struct ServerArgs {
+    /// The server's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8530")]
+    server: String,
+    /// The admin token's file (default DATA_DIR/admin.token).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// The server's data directory, for its admin.token.
+    #[arg(long, default_value = DEFAULT_DATA_DIR)]
+    data_dir: PathBuf,
+}
+
+impl ServerArgs {
+    fn client(&self, needs_token: bool) -> anyhow::Result<Client> {
+        let token = if needs_token {
+            let path = self
+                .token_file
+                .clone()
+                .unwrap_or_else(|| self.data_dir.join(ADMIN_TOKEN_FILE));
+            Some(read_token(&path)?)
+        } else {
+            None
+        };
+        Ok(Client::new(&self.server, token))
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("wua-server: {error:#}");
+            let refused = error
+                .downcast_ref::<ApiFailure>()
+                .is_some_and(|failure| (400..500).contains(&failure.status));
+            ExitCode::from(if refused { 1 } else { 2 })
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Key { server } => {
+            println!("{}", server.client(false)?.key()?);
+            Ok(())
+        }
+        Command::Publish {
+            source,
+            package_key,
+            json,
+            server,
+        } => {
+            let source = if source.is_dir() {
+                Source::Manifests(source)
+            } else {
+                let key = package_key
+                    .context(
+                        "a scan package needs --package-key ed25519:… (the key that signed it)",
+                    )?
+                    .parse()?;
+                Source::Package(source, key)
+            };
+            let report = server.client(true)?.publish(&source)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+                return Ok(());
+            }
+            let count = |action| report.updates.iter().filter(|u| u.action == action).count();
+            if report.changed {
+                println!(
+                    "published: {} added, {} revised, {} unchanged; catalog version {}",
+                    count(PublishAction::Added),
+                    count(PublishAction::Revised),
+                    count(PublishAction::Unchanged),
+                    report.catalog_version
+                );
+            } else {
+                println!(
+                    "nothing changed: all {} updates were published already; catalog version {}",
+                    report.updates.len(),
+                    report.catalog_version
+                );
+            }
+            Ok(())
+        }
+        Command::Decline { update_id, server } => {
+            let report = server.client(true)?.decline(&update_id)?;
+            if report.changed {
+                println!(
+                    "declined {update_id}; catalog version {}",
+                    report.catalog_version
+                );
+            } else {
+                println!("{update_id} was declined already; nothing changed");
+            }
+            Ok(())
+        }
+        Command::Updates { command } => match command {
+            UpdatesCommand::List { json, server } => {
+                let updates = server.client(true)?.list_updates()?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&updates)?);
+                } else {
+                    print_revisions(&updates);
+                }
+                Ok(())
+            }
+            UpdatesCommand::Show {
+                update_id,
+                json,
+                server,
+            } => {
+                let detail = server.client(true)?.show_update(&update_id)?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&detail)?);
+                } else {
+                    let revisions: Vec<StoredRevision> =
+                        serde_json::from_value(detail["revisions"].clone())?;
+                    print_revisions(&revisions);
+                }
+                Ok(())
+            }
+        },
+    }
+}
+
+fn print_revisions(revisions: &[StoredRevision]) {
+    println!(
+        "{:<36}  {:>8}  {:<8}  {:<20}  TITLE",
+        "UPDATE ID", "REVISION", "DECLINED", "PUBLISHED"
+    );
+    for revision in revisions {
+        println!(
+            "{:<36}  {:>8}  {:<8}  {:<20}  {}",
+            revision.update_id,
+            revision.revision_number,
+            if revision.declined { "yes" } else { "no" },
+            revision.published.strftime("%Y-%m-%d %H:%M:%S"),
+            revision.title
+        );
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let file = match &args.config {
+        Some(path) => ConfigFile::read(path, true)?,
+        None => ConfigFile::read(DEFAULT_CONFIG.as_ref(), false)?,
+    };
+    let config = file.resolve(ConfigFile {
+        data_dir: args.data_dir,
+        listen: args.listen,
+        database: args.database,
+        allow_plain_http: args.allow_plain_http.then_some(true),
+        admin_token_file: args.admin_token_file,
+        max_request_bytes: args.max_request_bytes,
+        max_content_bytes: args.max_content_bytes,
+        request_timeout_secs: args.request_timeout_secs,
+    })?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(openwua_server::serve::run(config))
+}

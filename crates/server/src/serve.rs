@@ -1,0 +1,80 @@
+//! `wua-server serve`: open the store, make or read the data directory's
+//! secrets, listen, and stop gracefully on SIGTERM or SIGINT.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::api::{AppState, router};
+use crate::config::Config;
+use crate::setup;
+use crate::store::Store;
+
+/// Runs the server until SIGTERM or SIGINT; requests under way finish first.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let data_dir = config.data_dir.clone();
+    let prepared = {
+        let data_dir = data_dir.clone();
+        let token_file = config.admin_token_file.clone();
+        tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            let content_dir = setup::prepare_data_dir(&data_dir)?;
+            let key = setup::signing_key(&data_dir)?;
+            let token = setup::admin_token(&data_dir, token_file.as_deref())?;
+            Ok((content_dir, key, token))
+        })
+        .await??
+    };
+    let (content_dir, signing_key, admin_token) = prepared;
+
+    let store = match &config.database {
+        Some(url) => Store::open_postgres(url)
+            .await
+            .context("opening the PostgreSQL database")?,
+        None => Store::open_sqlite(&data_dir.join(setup::SQLITE_FILE))
+            .await
+            .context("opening the SQLite database")?,
+    };
+    store
+        .add_admin_token(setup::token_hash(&admin_token))
+        .await?;
+    drop(admin_token);
+
+    let state = Arc::new(AppState {
+        store,
+        content_dir,
+        public_key: signing_key.public_key(),
+        max_request_bytes: config.max_request_bytes,
+        max_content_bytes: config.max_content_bytes,
+    });
+    let app = router(Arc::clone(&state), config.request_timeout);
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        store = state.store.kind(),
+        key = %state.public_key,
+        "wua-server ready"
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving")?;
+    tracing::info!("wua-server stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let (Ok(mut term), Ok(mut interrupt)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot watch SIGTERM and SIGINT; stop the server with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: finishing requests under way"),
+        _ = interrupt.recv() => tracing::info!("SIGINT: finishing requests under way"),
+    }
+}

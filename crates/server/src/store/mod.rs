@@ -1,0 +1,331 @@
+//! The server's state, behind one interface with two back ends: SQLite for
+//! one machine, PostgreSQL for several front ends sharing one database.
+//!
+//! Nothing the API answers is kept in process memory: every answer comes
+//! from the database, so any number of `wua-server` processes on one
+//! PostgreSQL database agree. A publish is one transaction that also takes
+//! the next catalog version, so a killed server leaves either all of it or
+//! none of it.
+
+mod postgres;
+mod sqlite;
+
+use std::path::Path;
+
+use jiff::Timestamp;
+use openwua_catalog::revision::Revision;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// The schema version this build migrates to (each back end records its own).
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Why the store could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite failed.
+    #[error("SQLite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL failed.
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// No PostgreSQL connection could be had.
+    #[error("PostgreSQL pool: {0}")]
+    Pool(String),
+    /// A file of the store could not be made or read.
+    #[error("{0}")]
+    Io(String),
+    /// A publish named content files the server does not hold.
+    #[error("content not uploaded: {}", .0.join(", "))]
+    MissingContent(Vec<String>),
+    /// The database holds something this build cannot read.
+    #[error("the database holds {0}")]
+    Corrupt(String),
+    /// The database was migrated by a newer build.
+    #[error("the database's schema is version {found}; this build knows up to {SCHEMA_VERSION}")]
+    SchemaTooNew {
+        /// The version the database records.
+        found: i64,
+    },
+}
+
+/// The store: SQLite or PostgreSQL, with the same operations.
+#[derive(Clone)]
+pub enum Store {
+    /// One SQLite file in the data directory.
+    Sqlite(sqlite::SqliteStore),
+    /// A PostgreSQL database, through a small pool.
+    Postgres(postgres::PostgresStore),
+}
+
+/// One stored revision, as listed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredRevision {
+    /// `UpdateID`.
+    pub update_id: Uuid,
+    /// `RevisionNumber`, assigned by the server.
+    pub revision_number: i32,
+    /// The update's title.
+    pub title: String,
+    /// SHA-256 of the revision's canonical JSON (revision number left out).
+    pub digest: String,
+    /// Whether the update is declined (withdrawn).
+    pub declined: bool,
+    /// When this revision was published.
+    #[schema(value_type = String)]
+    pub published: Timestamp,
+}
+
+/// What a publish did to one update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum PublishAction {
+    /// Not known before; stored as its first revision.
+    Added,
+    /// Known, with different content: stored as the next revision.
+    Revised,
+    /// Known with the same content: nothing changed.
+    Unchanged,
+}
+
+/// One update's line of a publish report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PublishedUpdate {
+    /// `UpdateID`.
+    pub update_id: Uuid,
+    /// The revision now current.
+    pub revision_number: i32,
+    /// What happened.
+    pub action: PublishAction,
+}
+
+/// What a publish did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PublishReport {
+    /// Whether anything changed.
+    pub changed: bool,
+    /// The catalog version after the publish.
+    pub catalog_version: u64,
+    /// One line per update, in request order.
+    pub updates: Vec<PublishedUpdate>,
+}
+
+/// What declining did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeclineOutcome {
+    /// The update was declined; the catalog moved to this version.
+    Declined(u64),
+    /// It was declined already; nothing changed.
+    AlreadyDeclined(u64),
+    /// No such update.
+    Unknown,
+}
+
+/// A revision prepared for publishing: its digest, and its JSON once the
+/// store has chosen its number.
+pub struct Candidate {
+    revision: Revision,
+    digest: String,
+}
+
+impl Candidate {
+    /// Digests `revision` with its revision number left out, so that the
+    /// same content published again is recognised whatever number it says.
+    pub fn new(mut revision: Revision) -> Result<Self, StoreError> {
+        let submitted = revision.update.identity.revision_number;
+        revision.update.identity.revision_number = 0;
+        let bytes = serde_json::to_vec(&revision)
+            .map_err(|error| StoreError::Corrupt(format!("an unencodable revision: {error}")))?;
+        revision.update.identity.revision_number = submitted;
+        Ok(Candidate {
+            digest: hex::encode(Sha256::digest(&bytes)),
+            revision,
+        })
+    }
+
+    fn update_id(&self) -> Uuid {
+        self.revision.update.identity.update_id
+    }
+
+    fn content_digests(&self) -> impl Iterator<Item = String> + '_ {
+        self.revision
+            .content
+            .iter()
+            .map(|file| file.sha256.to_string())
+    }
+
+    /// Decides what happens given the update's current (number, digest),
+    /// and the JSON to store if something does.
+    fn plan(
+        &self,
+        current: Option<(i32, &str)>,
+    ) -> Result<(PublishedUpdate, Option<String>), StoreError> {
+        let submitted = self.revision.update.identity.revision_number;
+        let (action, number) = match current {
+            Some((number, digest)) if digest == self.digest => (PublishAction::Unchanged, number),
+            Some((number, _)) => (
+                PublishAction::Revised,
+                number
+                    .checked_add(1)
+                    .ok_or_else(|| StoreError::Corrupt("a revision number at its limit".into()))?
+                    .max(submitted),
+            ),
+            None => (PublishAction::Added, submitted.max(1)),
+        };
+        let published = PublishedUpdate {
+            update_id: self.update_id(),
+            revision_number: number,
+            action,
+        };
+        if action == PublishAction::Unchanged {
+            return Ok((published, None));
+        }
+        let mut revision = self.revision.clone();
+        revision.update.identity.revision_number = number;
+        let json = serde_json::to_string(&revision)
+            .map_err(|error| StoreError::Corrupt(format!("an unencodable revision: {error}")))?;
+        Ok((published, Some(json)))
+    }
+
+    fn title(&self) -> &str {
+        &self.revision.update.title
+    }
+}
+
+impl Store {
+    /// Opens (creating and migrating) the SQLite store at `path`; the file
+    /// is made 0600.
+    pub async fn open_sqlite(path: &Path) -> Result<Store, StoreError> {
+        sqlite::SqliteStore::open(path.to_owned())
+            .await
+            .map(Store::Sqlite)
+    }
+
+    /// Connects to PostgreSQL at `url` (`postgres://…`) and migrates it.
+    pub async fn open_postgres(url: &str) -> Result<Store, StoreError> {
+        postgres::PostgresStore::open(url)
+            .await
+            .map(Store::Postgres)
+    }
+
+    /// Which back end this is, for logs and `/readyz`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgresql",
+        }
+    }
+
+    /// The schema version the database records.
+    pub async fn schema_version(&self) -> Result<i64, StoreError> {
+        match self {
+            Store::Sqlite(store) => store.schema_version().await,
+            Store::Postgres(store) => store.schema_version().await,
+        }
+    }
+
+    /// Records an admin token's SHA-256 (a token known already is kept once).
+    pub async fn add_admin_token(&self, sha256: [u8; 32]) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(store) => store.add_admin_token(sha256).await,
+            Store::Postgres(store) => store.add_admin_token(sha256).await,
+        }
+    }
+
+    /// Every admin token's SHA-256.
+    pub async fn admin_tokens(&self) -> Result<Vec<[u8; 32]>, StoreError> {
+        match self {
+            Store::Sqlite(store) => store.admin_tokens().await,
+            Store::Postgres(store) => store.admin_tokens().await,
+        }
+    }
+
+    /// The size of the stored content file `sha256` (lower-case hex), if any.
+    pub async fn content_size(&self, sha256: &str) -> Result<Option<u64>, StoreError> {
+        match self {
+            Store::Sqlite(store) => store.content_size(sha256.to_owned()).await,
+            Store::Postgres(store) => store.content_size(sha256).await,
+        }
+    }
+
+    /// Records a content file whose bytes are in place.
+    pub async fn add_content(&self, sha256: &str, size: u64) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(store) => store.add_content(sha256.to_owned(), size).await,
+            Store::Postgres(store) => store.add_content(sha256, size).await,
+        }
+    }
+
+    /// Publishes `candidates` in one transaction: each is added, revised or
+    /// left as it is, and the catalog version goes up once if anything
+    /// changed. Every content file they list must be stored already.
+    pub async fn publish(&self, candidates: Vec<Candidate>) -> Result<PublishReport, StoreError> {
+        match self {
+            Store::Sqlite(store) => store.publish(candidates).await,
+            Store::Postgres(store) => store.publish(candidates).await,
+        }
+    }
+
+    /// Declines (withdraws) an update, every revision of it.
+    pub async fn decline(&self, update_id: Uuid) -> Result<DeclineOutcome, StoreError> {
+        match self {
+            Store::Sqlite(store) => store.decline(update_id).await,
+            Store::Postgres(store) => store.decline(update_id).await,
+        }
+    }
+
+    /// The current revision of every update, ordered by update ID.
+    pub async fn list_updates(&self) -> Result<Vec<StoredRevision>, StoreError> {
+        match self {
+            Store::Sqlite(store) => store.list_updates().await,
+            Store::Postgres(store) => store.list_updates().await,
+        }
+    }
+
+    /// Every revision of one update, oldest first, and the current one's JSON.
+    pub async fn update_history(
+        &self,
+        update_id: Uuid,
+    ) -> Result<Option<(Vec<StoredRevision>, Revision)>, StoreError> {
+        let found = match self {
+            Store::Sqlite(store) => store.update_history(update_id).await?,
+            Store::Postgres(store) => store.update_history(update_id).await?,
+        };
+        let Some((revisions, json)) = found else {
+            return Ok(None);
+        };
+        let revision = serde_json::from_str(&json).map_err(|error| {
+            StoreError::Corrupt(format!("an unreadable revision of {update_id}: {error}"))
+        })?;
+        Ok(Some((revisions, revision)))
+    }
+
+    /// The catalog version: 0 before the first publish, then one more for
+    /// each publish or decline that changed something.
+    pub async fn catalog_version(&self) -> Result<u64, StoreError> {
+        match self {
+            Store::Sqlite(store) => store.catalog_version().await,
+            Store::Postgres(store) => store.catalog_version().await,
+        }
+    }
+}
+
+fn parse_time(text: &str) -> Result<Timestamp, StoreError> {
+    text.parse()
+        .map_err(|error| StoreError::Corrupt(format!("a timestamp {text:?}: {error}")))
+}
+
+fn version_from(value: i64) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("catalog version {value}")))
+}
+
+fn token_from(bytes: &[u8]) -> Result<[u8; 32], StoreError> {
+    bytes
+        .try_into()
+        .map_err(|_| StoreError::Corrupt("an admin token hash that is not 32 bytes".into()))
+}

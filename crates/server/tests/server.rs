@@ -1,0 +1,805 @@
+//! The real `wua-server` binary on a free 127.0.0.1 port with a temporary
+//! data directory, driven by its own subcommands and by raw HTTP, once
+//! with SQLite and once with PostgreSQL.
+
+mod common;
+
+use std::fs;
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_wua-server");
+
+fn sample_service() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/sample-service")
+}
+
+struct Server {
+    child: Child,
+    url: String,
+    data_dir: PathBuf,
+    log: PathBuf,
+}
+
+impl Server {
+    fn start(data_dir: &Path, database: Option<&str>, extra: &[&str]) -> Server {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log = data_dir.with_extension(format!("{port}.log"));
+        let mut command = Command::new(BIN);
+        command
+            .args(["serve", "--config", "/dev/null", "--listen"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(extra)
+            .env_clear()
+            .env("RUST_LOG", "info,tower_http=debug")
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap());
+        if let Some(url) = database {
+            command.args(["--database", url]);
+        }
+        let mut server = Server {
+            child: command.spawn().unwrap(),
+            url: format!("http://127.0.0.1:{port}"),
+            data_dir: data_dir.to_owned(),
+            log,
+        };
+        let ready = openwua_testkit::wait_until(Instant::now() + Duration::from_secs(30), || {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("wua-server exited: {status}: {}", server.log_tail());
+            }
+            http("GET", &format!("{}/readyz", server.url), None, &[], b"").0 == 200
+        });
+        assert!(ready, "not ready: {}", server.log_tail());
+        server
+    }
+
+    fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The log's end, for a failure message.
+    fn log_tail(&self) -> String {
+        let text = self.log_text();
+        let start = text.len().saturating_sub(3000);
+        text.get(start..).unwrap_or(&text).to_owned()
+    }
+
+    fn token(&self) -> String {
+        fs::read_to_string(self.data_dir.join("admin.token"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+
+    /// Runs a `wua-server` subcommand against this server.
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .args(["--server", &self.url, "--data-dir"])
+            .arg(&self.data_dir)
+            .env_clear()
+            .output()
+            .unwrap()
+    }
+
+    fn run_ok(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    fn get(&self, path: &str, headers: &[(&str, &str)]) -> (u16, Vec<(String, String)>, Vec<u8>) {
+        http("GET", &format!("{}{path}", self.url), None, headers, b"")
+    }
+
+    fn admin(&self, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+        let token = self.token();
+        let (status, _, body) = http(
+            method,
+            &format!("{}{path}", self.url),
+            Some(&token),
+            &[],
+            body,
+        );
+        (status, body)
+    }
+
+    fn catalog_version(&self) -> u64 {
+        let (_, _, body) = self.get("/readyz", &[]);
+        let ready: Value = serde_json::from_slice(&body).unwrap();
+        ready["catalogVersion"].as_u64().unwrap()
+    }
+
+    fn updates(&self) -> Value {
+        serde_json::from_str(&self.run_ok(&["updates", "list", "--json"])).unwrap()
+    }
+
+    fn stop(mut self) {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "{status}: {}", self.log_tail());
+    }
+
+    /// Waits for an exit already asked for; it must be a clean one.
+    fn stop_waiting(mut self) {
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "{status}: {}", self.log_tail());
+    }
+
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One request; any status comes back (no error for 4xx).
+fn http(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut request = ureq::http::Request::builder().method(method).uri(url);
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request.body(body.to_vec()).unwrap();
+    let mut response = match agent.run(request) {
+        Ok(response) => response,
+        Err(_) => return (0, Vec::new(), Vec::new()),
+    };
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_owned(),
+                value.to_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    let mut bytes = Vec::new();
+    response
+        .body_mut()
+        .as_reader()
+        .read_to_end(&mut bytes)
+        .unwrap();
+    (status, headers, bytes)
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(key, _)| key.eq_ignore_ascii_case(name))
+        .map(|(_, value)| value.as_str())
+}
+
+/// A 4xx with the JSON error body and the WUA code `name`.
+fn assert_error(status: u16, body: &[u8], expected_status: u16, name: &str) {
+    assert_eq!(status, expected_status, "{}", String::from_utf8_lossy(body));
+    let error: Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(error["name"], name, "{error}");
+    assert!(error["hresult"].as_str().unwrap().starts_with("0x"));
+    assert!(!error["message"].as_str().unwrap().is_empty());
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+fn publish_decline_list_show(server: &Server, scratch: &Path) {
+    let sample = sample_service();
+    let sample = sample.to_str().unwrap();
+    let first = server.run_ok(&["publish", sample]);
+    assert!(first.contains("30 added"), "{first}");
+    assert_eq!(server.catalog_version(), 1);
+    let again = server.run_ok(&["publish", sample]);
+    assert!(again.starts_with("nothing changed"), "{again}");
+    assert_eq!(server.catalog_version(), 1);
+
+    // One manifest changed: that update, and only it, gets revision 2.
+    let changed = scratch.join("sample-changed");
+    copy_dir(Path::new(sample), &changed);
+    let manifest = changed.join("tzdata-2026b/update.toml");
+    let text = fs::read_to_string(&manifest).unwrap();
+    let text = text.replacen("title = \"", "title = \"Refreshed: ", 1);
+    fs::write(&manifest, text).unwrap();
+    let report: Value =
+        serde_json::from_str(&server.run_ok(&["publish", changed.to_str().unwrap(), "--json"]))
+            .unwrap();
+    let revised: Vec<&Value> = report["updates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| u["action"] == "revised")
+        .collect();
+    assert_eq!(revised.len(), 1, "{report}");
+    let update_id = revised[0]["updateId"].as_str().unwrap().to_owned();
+    assert_eq!(report["catalogVersion"], 2);
+
+    let shown: Value =
+        serde_json::from_str(&server.run_ok(&["updates", "show", &update_id, "--json"])).unwrap();
+    let numbers: Vec<i64> = shown["revisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["revisionNumber"].as_i64().unwrap())
+        .collect();
+    assert_eq!(numbers.len(), 2);
+    assert_eq!(numbers[1], numbers[0] + 1);
+    assert!(
+        shown["current"]["update"]["title"]
+            .as_str()
+            .unwrap()
+            .starts_with("Refreshed: ")
+    );
+    let table = server.run_ok(&["updates", "show", &update_id]);
+    assert!(table.contains("Refreshed: "), "{table}");
+
+    let declined = server.run_ok(&["decline", &update_id]);
+    assert!(declined.starts_with("declined"), "{declined}");
+    assert_eq!(server.catalog_version(), 3);
+    let again = server.run_ok(&["decline", &update_id]);
+    assert!(again.contains("declined already"), "{again}");
+    assert_eq!(server.catalog_version(), 3);
+
+    let updates = server.updates();
+    assert_eq!(updates.as_array().unwrap().len(), 30);
+    let line = updates
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["updateId"] == update_id.as_str())
+        .unwrap();
+    assert_eq!(line["declined"], true);
+    let table = server.run_ok(&["updates", "list"]);
+    assert_eq!(table.lines().count(), 31, "{table}");
+
+    let unknown = server.run(&["decline", "00000000-0000-0000-0000-000000000001"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("WU_E_PT_HTTP_STATUS_NOT_FOUND"));
+
+    let key = server.run_ok(&["key"]);
+    assert!(key.starts_with("ed25519:"), "{key}");
+}
+
+fn content_with_range_and_etag(server: &Server) {
+    let bytes: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
+    let digest = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&bytes))
+    };
+    let path = format!("/api/v1/content/{digest}");
+    let (status, body) = server.admin("PUT", &path, &bytes);
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    let (status, body) = server.admin("PUT", &path, &bytes);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+
+    let (status, headers, body) = server.get(&path, &[]);
+    assert_eq!(status, 200);
+    assert_eq!(body, bytes);
+    let etag = header(&headers, "etag").unwrap().to_owned();
+    assert_eq!(etag, format!("\"{digest}\""));
+    assert_eq!(header(&headers, "accept-ranges"), Some("bytes"));
+
+    let (status, headers, body) = server.get(&path, &[("range", "bytes=10-19")]);
+    assert_eq!(status, 206);
+    assert_eq!(body, &bytes[10..20]);
+    assert_eq!(header(&headers, "content-range"), Some("bytes 10-19/1000"));
+    let (status, _, body) = server.get(&path, &[("range", "bytes=-5")]);
+    assert_eq!(status, 206);
+    assert_eq!(body, &bytes[995..]);
+    let (status, _, body) = server.get(&path, &[("range", "bytes=990-"), ("if-range", &etag)]);
+    assert_eq!((status, body.len()), (206, 10));
+    let (status, _, body) =
+        server.get(&path, &[("range", "bytes=990-"), ("if-range", "\"other\"")]);
+    assert_eq!((status, body.len()), (200, 1000));
+    let (status, _, body) = server.get(&path, &[("if-none-match", &etag)]);
+    assert_eq!((status, body.len()), (304, 0));
+
+    let (status, headers, body) = server.get(&path, &[("range", "bytes=1000-")]);
+    assert_error(status, &body, 416, "WU_E_PT_HTTP_STATUS_BAD_REQUEST");
+    assert_eq!(header(&headers, "content-range"), Some("bytes */1000"));
+
+    let (status, _, body) = server.get(&format!("/api/v1/content/{}", "1".repeat(64)), &[]);
+    assert_error(status, &body, 404, "WU_E_PT_HTTP_STATUS_NOT_FOUND");
+}
+
+fn bad_inputs_change_nothing(server: &Server) {
+    let before = (server.catalog_version(), server.updates());
+    let url = |path: &str| format!("{}{path}", server.url);
+    let token = server.token();
+
+    // Oversized: the server was started with --max-request-bytes 65536 and
+    // --max-content-bytes 4096.
+    let big = vec![b' '; 100_000];
+    let (status, _, body) = http("POST", &url("/api/v1/updates"), Some(&token), &[], &big);
+    assert_error(status, &body, 413, "WU_E_PT_HTTP_STATUS_BAD_REQUEST");
+    let content = vec![7u8; 5000];
+    let digest = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&content))
+    };
+    let (status, _, body) = http(
+        "PUT",
+        &url(&format!("/api/v1/content/{digest}")),
+        Some(&token),
+        &[],
+        &content,
+    );
+    assert_error(status, &body, 413, "WU_E_PT_HTTP_STATUS_BAD_REQUEST");
+    let (status, _, _) = server.get(&format!("/api/v1/content/{digest}"), &[]);
+    assert_eq!(status, 404);
+
+    // Bytes that do not match the digest in the path.
+    let (status, _, body) = http(
+        "PUT",
+        &url(&format!("/api/v1/content/{}", "2".repeat(64))),
+        Some(&token),
+        &[],
+        b"not those bytes",
+    );
+    assert_error(status, &body, 400, "WU_E_PT_HTTP_STATUS_BAD_REQUEST");
+
+    // Malformed JSON, and JSON of the wrong shape.
+    for body in [
+        &b"{\"revisions\": ["[..],
+        b"{\"revisions\": [{\"title\": 1}]}",
+        b"[]",
+    ] {
+        let (status, _, body) = http("POST", &url("/api/v1/updates"), Some(&token), &[], body);
+        assert_error(status, &body, 400, "WU_E_PT_HTTP_STATUS_BAD_REQUEST");
+    }
+
+    // A missing or wrong token.
+    for token in [None, Some("not-the-token"), Some("")] {
+        let (status, _, body) = http("POST", &url("/api/v1/updates"), token, &[], b"{}");
+        assert_error(status, &body, 401, "WU_E_PT_HTTP_STATUS_DENIED");
+        let (status, _, body) = http(
+            "POST",
+            &url("/api/v1/updates/00000000-0000-0000-0000-000000000001/decline"),
+            token,
+            &[],
+            b"",
+        );
+        assert_error(status, &body, 401, "WU_E_PT_HTTP_STATUS_DENIED");
+    }
+    let (status, _, body) = http(
+        "PUT",
+        &url(&format!("/api/v1/content/{digest}")),
+        Some("wrong"),
+        &[],
+        b"x",
+    );
+    assert_error(status, &body, 401, "WU_E_PT_HTTP_STATUS_DENIED");
+
+    // Path traversal in the content path, raw and encoded.
+    for path in [
+        "/api/v1/content/..%2f..%2fsigning.key",
+        "/api/v1/content/%2e%2e",
+        "/api/v1/content/.upload-x",
+        "/api/v1/content/signing.key",
+    ] {
+        let (status, _, body) = server.get(path, &[]);
+        assert_error(status, &body, 400, "WU_E_PT_HTTP_STATUS_BAD_REQUEST");
+    }
+    let (status, _, body) = server.get("/api/v1/content/../../signing.key", &[]);
+    assert!((400..500).contains(&status), "{status}");
+    assert!(!String::from_utf8_lossy(&body).contains("openwua-ed25519-secret"));
+
+    // A bad update ID, an unknown route, a wrong method.
+    let (status, body) = server.admin("POST", "/api/v1/updates/not-a-guid/decline", b"");
+    assert_error(status, &body, 400, "WU_E_PT_HTTP_STATUS_BAD_REQUEST");
+    let (status, _, body) = server.get("/api/v1/nothing", &[]);
+    assert_error(status, &body, 404, "WU_E_PT_HTTP_STATUS_NOT_FOUND");
+    let (status, _, body) = http("DELETE", &url("/api/v1/key"), None, &[], b"");
+    assert_error(status, &body, 405, "WU_E_PT_HTTP_STATUS_BAD_METHOD");
+
+    assert_eq!((server.catalog_version(), server.updates()), before);
+    // No upload left behind.
+    let leftovers: Vec<_> = fs::read_dir(server.data_dir.join("content"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .filter(|name| name.to_string_lossy().starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+fn scenario(database: Option<&str>) {
+    let scratch = tempfile::tempdir().unwrap();
+    let data_dir = scratch.path().join("data");
+    let server = Server::start(&data_dir, database, &[]);
+    for (file, mode) in [("admin.token", 0o600), ("signing.key", 0o600)] {
+        use std::os::unix::fs::PermissionsExt;
+        let metadata = fs::metadata(data_dir.join(file)).unwrap();
+        assert_eq!(metadata.permissions().mode() & 0o777, mode, "{file}");
+    }
+    publish_decline_list_show(&server, scratch.path());
+    content_with_range_and_etag(&server);
+    server.stop();
+
+    // The same data, restarted with small limits, for the bad inputs.
+    let server = Server::start(
+        &data_dir,
+        database,
+        &[
+            "--max-request-bytes",
+            "65536",
+            "--max-content-bytes",
+            "4096",
+        ],
+    );
+    assert_eq!(server.catalog_version(), 3);
+    bad_inputs_change_nothing(&server);
+    server.stop();
+}
+
+/// SIGKILL while a publish of 10,000 revisions is under way, then a
+/// restart: all of them or none, and the catalog version to match. (Where
+/// the kill lands is up to the scheduler; the assertion holds wherever.)
+fn killed_during_publish(database: Option<&str>) {
+    let scratch = tempfile::tempdir().unwrap();
+    let data_dir = scratch.path().join("data");
+    let server = Server::start(&data_dir, database, &[]);
+    server.run_ok(&["publish", sample_service().to_str().unwrap()]);
+    let version = server.catalog_version();
+
+    let template = openwua_catalog::manifest::load_service_dir(&sample_service())
+        .unwrap()
+        .revisions
+        .remove(0);
+    let ids: Vec<uuid::Uuid> = (0..10_000).map(|_| uuid::Uuid::new_v4()).collect();
+    let revisions: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            let mut revision = template.clone();
+            revision.update.identity.update_id = *id;
+            revision
+        })
+        .collect();
+    let body = serde_json::to_vec(&serde_json::json!({ "revisions": revisions })).unwrap();
+    let url = format!("{}/api/v1/updates", server.url);
+    let token = server.token();
+    let publisher = std::thread::spawn(move || http("POST", &url, Some(&token), &[], &body).0);
+    let started = openwua_testkit::wait_until(Instant::now() + Duration::from_secs(30), || {
+        server.log_text().lines().any(|line| {
+            line.contains("method=POST uri=/api/v1/updates ")
+                && line.contains("started processing request")
+        })
+    });
+    assert!(started, "{}", server.log_tail());
+    server.kill();
+    let status = publisher.join().unwrap();
+
+    let server = Server::start(&data_dir, database, &[]);
+    let listed = server.updates();
+    let published = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| {
+            let id: uuid::Uuid = u["updateId"].as_str().unwrap().parse().unwrap();
+            ids.contains(&id)
+        })
+        .count();
+    let now = server.catalog_version();
+    assert!(
+        (published == 0 && now == version) || (published == ids.len() && now == version + 1),
+        "{published} of {} published, catalog {version} -> {now} (the publish answered {status})",
+        ids.len()
+    );
+    server.stop();
+}
+
+/// Two `wua-server` processes on one PostgreSQL database (and one shared
+/// data directory for content) answer alike, whichever one changed things.
+fn two_front_ends(database: &str) {
+    let scratch = tempfile::tempdir().unwrap();
+    let data_dir = scratch.path().join("data");
+    let first = Server::start(&data_dir, Some(database), &[]);
+    let second = Server::start(&data_dir, Some(database), &[]);
+    assert_eq!(first.run_ok(&["key"]), second.run_ok(&["key"]));
+
+    first.run_ok(&["publish", sample_service().to_str().unwrap()]);
+    assert_eq!(first.updates(), second.updates());
+    assert_eq!(first.catalog_version(), second.catalog_version());
+    let again = second.run_ok(&["publish", sample_service().to_str().unwrap()]);
+    assert!(again.starts_with("nothing changed"), "{again}");
+
+    let update_id = first.updates()[0]["updateId"].as_str().unwrap().to_owned();
+    second.run_ok(&["decline", &update_id]);
+    let shown: Value =
+        serde_json::from_str(&first.run_ok(&["updates", "show", &update_id, "--json"])).unwrap();
+    assert_eq!(shown["revisions"][0]["declined"], true);
+    let again = first.run(&["decline", &update_id]);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("declined already"));
+    assert_eq!(first.catalog_version(), second.catalog_version());
+    assert_eq!(first.updates(), second.updates());
+
+    // Content one front end stored, the other serves.
+    let bytes = b"shared content".to_vec();
+    let digest = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&bytes))
+    };
+    let path = format!("/api/v1/content/{digest}");
+    assert_eq!(first.admin("PUT", &path, &bytes).0, 201);
+    let (status, _, body) = second.get(&path, &[]);
+    assert_eq!((status, body), (200, bytes));
+    first.stop();
+    second.stop();
+}
+
+#[test]
+fn sqlite_server() {
+    scenario(None);
+}
+
+#[test]
+fn sqlite_killed_during_publish() {
+    killed_during_publish(None);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_killed_during_publish() {
+    let Some(admin_url) = common::postgres_url("postgres_killed_during_publish") else {
+        return;
+    };
+    common::with_database(&admin_url, |url| async move {
+        tokio::task::spawn_blocking(move || killed_during_publish(Some(&url)))
+            .await
+            .unwrap();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_two_front_ends() {
+    let Some(admin_url) = common::postgres_url("postgres_two_front_ends") else {
+        return;
+    };
+    common::with_database(&admin_url, |url| async move {
+        tokio::task::spawn_blocking(move || two_front_ends(&url))
+            .await
+            .unwrap();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_server() {
+    let Some(admin_url) = common::postgres_url("postgres_server") else {
+        return;
+    };
+    common::with_database(&admin_url, |url| async move {
+        tokio::task::spawn_blocking(move || scenario(Some(&url)))
+            .await
+            .unwrap();
+    })
+    .await;
+}
+
+/// A scan package publishes like its manifests: the same revisions, so
+/// after the manifests it changes nothing; a wrong key is refused.
+#[test]
+fn publishes_a_scan_package() {
+    let scratch = tempfile::tempdir().unwrap();
+    let key = openwua_catalog::signing::SecretKey::generate().unwrap();
+    let package = scratch.path().join("sample.wuapkg");
+    openwua_catalog::package::build_service_dir(
+        &sample_service(),
+        1,
+        jiff::SignedDuration::from_hours(24),
+        true,
+        &key,
+        &package,
+    )
+    .unwrap();
+    let public = key.public_key().to_string();
+    let server = Server::start(&scratch.path().join("data"), None, &[]);
+    let package = package.to_str().unwrap();
+
+    let other = openwua_catalog::signing::SecretKey::generate().unwrap();
+    let refused = server.run(&[
+        "publish",
+        package,
+        "--package-key",
+        &other.public_key().to_string(),
+    ]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert_eq!(server.catalog_version(), 0);
+
+    let first = server.run_ok(&["publish", package, "--package-key", &public]);
+    assert!(first.contains("30 added"), "{first}");
+    let manifests = server.run_ok(&["publish", sample_service().to_str().unwrap()]);
+    assert!(manifests.starts_with("nothing changed"), "{manifests}");
+    server.stop();
+}
+
+/// Plain HTTP off loopback is refused unless allowed (TLS is not built).
+#[test]
+fn refuses_plain_http_off_loopback() {
+    let scratch = tempfile::tempdir().unwrap();
+    let output = Command::new(BIN)
+        .args(["serve", "--config", "/dev/null", "--listen", "0.0.0.0:0"])
+        .arg("--data-dir")
+        .arg(scratch.path())
+        .env_clear()
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("allow_plain_http"), "{stderr}");
+    // Refused before anything was made.
+    assert!(fs::read_dir(scratch.path()).unwrap().next().is_none());
+}
+
+/// Yields `first`, then waits for the go-ahead before yielding `rest`.
+struct HeldReader {
+    first: Vec<u8>,
+    rest: Vec<u8>,
+    go: std::sync::mpsc::Receiver<()>,
+    released: bool,
+    stage: u8,
+}
+
+impl Read for HeldReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let part = match self.stage {
+            0 => &mut self.first,
+            1 => {
+                if !self.released {
+                    let _ = self.go.recv();
+                    self.released = true;
+                }
+                &mut self.rest
+            }
+            _ => return Ok(0),
+        };
+        let n = part.len().min(buf.len());
+        buf[..n].copy_from_slice(&part[..n]);
+        part.drain(..n);
+        if part.is_empty() {
+            self.stage += 1;
+        }
+        Ok(n)
+    }
+}
+
+/// SIGTERM during an upload: the upload finishes and is stored, then the
+/// server exits 0.
+#[test]
+fn sigterm_lets_requests_under_way_finish() {
+    let scratch = tempfile::tempdir().unwrap();
+    let server = Server::start(&scratch.path().join("data"), None, &[]);
+    let bytes: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let digest = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&bytes))
+    };
+    let (go, wait) = std::sync::mpsc::channel();
+    let reader = HeldReader {
+        first: bytes[..1000].to_vec(),
+        rest: bytes[1000..].to_vec(),
+        go: wait,
+        released: false,
+        stage: 0,
+    };
+    let url = format!("{}/api/v1/content/{digest}", server.url);
+    let token = server.token();
+    let uploader = std::thread::spawn(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        agent
+            .put(&url)
+            .header("authorization", format!("Bearer {token}"))
+            .send(ureq::SendBody::from_owned_reader(reader))
+            .map(|response| response.status().as_u16())
+    });
+    let started = openwua_testkit::wait_until(Instant::now() + Duration::from_secs(30), || {
+        server
+            .log_text()
+            .lines()
+            .any(|line| line.contains("method=PUT") && line.contains("started processing request"))
+    });
+    assert!(started, "{}", server.log_tail());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(server.child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let stopping = openwua_testkit::wait_until(Instant::now() + Duration::from_secs(30), || {
+        server.log_text().contains("SIGTERM")
+    });
+    assert!(stopping, "{}", server.log_tail());
+    go.send(()).unwrap();
+    assert_eq!(uploader.join().unwrap().unwrap(), 201);
+    let data_dir = server.data_dir.clone();
+    server.stop_waiting();
+    assert_eq!(
+        fs::read(data_dir.join("content").join(&digest)).unwrap(),
+        bytes
+    );
+}
+
+/// A request that stalls past `request_timeout_secs` gets a 408 with the
+/// JSON error body, and its upload leaves nothing behind.
+#[test]
+fn a_stalled_upload_times_out_with_a_code() {
+    use std::io::Write;
+    let scratch = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &scratch.path().join("data"),
+        None,
+        &["--request-timeout-secs", "1"],
+    );
+    let address = server.url.trim_start_matches("http://").to_owned();
+    let mut stream = std::net::TcpStream::connect(&address).unwrap();
+    let digest = "a".repeat(64);
+    write!(
+        stream,
+        "PUT /api/v1/content/{digest} HTTP/1.1\r\nHost: {address}\r\n\
+         Authorization: Bearer {}\r\nContent-Length: 100\r\n\r\nabc",
+        server.token()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.contains("WU_E_PT_HTTP_STATUS_REQUEST_TIMEOUT"),
+        "{answer}"
+    );
+    let content = server.data_dir.join("content");
+    let gone = openwua_testkit::wait_until(Instant::now() + Duration::from_secs(10), || {
+        fs::read_dir(&content).unwrap().next().is_none()
+    });
+    assert!(gone, "an upload was left in {}", content.display());
+    server.stop();
+}

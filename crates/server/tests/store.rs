@@ -1,0 +1,187 @@
+//! The store's suite, written once and run against both back ends: SQLite
+//! in a temporary directory and PostgreSQL in a database made for the run.
+
+mod common;
+
+use std::path::Path;
+
+use openwua_catalog::manifest::load_service_dir;
+use openwua_catalog::revision::Revision;
+use openwua_server::store::{
+    Candidate, DeclineOutcome, PublishAction, SCHEMA_VERSION, Store, StoreError,
+};
+
+fn sample_revisions() -> Vec<Revision> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/sample-service");
+    load_service_dir(&dir)
+        .expect("the sample service")
+        .revisions
+}
+
+fn candidates(revisions: &[Revision]) -> Vec<Candidate> {
+    revisions
+        .iter()
+        .cloned()
+        .map(|revision| Candidate::new(revision).unwrap())
+        .collect()
+}
+
+async fn add_all_content(store: &Store, revisions: &[Revision]) {
+    for file in revisions.iter().flat_map(|revision| &revision.content) {
+        store
+            .add_content(&file.sha256.to_string(), file.size)
+            .await
+            .unwrap();
+    }
+}
+
+async fn starts_migrated_and_empty(store: &Store) {
+    assert_eq!(store.schema_version().await.unwrap(), SCHEMA_VERSION);
+    assert_eq!(store.catalog_version().await.unwrap(), 0);
+    assert!(store.list_updates().await.unwrap().is_empty());
+}
+
+async fn keeps_admin_tokens_once(store: &Store) {
+    store.add_admin_token([7; 32]).await.unwrap();
+    store.add_admin_token([7; 32]).await.unwrap();
+    store.add_admin_token([9; 32]).await.unwrap();
+    let mut tokens = store.admin_tokens().await.unwrap();
+    tokens.sort();
+    assert_eq!(tokens, vec![[7; 32], [9; 32]]);
+}
+
+async fn records_content(store: &Store) {
+    let digest = "ab".repeat(32);
+    assert_eq!(store.content_size(&digest).await.unwrap(), None);
+    store.add_content(&digest, 42).await.unwrap();
+    store.add_content(&digest, 42).await.unwrap();
+    assert_eq!(store.content_size(&digest).await.unwrap(), Some(42));
+}
+
+async fn refuses_a_publish_without_its_content(store: &Store, revisions: &[Revision]) {
+    let error = store.publish(candidates(revisions)).await.unwrap_err();
+    assert!(matches!(error, StoreError::MissingContent(_)), "{error}");
+    assert_eq!(store.catalog_version().await.unwrap(), 0);
+    assert!(store.list_updates().await.unwrap().is_empty());
+}
+
+async fn publishes_idempotently_and_revises(store: &Store, revisions: &[Revision]) {
+    add_all_content(store, revisions).await;
+    let first = store.publish(candidates(revisions)).await.unwrap();
+    assert!(first.changed);
+    assert_eq!(first.catalog_version, 1);
+    assert!(
+        first
+            .updates
+            .iter()
+            .all(|u| u.action == PublishAction::Added)
+    );
+    assert_eq!(store.list_updates().await.unwrap().len(), revisions.len());
+
+    let again = store.publish(candidates(revisions)).await.unwrap();
+    assert!(!again.changed);
+    assert_eq!(again.catalog_version, 1);
+    assert!(
+        again
+            .updates
+            .iter()
+            .all(|u| u.action == PublishAction::Unchanged)
+    );
+
+    let mut changed = revisions[0].clone();
+    changed.update.title.push_str(" (refreshed)");
+    let update_id = changed.update.identity.update_id;
+    let before = first.updates[0].revision_number;
+    let revised = store.publish(candidates(&[changed])).await.unwrap();
+    assert_eq!(revised.catalog_version, 2);
+    assert_eq!(revised.updates[0].action, PublishAction::Revised);
+    assert_eq!(revised.updates[0].revision_number, before + 1);
+
+    let (history, current) = store.update_history(update_id).await.unwrap().unwrap();
+    assert_eq!(
+        history
+            .iter()
+            .map(|r| r.revision_number)
+            .collect::<Vec<_>>(),
+        vec![before, before + 1]
+    );
+    assert_eq!(current.update.identity.revision_number, before + 1);
+    assert!(current.update.title.ends_with("(refreshed)"));
+    let listed = store.list_updates().await.unwrap();
+    assert_eq!(listed.len(), revisions.len());
+    let line = listed.iter().find(|r| r.update_id == update_id).unwrap();
+    assert_eq!(line.revision_number, before + 1);
+}
+
+async fn declines_once(store: &Store, revisions: &[Revision]) {
+    let update_id = revisions[0].update.identity.update_id;
+    let version = store.catalog_version().await.unwrap();
+    assert_eq!(
+        store.decline(update_id).await.unwrap(),
+        DeclineOutcome::Declined(version + 1)
+    );
+    assert_eq!(
+        store.decline(update_id).await.unwrap(),
+        DeclineOutcome::AlreadyDeclined(version + 1)
+    );
+    assert_eq!(
+        store.decline(uuid::Uuid::new_v4()).await.unwrap(),
+        DeclineOutcome::Unknown
+    );
+    let (history, _) = store.update_history(update_id).await.unwrap().unwrap();
+    assert!(history.iter().all(|r| r.declined));
+    // A new revision of a declined update stays declined.
+    let mut changed = revisions[0].clone();
+    changed.update.title.push_str(" (again)");
+    store.publish(candidates(&[changed])).await.unwrap();
+    let listed = store.list_updates().await.unwrap();
+    assert!(
+        listed
+            .iter()
+            .find(|r| r.update_id == update_id)
+            .unwrap()
+            .declined
+    );
+    assert_eq!(
+        store.update_history(uuid::Uuid::new_v4()).await.unwrap(),
+        None
+    );
+}
+
+async fn suite(store: Store) {
+    let revisions = sample_revisions();
+    starts_migrated_and_empty(&store).await;
+    keeps_admin_tokens_once(&store).await;
+    records_content(&store).await;
+    refuses_a_publish_without_its_content(&store, &revisions).await;
+    publishes_idempotently_and_revises(&store, &revisions).await;
+    declines_once(&store, &revisions).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sqlite_store() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("server.sqlite");
+    let store = Store::open_sqlite(&path).await.unwrap();
+    suite(store).await;
+    // Opened again: migrations are not run twice.
+    let store = Store::open_sqlite(&path).await.unwrap();
+    assert_eq!(store.schema_version().await.unwrap(), SCHEMA_VERSION);
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_store() {
+    let Some(admin_url) = common::postgres_url("postgres_store") else {
+        return;
+    };
+    common::with_database(&admin_url, |url| async move {
+        let store = Store::open_postgres(&url).await.unwrap();
+        suite(store).await;
+        let store = Store::open_postgres(&url).await.unwrap();
+        assert_eq!(store.schema_version().await.unwrap(), SCHEMA_VERSION);
+    })
+    .await;
+}
