@@ -15,13 +15,17 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use common::{AgentProcess, Installer, error_name, installable, revision, run_job, snapshot};
 use jiff::{SignedDuration, Timestamp};
+use openwua_agent::{Background, Config};
 use openwua_catalog::revision::Applicability;
 use openwua_catalog::signing::SecretKey;
 use openwua_catalog::snapshot::{FORMAT_VERSION, Snapshot};
 use openwua_catalog::sync::{SignedResponse, StillCurrent};
+use openwua_client::blocking::UpdateSession;
+use openwua_testkit::wait_until;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -446,4 +450,40 @@ fn a_reset_server_gets_one_registration_then_a_clear_refusal() {
     let state = server.state();
     assert_eq!(state.registrations.len(), registrations + 1);
     assert_eq!(state.syncs.len(), syncs + 1);
+}
+
+#[test]
+fn periodic_sync_asks_server_services_on_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let (catalog, content) = catalog(dir.path());
+    let server = TestServer::start(catalog, content);
+    let machine_id = dir.path().join("machine-id");
+    std::fs::write(&machine_id, MACHINE_ID).unwrap();
+    let mut config = Config {
+        owner_is_admin: true,
+        sync_interval_seconds: 1,
+        ..Config::under(&dir.path().join("agent"))
+    };
+    config.facts.machine_id = machine_id;
+    let agent = Background::start(config).unwrap();
+    let session = UpdateSession::connect(agent.socket()).unwrap();
+    session
+        .create_update_service_manager()
+        .add_server_service(
+            &server.url,
+            &server.key.public_key().to_string(),
+            None,
+            None,
+            false,
+        )
+        .unwrap();
+    assert!(
+        wait_until(Instant::now() + Duration::from_secs(30), || server
+            .state()
+            .syncs
+            .len()
+            >= 3),
+        "no periodic sync reached the server"
+    );
+    assert_eq!(server.state().syncs[2], json!({ "anchor": 7 }));
 }
