@@ -85,6 +85,12 @@ impl Agent {
             ));
         }
         let service_id = description.service_id;
+        // A server that said it is busy is not registered with either
+        // before its Retry-After.
+        let busy_until = lock(&self.busy_until).get(&service_id).copied();
+        if let Some(until) = busy_until.filter(|until| *until > Timestamp::now()) {
+            return Err(busy(&url, Some(until)));
+        }
         let writer = self.catalog_writer.lock().await;
         let services = self.with_store(|store| store.services()).await?;
         if services

@@ -356,7 +356,18 @@ pub(crate) fn stored_url(url: &str, allow_plain_http: bool) -> Result<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::check_url;
+    use super::{Credentials, check_url};
+
+    #[test]
+    fn credentials_never_show_their_secret() {
+        let credentials = Credentials {
+            computer_id: uuid::Uuid::from_u128(7),
+            secret: "5ec7e7".repeat(10),
+        };
+        let shown = format!("{credentials:?}");
+        assert!(!shown.contains("5ec7e7"), "{shown}");
+        assert!(shown.contains(&uuid::Uuid::from_u128(7).to_string()));
+    }
 
     #[test]
     fn urls_are_bounded_to_http_and_loopback_plain_http() {

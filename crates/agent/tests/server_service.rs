@@ -404,8 +404,14 @@ fn a_busy_server_is_not_asked_again_before_retry_after() {
     let again = sync(&agent).unwrap_err();
     assert_eq!(error_name(&again), "WU_E_PT_HTTP_STATUS_SERVICE_UNAVAIL");
     assert_eq!(server.state().syncs.len(), asked);
-    // The stored catalog stays searchable.
+    // The stored catalog stays searchable; an online search says why it
+    // was not refreshed, still without asking the server.
     assert_eq!(titles(&agent).len(), 2);
+    let online = common::search(&agent, "", json!({ "online": true })).unwrap();
+    assert_eq!(common::titles(&online).len(), 2);
+    let warnings = online["warnings"].to_string();
+    assert!(warnings.contains("busy (HTTP 503)"), "{warnings}");
+    assert_eq!(server.state().syncs.len(), asked);
 }
 
 #[test]
