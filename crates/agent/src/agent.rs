@@ -68,7 +68,10 @@ pub struct Agent {
     /// The job that holds the machine's one installation, if any.
     pub(crate) installing: Arc<Mutex<Option<Uuid>>>,
     /// One sync or service change at a time.
-    catalog_writer: tokio::sync::Mutex<()>,
+    pub(crate) catalog_writer: tokio::sync::Mutex<()>,
+    /// Update servers that answered 503 with `Retry-After`: not asked
+    /// again before this time.
+    pub(crate) busy_until: Mutex<std::collections::HashMap<Uuid, Timestamp>>,
     /// Each service's package file as last imported or found current.
     package_identities: Mutex<std::collections::HashMap<Uuid, PackageIdentity>>,
     /// Held while the agent runs: one agent per state directory, since
@@ -147,6 +150,7 @@ impl Agent {
             jobs: Arc::new(jobs),
             installing: Arc::new(Mutex::new(None)),
             catalog_writer: tokio::sync::Mutex::new(()),
+            busy_until: Mutex::new(std::collections::HashMap::new()),
             package_identities: Mutex::new(std::collections::HashMap::new()),
             _state_lock: state_lock,
         })
@@ -166,7 +170,7 @@ impl Agent {
     }
 
     /// Reloads the index from the store and rescans.
-    async fn reload(&self) -> Result<()> {
+    pub(crate) async fn reload(&self) -> Result<()> {
         let store = Arc::clone(&self.store);
         let config = self.config.clone();
         let cache = self.cache.clone();
@@ -231,8 +235,7 @@ impl Agent {
                     .filter(|service| service.is_default)
                     .collect(),
             },
-            // Update servers arrive with the server issue; until then no
-            // registered service is a managed server.
+            // Every service that is not a scan package is an update server.
             ServerSelection::ManagedServer | ServerSelection::WindowsUpdate => services
                 .into_iter()
                 .filter(|service| !service.is_scan_package_service)
@@ -241,7 +244,7 @@ impl Agent {
         if scope.is_empty() {
             return Err(AgentError::new(
                 WU_E_SERVICE_NOT_REGISTERED,
-                "no update service is registered for this selection; add one with `wua services add-package`",
+                "no update service is registered for this selection; add one with `wua services add-server` or `wua services add-package`",
             ));
         }
         Ok(scope)
@@ -553,9 +556,18 @@ impl Agent {
         &self,
         requester: &Requester,
         service_id: Option<Uuid>,
-        mut progress: impl FnMut(SyncPhase<'_>),
+        progress: impl FnMut(SyncPhase<'_>),
     ) -> Result<Vec<SyncResult>> {
         policy::authorize(requester, Action::Sync, None)?;
+        self.sync_services(service_id, progress).await
+    }
+
+    /// [`Agent::sync`] once the caller is authorized.
+    pub(crate) async fn sync_services(
+        &self,
+        service_id: Option<Uuid>,
+        mut progress: impl FnMut(SyncPhase<'_>),
+    ) -> Result<Vec<SyncResult>> {
         let services = self.with_store(|store| store.services()).await?;
         let selected: Vec<ServiceInfo> = match service_id {
             Some(id) => vec![
@@ -567,7 +579,7 @@ impl Agent {
             None if services.is_empty() => {
                 return Err(AgentError::new(
                     WU_E_SERVICE_NOT_REGISTERED,
-                    "no update service is registered; add one with `wua services add-package`",
+                    "no update service is registered; add one with `wua services add-server` or `wua services add-package`",
                 ));
             }
             None => services,
@@ -576,6 +588,12 @@ impl Agent {
         for service in selected {
             let service_id = service.service_id;
             progress(SyncPhase::Verifying(service_id));
+            if !service.is_scan_package_service {
+                let result = self.sync_server(&service).await?;
+                progress(SyncPhase::Done(&result));
+                results.push(result);
+                continue;
+            }
             let key: PublicKey = service.public_key.parse()?;
             let known = lock(&self.package_identities).get(&service_id).copied();
             // Read before taking the writer lock: a slow file holds up nobody.
@@ -888,7 +906,7 @@ pub(crate) fn unknown_update(update_id: Uuid) -> AgentError {
     )
 }
 
-fn unknown_service(service_id: Uuid) -> AgentError {
+pub(crate) fn unknown_service(service_id: Uuid) -> AgentError {
     AgentError::new(
         WU_E_DS_UNKNOWNSERVICE,
         format!("service {service_id} is not registered"),

@@ -12,6 +12,9 @@ use serde::Deserialize;
 /// Where the system agent reads its configuration.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/openwua/agent.toml";
 
+/// WUA's default detection frequency: 22 hours.
+pub const DEFAULT_SYNC_INTERVAL_SECONDS: u64 = 22 * 60 * 60;
+
 /// The agent's settings.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -36,6 +39,15 @@ pub struct Config {
     pub caller: CallerSettings,
     /// `[connections]`: what one local user may hold on the agent.
     pub connections: ConnectionSettings,
+    /// Seconds between two syncs of every update-server service, each wait
+    /// spread by up to 10 % more at random so a fleet does not arrive at
+    /// once; 0 turns periodic sync off. Default 22 hours, as WUA's
+    /// detection frequency; off in `wua --embedded`.
+    pub sync_interval_seconds: u64,
+    /// Update servers may be reached over plain http:// on a host other
+    /// than loopback (the secret and catalog then cross the network
+    /// unencrypted, though the catalog's signature still holds).
+    pub allow_plain_http: bool,
     /// Wait for another agent on the same state directory to finish rather
     /// than refuse to start: for `wua --embedded`, whose runs may overlap.
     #[serde(skip)]
@@ -53,6 +65,8 @@ pub struct FactSources {
     pub dpkg_admindir: PathBuf,
     /// The os-release file.
     pub os_release: PathBuf,
+    /// The machine's ID, sent when registering with an update server.
+    pub machine_id: PathBuf,
 }
 
 /// Downloads, installers and the cache.
@@ -121,6 +135,8 @@ impl Default for Config {
             install: InstallSettings::default(),
             caller: CallerSettings::default(),
             connections: ConnectionSettings::default(),
+            sync_interval_seconds: DEFAULT_SYNC_INTERVAL_SECONDS,
+            allow_plain_http: false,
             wait_for_state_lock: false,
         }
     }
@@ -179,6 +195,7 @@ impl Default for FactSources {
             root: PathBuf::from("/"),
             dpkg_admindir: PathBuf::from("/var/lib/dpkg"),
             os_release: PathBuf::from("/etc/os-release"),
+            machine_id: PathBuf::from("/etc/machine-id"),
         }
     }
 }
@@ -210,8 +227,15 @@ impl Config {
                 prompt_dir: dir.join("prompts"),
                 ..InstallSettings::default()
             },
+            // A per-user or test agent syncs when asked, not on its own.
+            sync_interval_seconds: 0,
             ..Config::default()
         }
+    }
+
+    /// [`Config::sync_interval_seconds`], or None when periodic sync is off.
+    pub fn sync_interval(&self) -> Option<Duration> {
+        (self.sync_interval_seconds > 0).then(|| Duration::from_secs(self.sync_interval_seconds))
     }
 
     /// The SQLite store.

@@ -140,6 +140,12 @@ impl Fetcher {
         }
     }
 
+    /// The HTTP client (and its connection pool) the fetches share; update
+    /// servers are talked to with it too.
+    pub(crate) fn http(&self) -> &ureq::Agent {
+        &self.agent
+    }
+
     /// Fetches one file. Blocking. Leaves `destination` in place only when
     /// its size and SHA-256 match; returns Ok(()) at once if it already
     /// exists. On failure a `.part` is kept when it can be resumed.
@@ -654,7 +660,7 @@ fn parse_content_range(value: &str) -> Option<u64> {
 }
 
 /// WUA's code for an HTTP status that is neither 2xx nor followed.
-fn status_code(status: u16) -> HResult {
+pub(crate) fn status_code(status: u16) -> HResult {
     match status {
         400 => hresult::WU_E_PT_HTTP_STATUS_BAD_REQUEST,
         401 => hresult::WU_E_PT_HTTP_STATUS_DENIED,
@@ -680,6 +686,18 @@ fn status_error(url: &str, status: u16) -> AgentError {
         status_code(status),
         format!("{url}: the server answered HTTP {status}"),
     )
+}
+
+/// A request that produced no response, as the caller hears it: the same
+/// codes a content fetch gives for the same failure.
+pub(crate) fn connection_error(url: &str, error: ureq::Error) -> AgentError {
+    match request_error(url, error) {
+        Stop::Cut(error) | Stop::Fatal(error) => error,
+        Stop::Restart => AgentError::new(
+            hresult::WU_E_PT_HTTP_STATUS_NOT_MAPPED,
+            format!("{url}: the request failed"),
+        ),
+    }
 }
 
 /// A request that produced no response.
@@ -740,7 +758,7 @@ fn request_error(url: &str, error: ureq::Error) -> Stop {
 }
 
 /// A failure while reading a response body.
-fn stream_error(url: &str, error: io::Error) -> AgentError {
+pub(crate) fn stream_error(url: &str, error: io::Error) -> AgentError {
     // ureq wraps its own errors (a read timeout among them) in `io::Error`.
     let ureq_timeout = error
         .get_ref()

@@ -21,7 +21,9 @@ pub mod jobs;
 pub mod operations;
 mod package_file;
 pub mod policy;
+pub mod server_services;
 mod store;
+mod update_server;
 pub mod varlink;
 
 use std::path::PathBuf;
@@ -54,7 +56,8 @@ impl Background {
             .spawn(move || {
                 runtime.block_on(async move {
                     tokio::select! {
-                        () = varlink::serve(agent, listener) => {}
+                        () = varlink::serve(Arc::clone(&agent), listener) => {}
+                        () = agent.sync_periodically() => {}
                         _ = stopped => {}
                     }
                 });

@@ -27,6 +27,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::error::{AgentError, Result};
+use crate::update_server::Credentials;
 
 /// Each entry takes the schema from version `index` to `index + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -100,6 +101,14 @@ CREATE TABLE awaiting_interactive_user (
 -- validUntil of the last still-current statement an update server signed
 -- for the imported catalog version; cleared when another version arrives.
 ALTER TABLE services ADD COLUMN fresh_until TEXT;
+"#,
+    r#"
+-- Update servers (is_scan_package = 0): the client-side target group asked
+-- for, and this computer's identity there. The secret is for the server
+-- alone: no query that feeds a reply or a log reads it.
+ALTER TABLE services ADD COLUMN target_group TEXT;
+ALTER TABLE services ADD COLUMN computer_id TEXT;
+ALTER TABLE services ADD COLUMN computer_secret TEXT;
 "#,
 ];
 
@@ -418,6 +427,79 @@ impl Store {
         let counts = import(&transaction, snapshot)?;
         transaction.commit()?;
         Ok(counts)
+    }
+
+    /// Registers an update-server service with no catalog yet, and this
+    /// computer's identity there.
+    pub fn add_server_service(
+        &mut self,
+        service: &ServiceInfo,
+        target_group: Option<&str>,
+        credentials: &Credentials,
+    ) -> Result<()> {
+        let transaction = self.connection.transaction()?;
+        if service.is_default {
+            transaction.execute("UPDATE services SET is_default = 0", [])?;
+        }
+        transaction.execute(
+            "INSERT INTO services (service_id, name, is_scan_package, source, public_key, is_default,
+                 content_base, target_group, computer_id, computer_secret)
+             VALUES (?1, ?2, 0, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                service.service_id.to_string(),
+                service.name,
+                service.source,
+                service.public_key,
+                service.is_default,
+                service.content_base,
+                target_group,
+                credentials.computer_id.to_string(),
+                credentials.secret,
+            ],
+        )?;
+        transaction.commit()?;
+        Ok(())
+    }
+
+    /// An update-server service's target group and this computer's
+    /// identity there; None for a scan package or an unknown service.
+    pub fn server_identity(
+        &self,
+        service_id: Uuid,
+    ) -> Result<Option<(Option<String>, Credentials)>> {
+        let row: Option<(Option<String>, Option<String>, Option<String>)> = self
+            .connection
+            .query_row(
+                "SELECT target_group, computer_id, computer_secret FROM services
+                 WHERE service_id = ?1 AND is_scan_package = 0",
+                [service_id.to_string()],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )
+            .optional()?;
+        let Some((group, Some(computer_id), Some(secret))) = row else {
+            return Ok(None);
+        };
+        Ok(Some((
+            group,
+            Credentials {
+                computer_id: parse_uuid(&computer_id)?,
+                secret,
+            },
+        )))
+    }
+
+    /// Replaces this computer's identity at an update server (after it
+    /// registered again).
+    pub fn set_credentials(&mut self, service_id: Uuid, credentials: &Credentials) -> Result<()> {
+        self.connection.execute(
+            "UPDATE services SET computer_id = ?2, computer_secret = ?3 WHERE service_id = ?1",
+            params![
+                service_id.to_string(),
+                credentials.computer_id.to_string(),
+                credentials.secret
+            ],
+        )?;
+        Ok(())
     }
 
     /// Replaces a service's catalog with `snapshot`, in one transaction.

@@ -315,6 +315,9 @@ pub enum ServicesCommand {
     /// Register an offline scan package as a service and sync it (needs an
     /// administrator).
     AddPackage(AddPackageArgs),
+    /// Register this computer with an update server (wua-server) and sync
+    /// it (needs an administrator).
+    AddServer(AddServerArgs),
     /// Unregister a service (needs an administrator).
     Remove {
         /// The service's ServiceID.
@@ -349,6 +352,30 @@ pub struct AddPackageArgs {
     /// in /) instead of from the package.
     #[arg(long, value_name = "URL")]
     pub content_base: Option<String>,
+    /// Print the service and its first sync as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AddServerArgs {
+    /// The server's URL: https://…, or http:// to a loopback host.
+    #[arg(value_name = "URL")]
+    pub url: String,
+    /// The key the server signs its catalogs with: ed25519:<hex>, or a
+    /// .pub file holding it.
+    #[arg(long, value_name = "KEY|FILE")]
+    pub pubkey: OsString,
+    /// The computer group to ask for (client-side targeting) [default: the
+    /// server's choice].
+    #[arg(long, value_name = "GROUP")]
+    pub group: Option<String>,
+    /// The service's name [default: the server's].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Make it the default service.
+    #[arg(long)]
+    pub default: bool,
     /// Print the service and its first sync as JSON.
     #[arg(long)]
     pub json: bool,

@@ -5,11 +5,12 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context;
+use openwua_client::AddedService;
 use openwua_client::blocking::UpdateSession;
 use openwua_model::service::ServiceInfo;
 
 use crate::agent::Target;
-use crate::args::{AddPackageArgs, ServicesCommand};
+use crate::args::{AddPackageArgs, AddServerArgs, ServicesCommand};
 use crate::table::{self, Align, Table};
 use crate::text;
 use crate::{exit, sync};
@@ -33,6 +34,10 @@ pub fn run(agent: &Target, command: ServicesCommand, out: &mut dyn Write) -> any
             // Read before connecting: a wrong path is the user's to fix first.
             let key = public_key(&args.pubkey)?;
             agent.run(|session| add_package(session, &args, &key, out))
+        }
+        ServicesCommand::AddServer(args) => {
+            let key = public_key(&args.pubkey)?;
+            agent.run(|session| add_server(session, &args, &key, out))
         }
         ServicesCommand::Remove { id } => agent.run(|session| {
             session.create_update_service_manager().remove_service(id)?;
@@ -64,8 +69,28 @@ fn add_package(
             args.default,
             args.content_base.as_deref(),
         )?;
-    if args.json {
-        serde_json::to_writer_pretty(&mut *out, &added)?;
+    write_added(&added, args.json, out)
+}
+
+fn add_server(
+    session: &UpdateSession,
+    args: &AddServerArgs,
+    key: &str,
+    out: &mut dyn Write,
+) -> anyhow::Result<u8> {
+    let added = session.create_update_service_manager().add_server_service(
+        &args.url,
+        key,
+        args.group.as_deref(),
+        args.name.as_deref(),
+        args.default,
+    )?;
+    write_added(&added, args.json, out)
+}
+
+fn write_added(added: &AddedService, json: bool, out: &mut dyn Write) -> anyhow::Result<u8> {
+    if json {
+        serde_json::to_writer_pretty(&mut *out, added)?;
         writeln!(out)?;
     } else {
         let service = &added.service;
@@ -107,7 +132,8 @@ pub fn write_table(services: &[ServiceInfo], out: &mut dyn Write) -> std::io::Re
     if services.is_empty() {
         return writeln!(
             out,
-            "No update services. Add one with `wua services add-package FILE --pubkey KEY`."
+            "No update services. Add one with `wua services add-server URL --pubkey KEY` \
+             or `wua services add-package FILE --pubkey KEY`."
         );
     }
     let mut table = Table::new(

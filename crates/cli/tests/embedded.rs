@@ -390,3 +390,29 @@ fn an_installed_wua_needs_no_source_tree_for_its_sample() {
         "{result}"
     );
 }
+
+#[test]
+fn add_server_refuses_plain_http_off_loopback_before_any_request() {
+    let embedded = Embedded::new();
+    let key = embedded.dir.path().join("server");
+    let keygen = Command::new(env!("CARGO_BIN_EXE_wua"))
+        .args(["package", "keygen"])
+        .arg(&key)
+        .env_clear()
+        .output()
+        .expect("wua runs");
+    assert!(keygen.status.success());
+    let output = embedded.wua(&[
+        "services",
+        "add-server",
+        "http://updates.example.org",
+        "--pubkey",
+        key.with_extension("pub").to_str().unwrap(),
+        "--group",
+        "Lab",
+    ]);
+    assert_ne!(output.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&output.stderr);
+    assert!(text.contains("E_INVALIDARG"), "{text}");
+    assert!(text.contains("loopback"), "{text}");
+}

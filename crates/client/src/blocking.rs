@@ -258,6 +258,28 @@ impl UpdateServiceManager<'_> {
             ))
     }
 
+    /// `AddServerService`: checks that the server at `url` signs with
+    /// `public_key`, registers this computer (asking for `target_group`)
+    /// and syncs it. Needs an administrator.
+    pub fn add_server_service(
+        &self,
+        url: &str,
+        public_key: &str,
+        target_group: Option<&str>,
+        name: Option<&str>,
+        set_default: bool,
+    ) -> Result<AddedService, ClientError> {
+        self.session
+            .runtime
+            .block_on(self.manager().add_server_service(
+                url,
+                public_key,
+                target_group,
+                name,
+                set_default,
+            ))
+    }
+
     /// `RemoveService`. Needs an administrator.
     pub fn remove_service(&self, service_id: Uuid) -> Result<(), ClientError> {
         self.session

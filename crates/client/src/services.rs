@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::error::ClientError;
 use crate::session::{Done, NoParameters, ServiceParameters, UpdateSession};
-use openwua_varlink::parameters::AddPackageParameters;
+use openwua_varlink::parameters::{AddPackageParameters, AddServerParameters};
 
 /// What one sync did to one service's catalog (`SyncResult`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,8 +62,9 @@ pub enum SyncPhase {
     Other,
 }
 
-/// A scan package just registered, and its first sync
-/// ([`UpdateServiceManager::add_scan_package_service`]).
+/// A service just registered, and its first sync
+/// ([`UpdateServiceManager::add_scan_package_service`],
+/// [`UpdateServiceManager::add_server_service`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AddedService {
@@ -134,6 +135,30 @@ impl<'a> UpdateServiceManager<'a> {
         self.session
             .call("AddScanPackageService", &parameters)
             .await
+    }
+
+    /// `AddServerService` (WUA's `AddService2` for an update server):
+    /// the agent checks that the server at `url` signs with `public_key`
+    /// (`ed25519:<hex>`), registers this computer, asking for
+    /// `target_group`, and syncs it; `set_default` makes it the default
+    /// service. Content comes from `<url>/api/v1/`. Needs an administrator.
+    pub async fn add_server_service(
+        &self,
+        url: &str,
+        public_key: &str,
+        target_group: Option<&str>,
+        name: Option<&str>,
+        set_default: bool,
+    ) -> Result<AddedService, ClientError> {
+        let parameters = AddServerParameters {
+            url: url.to_owned(),
+            public_key: public_key.to_owned(),
+            target_group: target_group.map(str::to_owned),
+            name: name.map(str::to_owned),
+            set_default: Some(set_default),
+            client_application_id: self.session.client_application_id().map(str::to_owned),
+        };
+        self.session.call("AddServerService", &parameters).await
     }
 
     /// `RemoveService`. Needs an administrator.

@@ -104,6 +104,28 @@ pub struct AddPackageParameters {
     pub client_application_id: Option<String>,
 }
 
+/// `AddServerService`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AddServerParameters {
+    /// The update server's URL (`https://…`, or `http://` to loopback).
+    pub url: String,
+    /// The Ed25519 key its catalogs must be signed with.
+    pub public_key: String,
+    /// The computer group to ask for (client-side targeting).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_group: Option<String>,
+    /// The service's name; the server's when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Make it the default service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_default: Option<bool>,
+    /// The caller's `ClientApplicationID`, for the log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_application_id: Option<String>,
+}
+
 /// `Download`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

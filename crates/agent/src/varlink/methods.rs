@@ -2,9 +2,9 @@
 //! decode the parameters, call the agent as the caller, encode.
 
 use openwua_varlink::parameters::{
-    AddPackageParameters, DownloadParameters, HistoryParameters, InstallParameters,
-    InterfaceParameters, JobParameters, NoParameters, SearchParameters, ServiceParameters,
-    SetHiddenParameters, UpdateParameters,
+    AddPackageParameters, AddServerParameters, DownloadParameters, HistoryParameters,
+    InstallParameters, InterfaceParameters, JobParameters, NoParameters, SearchParameters,
+    ServiceParameters, SetHiddenParameters, UpdateParameters,
 };
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -18,6 +18,7 @@ use crate::error::AgentError;
 use crate::jobs::Job;
 use crate::operations::{InstallRequest, StartedInstall};
 use crate::policy::Requester;
+use crate::server_services::ServerServiceRequest;
 use openwua_model::enums::UpdateOperation;
 use openwua_model::operation::JobState;
 
@@ -197,6 +198,23 @@ async fn handle(
                     &request.public_key,
                     request.set_default.unwrap_or(false),
                     request.content_base,
+                )
+                .await;
+            result_reply(added.map(|(service, sync)| json!({ "service": service, "sync": sync })))
+        }
+        (AGENT, "AddServerService") => {
+            let request: AddServerParameters = parameters(call).await?;
+            let requester = session.requester(request.client_application_id);
+            let added = agent
+                .add_server_service(
+                    &requester,
+                    ServerServiceRequest {
+                        url: request.url,
+                        public_key: request.public_key,
+                        target_group: request.target_group,
+                        name: request.name,
+                        set_default: request.set_default.unwrap_or(false),
+                    },
                 )
                 .await;
             result_reply(added.map(|(service, sync)| json!({ "service": service, "sync": sync })))
