@@ -80,6 +80,17 @@ impl ServerError {
         )
     }
 
+    /// 401 to a computer: it must register, then present its identity.
+    pub fn computer_unauthorized(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            WU_E_PT_HTTP_STATUS_DENIED,
+            "this needs a registered computer: register (POST /api/v1/computers/register) \
+             and send `Authorization: Computer <computerId> <secret>`",
+            detail,
+        )
+    }
+
     /// 404: nothing at this address.
     pub fn not_found(message: impl Into<String>, detail: impl Into<String>) -> Self {
         Self::new(

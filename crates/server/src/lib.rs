@@ -28,6 +28,8 @@ pub mod client;
 pub mod config;
 pub mod content;
 pub mod error;
+pub mod fleet;
+pub mod fleet_api;
 pub mod serve;
 pub mod setup;
 pub mod store;

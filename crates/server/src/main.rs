@@ -278,6 +278,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_request_bytes: args.max_request_bytes,
         max_content_bytes: args.max_content_bytes,
         request_timeout_secs: args.request_timeout_secs,
+        ..ConfigFile::default()
     })?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
