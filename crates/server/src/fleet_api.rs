@@ -548,7 +548,7 @@ pub(crate) async fn approve(
 #[utoipa::path(get, path = "/api/v1/updates/{id}/approvals", security(("admin" = [])),
     params(("id" = String, Path, description = "UpdateID (a GUID)")),
     responses((status = 200, body = Vec<Approval>), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody)))]
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn list_approvals(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -556,5 +556,11 @@ pub(crate) async fn list_approvals(
 ) -> Result<axum::Json<Vec<Approval>>, ServerError> {
     require_admin(&state, &headers).await?;
     let update_id = parse_update_id(&id)?;
+    if state.store.update_history(update_id).await?.is_none() {
+        return Err(ServerError::not_found(
+            "no such update; `wua-server updates list` shows them",
+            update_id.to_string(),
+        ));
+    }
     Ok(axum::Json(state.store.approvals(update_id).await?))
 }

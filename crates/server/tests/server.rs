@@ -1179,6 +1179,12 @@ fn fleet_refusals(server: &Server, agent: &Agent, update_id: &str) {
         br#"{"name": "X", "parent": "Nowhere"}"#,
     );
     assert_error(status, &body, 404, "WU_E_PT_HTTP_STATUS_NOT_FOUND");
+    let (status, body) = server.admin(
+        "GET",
+        &format!("/api/v1/updates/{}/approvals", uuid::Uuid::new_v4()),
+        b"",
+    );
+    assert_error(status, &body, 404, "WU_E_PT_HTTP_STATUS_NOT_FOUND");
     let (status, body) = server.admin("POST", "/api/v1/groups", br#"{"name": "Web"}"#);
     assert_error(status, &body, 409, "WU_E_PT_HTTP_STATUS_CONFLICT");
     let (status, body) = server.admin(
