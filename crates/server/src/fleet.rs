@@ -113,6 +113,10 @@ pub struct NewComputer {
     pub hostname: String,
     /// The group it asked for (client-side targeting), if any.
     pub target_group: Option<String>,
+    /// A clone of a known computer: the catalog version goes up with it,
+    /// so that the anchor the clone kept from its original is not current
+    /// and it gets a full snapshot for its own group.
+    pub is_clone: bool,
 }
 
 /// What a store holds of a computer to authenticate it.

@@ -150,6 +150,7 @@ pub(crate) async fn register(
 ) -> Result<axum::Json<RegisterResponse>, ServerError> {
     let request: RegisterRequest = read_json(&headers, body, MAX_REGISTER_BYTES).await?;
     check_registration(&request)?;
+    let mut is_clone = false;
     if let Some(computer_id) = request.computer_id
         && let Some(known) = state.store.credentials(computer_id).await?
     {
@@ -171,6 +172,7 @@ pub(crate) async fn register(
         }
         tracing::info!(%computer_id, machine_id = %request.machine_id,
             "a cloned identity: the clone gets its own");
+        is_clone = true;
     }
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes)
@@ -185,6 +187,7 @@ pub(crate) async fn register(
             machine_id: request.machine_id,
             hostname: request.hostname,
             target_group: request.target_group,
+            is_clone,
         })
         .await?;
     Ok(axum::Json(RegisterResponse {

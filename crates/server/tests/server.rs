@@ -1028,7 +1028,10 @@ fn fleet_scenario(database: Option<&str>) {
     assert_eq!(status, 200);
     assert_eq!(same["computerId"], web.computer_id.as_str());
     assert_eq!(same["secret"], web.secret.as_str());
-    // From another machine (a cloned image): its own identity.
+    // From another machine (a cloned image): its own identity, and a new
+    // catalog version, so the anchor it kept from its original is not
+    // current: it gets a snapshot for its own group.
+    let kept_anchor = server.catalog_version();
     let (status, clone) = register(
         &server,
         &serde_json::json!({"machineId": "ee05", "hostname": "clone", "targetGroup": "Web",
@@ -1037,6 +1040,17 @@ fn fleet_scenario(database: Option<&str>) {
     assert_eq!(status, 200);
     assert_ne!(clone["computerId"], web.computer_id.as_str());
     assert_ne!(clone["secret"], web.secret.as_str());
+    assert_eq!(server.catalog_version(), kept_anchor + 1);
+    let clone = Agent {
+        computer_id: clone["computerId"].as_str().unwrap().to_owned(),
+        secret: clone["secret"].as_str().unwrap().to_owned(),
+        group: clone["group"].as_str().unwrap().to_owned(),
+    };
+    assert_eq!(clone.group, "Web");
+    assert_eq!(
+        offered(&sync(&server, &key, service_id, &clone, Some(kept_anchor))),
+        vec![]
+    );
     let original: Value =
         serde_json::from_str(&server.run_ok(&["computers", "show", &web.computer_id, "--json"]))
             .unwrap();

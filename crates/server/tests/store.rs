@@ -194,6 +194,7 @@ async fn keeps_the_fleet(store: &Store, revisions: &[Revision]) {
             machine_id: "ab".into(),
             hostname: "web1".into(),
             target_group: Some("Canary".into()),
+            is_clone: false,
         })
         .await
         .unwrap();
@@ -205,10 +206,16 @@ async fn keeps_the_fleet(store: &Store, revisions: &[Revision]) {
             machine_id: "cd".into(),
             hostname: "lost".into(),
             target_group: Some("Nowhere".into()),
+            is_clone: true,
         })
         .await
         .unwrap();
     assert_eq!(lost, UNASSIGNED_COMPUTERS);
+    assert_eq!(
+        store.catalog_version().await.unwrap(),
+        version + 3,
+        "two groups and a clone"
+    );
     let credentials = store.credentials(computer_id).await.unwrap().unwrap();
     assert_eq!(credentials.secret_sha256, [3; 32]);
     assert_eq!(credentials.machine_id, "ab");

@@ -374,7 +374,8 @@ impl Store {
     }
 
     /// Stores a new computer in its target group if that exists, else in
-    /// "Unassigned Computers"; returns the group.
+    /// "Unassigned Computers"; returns the group. A clone bumps the catalog
+    /// version in the same transaction.
     pub async fn add_computer(&self, computer: NewComputer) -> Result<String, StoreError> {
         match self {
             Store::Sqlite(store) => store.add_computer(computer).await,

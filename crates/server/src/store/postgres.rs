@@ -535,9 +535,12 @@ impl PostgresStore {
     }
 
     pub(super) async fn add_computer(&self, computer: NewComputer) -> Result<String, StoreError> {
-        let row = self
-            .client()
-            .await?
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await?;
+        if computer.is_clone {
+            lock_catalog(&transaction).await?;
+        }
+        let row = transaction
             .query_one(
                 "INSERT INTO computers (computer_id, secret_sha256, machine_id, hostname,
                      group_name, registered)
@@ -555,7 +558,12 @@ impl PostgresStore {
                 ],
             )
             .await?;
-        Ok(row.try_get(0)?)
+        let group = row.try_get(0)?;
+        if computer.is_clone {
+            bump_version(&transaction).await?;
+        }
+        transaction.commit().await?;
+        Ok(group)
     }
 
     pub(super) async fn list_computers(

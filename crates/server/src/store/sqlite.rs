@@ -511,7 +511,9 @@ impl SqliteStore {
 
     pub(super) async fn add_computer(&self, computer: NewComputer) -> Result<String, StoreError> {
         self.with(move |connection| {
-            let group: String = connection.query_row(
+            let transaction =
+                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let group: String = transaction.query_row(
                 "INSERT INTO computers (computer_id, secret_sha256, machine_id, hostname,
                      group_name, registered)
                  VALUES (?1, ?2, ?3, ?4,
@@ -528,6 +530,10 @@ impl SqliteStore {
                 ],
                 |row| row.get(0),
             )?;
+            if computer.is_clone {
+                bump_version(&transaction)?;
+            }
+            transaction.commit()?;
             Ok(group)
         })
         .await
