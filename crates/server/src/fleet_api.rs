@@ -15,13 +15,14 @@ use subtle::ConstantTimeEq;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::api::{Shared, read_json, require_admin, truncate};
+use crate::api::{AppState, Shared, read_json, require_admin, truncate};
 use crate::error::{ErrorBody, ServerError};
 use crate::fleet::{
     ALL_COMPUTERS, Approval, ApprovalAction, Computer, Group, GroupChange, NewComputer,
     check_group_name,
 };
 use crate::setup::token_hash;
+use crate::store::SyncView;
 
 /// The largest registration body.
 pub const MAX_REGISTER_BYTES: u64 = 4096;
@@ -255,52 +256,57 @@ pub(crate) async fn sync(
 ) -> Result<Response, ServerError> {
     let (computer_id, group) = authenticate_computer(&state, &headers).await?;
     let request: SyncRequest = read_json(&headers, body, MAX_SYNC_BYTES).await?;
-    let view = state.store.sync_view(&group).await?;
-    let shared = std::sync::Arc::clone(&state);
-    // Decoding, encoding and signing a large catalog is CPU work.
-    let frame = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, ServerError> {
-        let state = shared;
+    // The common answer first, without reading the catalog: nothing new.
+    let current = state.store.catalog_version().await?;
+    let frame = if request.anchor == Some(current) {
         let now = Timestamp::now();
-        let signed = if request.anchor == Some(view.version) {
-            let statement = StillCurrent {
-                format: FORMAT_VERSION,
-                service_id: state.service_id,
-                version: view.version,
-                issued: now,
-                valid_until: now + signed(state.freshness)?,
-            };
-            SignedResponse::sign_still_current(&statement, &state.signing_key)
-        } else {
-            let mut revisions = Vec::with_capacity(view.revisions.len());
-            for (json, deadline) in view.revisions {
-                let mut revision: Revision = serde_json::from_str(&json).map_err(|error| {
-                    ServerError::internal(format!("a stored revision: {error}"))
-                })?;
-                if deadline.is_some() {
-                    revision.update.deadline = deadline;
-                }
-                revisions.push(revision);
-            }
-            revisions.sort_by_key(|revision| revision.update.identity.update_id);
-            let snapshot = Snapshot {
-                format: FORMAT_VERSION,
-                service_id: state.service_id,
-                service_name: state.service_name.clone(),
-                version: view.version,
-                created: now,
-                expires: now + signed(state.snapshot_lifetime)?,
-                revisions,
-            };
-            SignedResponse::sign_snapshot(&snapshot, &state.signing_key)
+        let statement = StillCurrent {
+            format: FORMAT_VERSION,
+            service_id: state.service_id,
+            version: current,
+            issued: now,
+            valid_until: now + signed(state.freshness)?,
         };
-        signed
-            .map(|response| response.to_bytes())
-            .map_err(|error| ServerError::internal(format!("signing the catalog: {error}")))
-    })
-    .await
-    .map_err(|error| ServerError::internal(format!("the signing thread: {error}")))??;
+        SignedResponse::sign_still_current(&statement, &state.signing_key)
+            .map_err(|error| ServerError::internal(format!("signing: {error}")))?
+            .to_bytes()
+    } else {
+        let view = state.store.sync_view(&group).await?;
+        let shared = std::sync::Arc::clone(&state);
+        // Decoding, encoding and signing a large catalog is CPU work.
+        tokio::task::spawn_blocking(move || snapshot_frame(&shared, view))
+            .await
+            .map_err(|error| ServerError::internal(format!("the signing thread: {error}")))??
+    };
     state.store.record_sync(computer_id).await?;
     Ok(([(CONTENT_TYPE, "application/octet-stream")], frame).into_response())
+}
+
+/// The signed full snapshot of `view`'s revisions, deadlines applied.
+fn snapshot_frame(state: &AppState, view: SyncView) -> Result<Vec<u8>, ServerError> {
+    let now = Timestamp::now();
+    let mut revisions = Vec::with_capacity(view.revisions.len());
+    for (json, deadline) in view.revisions {
+        let mut revision: Revision = serde_json::from_str(&json)
+            .map_err(|error| ServerError::internal(format!("a stored revision: {error}")))?;
+        if deadline.is_some() {
+            revision.update.deadline = deadline;
+        }
+        revisions.push(revision);
+    }
+    revisions.sort_by_key(|revision| revision.update.identity.update_id);
+    let snapshot = Snapshot {
+        format: FORMAT_VERSION,
+        service_id: state.service_id,
+        service_name: state.service_name.clone(),
+        version: view.version,
+        created: now,
+        expires: now + signed(state.snapshot_lifetime)?,
+        revisions,
+    };
+    SignedResponse::sign_snapshot(&snapshot, &state.signing_key)
+        .map(|response| response.to_bytes())
+        .map_err(|error| ServerError::internal(format!("signing the catalog: {error}")))
 }
 
 fn signed(duration: std::time::Duration) -> Result<SignedDuration, ServerError> {
