@@ -13,7 +13,7 @@ use axum::http::header::{AUTHORIZATION, CONTENT_LENGTH};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use jiff::Timestamp;
 use openwua_catalog::revision::Revision;
 use openwua_catalog::signing::PublicKey;
@@ -25,10 +25,10 @@ use tower_http::trace::TraceLayer;
 use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
 
-use crate::content;
 use crate::error::{ErrorBody, ServerError};
 use crate::setup::{MAX_TOKEN_BYTES, token_hash};
 use crate::store::{DeclineOutcome, PublishReport, Store, StoredRevision};
+use crate::{content, fleet_api};
 
 /// The most revisions one publish may carry.
 pub const MAX_REVISIONS_PER_PUBLISH: usize = 10_000;
@@ -42,6 +42,16 @@ pub struct AppState {
     pub content_dir: PathBuf,
     /// The public half of the signing key.
     pub public_key: PublicKey,
+    /// The key that signs what `/api/v1/sync` sends.
+    pub signing_key: openwua_catalog::signing::SecretKey,
+    /// The serviceId every snapshot carries (kept in the store).
+    pub service_id: Uuid,
+    /// The service's name.
+    pub service_name: String,
+    /// How long a signed snapshot is valid.
+    pub snapshot_lifetime: Duration,
+    /// How long a still-current statement holds.
+    pub freshness: Duration,
     /// The largest JSON body.
     pub max_request_bytes: u64,
     /// The largest content upload.
@@ -65,7 +75,18 @@ pub type Shared = Arc<AppState>;
         decline,
         content::put_content,
         content::get_content,
-        openapi_json
+        openapi_json,
+        fleet_api::service,
+        fleet_api::register,
+        fleet_api::sync,
+        fleet_api::list_groups,
+        fleet_api::add_group,
+        fleet_api::remove_group,
+        fleet_api::list_computers,
+        fleet_api::show_computer,
+        fleet_api::move_computer,
+        fleet_api::approve,
+        fleet_api::list_approvals
     ),
     components(schemas(
         ErrorBody,
@@ -76,7 +97,19 @@ pub type Shared = Arc<AppState>;
         UpdateDetail,
         DeclineReport,
         ReadyBody,
-        content::ContentReport
+        content::ContentReport,
+        fleet_api::ServiceBody,
+        fleet_api::RegisterRequest,
+        fleet_api::RegisterResponse,
+        fleet_api::SyncRequest,
+        fleet_api::NewGroup,
+        fleet_api::ChangeReport,
+        fleet_api::MoveRequest,
+        fleet_api::ApprovalRequest,
+        crate::fleet::Group,
+        crate::fleet::Computer,
+        crate::fleet::Approval,
+        crate::fleet::ApprovalAction
     )),
     modifiers(&BearerAuth)
 )]
@@ -92,6 +125,13 @@ impl utoipa::Modify for BearerAuth {
             "admin",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+        // `Authorization: Computer <computerId> <secret>`, from registration.
+        components.add_security_scheme(
+            "computer",
+            SecurityScheme::ApiKey(utoipa::openapi::security::ApiKey::Header(
+                utoipa::openapi::security::ApiKeyValue::new("Authorization"),
+            )),
+        );
     }
 }
 
@@ -105,6 +145,24 @@ pub fn router(state: Shared, timeout: Duration) -> Router {
         .route("/api/v1/updates", get(list_updates).post(publish))
         .route("/api/v1/updates/{id}", get(show_update))
         .route("/api/v1/updates/{id}/decline", post(decline))
+        .route(
+            "/api/v1/updates/{id}/approvals",
+            get(fleet_api::list_approvals).post(fleet_api::approve),
+        )
+        .route("/api/v1/service", get(fleet_api::service))
+        .route("/api/v1/computers/register", post(fleet_api::register))
+        .route("/api/v1/sync", post(fleet_api::sync))
+        .route(
+            "/api/v1/groups",
+            get(fleet_api::list_groups).post(fleet_api::add_group),
+        )
+        .route("/api/v1/groups/{name}", delete(fleet_api::remove_group))
+        .route("/api/v1/computers", get(fleet_api::list_computers))
+        .route("/api/v1/computers/{id}", get(fleet_api::show_computer))
+        .route(
+            "/api/v1/computers/{id}/move",
+            post(fleet_api::move_computer),
+        )
         .route(
             "/api/v1/content/{sha256}",
             get(content::get_content)
@@ -468,6 +526,17 @@ mod tests {
         ("POST", "/api/v1/updates/{id}/decline"),
         ("GET", "/api/v1/content/{sha256}"),
         ("PUT", "/api/v1/content/{sha256}"),
+        ("GET", "/api/v1/updates/{id}/approvals"),
+        ("POST", "/api/v1/updates/{id}/approvals"),
+        ("GET", "/api/v1/service"),
+        ("POST", "/api/v1/computers/register"),
+        ("POST", "/api/v1/sync"),
+        ("GET", "/api/v1/groups"),
+        ("POST", "/api/v1/groups"),
+        ("DELETE", "/api/v1/groups/{name}"),
+        ("GET", "/api/v1/computers"),
+        ("GET", "/api/v1/computers/{id}"),
+        ("POST", "/api/v1/computers/{id}/move"),
     ];
 
     #[tokio::test(flavor = "multi_thread")]
@@ -492,9 +561,14 @@ mod tests {
             .unwrap();
         let key = openwua_catalog::signing::SecretKey::generate().unwrap();
         let state = Arc::new(AppState {
+            service_id: store.service_id().await.unwrap(),
             store,
             content_dir: dir.path().to_owned(),
             public_key: key.public_key(),
+            signing_key: key,
+            service_name: "test".into(),
+            snapshot_lifetime: Duration::from_secs(3600),
+            freshness: Duration::from_secs(3600),
             max_request_bytes: 1 << 20,
             max_content_bytes: 1 << 20,
         });
@@ -502,7 +576,8 @@ mod tests {
         for (method, path) in &expected {
             let uri = path
                 .replace("{id}", "00000000-0000-0000-0000-000000000001")
-                .replace("{sha256}", &"0".repeat(64));
+                .replace("{sha256}", &"0".repeat(64))
+                .replace("{name}", "Web");
             let request = Request::builder()
                 .method(Method::from_bytes(method.as_bytes()).unwrap())
                 .uri(&uri)

@@ -1,5 +1,5 @@
-//! The administrator's side: `wua-server publish`, `decline`, `updates` and
-//! `key` talk to a running server over its HTTP API, as any tool could.
+//! The administrator's side: `wua-server publish`, `decline`, `updates`,
+//! `groups`, `computers`, `approve` and `key` talk to a running server over its HTTP API, as any tool could.
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -15,6 +15,8 @@ use serde::de::DeserializeOwned;
 use crate::api::{DeclineReport, KeyBody, PublishRequest, UpdateDetail};
 use crate::content::ContentReport;
 use crate::error::ErrorBody;
+use crate::fleet::{Approval, Computer, Group};
+use crate::fleet_api::{ApprovalRequest, ChangeReport, MoveRequest, NewGroup};
 use crate::store::{PublishReport, StoredRevision};
 
 /// The largest answer read from a server (a long updates list).
@@ -207,4 +209,108 @@ impl Client {
             .context("the server's answer is not an update")?;
         Ok(detail)
     }
+
+    fn admin_get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        let request = self
+            .agent
+            .get(self.url(path))
+            .header("authorization", self.authorization()?)
+            .call();
+        self.answer(request)
+    }
+
+    fn admin_post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl serde::Serialize,
+    ) -> anyhow::Result<T> {
+        let body = serde_json::to_vec(body)?;
+        let request = self
+            .agent
+            .post(self.url(path))
+            .header("authorization", self.authorization()?)
+            .header("content-type", "application/json")
+            .send(&body[..]);
+        self.answer(request)
+    }
+
+    /// Every computer group.
+    pub fn list_groups(&self) -> anyhow::Result<Vec<Group>> {
+        self.admin_get("/api/v1/groups")
+    }
+
+    /// Adds a group under `parent` ("All Computers" when `None`).
+    pub fn add_group(&self, name: &str, parent: Option<&str>) -> anyhow::Result<ChangeReport> {
+        self.admin_post(
+            "/api/v1/groups",
+            &NewGroup {
+                name: name.to_owned(),
+                parent: parent.map(str::to_owned),
+            },
+        )
+    }
+
+    /// Removes an empty group.
+    pub fn remove_group(&self, name: &str) -> anyhow::Result<ChangeReport> {
+        let request = self
+            .agent
+            .delete(self.url(&format!("/api/v1/groups/{}", path_segment(name))))
+            .header("authorization", self.authorization()?)
+            .call();
+        self.answer(request)
+    }
+
+    /// Every registered computer.
+    pub fn list_computers(&self) -> anyhow::Result<Vec<Computer>> {
+        self.admin_get("/api/v1/computers")
+    }
+
+    /// One computer.
+    pub fn show_computer(&self, computer_id: &str) -> anyhow::Result<Computer> {
+        self.admin_get(&format!("/api/v1/computers/{}", path_segment(computer_id)))
+    }
+
+    /// Moves a computer to `group`.
+    pub fn move_computer(&self, computer_id: &str, group: &str) -> anyhow::Result<ChangeReport> {
+        self.admin_post(
+            &format!("/api/v1/computers/{}/move", path_segment(computer_id)),
+            &MoveRequest {
+                group: group.to_owned(),
+            },
+        )
+    }
+
+    /// Sets a group's approval of an update.
+    pub fn approve(
+        &self,
+        update_id: &str,
+        approval: &ApprovalRequest,
+    ) -> anyhow::Result<ChangeReport> {
+        self.admin_post(
+            &format!("/api/v1/updates/{}/approvals", path_segment(update_id)),
+            approval,
+        )
+    }
+
+    /// One update's approvals.
+    pub fn approvals(&self, update_id: &str) -> anyhow::Result<Vec<Approval>> {
+        self.admin_get(&format!(
+            "/api/v1/updates/{}/approvals",
+            path_segment(update_id)
+        ))
+    }
+}
+
+/// `text` as one URL path segment: everything but unreserved characters
+/// percent-encoded (group names have spaces).
+fn path_segment(text: &str) -> String {
+    let mut encoded = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
 }

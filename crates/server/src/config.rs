@@ -20,6 +20,14 @@ pub const DEFAULT_MAX_CONTENT_BYTES: u64 = 8 << 30;
 /// How long one request may take, uploads included.
 pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 600;
 
+/// The name the server gives its service, in `/api/v1/service` and in
+/// every snapshot.
+pub const DEFAULT_SERVICE_NAME: &str = "OpenWUA update server";
+/// How long a signed snapshot is valid: 7 days.
+pub const DEFAULT_SNAPSHOT_LIFETIME_SECS: u64 = 7 * 24 * 3600;
+/// How long a still-current statement holds: 6 hours.
+pub const DEFAULT_FRESHNESS_SECS: u64 = 21_600;
+
 /// `server.toml` as written: every key optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -42,6 +50,12 @@ pub struct ConfigFile {
     pub max_content_bytes: Option<u64>,
     /// `request_timeout_secs`: how long a request may take.
     pub request_timeout_secs: Option<u64>,
+    /// `service_name`: the service's name for agents.
+    pub service_name: Option<String>,
+    /// `snapshot_lifetime_secs`: how long a signed snapshot is valid.
+    pub snapshot_lifetime_secs: Option<u64>,
+    /// `freshness_seconds`: how long a still-current statement holds.
+    pub freshness_seconds: Option<u64>,
 }
 
 /// The configuration in force: the file, then the flags over it.
@@ -63,6 +77,12 @@ pub struct Config {
     pub max_content_bytes: u64,
     /// How long a request may take.
     pub request_timeout: Duration,
+    /// The service's name.
+    pub service_name: String,
+    /// How long a signed snapshot is valid.
+    pub snapshot_lifetime: Duration,
+    /// How long a still-current statement holds.
+    pub freshness: Duration,
 }
 
 impl ConfigFile {
@@ -109,6 +129,20 @@ impl ConfigFile {
                     .or(self.request_timeout_secs)
                     .unwrap_or(DEFAULT_REQUEST_TIMEOUT_SECS),
             ),
+            service_name: over
+                .service_name
+                .or(self.service_name)
+                .unwrap_or_else(|| DEFAULT_SERVICE_NAME.into()),
+            snapshot_lifetime: Duration::from_secs(
+                over.snapshot_lifetime_secs
+                    .or(self.snapshot_lifetime_secs)
+                    .unwrap_or(DEFAULT_SNAPSHOT_LIFETIME_SECS),
+            ),
+            freshness: Duration::from_secs(
+                over.freshness_seconds
+                    .or(self.freshness_seconds)
+                    .unwrap_or(DEFAULT_FRESHNESS_SECS),
+            ),
         };
         config.check()?;
         Ok(config)
@@ -130,6 +164,16 @@ impl Config {
         }
         if self.max_request_bytes == 0 || self.max_content_bytes == 0 {
             anyhow::bail!("max_request_bytes and max_content_bytes must be above 0");
+        }
+        if self.service_name.trim().is_empty() || self.service_name.chars().count() > 256 {
+            anyhow::bail!("service_name must have 1 to 256 characters");
+        }
+        if self.snapshot_lifetime.is_zero() || self.snapshot_lifetime.as_secs() > 366 * 24 * 3600 {
+            anyhow::bail!("snapshot_lifetime_secs must be between 1 and a year");
+        }
+        // The catalog refuses a statement valid for longer than 7 days.
+        if self.freshness.is_zero() || self.freshness.as_secs() > 7 * 24 * 3600 {
+            anyhow::bail!("freshness_seconds must be between 1 and 604800 (7 days)");
         }
         if self.request_timeout.is_zero() {
             anyhow::bail!("request_timeout_secs must be above 0");

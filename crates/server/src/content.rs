@@ -1,4 +1,4 @@
-//! Content files, stored once by SHA-256 in DATA_DIR/content/<sha256>:
+//! Content files, stored once by SHA-256 in `DATA_DIR/content/<sha256>`:
 //! uploads are streamed to a temporary file, bounded, verified and only
 //! then renamed into place; downloads honour Range with a strong ETag.
 

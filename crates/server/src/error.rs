@@ -11,6 +11,9 @@ use openwua_model::hresult::{
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+/// The `Retry-After` every 503 carries, in seconds.
+pub const RETRY_AFTER_SECS: &str = "30";
+
 /// What went wrong, as an HTTP status, a WUA code and sentences for people.
 #[derive(Debug, thiserror::Error)]
 #[error("{hresult}: {message}{}", detail_suffix(.detail))]
@@ -76,6 +79,17 @@ impl ServerError {
             WU_E_PT_HTTP_STATUS_DENIED,
             "this needs an admin token: send `Authorization: Bearer <token>` \
              with the token from the server's admin.token",
+            detail,
+        )
+    }
+
+    /// 401 to a computer: it must register, then present its identity.
+    pub fn computer_unauthorized(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            WU_E_PT_HTTP_STATUS_DENIED,
+            "this needs a registered computer: register (POST /api/v1/computers/register) \
+             and send `Authorization: Computer <computerId> <secret>`",
             detail,
         )
     }
@@ -180,12 +194,41 @@ impl IntoResponse for ServerError {
         if self.status.is_server_error() {
             tracing::error!(error = %self, "request failed");
         }
-        (self.status, axum::Json(self.body())).into_response()
+        let mut response = (self.status, axum::Json(self.body())).into_response();
+        // Agents wait this long before they try again (CONTRACT.md §3).
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static(RETRY_AFTER_SECS),
+            );
+        }
+        response
     }
 }
 
 impl From<crate::store::StoreError> for ServerError {
     fn from(error: crate::store::StoreError) -> Self {
         ServerError::unavailable(error.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_503_says_when_to_try_again_and_a_400_does_not() {
+        let response = ServerError::unavailable("the store is down").into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            response.headers()[axum::http::header::RETRY_AFTER],
+            RETRY_AFTER_SECS
+        );
+        let response = ServerError::bad_request("no", "").into_response();
+        assert!(
+            !response
+                .headers()
+                .contains_key(axum::http::header::RETRY_AFTER)
+        );
     }
 }

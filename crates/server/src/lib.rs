@@ -5,10 +5,15 @@
 //!   number of front ends on one PostgreSQL database agree;
 //! - [`api::router`]: the HTTP API (axum), described by [`api::ApiDoc`]
 //!   (OpenAPI, served at `/api/v1/openapi.json`);
+//! - [`fleet`]: computer groups, computers and approvals, and
+//!   [`fleet::effective_approval`], the inheritance rule;
+//!   [`fleet_api`] serves them, computer registration and the signed
+//!   `POST /api/v1/sync`;
 //! - [`error::ServerError`]: the one error type; every 4xx carries a JSON
 //!   body with a WUA code;
-//! - [`client::Client`]: what `wua-server publish`, `decline`, `updates` and
-//!   `key` use to talk to a running server.
+//! - [`client::Client`]: what `wua-server publish`, `decline`, `updates`,
+//!   `groups`, `computers`, `approve` and `key` use to talk to a running
+//!   server.
 //!
 //! The server installs nothing and trusts no request: every body is bounded
 //! and checked before the store sees it.
@@ -28,6 +33,8 @@ pub mod client;
 pub mod config;
 pub mod content;
 pub mod error;
+pub mod fleet;
+pub mod fleet_api;
 pub mod serve;
 pub mod setup;
 pub mod store;

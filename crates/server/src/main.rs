@@ -9,6 +9,8 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use openwua_server::client::{ApiFailure, Client, Source};
 use openwua_server::config::{ConfigFile, DEFAULT_CONFIG, DEFAULT_DATA_DIR};
+use openwua_server::fleet::{ApprovalAction, Computer};
+use openwua_server::fleet_api::{ApprovalRequest, ChangeReport};
 use openwua_server::setup::{ADMIN_TOKEN_FILE, read_token};
 use openwua_server::store::{PublishAction, StoredRevision};
 
@@ -55,6 +57,106 @@ enum Command {
     Updates {
         #[command(subcommand)]
         command: UpdatesCommand,
+    },
+    /// Lists, adds or removes computer groups.
+    Groups {
+        #[command(subcommand)]
+        command: GroupsCommand,
+    },
+    /// Lists, shows or moves registered computers.
+    Computers {
+        #[command(subcommand)]
+        command: ComputersCommand,
+    },
+    /// Approves an update for a group (and the groups under it that have
+    /// no approval of their own), or sets it to uninstall or not approved.
+    Approve {
+        /// The update's ID.
+        update_id: String,
+        /// The group.
+        #[arg(long)]
+        group: String,
+        /// install, uninstall or notApproved.
+        #[arg(long, default_value = "install")]
+        action: String,
+        /// When it must be installed by (RFC 3339, e.g. 2027-01-31T18:00:00Z).
+        #[arg(long)]
+        deadline: Option<String>,
+        /// Prints the report as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum GroupsCommand {
+    /// Every group, with its parent.
+    List {
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Adds a group.
+    Add {
+        /// Its name.
+        name: String,
+        /// Its parent (default "All Computers").
+        #[arg(long)]
+        parent: Option<String>,
+        /// Prints the report as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Removes a group that has no computers and no child groups.
+    Remove {
+        /// Its name.
+        name: String,
+        /// Prints the report as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum ComputersCommand {
+    /// Every registered computer.
+    List {
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// One computer.
+    Show {
+        /// Its computer ID.
+        computer_id: String,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Moves a computer to another group.
+    Move {
+        /// Its computer ID.
+        computer_id: String,
+        /// The group to move it to.
+        #[arg(long)]
+        group: String,
+        /// Prints the report as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArgs,
     },
 }
 
@@ -211,6 +313,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Groups { command } => groups(command),
+        Command::Computers { command } => computers(command),
+        Command::Approve {
+            update_id,
+            group,
+            action,
+            deadline,
+            json,
+            server,
+        } => approve(
+            &update_id,
+            group,
+            &action,
+            deadline.as_deref(),
+            json,
+            &server,
+        ),
         Command::Updates { command } => match command {
             UpdatesCommand::List { json, server } => {
                 let updates = server.client(true)?.list_updates()?;
@@ -238,6 +357,135 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         },
     }
+}
+
+fn print_change(json: bool, report: &ChangeReport, what: &str) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        println!("{what}; catalog version {}", report.catalog_version);
+    }
+    Ok(())
+}
+
+fn print_computers(computers: &[Computer]) {
+    println!(
+        "{:<36}  {:<24}  {:<24}  {:<20}  MACHINE ID",
+        "COMPUTER ID", "HOSTNAME", "GROUP", "LAST SYNC"
+    );
+    for computer in computers {
+        println!(
+            "{:<36}  {:<24}  {:<24}  {:<20}  {}",
+            computer.computer_id,
+            computer.hostname,
+            computer.group,
+            computer.last_sync.map_or_else(
+                || "never".to_owned(),
+                |time| time.strftime("%Y-%m-%d %H:%M:%S").to_string()
+            ),
+            computer.machine_id
+        );
+    }
+}
+
+fn groups(command: GroupsCommand) -> anyhow::Result<()> {
+    match command {
+        GroupsCommand::List { json, server } => {
+            let groups = server.client(true)?.list_groups()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&groups)?);
+            } else {
+                println!("{:<32}  PARENT", "GROUP");
+                for group in &groups {
+                    println!(
+                        "{:<32}  {}",
+                        group.name,
+                        group.parent.as_deref().unwrap_or("-")
+                    );
+                }
+            }
+            Ok(())
+        }
+        GroupsCommand::Add {
+            name,
+            parent,
+            json,
+            server,
+        } => {
+            let report = server.client(true)?.add_group(&name, parent.as_deref())?;
+            print_change(json, &report, &format!("added group {name:?}"))
+        }
+        GroupsCommand::Remove { name, json, server } => {
+            let report = server.client(true)?.remove_group(&name)?;
+            print_change(json, &report, &format!("removed group {name:?}"))
+        }
+    }
+}
+
+fn computers(command: ComputersCommand) -> anyhow::Result<()> {
+    match command {
+        ComputersCommand::List { json, server } => {
+            let computers = server.client(true)?.list_computers()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&computers)?);
+            } else {
+                print_computers(&computers);
+            }
+            Ok(())
+        }
+        ComputersCommand::Show {
+            computer_id,
+            json,
+            server,
+        } => {
+            let computer = server.client(true)?.show_computer(&computer_id)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&computer)?);
+            } else {
+                print_computers(std::slice::from_ref(&computer));
+            }
+            Ok(())
+        }
+        ComputersCommand::Move {
+            computer_id,
+            group,
+            json,
+            server,
+        } => {
+            let report = server.client(true)?.move_computer(&computer_id, &group)?;
+            print_change(json, &report, &format!("moved {computer_id} to {group:?}"))
+        }
+    }
+}
+
+fn approve(
+    update_id: &str,
+    group: String,
+    action: &str,
+    deadline: Option<&str>,
+    json: bool,
+    server: &ServerArgs,
+) -> anyhow::Result<()> {
+    let action = ApprovalAction::parse(action).with_context(|| {
+        format!("--action is install, uninstall or notApproved, not {action:?}")
+    })?;
+    let deadline = deadline
+        .map(|text| {
+            text.parse::<jiff::Timestamp>()
+                .with_context(|| format!("--deadline {text:?} is not RFC 3339"))
+        })
+        .transpose()?;
+    let request = ApprovalRequest {
+        group: group.clone(),
+        action,
+        deadline,
+    };
+    let report = server.client(true)?.approve(update_id, &request)?;
+    print_change(
+        json,
+        &report,
+        &format!("{update_id}: {} for {group:?}", action.as_str()),
+    )
 }
 
 fn print_revisions(revisions: &[StoredRevision]) {
@@ -278,6 +526,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_request_bytes: args.max_request_bytes,
         max_content_bytes: args.max_content_bytes,
         request_timeout_secs: args.request_timeout_secs,
+        ..ConfigFile::default()
     })?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -40,10 +40,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await?;
     drop(admin_token);
 
+    let service_id = store.service_id().await?;
     let state = Arc::new(AppState {
         store,
         content_dir,
         public_key: signing_key.public_key(),
+        signing_key,
+        service_id,
+        service_name: config.service_name.clone(),
+        snapshot_lifetime: config.snapshot_lifetime,
+        freshness: config.freshness,
         max_request_bytes: config.max_request_bytes,
         max_content_bytes: config.max_content_bytes,
     });
@@ -55,6 +61,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         listen = %listener.local_addr()?,
         store = state.store.kind(),
         key = %state.public_key,
+        service_id = %state.service_id,
         "wua-server ready"
     );
     axum::serve(listener, app)

@@ -803,3 +803,434 @@ fn a_stalled_upload_times_out_with_a_code() {
     assert!(gone, "an upload was left in {}", content.display());
     server.stop();
 }
+
+/// A computer as the tests drive it: its identity and the catalog version
+/// it last imported.
+struct Agent {
+    computer_id: String,
+    secret: String,
+    group: String,
+}
+
+fn register(server: &Server, body: &Value) -> (u16, Value) {
+    let (status, _, bytes) = http(
+        "POST",
+        &format!("{}/api/v1/computers/register", server.url),
+        None,
+        &[("content-type", "application/json")],
+        &serde_json::to_vec(body).unwrap(),
+    );
+    (status, serde_json::from_slice(&bytes).unwrap())
+}
+
+fn register_new(server: &Server, machine_id: &str, target_group: &str) -> Agent {
+    let (status, answer) = register(
+        server,
+        &serde_json::json!({
+            "machineId": machine_id, "hostname": format!("host-{machine_id}"),
+            "targetGroup": target_group, "computerId": null, "secret": null
+        }),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let secret = answer["secret"].as_str().unwrap().to_owned();
+    assert_eq!(secret.len(), 64);
+    assert!(secret.bytes().all(|b| b.is_ascii_hexdigit()));
+    Agent {
+        computer_id: answer["computerId"].as_str().unwrap().to_owned(),
+        secret,
+        group: answer["group"].as_str().unwrap().to_owned(),
+    }
+}
+
+/// One sync, verified exactly as an agent verifies it: the frame, the
+/// signature with the pinned key, then the response against the anchor.
+fn sync(
+    server: &Server,
+    key: &openwua_catalog::signing::PublicKey,
+    service_id: uuid::Uuid,
+    agent: &Agent,
+    anchor: Option<u64>,
+) -> openwua_catalog::sync::Response {
+    use openwua_catalog::sync::{Anchor, SignedResponse};
+    let (status, headers, bytes) =
+        sync_raw(server, agent, &serde_json::json!({ "anchor": anchor }));
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
+    assert_eq!(
+        header(&headers, "content-type"),
+        Some("application/octet-stream")
+    );
+    let response = SignedResponse::from_bytes(&bytes)
+        .unwrap()
+        .verify(key)
+        .unwrap();
+    response
+        .check(
+            &Anchor {
+                service_id,
+                version: anchor,
+                fresh_until: None,
+            },
+            jiff::Timestamp::now(),
+        )
+        .unwrap();
+    response
+}
+
+fn sync_raw(server: &Server, agent: &Agent, body: &Value) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    http(
+        "POST",
+        &format!("{}/api/v1/sync", server.url),
+        None,
+        &[
+            (
+                "authorization",
+                &format!("Computer {} {}", agent.computer_id, agent.secret),
+            ),
+            ("content-type", "application/json"),
+        ],
+        &serde_json::to_vec(body).unwrap(),
+    )
+}
+
+/// The update IDs a snapshot carries, with their deadlines.
+fn offered(response: &openwua_catalog::sync::Response) -> Vec<(String, Option<String>)> {
+    let openwua_catalog::sync::Response::Snapshot(snapshot) = response else {
+        panic!("not a snapshot: {response:?}");
+    };
+    let mut ids: Vec<_> = snapshot
+        .revisions
+        .iter()
+        .map(|revision| {
+            (
+                revision.update.identity.update_id.to_string(),
+                revision
+                    .update
+                    .deadline
+                    .map(|deadline| deadline.to_string()),
+            )
+        })
+        .collect();
+    ids.sort();
+    ids
+}
+
+fn sorted(mut ids: Vec<(String, Option<String>)>) -> Vec<(String, Option<String>)> {
+    ids.sort();
+    ids
+}
+
+/// The fleet end to end: groups and approvals through the CLI, computers
+/// through registration, and what each one's sync carries.
+fn fleet_scenario(database: Option<&str>) {
+    let scratch = tempfile::tempdir().unwrap();
+    let data_dir = scratch.path().join("data");
+    let server = Server::start(&data_dir, database, &[]);
+    let (status, _, body) = server.get("/api/v1/service", &[]);
+    assert_eq!(status, 200);
+    let service: Value = serde_json::from_slice(&body).unwrap();
+    let service_id: uuid::Uuid = service["serviceId"].as_str().unwrap().parse().unwrap();
+    let key: openwua_catalog::signing::PublicKey =
+        service["publicKey"].as_str().unwrap().parse().unwrap();
+    assert_eq!(service["publicKey"], server.run_ok(&["key"]).trim());
+    assert!(!service["serviceName"].as_str().unwrap().is_empty());
+
+    server.run_ok(&["publish", sample_service().to_str().unwrap()]);
+    let ids: Vec<String> = server
+        .updates()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["updateId"].as_str().unwrap().to_owned())
+        .collect();
+    let (u1, u2, u3) = (ids[0].clone(), ids[1].clone(), ids[2].clone());
+
+    server.run_ok(&["groups", "add", "Servers"]);
+    server.run_ok(&["groups", "add", "Web", "--parent", "Servers"]);
+    server.run_ok(&["groups", "add", "Desktops"]);
+    let listed = server.run_ok(&["groups", "list"]);
+    assert!(
+        listed.contains("Web") && listed.contains("Servers"),
+        "{listed}"
+    );
+    let groups: Value =
+        serde_json::from_str(&server.run_ok(&["groups", "list", "--json"])).unwrap();
+    assert_eq!(groups.as_array().unwrap().len(), 5);
+
+    let deadline = "2027-01-31T18:00:00Z";
+    let before = server.catalog_version();
+    server.run_ok(&["approve", &u1, "--group", "Servers", "--deadline", deadline]);
+    assert_eq!(
+        server.catalog_version(),
+        before + 1,
+        "an approval bumps the version"
+    );
+    server.run_ok(&["approve", &u2, "--group", "Desktops"]);
+    server.run_ok(&["approve", &u3, "--group", "Servers"]);
+    // Web overrides its parent's approval of u3.
+    server.run_ok(&["approve", &u3, "--group", "Web", "--action", "notApproved"]);
+    let (status, body) = server.admin("GET", &format!("/api/v1/updates/{u3}/approvals"), b"");
+    assert_eq!(status, 200);
+    let approvals: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(approvals.as_array().unwrap().len(), 2, "{approvals}");
+
+    let web = register_new(&server, "aa01", "Web");
+    let desktop = register_new(&server, "bb02", "Desktops");
+    let servers = register_new(&server, "cc03", "Servers");
+    let lost = register_new(&server, "dd04", "Nowhere");
+    assert_eq!(web.group, "Web");
+    assert_eq!(lost.group, "Unassigned Computers");
+
+    let with_deadline = |id: &str| (id.to_owned(), Some(deadline.to_owned()));
+    let plain = |id: &str| (id.to_owned(), None);
+    let web_first = sync(&server, &key, service_id, &web, None);
+    assert_eq!(web_first.version(), server.catalog_version());
+    assert_eq!(offered(&web_first), vec![with_deadline(&u1)]);
+    assert_eq!(
+        offered(&sync(&server, &key, service_id, &desktop, None)),
+        vec![plain(&u2)]
+    );
+    assert_eq!(
+        offered(&sync(&server, &key, service_id, &servers, None)),
+        sorted(vec![with_deadline(&u1), plain(&u3)])
+    );
+    assert_eq!(
+        offered(&sync(&server, &key, service_id, &lost, None)),
+        vec![]
+    );
+    let shown: Value =
+        serde_json::from_str(&server.run_ok(&["computers", "show", &web.computer_id, "--json"]))
+            .unwrap();
+    assert!(shown["lastSync"].is_string(), "{shown}");
+
+    // A current anchor: a still-current statement that verifies.
+    let version = web_first.version();
+    let still = sync(&server, &key, service_id, &web, Some(version));
+    assert!(
+        matches!(still, openwua_catalog::sync::Response::StillCurrent(s) if s.version == version),
+        "{still:?}"
+    );
+
+    // A decline removes the update from the next snapshot.
+    server.run_ok(&["decline", &u1]);
+    let after = sync(&server, &key, service_id, &web, Some(version));
+    assert_eq!(offered(&after), vec![]);
+    assert_eq!(
+        offered(&sync(&server, &key, service_id, &servers, Some(version))),
+        vec![plain(&u3)]
+    );
+
+    // The same identity from the same machine: the same identity back.
+    let (status, same) = register(
+        &server,
+        &serde_json::json!({"machineId": "aa01", "hostname": "host-aa01", "targetGroup": "Web",
+            "computerId": web.computer_id, "secret": web.secret}),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(same["computerId"], web.computer_id.as_str());
+    assert_eq!(same["secret"], web.secret.as_str());
+    // From another machine (a cloned image): its own identity, and a new
+    // catalog version, so the anchor it kept from its original is not
+    // current: it gets a snapshot for its own group.
+    let kept_anchor = server.catalog_version();
+    let (status, clone) = register(
+        &server,
+        &serde_json::json!({"machineId": "ee05", "hostname": "clone", "targetGroup": "Web",
+            "computerId": web.computer_id, "secret": web.secret}),
+    );
+    assert_eq!(status, 200);
+    assert_ne!(clone["computerId"], web.computer_id.as_str());
+    assert_ne!(clone["secret"], web.secret.as_str());
+    assert_eq!(server.catalog_version(), kept_anchor + 1);
+    let clone = Agent {
+        computer_id: clone["computerId"].as_str().unwrap().to_owned(),
+        secret: clone["secret"].as_str().unwrap().to_owned(),
+        group: clone["group"].as_str().unwrap().to_owned(),
+    };
+    assert_eq!(clone.group, "Web");
+    assert_eq!(
+        offered(&sync(&server, &key, service_id, &clone, Some(kept_anchor))),
+        vec![]
+    );
+    let original: Value =
+        serde_json::from_str(&server.run_ok(&["computers", "show", &web.computer_id, "--json"]))
+            .unwrap();
+    assert_eq!(original["machineId"], "aa01");
+    let computers: Value =
+        serde_json::from_str(&server.run_ok(&["computers", "list", "--json"])).unwrap();
+    assert_eq!(computers.as_array().unwrap().len(), 5);
+
+    // Moving a computer changes what it is offered, and the version.
+    let before = server.catalog_version();
+    server.run_ok(&["computers", "move", &web.computer_id, "--group", "Desktops"]);
+    assert_eq!(server.catalog_version(), before + 1);
+    assert_eq!(
+        offered(&sync(&server, &key, service_id, &web, Some(before))),
+        vec![plain(&u2)]
+    );
+    let table = server.run_ok(&["computers", "list"]);
+    assert!(
+        table.contains("host-aa01") && table.contains("Desktops"),
+        "{table}"
+    );
+
+    // A group with members stays; an empty one goes.
+    let refused = server.run(&["groups", "remove", "Desktops"]);
+    assert_eq!(refused.status.code(), Some(1));
+    server.run_ok(&["groups", "add", "Empty", "--parent", "Web"]);
+    server.run_ok(&["groups", "remove", "Empty"]);
+
+    fleet_refusals(&server, &web, &u2);
+    server.stop();
+
+    // Restarted: the same serviceId.
+    let server = Server::start(&data_dir, database, &[]);
+    let (_, _, body) = server.get("/api/v1/service", &[]);
+    let again: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(again["serviceId"], service["serviceId"]);
+    server.stop();
+}
+
+/// Wrong secrets, oversized bodies, unknown groups and malformed JSON each
+/// get a 4xx with a code, and change nothing.
+fn fleet_refusals(server: &Server, agent: &Agent, update_id: &str) {
+    let state = || {
+        (
+            server.catalog_version(),
+            server.run_ok(&["computers", "list", "--json"]),
+            server.run_ok(&["groups", "list", "--json"]),
+            server.admin(
+                "GET",
+                &format!("/api/v1/updates/{update_id}/approvals"),
+                b"",
+            ),
+        )
+    };
+    let before = state();
+    let wrong = Agent {
+        computer_id: agent.computer_id.clone(),
+        secret: "0".repeat(64),
+        group: String::new(),
+    };
+    let (status, answer) = register(
+        server,
+        &serde_json::json!({"machineId": "aa01", "hostname": "x", "targetGroup": null,
+            "computerId": wrong.computer_id, "secret": wrong.secret}),
+    );
+    assert_error(
+        status,
+        &serde_json::to_vec(&answer).unwrap(),
+        401,
+        "WU_E_PT_HTTP_STATUS_DENIED",
+    );
+    let (status, _, body) = sync_raw(server, &wrong, &serde_json::json!({"anchor": null}));
+    assert_error(status, &body, 401, "WU_E_PT_HTTP_STATUS_DENIED");
+    let (status, _, body) = http(
+        "POST",
+        &format!("{}/api/v1/sync", server.url),
+        None,
+        &[],
+        b"{\"anchor\":null}",
+    );
+    assert_error(status, &body, 401, "WU_E_PT_HTTP_STATUS_DENIED");
+
+    // Over the limits: 4 KiB to register, 1 KiB to sync.
+    let big = serde_json::json!({"machineId": "aa01", "hostname": "x".repeat(5000)});
+    let (status, _, body) = http(
+        "POST",
+        &format!("{}/api/v1/computers/register", server.url),
+        None,
+        &[],
+        &serde_json::to_vec(&big).unwrap(),
+    );
+    assert_error(status, &body, 413, "WU_E_PT_HTTP_STATUS_BAD_REQUEST");
+    let padded = format!("{{\"anchor\": null{}}}", " ".repeat(2000));
+    let (status, _, body) = http(
+        "POST",
+        &format!("{}/api/v1/sync", server.url),
+        None,
+        &[(
+            "authorization",
+            &format!("Computer {} {}", agent.computer_id, agent.secret),
+        )],
+        padded.as_bytes(),
+    );
+    assert_error(status, &body, 413, "WU_E_PT_HTTP_STATUS_BAD_REQUEST");
+
+    // Malformed JSON.
+    for path in ["/api/v1/computers/register", "/api/v1/groups"] {
+        let (status, body) = server.admin("POST", path, b"{\"machineId\": ");
+        assert_error(status, &body, 400, "WU_E_PT_HTTP_STATUS_BAD_REQUEST");
+    }
+    let (status, _, body) = sync_raw(server, agent, &Value::String("anchor".into()));
+    assert_error(status, &body, 400, "WU_E_PT_HTTP_STATUS_BAD_REQUEST");
+    let (status, body) = register(
+        server,
+        &serde_json::json!({"machineId": "NOT HEX", "hostname": "x"}),
+    );
+    assert_error(
+        status,
+        &serde_json::to_vec(&body).unwrap(),
+        400,
+        "WU_E_PT_HTTP_STATUS_BAD_REQUEST",
+    );
+
+    // Unknown groups, computers and updates.
+    let (status, body) = server.admin(
+        "POST",
+        &format!("/api/v1/updates/{update_id}/approvals"),
+        br#"{"group": "Nowhere", "action": "install", "deadline": null}"#,
+    );
+    assert_error(status, &body, 404, "WU_E_PT_HTTP_STATUS_NOT_FOUND");
+    let (status, body) = server.admin(
+        "POST",
+        &format!("/api/v1/computers/{}/move", agent.computer_id),
+        br#"{"group": "Nowhere"}"#,
+    );
+    assert_error(status, &body, 404, "WU_E_PT_HTTP_STATUS_NOT_FOUND");
+    let (status, body) = server.admin(
+        "POST",
+        "/api/v1/groups",
+        br#"{"name": "X", "parent": "Nowhere"}"#,
+    );
+    assert_error(status, &body, 404, "WU_E_PT_HTTP_STATUS_NOT_FOUND");
+    let (status, body) = server.admin(
+        "GET",
+        &format!("/api/v1/updates/{}/approvals", uuid::Uuid::new_v4()),
+        b"",
+    );
+    assert_error(status, &body, 404, "WU_E_PT_HTTP_STATUS_NOT_FOUND");
+    let (status, body) = server.admin("POST", "/api/v1/groups", br#"{"name": "Web"}"#);
+    assert_error(status, &body, 409, "WU_E_PT_HTTP_STATUS_CONFLICT");
+    let (status, body) = server.admin(
+        "POST",
+        &format!("/api/v1/updates/{update_id}/approvals"),
+        br#"{"group": "Web", "action": "sometimes"}"#,
+    );
+    assert_error(status, &body, 400, "WU_E_PT_HTTP_STATUS_BAD_REQUEST");
+    let refused = server.run(&["approve", update_id, "--group", "Nowhere"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let (status, body) = server.admin("DELETE", "/api/v1/groups/All%20Computers", b"");
+    assert_error(status, &body, 409, "WU_E_PT_HTTP_STATUS_CONFLICT");
+    let (status, _, body) = server.get("/api/v1/groups", &[]);
+    assert_error(status, &body, 401, "WU_E_PT_HTTP_STATUS_DENIED");
+
+    assert_eq!(state(), before);
+}
+
+#[test]
+fn sqlite_fleet() {
+    fleet_scenario(None);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_fleet() {
+    let Some(admin_url) = common::postgres_url("postgres_fleet") else {
+        return;
+    };
+    common::with_database(&admin_url, |url| async move {
+        tokio::task::spawn_blocking(move || fleet_scenario(Some(&url)))
+            .await
+            .unwrap();
+    })
+    .await;
+}

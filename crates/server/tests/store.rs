@@ -148,6 +148,171 @@ async fn declines_once(store: &Store, revisions: &[Revision]) {
     );
 }
 
+/// Groups, computers and approvals; `revisions` are published already and
+/// the first is declined.
+async fn keeps_the_fleet(store: &Store, revisions: &[Revision]) {
+    use openwua_server::fleet::{
+        ALL_COMPUTERS, Approval, ApprovalAction, GroupChange, NewComputer, UNASSIGNED_COMPUTERS,
+    };
+    let service_id = store.service_id().await.unwrap();
+    assert_eq!(store.service_id().await.unwrap(), service_id);
+    let names = |groups: Vec<openwua_server::fleet::Group>| {
+        groups.into_iter().map(|g| g.name).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names(store.list_groups().await.unwrap()),
+        vec![ALL_COMPUTERS, UNASSIGNED_COMPUTERS]
+    );
+    let version = store.catalog_version().await.unwrap();
+    assert_eq!(
+        store.add_group("Web", ALL_COMPUTERS).await.unwrap(),
+        GroupChange::Done(version + 1)
+    );
+    assert_eq!(
+        store.add_group("Web", ALL_COMPUTERS).await.unwrap(),
+        GroupChange::Exists
+    );
+    assert_eq!(
+        store.add_group("Canary", "Nowhere").await.unwrap(),
+        GroupChange::UnknownGroup
+    );
+    store.add_group("Canary", "Web").await.unwrap();
+    assert_eq!(
+        store.remove_group(ALL_COMPUTERS).await.unwrap(),
+        GroupChange::BuiltIn
+    );
+    assert_eq!(
+        store.remove_group("Web").await.unwrap(),
+        GroupChange::NotEmpty
+    );
+
+    let computer_id = uuid::Uuid::new_v4();
+    let group = store
+        .add_computer(NewComputer {
+            computer_id,
+            secret_sha256: [3; 32],
+            machine_id: "ab".into(),
+            hostname: "web1".into(),
+            target_group: Some("Canary".into()),
+            is_clone: false,
+        })
+        .await
+        .unwrap();
+    assert_eq!(group, "Canary");
+    let lost = store
+        .add_computer(NewComputer {
+            computer_id: uuid::Uuid::new_v4(),
+            secret_sha256: [4; 32],
+            machine_id: "cd".into(),
+            hostname: "lost".into(),
+            target_group: Some("Nowhere".into()),
+            is_clone: true,
+        })
+        .await
+        .unwrap();
+    assert_eq!(lost, UNASSIGNED_COMPUTERS);
+    assert_eq!(
+        store.catalog_version().await.unwrap(),
+        version + 3,
+        "two groups and a clone"
+    );
+    let credentials = store.credentials(computer_id).await.unwrap().unwrap();
+    assert_eq!(credentials.secret_sha256, [3; 32]);
+    assert_eq!(credentials.machine_id, "ab");
+    assert!(
+        store
+            .credentials(uuid::Uuid::new_v4())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(store.list_computers().await.unwrap().len(), 2);
+    store.record_sync(computer_id).await.unwrap();
+    assert!(
+        store
+            .computer(computer_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_sync
+            .is_some()
+    );
+
+    let declined = revisions[0].update.identity.update_id;
+    let approved = revisions[1].update.identity.update_id;
+    for update_id in [declined, approved] {
+        store
+            .set_approval(Approval {
+                update_id,
+                group: "Web".into(),
+                action: ApprovalAction::Install,
+                deadline: None,
+            })
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        store
+            .set_approval(Approval {
+                update_id: uuid::Uuid::new_v4(),
+                group: "Web".into(),
+                action: ApprovalAction::Install,
+                deadline: None,
+            })
+            .await
+            .unwrap(),
+        GroupChange::UnknownUpdate
+    );
+    let view = store.sync_view("Canary").await.unwrap();
+    assert_eq!(view.version, store.catalog_version().await.unwrap());
+    assert_eq!(view.revisions.len(), 1, "the declined one is left out");
+    assert!(
+        store
+            .sync_view(UNASSIGNED_COMPUTERS)
+            .await
+            .unwrap()
+            .revisions
+            .is_empty()
+    );
+    // An override in the child group.
+    store
+        .set_approval(Approval {
+            update_id: approved,
+            group: "Canary".into(),
+            action: ApprovalAction::NotApproved,
+            deadline: None,
+        })
+        .await
+        .unwrap();
+    assert!(
+        store
+            .sync_view("Canary")
+            .await
+            .unwrap()
+            .revisions
+            .is_empty()
+    );
+    assert_eq!(store.approvals(approved).await.unwrap().len(), 2);
+
+    let before = store.catalog_version().await.unwrap();
+    assert_eq!(
+        store.move_computer(computer_id, "Web").await.unwrap(),
+        GroupChange::Done(before + 1)
+    );
+    assert_eq!(
+        store
+            .move_computer(uuid::Uuid::new_v4(), "Web")
+            .await
+            .unwrap(),
+        GroupChange::UnknownComputer
+    );
+    assert_eq!(
+        store.remove_group("Canary").await.unwrap(),
+        GroupChange::Done(before + 2)
+    );
+    assert_eq!(store.approvals(approved).await.unwrap().len(), 1);
+}
+
 async fn suite(store: Store) {
     let revisions = sample_revisions();
     starts_migrated_and_empty(&store).await;
@@ -156,6 +321,7 @@ async fn suite(store: Store) {
     refuses_a_publish_without_its_content(&store, &revisions).await;
     publishes_idempotently_and_revises(&store, &revisions).await;
     declines_once(&store, &revisions).await;
+    keeps_the_fleet(&store, &revisions).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -164,10 +330,12 @@ async fn sqlite_store() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("server.sqlite");
     let store = Store::open_sqlite(&path).await.unwrap();
+    let service_id = store.service_id().await.unwrap();
     suite(store).await;
-    // Opened again: migrations are not run twice.
+    // Opened again: migrations are not run twice, the serviceId is kept.
     let store = Store::open_sqlite(&path).await.unwrap();
     assert_eq!(store.schema_version().await.unwrap(), SCHEMA_VERSION);
+    assert_eq!(store.service_id().await.unwrap(), service_id);
     let mode = std::fs::metadata(&path).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
 }
@@ -179,9 +347,11 @@ async fn postgres_store() {
     };
     common::with_database(&admin_url, |url| async move {
         let store = Store::open_postgres(&url).await.unwrap();
+        let service_id = store.service_id().await.unwrap();
         suite(store).await;
         let store = Store::open_postgres(&url).await.unwrap();
         assert_eq!(store.schema_version().await.unwrap(), SCHEMA_VERSION);
+        assert_eq!(store.service_id().await.unwrap(), service_id);
     })
     .await;
 }

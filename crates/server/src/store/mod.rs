@@ -19,8 +19,12 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::fleet::{
+    Approval, ApprovalAction, Computer, Credentials, Group, GroupChange, NewComputer,
+};
+
 /// The schema version this build migrates to (each back end records its own).
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Why the store could not answer.
 #[derive(Debug, thiserror::Error)]
@@ -313,6 +317,150 @@ impl Store {
             Store::Postgres(store) => store.catalog_version().await,
         }
     }
+}
+
+/// What a sync sends one group's computer, read as of one moment.
+pub struct SyncView {
+    /// The catalog version.
+    pub version: u64,
+    /// The current revision (JSON) of each update approved for Install,
+    /// declined ones left out, with the approval's deadline.
+    pub revisions: Vec<(String, Option<Timestamp>)>,
+}
+
+impl Store {
+    /// The server's serviceId, made by the first start.
+    pub async fn service_id(&self) -> Result<Uuid, StoreError> {
+        match self {
+            Store::Sqlite(store) => store.service_id().await,
+            Store::Postgres(store) => store.service_id().await,
+        }
+    }
+
+    /// Every group, by name.
+    pub async fn list_groups(&self) -> Result<Vec<Group>, StoreError> {
+        match self {
+            Store::Sqlite(store) => store.list_groups().await,
+            Store::Postgres(store) => store.list_groups().await,
+        }
+    }
+
+    /// Adds a group under `parent`; the catalog version goes up with it.
+    pub async fn add_group(&self, name: &str, parent: &str) -> Result<GroupChange, StoreError> {
+        match self {
+            Store::Sqlite(store) => store.add_group(name.to_owned(), parent.to_owned()).await,
+            Store::Postgres(store) => store.add_group(name, parent).await,
+        }
+    }
+
+    /// Removes a group with no computers and no child groups, and its
+    /// approvals; the built-in groups stay.
+    pub async fn remove_group(&self, name: &str) -> Result<GroupChange, StoreError> {
+        if name == crate::fleet::ALL_COMPUTERS || name == crate::fleet::UNASSIGNED_COMPUTERS {
+            return Ok(GroupChange::BuiltIn);
+        }
+        match self {
+            Store::Sqlite(store) => store.remove_group(name.to_owned()).await,
+            Store::Postgres(store) => store.remove_group(name).await,
+        }
+    }
+
+    /// What authenticates a computer, if it is known.
+    pub async fn credentials(&self, computer_id: Uuid) -> Result<Option<Credentials>, StoreError> {
+        match self {
+            Store::Sqlite(store) => store.credentials(computer_id).await,
+            Store::Postgres(store) => store.credentials(computer_id).await,
+        }
+    }
+
+    /// Stores a new computer in its target group if that exists, else in
+    /// "Unassigned Computers"; returns the group. A clone bumps the catalog
+    /// version in the same transaction.
+    pub async fn add_computer(&self, computer: NewComputer) -> Result<String, StoreError> {
+        match self {
+            Store::Sqlite(store) => store.add_computer(computer).await,
+            Store::Postgres(store) => store.add_computer(computer).await,
+        }
+    }
+
+    /// Every computer, by host name.
+    pub async fn list_computers(&self) -> Result<Vec<Computer>, StoreError> {
+        match self {
+            Store::Sqlite(store) => store.list_computers(None).await,
+            Store::Postgres(store) => store.list_computers(None).await,
+        }
+    }
+
+    /// One computer.
+    pub async fn computer(&self, computer_id: Uuid) -> Result<Option<Computer>, StoreError> {
+        let found = match self {
+            Store::Sqlite(store) => store.list_computers(Some(computer_id)).await?,
+            Store::Postgres(store) => store.list_computers(Some(computer_id)).await?,
+        };
+        Ok(found.into_iter().next())
+    }
+
+    /// Moves a computer to another group; the catalog version goes up.
+    pub async fn move_computer(
+        &self,
+        computer_id: Uuid,
+        group: &str,
+    ) -> Result<GroupChange, StoreError> {
+        match self {
+            Store::Sqlite(store) => store.move_computer(computer_id, group.to_owned()).await,
+            Store::Postgres(store) => store.move_computer(computer_id, group).await,
+        }
+    }
+
+    /// Records that a computer synced now.
+    pub async fn record_sync(&self, computer_id: Uuid) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(store) => store.record_sync(computer_id).await,
+            Store::Postgres(store) => store.record_sync(computer_id).await,
+        }
+    }
+
+    /// Sets a group's own approval of an update (replacing its earlier
+    /// one); the catalog version goes up.
+    pub async fn set_approval(&self, approval: Approval) -> Result<GroupChange, StoreError> {
+        match self {
+            Store::Sqlite(store) => store.set_approval(approval).await,
+            Store::Postgres(store) => store.set_approval(approval).await,
+        }
+    }
+
+    /// One update's approvals, group by group.
+    pub async fn approvals(&self, update_id: Uuid) -> Result<Vec<Approval>, StoreError> {
+        match self {
+            Store::Sqlite(store) => store.approvals(Some(update_id)).await,
+            Store::Postgres(store) => store.approvals(Some(update_id)).await,
+        }
+    }
+
+    /// What a computer in `group` is sent.
+    pub async fn sync_view(&self, group: &str) -> Result<SyncView, StoreError> {
+        match self {
+            Store::Sqlite(store) => store.sync_view(group.to_owned()).await,
+            Store::Postgres(store) => store.sync_view(group).await,
+        }
+    }
+}
+
+fn approval_from(
+    update_id: &str,
+    group: String,
+    action: &str,
+    deadline: Option<&str>,
+) -> Result<Approval, StoreError> {
+    Ok(Approval {
+        update_id: update_id
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("update ID {update_id:?}")))?,
+        group,
+        action: ApprovalAction::parse(action)
+            .ok_or_else(|| StoreError::Corrupt(format!("an approval {action:?}")))?,
+        deadline: deadline.map(parse_time).transpose()?,
+    })
 }
 
 fn parse_time(text: &str) -> Result<Timestamp, StoreError> {

@@ -11,7 +11,11 @@ use uuid::Uuid;
 
 use super::{
     Candidate, DeclineOutcome, PublishAction, PublishReport, SCHEMA_VERSION, StoreError,
-    StoredRevision, parse_time, token_from, version_from,
+    StoredRevision, SyncView, approval_from, parse_time, token_from, version_from,
+};
+use crate::fleet::{
+    Approval, Computer, Credentials, Group, GroupChange, NewComputer, UNASSIGNED_COMPUTERS,
+    approved_for_install,
 };
 
 /// Connections per process: enough for a front end, small beside
@@ -22,9 +26,10 @@ const POOL_SIZE: usize = 8;
 const MIGRATION_LOCK: i64 = 0x006f_7065_6e77_7561;
 
 /// Numbered migrations; SQLite's are the same in spirit.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "CREATE TABLE updates (
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "CREATE TABLE updates (
          update_id UUID NOT NULL,
          revision_number INTEGER NOT NULL,
          title TEXT NOT NULL,
@@ -48,7 +53,37 @@ const MIGRATIONS: &[(i64, &str)] = &[(
          version BIGINT NOT NULL
      );
      INSERT INTO catalog (id, version) VALUES (1, 0);",
-)];
+    ),
+    (
+        2,
+        "CREATE TABLE service (
+             id INTEGER PRIMARY KEY CHECK (id = 1),
+             service_id UUID NOT NULL
+         );
+         CREATE TABLE groups (
+             name TEXT PRIMARY KEY,
+             parent TEXT REFERENCES groups (name)
+         );
+         INSERT INTO groups (name, parent) VALUES
+             ('All Computers', NULL), ('Unassigned Computers', 'All Computers');
+         CREATE TABLE computers (
+             computer_id UUID PRIMARY KEY,
+             secret_sha256 BYTEA NOT NULL,
+             machine_id TEXT NOT NULL,
+             hostname TEXT NOT NULL,
+             group_name TEXT NOT NULL REFERENCES groups (name),
+             registered TEXT NOT NULL,
+             last_sync TEXT
+         );
+         CREATE TABLE approvals (
+             update_id UUID NOT NULL,
+             group_name TEXT NOT NULL REFERENCES groups (name),
+             action TEXT NOT NULL,
+             deadline TEXT,
+             PRIMARY KEY (update_id, group_name)
+         );",
+    ),
+];
 
 /// The rows a publish adds, column by column (for one `unnest` insert).
 #[derive(Default)]
@@ -120,6 +155,13 @@ impl PostgresStore {
                 )
                 .await?;
         }
+        // The serviceId is made once, by the first start, and kept.
+        transaction
+            .execute(
+                "INSERT INTO service (id, service_id) VALUES (1, $1) ON CONFLICT (id) DO NOTHING",
+                &[&Uuid::new_v4()],
+            )
+            .await?;
         transaction.commit().await?;
         Ok(())
     }
@@ -397,4 +439,340 @@ async fn current_version(
         )
         .await?;
     Ok(row.try_get(0)?)
+}
+
+/// The fleet: groups, computers, approvals. Every change that bumps the
+/// catalog version locks the catalog row first, as a publish does.
+impl PostgresStore {
+    pub(super) async fn service_id(&self) -> Result<Uuid, StoreError> {
+        let row = self
+            .client()
+            .await?
+            .query_one("SELECT service_id FROM service WHERE id = 1", &[])
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    pub(super) async fn list_groups(&self) -> Result<Vec<Group>, StoreError> {
+        read_groups(&self.client().await?).await
+    }
+
+    pub(super) async fn add_group(
+        &self,
+        name: &str,
+        parent: &str,
+    ) -> Result<GroupChange, StoreError> {
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await?;
+        lock_catalog(&transaction).await?;
+        if !group_exists(&transaction, parent).await? {
+            return Ok(GroupChange::UnknownGroup);
+        }
+        if group_exists(&transaction, name).await? {
+            return Ok(GroupChange::Exists);
+        }
+        transaction
+            .execute(
+                "INSERT INTO groups (name, parent) VALUES ($1, $2)",
+                &[&name, &parent],
+            )
+            .await?;
+        let version = bump_version(&transaction).await?;
+        transaction.commit().await?;
+        Ok(GroupChange::Done(version))
+    }
+
+    pub(super) async fn remove_group(&self, name: &str) -> Result<GroupChange, StoreError> {
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await?;
+        lock_catalog(&transaction).await?;
+        if !group_exists(&transaction, name).await? {
+            return Ok(GroupChange::UnknownGroup);
+        }
+        let used: bool = transaction
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM groups WHERE parent = $1)
+                     OR EXISTS (SELECT 1 FROM computers WHERE group_name = $1)",
+                &[&name],
+            )
+            .await?
+            .try_get(0)?;
+        if used {
+            return Ok(GroupChange::NotEmpty);
+        }
+        transaction
+            .execute("DELETE FROM approvals WHERE group_name = $1", &[&name])
+            .await?;
+        transaction
+            .execute("DELETE FROM groups WHERE name = $1", &[&name])
+            .await?;
+        let version = bump_version(&transaction).await?;
+        transaction.commit().await?;
+        Ok(GroupChange::Done(version))
+    }
+
+    pub(super) async fn credentials(
+        &self,
+        computer_id: Uuid,
+    ) -> Result<Option<Credentials>, StoreError> {
+        let row = self
+            .client()
+            .await?
+            .query_opt(
+                "SELECT secret_sha256, machine_id, group_name FROM computers
+                 WHERE computer_id = $1",
+                &[&computer_id],
+            )
+            .await?;
+        row.map(|row| {
+            Ok(Credentials {
+                secret_sha256: token_from(row.try_get::<_, &[u8]>(0)?)?,
+                machine_id: row.try_get(1)?,
+                group: row.try_get(2)?,
+            })
+        })
+        .transpose()
+    }
+
+    pub(super) async fn add_computer(&self, computer: NewComputer) -> Result<String, StoreError> {
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await?;
+        if computer.is_clone {
+            lock_catalog(&transaction).await?;
+        }
+        let row = transaction
+            .query_one(
+                "INSERT INTO computers (computer_id, secret_sha256, machine_id, hostname,
+                     group_name, registered)
+                 VALUES ($1, $2, $3, $4,
+                     COALESCE((SELECT name FROM groups WHERE name = $5), $6), $7)
+                 RETURNING group_name",
+                &[
+                    &computer.computer_id,
+                    &&computer.secret_sha256[..],
+                    &computer.machine_id,
+                    &computer.hostname,
+                    &computer.target_group,
+                    &UNASSIGNED_COMPUTERS,
+                    &Timestamp::now().to_string(),
+                ],
+            )
+            .await?;
+        let group = row.try_get(0)?;
+        if computer.is_clone {
+            bump_version(&transaction).await?;
+        }
+        transaction.commit().await?;
+        Ok(group)
+    }
+
+    pub(super) async fn list_computers(
+        &self,
+        computer_id: Option<Uuid>,
+    ) -> Result<Vec<Computer>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT computer_id, machine_id, hostname, group_name, registered, last_sync
+                 FROM computers WHERE $1::uuid IS NULL OR computer_id = $1
+                 ORDER BY hostname, computer_id",
+                &[&computer_id],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Computer {
+                    computer_id: row.try_get(0)?,
+                    machine_id: row.try_get(1)?,
+                    hostname: row.try_get(2)?,
+                    group: row.try_get(3)?,
+                    registered: parse_time(row.try_get(4)?)?,
+                    last_sync: row
+                        .try_get::<_, Option<&str>>(5)?
+                        .map(parse_time)
+                        .transpose()?,
+                })
+            })
+            .collect()
+    }
+
+    pub(super) async fn move_computer(
+        &self,
+        computer_id: Uuid,
+        group: &str,
+    ) -> Result<GroupChange, StoreError> {
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await?;
+        lock_catalog(&transaction).await?;
+        if !group_exists(&transaction, group).await? {
+            return Ok(GroupChange::UnknownGroup);
+        }
+        let moved = transaction
+            .execute(
+                "UPDATE computers SET group_name = $1 WHERE computer_id = $2",
+                &[&group, &computer_id],
+            )
+            .await?;
+        if moved == 0 {
+            return Ok(GroupChange::UnknownComputer);
+        }
+        let version = bump_version(&transaction).await?;
+        transaction.commit().await?;
+        Ok(GroupChange::Done(version))
+    }
+
+    pub(super) async fn record_sync(&self, computer_id: Uuid) -> Result<(), StoreError> {
+        self.client()
+            .await?
+            .execute(
+                "UPDATE computers SET last_sync = $1 WHERE computer_id = $2",
+                &[&Timestamp::now().to_string(), &computer_id],
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub(super) async fn set_approval(&self, approval: Approval) -> Result<GroupChange, StoreError> {
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await?;
+        lock_catalog(&transaction).await?;
+        let known: bool = transaction
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM updates WHERE update_id = $1)",
+                &[&approval.update_id],
+            )
+            .await?
+            .try_get(0)?;
+        if !known {
+            return Ok(GroupChange::UnknownUpdate);
+        }
+        if !group_exists(&transaction, &approval.group).await? {
+            return Ok(GroupChange::UnknownGroup);
+        }
+        transaction
+            .execute(
+                "INSERT INTO approvals (update_id, group_name, action, deadline)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (update_id, group_name)
+                 DO UPDATE SET action = excluded.action, deadline = excluded.deadline",
+                &[
+                    &approval.update_id,
+                    &approval.group,
+                    &approval.action.as_str(),
+                    &approval.deadline.map(|deadline| deadline.to_string()),
+                ],
+            )
+            .await?;
+        let version = bump_version(&transaction).await?;
+        transaction.commit().await?;
+        Ok(GroupChange::Done(version))
+    }
+
+    pub(super) async fn approvals(
+        &self,
+        update_id: Option<Uuid>,
+    ) -> Result<Vec<Approval>, StoreError> {
+        read_approvals(&self.client().await?, update_id).await
+    }
+
+    pub(super) async fn sync_view(&self, group: &str) -> Result<SyncView, StoreError> {
+        let mut client = self.client().await?;
+        // Repeatable read: the version, the approvals and the revisions are
+        // read as of one moment, whatever other front ends commit meanwhile.
+        let transaction = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?;
+        let version: i64 = transaction
+            .query_one("SELECT version FROM catalog WHERE id = 1", &[])
+            .await?
+            .try_get(0)?;
+        let groups = read_groups(&transaction).await?;
+        let approvals = read_approvals(&transaction, None).await?;
+        let installs = approved_for_install(group, &groups, &approvals);
+        let ids: Vec<Uuid> = installs.keys().copied().collect();
+        let rows = transaction
+            .query(
+                "SELECT update_id, revision_json FROM (
+                     SELECT DISTINCT ON (update_id) update_id, revision_json, declined
+                     FROM updates WHERE update_id = ANY($1)
+                     ORDER BY update_id, revision_number DESC
+                 ) AS current WHERE NOT declined",
+                &[&ids],
+            )
+            .await?;
+        let mut revisions = Vec::with_capacity(rows.len());
+        for row in rows {
+            let update_id: Uuid = row.try_get(0)?;
+            let deadline = installs.get(&update_id).copied().flatten();
+            revisions.push((row.try_get(1)?, deadline));
+        }
+        transaction.commit().await?;
+        Ok(SyncView {
+            version: version_from(version)?,
+            revisions,
+        })
+    }
+}
+
+async fn lock_catalog(client: &impl deadpool_postgres::GenericClient) -> Result<(), StoreError> {
+    client
+        .query_one("SELECT version FROM catalog WHERE id = 1 FOR UPDATE", &[])
+        .await?;
+    Ok(())
+}
+
+async fn group_exists(
+    client: &impl deadpool_postgres::GenericClient,
+    name: &str,
+) -> Result<bool, StoreError> {
+    Ok(client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM groups WHERE name = $1)",
+            &[&name],
+        )
+        .await?
+        .try_get(0)?)
+}
+
+async fn read_groups(
+    client: &impl deadpool_postgres::GenericClient,
+) -> Result<Vec<Group>, StoreError> {
+    let rows = client
+        .query("SELECT name, parent FROM groups ORDER BY name", &[])
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(Group {
+                name: row.try_get(0)?,
+                parent: row.try_get(1)?,
+            })
+        })
+        .collect()
+}
+
+async fn read_approvals(
+    client: &impl deadpool_postgres::GenericClient,
+    update_id: Option<Uuid>,
+) -> Result<Vec<Approval>, StoreError> {
+    let rows = client
+        .query(
+            "SELECT update_id::text, group_name, action, deadline FROM approvals
+             WHERE $1::uuid IS NULL OR update_id = $1 ORDER BY update_id, group_name",
+            &[&update_id],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            approval_from(
+                row.try_get(0)?,
+                row.try_get(1)?,
+                row.try_get(2)?,
+                row.try_get(3)?,
+            )
+        })
+        .collect()
 }

@@ -11,14 +11,19 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use uuid::Uuid;
 
 use super::{
-    Candidate, DeclineOutcome, PublishReport, SCHEMA_VERSION, StoreError, StoredRevision,
-    parse_time, token_from, version_from,
+    Candidate, DeclineOutcome, PublishReport, SCHEMA_VERSION, StoreError, StoredRevision, SyncView,
+    approval_from, parse_time, token_from, version_from,
+};
+use crate::fleet::{
+    Approval, Computer, Credentials, Group, GroupChange, NewComputer, UNASSIGNED_COMPUTERS,
+    approved_for_install,
 };
 
 /// Numbered migrations; PostgreSQL's are the same in spirit.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "CREATE TABLE updates (
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "CREATE TABLE updates (
          update_id TEXT NOT NULL,
          revision_number INTEGER NOT NULL,
          title TEXT NOT NULL,
@@ -42,7 +47,37 @@ const MIGRATIONS: &[(i64, &str)] = &[(
          version INTEGER NOT NULL
      );
      INSERT INTO catalog (id, version) VALUES (1, 0);",
-)];
+    ),
+    (
+        2,
+        "CREATE TABLE service (
+             id INTEGER PRIMARY KEY CHECK (id = 1),
+             service_id TEXT NOT NULL
+         );
+         CREATE TABLE groups (
+             name TEXT PRIMARY KEY,
+             parent TEXT REFERENCES groups (name)
+         );
+         INSERT INTO groups (name, parent) VALUES
+             ('All Computers', NULL), ('Unassigned Computers', 'All Computers');
+         CREATE TABLE computers (
+             computer_id TEXT PRIMARY KEY,
+             secret_sha256 BLOB NOT NULL,
+             machine_id TEXT NOT NULL,
+             hostname TEXT NOT NULL,
+             group_name TEXT NOT NULL REFERENCES groups (name),
+             registered TEXT NOT NULL,
+             last_sync TEXT
+         );
+         CREATE TABLE approvals (
+             update_id TEXT NOT NULL,
+             group_name TEXT NOT NULL REFERENCES groups (name),
+             action TEXT NOT NULL,
+             deadline TEXT,
+             PRIMARY KEY (update_id, group_name)
+         );",
+    ),
+];
 
 /// The SQLite store (cheap to clone).
 #[derive(Clone)]
@@ -373,6 +408,322 @@ fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
             params![version, Timestamp::now().to_string()],
         )?;
     }
+    // The serviceId is made once, by the first start, and kept.
+    transaction.execute(
+        "INSERT OR IGNORE INTO service (id, service_id) VALUES (1, ?1)",
+        [Uuid::new_v4().to_string()],
+    )?;
     transaction.commit()?;
     Ok(())
+}
+
+/// The fleet: groups, computers, approvals.
+impl SqliteStore {
+    pub(super) async fn service_id(&self) -> Result<Uuid, StoreError> {
+        self.with(|connection| {
+            let text: String =
+                connection.query_row("SELECT service_id FROM service WHERE id = 1", [], |row| {
+                    row.get(0)
+                })?;
+            parse_uuid(&text)
+        })
+        .await
+    }
+
+    pub(super) async fn list_groups(&self) -> Result<Vec<Group>, StoreError> {
+        self.with(|connection| read_groups(connection)).await
+    }
+
+    pub(super) async fn add_group(
+        &self,
+        name: String,
+        parent: String,
+    ) -> Result<GroupChange, StoreError> {
+        self.with(move |connection| {
+            let transaction =
+                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            if !group_exists(&transaction, &parent)? {
+                return Ok(GroupChange::UnknownGroup);
+            }
+            if group_exists(&transaction, &name)? {
+                return Ok(GroupChange::Exists);
+            }
+            transaction.execute(
+                "INSERT INTO groups (name, parent) VALUES (?1, ?2)",
+                params![name, parent],
+            )?;
+            let version = bump_version(&transaction)?;
+            transaction.commit()?;
+            Ok(GroupChange::Done(version))
+        })
+        .await
+    }
+
+    pub(super) async fn remove_group(&self, name: String) -> Result<GroupChange, StoreError> {
+        self.with(move |connection| {
+            let transaction =
+                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            if !group_exists(&transaction, &name)? {
+                return Ok(GroupChange::UnknownGroup);
+            }
+            let used: bool = transaction.query_row(
+                "SELECT EXISTS (SELECT 1 FROM groups WHERE parent = ?1)
+                     OR EXISTS (SELECT 1 FROM computers WHERE group_name = ?1)",
+                [&name],
+                |row| row.get(0),
+            )?;
+            if used {
+                return Ok(GroupChange::NotEmpty);
+            }
+            transaction.execute("DELETE FROM approvals WHERE group_name = ?1", [&name])?;
+            transaction.execute("DELETE FROM groups WHERE name = ?1", [&name])?;
+            let version = bump_version(&transaction)?;
+            transaction.commit()?;
+            Ok(GroupChange::Done(version))
+        })
+        .await
+    }
+
+    pub(super) async fn credentials(
+        &self,
+        computer_id: Uuid,
+    ) -> Result<Option<Credentials>, StoreError> {
+        self.with(move |connection| {
+            let row: Option<(Vec<u8>, String, String)> = connection
+                .query_row(
+                    "SELECT secret_sha256, machine_id, group_name FROM computers
+                     WHERE computer_id = ?1",
+                    [computer_id.to_string()],
+                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+                )
+                .optional()?;
+            row.map(|(hash, machine_id, group)| {
+                Ok(Credentials {
+                    secret_sha256: token_from(&hash)?,
+                    machine_id,
+                    group,
+                })
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    pub(super) async fn add_computer(&self, computer: NewComputer) -> Result<String, StoreError> {
+        self.with(move |connection| {
+            let transaction =
+                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let group: String = transaction.query_row(
+                "INSERT INTO computers (computer_id, secret_sha256, machine_id, hostname,
+                     group_name, registered)
+                 VALUES (?1, ?2, ?3, ?4,
+                     COALESCE((SELECT name FROM groups WHERE name = ?5), ?6), ?7)
+                 RETURNING group_name",
+                params![
+                    computer.computer_id.to_string(),
+                    &computer.secret_sha256[..],
+                    computer.machine_id,
+                    computer.hostname,
+                    computer.target_group,
+                    UNASSIGNED_COMPUTERS,
+                    Timestamp::now().to_string()
+                ],
+                |row| row.get(0),
+            )?;
+            if computer.is_clone {
+                bump_version(&transaction)?;
+            }
+            transaction.commit()?;
+            Ok(group)
+        })
+        .await
+    }
+
+    pub(super) async fn list_computers(
+        &self,
+        computer_id: Option<Uuid>,
+    ) -> Result<Vec<Computer>, StoreError> {
+        self.with(move |connection| {
+            let mut statement = connection.prepare(
+                "SELECT computer_id, machine_id, hostname, group_name, registered, last_sync
+                 FROM computers WHERE ?1 IS NULL OR computer_id = ?1 ORDER BY hostname, computer_id",
+            )?;
+            let rows = statement.query_map([computer_id.map(|id| id.to_string())], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, String>(3)?,
+                    row.get::<_, String>(4)?,
+                    row.get::<_, Option<String>>(5)?,
+                ))
+            })?;
+            rows.map(|row| {
+                let (id, machine_id, hostname, group, registered, last_sync) = row?;
+                Ok(Computer {
+                    computer_id: parse_uuid(&id)?,
+                    machine_id,
+                    hostname,
+                    group,
+                    registered: parse_time(&registered)?,
+                    last_sync: last_sync.as_deref().map(parse_time).transpose()?,
+                })
+            })
+            .collect()
+        })
+        .await
+    }
+
+    pub(super) async fn move_computer(
+        &self,
+        computer_id: Uuid,
+        group: String,
+    ) -> Result<GroupChange, StoreError> {
+        self.with(move |connection| {
+            let transaction =
+                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            if !group_exists(&transaction, &group)? {
+                return Ok(GroupChange::UnknownGroup);
+            }
+            let moved = transaction.execute(
+                "UPDATE computers SET group_name = ?1 WHERE computer_id = ?2",
+                params![group, computer_id.to_string()],
+            )?;
+            if moved == 0 {
+                return Ok(GroupChange::UnknownComputer);
+            }
+            let version = bump_version(&transaction)?;
+            transaction.commit()?;
+            Ok(GroupChange::Done(version))
+        })
+        .await
+    }
+
+    pub(super) async fn record_sync(&self, computer_id: Uuid) -> Result<(), StoreError> {
+        self.with(move |connection| {
+            connection.execute(
+                "UPDATE computers SET last_sync = ?1 WHERE computer_id = ?2",
+                params![Timestamp::now().to_string(), computer_id.to_string()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub(super) async fn set_approval(&self, approval: Approval) -> Result<GroupChange, StoreError> {
+        self.with(move |connection| {
+            let transaction =
+                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let known: bool = transaction.query_row(
+                "SELECT EXISTS (SELECT 1 FROM updates WHERE update_id = ?1)",
+                [approval.update_id.to_string()],
+                |row| row.get(0),
+            )?;
+            if !known {
+                return Ok(GroupChange::UnknownUpdate);
+            }
+            if !group_exists(&transaction, &approval.group)? {
+                return Ok(GroupChange::UnknownGroup);
+            }
+            transaction.execute(
+                "INSERT INTO approvals (update_id, group_name, action, deadline)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (update_id, group_name)
+                 DO UPDATE SET action = excluded.action, deadline = excluded.deadline",
+                params![
+                    approval.update_id.to_string(),
+                    approval.group,
+                    approval.action.as_str(),
+                    approval.deadline.map(|deadline| deadline.to_string())
+                ],
+            )?;
+            let version = bump_version(&transaction)?;
+            transaction.commit()?;
+            Ok(GroupChange::Done(version))
+        })
+        .await
+    }
+
+    pub(super) async fn approvals(
+        &self,
+        update_id: Option<Uuid>,
+    ) -> Result<Vec<Approval>, StoreError> {
+        self.with(move |connection| read_approvals(connection, update_id))
+            .await
+    }
+
+    pub(super) async fn sync_view(&self, group: String) -> Result<SyncView, StoreError> {
+        self.with(move |connection| {
+            // One transaction: the version, the approvals and the revisions
+            // are read as of one moment.
+            let transaction = connection.transaction()?;
+            let version = read_version(&transaction)?;
+            let groups = read_groups(&transaction)?;
+            let approvals = read_approvals(&transaction, None)?;
+            let installs = approved_for_install(&group, &groups, &approvals);
+            let mut statement = transaction.prepare(
+                "SELECT revision_json FROM updates
+                 WHERE update_id = ?1 AND declined = 0
+                 ORDER BY revision_number DESC LIMIT 1",
+            )?;
+            let mut revisions = Vec::with_capacity(installs.len());
+            for (update_id, deadline) in installs {
+                let json: Option<String> = statement
+                    .query_row([update_id.to_string()], |row| row.get(0))
+                    .optional()?;
+                if let Some(json) = json {
+                    revisions.push((json, deadline));
+                }
+            }
+            Ok(SyncView { version, revisions })
+        })
+        .await
+    }
+}
+
+fn parse_uuid(text: &str) -> Result<Uuid, StoreError> {
+    text.parse()
+        .map_err(|_| StoreError::Corrupt(format!("an ID {text:?}")))
+}
+
+fn group_exists(connection: &Connection, name: &str) -> Result<bool, StoreError> {
+    Ok(connection.query_row(
+        "SELECT EXISTS (SELECT 1 FROM groups WHERE name = ?1)",
+        [name],
+        |row| row.get(0),
+    )?)
+}
+
+fn read_groups(connection: &Connection) -> Result<Vec<Group>, StoreError> {
+    let mut statement = connection.prepare("SELECT name, parent FROM groups ORDER BY name")?;
+    let rows = statement.query_map([], |row| {
+        Ok(Group {
+            name: row.get(0)?,
+            parent: row.get(1)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn read_approvals(
+    connection: &Connection,
+    update_id: Option<Uuid>,
+) -> Result<Vec<Approval>, StoreError> {
+    let mut statement = connection.prepare(
+        "SELECT update_id, group_name, action, deadline FROM approvals
+         WHERE ?1 IS NULL OR update_id = ?1 ORDER BY update_id, group_name",
+    )?;
+    let rows = statement.query_map([update_id.map(|id| id.to_string())], |row| {
+        Ok((
+            row.get::<_, String>(0)?,
+            row.get::<_, String>(1)?,
+            row.get::<_, String>(2)?,
+            row.get::<_, Option<String>>(3)?,
+        ))
+    })?;
+    rows.map(|row| {
+        let (update_id, group, action, deadline) = row?;
+        approval_from(&update_id, group, &action, deadline.as_deref())
+    })
+    .collect()
 }
