@@ -2,12 +2,13 @@
 //! sync, 503 with `Retry-After`, 401 and re-registration, the pinned key,
 //! and content from `<url>/api/v1/content/<sha256>`.
 //!
-//! The server here is a small HTTP/1.1 server INSIDE this test that
-//! implements CONTRACT.md §1–3 (service description, registration, sync)
-//! and §4's content route, with frames built by `openwua_catalog::sync`.
-//! It stands in for `wua-server`, whose side of the contract is being built
-//! at the same time: the lead replaces it with the real `wua-server` binary
-//! once both have landed.
+//! The server here is a small HTTP/1.1 server inside this test that speaks
+//! the agent↔server contract (docs/server.md: service description,
+//! registration, sync, content), with frames built by
+//! `openwua_catalog::sync`. The test can make it answer 503, refuse a
+//! secret or present another key on demand, which the real server cannot
+//! be made to do. The agent against the real `wua-server` is tested in
+//! `crates/server/tests/fleet_agents.rs`.
 
 mod common;
 

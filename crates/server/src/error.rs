@@ -195,7 +195,7 @@ impl IntoResponse for ServerError {
             tracing::error!(error = %self, "request failed");
         }
         let mut response = (self.status, axum::Json(self.body())).into_response();
-        // Agents wait this long before they try again (CONTRACT.md §3).
+        // Agents wait this long before they try again (docs/server.md, the sync).
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             response.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
