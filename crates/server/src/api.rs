@@ -86,7 +86,11 @@ pub type Shared = Arc<AppState>;
         fleet_api::show_computer,
         fleet_api::move_computer,
         fleet_api::approve,
-        fleet_api::list_approvals
+        fleet_api::list_approvals,
+        crate::reports::post_report,
+        crate::reports::updates_report,
+        crate::reports::update_report,
+        crate::reports::computers_report
     ),
     components(schemas(
         ErrorBody,
@@ -109,7 +113,15 @@ pub type Shared = Arc<AppState>;
         crate::fleet::Group,
         crate::fleet::Computer,
         crate::fleet::Approval,
-        crate::fleet::ApprovalAction
+        crate::fleet::ApprovalAction,
+        crate::reports::ReportRequest,
+        crate::reports::Inventory,
+        crate::reports::ReportedUpdate,
+        crate::reports::UpdateState,
+        crate::reports::ResultCode,
+        crate::reports::ReportAck,
+        crate::reports::UpdateSummary,
+        crate::reports::ComputerSummary
     )),
     modifiers(&BearerAuth)
 )]
@@ -168,6 +180,19 @@ pub fn router(state: Shared, timeout: Duration) -> Router {
             get(content::get_content)
                 .head(content::get_content)
                 .put(content::put_content),
+        )
+        .route("/api/v1/reports", post(crate::reports::post_report))
+        .route(
+            "/api/v1/reports/updates",
+            get(crate::reports::updates_report),
+        )
+        .route(
+            "/api/v1/reports/updates/{id}",
+            get(crate::reports::update_report),
+        )
+        .route(
+            "/api/v1/reports/computers",
+            get(crate::reports::computers_report),
         )
         .fallback(no_route)
         .method_not_allowed_fallback(no_method)
@@ -537,6 +562,10 @@ mod tests {
         ("GET", "/api/v1/computers"),
         ("GET", "/api/v1/computers/{id}"),
         ("POST", "/api/v1/computers/{id}/move"),
+        ("POST", "/api/v1/reports"),
+        ("GET", "/api/v1/reports/updates"),
+        ("GET", "/api/v1/reports/updates/{id}"),
+        ("GET", "/api/v1/reports/computers"),
     ];
 
     #[tokio::test(flavor = "multi_thread")]

@@ -17,6 +17,7 @@ use crate::content::ContentReport;
 use crate::error::ErrorBody;
 use crate::fleet::{Approval, Computer, Group};
 use crate::fleet_api::{ApprovalRequest, ChangeReport, MoveRequest, NewGroup};
+use crate::reports::{ComputerSummary, UpdateSummary};
 use crate::store::{PublishReport, StoredRevision};
 
 /// The largest answer read from a server (a long updates list).
@@ -298,6 +299,27 @@ impl Client {
             "/api/v1/updates/{}/approvals",
             path_segment(update_id)
         ))
+    }
+}
+
+/// Status reports.
+impl Client {
+    /// Every update's counts of computers by state.
+    pub fn updates_report(&self) -> anyhow::Result<Vec<UpdateSummary>> {
+        self.admin_get("/api/v1/reports/updates")
+    }
+
+    /// One update's counts of computers by state.
+    pub fn update_report(&self, update_id: &str) -> anyhow::Result<UpdateSummary> {
+        self.admin_get(&format!(
+            "/api/v1/reports/updates/{}",
+            path_segment(update_id)
+        ))
+    }
+
+    /// Every computer's last sync, last report and counts by state.
+    pub fn computers_report(&self) -> anyhow::Result<Vec<ComputerSummary>> {
+        self.admin_get("/api/v1/reports/computers")
     }
 }
 

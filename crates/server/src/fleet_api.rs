@@ -206,7 +206,7 @@ pub struct SyncRequest {
 }
 
 /// The computer a sync request authenticates as, and its group.
-async fn authenticate_computer(
+pub(crate) async fn authenticate_computer(
     state: &Shared,
     headers: &HeaderMap,
 ) -> Result<(Uuid, String), ServerError> {

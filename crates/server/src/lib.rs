@@ -35,6 +35,7 @@ pub mod content;
 pub mod error;
 pub mod fleet;
 pub mod fleet_api;
+pub mod reports;
 pub mod serve;
 pub mod setup;
 pub mod store;

@@ -11,6 +11,7 @@ use openwua_server::client::{ApiFailure, Client, Source};
 use openwua_server::config::{ConfigFile, DEFAULT_CONFIG, DEFAULT_DATA_DIR};
 use openwua_server::fleet::{ApprovalAction, Computer};
 use openwua_server::fleet_api::{ApprovalRequest, ChangeReport};
+use openwua_server::reports::ComputerSummary;
 use openwua_server::setup::{ADMIN_TOKEN_FILE, read_token};
 use openwua_server::store::{PublishAction, StoredRevision};
 
@@ -67,6 +68,11 @@ enum Command {
     Computers {
         #[command(subcommand)]
         command: ComputersCommand,
+    },
+    /// Status reports: what computers said of their updates.
+    Report {
+        #[command(subcommand)]
+        command: ReportCommand,
     },
     /// Approves an update for a group (and the groups under it that have
     /// no approval of their own), or sets it to uninstall or not approved.
@@ -153,6 +159,40 @@ enum ComputersCommand {
         #[arg(long)]
         group: String,
         /// Prints the report as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReportCommand {
+    /// Per update, how many computers are in each state (Unknown: in a
+    /// group it is approved for Install, with no state sent for it).
+    Updates {
+        /// One update's ID; every update when absent.
+        update_id: Option<String>,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Per computer: its group, last sync, last report and counts.
+    Computers {
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Computers that have not reported for DAYS days, or never have.
+    Stale {
+        /// How many days without a report make a computer stale.
+        #[arg(long)]
+        days: u32,
+        /// JSON instead of a table.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -314,6 +354,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Groups { command } => groups(command),
+        Command::Report { command } => report(command),
         Command::Computers { command } => computers(command),
         Command::Approve {
             update_id,
@@ -386,6 +427,99 @@ fn print_computers(computers: &[Computer]) {
             computer.machine_id
         );
     }
+}
+
+fn report(command: ReportCommand) -> anyhow::Result<()> {
+    match command {
+        ReportCommand::Updates {
+            update_id,
+            json,
+            server,
+        } => {
+            let client = server.client(true)?;
+            let summaries = match update_id {
+                Some(id) => vec![client.update_report(&id)?],
+                None => client.updates_report()?,
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&summaries)?);
+                return Ok(());
+            }
+            println!(
+                "{:<36}  {:>7}  {:>7}  {:>7}  {:>7}  {:>9}  {:>7}  {:>7}",
+                "UPDATE ID", "UNKNOWN", "N/A", "NEEDED", "DOWNLD", "INSTALLED", "REBOOT", "FAILED"
+            );
+            for summary in &summaries {
+                println!(
+                    "{:<36}  {:>7}  {:>7}  {:>7}  {:>7}  {:>9}  {:>7}  {:>7}",
+                    summary.update_id,
+                    summary.unknown,
+                    summary.not_applicable,
+                    summary.not_installed,
+                    summary.downloaded,
+                    summary.installed,
+                    summary.installed_pending_reboot,
+                    summary.failed
+                );
+            }
+            Ok(())
+        }
+        ReportCommand::Computers { json, server } => {
+            let summaries = server.client(true)?.computers_report()?;
+            print_computer_summaries(json, &summaries)
+        }
+        ReportCommand::Stale { days, json, server } => {
+            let since =
+                jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24 * i64::from(days));
+            let summaries: Vec<ComputerSummary> = server
+                .client(true)?
+                .computers_report()?
+                .into_iter()
+                .filter(|summary| summary.last_report.is_none_or(|time| time < since))
+                .collect();
+            print_computer_summaries(json, &summaries)
+        }
+    }
+}
+
+fn print_computer_summaries(json: bool, summaries: &[ComputerSummary]) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(summaries)?);
+        return Ok(());
+    }
+    let when = |time: Option<jiff::Timestamp>| {
+        time.map_or_else(
+            || "never".to_owned(),
+            |time| time.strftime("%Y-%m-%d %H:%M:%S").to_string(),
+        )
+    };
+    println!(
+        "{:<36}  {:<24}  {:<24}  {:<19}  {:<19}  {:>6}  {:>6}  {:>9}  {:>6}",
+        "COMPUTER ID",
+        "HOSTNAME",
+        "GROUP",
+        "LAST SYNC",
+        "LAST REPORT",
+        "NEEDED",
+        "FAILED",
+        "INSTALLED",
+        "REBOOT"
+    );
+    for summary in summaries {
+        println!(
+            "{:<36}  {:<24}  {:<24}  {:<19}  {:<19}  {:>6}  {:>6}  {:>9}  {:>6}",
+            summary.computer_id,
+            summary.hostname,
+            summary.group,
+            when(summary.last_sync),
+            when(summary.last_report),
+            summary.needed,
+            summary.failed,
+            summary.installed,
+            summary.pending_reboot
+        );
+    }
+    Ok(())
 }
 
 fn groups(command: GroupsCommand) -> anyhow::Result<()> {

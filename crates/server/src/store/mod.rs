@@ -10,6 +10,7 @@
 mod postgres;
 mod sqlite;
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use jiff::Timestamp;
@@ -22,9 +23,10 @@ use uuid::Uuid;
 use crate::fleet::{
     Approval, ApprovalAction, Computer, Credentials, Group, GroupChange, NewComputer,
 };
+use crate::reports::{ReportRequest, ReportedUpdate, ResultCode, StoredState, UpdateState};
 
 /// The schema version this build migrates to (each back end records its own).
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Why the store could not answer.
 #[derive(Debug, thiserror::Error)]
@@ -443,6 +445,141 @@ impl Store {
             Store::Sqlite(store) => store.sync_view(group.to_owned()).await,
             Store::Postgres(store) => store.sync_view(group).await,
         }
+    }
+}
+
+/// Status reports.
+impl Store {
+    /// Stores a report in one transaction unless its sequence is not above
+    /// the computer's acknowledged one; returns the acknowledgement after.
+    pub async fn store_report(
+        &self,
+        computer_id: Uuid,
+        report: ReportRequest,
+    ) -> Result<u64, StoreError> {
+        let sequence = i64::try_from(report.sequence)
+            .map_err(|_| StoreError::Corrupt(format!("a sequence {}", report.sequence)))?;
+        let inventory = serde_json::to_string(&report.inventory)
+            .map_err(|error| StoreError::Corrupt(format!("an unencodable inventory: {error}")))?;
+        let rows = report.updates.iter().map(StateRow::from).collect();
+        let acknowledged = match self {
+            Store::Sqlite(store) => {
+                store
+                    .store_report(computer_id, sequence, inventory, rows)
+                    .await?
+            }
+            Store::Postgres(store) => {
+                store
+                    .store_report(computer_id, sequence, inventory, rows)
+                    .await?
+            }
+        };
+        version_from(acknowledged)
+    }
+
+    /// Every stored state, or one update's.
+    pub async fn update_states(
+        &self,
+        update_id: Option<Uuid>,
+    ) -> Result<Vec<StoredState>, StoreError> {
+        let rows = match self {
+            Store::Sqlite(store) => store.update_states(update_id).await?,
+            Store::Postgres(store) => store.update_states(update_id).await?,
+        };
+        rows.into_iter()
+            .map(|(computer_id, row)| row.into_stored(computer_id))
+            .collect()
+    }
+
+    /// When each computer that has reported last did.
+    pub async fn last_reports(&self) -> Result<HashMap<Uuid, Timestamp>, StoreError> {
+        let rows = match self {
+            Store::Sqlite(store) => store.last_reports().await?,
+            Store::Postgres(store) => store.last_reports().await?,
+        };
+        rows.into_iter()
+            .map(|(id, time)| Ok((id, parse_time(&time)?)))
+            .collect()
+    }
+
+    /// Every group's own approvals of every update.
+    pub async fn all_approvals(&self) -> Result<Vec<Approval>, StoreError> {
+        match self {
+            Store::Sqlite(store) => store.approvals(None).await,
+            Store::Postgres(store) => store.approvals(None).await,
+        }
+    }
+}
+
+/// One (computer, update) state as the back ends store it: text columns.
+struct StateRow {
+    update_id: Uuid,
+    revision_number: i32,
+    state: &'static str,
+    result_code: Option<String>,
+    hresult: Option<String>,
+    time: String,
+}
+
+impl StateRow {
+    fn from(update: &ReportedUpdate) -> Self {
+        StateRow {
+            update_id: update.update_id,
+            revision_number: update.revision_number,
+            state: update.state.as_str(),
+            result_code: update.result_code.map(|code| format!("{code:?}")),
+            hresult: update.hresult.map(|hresult| hresult.to_string()),
+            time: update.time.to_string(),
+        }
+    }
+
+    fn read(
+        update_id: Uuid,
+        revision_number: i32,
+        state: &str,
+        result_code: Option<String>,
+        hresult: Option<String>,
+        time: String,
+    ) -> Result<Self, StoreError> {
+        Ok(StateRow {
+            update_id,
+            revision_number,
+            state: UpdateState::parse(state)
+                .ok_or_else(|| StoreError::Corrupt(format!("an update state {state:?}")))?
+                .as_str(),
+            result_code,
+            hresult,
+            time,
+        })
+    }
+
+    fn into_stored(self, computer_id: Uuid) -> Result<StoredState, StoreError> {
+        let corrupt = |what: &str, text: &str| StoreError::Corrupt(format!("{what} {text:?}"));
+        let result_code = self
+            .result_code
+            .as_deref()
+            .map(|text| {
+                serde_json::from_value::<ResultCode>(serde_json::Value::String(text.to_owned()))
+                    .map_err(|_| corrupt("a result code", text))
+            })
+            .transpose()?;
+        let hresult = self
+            .hresult
+            .as_deref()
+            .map(|text| text.parse().map_err(|_| corrupt("an HRESULT", text)))
+            .transpose()?;
+        Ok(StoredState {
+            computer_id,
+            update: ReportedUpdate {
+                update_id: self.update_id,
+                revision_number: self.revision_number,
+                state: UpdateState::parse(self.state)
+                    .ok_or_else(|| corrupt("an update state", self.state))?,
+                result_code,
+                hresult,
+                time: parse_time(&self.time)?,
+            },
+        })
     }
 }
 

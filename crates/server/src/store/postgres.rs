@@ -10,7 +10,7 @@ use tokio_postgres::NoTls;
 use uuid::Uuid;
 
 use super::{
-    Candidate, DeclineOutcome, PublishAction, PublishReport, SCHEMA_VERSION, StoreError,
+    Candidate, DeclineOutcome, PublishAction, PublishReport, SCHEMA_VERSION, StateRow, StoreError,
     StoredRevision, SyncView, approval_from, parse_time, token_from, version_from,
 };
 use crate::fleet::{
@@ -81,6 +81,22 @@ const MIGRATIONS: &[(i64, &str)] = &[
              action TEXT NOT NULL,
              deadline TEXT,
              PRIMARY KEY (update_id, group_name)
+         );",
+    ),
+    (
+        3,
+        "ALTER TABLE computers ADD COLUMN acknowledged BIGINT NOT NULL DEFAULT 0;
+         ALTER TABLE computers ADD COLUMN last_report TEXT;
+         ALTER TABLE computers ADD COLUMN inventory_json TEXT;
+         CREATE TABLE update_states (
+             computer_id UUID NOT NULL REFERENCES computers (computer_id),
+             update_id UUID NOT NULL,
+             state TEXT NOT NULL,
+             revision_number INTEGER NOT NULL,
+             result_code TEXT,
+             hresult TEXT,
+             observed TEXT NOT NULL,
+             PRIMARY KEY (computer_id, update_id)
          );",
     ),
 ];
@@ -716,6 +732,132 @@ impl PostgresStore {
             revisions,
         })
     }
+}
+
+/// Status reports.
+impl PostgresStore {
+    pub(super) async fn store_report(
+        &self,
+        computer_id: Uuid,
+        sequence: i64,
+        inventory: String,
+        rows: Vec<StateRow>,
+    ) -> Result<i64, StoreError> {
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await?;
+        // The computer's row is locked, so two front ends storing its
+        // reports at once take turns and the later sees the earlier's
+        // acknowledgement.
+        let acknowledged: i64 = transaction
+            .query_one(
+                "SELECT acknowledged FROM computers WHERE computer_id = $1 FOR UPDATE",
+                &[&computer_id],
+            )
+            .await?
+            .try_get(0)?;
+        if sequence <= acknowledged {
+            return Ok(acknowledged);
+        }
+        transaction
+            .execute(
+                "UPDATE computers SET acknowledged = $1, last_report = $2, inventory_json = $3
+                 WHERE computer_id = $4",
+                &[
+                    &sequence,
+                    &Timestamp::now().to_string(),
+                    &inventory,
+                    &computer_id,
+                ],
+            )
+            .await?;
+        let mut columns = StateColumns::default();
+        for row in rows {
+            columns.update_id.push(row.update_id);
+            columns.state.push(row.state);
+            columns.revision_number.push(row.revision_number);
+            columns.result_code.push(row.result_code);
+            columns.hresult.push(row.hresult);
+            columns.time.push(row.time);
+        }
+        transaction
+            .execute(
+                "INSERT INTO update_states (computer_id, update_id, state, revision_number,
+                     result_code, hresult, observed)
+                 SELECT $1, * FROM unnest($2::uuid[], $3::text[], $4::int[], $5::text[],
+                     $6::text[], $7::text[])
+                 ON CONFLICT (computer_id, update_id) DO UPDATE SET
+                     state = excluded.state, revision_number = excluded.revision_number,
+                     result_code = excluded.result_code, hresult = excluded.hresult,
+                     observed = excluded.observed",
+                &[
+                    &computer_id,
+                    &columns.update_id,
+                    &columns.state,
+                    &columns.revision_number,
+                    &columns.result_code,
+                    &columns.hresult,
+                    &columns.time,
+                ],
+            )
+            .await?;
+        transaction.commit().await?;
+        Ok(sequence)
+    }
+
+    pub(super) async fn update_states(
+        &self,
+        update_id: Option<Uuid>,
+    ) -> Result<Vec<(Uuid, StateRow)>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT computer_id, update_id, revision_number, state, result_code, hresult,
+                     observed
+                 FROM update_states WHERE $1::uuid IS NULL OR update_id = $1
+                 ORDER BY computer_id, update_id",
+                &[&update_id],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let state = StateRow::read(
+                    row.try_get(1)?,
+                    row.try_get(2)?,
+                    row.try_get(3)?,
+                    row.try_get(4)?,
+                    row.try_get(5)?,
+                    row.try_get(6)?,
+                )?;
+                Ok((row.try_get(0)?, state))
+            })
+            .collect()
+    }
+
+    pub(super) async fn last_reports(&self) -> Result<Vec<(Uuid, String)>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT computer_id, last_report FROM computers WHERE last_report IS NOT NULL",
+                &[],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect()
+    }
+}
+
+/// A report's states, column by column (for one `unnest` insert).
+#[derive(Default)]
+struct StateColumns {
+    update_id: Vec<Uuid>,
+    state: Vec<&'static str>,
+    revision_number: Vec<i32>,
+    result_code: Vec<Option<String>>,
+    hresult: Vec<Option<String>>,
+    time: Vec<String>,
 }
 
 async fn lock_catalog(client: &impl deadpool_postgres::GenericClient) -> Result<(), StoreError> {

@@ -11,8 +11,8 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use uuid::Uuid;
 
 use super::{
-    Candidate, DeclineOutcome, PublishReport, SCHEMA_VERSION, StoreError, StoredRevision, SyncView,
-    approval_from, parse_time, token_from, version_from,
+    Candidate, DeclineOutcome, PublishReport, SCHEMA_VERSION, StateRow, StoreError, StoredRevision,
+    SyncView, approval_from, parse_time, token_from, version_from,
 };
 use crate::fleet::{
     Approval, Computer, Credentials, Group, GroupChange, NewComputer, UNASSIGNED_COMPUTERS,
@@ -75,6 +75,22 @@ const MIGRATIONS: &[(i64, &str)] = &[
              action TEXT NOT NULL,
              deadline TEXT,
              PRIMARY KEY (update_id, group_name)
+         );",
+    ),
+    (
+        3,
+        "ALTER TABLE computers ADD COLUMN acknowledged INTEGER NOT NULL DEFAULT 0;
+         ALTER TABLE computers ADD COLUMN last_report TEXT;
+         ALTER TABLE computers ADD COLUMN inventory_json TEXT;
+         CREATE TABLE update_states (
+             computer_id TEXT NOT NULL REFERENCES computers (computer_id),
+             update_id TEXT NOT NULL,
+             state TEXT NOT NULL,
+             revision_number INTEGER NOT NULL,
+             result_code TEXT,
+             hresult TEXT,
+             observed TEXT NOT NULL,
+             PRIMARY KEY (computer_id, update_id)
          );",
     ),
 ];
@@ -676,6 +692,117 @@ impl SqliteStore {
                 }
             }
             Ok(SyncView { version, revisions })
+        })
+        .await
+    }
+}
+
+/// Status reports.
+impl SqliteStore {
+    pub(super) async fn store_report(
+        &self,
+        computer_id: Uuid,
+        sequence: i64,
+        inventory: String,
+        rows: Vec<StateRow>,
+    ) -> Result<i64, StoreError> {
+        self.with(move |connection| {
+            let transaction =
+                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let id = computer_id.to_string();
+            let acknowledged: i64 = transaction.query_row(
+                "SELECT acknowledged FROM computers WHERE computer_id = ?1",
+                [&id],
+                |row| row.get(0),
+            )?;
+            if sequence <= acknowledged {
+                return Ok(acknowledged);
+            }
+            transaction.execute(
+                "UPDATE computers SET acknowledged = ?1, last_report = ?2, inventory_json = ?3
+                 WHERE computer_id = ?4",
+                params![sequence, Timestamp::now().to_string(), inventory, id],
+            )?;
+            {
+                let mut statement = transaction.prepare(
+                    "INSERT INTO update_states (computer_id, update_id, state, revision_number,
+                         result_code, hresult, observed)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     ON CONFLICT (computer_id, update_id) DO UPDATE SET
+                         state = excluded.state, revision_number = excluded.revision_number,
+                         result_code = excluded.result_code, hresult = excluded.hresult,
+                         observed = excluded.observed",
+                )?;
+                for row in rows {
+                    statement.execute(params![
+                        id,
+                        row.update_id.to_string(),
+                        row.state,
+                        row.revision_number,
+                        row.result_code,
+                        row.hresult,
+                        row.time
+                    ])?;
+                }
+            }
+            transaction.commit()?;
+            Ok(sequence)
+        })
+        .await
+    }
+
+    pub(super) async fn update_states(
+        &self,
+        update_id: Option<Uuid>,
+    ) -> Result<Vec<(Uuid, StateRow)>, StoreError> {
+        self.with(move |connection| {
+            let mut statement = connection.prepare(
+                "SELECT computer_id, update_id, revision_number, state, result_code, hresult,
+                     observed
+                 FROM update_states WHERE ?1 IS NULL OR update_id = ?1
+                 ORDER BY computer_id, update_id",
+            )?;
+            let rows = statement.query_map([update_id.map(|id| id.to_string())], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, i32>(2)?,
+                    row.get::<_, String>(3)?,
+                    row.get::<_, Option<String>>(4)?,
+                    row.get::<_, Option<String>>(5)?,
+                    row.get::<_, String>(6)?,
+                ))
+            })?;
+            rows.map(|row| {
+                let (computer, update, revision, state, result_code, hresult, time) = row?;
+                let row = StateRow::read(
+                    parse_uuid(&update)?,
+                    revision,
+                    &state,
+                    result_code,
+                    hresult,
+                    time,
+                )?;
+                Ok((parse_uuid(&computer)?, row))
+            })
+            .collect()
+        })
+        .await
+    }
+
+    pub(super) async fn last_reports(&self) -> Result<Vec<(Uuid, String)>, StoreError> {
+        self.with(|connection| {
+            let mut statement = connection.prepare(
+                "SELECT computer_id, last_report FROM computers WHERE last_report IS NOT NULL",
+            )?;
+            let rows = statement.query_map([], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+            })?;
+            rows.map(|row| {
+                let (id, time) = row?;
+                Ok((parse_uuid(&id)?, time))
+            })
+            .collect()
         })
         .await
     }

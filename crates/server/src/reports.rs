@@ -1,0 +1,480 @@
+//! Status reports: what each computer says of every update in its catalog
+//! (`POST /api/v1/reports`), and the admin's summaries of them.
+//!
+//! A report carries the computer's full state, not a delta, numbered by a
+//! per-computer sequence; the server stores one in a transaction and
+//! acknowledges the highest sequence stored, so an agent that resends a
+//! report it is unsure of changes nothing.
+
+use std::collections::{HashMap, HashSet};
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use jiff::Timestamp;
+use openwua_model::hresult::HResult;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::api::{Shared, read_json, require_admin, truncate};
+use crate::error::{ErrorBody, ServerError};
+use crate::fleet::{Approval, Computer, Group, approved_for_install};
+use crate::fleet_api::authenticate_computer;
+
+/// The largest report body: 4 MiB.
+pub const MAX_REPORT_BYTES: u64 = 4 * 1024 * 1024;
+/// The most `updates` entries one report may carry.
+pub const MAX_REPORT_UPDATES: usize = 10_000;
+/// The longest inventory text field, in characters.
+pub const MAX_INVENTORY_CHARS: usize = 256;
+/// The most update IDs in `awaitingInteractiveUser`.
+pub const MAX_AWAITING: usize = 1_000;
+
+/// WSUS's state of one update on one computer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+pub enum UpdateState {
+    /// The update does not apply to the computer.
+    NotApplicable,
+    /// Needed: it applies and is not installed.
+    NotInstalled,
+    /// Its content is downloaded; not installed yet.
+    Downloaded,
+    /// Installed.
+    Installed,
+    /// Installed; a reboot completes it.
+    InstalledPendingReboot,
+    /// The last attempt to install it failed.
+    Failed,
+}
+
+impl UpdateState {
+    /// The word stored (the same as sent).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpdateState::NotApplicable => "NotApplicable",
+            UpdateState::NotInstalled => "NotInstalled",
+            UpdateState::Downloaded => "Downloaded",
+            UpdateState::Installed => "Installed",
+            UpdateState::InstalledPendingReboot => "InstalledPendingReboot",
+            UpdateState::Failed => "Failed",
+        }
+    }
+
+    /// The state a stored word names.
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            UpdateState::NotApplicable,
+            UpdateState::NotInstalled,
+            UpdateState::Downloaded,
+            UpdateState::Installed,
+            UpdateState::InstalledPendingReboot,
+            UpdateState::Failed,
+        ]
+        .into_iter()
+        .find(|state| state.as_str() == text)
+    }
+}
+
+/// WUA's OperationResultCode names, as the agent sends them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub enum ResultCode {
+    /// orcNotStarted.
+    NotStarted,
+    /// orcInProgress.
+    InProgress,
+    /// orcSucceeded.
+    Succeeded,
+    /// orcSucceededWithErrors.
+    SucceededWithErrors,
+    /// orcFailed.
+    Failed,
+    /// orcAborted.
+    Aborted,
+}
+
+/// What the agent says of the machine it runs on.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Inventory {
+    /// The OS's name and version.
+    #[serde(default)]
+    pub os: Option<String>,
+    /// The kernel's release.
+    #[serde(default)]
+    pub kernel: Option<String>,
+    /// The machine's architecture.
+    #[serde(default)]
+    pub architecture: Option<String>,
+    /// `wua-agent`'s version.
+    #[serde(default)]
+    pub agent_version: Option<String>,
+    /// When the agent last synced with this server.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub last_sync: Option<Timestamp>,
+    /// Whether a reboot is pending.
+    #[serde(default)]
+    pub reboot_pending: bool,
+    /// Updates waiting for someone at the machine.
+    #[serde(default)]
+    pub awaiting_interactive_user: Vec<Uuid>,
+}
+
+/// One update's line of a report.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportedUpdate {
+    /// `UpdateID`.
+    pub update_id: Uuid,
+    /// The revision the agent holds.
+    pub revision_number: i32,
+    /// Its state.
+    pub state: UpdateState,
+    /// The last operation's result, if any.
+    #[serde(default)]
+    pub result_code: Option<ResultCode>,
+    /// The last operation's HRESULT, if any.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "0x80240020")]
+    pub hresult: Option<HResult>,
+    /// When the state was observed.
+    #[schema(value_type = String)]
+    pub time: Timestamp,
+}
+
+/// `POST /api/v1/reports`'s body.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ReportRequest {
+    /// From 1 upwards, per computer and server.
+    pub sequence: u64,
+    /// The machine.
+    pub inventory: Inventory,
+    /// The full state of every update in the agent's catalog of this server.
+    pub updates: Vec<ReportedUpdate>,
+}
+
+/// `POST /api/v1/reports`'s answer.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ReportAck {
+    /// The highest sequence the server has stored for this computer.
+    pub acknowledged: u64,
+}
+
+/// One stored state, as a store reads it back.
+#[derive(Debug, Clone)]
+pub struct StoredState {
+    /// The computer.
+    pub computer_id: Uuid,
+    /// The update and what the computer said of it.
+    pub update: ReportedUpdate,
+}
+
+fn check_report(report: &ReportRequest) -> Result<(), ServerError> {
+    if report.sequence == 0 || i64::try_from(report.sequence).is_err() {
+        return Err(ServerError::bad_request(
+            "sequence runs from 1 to 2^63-1",
+            report.sequence.to_string(),
+        ));
+    }
+    if report.updates.len() > MAX_REPORT_UPDATES {
+        return Err(ServerError::bad_request(
+            format!("a report lists at most {MAX_REPORT_UPDATES} updates"),
+            format!("this one lists {}", report.updates.len()),
+        ));
+    }
+    let inventory = &report.inventory;
+    for text in [
+        &inventory.os,
+        &inventory.kernel,
+        &inventory.architecture,
+        &inventory.agent_version,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if text.chars().count() > MAX_INVENTORY_CHARS || text.chars().any(char::is_control) {
+            return Err(ServerError::bad_request(
+                "an inventory field has at most 256 characters and no control characters",
+                format!("{:?}", truncate(text)),
+            ));
+        }
+    }
+    if inventory.awaiting_interactive_user.len() > MAX_AWAITING {
+        return Err(ServerError::bad_request(
+            format!("awaitingInteractiveUser lists at most {MAX_AWAITING} updates"),
+            "",
+        ));
+    }
+    let mut seen = HashSet::with_capacity(report.updates.len());
+    for update in &report.updates {
+        if update.revision_number < 0 {
+            return Err(ServerError::bad_request(
+                "revisionNumber is not negative",
+                update.update_id.to_string(),
+            ));
+        }
+        if !seen.insert(update.update_id) {
+            return Err(ServerError::bad_request(
+                "a report lists each update once",
+                format!("{} is listed twice", update.update_id),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Stores a computer's status report: all of it in one transaction, or
+/// nothing if its sequence is not above the one acknowledged.
+#[utoipa::path(post, path = "/api/v1/reports", request_body = ReportRequest,
+    security(("computer" = [])),
+    responses((status = 200, body = ReportAck), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 503, body = ErrorBody, description = "try again after Retry-After")))]
+pub(crate) async fn post_report(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<axum::Json<ReportAck>, ServerError> {
+    let (computer_id, _) = authenticate_computer(&state, &headers).await?;
+    let report: ReportRequest = read_json(&headers, body, MAX_REPORT_BYTES).await?;
+    check_report(&report)?;
+    let acknowledged = state.store.store_report(computer_id, report).await?;
+    Ok(axum::Json(ReportAck { acknowledged }))
+}
+
+/// How many computers are in each state for one update.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateSummary {
+    /// `UpdateID`.
+    pub update_id: Uuid,
+    /// In a group the update is approved for Install, and no state sent.
+    pub unknown: u64,
+    /// NotApplicable.
+    pub not_applicable: u64,
+    /// NotInstalled (needed).
+    pub not_installed: u64,
+    /// Downloaded.
+    pub downloaded: u64,
+    /// Installed.
+    pub installed: u64,
+    /// InstalledPendingReboot.
+    pub installed_pending_reboot: u64,
+    /// Failed.
+    pub failed: u64,
+}
+
+impl UpdateSummary {
+    fn count(&mut self, state: UpdateState) {
+        let slot = match state {
+            UpdateState::NotApplicable => &mut self.not_applicable,
+            UpdateState::NotInstalled => &mut self.not_installed,
+            UpdateState::Downloaded => &mut self.downloaded,
+            UpdateState::Installed => &mut self.installed,
+            UpdateState::InstalledPendingReboot => &mut self.installed_pending_reboot,
+            UpdateState::Failed => &mut self.failed,
+        };
+        *slot += 1;
+    }
+}
+
+/// Each update's counts: states as reported, and Unknown for computers in a
+/// group that has it approved for Install that have sent no state for it.
+pub fn summarise_updates(
+    update_ids: &[Uuid],
+    computers: &[Computer],
+    groups: &[Group],
+    approvals: &[Approval],
+    states: &[StoredState],
+) -> Vec<UpdateSummary> {
+    let mut reported: HashMap<Uuid, HashSet<Uuid>> = HashMap::new();
+    let mut summaries: HashMap<Uuid, UpdateSummary> = update_ids
+        .iter()
+        .map(|&update_id| {
+            (
+                update_id,
+                UpdateSummary {
+                    update_id,
+                    ..UpdateSummary::default()
+                },
+            )
+        })
+        .collect();
+    for stored in states {
+        if let Some(summary) = summaries.get_mut(&stored.update.update_id) {
+            summary.count(stored.update.state);
+            reported
+                .entry(stored.update.update_id)
+                .or_default()
+                .insert(stored.computer_id);
+        }
+    }
+    let mut installs_by_group = HashMap::new();
+    for computer in computers {
+        let installs = installs_by_group
+            .entry(computer.group.as_str())
+            .or_insert_with(|| approved_for_install(&computer.group, groups, approvals));
+        for (update_id, summary) in &mut summaries {
+            let has_state = reported
+                .get(update_id)
+                .is_some_and(|ids| ids.contains(&computer.computer_id));
+            if installs.contains_key(update_id) && !has_state {
+                summary.unknown += 1;
+            }
+        }
+    }
+    let mut list: Vec<_> = summaries.into_values().collect();
+    list.sort_by_key(|summary| summary.update_id);
+    list
+}
+
+/// One computer's line of the computers report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ComputerSummary {
+    /// Its identity.
+    pub computer_id: Uuid,
+    /// Its host name.
+    pub hostname: String,
+    /// Its group.
+    pub group: String,
+    /// When it last synced, if ever.
+    #[schema(value_type = Option<String>)]
+    pub last_sync: Option<Timestamp>,
+    /// When it last reported, if ever.
+    #[schema(value_type = Option<String>)]
+    pub last_report: Option<Timestamp>,
+    /// Updates NotInstalled (needed).
+    pub needed: u64,
+    /// Updates Failed.
+    pub failed: u64,
+    /// Updates Installed.
+    pub installed: u64,
+    /// Updates InstalledPendingReboot.
+    pub pending_reboot: u64,
+}
+
+/// Each computer's counts, in the order of `computers`.
+pub fn summarise_computers(
+    computers: &[Computer],
+    last_reports: &HashMap<Uuid, Timestamp>,
+    states: &[StoredState],
+) -> Vec<ComputerSummary> {
+    let mut counts: HashMap<Uuid, [u64; 4]> = HashMap::new();
+    for stored in states {
+        let slot = match stored.update.state {
+            UpdateState::NotInstalled => 0,
+            UpdateState::Failed => 1,
+            UpdateState::Installed => 2,
+            UpdateState::InstalledPendingReboot => 3,
+            _ => continue,
+        };
+        counts.entry(stored.computer_id).or_default()[slot] += 1;
+    }
+    computers
+        .iter()
+        .map(|computer| {
+            let [needed, failed, installed, pending_reboot] = counts
+                .get(&computer.computer_id)
+                .copied()
+                .unwrap_or_default();
+            ComputerSummary {
+                computer_id: computer.computer_id,
+                hostname: computer.hostname.clone(),
+                group: computer.group.clone(),
+                last_sync: computer.last_sync,
+                last_report: last_reports.get(&computer.computer_id).copied(),
+                needed,
+                failed,
+                installed,
+                pending_reboot,
+            }
+        })
+        .collect()
+}
+
+async fn update_summaries(
+    state: &Shared,
+    update_ids: Vec<Uuid>,
+    only: Option<Uuid>,
+) -> Result<Vec<UpdateSummary>, ServerError> {
+    let store = &state.store;
+    let computers = store.list_computers().await?;
+    let groups = store.list_groups().await?;
+    let approvals = store.all_approvals().await?;
+    let states = store.update_states(only).await?;
+    Ok(summarise_updates(
+        &update_ids,
+        &computers,
+        &groups,
+        &approvals,
+        &states,
+    ))
+}
+
+/// Every update's counts of computers by state.
+#[utoipa::path(get, path = "/api/v1/reports/updates", security(("admin" = [])),
+    responses((status = 200, body = Vec<UpdateSummary>), (status = 401, body = ErrorBody)))]
+pub(crate) async fn updates_report(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+) -> Result<axum::Json<Vec<UpdateSummary>>, ServerError> {
+    require_admin(&state, &headers).await?;
+    let ids = state
+        .store
+        .list_updates()
+        .await?
+        .into_iter()
+        .map(|revision| revision.update_id)
+        .collect();
+    Ok(axum::Json(update_summaries(&state, ids, None).await?))
+}
+
+/// One update's counts of computers by state.
+#[utoipa::path(get, path = "/api/v1/reports/updates/{id}", security(("admin" = [])),
+    params(("id" = String, Path, description = "UpdateID (a GUID)")),
+    responses((status = 200, body = UpdateSummary), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn update_report(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<axum::Json<UpdateSummary>, ServerError> {
+    require_admin(&state, &headers).await?;
+    let update_id = Uuid::try_parse(&id).map_err(|_| {
+        ServerError::bad_request(
+            "an update ID is a GUID",
+            format!("{:?} is not one", truncate(&id)),
+        )
+    })?;
+    if state.store.update_history(update_id).await?.is_none() {
+        return Err(ServerError::not_found(
+            "no such update; `wua-server updates list` shows them",
+            update_id.to_string(),
+        ));
+    }
+    update_summaries(&state, vec![update_id], Some(update_id))
+        .await?
+        .pop()
+        .map(axum::Json)
+        .ok_or_else(|| ServerError::internal("the update's summary went missing"))
+}
+
+/// Every computer's last sync, last report and counts of updates by state.
+#[utoipa::path(get, path = "/api/v1/reports/computers", security(("admin" = [])),
+    responses((status = 200, body = Vec<ComputerSummary>), (status = 401, body = ErrorBody)))]
+pub(crate) async fn computers_report(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+) -> Result<axum::Json<Vec<ComputerSummary>>, ServerError> {
+    require_admin(&state, &headers).await?;
+    let computers = state.store.list_computers().await?;
+    let last_reports = state.store.last_reports().await?;
+    let states = state.store.update_states(None).await?;
+    Ok(axum::Json(summarise_computers(
+        &computers,
+        &last_reports,
+        &states,
+    )))
+}
