@@ -528,7 +528,7 @@ impl StateRow {
             revision_number: update.revision_number,
             state: update.state.as_str(),
             result_code: update.result_code.map(|code| format!("{code:?}")),
-            hresult: update.hresult.map(|hresult| hresult.to_string()),
+            hresult: update.hresult.map(|hresult| format!("{hresult:#}")),
             time: update.time.to_string(),
         }
     }

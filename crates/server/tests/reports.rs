@@ -1,0 +1,548 @@
+//! Status reports against the real `wua-server`: computers report as an
+//! agent does (raw HTTP), and the admin's queries count what they said;
+//! once with SQLite and once with PostgreSQL.
+
+mod common;
+
+use std::fs;
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_wua-server");
+
+struct Server {
+    child: Child,
+    url: String,
+    data_dir: PathBuf,
+    log: PathBuf,
+}
+
+impl Server {
+    fn start(data_dir: &Path, database: Option<&str>) -> Server {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log = data_dir.with_extension(format!("{port}.log"));
+        let mut command = Command::new(BIN);
+        command
+            .args(["serve", "--config", "/dev/null", "--listen"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env_clear()
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap());
+        if let Some(url) = database {
+            command.args(["--database", url]);
+        }
+        let mut server = Server {
+            child: command.spawn().unwrap(),
+            url: format!("http://127.0.0.1:{port}"),
+            data_dir: data_dir.to_owned(),
+            log,
+        };
+        let ready = openwua_testkit::wait_until(Instant::now() + Duration::from_secs(30), || {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("wua-server exited: {status}: {}", server.log_tail());
+            }
+            http("GET", &format!("{}/readyz", server.url), &[], b"").0 == 200
+        });
+        assert!(ready, "not ready: {}", server.log_tail());
+        server
+    }
+
+    fn log_tail(&self) -> String {
+        let text = fs::read_to_string(&self.log).unwrap_or_default();
+        let start = text.len().saturating_sub(3000);
+        text.get(start..).unwrap_or(&text).to_owned()
+    }
+
+    fn run_ok(&self, args: &[&str]) -> String {
+        let output = Command::new(BIN)
+            .args(args)
+            .args(["--server", &self.url, "--data-dir"])
+            .arg(&self.data_dir)
+            .env_clear()
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut args = args.to_vec();
+        args.push("--json");
+        serde_json::from_str(&self.run_ok(&args)).unwrap()
+    }
+
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One request; any status comes back, 0 when there was no answer.
+fn http(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, Vec<u8>) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut request = ureq::http::Request::builder().method(method).uri(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request.body(body.to_vec()).unwrap();
+    let Ok(mut response) = agent.run(request) else {
+        return (0, Vec::new());
+    };
+    let status = response.status().as_u16();
+    let mut bytes = Vec::new();
+    if response
+        .body_mut()
+        .with_config()
+        .limit(u64::MAX)
+        .reader()
+        .read_to_end(&mut bytes)
+        .is_err()
+    {
+        return (0, Vec::new());
+    }
+    (status, bytes)
+}
+
+struct Computer {
+    id: String,
+    secret: String,
+}
+
+fn register(server: &Server, machine_id: &str, group: &str) -> Computer {
+    let body = json!({"machineId": machine_id, "hostname": format!("host-{machine_id}"),
+        "targetGroup": group});
+    let (status, bytes) = http(
+        "POST",
+        &format!("{}/api/v1/computers/register", server.url),
+        &[("content-type", "application/json")],
+        body.to_string().as_bytes(),
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
+    let answer: Value = serde_json::from_slice(&bytes).unwrap();
+    Computer {
+        id: answer["computerId"].as_str().unwrap().to_owned(),
+        secret: answer["secret"].as_str().unwrap().to_owned(),
+    }
+}
+
+fn entry(update_id: &str, state: &str, hresult: Option<&str>) -> Value {
+    json!({"updateId": update_id, "revisionNumber": 1, "state": state,
+        "resultCode": if hresult.is_some() { "Failed" } else { "Succeeded" },
+        "hresult": hresult, "time": "2026-12-04T20:01:00Z"})
+}
+
+fn report_body(sequence: u64, updates: Vec<Value>) -> Vec<u8> {
+    json!({
+        "sequence": sequence,
+        "inventory": {"os": "Debian GNU/Linux 12 (bookworm)", "kernel": "6.1.0-test",
+            "architecture": "x86_64", "agentVersion": "0.1.0", "lastSync": null,
+            "rebootPending": false, "awaitingInteractiveUser": [], "futureField": 1},
+        "updates": updates,
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// Posts a report body as `computer` (or with `authorization` as given).
+fn post_raw(server: &Server, authorization: &str, body: &[u8]) -> (u16, Value) {
+    let (status, bytes) = http(
+        "POST",
+        &format!("{}/api/v1/reports", server.url),
+        &[
+            ("authorization", authorization),
+            ("content-type", "application/json"),
+        ],
+        body,
+    );
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+fn post(server: &Server, computer: &Computer, body: &[u8]) -> (u16, Value) {
+    post_raw(
+        server,
+        &format!("Computer {} {}", computer.id, computer.secret),
+        body,
+    )
+}
+
+/// Posts `body`'s headers only: the server answers a too-large
+/// Content-Length without reading the body (an HTTP client that insists on
+/// sending it all would see a reset instead of the answer).
+fn post_oversized(server: &Server, computer: &Computer, body: &[u8]) -> (u16, Value) {
+    use std::io::Write;
+    let address = server.url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    let head = format!(
+        "POST /api/v1/reports HTTP/1.1\r\nhost: {address}\r\nauthorization: Computer {} {}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        computer.id,
+        computer.secret,
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
+    let text = String::from_utf8_lossy(&answer);
+    let status = text
+        .split_ascii_whitespace()
+        .nth(1)
+        .and_then(|word| word.parse().ok())
+        .unwrap_or(0);
+    let json = text
+        .split_once("\r\n\r\n")
+        .and_then(|(_, body)| serde_json::from_str(body).ok())
+        .unwrap_or(Value::Null);
+    (status, json)
+}
+
+fn assert_error(status: u16, body: &Value, expected: u16, name: &str) {
+    assert_eq!(status, expected, "{body}");
+    assert_eq!(body["name"], name, "{body}");
+    assert!(!body["message"].as_str().unwrap().is_empty());
+}
+
+fn summary(server: &Server, update_id: &str) -> Value {
+    server.json(&["report", "updates", update_id])[0].clone()
+}
+
+fn counts(summary: &Value) -> [u64; 7] {
+    [
+        "unknown",
+        "notApplicable",
+        "notInstalled",
+        "downloaded",
+        "installed",
+        "installedPendingReboot",
+        "failed",
+    ]
+    .map(|key| summary[key].as_u64().unwrap())
+}
+
+fn computer_line(server: &Server, computer: &Computer) -> Value {
+    server
+        .json(&["report", "computers"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|line| line["computerId"] == computer.id.as_str())
+        .unwrap()
+        .clone()
+}
+
+fn sample_service() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/sample-service")
+}
+
+fn reports_scenario(database: Option<&str>) {
+    let scratch = tempfile::tempdir().unwrap();
+    let server = Server::start(&scratch.path().join("data"), database);
+    server.run_ok(&["publish", sample_service().to_str().unwrap()]);
+    let ids: Vec<String> = server
+        .json(&["updates", "list"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|update| update["updateId"].as_str().unwrap().to_owned())
+        .collect();
+    let (u1, u2, u3) = (&ids[0], &ids[1], &ids[2]);
+    server.run_ok(&["groups", "add", "Servers"]);
+    server.run_ok(&["approve", u1, "--group", "Servers"]);
+    server.run_ok(&["approve", u2, "--group", "All Computers"]);
+    let a = register(&server, "aa01", "Servers");
+    let b = register(&server, "bb02", "Nowhere");
+
+    // Before any report, the computers the approvals reach are Unknown.
+    assert_eq!(counts(&summary(&server, u1)), [1, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(counts(&summary(&server, u2)), [2, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(counts(&summary(&server, u3)), [0; 7]);
+
+    let (status, ack) = post(
+        &server,
+        &a,
+        &report_body(
+            1,
+            vec![
+                entry(u1, "Installed", None),
+                entry(u2, "Failed", Some("0x80240020")),
+            ],
+        ),
+    );
+    assert_eq!((status, &ack), (200, &json!({"acknowledged": 1})));
+    let (status, ack) = post(
+        &server,
+        &b,
+        &report_body(
+            4,
+            vec![
+                entry(u2, "NotInstalled", None),
+                entry(u3, "NotApplicable", None),
+            ],
+        ),
+    );
+    assert_eq!((status, &ack), (200, &json!({"acknowledged": 4})));
+
+    assert_eq!(counts(&summary(&server, u1)), [0, 0, 0, 0, 1, 0, 0]);
+    assert_eq!(counts(&summary(&server, u2)), [0, 0, 1, 0, 0, 0, 1]);
+    assert_eq!(counts(&summary(&server, u3)), [0, 1, 0, 0, 0, 0, 0]);
+    let all = server.json(&["report", "updates"]);
+    assert_eq!(all.as_array().unwrap().len(), ids.len());
+    let line = computer_line(&server, &a);
+    assert_eq!(
+        (
+            &line["group"],
+            &line["needed"],
+            &line["failed"],
+            &line["installed"]
+        ),
+        (&json!("Servers"), &json!(0), &json!(1), &json!(1))
+    );
+    assert!(line["lastReport"].is_string(), "{line}");
+    let line = computer_line(&server, &b);
+    assert_eq!(
+        (&line["group"], &line["needed"]),
+        (&json!("Unassigned Computers"), &json!(1))
+    );
+    let table = server.run_ok(&["report", "computers"]);
+    assert!(
+        table.contains("host-aa01") && table.contains("LAST REPORT"),
+        "{table}"
+    );
+    let table = server.run_ok(&["report", "updates"]);
+    assert!(table.contains(u1.as_str()), "{table}");
+
+    // A computer that never reported is stale; those that did are not.
+    let c = register(&server, "cc03", "Servers");
+    let stale = server.json(&["report", "stale", "--days", "1"]);
+    let stale_ids: Vec<&str> = stale
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|line| line["computerId"].as_str().unwrap())
+        .collect();
+    assert_eq!(stale_ids, vec![c.id.as_str()]);
+    assert_eq!(counts(&summary(&server, u1)), [1, 0, 0, 0, 1, 0, 0]);
+
+    let before = (
+        server.json(&["report", "updates"]),
+        server.json(&["report", "computers"]),
+    );
+    let unchanged = || {
+        assert_eq!(
+            (
+                server.json(&["report", "updates"]),
+                server.json(&["report", "computers"])
+            ),
+            before
+        );
+    };
+
+    // A duplicate (or older) sequence is acknowledged and changes nothing.
+    for sequence in [1, 3, 4] {
+        let (status, ack) = post(
+            &server,
+            &b,
+            &report_body(sequence, vec![entry(u2, "Installed", None)]),
+        );
+        assert_eq!((status, &ack), (200, &json!({"acknowledged": 4})));
+    }
+    unchanged();
+
+    // Wrong or missing credentials.
+    let body = report_body(9, vec![entry(u1, "Failed", None)]);
+    let (status, error) = post_raw(&server, &format!("Computer {} {}", a.id, b.secret), &body);
+    assert_error(status, &error, 401, "WU_E_PT_HTTP_STATUS_DENIED");
+    let (status, error) = post_raw(&server, "", &body);
+    assert_error(status, &error, 401, "WU_E_PT_HTTP_STATUS_DENIED");
+    unchanged();
+
+    // Too large, too many entries, a bad state, an update listed twice.
+    let huge = report_body(9, vec![entry(u1, "Failed", None); 30_000]);
+    assert!(huge.len() > 4 * 1024 * 1024);
+    let (status, error) = post_oversized(&server, &a, &huge);
+    assert_error(status, &error, 413, "WU_E_PT_HTTP_STATUS_BAD_REQUEST");
+    let many: Vec<Value> = (0..10_001)
+        .map(|_| entry(&uuid::Uuid::new_v4().to_string(), "Installed", None))
+        .collect();
+    let body = report_body(9, many);
+    assert!(body.len() < 4 * 1024 * 1024);
+    let (status, error) = post(&server, &a, &body);
+    assert_error(status, &error, 400, "WU_E_PT_HTTP_STATUS_BAD_REQUEST");
+    let (status, error) = post(
+        &server,
+        &a,
+        &report_body(9, vec![entry(u1, "Unknown", None)]),
+    );
+    assert_error(status, &error, 400, "WU_E_PT_HTTP_STATUS_BAD_REQUEST");
+    let twice = vec![entry(u1, "Failed", None), entry(u1, "Installed", None)];
+    let (status, error) = post(&server, &a, &report_body(9, twice));
+    assert_error(status, &error, 400, "WU_E_PT_HTTP_STATUS_BAD_REQUEST");
+    unchanged();
+
+    // The next report replaces the states it lists.
+    let (status, ack) = post(
+        &server,
+        &a,
+        &report_body(2, vec![entry(u1, "InstalledPendingReboot", None)]),
+    );
+    assert_eq!((status, &ack), (200, &json!({"acknowledged": 2})));
+    assert_eq!(counts(&summary(&server, u1)), [1, 0, 0, 0, 0, 1, 0]);
+    assert_eq!(computer_line(&server, &a)["pendingReboot"], 1);
+}
+
+/// Reports sent as fast as the server takes them while it is SIGKILLed:
+/// after a restart, the acknowledgement is at least the last one the sender
+/// saw, and the stored state is exactly that report's.
+fn killed_during_reports(database: Option<&str>) {
+    let scratch = tempfile::tempdir().unwrap();
+    let data_dir = scratch.path().join("data");
+    let server = Server::start(&data_dir, database);
+    server.run_ok(&["publish", sample_service().to_str().unwrap()]);
+    let update_id = server.json(&["updates", "list"])[0]["updateId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let computer = Arc::new(register(&server, "dd04", "Servers"));
+    // Odd reports say Installed, even ones Failed: the stored state tells
+    // which report is stored.
+    let state_of = |sequence: u64| {
+        if sequence % 2 == 1 {
+            "Installed"
+        } else {
+            "Failed"
+        }
+    };
+    let acknowledged = Arc::new(AtomicU64::new(0));
+    let stopped = Arc::new(AtomicBool::new(false));
+    let sender = {
+        let (url, computer, acknowledged, stopped) = (
+            server.url.clone(),
+            Arc::clone(&computer),
+            Arc::clone(&acknowledged),
+            Arc::clone(&stopped),
+        );
+        let update_id = update_id.clone();
+        std::thread::spawn(move || {
+            let authorization = format!("Computer {} {}", computer.id, computer.secret);
+            for sequence in 1.. {
+                let body = report_body(sequence, vec![entry(&update_id, state_of(sequence), None)]);
+                let (status, bytes) = http(
+                    "POST",
+                    &format!("{url}/api/v1/reports"),
+                    &[
+                        ("authorization", &authorization),
+                        ("content-type", "application/json"),
+                    ],
+                    &body,
+                );
+                if status != 200 {
+                    break;
+                }
+                let ack: Value = serde_json::from_slice(&bytes).unwrap();
+                assert_eq!(ack["acknowledged"], sequence);
+                acknowledged.store(sequence, Ordering::SeqCst);
+            }
+            stopped.store(true, Ordering::SeqCst);
+        })
+    };
+    let under_way = openwua_testkit::wait_until(Instant::now() + Duration::from_secs(60), || {
+        acknowledged.load(Ordering::SeqCst) >= 20
+    });
+    assert!(
+        under_way,
+        "the reports did not get going: {}",
+        server.log_tail()
+    );
+    server.kill();
+    sender.join().unwrap();
+    assert!(stopped.load(Ordering::SeqCst));
+    let last_seen = acknowledged.load(Ordering::SeqCst);
+
+    let server = Server::start(&data_dir, database);
+    // Sending the last acknowledged report again is a duplicate: the
+    // answer is the stored acknowledgement, which cannot be lower.
+    let (status, ack) = post(
+        &server,
+        &computer,
+        &report_body(last_seen, vec![entry(&update_id, "Downloaded", None)]),
+    );
+    assert_eq!(status, 200, "{ack}");
+    let stored = ack["acknowledged"].as_u64().unwrap();
+    assert!(
+        stored == last_seen || stored == last_seen + 1,
+        "{stored} after {last_seen}"
+    );
+    let summary = summary(&server, &update_id);
+    let expected = if state_of(stored) == "Installed" {
+        [0, 0, 0, 0, 1, 0, 0]
+    } else {
+        [0, 0, 0, 0, 0, 0, 1]
+    };
+    assert_eq!(counts(&summary), expected, "{summary}");
+}
+
+#[test]
+fn sqlite_reports() {
+    reports_scenario(None);
+}
+
+#[test]
+fn sqlite_killed_during_reports() {
+    killed_during_reports(None);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_reports() {
+    let Some(admin_url) = common::postgres_url("postgres_reports") else {
+        return;
+    };
+    common::with_database(&admin_url, |url| async move {
+        tokio::task::spawn_blocking(move || reports_scenario(Some(&url)))
+            .await
+            .unwrap();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_killed_during_reports() {
+    let Some(admin_url) = common::postgres_url("postgres_killed_during_reports") else {
+        return;
+    };
+    common::with_database(&admin_url, |url| async move {
+        tokio::task::spawn_blocking(move || killed_during_reports(Some(&url)))
+            .await
+            .unwrap();
+    })
+    .await;
+}
