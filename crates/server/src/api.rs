@@ -90,7 +90,9 @@ pub type Shared = Arc<AppState>;
         crate::reports::post_report,
         crate::reports::updates_report,
         crate::reports::update_report,
-        crate::reports::computers_report
+        crate::reports::computers_report,
+        crate::reports::failures_report,
+        crate::reports::groups_report
     ),
     components(schemas(
         ErrorBody,
@@ -121,7 +123,9 @@ pub type Shared = Arc<AppState>;
         crate::reports::ResultCode,
         crate::reports::ReportAck,
         crate::reports::UpdateSummary,
-        crate::reports::ComputerSummary
+        crate::reports::ComputerSummary,
+        crate::reports::Failure,
+        crate::reports::GroupSummary
     )),
     modifiers(&BearerAuth)
 )]
@@ -194,6 +198,11 @@ pub fn router(state: Shared, timeout: Duration) -> Router {
             "/api/v1/reports/computers",
             get(crate::reports::computers_report),
         )
+        .route(
+            "/api/v1/reports/failures",
+            get(crate::reports::failures_report),
+        )
+        .route("/api/v1/reports/groups", get(crate::reports::groups_report))
         .fallback(no_route)
         .method_not_allowed_fallback(no_method)
         .layer(TimeoutLayer::with_status_code(
@@ -566,6 +575,8 @@ mod tests {
         ("GET", "/api/v1/reports/updates"),
         ("GET", "/api/v1/reports/updates/{id}"),
         ("GET", "/api/v1/reports/computers"),
+        ("GET", "/api/v1/reports/failures"),
+        ("GET", "/api/v1/reports/groups"),
     ];
 
     #[tokio::test(flavor = "multi_thread")]

@@ -17,7 +17,7 @@ use crate::content::ContentReport;
 use crate::error::ErrorBody;
 use crate::fleet::{Approval, Computer, Group};
 use crate::fleet_api::{ApprovalRequest, ChangeReport, MoveRequest, NewGroup};
-use crate::reports::{ComputerSummary, UpdateSummary};
+use crate::reports::{ComputerSummary, Failure, GroupSummary, UpdateSummary};
 use crate::store::{PublishReport, StoredRevision};
 
 /// The largest answer read from a server (a long updates list).
@@ -320,6 +320,16 @@ impl Client {
     /// Every computer's last sync, last report and counts by state.
     pub fn computers_report(&self) -> anyhow::Result<Vec<ComputerSummary>> {
         self.admin_get("/api/v1/reports/computers")
+    }
+
+    /// Every Failed update on every computer, newest first.
+    pub fn failures_report(&self) -> anyhow::Result<Vec<Failure>> {
+        self.admin_get("/api/v1/reports/failures")
+    }
+
+    /// Per group: its computers and how many are up to date.
+    pub fn groups_report(&self) -> anyhow::Result<Vec<GroupSummary>> {
+        self.admin_get("/api/v1/reports/groups")
     }
 }
 

@@ -187,6 +187,23 @@ enum ReportCommand {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Every Failed update on every computer: its code, its name, when.
+    Failures {
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Per group: its computers, and how many are up to date (nothing
+    /// approved for Install is NotInstalled, Failed or pending a reboot).
+    Groups {
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Computers that have not reported for DAYS days, or never have.
     Stale {
         /// How many days without a report make a computer stale.
@@ -467,6 +484,45 @@ fn report(command: ReportCommand) -> anyhow::Result<()> {
         ReportCommand::Computers { json, server } => {
             let summaries = server.client(true)?.computers_report()?;
             print_computer_summaries(json, &summaries)
+        }
+        ReportCommand::Failures { json, server } => {
+            let failures = server.client(true)?.failures_report()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&failures)?);
+                return Ok(());
+            }
+            println!(
+                "{:<24}  {:<36}  {:<10}  {:<40}  TIME",
+                "HOSTNAME", "UPDATE ID", "HRESULT", "NAME"
+            );
+            for failure in &failures {
+                println!(
+                    "{:<24}  {:<36}  {:<10}  {:<40}  {}",
+                    failure.hostname,
+                    failure.update_id,
+                    failure
+                        .hresult
+                        .map_or_else(|| "-".to_owned(), |code| format!("{code:#}")),
+                    failure.name.as_deref().unwrap_or("-"),
+                    failure.time.strftime("%Y-%m-%d %H:%M:%S")
+                );
+            }
+            Ok(())
+        }
+        ReportCommand::Groups { json, server } => {
+            let groups = server.client(true)?.groups_report()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&groups)?);
+                return Ok(());
+            }
+            println!("{:<32}  {:>9}  {:>10}", "GROUP", "COMPUTERS", "UP TO DATE");
+            for group in &groups {
+                println!(
+                    "{:<32}  {:>9}  {:>10}",
+                    group.group, group.computers, group.up_to_date
+                );
+            }
+            Ok(())
         }
         ReportCommand::Stale { days, json, server } => {
             let since =

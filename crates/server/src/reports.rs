@@ -478,3 +478,143 @@ pub(crate) async fn computers_report(
         &states,
     )))
 }
+
+/// One failed update on one computer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Failure {
+    /// The computer.
+    pub computer_id: Uuid,
+    /// Its host name.
+    pub hostname: String,
+    /// `UpdateID`.
+    pub update_id: Uuid,
+    /// The failure's code, if the agent sent one.
+    #[schema(value_type = Option<String>, example = "0x80240020")]
+    pub hresult: Option<HResult>,
+    /// The code's name, when the model knows it.
+    pub name: Option<String>,
+    /// When the failure was observed.
+    #[schema(value_type = String)]
+    pub time: Timestamp,
+}
+
+/// Every Failed state, newest first.
+pub fn failures(computers: &[Computer], states: &[StoredState]) -> Vec<Failure> {
+    let hostnames: HashMap<Uuid, &str> = computers
+        .iter()
+        .map(|computer| (computer.computer_id, computer.hostname.as_str()))
+        .collect();
+    let mut list: Vec<Failure> = states
+        .iter()
+        .filter(|stored| stored.update.state == UpdateState::Failed)
+        .map(|stored| Failure {
+            computer_id: stored.computer_id,
+            hostname: hostnames
+                .get(&stored.computer_id)
+                .copied()
+                .unwrap_or_default()
+                .to_owned(),
+            update_id: stored.update.update_id,
+            hresult: stored.update.hresult,
+            name: stored
+                .update
+                .hresult
+                .and_then(|hresult| hresult.name())
+                .map(str::to_owned),
+            time: stored.update.time,
+        })
+        .collect();
+    list.sort_by(|a, b| b.time.cmp(&a.time).then(a.computer_id.cmp(&b.computer_id)));
+    list
+}
+
+/// One group's compliance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupSummary {
+    /// The group.
+    pub group: String,
+    /// The computers in it (not in its child groups).
+    pub computers: u64,
+    /// Those with no update approved for Install that is NotInstalled,
+    /// Failed or InstalledPendingReboot.
+    pub up_to_date: u64,
+}
+
+/// Each group's computers and how many are up to date, by group name.
+pub fn summarise_groups(
+    computers: &[Computer],
+    groups: &[Group],
+    approvals: &[Approval],
+    states: &[StoredState],
+) -> Vec<GroupSummary> {
+    let mut behind: HashMap<Uuid, HashSet<Uuid>> = HashMap::new();
+    for stored in states {
+        if matches!(
+            stored.update.state,
+            UpdateState::NotInstalled | UpdateState::Failed | UpdateState::InstalledPendingReboot
+        ) {
+            behind
+                .entry(stored.computer_id)
+                .or_default()
+                .insert(stored.update.update_id);
+        }
+    }
+    let mut summaries: Vec<GroupSummary> = groups
+        .iter()
+        .map(|group| {
+            let installs = approved_for_install(&group.name, groups, approvals);
+            let members: Vec<&Computer> = computers
+                .iter()
+                .filter(|computer| computer.group == group.name)
+                .collect();
+            let up_to_date = members
+                .iter()
+                .filter(|computer| {
+                    behind.get(&computer.computer_id).is_none_or(|updates| {
+                        !updates.iter().any(|update| installs.contains_key(update))
+                    })
+                })
+                .count();
+            GroupSummary {
+                group: group.name.clone(),
+                computers: members.len() as u64,
+                up_to_date: up_to_date as u64,
+            }
+        })
+        .collect();
+    summaries.sort_by(|a, b| a.group.cmp(&b.group));
+    summaries
+}
+
+/// Every Failed update on every computer, with its code, newest first.
+#[utoipa::path(get, path = "/api/v1/reports/failures", security(("admin" = [])),
+    responses((status = 200, body = Vec<Failure>), (status = 401, body = ErrorBody)))]
+pub(crate) async fn failures_report(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+) -> Result<axum::Json<Vec<Failure>>, ServerError> {
+    require_admin(&state, &headers).await?;
+    let computers = state.store.list_computers().await?;
+    let states = state.store.update_states(None).await?;
+    Ok(axum::Json(failures(&computers, &states)))
+}
+
+/// Per group: its computers, and how many are up to date.
+#[utoipa::path(get, path = "/api/v1/reports/groups", security(("admin" = [])),
+    responses((status = 200, body = Vec<GroupSummary>), (status = 401, body = ErrorBody)))]
+pub(crate) async fn groups_report(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+) -> Result<axum::Json<Vec<GroupSummary>>, ServerError> {
+    require_admin(&state, &headers).await?;
+    let store = &state.store;
+    let computers = store.list_computers().await?;
+    let groups = store.list_groups().await?;
+    let approvals = store.all_approvals().await?;
+    let states = store.update_states(None).await?;
+    Ok(axum::Json(summarise_groups(
+        &computers, &groups, &approvals, &states,
+    )))
+}

@@ -340,6 +340,43 @@ fn reports_scenario(database: Option<&str>) {
     );
     let table = server.run_ok(&["report", "updates"]);
     assert!(table.contains(u1.as_str()), "{table}");
+    let failures = server.json(&["report", "failures"]);
+    assert_eq!(failures.as_array().unwrap().len(), 1, "{failures}");
+    assert_eq!(
+        (
+            &failures[0]["computerId"],
+            &failures[0]["updateId"],
+            &failures[0]["hresult"],
+            &failures[0]["name"]
+        ),
+        (
+            &json!(a.id),
+            &json!(u2),
+            &json!("0x80240020"),
+            &json!("WU_E_NO_INTERACTIVE_USER")
+        )
+    );
+    let table = server.run_ok(&["report", "failures"]);
+    assert!(table.contains("WU_E_NO_INTERACTIVE_USER"), "{table}");
+    // a has u2 (approved for All Computers) Failed; b has it NotInstalled.
+    let groups = server.json(&["report", "groups"]);
+    let group = |name: &str| {
+        groups
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|line| line["group"] == name)
+            .map(|line| {
+                (
+                    line["computers"].as_u64().unwrap(),
+                    line["upToDate"].as_u64().unwrap(),
+                )
+            })
+            .unwrap()
+    };
+    assert_eq!(group("Servers"), (1, 0));
+    assert_eq!(group("Unassigned Computers"), (1, 0));
+    assert_eq!(group("All Computers"), (0, 0));
 
     // A computer that never reported is stale; those that did are not.
     let c = register(&server, "cc03", "Servers");
@@ -418,6 +455,22 @@ fn reports_scenario(database: Option<&str>) {
     assert_eq!((status, &ack), (200, &json!({"acknowledged": 2})));
     assert_eq!(counts(&summary(&server, u1)), [1, 0, 0, 0, 0, 1, 0]);
     assert_eq!(computer_line(&server, &a)["pendingReboot"], 1);
+
+    // b installs u2 and is up to date; a still has u2 Failed.
+    let (status, _) = post(
+        &server,
+        &b,
+        &report_body(5, vec![entry(u2, "Installed", None)]),
+    );
+    assert_eq!(status, 200);
+    let groups = server.json(&["report", "groups"]);
+    let unassigned = groups
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|line| line["group"] == "Unassigned Computers")
+        .unwrap();
+    assert_eq!(unassigned["upToDate"], 1, "{groups}");
 }
 
 /// Reports sent as fast as the server takes them while it is SIGKILLed:
