@@ -9,10 +9,14 @@
 //!   [`fleet::effective_approval`], the inheritance rule;
 //!   [`fleet_api`] serves them, computer registration and the signed
 //!   `POST /api/v1/sync`;
+//! - [`reports`]: computers' status reports (`POST /api/v1/reports`, each
+//!   stored in one transaction, duplicates acknowledged and ignored) and
+//!   the admin's summaries of them ([`reports::summarise_updates`] counts
+//!   Unknown from approvals);
 //! - [`error::ServerError`]: the one error type; every 4xx carries a JSON
 //!   body with a WUA code;
 //! - [`client::Client`]: what `wua-server publish`, `decline`, `updates`,
-//!   `groups`, `computers`, `approve` and `key` use to talk to a running
+//!   `groups`, `computers`, `approve`, `report` and `key` use to talk to a running
 //!   server.
 //!
 //! The server installs nothing and trusts no request: every body is bounded
