@@ -48,6 +48,20 @@ pub enum UpdateState {
     Failed,
 }
 
+impl ResultCode {
+    /// The name stored (the same as sent).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResultCode::NotStarted => "NotStarted",
+            ResultCode::InProgress => "InProgress",
+            ResultCode::Succeeded => "Succeeded",
+            ResultCode::SucceededWithErrors => "SucceededWithErrors",
+            ResultCode::Failed => "Failed",
+            ResultCode::Aborted => "Aborted",
+        }
+    }
+}
+
 impl UpdateState {
     /// The word stored (the same as sent).
     pub fn as_str(self) -> &'static str {
@@ -315,11 +329,13 @@ pub fn summarise_updates(
         let installs = installs_by_group
             .entry(computer.group.as_str())
             .or_insert_with(|| approved_for_install(&computer.group, groups, approvals));
-        for (update_id, summary) in &mut summaries {
+        for update_id in installs.keys() {
             let has_state = reported
                 .get(update_id)
                 .is_some_and(|ids| ids.contains(&computer.computer_id));
-            if installs.contains_key(update_id) && !has_state {
+            if let Some(summary) = summaries.get_mut(update_id)
+                && !has_state
+            {
                 summary.unknown += 1;
             }
         }
@@ -404,13 +420,12 @@ async fn update_summaries(
     let groups = store.list_groups().await?;
     let approvals = store.all_approvals().await?;
     let states = store.update_states(only).await?;
-    Ok(summarise_updates(
-        &update_ids,
-        &computers,
-        &groups,
-        &approvals,
-        &states,
-    ))
+    // Counting a large fleet's states is CPU work.
+    tokio::task::spawn_blocking(move || {
+        summarise_updates(&update_ids, &computers, &groups, &approvals, &states)
+    })
+    .await
+    .map_err(|error| ServerError::internal(format!("the counting thread: {error}")))
 }
 
 /// Every update's counts of computers by state.
@@ -614,7 +629,11 @@ pub(crate) async fn groups_report(
     let groups = store.list_groups().await?;
     let approvals = store.all_approvals().await?;
     let states = store.update_states(None).await?;
-    Ok(axum::Json(summarise_groups(
-        &computers, &groups, &approvals, &states,
-    )))
+    // Counting a large fleet's states is CPU work.
+    let summaries = tokio::task::spawn_blocking(move || {
+        summarise_groups(&computers, &groups, &approvals, &states)
+    })
+    .await
+    .map_err(|error| ServerError::internal(format!("the counting thread: {error}")))?;
+    Ok(axum::Json(summaries))
 }

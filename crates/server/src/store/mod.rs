@@ -527,7 +527,7 @@ impl StateRow {
             update_id: update.update_id,
             revision_number: update.revision_number,
             state: update.state.as_str(),
-            result_code: update.result_code.map(|code| format!("{code:?}")),
+            result_code: update.result_code.map(|code| code.as_str().to_owned()),
             hresult: update.hresult.map(|hresult| format!("{hresult:#}")),
             time: update.time.to_string(),
         }
