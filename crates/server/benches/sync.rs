@@ -283,8 +283,9 @@ fn with_postgres(admin_url: &str, body: impl FnOnce(&str)) {
     };
     admin(format!("CREATE DATABASE {name}"));
     let (base, _) = admin_url.rsplit_once('/').unwrap();
-    let outcome =
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(&format!("{base}/{name}"))));
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        body(&format!("{base}/{name}"))
+    }));
     admin(format!("DROP DATABASE {name} WITH (FORCE)"));
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
