@@ -415,11 +415,12 @@ impl PostgresStore {
     }
 
     pub(super) async fn catalog_version(&self) -> Result<u64, StoreError> {
-        let row = self
-            .client()
-            .await?
-            .query_one("SELECT version FROM catalog WHERE id = 1", &[])
+        // Every sync asks this: a cached statement saves the Parse round trip.
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached("SELECT version FROM catalog WHERE id = 1")
             .await?;
+        let row = client.query_one(&statement, &[]).await?;
         version_from(row.try_get(0)?)
     }
 }
@@ -531,15 +532,14 @@ impl PostgresStore {
         &self,
         computer_id: Uuid,
     ) -> Result<Option<Credentials>, StoreError> {
-        let row = self
-            .client()
-            .await?
-            .query_opt(
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(
                 "SELECT secret_sha256, machine_id, group_name FROM computers
                  WHERE computer_id = $1",
-                &[&computer_id],
             )
             .await?;
+        let row = client.query_opt(&statement, &[&computer_id]).await?;
         row.map(|row| {
             Ok(Credentials {
                 secret_sha256: token_from(row.try_get::<_, &[u8]>(0)?)?,
@@ -639,12 +639,12 @@ impl PostgresStore {
     }
 
     pub(super) async fn record_sync(&self, computer_id: Uuid) -> Result<(), StoreError> {
-        self.client()
-            .await?
-            .execute(
-                "UPDATE computers SET last_sync = $1 WHERE computer_id = $2",
-                &[&Timestamp::now().to_string(), &computer_id],
-            )
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached("UPDATE computers SET last_sync = $1 WHERE computer_id = $2")
+            .await?;
+        client
+            .execute(&statement, &[&Timestamp::now().to_string(), &computer_id])
             .await?;
         Ok(())
     }
