@@ -4,132 +4,14 @@
 
 mod common;
 
-use std::fs;
 use std::io::Read;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_wua-server");
-
-struct Server {
-    child: Child,
-    url: String,
-    data_dir: PathBuf,
-    log: PathBuf,
-}
-
-impl Server {
-    fn start(data_dir: &Path, database: Option<&str>) -> Server {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let log = data_dir.with_extension(format!("{port}.log"));
-        let mut command = Command::new(BIN);
-        command
-            .args(["serve", "--config", "/dev/null", "--listen"])
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--data-dir")
-            .arg(data_dir)
-            .env_clear()
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&log).unwrap());
-        if let Some(url) = database {
-            command.args(["--database", url]);
-        }
-        let mut server = Server {
-            child: command.spawn().unwrap(),
-            url: format!("http://127.0.0.1:{port}"),
-            data_dir: data_dir.to_owned(),
-            log,
-        };
-        let ready = openwua_testkit::wait_until(Instant::now() + Duration::from_secs(30), || {
-            if let Ok(Some(status)) = server.child.try_wait() {
-                panic!("wua-server exited: {status}: {}", server.log_tail());
-            }
-            http("GET", &format!("{}/readyz", server.url), &[], b"").0 == 200
-        });
-        assert!(ready, "not ready: {}", server.log_tail());
-        server
-    }
-
-    fn log_tail(&self) -> String {
-        let text = fs::read_to_string(&self.log).unwrap_or_default();
-        let start = text.len().saturating_sub(3000);
-        text.get(start..).unwrap_or(&text).to_owned()
-    }
-
-    fn run_ok(&self, args: &[&str]) -> String {
-        let output = Command::new(BIN)
-            .args(args)
-            .args(["--server", &self.url, "--data-dir"])
-            .arg(&self.data_dir)
-            .env_clear()
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).unwrap()
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let mut args = args.to_vec();
-        args.push("--json");
-        serde_json::from_str(&self.run_ok(&args)).unwrap()
-    }
-
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// One request; any status comes back, 0 when there was no answer.
-fn http(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, Vec<u8>) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut request = ureq::http::Request::builder().method(method).uri(url);
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let request = request.body(body.to_vec()).unwrap();
-    let Ok(mut response) = agent.run(request) else {
-        return (0, Vec::new());
-    };
-    let status = response.status().as_u16();
-    let mut bytes = Vec::new();
-    if response
-        .body_mut()
-        .with_config()
-        .limit(u64::MAX)
-        .reader()
-        .read_to_end(&mut bytes)
-        .is_err()
-    {
-        return (0, Vec::new());
-    }
-    (status, bytes)
-}
+use common::{Server, http, sample_service};
 
 struct Computer {
     id: String,
@@ -139,9 +21,10 @@ struct Computer {
 fn register(server: &Server, machine_id: &str, group: &str) -> Computer {
     let body = json!({"machineId": machine_id, "hostname": format!("host-{machine_id}"),
         "targetGroup": group});
-    let (status, bytes) = http(
+    let (status, _, bytes) = http(
         "POST",
         &format!("{}/api/v1/computers/register", server.url),
+        None,
         &[("content-type", "application/json")],
         body.to_string().as_bytes(),
     );
@@ -173,9 +56,10 @@ fn report_body(sequence: u64, updates: Vec<Value>) -> Vec<u8> {
 
 /// Posts a report body as `computer` (or with `authorization` as given).
 fn post_raw(server: &Server, authorization: &str, body: &[u8]) -> (u16, Value) {
-    let (status, bytes) = http(
+    let (status, _, bytes) = http(
         "POST",
         &format!("{}/api/v1/reports", server.url),
+        None,
         &[
             ("authorization", authorization),
             ("content-type", "application/json"),
@@ -260,13 +144,9 @@ fn computer_line(server: &Server, computer: &Computer) -> Value {
         .clone()
 }
 
-fn sample_service() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/sample-service")
-}
-
 fn reports_scenario(database: Option<&str>) {
     let scratch = tempfile::tempdir().unwrap();
-    let server = Server::start(&scratch.path().join("data"), database);
+    let server = Server::start(&scratch.path().join("data"), database, &[]);
     server.run_ok(&["publish", sample_service().to_str().unwrap()]);
     let ids: Vec<String> = server
         .json(&["updates", "list"])
@@ -479,7 +359,7 @@ fn reports_scenario(database: Option<&str>) {
 fn killed_during_reports(database: Option<&str>) {
     let scratch = tempfile::tempdir().unwrap();
     let data_dir = scratch.path().join("data");
-    let server = Server::start(&data_dir, database);
+    let server = Server::start(&data_dir, database, &[]);
     server.run_ok(&["publish", sample_service().to_str().unwrap()]);
     let update_id = server.json(&["updates", "list"])[0]["updateId"]
         .as_str()
@@ -509,9 +389,10 @@ fn killed_during_reports(database: Option<&str>) {
             let authorization = format!("Computer {} {}", computer.id, computer.secret);
             for sequence in 1.. {
                 let body = report_body(sequence, vec![entry(&update_id, state_of(sequence), None)]);
-                let (status, bytes) = http(
+                let (status, _, bytes) = http(
                     "POST",
                     &format!("{url}/api/v1/reports"),
+                    None,
                     &[
                         ("authorization", &authorization),
                         ("content-type", "application/json"),
@@ -541,7 +422,7 @@ fn killed_during_reports(database: Option<&str>) {
     assert!(stopped.load(Ordering::SeqCst));
     let last_seen = acknowledged.load(Ordering::SeqCst);
 
-    let server = Server::start(&data_dir, database);
+    let server = Server::start(&data_dir, database, &[]);
     // Sending the last acknowledged report again is a duplicate: the
     // answer is the stored acknowledgement, which cannot be lower.
     let (status, ack) = post(
