@@ -315,10 +315,17 @@ pub fn content_length(headers: &HeaderMap) -> Result<Option<u64>, ServerError> {
         .transpose()
 }
 
-fn parse_update_id(text: &str) -> Result<Uuid, ServerError> {
+/// An update ID from a request's path.
+pub fn parse_update_id(text: &str) -> Result<Uuid, ServerError> {
+    parse_guid("an update ID", text)
+}
+
+/// A GUID from a request's path; `what` ("an update ID") names it in the
+/// refusal.
+pub fn parse_guid(what: &str, text: &str) -> Result<Uuid, ServerError> {
     Uuid::try_parse(text).map_err(|_| {
         ServerError::bad_request(
-            "an update ID is a GUID",
+            format!("{what} is a GUID"),
             format!("{:?} is not one", truncate(text)),
         )
     })

@@ -15,7 +15,9 @@ use subtle::ConstantTimeEq;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::api::{AppState, Shared, read_json, require_admin, truncate};
+use crate::api::{
+    AppState, Shared, parse_guid, parse_update_id, read_json, require_admin, truncate,
+};
 use crate::error::{ErrorBody, ServerError};
 use crate::fleet::{
     ALL_COMPUTERS, Approval, ApprovalAction, Computer, Group, GroupChange, NewComputer,
@@ -422,12 +424,7 @@ pub(crate) async fn remove_group(
 }
 
 fn parse_computer_id(text: &str) -> Result<Uuid, ServerError> {
-    Uuid::try_parse(text).map_err(|_| {
-        ServerError::bad_request(
-            "a computer ID is a GUID",
-            format!("{:?} is not one", truncate(text)),
-        )
-    })
+    parse_guid("a computer ID", text)
 }
 
 /// Every registered computer.
@@ -509,15 +506,6 @@ pub struct ApprovalRequest {
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     pub deadline: Option<Timestamp>,
-}
-
-fn parse_update_id(text: &str) -> Result<Uuid, ServerError> {
-    Uuid::try_parse(text).map_err(|_| {
-        ServerError::bad_request(
-            "an update ID is a GUID",
-            format!("{:?} is not one", truncate(text)),
-        )
-    })
 }
 
 /// Sets a group's approval of an update; its child groups inherit it

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::api::{Shared, read_json, require_admin, truncate};
+use crate::api::{Shared, parse_update_id, read_json, require_admin, truncate};
 use crate::error::{ErrorBody, ServerError};
 use crate::fleet::{Approval, Computer, Group, approved_for_install};
 use crate::fleet_api::authenticate_computer;
@@ -457,12 +457,7 @@ pub(crate) async fn update_report(
     Path(id): Path<String>,
 ) -> Result<axum::Json<UpdateSummary>, ServerError> {
     require_admin(&state, &headers).await?;
-    let update_id = Uuid::try_parse(&id).map_err(|_| {
-        ServerError::bad_request(
-            "an update ID is a GUID",
-            format!("{:?} is not one", truncate(&id)),
-        )
-    })?;
+    let update_id = parse_update_id(&id)?;
     if state.store.update_history(update_id).await?.is_none() {
         return Err(ServerError::not_found(
             "no such update; `wua-server updates list` shows them",
