@@ -373,7 +373,7 @@ fn needs_content(target: &InstallTarget, operation: UpdateOperation) -> bool {
                     .as_ref()
                     .and_then(|command| command.first())
                     .is_some_and(|program| !program.starts_with('/')),
-                Handler::Dpkg { .. } | Handler::Files { .. } => false,
+                Handler::Dpkg { .. } | Handler::Files { .. } | Handler::Apt { .. } => false,
             })
 }
 
@@ -485,6 +485,7 @@ fn run_handler(
         backup_dir: &backup_dir,
         environment: &environment,
         dpkg: context.dpkg,
+        apt: &handlers::AptSettings::default(),
         quiet: options.force_quiet,
         abort: context.job.abort_flag(),
         grace: Duration::from_secs(context.config.install.abort_grace_seconds),

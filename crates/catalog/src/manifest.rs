@@ -1004,6 +1004,12 @@ fn check_handler(handler: &Handler, files: &[String]) -> Result<(), (&'static st
                 ))
             }
         }
+        Handler::Apt { .. } => Err((
+            "handler.type",
+            "apt updates come from the machine's repositories (`wua services add-apt`), \
+             not from manifests"
+                .into(),
+        )),
         Handler::Files {
             root,
             files: placements,
@@ -1051,6 +1057,7 @@ fn can_uninstall(handler: &Handler) -> bool {
         Handler::Command { uninstall, .. } => uninstall.is_some(),
         Handler::Dpkg { remove } => !remove.is_empty(),
         Handler::Files { .. } => true,
+        Handler::Apt { .. } => false,
     }
 }
 

@@ -271,6 +271,37 @@ pub enum Handler {
         /// Which content file goes where.
         files: Vec<FilePlacement>,
     },
+    /// Install exact versions of Debian binary packages through apt, from
+    /// the repositories the machine's apt already knows (`docs/apt.md`).
+    /// Only the packages the machine already has are installed; apt adds
+    /// what their dependencies need. Never uninstalled: Debian cannot
+    /// downgrade safely.
+    Apt {
+        /// Every binary package the update's source builds at this version
+        /// for the architectures the repository offers.
+        packages: Vec<AptPackage>,
+    },
+}
+
+/// One binary package of an `apt` handler, as the repository's index
+/// describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub struct AptPackage {
+    /// The package name.
+    pub name: String,
+    /// Its architecture (`amd64`, `all`, …).
+    pub architecture: String,
+    /// The exact version to install.
+    pub version: String,
+    /// The `.deb`'s size in bytes (`Size`).
+    pub size: u64,
+    /// The `.deb`'s SHA-256 digest (`SHA256`).
+    pub sha256: Sha256Digest,
+    /// The index says it uses debconf (it depends on `debconf` or
+    /// `debconf-2.0`), so installing it may ask questions.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub uses_debconf: bool,
 }
 
 /// One file a `files` handler places.

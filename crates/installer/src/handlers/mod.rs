@@ -12,6 +12,7 @@
 //! for `command`, debconf's passthrough socket for `dpkg`):
 //! `docs/prompts.md`.
 
+pub mod apt;
 mod command;
 mod dpkg;
 mod files;
@@ -39,6 +40,7 @@ use openwua_model::hresult::{HResult, S_OK, WU_E_UH_INSTALLERFAILURE};
 use uuid::Uuid;
 
 use crate::prompts::{AbortFlag, Prompter, Terminal};
+pub use apt::AptSettings;
 pub use orphans::stop_orphaned_group;
 
 /// How the `dpkg` handler runs dpkg.
@@ -98,6 +100,8 @@ pub struct HandlerContext<'a> {
     pub environment: &'a [(String, String)],
     /// How dpkg is run.
     pub dpkg: &'a DpkgSettings,
+    /// How apt is run (the `apt` handler).
+    pub apt: &'a AptSettings,
     /// `ForceQuiet`: no interaction at all.
     pub quiet: bool,
     /// `RequestAbort`: set from another thread to stop the run.
@@ -189,6 +193,7 @@ pub fn run(context: &HandlerContext<'_>) -> HandlerOutcome {
         Handler::Command { .. } => command::run(context),
         Handler::Dpkg { .. } => dpkg::run(context),
         Handler::Files { .. } => files::run(context),
+        Handler::Apt { .. } => apt::run(context),
     }
 }
 

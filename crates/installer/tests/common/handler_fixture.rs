@@ -108,6 +108,7 @@ impl Fixture {
             backup_dir: &self.backup,
             environment: &self.environment,
             dpkg: &self.dpkg,
+            apt: &handlers::AptSettings::default(),
             quiet: self.quiet,
             abort: &self.abort,
             grace: Duration::from_millis(300),
