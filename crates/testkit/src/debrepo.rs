@@ -264,7 +264,10 @@ impl Repository {
             let _ = std::fs::remove_file(dist.join("Release"));
             let _ = std::fs::remove_file(dist.join("InRelease"));
             let option = |name: &str, value: &str| {
-                ["-o".to_owned(), format!("APT::FTPArchive::Release::{name}={value}")]
+                [
+                    "-o".to_owned(),
+                    format!("APT::FTPArchive::Release::{name}={value}"),
+                ]
             };
             let release = run(Command::new("apt-ftparchive")
                 .args(option("Origin", "OpenWUA-tests"))
@@ -394,7 +397,13 @@ fn serve_one(root: &Path, stream: TcpStream) {
     }
     let mut words = request.split_whitespace();
     let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
-    let relative = Path::new(target.split('?').next().unwrap_or("").trim_start_matches('/'));
+    let relative = Path::new(
+        target
+            .split('?')
+            .next()
+            .unwrap_or("")
+            .trim_start_matches('/'),
+    );
     let safe = relative
         .components()
         .all(|component| matches!(component, Component::Normal(_)));
@@ -413,9 +422,8 @@ fn serve_one(root: &Path, stream: TcpStream) {
                 .as_bytes(),
             )
             .and_then(|()| stream.write_all(&body)),
-        None => stream.write_all(
-            b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-        ),
+        None => stream
+            .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
     };
     let _ = stream.flush();
     let _ = stream.shutdown(Shutdown::Write);
@@ -556,9 +564,7 @@ impl AptRoot {
             suites.join(" "),
             repository.keyring().display()
         );
-        let path = self
-            .apt_dir()
-            .join("etc/apt/sources.list.d/owtest.sources");
+        let path = self.apt_dir().join("etc/apt/sources.list.d/owtest.sources");
         std::fs::write(path, entry).unwrap();
     }
 
@@ -569,7 +575,9 @@ impl AptRoot {
         let text = String::from_utf8_lossy(&output.stdout).into_owned()
             + &String::from_utf8_lossy(&output.stderr);
         assert!(
-            !text.lines().any(|line| line.starts_with("W:") || line.starts_with("E:")),
+            !text
+                .lines()
+                .any(|line| line.starts_with("W:") || line.starts_with("E:")),
             "apt-get update: {text}"
         );
     }
