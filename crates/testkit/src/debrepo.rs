@@ -96,15 +96,14 @@ impl Deb {
         &self.name
     }
 
-    /// apt's file name for it: `name_version_arch.deb`, the epoch's colon
-    /// as `%3a`.
+    /// Its file name in a pool, as Debian's: `name_version_arch.deb`
+    /// without the version's epoch.
     pub fn file_name(&self) -> String {
-        format!(
-            "{}_{}_{}.deb",
-            self.name,
-            self.version.replace(':', "%3a"),
-            self.architecture
-        )
+        let version = self
+            .version
+            .split_once(':')
+            .map_or(self.version.as_str(), |(_, rest)| rest);
+        format!("{}_{version}_{}.deb", self.name, self.architecture)
     }
 
     /// Builds it into `dir` (under [`Deb::file_name`]); its path.
@@ -437,8 +436,8 @@ fn serve_one(root: &Path, stream: TcpStream) {
 /// Layout: `apt/` (apt's root: `etc/apt/apt.conf` with `Dir` and
 /// `Dir::State::status`, `sources.list.d`, lists, cache, `var/log/apt`),
 /// `dpkg/` (the database: `status`, `info/`, `updates/`), `root/` (dpkg's
-/// instdir, with `run/`), `debconf/` (debconf's database, named by
-/// [`AptRoot::environment`]).
+/// instdir, with `run/`, and debconf's configuration and database, which
+/// debconf finds through the `DPKG_ROOT` dpkg gives maintainer scripts).
 pub struct AptRoot {
     dir: tempfile::TempDir,
 }
@@ -469,7 +468,6 @@ impl AptRoot {
             sandbox.admindir().join("info"),
             sandbox.admindir().join("updates"),
             sandbox.instdir().join("run"),
-            sandbox.dir.path().join("debconf"),
         ] {
             std::fs::create_dir_all(path).unwrap();
         }
@@ -488,15 +486,15 @@ impl AptRoot {
             conf.push_str("APT::Sandbox::User \"root\";\n");
         }
         std::fs::write(apt.join("etc/apt/apt.conf"), conf).unwrap();
-        let debconf = sandbox.dir.path().join("debconf");
+        // dpkg gives maintainer scripts DPKG_ROOT (the instdir), and
+        // debconf then reads its configuration and databases beneath it.
+        std::fs::create_dir_all(sandbox.instdir().join("etc")).unwrap();
+        std::fs::create_dir_all(sandbox.instdir().join("var/cache/debconf")).unwrap();
         std::fs::write(
-            debconf.join("debconf.conf"),
-            format!(
-                "Config: configdb\nTemplates: templatedb\n\n\
-                 Name: configdb\nDriver: File\nFilename: {0}/config.dat\n\n\
-                 Name: templatedb\nDriver: File\nFilename: {0}/templates.dat\n",
-                debconf.display()
-            ),
+            sandbox.instdir().join("etc/debconf.conf"),
+            "Config: configdb\nTemplates: templatedb\n\n\
+             Name: configdb\nDriver: File\nFilename: /var/cache/debconf/config.dat\n\n\
+             Name: templatedb\nDriver: File\nFilename: /var/cache/debconf/templates.dat\n",
         )
         .unwrap();
         sandbox
@@ -542,19 +540,6 @@ impl AptRoot {
         ]
     }
 
-    /// Variables programs need in the sandbox: debconf's database here,
-    /// not the machine's.
-    pub fn environment(&self) -> Vec<(String, String)> {
-        vec![(
-            "DEBCONF_SYSTEMRC".to_owned(),
-            self.dir
-                .path()
-                .join("debconf/debconf.conf")
-                .display()
-                .to_string(),
-        )]
-    }
-
     /// Adds a deb822 sources entry for `suites` of `repository` served by
     /// `server`, signed by the repository's key.
     pub fn add_source(&self, server: &Server, repository: &Repository, suites: &[&str]) {
@@ -589,14 +574,13 @@ impl AptRoot {
         command
     }
 
-    /// `dpkg` on the sandbox's database and root, with its environment.
+    /// `dpkg` on the sandbox's database and root, non-interactive.
     pub fn dpkg(&self) -> Command {
         let mut command = Command::new("dpkg");
         command
             .arg(format!("--admindir={}", self.admindir().display()))
             .arg(format!("--instdir={}", self.instdir().display()))
             .args(self.dpkg_extra_args())
-            .envs(self.environment())
             .env("DEBIAN_FRONTEND", "noninteractive");
         command
     }
