@@ -570,7 +570,9 @@ impl AptRoot {
     /// `apt-get` with the sandbox's configuration.
     pub fn apt_get(&self) -> Command {
         let mut command = Command::new("apt-get");
-        command.env("APT_CONFIG", self.apt_dir().join("etc/apt/apt.conf"));
+        command
+            .env("PATH", SYSTEM_PATH)
+            .env("APT_CONFIG", self.apt_dir().join("etc/apt/apt.conf"));
         command
     }
 
@@ -578,6 +580,7 @@ impl AptRoot {
     pub fn dpkg(&self) -> Command {
         let mut command = Command::new("dpkg");
         command
+            .env("PATH", SYSTEM_PATH)
             .arg(format!("--admindir={}", self.admindir().display()))
             .arg(format!("--instdir={}", self.instdir().display()))
             .args(self.dpkg_extra_args())
@@ -602,6 +605,10 @@ impl AptRoot {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 }
+
+/// dpkg wants ldconfig and start-stop-daemon on its `PATH`, which an
+/// ordinary user's may lack.
+const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Runs a command; its output, or a panic with it.
 fn run(command: &mut Command) -> Output {
