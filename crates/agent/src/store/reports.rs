@@ -266,7 +266,7 @@ mod tests {
     use crate::store::Store;
 
     fn store_with_server(dir: &std::path::Path) -> (Store, Uuid) {
-        let mut store = Store::open(&dir.join("agent.db")).unwrap();
+        let store = Store::open(&dir.join("agent.db")).unwrap();
         let service_id = Uuid::from_u128(0x5e7);
         store
             .connection
