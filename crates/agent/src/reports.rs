@@ -169,36 +169,25 @@ fn build(
     now: Timestamp,
 ) -> Result<Built> {
     let encode = |error: serde_json::Error| AgentError::new(WU_E_UNEXPECTED, error.to_string());
-    let mut parts = Vec::new();
-    let mut part = String::from("[");
-    let mut in_part = 0;
     let mut in_catalog = std::collections::HashSet::new();
+    let mut lines = Vec::new();
     for entry in index.entries_of(service.service_id) {
         let identity = entry.update.identity;
         in_catalog.insert(identity.update_id);
         let last = results.get(&identity.update_id);
-        let line = serde_json::to_string(&ReportedUpdate {
-            update_id: identity.update_id,
-            revision_number: identity.revision_number,
-            state: state_of(entry, last),
-            result_code: last.map(|last| last.result_code),
-            hresult: last.map(|last| last.hresult),
-            time: last.map_or(now, |last| last.date),
-        })
-        .map_err(encode)?;
-        if in_part == MAX_PART_UPDATES || part.len() + line.len() + 2 > MAX_PART_BYTES {
-            part.push(']');
-            parts.push(std::mem::replace(&mut part, String::from("[")));
-            in_part = 0;
-        }
-        if in_part > 0 {
-            part.push(',');
-        }
-        part.push_str(&line);
-        in_part += 1;
+        lines.push(
+            serde_json::to_string(&ReportedUpdate {
+                update_id: identity.update_id,
+                revision_number: identity.revision_number,
+                state: state_of(entry, last),
+                result_code: last.map(|last| last.result_code),
+                hresult: last.map(|last| last.hresult),
+                time: last.map_or(now, |last| last.date),
+            })
+            .map_err(encode)?,
+        );
     }
-    part.push(']');
-    parts.push(part);
+    let parts = pack(lines, MAX_PART_UPDATES, MAX_PART_BYTES);
     let inventory = Inventory {
         os: system.os.clone(),
         kernel: system.kernel.clone(),
@@ -217,6 +206,30 @@ fn build(
         inventory: serde_json::to_string(&inventory).map_err(encode)?,
         parts,
     })
+}
+
+/// Packs JSON `lines` into arrays of at most `max_lines` lines and (a
+/// line being far smaller) about `max_bytes` bytes: the parts of one
+/// report. No lines make one empty part, which still carries the inventory.
+fn pack(lines: Vec<String>, max_lines: usize, max_bytes: usize) -> Vec<String> {
+    let mut parts = Vec::new();
+    let mut part = String::from("[");
+    let mut in_part = 0;
+    for line in lines {
+        if in_part == max_lines || (in_part > 0 && part.len() + line.len() + 2 > max_bytes) {
+            part.push(']');
+            parts.push(std::mem::replace(&mut part, String::from("[")));
+            in_part = 0;
+        }
+        if in_part > 0 {
+            part.push(',');
+        }
+        part.push_str(&line);
+        in_part += 1;
+    }
+    part.push(']');
+    parts.push(part);
+    parts
 }
 
 /// A report part as the server takes it.
@@ -560,7 +573,36 @@ fn retry_wait(base: Duration, max: Duration, failures: u32, random: u64) -> Dura
 mod tests {
     use std::time::Duration;
 
-    use super::{inventory_text, retry_wait};
+    use super::{MAX_PART_BYTES, MAX_PART_UPDATES, inventory_text, pack, retry_wait};
+
+    #[test]
+    fn a_large_catalog_is_reported_in_parts_the_server_takes() {
+        let line = |n: usize| format!("{{\"n\":{n}}}");
+        let parts = pack(
+            (0..25_001).map(line).collect(),
+            MAX_PART_UPDATES,
+            MAX_PART_BYTES,
+        );
+        let sizes: Vec<usize> = parts
+            .iter()
+            .map(|part| {
+                serde_json::from_str::<Vec<serde_json::Value>>(part)
+                    .unwrap()
+                    .len()
+            })
+            .collect();
+        assert_eq!(sizes, [10_000, 10_000, 5_001]);
+        // Long lines: the byte bound cuts first.
+        let long = "x".repeat(1_000);
+        let parts = pack(
+            (0..10).map(|_| format!("\"{long}\"")).collect(),
+            MAX_PART_UPDATES,
+            3_000,
+        );
+        assert_eq!(parts.len(), 5);
+        assert!(parts.iter().all(|part| part.len() <= 3_000));
+        assert_eq!(pack(Vec::new(), 10, 100), ["[]"]);
+    }
 
     #[test]
     fn waits_double_up_to_the_maximum_with_jitter_in_the_upper_half() {

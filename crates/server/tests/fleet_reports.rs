@@ -126,6 +126,12 @@ impl Server {
     /// The sample published, with both updates approved for everyone.
     fn with_sample(data_dir: &Path) -> Server {
         let server = Server::start(data_dir);
+        server.publish_sample();
+        server
+    }
+
+    fn publish_sample(&self) {
+        let server = self;
         server.run_ok(&["publish", common::sample_service().to_str().unwrap()]);
         for update in [MOTD, LICENCES] {
             server.run_ok(&[
@@ -137,7 +143,6 @@ impl Server {
                 "install",
             ]);
         }
-        server
     }
 
     /// The computers report's only line.
@@ -431,4 +436,37 @@ fn reports_queued_when_the_agent_is_killed_are_sent_after_its_restart() {
     let summary = server.update(MOTD);
     assert_eq!(summary["installed"], 1, "{summary}");
     assert_eq!(counted(&summary), 1, "{summary}");
+}
+
+#[test]
+fn a_server_that_forgot_the_computer_gets_its_report_after_it_registers_again() {
+    let root = tempfile::tempdir().unwrap();
+    let mut server = Server::with_sample(&root.path().join("server"));
+    let dir = root.path().join("agent");
+    std::fs::create_dir(&dir).unwrap();
+    let agent = Background::start(agent_config(&dir)).unwrap();
+    let session = UpdateSession::connect(agent.socket()).unwrap();
+    session
+        .create_update_service_manager()
+        .add_server_service(&server.url, &server.key(), None, None, true)
+        .unwrap();
+    run(&session, true, MOTD);
+    all_sent(&session);
+    let (first_identity, _) = credentials(&dir.join("state"));
+
+    // A new server on the same address knows no computer: the report's
+    // 401 makes the agent register again, and the report follows.
+    server.kill();
+    server.data_dir = root.path().join("reset-server");
+    server.restart();
+    server.publish_sample();
+    run(&session, false, MOTD);
+    let reported = wait_until(Instant::now() + Duration::from_secs(30), || {
+        server.json(&["report", "computers"])[0]["installed"] == 1
+    });
+    assert!(reported, "{}", server.json(&["report", "computers"]));
+    let (identity, _) = credentials(&dir.join("state"));
+    assert_eq!(server.computer()["computerId"], identity.as_str());
+    assert_ne!(identity, first_identity);
+    assert!(reporting(&session).last_error.is_none());
 }
