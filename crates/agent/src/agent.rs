@@ -72,6 +72,8 @@ pub struct Agent {
     /// Update servers that answered 503 with `Retry-After`: not asked
     /// again before this time.
     pub(crate) busy_until: Mutex<std::collections::HashMap<Uuid, Timestamp>>,
+    /// Status reports to update servers: the sender's wake-up and backoff.
+    pub(crate) reports: crate::reports::Reporter,
     /// Each service's package file as last imported or found current.
     package_identities: Mutex<std::collections::HashMap<Uuid, PackageIdentity>>,
     /// Held while the agent runs: one agent per state directory, since
@@ -151,6 +153,7 @@ impl Agent {
             installing: Arc::new(Mutex::new(None)),
             catalog_writer: tokio::sync::Mutex::new(()),
             busy_until: Mutex::new(std::collections::HashMap::new()),
+            reports: crate::reports::Reporter::default(),
             package_identities: Mutex::new(std::collections::HashMap::new()),
             _state_lock: state_lock,
         })

@@ -228,7 +228,7 @@ fn installed_packages(admindir: &Path) -> HashMap<String, debversion::Version> {
 }
 
 /// `/etc/os-release`: `KEY=value` lines, values optionally quoted.
-fn read_os_release(path: &Path) -> HashMap<String, String> {
+pub(crate) fn read_os_release(path: &Path) -> HashMap<String, String> {
     // Followed if a symlink: /etc/os-release usually is one, and the path
     // is the administrator's.
     let text = open_regular_file(path, Follow::Always).and_then(|mut file| {

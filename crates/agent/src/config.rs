@@ -44,6 +44,8 @@ pub struct Config {
     /// once; 0 turns periodic sync off. Default 22 hours, as WUA's
     /// detection frequency; off in `wua --embedded`.
     pub sync_interval_seconds: u64,
+    /// `[reports]`: how status reports to update servers are retried.
+    pub reports: ReportSettings,
     /// Update servers may be reached over plain http:// on a host other
     /// than loopback (the secret and catalog then cross the network
     /// unencrypted, though the catalog's signature still holds).
@@ -136,8 +138,31 @@ impl Default for Config {
             caller: CallerSettings::default(),
             connections: ConnectionSettings::default(),
             sync_interval_seconds: DEFAULT_SYNC_INTERVAL_SECONDS,
+            reports: ReportSettings::default(),
             allow_plain_http: false,
             wait_for_state_lock: false,
+        }
+    }
+}
+
+/// How status reports are retried when an update server cannot take them
+/// (`docs/agent.md`, "Reporting"): the wait doubles from `retry_base_millis`
+/// up to `retry_max_millis`, each wait a random amount between half of it
+/// and all of it; a server's `Retry-After` is obeyed when longer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReportSettings {
+    /// The first wait after a failure, in milliseconds.
+    pub retry_base_millis: u64,
+    /// The longest wait, in milliseconds.
+    pub retry_max_millis: u64,
+}
+
+impl Default for ReportSettings {
+    fn default() -> Self {
+        ReportSettings {
+            retry_base_millis: 30_000,
+            retry_max_millis: 60 * 60 * 1000,
         }
     }
 }

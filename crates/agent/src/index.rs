@@ -169,6 +169,13 @@ impl Index {
         Ok(index)
     }
 
+    /// The updates of one service's catalog.
+    pub fn entries_of(&self, service_id: Uuid) -> impl Iterator<Item = &Entry> {
+        self.entries
+            .iter()
+            .filter(move |entry| entry.service_id == service_id)
+    }
+
     /// How many updates the index holds.
     pub fn len(&self) -> usize {
         self.entries.len()

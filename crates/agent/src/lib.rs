@@ -21,6 +21,7 @@ pub mod jobs;
 pub mod operations;
 mod package_file;
 pub mod policy;
+mod reports;
 pub mod server_services;
 mod store;
 mod update_server;
@@ -57,7 +58,8 @@ impl Background {
                 runtime.block_on(async move {
                     tokio::select! {
                         () = varlink::serve(Arc::clone(&agent), listener) => {}
-                        () = agent.sync_periodically() => {}
+                        () = Arc::clone(&agent).sync_periodically() => {}
+                        () = agent.send_reports() => {}
                         _ = stopped => {}
                     }
                 });

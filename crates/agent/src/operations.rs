@@ -172,6 +172,7 @@ impl Agent {
             if let Err(error) = agent.refresh_after_job(fetched).await {
                 tracing::warn!("refreshing after a download: {error}");
             }
+            agent.queue_reports(None, false).await;
             // Stored before anyone hears of it, so a stop right after cannot
             // lose it.
             let completed = running.completion(result);
@@ -298,6 +299,7 @@ impl Agent {
             if let Err(error) = agent.refresh_after_job(HashSet::new()).await {
                 tracing::warn!("refreshing after an installation: {error}");
             }
+            agent.queue_reports(None, false).await;
             drop(release);
             // Stored before anyone hears of it, so a stop right after cannot
             // lose it.

@@ -211,7 +211,7 @@ pub struct Rule {
 pub const RULES: &[Rule] = &[
     Rule {
         action: Action::Search,
-        methods: "`Search`, `GetUpdate`, `ListServices`, `GetSystemInfo`, `GetInstallerState`, `GetCallerContext`",
+        methods: "`Search`, `GetUpdate`, `ListServices`, `GetSystemInfo`, `GetInstallerState`, `GetReportingState`, `GetCallerContext`",
         who: Who::Anyone,
         what: "search",
     },

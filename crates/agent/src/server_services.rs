@@ -199,7 +199,10 @@ impl Agent {
             match reply {
                 SyncReply::Frame(frame) => {
                     lock(&self.busy_until).remove(&service_id);
-                    return self.apply_sync_response(service_id, frame).await;
+                    let result = self.apply_sync_response(service_id, frame).await?;
+                    // The server just answered: its report goes now.
+                    self.queue_reports(Some(service_id), true).await;
+                    return Ok(result);
                 }
                 SyncReply::Busy(seconds) => {
                     let until = seconds.map(|seconds| {
@@ -231,7 +234,7 @@ impl Agent {
 
     /// Registers again with the identity held, after the server refused
     /// it, and stores whatever identity the server now gives.
-    async fn register_again(
+    pub(crate) async fn register_again(
         &self,
         service_id: Uuid,
         url: &str,

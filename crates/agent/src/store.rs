@@ -110,6 +110,47 @@ ALTER TABLE services ADD COLUMN target_group TEXT;
 ALTER TABLE services ADD COLUMN computer_id TEXT;
 ALTER TABLE services ADD COLUMN computer_secret TEXT;
 "#,
+    r#"
+-- Status reports to update servers (docs/agent.md, "Reporting"). Per
+-- service: the next sequence (never reused), the highest the server
+-- acknowledged, and how the last attempt to send went.
+CREATE TABLE report_status (
+    service_id TEXT PRIMARY KEY REFERENCES services(service_id) ON DELETE CASCADE,
+    next_sequence INTEGER NOT NULL,
+    acknowledged INTEGER NOT NULL DEFAULT 0,
+    last_sent TEXT,
+    last_error TEXT,
+    last_error_time TEXT
+) WITHOUT ROWID;
+-- The parts of the newest full-state report not yet acknowledged; a newer
+-- report replaces them all.
+CREATE TABLE report_queue (
+    service_id TEXT NOT NULL REFERENCES services(service_id) ON DELETE CASCADE,
+    sequence INTEGER NOT NULL,
+    created TEXT NOT NULL,
+    inventory_json TEXT NOT NULL,
+    updates_json TEXT NOT NULL,
+    PRIMARY KEY (service_id, sequence)
+) WITHOUT ROWID;
+-- Each update's newest history entry (its last result), kept by the
+-- history insert itself so it is written in the same transaction.
+CREATE TABLE last_result (
+    update_id TEXT PRIMARY KEY,
+    entry_json TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TRIGGER history_last_result AFTER INSERT ON history
+WHEN json_valid(NEW.entry_json)
+    AND json_extract(NEW.entry_json, '$.updateIdentity.updateId') IS NOT NULL
+BEGIN
+    INSERT OR REPLACE INTO last_result (update_id, entry_json)
+    VALUES (json_extract(NEW.entry_json, '$.updateIdentity.updateId'), NEW.entry_json);
+END;
+INSERT OR REPLACE INTO last_result (update_id, entry_json)
+SELECT json_extract(entry_json, '$.updateIdentity.updateId'), entry_json FROM history
+WHERE id IN (SELECT MAX(id) FROM history WHERE json_valid(entry_json)
+             GROUP BY json_extract(entry_json, '$.updateIdentity.updateId'))
+  AND json_extract(entry_json, '$.updateIdentity.updateId') IS NOT NULL;
+"#,
 ];
 
 /// What one sync changed.
@@ -179,6 +220,8 @@ pub struct StoredState {
 pub struct Store {
     connection: Connection,
 }
+
+pub(crate) use reports::QueuedReport;
 
 fn parse_uuid(text: &str) -> Result<Uuid> {
     Uuid::parse_str(text)
@@ -1132,5 +1175,6 @@ impl EncodedRevision {
     }
 }
 
+mod reports;
 #[cfg(test)]
 mod sync_tests;

@@ -277,19 +277,72 @@ pub(crate) fn sync(
             MAX_RESPONSE_BYTES,
         )?)),
         401 => Ok(SyncReply::Unauthorized),
-        503 => Ok(SyncReply::Busy(
-            response
-                .headers()
-                .get("retry-after")
-                .and_then(|value| value.to_str().ok())
-                .and_then(|value| value.trim().parse::<u64>().ok())
-                .map(|seconds| seconds.min(MAX_RETRY_AFTER_SECONDS)),
-        )),
+        503 => Ok(SyncReply::Busy(retry_after(&response))),
         _ => {
             let body = read_body(&endpoint, response, MAX_JSON_BYTES)?;
             Err(refused(&endpoint, status, &body))
         }
     }
+}
+
+/// What `POST /api/v1/reports` answered.
+#[derive(Debug)]
+pub(crate) enum ReportReply {
+    /// 200: the highest sequence the server stored for this computer.
+    Acknowledged(u64),
+    /// 401: the credentials are not (or no longer) valid.
+    Unauthorized,
+    /// 429, or a 5xx: try again later, after this many seconds if the
+    /// server said (`Retry-After`).
+    Later(Option<u64>, AgentError),
+    /// Any other status: the server will never take this report.
+    Refused(AgentError),
+}
+
+/// `POST <url>/api/v1/reports` with this computer's credentials; `body`
+/// is the report's JSON. A connection that fails is an `Err`.
+pub(crate) fn report(
+    http: &ureq::Agent,
+    url: &str,
+    credentials: &Credentials,
+    body: &[u8],
+) -> Result<ReportReply> {
+    #[derive(Deserialize)]
+    struct Ack {
+        acknowledged: u64,
+    }
+    let endpoint = format!("{url}/api/v1/reports");
+    let response = http
+        .post(&endpoint)
+        .header(
+            "Authorization",
+            format!(
+                "Computer {} {}",
+                credentials.computer_id, credentials.secret
+            ),
+        )
+        .header("Content-Type", "application/json")
+        .send(body)
+        .map_err(|error| connection_error(&endpoint, error))?;
+    let status = response.status().as_u16();
+    let retry_after = retry_after(&response);
+    let body = read_body(&endpoint, response, MAX_JSON_BYTES)?;
+    Ok(match status {
+        200 => ReportReply::Acknowledged(parse_json::<Ack>(&endpoint, &body)?.acknowledged),
+        401 => ReportReply::Unauthorized,
+        429 | 500..=599 => ReportReply::Later(retry_after, refused(&endpoint, status, &body)),
+        _ => ReportReply::Refused(refused(&endpoint, status, &body)),
+    })
+}
+
+/// A response's `Retry-After` in seconds (the delay form), at most a day.
+fn retry_after(response: &ureq::http::Response<ureq::Body>) -> Option<u64> {
+    response
+        .headers()
+        .get("retry-after")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<u64>().ok())
+        .map(|seconds| seconds.min(MAX_RETRY_AFTER_SECONDS))
 }
 
 /// Reads a response's body, at most `limit` bytes.

@@ -8,7 +8,7 @@ use openwua_client::blocking::UpdateSession;
 use openwua_model::enums::UpdateOperation;
 use openwua_model::history::{HistoryEntry, SystemInfo};
 use openwua_model::operation::InstallerState;
-use openwua_model::service::ServiceInfo;
+use openwua_model::service::{ReportingState, ServiceInfo};
 use serde::Serialize;
 
 use crate::agent::Target;
@@ -26,6 +26,10 @@ struct Status {
     #[serde(skip_serializing_if = "Option::is_none")]
     installer: Option<InstallerState>,
     services: Vec<ServiceInfo>,
+    /// Status reports to each update server; absent from an agent that
+    /// does not report yet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reporting: Option<Vec<ReportingState>>,
 }
 
 pub fn run(agent: &Target, json: bool, out: &mut dyn Write) -> anyhow::Result<u8> {
@@ -33,10 +37,12 @@ pub fn run(agent: &Target, json: bool, out: &mut dyn Write) -> anyhow::Result<u8
         let system = session.system_info()?;
         let installer = installer_state(session)?;
         let services = session.create_update_service_manager().services()?;
+        let reporting = missing_as_none(session.reporting_state())?;
         let status = Status {
             system,
             installer,
             services,
+            reporting,
         };
         if json {
             serde_json::to_writer_pretty(&mut *out, &status)?;
@@ -50,7 +56,12 @@ pub fn run(agent: &Target, json: bool, out: &mut dyn Write) -> anyhow::Result<u8
 
 /// The installer's state, or `None` from an agent without the method.
 fn installer_state(session: &UpdateSession) -> Result<Option<InstallerState>, ClientError> {
-    match session.installer_state() {
+    missing_as_none(session.installer_state())
+}
+
+/// A method's answer, or `None` from an older agent without the method.
+fn missing_as_none<T>(answer: Result<T, ClientError>) -> Result<Option<T>, ClientError> {
+    match answer {
         Ok(state) => Ok(Some(state)),
         Err(ClientError::Varlink { error, .. })
             if error == "org.varlink.service.MethodNotFound" =>
@@ -117,7 +128,50 @@ fn write_text(status: &Status, out: &mut dyn Write) -> std::io::Result<()> {
     writeln!(out, "Updates known     {}", system.update_count)?;
     writeln!(out, "History entries   {}", system.history_count)?;
     writeln!(out)?;
-    services::write_table(&status.services, out)
+    services::write_table(&status.services, out)?;
+    if let Some(reporting) = status.reporting.as_deref().filter(|list| !list.is_empty()) {
+        writeln!(out)?;
+        write_reporting(reporting, &status.services, out)?;
+    }
+    Ok(())
+}
+
+/// Per update server: what it acknowledged, what waits, what went wrong.
+fn write_reporting(
+    reporting: &[ReportingState],
+    services: &[ServiceInfo],
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
+    writeln!(out, "Status reports")?;
+    for state in reporting {
+        let name = services
+            .iter()
+            .find(|service| service.service_id == state.service_id)
+            .map_or_else(
+                || state.service_id.to_string(),
+                |service| text::line(&service.name).into_owned(),
+            );
+        let sent = state.last_sent.map_or_else(
+            || "never".to_owned(),
+            |time| format!("{} UTC", table::time(time)),
+        );
+        writeln!(
+            out,
+            "  {name}: acknowledged {}, {} queued, last sent {sent}",
+            state.acknowledged, state.queued
+        )?;
+        if let Some(error) = &state.last_error {
+            let when = state
+                .last_error_time
+                .map(|time| format!(" ({} UTC)", table::time(time)))
+                .unwrap_or_default();
+            writeln!(out, "    last error{when}: {}", text::line(error))?;
+        }
+        if let Some(next) = state.next_attempt {
+            writeln!(out, "    next attempt {} UTC", table::time(next))?;
+        }
+    }
+    Ok(())
 }
 
 /// Updates refused for want of an interactive user, so the next

@@ -153,6 +153,13 @@ impl UpdateSession {
         self.runtime.block_on(self.session.installer_state())
     }
 
+    /// How status reports to each update server stand.
+    pub fn reporting_state(
+        &self,
+    ) -> Result<Vec<openwua_model::service::ReportingState>, ClientError> {
+        self.runtime.block_on(self.session.reporting_state())
+    }
+
     /// The agent's jobs: those running and the newest finished ones.
     pub fn jobs(&self) -> Result<Vec<JobInfo>, ClientError> {
         self.runtime.block_on(self.session.jobs())

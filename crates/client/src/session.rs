@@ -8,6 +8,7 @@ use openwua_model::enums::ServerSelection;
 use openwua_model::history::{HistoryEntry, SystemInfo};
 use openwua_model::operation::{InstallerState, JobInfo};
 use openwua_model::search::{SearchOptions, SearchResult, UpdateDetails};
+use openwua_model::service::ReportingState;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
@@ -112,6 +113,11 @@ struct JobsReply {
 #[derive(Deserialize)]
 struct StateReply {
     state: InstallerState,
+}
+
+#[derive(Deserialize)]
+struct ReportingReply {
+    servers: Vec<ReportingState>,
 }
 
 impl UpdateSession {
@@ -259,6 +265,13 @@ impl UpdateSession {
     pub async fn installer_state(&self) -> Result<InstallerState, ClientError> {
         let StateReply { state } = self.call("GetInstallerState", &NoParameters {}).await?;
         Ok(state)
+    }
+
+    /// How status reports to each update server stand: the sequence it
+    /// acknowledged, the parts waiting and the last failure to send.
+    pub async fn reporting_state(&self) -> Result<Vec<ReportingState>, ClientError> {
+        let ReportingReply { servers } = self.call("GetReportingState", &NoParameters {}).await?;
+        Ok(servers)
     }
 
     /// The agent's jobs: those running and the newest finished ones.

@@ -43,3 +43,33 @@ pub struct ServiceInfo {
     /// How many update revisions its catalog holds.
     pub update_count: u64,
 }
+
+/// How status reports to one update server stand (`GetReportingState`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportingState {
+    /// The update-server service.
+    pub service_id: Uuid,
+    /// The highest sequence the server acknowledged; 0 before the first.
+    pub acknowledged: u64,
+    /// Report parts waiting to be sent (the newest full state only).
+    pub queued: u64,
+    /// The sequence of the next part to send, while any waits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_sequence: Option<u64>,
+    /// When the server last acknowledged a report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub last_sent: Option<Timestamp>,
+    /// Why the last attempt to send failed, until one succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// When that attempt failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub last_error_time: Option<Timestamp>,
+    /// When the agent tries again, while it waits out a failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub next_attempt: Option<Timestamp>,
+}

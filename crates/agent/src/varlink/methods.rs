@@ -308,6 +308,11 @@ async fn handle(
             let state = agent.installer_state(&session.requester(None)).await;
             result_reply(state.map(|state| json!({ "state": state })))
         }
+        (AGENT, "GetReportingState") => {
+            let NoParameters {} = parameters(call).await?;
+            let servers = agent.reporting_state(&session.requester(None)).await;
+            result_reply(servers.map(|servers| json!({ "servers": servers })))
+        }
         (AGENT, "ListJobs") => {
             let NoParameters {} = parameters(call).await?;
             Reply::of(&json!({ "jobs": agent.list_jobs(&session.requester(None)) }))
