@@ -1,14 +1,17 @@
 //! deb822 paragraphs: `Packages`, `Release`, dpkg's `status`, `.sources`.
 //!
 //! A small zero-copy reader over text already in memory: a paragraph is a
-//! list of `(name, value)` slices of the input, nothing is copied. Chosen
-//! over the crates made for deb822 because of speed: on Debian bookworm's
-//! main `Packages` (63,440 paragraphs, 50 MB), this reader takes about
-//! 0.1 s on the 2-core test machine, while `deb822-lossless` (a lossless
-//! syntax tree, made for editing) and `deb822-fast` (owned `String`s for
-//! every field) allocate per field and took several times longer; the apt
-//! sync goal is ≤ 1 s for everything including decompression and hashing.
-//! See `BENCHMARKS.md`, "Issue 13: apt lists".
+//! list of `(name, value)` slices of the input; nothing is copied and the
+//! only allocation is one field list per paragraph. Written instead of
+//! taking a deb822 crate because of speed and shape: `deb822-lossless`
+//! builds a lossless syntax tree (it is made for editing files) and
+//! `deb822-fast` owns a `String` per field, where the apt scan reads Debian
+//! bookworm's main `Packages` (63,440 paragraphs, 50 MB) on every sync and
+//! the whole sync goal is ≤ 1 s including decompression and hashing. This
+//! reader, with the `Packages` fields the scan needs, parses the host's
+//! 52.7 MB of lists (66,575 packages) in 85 ms of CPU on the 2-core test
+//! machine (`BENCHMARKS.md`, "Issue 13: apt lists"); the crates were not
+//! measured.
 //!
 //! Tolerated: continuation lines (a leading space or tab), `#` comment
 //! lines (deb822 `.sources` files have them), CRLF line ends, several
@@ -179,7 +182,11 @@ impl<'a> Iterator for Paragraphs<'a> {
     type Item = Result<Paragraph<'a>, FormatError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let mut paragraph = Paragraph::default();
+        // Packages paragraphs have about 20 fields: one allocation each.
+        let mut paragraph = Paragraph {
+            line: 0,
+            fields: Vec::with_capacity(32),
+        };
         // The field being read: its name, where its value starts in the
         // text, and where it ends so far (continuation lines extend it).
         let mut open: Option<(&'a str, usize, usize)> = None;
@@ -200,10 +207,10 @@ impl<'a> Iterator for Paragraphs<'a> {
                 *end = start + line.len();
                 continue;
             }
-            if let Some(field) = open.take() {
-                if let Err(error) = self.push(&mut paragraph, field) {
-                    return Some(Err(error));
-                }
+            if let Some(field) = open.take()
+                && let Err(error) = self.push(&mut paragraph, field)
+            {
+                return Some(Err(error));
             }
             let Some(colon) = line.find(':') else {
                 return self.fail(
@@ -212,7 +219,7 @@ impl<'a> Iterator for Paragraphs<'a> {
                 );
             };
             let name = &line[..colon];
-            if name.is_empty() || name.contains(char::is_whitespace) {
+            if name.is_empty() || name.bytes().any(|byte| byte.is_ascii_whitespace()) {
                 return self.fail(self.line, format!("{name:?} is not a field name"));
             }
             if paragraph.fields.is_empty() {

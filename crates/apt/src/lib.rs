@@ -394,13 +394,13 @@ fn read_release(path: &Path, now: jiff::Timestamp) -> Result<Release, AptError> 
         deb822::text(&bytes).map_err(|error| AptError::unverified(path, error.to_string()))?;
     let release = release::parse_release(text)
         .map_err(|error| AptError::unverified(path, error.to_string()))?;
-    if let Some(valid_until) = release.valid_until {
-        if valid_until <= now {
-            return Err(AptError::Expired {
-                path: path.to_owned(),
-                valid_until,
-            });
-        }
+    if let Some(valid_until) = release.valid_until
+        && valid_until <= now
+    {
+        return Err(AptError::Expired {
+            path: path.to_owned(),
+            valid_until,
+        });
     }
     Ok(release)
 }

@@ -143,6 +143,9 @@ struct Gathered<'a> {
     family: &'a str,
 }
 
+/// A source version: parsed, as written, and its binaries.
+type Versioned<'a> = (debversion::Version, &'a str, Gathered<'a>);
+
 /// The updates the lists offer for the source packages the machine has at
 /// least one binary of: one per (origin, source, version), ordered by
 /// source, then version (Debian's order), then origin. Binaries whose
@@ -179,8 +182,7 @@ pub fn map_updates(lists: &[OfferedList<'_>], installed: &[InstalledPackage]) ->
         }
     }
     // Each (origin, source)'s versions in Debian's order.
-    let mut by_source: BTreeMap<(&str, &str), Vec<(debversion::Version, &str, Gathered<'_>)>> =
-        BTreeMap::new();
+    let mut by_source: BTreeMap<(&str, &str), Vec<Versioned<'_>>> = BTreeMap::new();
     for ((origin, source, version_text), group) in gathered {
         let Ok(version) = version_text.parse::<debversion::Version>() else {
             continue;

@@ -61,12 +61,13 @@ fn required<'a>(paragraph: &Paragraph<'a>, name: &str) -> Result<&'a str, Format
 /// alternatives.
 fn mentions_debconf(relations: Option<&str>) -> bool {
     relations.is_some_and(|relations| {
-        relations
-            .split([',', '|'])
-            .filter_map(|relation| relation.split_whitespace().next())
-            .map(|name| name.split_once(':').map_or(name, |(name, _)| name))
-            .map(|name| name.split_once('(').map_or(name, |(name, _)| name))
-            .any(|name| name == "debconf" || name == "debconf-2.0")
+        relations.contains("debconf")
+            && relations
+                .split([',', '|'])
+                .filter_map(|relation| relation.split_whitespace().next())
+                .map(|name| name.split_once(':').map_or(name, |(name, _)| name))
+                .map(|name| name.split_once('(').map_or(name, |(name, _)| name))
+                .any(|name| name == "debconf" || name == "debconf-2.0")
     })
 }
 
