@@ -267,10 +267,12 @@ pub fn read_verified_lists(
         let release_path = lists_dir.join(release_name);
         for (component, lists) in candidates {
             if lists.is_empty() {
+                // `…_binary-*_Packages` (apt would quote a `*` in a name).
                 let pattern = listnames::list_file_name(
                     entry,
-                    &listnames::packages_index_path(component.as_deref(), "*"),
-                );
+                    &listnames::packages_index_path(component.as_deref(), ""),
+                )
+                .replace("_binary-_Packages", "_binary-*_Packages");
                 found.missing.push(MissingList {
                     path: lists_dir.join(pattern),
                     entry: described.clone(),
@@ -517,4 +519,162 @@ pub fn scan_machine(paths: &AptPaths, now: jiff::Timestamp) -> Result<MachineSca
         missing: verified.missing,
         installed,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use sha2::{Digest, Sha256};
+
+    use super::*;
+
+    const DIGEST: &str = "515e692f2c4121c6fcec444ef100cc18f79a991910615f3a88c8b7becfc94d2f";
+    const LISTS: &str = "var/lib/apt/lists";
+
+    fn packages_text() -> String {
+        format!(
+            "Package: hello\nVersion: 2.10-3\nArchitecture: amd64\nSize: 10\nSHA256: {DIGEST}\n\
+             Description: greets\n\n\
+             Package: other\nVersion: 1\nArchitecture: all\nSize: 1\nSHA256: {DIGEST}\n"
+        )
+    }
+
+    /// A root with one source (`http://deb.example/debian bookworm main`),
+    /// its InRelease listing `listed` for main/binary-amd64/Packages, the
+    /// lz4 list holding `content`, and a dpkg status with hello 2.10-2.
+    fn machine(listed: &str, content: &str, valid_until: &str) -> tempfile::TempDir {
+        let root = tempfile::tempdir().unwrap();
+        let path = |relative: &str| root.path().join(relative);
+        std::fs::create_dir_all(path("etc/apt")).unwrap();
+        std::fs::create_dir_all(path(LISTS)).unwrap();
+        std::fs::create_dir_all(path("dpkg")).unwrap();
+        std::fs::write(
+            path("etc/apt/sources.list"),
+            "deb http://deb.example/debian bookworm main\n",
+        )
+        .unwrap();
+        let digest = hex(Sha256::digest(listed.as_bytes()).as_slice());
+        std::fs::write(
+            path(&format!(
+                "{LISTS}/deb.example_debian_dists_bookworm_InRelease"
+            )),
+            format!(
+                "-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\n\
+                 Origin: Example\nSuite: stable\nCodename: bookworm\n{valid_until}\
+                 SHA256:\n {digest} {} main/binary-amd64/Packages\n\
+                 -----BEGIN PGP SIGNATURE-----\n\nxx\n-----END PGP SIGNATURE-----\n",
+                listed.len()
+            ),
+        )
+        .unwrap();
+        let mut encoder = lz4_flex::frame::FrameEncoder::new(Vec::new());
+        encoder.write_all(content.as_bytes()).unwrap();
+        std::fs::write(
+            path(&format!(
+                "{LISTS}/deb.example_debian_dists_bookworm_main_binary-amd64_Packages.lz4"
+            )),
+            encoder.finish().unwrap(),
+        )
+        .unwrap();
+        std::fs::write(
+            path("dpkg/status"),
+            "Package: hello\nStatus: install ok installed\nArchitecture: amd64\nVersion: 2.10-2\n",
+        )
+        .unwrap();
+        root
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+    }
+
+    fn scan(root: &Path) -> Result<MachineScan, AptError> {
+        let now = "2026-07-12T00:00:00Z".parse().unwrap();
+        scan_machine(&AptPaths::new(root, &root.join("dpkg")), now)
+    }
+
+    #[test]
+    fn a_verified_list_gives_its_updates() {
+        let text = packages_text();
+        let root = machine(&text, &text, "Valid-Until: Sat, 18 Jul 2026 10:16:37 UTC\n");
+        let found = scan(root.path()).unwrap();
+        assert_eq!(found.lists.len(), 1);
+        assert_eq!(found.lists[0].origin, "Example");
+        assert_eq!(found.lists[0].packages, 2);
+        assert!(found.missing.is_empty());
+        let titles: Vec<_> = found
+            .revisions
+            .iter()
+            .map(|r| r.update.title.as_str())
+            .collect();
+        assert_eq!(titles, ["hello 2.10-3"]);
+        assert_eq!(found.installed.len(), 1);
+    }
+
+    #[test]
+    fn a_changed_list_is_refused() {
+        let text = packages_text();
+        let tampered = text.replace("2.10-3", "2.10-9");
+        let root = machine(&text, &tampered, "");
+        let error = scan(root.path()).unwrap_err();
+        assert!(matches!(error, AptError::Unverified { .. }), "{error}");
+        assert_eq!(error.hresult(), WU_E_METADATA_NO_VERIFICATION_DATA);
+        assert!(error.to_string().contains("Packages.lz4"), "{error}");
+    }
+
+    #[test]
+    fn an_expired_release_is_refused() {
+        let text = packages_text();
+        let root = machine(&text, &text, "Valid-Until: Fri, 10 Jul 2026 10:16:37 UTC\n");
+        let error = scan(root.path()).unwrap_err();
+        assert!(matches!(error, AptError::Expired { .. }), "{error}");
+        assert_eq!(
+            error.hresult(),
+            WU_E_METADATA_TIMESTAMP_TOKEN_VALIDITY_WINDOW
+        );
+    }
+
+    #[test]
+    fn a_list_without_its_release_is_refused() {
+        let text = packages_text();
+        let root = machine(&text, &text, "");
+        std::fs::remove_file(
+            root.path()
+                .join(LISTS)
+                .join("deb.example_debian_dists_bookworm_InRelease"),
+        )
+        .unwrap();
+        let error = scan(root.path()).unwrap_err();
+        assert!(
+            error.to_string().contains("no InRelease or Release"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn lists_apt_never_downloaded_are_missing_not_errors() {
+        let text = packages_text();
+        let root = machine(&text, &text, "");
+        std::fs::write(
+            root.path().join("etc/apt/sources.list"),
+            "deb http://deb.example/debian bookworm main contrib\n\
+             deb http://unreachable.example/debian bookworm main\n",
+        )
+        .unwrap();
+        let found = scan(root.path()).unwrap();
+        let missing: Vec<_> = found
+            .missing
+            .iter()
+            .map(|missing| missing.path.file_name().unwrap().to_str().unwrap())
+            .collect();
+        assert_eq!(
+            missing,
+            [
+                "deb.example_debian_dists_bookworm_contrib_binary-*_Packages",
+                "unreachable.example_debian_dists_bookworm_InRelease"
+            ]
+        );
+        assert_eq!(found.revisions.len(), 1);
+    }
 }
