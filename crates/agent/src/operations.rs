@@ -84,6 +84,18 @@ pub fn check_content_base(base: &str) -> Result<()> {
     Ok(())
 }
 
+/// How dpkg runs: the same database every handler and rule sees.
+pub(crate) fn dpkg_settings_of(config: &crate::config::Config) -> DpkgSettings {
+    DpkgSettings {
+        program: "dpkg".into(),
+        admindir: config.facts.dpkg_admindir.clone(),
+        instdir: config.install.dpkg_instdir.clone(),
+        extra_args: config.install.dpkg_extra_args.clone(),
+        reboot_required_file: config.install.reboot_required_file.clone(),
+        prompt_dir: config.install.prompt_dir.clone(),
+    }
+}
+
 /// Where a content file of `service` comes from.
 fn source_of(url: &str, service: &ServiceInfo) -> Source {
     if url.contains("://") {
@@ -324,6 +336,7 @@ impl Agent {
             reboot_required_before_installation: !pending.is_empty(),
             reboot_pending_updates: pending,
             awaiting_interactive_user: awaiting,
+            dpkg_repair: self.dpkg_repair.clone(),
         })
     }
 
@@ -404,15 +417,8 @@ impl Agent {
         }
     }
 
-    fn dpkg_settings(&self) -> DpkgSettings {
-        DpkgSettings {
-            program: "dpkg".into(),
-            admindir: self.config.facts.dpkg_admindir.clone(),
-            instdir: self.config.install.dpkg_instdir.clone(),
-            extra_args: self.config.install.dpkg_extra_args.clone(),
-            reboot_required_file: self.config.install.reboot_required_file.clone(),
-            prompt_dir: self.config.install.prompt_dir.clone(),
-        }
+    pub(crate) fn dpkg_settings(&self) -> DpkgSettings {
+        dpkg_settings_of(&self.config)
     }
 
     /// Looks the updates up in the index, in the call's order.

@@ -2,7 +2,7 @@
 //! decode the parameters, call the agent as the caller, encode.
 
 use openwua_varlink::parameters::{
-    AddPackageParameters, AddServerParameters, DownloadParameters, HistoryParameters,
+    AddAptParameters, AddPackageParameters, AddServerParameters, SyncParameters, DownloadParameters, HistoryParameters,
     InstallParameters, InterfaceParameters, JobParameters, NoParameters, SearchParameters,
     ServiceParameters, SetHiddenParameters, UpdateParameters,
 };
@@ -18,7 +18,9 @@ use crate::error::AgentError;
 use crate::jobs::Job;
 use crate::operations::{InstallRequest, StartedInstall};
 use crate::policy::Requester;
+use crate::apt_service::AptServiceRequest;
 use crate::server_services::ServerServiceRequest;
+use std::path::PathBuf;
 use openwua_model::enums::UpdateOperation;
 use openwua_model::operation::JobState;
 
@@ -219,6 +221,21 @@ async fn handle(
                 .await;
             result_reply(added.map(|(service, sync)| json!({ "service": service, "sync": sync })))
         }
+        (AGENT, "AddAptService") => {
+            let request: AddAptParameters = parameters(call).await?;
+            let requester = session.requester(request.client_application_id);
+            let added = agent
+                .add_apt_service(
+                    &requester,
+                    AptServiceRequest {
+                        name: request.name,
+                        apt_root: request.apt_root.map(PathBuf::from),
+                        set_default: request.set_default.unwrap_or(false),
+                    },
+                )
+                .await;
+            result_reply(added.map(|(service, sync)| json!({ "service": service, "sync": sync })))
+        }
         (AGENT, "RemoveService") => {
             let request: ServiceParameters = parameters(call).await?;
             let service_id = required_service(request.service_id)?;
@@ -234,9 +251,10 @@ async fn handle(
             result_reply(done.map(|()| json!({})))
         }
         (AGENT, "Sync") => {
-            let request: ServiceParameters = parameters(call).await?;
+            let request: SyncParameters = parameters(call).await?;
             let requester = session.requester(request.client_application_id);
-            match sync(session, &requester, call.more, request.service_id, sink).await {
+            let online = request.online.unwrap_or(false);
+            match sync(session, &requester, call.more, request.service_id, online, sink).await {
                 Ok(reply) => reply,
                 // The client went away mid-stream: nothing more to send, and
                 // the connection's next read ends it.
@@ -389,10 +407,11 @@ async fn sync(
     requester: &Requester,
     more: bool,
     service_id: Option<Uuid>,
+    online: bool,
     sink: &mut impl ReplySink,
 ) -> std::io::Result<Reply> {
     let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
-    let work = session.agent.sync(requester, service_id, move |phase| {
+    let work = session.agent.sync(requester, service_id, online, move |phase| {
         let (name, service, result) = match phase {
             SyncPhase::Verifying(id) => ("verifying", id, None),
             SyncPhase::Importing(id) => ("importing", id, None),

@@ -70,3 +70,15 @@ pub fn download(_request: &AptDownload<'_>, _progress: &mut dyn FnMut(u64, u64))
 pub fn is_downloaded(_apt: &AptSettings, _dpkg: &DpkgSettings, _packages: &[AptPackage]) -> bool {
     false
 }
+
+/// After an interrupted run: finishes what dpkg left half-configured
+/// (`dpkg --configure -a`), its output appended to `log`; None when dpkg
+/// had nothing to finish.
+pub fn repair_interrupted(_dpkg: &DpkgSettings, _log: &std::path::Path) -> Option<HandlerOutcome> {
+    None
+}
+
+/// The CVE IDs the newest entry of a `.deb`'s changelog names.
+pub fn changelog_cves(_deb: &std::path::Path) -> Vec<String> {
+    Vec::new()
+}
