@@ -906,7 +906,10 @@ fn repair_dpkg(config: &Config) -> Option<openwua_model::operation::RepairReport
         &log,
     )?;
     if outcome.hresult == openwua_model::hresult::S_OK {
-        tracing::warn!("dpkg was interrupted with the installer; repaired: {}", outcome.detail);
+        tracing::warn!(
+            "dpkg was interrupted with the installer; repaired: {}",
+            outcome.detail
+        );
     } else {
         tracing::error!(
             "dpkg was interrupted with the installer and could not be repaired ({}): {}",

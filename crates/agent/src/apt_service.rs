@@ -22,7 +22,9 @@ use openwua_apt::{AptError, AptPaths, MachineScan};
 use openwua_catalog::revision::AptPackage;
 use openwua_installer::handlers::apt as apt_handler;
 use openwua_installer::handlers::{AptSettings, DpkgSettings};
-use openwua_model::hresult::{E_INVALIDARG, WU_E_DS_INVALIDOPERATION, WU_E_PT_UNEXPECTED, WU_E_TIME_OUT};
+use openwua_model::hresult::{
+    E_INVALIDARG, WU_E_DS_INVALIDOPERATION, WU_E_PT_UNEXPECTED, WU_E_TIME_OUT,
+};
 use openwua_model::service::{ServiceInfo, ServiceKind};
 use uuid::Uuid;
 
@@ -137,7 +139,10 @@ impl Agent {
         let Some(root_text) = root.to_str().map(str::to_owned) else {
             return Err(AgentError::new(
                 E_INVALIDARG,
-                format!("{} is not UTF-8; give apt's root as a UTF-8 path", root.display()),
+                format!(
+                    "{} is not UTF-8; give apt's root as a UTF-8 path",
+                    root.display()
+                ),
             ));
         };
         let service_id = apt_service_id(&root);
@@ -145,7 +150,10 @@ impl Agent {
         let scan = self.scan_apt(root.clone()).await?;
         let _writer = self.catalog_writer.lock().await;
         let services = self.with_store(|store| store.services()).await?;
-        if services.iter().any(|service| service.service_id == service_id) {
+        if services
+            .iter()
+            .any(|service| service.service_id == service_id)
+        {
             return Err(AgentError::new(
                 WU_E_DS_INVALIDOPERATION,
                 format!(
@@ -388,11 +396,17 @@ fn tail(log: &Path, start: u64) -> String {
     let Ok(mut file) = File::open(log) else {
         return String::new();
     };
-    let end = file.metadata().map(|metadata| metadata.len()).unwrap_or(start);
+    let end = file
+        .metadata()
+        .map(|metadata| metadata.len())
+        .unwrap_or(start);
     let from = start.max(end.saturating_sub(APT_MESSAGE_BYTES));
     let mut bytes = Vec::new();
     if file.seek(SeekFrom::Start(from)).is_err()
-        || file.take(APT_MESSAGE_BYTES).read_to_end(&mut bytes).is_err()
+        || file
+            .take(APT_MESSAGE_BYTES)
+            .read_to_end(&mut bytes)
+            .is_err()
     {
         return String::new();
     }

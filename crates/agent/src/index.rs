@@ -322,10 +322,12 @@ impl Index {
         is_cached: impl Fn(&openwua_model::update::Sha256Digest) -> bool,
     ) {
         for entry in &mut self.entries {
-            let apt = entry
-                .apt_packages
-                .as_ref()
-                .map(|_| self.apt_downloaded.get(&entry.update.identity.update_id).copied() == Some(true));
+            let apt = entry.apt_packages.as_ref().map(|_| {
+                self.apt_downloaded
+                    .get(&entry.update.identity.update_id)
+                    .copied()
+                    == Some(true)
+            });
             entry.stored = stored_state(&entry.update, states, &is_cached, apt);
             entry.refresh_state();
         }

@@ -9,19 +9,20 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
+use openwua_catalog::revision::Handler;
 use openwua_model::enums::{InstallationImpact, UpdateOperation};
 use openwua_model::hresult::{
     E_INVALIDARG, WU_E_EXCLUSIVE_INSTALL_CONFLICT, WU_E_INSTALL_NOT_ALLOWED,
-    WU_E_INVALID_OPERATION, WU_E_NO_UPDATE,
+    WU_E_INVALID_OPERATION, WU_E_NO_UPDATE, WU_E_UH_DOESNOTSUPPORTACTION,
 };
 use openwua_model::operation::{InstallerState, JobInfo, JobKind, OperationResult};
-use openwua_model::service::ServiceInfo;
+use openwua_model::service::{ServiceInfo, ServiceKind};
 use openwua_model::update::Sha256Digest;
 use uuid::Uuid;
 
 use crate::agent::{Agent, blocking, lock, poisoned, rescan_index, unknown_update};
 use crate::applicability::Machine;
-use crate::download::{self, DownloadTarget, Source};
+use crate::download::{self, AptTarget, DownloadTarget, Source};
 use crate::error::{AgentError, Result};
 use crate::install::{self, InstallOptions, InstallTarget};
 use crate::jobs::{Job, NewJob};
@@ -128,12 +129,22 @@ impl Agent {
             let mut targets = Vec::with_capacity(wanted.len());
             for resolved in wanted {
                 let mut files = Vec::new();
+                let mut apt = None;
                 for (service_id, update_id) in resolved.parts() {
                     let service = services
                         .iter()
                         .find(|service| service.service_id == service_id)
                         .ok_or_else(|| unknown_update(update_id))?;
-                    for file in store.payload(service_id, update_id)?.content {
+                    let payload = store.payload(service_id, update_id)?;
+                    if let (ServiceKind::Apt, Handler::Apt { packages }) =
+                        (service.kind, payload.handler)
+                    {
+                        apt = Some(AptTarget {
+                            settings: crate::apt_service::apt_settings(service),
+                            packages,
+                        });
+                    }
+                    for file in payload.content {
                         let source = source_of(&file.url, service);
                         files.push((file, source));
                     }
@@ -143,6 +154,7 @@ impl Agent {
                     is_installed: resolved.is_installed,
                     applicable: resolved.applicable,
                     files,
+                    apt,
                 });
             }
             Ok(targets)
@@ -174,6 +186,10 @@ impl Agent {
                     &worker.fetcher,
                     worker.config.install.parallel_downloads,
                     &job,
+                    &download::AptRun {
+                        dpkg: &worker.dpkg_settings(),
+                        log_dir: &worker.config.log_dir(),
+                    },
                 ))
             })
             .await;
@@ -213,6 +229,18 @@ impl Agent {
             return Err(no_update());
         }
         let resolved = self.resolve(&request.update_ids)?;
+        if request.operation == UpdateOperation::Uninstallation
+            && let Some(apt) = resolved.iter().find(|resolved| resolved.is_apt)
+        {
+            return Err(AgentError::new(
+                WU_E_UH_DOESNOTSUPPORTACTION,
+                format!(
+                    "{} comes from the machine's Debian repositories, and Debian packages cannot \
+                     be downgraded safely; install a newer version instead",
+                    apt.update.title
+                ),
+            ));
+        }
         let exclusive = resolved.iter().find(|resolved| {
             resolved.update.installation_behavior.impact
                 == InstallationImpact::RequiresExclusiveHandling
@@ -446,6 +474,7 @@ impl Agent {
                             .is_some_and(|child| child.state.is_downloaded)
                     });
                 Ok(Resolved {
+                    is_apt: entry.apt_packages.is_some(),
                     service_id: entry.service_id,
                     update: entry.update.clone(),
                     is_installed: entry.state.is_installed,
@@ -463,11 +492,13 @@ impl Agent {
     /// Adds each update's installer, and its bundled updates', from the store.
     fn install_targets(&self, resolved: Vec<Resolved>) -> Result<Vec<InstallTarget>> {
         let store = self.store.lock().map_err(|_| poisoned())?;
-        resolved
+        let roots = crate::apt_service::apt_roots_of(&store.services()?);
+        let mut targets = resolved
             .into_iter()
             .map(|resolved| {
                 let payload =
                     store.payload(resolved.service_id, resolved.update.identity.update_id)?;
+                let apt = roots.get(&resolved.service_id).cloned();
                 let bundled = resolved
                     .bundled
                     .into_iter()
@@ -485,9 +516,22 @@ impl Agent {
                     prerequisites: resolved.prerequisites,
                     payload,
                     bundled,
+                    apt,
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        drop(store);
+        // apt's cache may have changed since the index looked: asked again
+        // now (without the store's lock: it may hash packages), as the
+        // installer will find it.
+        let dpkg = self.dpkg_settings();
+        for target in &mut targets {
+            if let (Handler::Apt { packages }, Some(apt)) = (&target.payload.handler, &target.apt) {
+                target.downloaded =
+                    openwua_installer::handlers::apt::is_downloaded(apt, &dpkg, packages);
+            }
+        }
+        Ok(targets)
     }
 
     /// Brings the index up to date with the store, the cache and the
@@ -512,6 +556,7 @@ impl Agent {
         let cache = self.cache.clone();
         let limit = self.config.install.cache_max_bytes;
         let freed = blocking(move || cache.evict(limit, &needed)).await?;
+        self.refresh_apt_downloads().await?;
         if freed > 0 {
             tracing::info!(
                 bytes = freed,
@@ -527,6 +572,8 @@ impl Agent {
 
 /// An update of a call, looked up in the index.
 struct Resolved {
+    /// An apt service's update.
+    is_apt: bool,
     service_id: Uuid,
     update: openwua_model::update::Update,
     is_installed: bool,

@@ -54,9 +54,7 @@ pub struct ServiceInfo {
 }
 
 /// Where a service's catalog comes from.
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum ServiceKind {
     /// An update server (`wua-server`) this computer registered with.

@@ -2,9 +2,9 @@
 //! decode the parameters, call the agent as the caller, encode.
 
 use openwua_varlink::parameters::{
-    AddAptParameters, AddPackageParameters, AddServerParameters, SyncParameters, DownloadParameters, HistoryParameters,
-    InstallParameters, InterfaceParameters, JobParameters, NoParameters, SearchParameters,
-    ServiceParameters, SetHiddenParameters, UpdateParameters,
+    AddAptParameters, AddPackageParameters, AddServerParameters, DownloadParameters,
+    HistoryParameters, InstallParameters, InterfaceParameters, JobParameters, NoParameters,
+    SearchParameters, ServiceParameters, SetHiddenParameters, SyncParameters, UpdateParameters,
 };
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -14,15 +14,15 @@ use super::connection::{Inbox, Session};
 use super::interactive;
 use super::protocol::{Call, DECODE_INLINE, Reply};
 use crate::agent::{PROTOCOL_VERSION, SyncPhase};
+use crate::apt_service::AptServiceRequest;
 use crate::error::AgentError;
 use crate::jobs::Job;
 use crate::operations::{InstallRequest, StartedInstall};
 use crate::policy::Requester;
-use crate::apt_service::AptServiceRequest;
 use crate::server_services::ServerServiceRequest;
-use std::path::PathBuf;
 use openwua_model::enums::UpdateOperation;
 use openwua_model::operation::JobState;
+use std::path::PathBuf;
 
 /// The interface this module serves, as committed in the repository.
 pub const AGENT_INTERFACE: &str = include_str!("org.openwua.Agent.varlink");
@@ -254,7 +254,16 @@ async fn handle(
             let request: SyncParameters = parameters(call).await?;
             let requester = session.requester(request.client_application_id);
             let online = request.online.unwrap_or(false);
-            match sync(session, &requester, call.more, request.service_id, online, sink).await {
+            match sync(
+                session,
+                &requester,
+                call.more,
+                request.service_id,
+                online,
+                sink,
+            )
+            .await
+            {
                 Ok(reply) => reply,
                 // The client went away mid-stream: nothing more to send, and
                 // the connection's next read ends it.
@@ -411,19 +420,21 @@ async fn sync(
     sink: &mut impl ReplySink,
 ) -> std::io::Result<Reply> {
     let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
-    let work = session.agent.sync(requester, service_id, online, move |phase| {
-        let (name, service, result) = match phase {
-            SyncPhase::Verifying(id) => ("verifying", id, None),
-            SyncPhase::Importing(id) => ("importing", id, None),
-            SyncPhase::Scanning(id) => ("scanning", id, None),
-            SyncPhase::Done(result) => ("done", result.service_id, Some(result.clone())),
-        };
-        // The receiver lives until the work ends; a send cannot fail before.
-        let is_done = result.is_some();
-        let progress =
-            json!({ "progress": { "phase": name, "serviceId": service, "result": result } });
-        let _ = sender.send((progress, is_done));
-    });
+    let work = session
+        .agent
+        .sync(requester, service_id, online, move |phase| {
+            let (name, service, result) = match phase {
+                SyncPhase::Verifying(id) => ("verifying", id, None),
+                SyncPhase::Importing(id) => ("importing", id, None),
+                SyncPhase::Scanning(id) => ("scanning", id, None),
+                SyncPhase::Done(result) => ("done", result.service_id, Some(result.clone())),
+            };
+            // The receiver lives until the work ends; a send cannot fail before.
+            let is_done = result.is_some();
+            let progress =
+                json!({ "progress": { "phase": name, "serviceId": service, "result": result } });
+            let _ = sender.send((progress, is_done));
+        });
     // Phases go out as they happen, except that a finished service's
     // result waits for the next phase: the very last one must be the reply
     // without `continues`.
