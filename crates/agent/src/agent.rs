@@ -350,14 +350,36 @@ impl Agent {
         .await
     }
 
-    /// `GetUpdate`.
-    pub fn get_update(&self, requester: &Requester, update_id: Uuid) -> Result<UpdateDetails> {
+    /// `GetUpdate`; for an apt update, with its packages as dpkg has them.
+    pub async fn get_update(
+        &self,
+        requester: &Requester,
+        update_id: Uuid,
+    ) -> Result<UpdateDetails> {
         policy::authorize(requester, Action::Search, None)?;
-        let index = self.index.read().map_err(|_| poisoned())?;
-        index
-            .get(update_id)
-            .map(|entry| entry.details())
-            .ok_or_else(|| unknown_update(update_id))
+        let (mut details, apt_packages) = {
+            let index = self.index.read().map_err(|_| poisoned())?;
+            let entry = index
+                .get(update_id)
+                .ok_or_else(|| unknown_update(update_id))?;
+            (entry.details(), entry.apt_packages.clone())
+        };
+        if let Some(packages) = apt_packages {
+            let roots = self.apt_roots().await?;
+            if let Some(apt) = roots.get(&details.entry.service_id).cloned() {
+                let admindir = self.config.facts.dpkg_admindir.clone();
+                let downloaded = details.entry.state.is_downloaded;
+                details.apt = Some(
+                    blocking(move || {
+                        Ok(crate::apt_service::apt_details(
+                            &packages, &apt, &admindir, downloaded,
+                        ))
+                    })
+                    .await?,
+                );
+            }
+        }
+        Ok(details)
     }
 
     /// `SetHidden` (WUA's `IsHidden` setter), for all the updates or none.

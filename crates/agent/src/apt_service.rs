@@ -25,6 +25,7 @@ use openwua_installer::handlers::{AptSettings, DpkgSettings};
 use openwua_model::hresult::{
     E_INVALIDARG, WU_E_DS_INVALIDOPERATION, WU_E_PT_UNEXPECTED, WU_E_TIME_OUT,
 };
+use openwua_model::search::{AptPackageVersions, AptUpdateDetails};
 use openwua_model::service::{ServiceInfo, ServiceKind};
 use uuid::Uuid;
 
@@ -165,7 +166,7 @@ impl Agent {
             service_id,
             name,
             is_scan_package_service: false,
-            source: format!("apt:{root_text}"),
+            source: root_text.clone(),
             public_key: String::new(),
             content_base: None,
             // The first service becomes the default, so a search finds it.
@@ -287,6 +288,58 @@ impl Agent {
     }
 }
 
+/// An apt update's packages with the versions dpkg has, and once they are
+/// in apt's cache the CVE IDs their changelogs name. Blocking.
+pub(crate) fn apt_details(
+    packages: &[AptPackage],
+    apt: &AptSettings,
+    dpkg_admindir: &Path,
+    downloaded: bool,
+) -> AptUpdateDetails {
+    let installed = crate::applicability::installed_packages(dpkg_admindir);
+    let mut cves: Vec<String> = Vec::new();
+    if downloaded {
+        let archives = apt.root.join("var/cache/apt/archives");
+        for package in packages {
+            let deb = archives.join(archive_file_name(package));
+            if deb.is_file() {
+                for cve in apt_handler::changelog_cves(&deb) {
+                    if !cves.contains(&cve) {
+                        cves.push(cve);
+                    }
+                }
+            }
+        }
+    }
+    AptUpdateDetails {
+        packages: packages
+            .iter()
+            .map(|package| AptPackageVersions {
+                name: package.name.clone(),
+                architecture: package.architecture.clone(),
+                installed_version: installed
+                    .get(&format!("{}:{}", package.name, package.architecture))
+                    .or_else(|| installed.get(&package.name))
+                    .map(ToString::to_string),
+                version: package.version.clone(),
+            })
+            .collect(),
+        pockets: Vec::new(),
+        cves,
+    }
+}
+
+/// The name apt gives a package in its archive directory: `name_version_arch.deb`
+/// with the epoch's colon escaped as `%3a`.
+fn archive_file_name(package: &AptPackage) -> String {
+    format!(
+        "{}_{}_{}.deb",
+        package.name,
+        package.version.replace(':', "%3a"),
+        package.architecture
+    )
+}
+
 /// Each apt service's settings, by ServiceID.
 pub(crate) fn apt_roots_of(services: &[ServiceInfo]) -> HashMap<Uuid, AptSettings> {
     services
@@ -300,7 +353,7 @@ pub(crate) fn apt_roots_of(services: &[ServiceInfo]) -> HashMap<Uuid, AptSetting
 fn apt_error(error: AptError) -> AgentError {
     AgentError::new(
         error.hresult(),
-        format!("{error}; run `apt-get update` (or `wua sync --online`) and sync again"),
+        format!("{error} (or `wua sync --online`); nothing was changed"),
     )
 }
 

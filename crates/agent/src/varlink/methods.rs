@@ -156,7 +156,7 @@ async fn handle(
         (AGENT, "GetUpdate") => {
             let request: UpdateParameters = parameters(call).await?;
             let requester = session.requester(request.client_application_id);
-            result_reply(agent.get_update(&requester, request.update_id))
+            result_reply(agent.get_update(&requester, request.update_id).await)
         }
         (AGENT, "SetHidden") => {
             let request: SetHiddenParameters = parameters(call).await?;
