@@ -216,7 +216,9 @@ impl Agent {
         if online {
             let log = self.config.log_dir().join("apt-get-update.log");
             let settings = apt.clone();
-            blocking(move || apt_get_update(&settings, &log, APT_UPDATE_TIMEOUT)).await?;
+            let admindir = self.config.facts.dpkg_admindir.clone();
+            blocking(move || apt_get_update(&settings, &admindir, &log, APT_UPDATE_TIMEOUT))
+                .await?;
         }
         progress(SyncPhase::Verifying(service_id));
         let scan = self.scan_apt(apt.root.clone()).await?;
@@ -360,7 +362,12 @@ fn apt_error(error: AptError) -> AgentError {
 /// Runs `apt-get update` for `apt`'s root, its output appended to `log`,
 /// for at most `timeout`. Blocking. A failure is `WU_E_PT_UNEXPECTED`
 /// with the end of apt's output; a timeout `WU_E_TIME_OUT`.
-pub(crate) fn apt_get_update(apt: &AptSettings, log: &Path, timeout: Duration) -> Result<()> {
+pub(crate) fn apt_get_update(
+    apt: &AptSettings,
+    dpkg_admindir: &Path,
+    log: &Path,
+    timeout: Duration,
+) -> Result<()> {
     let io = |error: std::io::Error| {
         AgentError::new(WU_E_PT_UNEXPECTED, format!("{}: {error}", log.display()))
     };
@@ -374,12 +381,26 @@ pub(crate) fn apt_get_update(apt: &AptSettings, log: &Path, timeout: Duration) -
         .map_err(io)?;
     let start = output.metadata().map_err(io)?.len();
     let mut command = Command::new(&apt.program);
+    command.env_clear();
     if apt.root != Path::new("/") {
-        command.arg("-o").arg(format!("Dir={}", apt.root.display()));
+        // apt's own configuration beneath the root, read instead of the
+        // machine's when there is one.
+        let conf = apt.root.join("etc/apt/apt.conf");
+        if conf.is_file() {
+            command.env("APT_CONFIG", conf);
+        }
+        command
+            .arg("-o")
+            .arg(format!("Dir={}/", apt.root.display()));
     }
     command
+        // dpkg's database is the agent's, as every handler and rule sees it.
+        .arg("-o")
+        .arg(format!(
+            "Dir::State::status={}",
+            dpkg_admindir.join("status").display()
+        ))
         .args(["-q", "update"])
-        .env_clear()
         .env(
             "PATH",
             "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -421,10 +442,15 @@ pub(crate) fn apt_get_update(apt: &AptSettings, log: &Path, timeout: Duration) -
         // A process exit has no descriptor to wait on here: look again soon.
         std::thread::sleep(Duration::from_millis(50));
     };
-    // apt-get update exits 0 even when a source failed; its "W:"/"E:"
-    // lines say so, and a list it could not fetch stays as it was.
+    // apt-get update exits 0 even when a source could not be fetched (the
+    // old list stays); its "W: Failed to fetch" lines say so.
     let message = tail(log, start);
-    if status.success() && !message.lines().any(|line| line.starts_with("E:")) {
+    let fetch_failed = message.lines().any(|line| {
+        line.starts_with("E:")
+            || (line.starts_with("W:")
+                && (line.contains("Failed to fetch") || line.contains("failed to download")))
+    });
+    if status.success() && !fetch_failed {
         return Ok(());
     }
     Err(AgentError::new(
