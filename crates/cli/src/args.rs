@@ -10,7 +10,8 @@ use uuid::Uuid;
 /// What `wua --help` says after the commands.
 const EXIT_STATUSES: &str = "\
 Exit status: 0 done; 1 invalid input; 2 could not run; 3 access denied;
-4 some updates failed; 5 all failed, or aborted; 6 done, restart required.";
+4 some updates failed; 5 all failed, or aborted. A restart needed is
+reported, not an exit status: `wua status --json` has `rebootRequired`.";
 
 /// OpenWUA: the Windows Update Agent for Linux.
 #[derive(Debug, Parser)]

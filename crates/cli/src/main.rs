@@ -47,9 +47,6 @@ mod exit {
     pub const PARTIAL: u8 = 4;
     /// The operation failed for every update, or was aborted.
     pub const FAILED: u8 = 5;
-    /// Every update succeeded and a restart is required to finish; it
-    /// outranks only [`SUCCESS`].
-    pub const RESTART: u8 = 6;
 }
 
 fn main() -> ExitCode {

@@ -87,11 +87,11 @@ pub fn report(job: &JobInfo, json: bool, out: &mut dyn Write) -> anyhow::Result<
     Ok(job.result.as_ref().map_or(exit::ERROR, exit_status))
 }
 
-/// The exit status for an operation's result: 0 all succeeded, 6 the same
-/// with a restart required, 4 some failed, 5 all failed or aborted.
+/// The exit status for an operation's result: 0 all succeeded (a restart
+/// needed or not: WUA's result is Succeeded either way, as apt's is, and
+/// the report says so), 4 some failed, 5 all failed or aborted.
 pub fn exit_status(result: &OperationResult) -> u8 {
     match result.result_code {
-        OperationResultCode::Succeeded if result.reboot_required => exit::RESTART,
         OperationResultCode::Succeeded => exit::SUCCESS,
         OperationResultCode::SucceededWithErrors => exit::PARTIAL,
         OperationResultCode::Failed | OperationResultCode::Aborted => exit::FAILED,
@@ -284,8 +284,7 @@ mod tests {
         let all = result(vec![update(1, Succeeded, false)], false);
         assert_eq!(exit_status(&all), exit::SUCCESS);
         let restart = result(vec![update(1, Succeeded, true)], false);
-        assert_eq!(exit_status(&restart), exit::RESTART);
-        // A restart outranks only success.
+        assert_eq!(exit_status(&restart), exit::SUCCESS);
         let partial = result(
             vec![update(1, Succeeded, true), update(2, Failed, false)],
             false,

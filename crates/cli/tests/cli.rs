@@ -279,7 +279,7 @@ fn help_lists_the_new_commands_and_exit_statuses() {
         );
     }
     assert!(
-        text.contains("4 some updates failed") && text.contains("6 done, restart required"),
+        text.contains("4 some updates failed") && text.contains("A restart needed is\nreported"),
         "{text}"
     );
 

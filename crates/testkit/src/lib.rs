@@ -4,9 +4,12 @@
 //! `$OPENWUA_SKIP_LOG`, which `scripts/test` lists at the end of the run,
 //! and a failure under `CI=true`, where everything must run.
 //! [`wait_until`] waits for something a test can observe instead of
-//! sleeping for a guessed time.
+//! sleeping for a guessed time. [`debrepo`] builds, signs and serves a
+//! real Debian repository and a sandboxed apt to install from it.
 
 #![deny(missing_docs)]
+
+pub mod debrepo;
 
 use std::io::Write as _;
 use std::time::{Duration, Instant};

@@ -67,12 +67,13 @@ pub(super) fn run(context: &HandlerContext<'_>) -> HandlerOutcome {
     };
     let ended = run_program(
         context,
-        &Program {
+        Program {
             name,
             path: &path,
             args,
             env,
             timeout,
+            fds: Vec::new(),
         },
         interactive.as_mut().map(|(interaction, _)| interaction),
     );

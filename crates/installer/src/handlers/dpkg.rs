@@ -98,12 +98,13 @@ pub(super) fn run(context: &HandlerContext<'_>) -> HandlerOutcome {
     let before = stamp(&settings.reboot_required_file);
     let ended = run_program(
         context,
-        &Program {
+        Program {
             name: &name,
             path: &settings.program,
             args: &args,
             env: &env,
             timeout: TIMEOUT,
+            fds: Vec::new(),
         },
         interactive.as_mut().map(|(interaction, _)| interaction),
     );
@@ -153,7 +154,7 @@ pub(super) fn run(context: &HandlerContext<'_>) -> HandlerOutcome {
 
 /// The terminal and a debconf passthrough server in a fresh directory
 /// under the prompt directory.
-fn passthrough(
+pub(super) fn passthrough(
     context: &HandlerContext<'_>,
     prompter: &crate::prompts::Prompter,
     name: &str,
@@ -195,7 +196,7 @@ fn debs(content_dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 
 /// What identifies one version of the flag file: a touch changes the times,
 /// a re-creation the inode.
-fn stamp(path: &Path) -> Option<(u64, i64, i64, i64, i64)> {
+pub(super) fn stamp(path: &Path) -> Option<(u64, i64, i64, i64, i64)> {
     let metadata = std::fs::metadata(path).ok()?;
     Some((
         metadata.ino(),

@@ -226,6 +226,8 @@ struct Program<'p> {
     env: &'p [(&'p str, &'p str)],
     /// When it is stopped and fails.
     timeout: Duration,
+    /// More descriptors it inherits (apt's status pipe).
+    fds: Vec<FdMapping>,
 }
 
 /// How a program ended.
@@ -331,13 +333,13 @@ fn append_log(path: &Path) -> std::io::Result<File> {
 /// the leader of a session of its own.
 fn run_program(
     context: &HandlerContext<'_>,
-    program: &Program<'_>,
+    program: Program<'_>,
     interaction: Option<&mut Interaction>,
 ) -> Ended {
     if context.abort.load(Ordering::SeqCst) {
         return Ended::Aborted;
     }
-    let log = match open_log(context, program) {
+    let log = match open_log(context, &program) {
         Ok(log) => log,
         Err(outcome) => return Ended::NotRun(outcome),
     };
@@ -369,7 +371,8 @@ fn run_program(
                 .stdin(stdin)
                 .stdout(stdout)
                 .stderr(stderr);
-            let fds = std::mem::take(&mut interaction.fds);
+            let mut fds = std::mem::take(&mut interaction.fds);
+            fds.extend(program.fds);
             if command.fd_mappings(fds).is_err() {
                 return not_started(std::io::Error::other("two descriptors for one number"));
             }
@@ -397,6 +400,9 @@ fn run_program(
                 .stderr(stderr)
                 // Its own group, so a timeout or abort reaches everything it started.
                 .process_group(0);
+            if command.fd_mappings(program.fds).is_err() {
+                return not_started(std::io::Error::other("two descriptors for one number"));
+            }
             None
         }
     };

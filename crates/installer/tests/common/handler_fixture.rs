@@ -23,6 +23,7 @@ pub struct Fixture {
     pub sandbox: PathBuf,
     pub environment: Vec<(String, String)>,
     pub dpkg: DpkgSettings,
+    pub apt: handlers::AptSettings,
     pub abort: AtomicBool,
     pub update_id: Uuid,
     /// ForceQuiet: no prompter reaches the handler, dpkg non-interactive.
@@ -52,6 +53,7 @@ impl Fixture {
                 prompt_dir: path("prompts"),
                 ..DpkgSettings::default()
             },
+            apt: handlers::AptSettings::default(),
             dir,
             content,
             work,
@@ -108,7 +110,7 @@ impl Fixture {
             backup_dir: &self.backup,
             environment: &self.environment,
             dpkg: &self.dpkg,
-            apt: &handlers::AptSettings::default(),
+            apt: &self.apt,
             quiet: self.quiet,
             abort: &self.abort,
             grace: Duration::from_millis(300),
