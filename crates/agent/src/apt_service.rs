@@ -96,7 +96,12 @@ impl AptDownloads {
             let downloaded = match known {
                 Some((seen, downloaded)) if seen.is_some() && seen == stamp => downloaded,
                 _ => {
-                    let downloaded = apt_handler::is_downloaded(apt, dpkg, packages);
+                    // Most updates have no package in the cache at all: a
+                    // stat each says so without reading dpkg's database.
+                    let downloaded = packages
+                        .iter()
+                        .any(|package| apt_handler::cached_deb(apt, package).exists())
+                        && apt_handler::is_downloaded(apt, dpkg, packages);
                     lock(&self.known).insert(*update_id, (stamp, downloaded));
                     downloaded
                 }
@@ -301,9 +306,8 @@ pub(crate) fn apt_details(
     let installed = crate::applicability::installed_packages(dpkg_admindir);
     let mut cves: Vec<String> = Vec::new();
     if downloaded {
-        let archives = apt.root.join("var/cache/apt/archives");
         for package in packages {
-            let deb = archives.join(archive_file_name(package));
+            let deb = apt_handler::cached_deb(apt, package);
             if deb.is_file() {
                 for cve in apt_handler::changelog_cves(&deb) {
                     if !cves.contains(&cve) {
@@ -329,17 +333,6 @@ pub(crate) fn apt_details(
         pockets: Vec::new(),
         cves,
     }
-}
-
-/// The name apt gives a package in its archive directory: `name_version_arch.deb`
-/// with the epoch's colon escaped as `%3a`.
-fn archive_file_name(package: &AptPackage) -> String {
-    format!(
-        "{}_{}_{}.deb",
-        package.name,
-        package.version.replace(':', "%3a"),
-        package.architecture
-    )
 }
 
 /// Each apt service's settings, by ServiceID.

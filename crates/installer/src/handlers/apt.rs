@@ -1284,15 +1284,3 @@ mod tests {
         assert!(validate(&package("owtest", "=1")).is_err());
     }
 }
-
-/// After an interrupted run: finishes what dpkg left half-configured
-/// (`dpkg --configure -a`), its output appended to `log`; None when dpkg
-/// had nothing to finish.
-pub fn repair_interrupted(_dpkg: &DpkgSettings, _log: &std::path::Path) -> Option<HandlerOutcome> {
-    None
-}
-
-/// The CVE IDs the newest entry of a `.deb`'s changelog names.
-pub fn changelog_cves(_deb: &std::path::Path) -> Vec<String> {
-    Vec::new()
-}
