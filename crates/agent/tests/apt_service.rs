@@ -276,3 +276,197 @@ fn upgradable_sources() -> Vec<String> {
         .map(str::to_owned)
         .collect()
 }
+
+/// A signed repository on 127.0.0.1, a sandboxed apt root and dpkg
+/// database with `hello 1.0` installed, and an agent on that database.
+struct Machine {
+    repository: openwua_testkit::debrepo::Repository,
+    _server: openwua_testkit::debrepo::Server,
+    root: openwua_testkit::debrepo::AptRoot,
+    agent: AgentProcess,
+}
+
+impl Machine {
+    fn new() -> Machine {
+        use openwua_testkit::debrepo::{AptRoot, Deb, Repository};
+        let mut repository = Repository::new();
+        let installed = Deb::new("hello", "1.0");
+        repository.add("stable", &Deb::new("hello", "1.1"));
+        repository.add("stable-security", &Deb::new("hello", "1.2"));
+        repository.publish();
+        let server = repository.serve();
+        let root = AptRoot::new();
+        root.add_source(&server, &repository, &["stable", "stable-security"]);
+        root.update();
+        let built = installed.build(root.path());
+        root.dpkg_install(&built);
+        let (admindir, instdir, extra) = (root.admindir(), root.instdir(), root.dpkg_extra_args());
+        let agent = AgentProcess::start_with_config(move |_| {
+            (
+                format!("dpkg_instdir = {instdir:?}\ndpkg_extra_args = {extra:?}\n"),
+                format!("[facts]\ndpkg_admindir = {admindir:?}\n"),
+            )
+        });
+        Machine {
+            repository,
+            _server: server,
+            root,
+            agent,
+        }
+    }
+}
+
+#[test]
+fn an_apt_update_is_found_downloaded_installed_and_recorded_and_cannot_be_uninstalled() {
+    let machine = Machine::new();
+    let _ = &machine.repository;
+    let agent = &machine.agent;
+    add_apt(agent, &machine.root.apt_dir()).unwrap();
+    let found = common::search(agent, "IsInstalled=0", json!({})).unwrap();
+    // 1.2 supersedes 1.1: searches see the newest only.
+    assert_eq!(common::titles(&found), ["hello 1.2"], "{found}");
+    let update = found["updates"][0]["update"]["identity"]["updateId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(found["updates"][0]["state"]["isDownloaded"], false);
+
+    let downloaded = common::run_job(
+        agent,
+        "org.openwua.Agent.Download",
+        json!({ "updateIds": [update] }),
+    )
+    .unwrap();
+    assert_eq!(
+        downloaded["result"]["resultCode"], "Succeeded",
+        "{downloaded}"
+    );
+    let found = common::search(agent, "IsInstalled=0", json!({})).unwrap();
+    assert_eq!(
+        found["updates"][0]["state"]["isDownloaded"], true,
+        "{found}"
+    );
+
+    let installed = common::run_job(
+        agent,
+        "org.openwua.Agent.Install",
+        json!({ "updateIds": [update] }),
+    )
+    .unwrap();
+    assert_eq!(
+        installed["result"]["resultCode"], "Succeeded",
+        "{installed}"
+    );
+    assert!(machine.root.status("hello").ends_with(" 1.2"));
+    let history = agent
+        .call(
+            "org.openwua.Agent.QueryHistory",
+            json!({ "start": 0, "count": 10 }),
+        )
+        .unwrap();
+    assert_eq!(history["entries"][0]["title"], "hello 1.2", "{history}");
+    assert_eq!(history["entries"][0]["resultCode"], "Succeeded");
+    assert_eq!(
+        common::search(agent, "IsInstalled=0", json!({})).unwrap()["updates"],
+        json!([])
+    );
+
+    let refused = agent
+        .call(
+            "org.openwua.Agent.Uninstall",
+            json!({ "updateIds": [update] }),
+        )
+        .unwrap_err();
+    assert_eq!(
+        error_name(&refused),
+        "WU_E_UH_DOESNOTSUPPORTACTION",
+        "{refused}"
+    );
+}
+
+#[test]
+fn an_install_made_outside_openwua_shows_after_the_next_sync() {
+    let machine = Machine::new();
+    let agent = &machine.agent;
+    let added = add_apt(agent, &machine.root.apt_dir()).unwrap();
+    let id = added["service"]["serviceId"].as_str().unwrap().to_owned();
+    assert_eq!(
+        common::titles(&common::search(agent, "IsInstalled=0", json!({})).unwrap()),
+        ["hello 1.2"]
+    );
+    let output = machine
+        .root
+        .apt_get()
+        .args(["install", "-y", "-q", "hello=1.2"])
+        .args([
+            "-o",
+            &format!(
+                "DPkg::Options::=--admindir={}",
+                machine.root.admindir().display()
+            ),
+            "-o",
+            &format!(
+                "DPkg::Options::=--instdir={}",
+                machine.root.instdir().display()
+            ),
+        ])
+        .args(
+            machine
+                .root
+                .dpkg_extra_args()
+                .iter()
+                .flat_map(|arg| ["-o".to_owned(), format!("DPkg::Options::={arg}")]),
+        )
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    agent
+        .call("org.openwua.Agent.Sync", json!({ "serviceId": id }))
+        .unwrap();
+    let installed = common::search(agent, "IsInstalled=1", json!({})).unwrap();
+    assert!(
+        common::titles(&installed).contains(&"hello 1.2".to_owned()),
+        "{installed}"
+    );
+}
+
+#[test]
+fn a_list_whose_release_is_gone_is_refused_and_changes_nothing() {
+    let machine = Machine::new();
+    let agent = &machine.agent;
+    let added = add_apt(agent, &machine.root.apt_dir()).unwrap();
+    let id = added["service"]["serviceId"].as_str().unwrap().to_owned();
+    let before = store_files(agent);
+    let lists = machine.root.apt_dir().join("var/lib/apt/lists");
+    for entry in std::fs::read_dir(&lists).unwrap().flatten() {
+        if entry.file_name().to_string_lossy().ends_with("InRelease") {
+            std::fs::remove_file(entry.path()).unwrap();
+        }
+    }
+    let refused = agent
+        .call("org.openwua.Agent.Sync", json!({ "serviceId": id }))
+        .unwrap_err();
+    assert_eq!(
+        error_name(&refused),
+        "WU_E_METADATA_NO_VERIFICATION_DATA",
+        "{refused}"
+    );
+    assert!(
+        refused["parameters"]["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Packages"),
+        "names the list: {refused}"
+    );
+    assert_eq!(store_files(agent), before);
+}
+
+/// The store's files (database and write-ahead log), for byte-for-byte
+/// comparisons.
+fn store_files(agent: &AgentProcess) -> Vec<Option<Vec<u8>>> {
+    let store = agent.store();
+    ["", "-wal"]
+        .iter()
+        .map(|suffix| std::fs::read(format!("{}{suffix}", store.display())).ok())
+        .collect()
+}
