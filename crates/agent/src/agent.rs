@@ -21,7 +21,7 @@ use openwua_model::hresult::{
     WU_E_SERVICE_NOT_REGISTERED, WU_E_UNEXPECTED,
 };
 use openwua_model::search::{SearchOptions, SearchWarning, UpdateDetails};
-use openwua_model::service::ServiceInfo;
+use openwua_model::service::{ServiceInfo, ServiceKind};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -74,6 +74,11 @@ pub struct Agent {
     pub(crate) busy_until: Mutex<std::collections::HashMap<Uuid, Timestamp>>,
     /// Status reports to update servers: the sender's wake-up and backoff.
     pub(crate) reports: crate::reports::Reporter,
+    /// Whether apt updates' packages are in apt's cache, as last checked.
+    pub(crate) apt_downloads: Arc<crate::apt_service::AptDownloads>,
+    /// What repairing dpkg's state found at start-up, after an
+    /// interrupted installer (`GetInstallerState`).
+    pub(crate) dpkg_repair: Option<openwua_model::operation::RepairReport>,
     /// Each service's package file as last imported or found current.
     package_identities: Mutex<std::collections::HashMap<Uuid, PackageIdentity>>,
     /// Held while the agent runs: one agent per state directory, since
@@ -119,13 +124,21 @@ impl Agent {
         // Installers that were running when the previous agent stopped:
         // their history says so, and their update's state is whatever the
         // scan now finds.
-        for entry in store.recover_interrupted()? {
+        let interrupted_installers = store.recover_interrupted()?;
+        for entry in &interrupted_installers {
             tracing::warn!(
                 update = %entry.update_identity,
                 title = entry.title,
                 "an installer was interrupted when the agent stopped; recorded in history"
             );
         }
+        // dpkg may have been cut short with it: finish what it left
+        // half-configured before anything else installs.
+        let dpkg_repair = if interrupted_installers.is_empty() {
+            None
+        } else {
+            repair_dpkg(&config)
+        };
         store.clear_stale_reboots(crate::operations::current_boot(
             &config.install.boot_id_file,
         ))?;
@@ -137,7 +150,17 @@ impl Agent {
         let cache = Cache::new(&config.cache_dir);
         cache.prepare()?;
         cache.clear_staging();
-        let index = load_index(&store, &config, &cache)?;
+        let mut index = load_index(&store, &config, &cache)?;
+        let apt_downloads = Arc::new(crate::apt_service::AptDownloads::default());
+        let apt_updates = index.apt_updates();
+        if !apt_updates.is_empty() {
+            let roots = crate::apt_service::apt_roots_of(&store.services()?);
+            index.set_apt_downloaded(apt_downloads.check(
+                &apt_updates,
+                &roots,
+                &crate::operations::dpkg_settings_of(&config),
+            ));
+        }
         let fetcher = Fetcher::new(FetchSettings {
             connect_timeout: std::time::Duration::from_secs(config.install.connect_timeout_seconds),
             read_timeout: std::time::Duration::from_secs(config.install.read_timeout_seconds),
@@ -154,6 +177,8 @@ impl Agent {
             catalog_writer: tokio::sync::Mutex::new(()),
             busy_until: Mutex::new(std::collections::HashMap::new()),
             reports: crate::reports::Reporter::default(),
+            apt_downloads,
+            dpkg_repair,
             package_identities: Mutex::new(std::collections::HashMap::new()),
             _state_lock: state_lock,
         })
@@ -189,7 +214,7 @@ impl Agent {
         })
         .await?;
         *self.index.write().map_err(|_| poisoned())? = index;
-        Ok(())
+        self.refresh_apt_downloads().await
     }
 
     /// `GetSystemInfo`.
@@ -274,7 +299,7 @@ impl Agent {
         let mut warnings = Vec::new();
         if options.online {
             for service_id in services.iter().map(|service| service.service_id) {
-                if let Err(error) = self.sync(requester, Some(service_id), |_| {}).await {
+                if let Err(error) = self.sync(requester, Some(service_id), true, |_| {}).await {
                     // WUA keeps searching the cached catalog when the service
                     // cannot be reached; say so instead of failing.
                     warnings.push(SearchWarning {
@@ -328,14 +353,36 @@ impl Agent {
         .await
     }
 
-    /// `GetUpdate`.
-    pub fn get_update(&self, requester: &Requester, update_id: Uuid) -> Result<UpdateDetails> {
+    /// `GetUpdate`; for an apt update, with its packages as dpkg has them.
+    pub async fn get_update(
+        &self,
+        requester: &Requester,
+        update_id: Uuid,
+    ) -> Result<UpdateDetails> {
         policy::authorize(requester, Action::Search, None)?;
-        let index = self.index.read().map_err(|_| poisoned())?;
-        index
-            .get(update_id)
-            .map(|entry| entry.details())
-            .ok_or_else(|| unknown_update(update_id))
+        let (mut details, apt_packages) = {
+            let index = self.index.read().map_err(|_| poisoned())?;
+            let entry = index
+                .get(update_id)
+                .ok_or_else(|| unknown_update(update_id))?;
+            (entry.details(), entry.apt_packages.clone())
+        };
+        if let Some(packages) = apt_packages {
+            let roots = self.apt_roots().await?;
+            if let Some(apt) = roots.get(&details.entry.service_id).cloned() {
+                let admindir = self.config.facts.dpkg_admindir.clone();
+                let downloaded = details.entry.state.is_downloaded;
+                details.apt = Some(
+                    blocking(move || {
+                        Ok(crate::apt_service::apt_details(
+                            &packages, &apt, &admindir, downloaded,
+                        ))
+                    })
+                    .await?,
+                );
+            }
+        }
+        Ok(details)
     }
 
     /// `SetHidden` (WUA's `IsHidden` setter), for all the updates or none.
@@ -504,6 +551,8 @@ impl Agent {
             expiration_date: None,
             last_sync: None,
             update_count: 0,
+            kind: ServiceKind::ScanPackage,
+            apt_root: None,
         };
         let version = snapshot.version;
         let registered = service.clone();
@@ -554,21 +603,24 @@ impl Agent {
     }
 
     /// `Sync`: re-reads one service's source (or every service's) and imports
-    /// it if it is newer; `progress` hears each phase.
+    /// it if it is newer; `progress` hears each phase. `online` (WUA's
+    /// `Online`): an apt service runs `apt-get update` first.
     pub async fn sync(
         &self,
         requester: &Requester,
         service_id: Option<Uuid>,
+        online: bool,
         progress: impl FnMut(SyncPhase<'_>),
     ) -> Result<Vec<SyncResult>> {
         policy::authorize(requester, Action::Sync, None)?;
-        self.sync_services(service_id, progress).await
+        self.sync_services(service_id, online, progress).await
     }
 
     /// [`Agent::sync`] once the caller is authorized.
     pub(crate) async fn sync_services(
         &self,
         service_id: Option<Uuid>,
+        online: bool,
         mut progress: impl FnMut(SyncPhase<'_>),
     ) -> Result<Vec<SyncResult>> {
         let services = self.with_store(|store| store.services()).await?;
@@ -590,6 +642,12 @@ impl Agent {
         let mut results = Vec::new();
         for service in selected {
             let service_id = service.service_id;
+            if service.kind == ServiceKind::Apt {
+                let result = self.sync_apt(&service, online, &mut progress).await?;
+                progress(SyncPhase::Done(&result));
+                results.push(result);
+                continue;
+            }
             progress(SyncPhase::Verifying(service_id));
             if !service.is_scan_package_service {
                 let result = self.sync_server(&service).await?;
@@ -859,6 +917,38 @@ fn lock_state_dir(config: &Config) -> Result<Flock<File>> {
     })
 }
 
+/// Finishes what an interrupted dpkg left half-done (`dpkg --configure
+/// -a`), after an installer was interrupted; logged, and kept for
+/// `GetInstallerState`.
+fn repair_dpkg(config: &Config) -> Option<openwua_model::operation::RepairReport> {
+    let log_dir = config.log_dir();
+    if let Err(error) = std::fs::create_dir_all(&log_dir) {
+        tracing::warn!("{}: {error}", log_dir.display());
+    }
+    let log = log_dir.join("dpkg-repair.log");
+    let outcome = openwua_installer::handlers::apt::repair_interrupted(
+        &crate::operations::dpkg_settings_of(config),
+        &log,
+    )?;
+    if outcome.hresult == openwua_model::hresult::S_OK {
+        tracing::warn!(
+            "dpkg was interrupted with the installer; repaired: {}",
+            outcome.detail
+        );
+    } else {
+        tracing::error!(
+            "dpkg was interrupted with the installer and could not be repaired ({}): {}",
+            outcome.hresult,
+            outcome.detail
+        );
+    }
+    Some(openwua_model::operation::RepairReport {
+        date: Timestamp::now(),
+        hresult: outcome.hresult,
+        detail: outcome.detail,
+    })
+}
+
 fn load_index(store: &Store, config: &Config, cache: &Cache) -> Result<Index> {
     let machine = Machine::read(&config.facts);
     let states = store.states()?;
@@ -941,6 +1031,8 @@ mod tests {
             expiration_date: Some(expires),
             last_sync: None,
             update_count: 0,
+            kind: openwua_model::service::ServiceKind::UpdateServer,
+            apt_root: None,
         }
     }
 

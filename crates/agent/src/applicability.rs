@@ -172,7 +172,9 @@ fn describe(file_type: std::fs::FileType) -> &'static str {
 
 /// Installed packages, from dpkg itself (`dpkg-query`), so the answer is
 /// dpkg's whatever its database format.
-fn installed_packages(admindir: &Path) -> HashMap<String, debversion::Version> {
+/// Installed packages in dpkg's database at `admindir`: name and
+/// `name:arch` → version; empty (logged) when it cannot be read.
+pub(crate) fn installed_packages(admindir: &Path) -> HashMap<String, debversion::Version> {
     // dpkg-query would block on a FIFO in place of its database.
     let status = admindir.join("status");
     if let Err(error) = open_regular_file(&status, Follow::Always) {

@@ -2,13 +2,15 @@
 //! update's missing content files into the cache, several at a time,
 //! publishing WUA's `DownloadProgress` as it goes.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use openwua_catalog::package;
-use openwua_catalog::revision::ContentFile;
+use openwua_catalog::revision::{AptPackage, ContentFile};
+use openwua_installer::handlers::apt::{self as apt_handler, AptDownload};
+use openwua_installer::handlers::{AptSettings, DpkgSettings, HandlerOutcome, Outcome};
 use openwua_model::enums::{DownloadPhase, OperationResultCode};
 use openwua_model::hresult::{
     E_ABORT, S_OK, WU_E_DM_URLNOTAVAILABLE, WU_E_NOT_APPLICABLE, WU_S_ALREADY_DOWNLOADED,
@@ -44,6 +46,26 @@ pub struct DownloadTarget {
     pub applicable: bool,
     /// Its content files and those of its bundled updates, with sources.
     pub files: Vec<(ContentFile, Source)>,
+    /// For an apt update: its packages, fetched by apt into apt's cache
+    /// rather than into the content cache.
+    pub apt: Option<AptTarget>,
+}
+
+/// An apt update's packages and where apt keeps them.
+#[derive(Debug, Clone)]
+pub struct AptTarget {
+    /// apt, with its service's root.
+    pub settings: AptSettings,
+    /// The update's binary packages.
+    pub packages: Vec<AptPackage>,
+}
+
+/// What downloading apt updates needs besides each target.
+pub struct AptRun<'a> {
+    /// dpkg's database: which packages the machine has.
+    pub dpkg: &'a DpkgSettings,
+    /// Where apt's output is logged, one file per update and job.
+    pub log_dir: &'a Path,
 }
 
 /// How long between two progress publications, at most one per step.
@@ -58,7 +80,18 @@ pub fn run(
     fetcher: &Fetcher,
     parallel: usize,
     job: &Job,
+    apt: &AptRun<'_>,
 ) -> (Vec<UpdateResult>, bool) {
+    // Asked once, before anything is fetched: the totals are known upfront.
+    let apt_missing: Vec<Option<u64>> = targets
+        .iter()
+        .map(|target| {
+            target.apt.as_ref().and_then(|each| {
+                (!apt_handler::is_downloaded(&each.settings, apt.dpkg, &each.packages))
+                    .then(|| each.packages.iter().map(|package| package.size).sum())
+            })
+        })
+        .collect();
     let missing: Vec<Vec<&(ContentFile, Source)>> = targets
         .iter()
         .map(|target| {
@@ -70,7 +103,12 @@ pub fn run(
         })
         .collect();
     let mut progress = DownloadProgress {
-        total_bytes_to_download: missing.iter().flatten().map(|(file, _)| file.size).sum(),
+        total_bytes_to_download: missing
+            .iter()
+            .flatten()
+            .map(|(file, _)| file.size)
+            .sum::<u64>()
+            + apt_missing.iter().flatten().sum::<u64>(),
         ..DownloadProgress::default()
     };
     let mut results = Vec::with_capacity(targets.len());
@@ -105,6 +143,47 @@ pub fn run(
                 WU_E_NOT_APPLICABLE,
                 Some("it does not apply to this machine (`wua show` says why)".into()),
             ));
+            continue;
+        }
+        if let Some(apt_target) = &target.apt {
+            let Some(size) = apt_missing[index] else {
+                results.push(done(
+                    OperationResultCode::Succeeded,
+                    WU_S_ALREADY_DOWNLOADED,
+                    None,
+                ));
+                continue;
+            };
+            progress.current_update_index = u32::try_from(index).unwrap_or(u32::MAX);
+            progress.current_update_id = Some(update.identity.update_id);
+            progress.current_update_bytes_to_download = size;
+            progress.current_update_bytes_downloaded = 0;
+            progress.current_update_download_phase = Some(DownloadPhase::Downloading);
+            job.download_progress(progress.clone());
+            let outcome = fetch_apt(apt_target, apt, update, job, &mut progress);
+            let result = match outcome.outcome {
+                Outcome::Succeeded | Outcome::SucceededRebootRequired => {
+                    done(OperationResultCode::Succeeded, S_OK, None)
+                }
+                Outcome::Aborted => {
+                    aborted = true;
+                    done(OperationResultCode::Aborted, E_ABORT, Some(outcome.detail))
+                }
+                Outcome::Failed => done(
+                    OperationResultCode::Failed,
+                    outcome.hresult,
+                    Some(outcome.detail),
+                ),
+            };
+            let base = progress.total_bytes_downloaded - progress.current_update_bytes_downloaded;
+            progress.total_bytes_downloaded = base + progress.current_update_bytes_to_download;
+            progress.finished.push(result.clone());
+            progress.percent_complete = percent(
+                progress.total_bytes_downloaded,
+                progress.total_bytes_to_download,
+            );
+            job.download_progress(progress.clone());
+            results.push(result);
             continue;
         }
         if missing.is_empty() {
@@ -147,6 +226,60 @@ pub fn run(
         results.push(result);
     }
     (results, aborted)
+}
+
+/// Has apt fetch one update's packages into its cache, publishing its
+/// progress as the update's.
+fn fetch_apt(
+    target: &AptTarget,
+    apt: &AptRun<'_>,
+    update: &Update,
+    job: &Job,
+    progress: &mut DownloadProgress,
+) -> HandlerOutcome {
+    let log_path = apt.log_dir.join(format!(
+        "{}-download-{}.log",
+        update.identity.update_id,
+        job.info().job_id
+    ));
+    if let Err(error) = std::fs::create_dir_all(apt.log_dir) {
+        return HandlerOutcome {
+            outcome: Outcome::Failed,
+            hresult: openwua_model::hresult::WU_E_DM_UNEXPECTED,
+            exit_code: None,
+            detail: format!("{}: {error}", apt.log_dir.display()),
+        };
+    }
+    let start_total = progress.total_bytes_downloaded;
+    let mut last = Instant::now();
+    apt_handler::download(
+        &AptDownload {
+            apt: &target.settings,
+            dpkg: apt.dpkg,
+            packages: &target.packages,
+            log_path: &log_path,
+            abort: job.abort_flag(),
+        },
+        &mut |bytes, total| {
+            if total > 0 {
+                progress.current_update_bytes_to_download = total;
+            }
+            progress.current_update_bytes_downloaded = bytes;
+            progress.current_update_percent_complete =
+                percent(bytes, progress.current_update_bytes_to_download);
+            progress.total_bytes_downloaded = start_total + bytes;
+            progress.percent_complete = percent(
+                progress.total_bytes_downloaded,
+                progress
+                    .total_bytes_to_download
+                    .max(progress.total_bytes_downloaded),
+            );
+            if last.elapsed() >= PROGRESS_INTERVAL {
+                last = Instant::now();
+                job.download_progress(progress.clone());
+            }
+        },
+    )
 }
 
 /// Fetches one update's files, `parallel` at a time; the first failure

@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use openwua_catalog::revision::{Applicability, Rule};
+use openwua_catalog::revision::{Applicability, AptPackage, Handler, Rule};
 use openwua_model::criteria::{Criteria, SearchFlags, Searchable};
 use openwua_model::hresult::WU_E_DS_INVALID;
 use openwua_model::search::{ApplicabilityReport, UpdateDetails, UpdateEntry};
@@ -46,6 +46,8 @@ pub struct Entry {
     not_applicable_because: Option<String>,
     /// The applicable updates that supersede it.
     superseded_by: Vec<Uuid>,
+    /// For an apt service's update, its binary packages.
+    pub apt_packages: Option<Vec<AptPackage>>,
 }
 
 impl Searchable for Entry {
@@ -73,6 +75,9 @@ pub struct Index {
     /// Which build of the index this is: a scan's results apply only to
     /// the build whose rules they evaluated.
     generation: u64,
+    /// Whether each apt update's packages are in apt's cache, as last
+    /// checked ([`Index::set_apt_downloaded`]); absent: not.
+    apt_downloaded: HashMap<Uuid, bool>,
 }
 
 /// Every entry's rules, taken out of the index so that they are evaluated
@@ -140,7 +145,20 @@ impl Index {
             let applicability =
                 serde_json::from_str(&revision.applicability_json).map_err(corrupt)?;
             let update_json = RawValue::from_string(revision.update_json).map_err(corrupt)?;
-            let stored = stored_state(&update, states, &is_cached);
+            let apt_packages = match revision.apt_handler_json {
+                Some(json) => match serde_json::from_str(&json).map_err(corrupt)? {
+                    Handler::Apt { packages } => Some(packages),
+                    _ => None,
+                },
+                None => None,
+            };
+            // An apt update is not downloaded until apt's cache is checked.
+            let stored = stored_state(
+                &update,
+                states,
+                &is_cached,
+                apt_packages.as_ref().map(|_| false),
+            );
             entries.push(Entry {
                 service_id: revision.service_id,
                 update,
@@ -153,6 +171,7 @@ impl Index {
                 installable: false,
                 not_applicable_because: None,
                 superseded_by: Vec::new(),
+                apt_packages,
             });
         }
         let by_update_id = entries
@@ -164,6 +183,7 @@ impl Index {
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),
             entries,
             by_update_id,
+            apt_downloaded: HashMap::new(),
         };
         index.scan(machine);
         Ok(index)
@@ -309,8 +329,47 @@ impl Index {
         is_cached: impl Fn(&openwua_model::update::Sha256Digest) -> bool,
     ) {
         for entry in &mut self.entries {
-            entry.stored = stored_state(&entry.update, states, &is_cached);
+            let apt = entry.apt_packages.as_ref().map(|_| {
+                self.apt_downloaded
+                    .get(&entry.update.identity.update_id)
+                    .copied()
+                    == Some(true)
+            });
+            entry.stored = stored_state(&entry.update, states, &is_cached, apt);
             entry.refresh_state();
+        }
+    }
+
+    /// Each apt update's service and packages: what
+    /// [`Index::set_apt_downloaded`] needs checked.
+    pub fn apt_updates(&self) -> Vec<(Uuid, Uuid, Vec<AptPackage>)> {
+        self.entries
+            .iter()
+            .filter_map(|entry| {
+                entry.apt_packages.as_ref().map(|packages| {
+                    (
+                        entry.update.identity.update_id,
+                        entry.service_id,
+                        packages.clone(),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// Records whether each apt update's packages are in apt's cache
+    /// (`IsDownloaded`; an update left out is not).
+    pub fn set_apt_downloaded(&mut self, downloaded: HashMap<Uuid, bool>) {
+        self.apt_downloaded = downloaded;
+        for entry in &mut self.entries {
+            if entry.apt_packages.is_some() {
+                entry.stored.is_downloaded = self
+                    .apt_downloaded
+                    .get(&entry.update.identity.update_id)
+                    .copied()
+                    == Some(true);
+                entry.refresh_state();
+            }
         }
     }
 
@@ -364,20 +423,24 @@ impl Index {
 }
 
 /// What the store recorded of `update`, with `IsDownloaded` from the
-/// cache: a content file is there only once verified.
+/// cache (a content file is there only once verified), or for an apt
+/// update (`apt`) whether apt's cache holds its packages.
 fn stored_state(
     update: &Update,
     states: &HashMap<Uuid, StoredState>,
     is_cached: impl Fn(&openwua_model::update::Sha256Digest) -> bool,
+    apt: Option<bool>,
 ) -> StoredState {
     let mut stored = states
         .get(&update.identity.update_id)
         .copied()
         .unwrap_or_default();
-    stored.is_downloaded = update
-        .download_contents
-        .iter()
-        .all(|file| is_cached(&file.sha256));
+    stored.is_downloaded = apt.unwrap_or_else(|| {
+        update
+            .download_contents
+            .iter()
+            .all(|file| is_cached(&file.sha256))
+    });
     stored
 }
 
@@ -414,6 +477,7 @@ impl Entry {
                 superseded_by: self.superseded_by.clone(),
                 reason: self.not_applicable_because.clone(),
             },
+            apt: None,
         }
     }
 

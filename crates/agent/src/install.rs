@@ -56,6 +56,9 @@ pub struct InstallTarget {
     pub payload: Payload,
     /// Its bundled updates, in order, with their installers.
     pub bundled: Vec<(Update, Payload)>,
+    /// How apt runs for it: its service's apt root; None for a service
+    /// of another kind, whose catalog may not install through apt.
+    pub apt: Option<handlers::AptSettings>,
 }
 
 /// What the call asked for.
@@ -284,6 +287,20 @@ fn check(
             ));
         }
     }
+    let apt_handler = std::iter::once(&target.payload)
+        .chain(target.bundled.iter().map(|(_, payload)| payload))
+        .any(|payload| {
+            matches!(
+                payload.handler,
+                openwua_catalog::revision::Handler::Apt { .. }
+            )
+        });
+    if apt_handler && target.apt.is_none() {
+        return Some(Verdict::failed(
+            WU_E_UH_DOESNOTSUPPORTACTION,
+            "only an apt service's updates install through apt, and this one comes from another service",
+        ));
+    }
     let behavior = if installing {
         update.installation_behavior
     } else {
@@ -409,7 +426,8 @@ fn execute(
     let mut reboot_required = false;
     let mut exit_code = None;
     for (update, payload) in parts {
-        let outcome = run_handler(update, payload, options, context)?;
+        let apt = target.apt.clone().unwrap_or_default();
+        let outcome = run_handler(update, payload, &apt, options, context)?;
         exit_code = outcome.exit_code;
         match outcome.outcome {
             Outcome::Succeeded => {}
@@ -446,6 +464,7 @@ fn execute(
 fn run_handler(
     update: &Update,
     payload: &Payload,
+    apt: &handlers::AptSettings,
     options: &InstallOptions,
     context: &Context<'_>,
 ) -> Result<handlers::HandlerOutcome> {
@@ -485,7 +504,7 @@ fn run_handler(
         backup_dir: &backup_dir,
         environment: &environment,
         dpkg: context.dpkg,
-        apt: &handlers::AptSettings::default(),
+        apt,
         quiet: options.force_quiet,
         abort: context.job.abort_flag(),
         grace: Duration::from_secs(context.config.install.abort_grace_seconds),

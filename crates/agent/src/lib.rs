@@ -10,6 +10,7 @@
 
 pub mod agent;
 mod applicability;
+pub mod apt_service;
 mod cache;
 pub mod config;
 mod download;

@@ -9,19 +9,20 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
+use openwua_catalog::revision::Handler;
 use openwua_model::enums::{InstallationImpact, UpdateOperation};
 use openwua_model::hresult::{
     E_INVALIDARG, WU_E_EXCLUSIVE_INSTALL_CONFLICT, WU_E_INSTALL_NOT_ALLOWED,
-    WU_E_INVALID_OPERATION, WU_E_NO_UPDATE,
+    WU_E_INVALID_OPERATION, WU_E_NO_UPDATE, WU_E_UH_DOESNOTSUPPORTACTION,
 };
 use openwua_model::operation::{InstallerState, JobInfo, JobKind, OperationResult};
-use openwua_model::service::ServiceInfo;
+use openwua_model::service::{ServiceInfo, ServiceKind};
 use openwua_model::update::Sha256Digest;
 use uuid::Uuid;
 
 use crate::agent::{Agent, blocking, lock, poisoned, rescan_index, unknown_update};
 use crate::applicability::Machine;
-use crate::download::{self, DownloadTarget, Source};
+use crate::download::{self, AptTarget, DownloadTarget, Source};
 use crate::error::{AgentError, Result};
 use crate::install::{self, InstallOptions, InstallTarget};
 use crate::jobs::{Job, NewJob};
@@ -84,6 +85,18 @@ pub fn check_content_base(base: &str) -> Result<()> {
     Ok(())
 }
 
+/// How dpkg runs: the same database every handler and rule sees.
+pub(crate) fn dpkg_settings_of(config: &crate::config::Config) -> DpkgSettings {
+    DpkgSettings {
+        program: "dpkg".into(),
+        admindir: config.facts.dpkg_admindir.clone(),
+        instdir: config.install.dpkg_instdir.clone(),
+        extra_args: config.install.dpkg_extra_args.clone(),
+        reboot_required_file: config.install.reboot_required_file.clone(),
+        prompt_dir: config.install.prompt_dir.clone(),
+    }
+}
+
 /// Where a content file of `service` comes from.
 fn source_of(url: &str, service: &ServiceInfo) -> Source {
     if url.contains("://") {
@@ -116,12 +129,22 @@ impl Agent {
             let mut targets = Vec::with_capacity(wanted.len());
             for resolved in wanted {
                 let mut files = Vec::new();
+                let mut apt = None;
                 for (service_id, update_id) in resolved.parts() {
                     let service = services
                         .iter()
                         .find(|service| service.service_id == service_id)
                         .ok_or_else(|| unknown_update(update_id))?;
-                    for file in store.payload(service_id, update_id)?.content {
+                    let payload = store.payload(service_id, update_id)?;
+                    if let (ServiceKind::Apt, Handler::Apt { packages }) =
+                        (service.kind, payload.handler)
+                    {
+                        apt = Some(AptTarget {
+                            settings: crate::apt_service::apt_settings(service),
+                            packages,
+                        });
+                    }
+                    for file in payload.content {
                         let source = source_of(&file.url, service);
                         files.push((file, source));
                     }
@@ -131,6 +154,7 @@ impl Agent {
                     is_installed: resolved.is_installed,
                     applicable: resolved.applicable,
                     files,
+                    apt,
                 });
             }
             Ok(targets)
@@ -162,6 +186,10 @@ impl Agent {
                     &worker.fetcher,
                     worker.config.install.parallel_downloads,
                     &job,
+                    &download::AptRun {
+                        dpkg: &worker.dpkg_settings(),
+                        log_dir: &worker.config.log_dir(),
+                    },
                 ))
             })
             .await;
@@ -202,6 +230,18 @@ impl Agent {
             return Err(no_update());
         }
         let resolved = self.resolve(&request.update_ids)?;
+        if request.operation == UpdateOperation::Uninstallation
+            && let Some(apt) = resolved.iter().find(|resolved| resolved.is_apt)
+        {
+            return Err(AgentError::new(
+                WU_E_UH_DOESNOTSUPPORTACTION,
+                format!(
+                    "{} comes from the machine's Debian repositories, and Debian packages cannot \
+                     be downgraded safely; install a newer version instead",
+                    apt.update.title
+                ),
+            ));
+        }
         let exclusive = resolved.iter().find(|resolved| {
             resolved.update.installation_behavior.impact
                 == InstallationImpact::RequiresExclusiveHandling
@@ -326,6 +366,7 @@ impl Agent {
             reboot_required_before_installation: !pending.is_empty(),
             reboot_pending_updates: pending,
             awaiting_interactive_user: awaiting,
+            dpkg_repair: self.dpkg_repair.clone(),
         })
     }
 
@@ -406,15 +447,8 @@ impl Agent {
         }
     }
 
-    fn dpkg_settings(&self) -> DpkgSettings {
-        DpkgSettings {
-            program: "dpkg".into(),
-            admindir: self.config.facts.dpkg_admindir.clone(),
-            instdir: self.config.install.dpkg_instdir.clone(),
-            extra_args: self.config.install.dpkg_extra_args.clone(),
-            reboot_required_file: self.config.install.reboot_required_file.clone(),
-            prompt_dir: self.config.install.prompt_dir.clone(),
-        }
+    pub(crate) fn dpkg_settings(&self) -> DpkgSettings {
+        dpkg_settings_of(&self.config)
     }
 
     /// Looks the updates up in the index, in the call's order.
@@ -442,6 +476,7 @@ impl Agent {
                             .is_some_and(|child| child.state.is_downloaded)
                     });
                 Ok(Resolved {
+                    is_apt: entry.apt_packages.is_some(),
                     service_id: entry.service_id,
                     update: entry.update.clone(),
                     is_installed: entry.state.is_installed,
@@ -459,11 +494,13 @@ impl Agent {
     /// Adds each update's installer, and its bundled updates', from the store.
     fn install_targets(&self, resolved: Vec<Resolved>) -> Result<Vec<InstallTarget>> {
         let store = self.store.lock().map_err(|_| poisoned())?;
-        resolved
+        let roots = crate::apt_service::apt_roots_of(&store.services()?);
+        let mut targets = resolved
             .into_iter()
             .map(|resolved| {
                 let payload =
                     store.payload(resolved.service_id, resolved.update.identity.update_id)?;
+                let apt = roots.get(&resolved.service_id).cloned();
                 let bundled = resolved
                     .bundled
                     .into_iter()
@@ -481,9 +518,22 @@ impl Agent {
                     prerequisites: resolved.prerequisites,
                     payload,
                     bundled,
+                    apt,
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        drop(store);
+        // apt's cache may have changed since the index looked: asked again
+        // now (without the store's lock: it may hash packages), as the
+        // installer will find it.
+        let dpkg = self.dpkg_settings();
+        for target in &mut targets {
+            if let (Handler::Apt { packages }, Some(apt)) = (&target.payload.handler, &target.apt) {
+                target.downloaded =
+                    openwua_installer::handlers::apt::is_downloaded(apt, &dpkg, packages);
+            }
+        }
+        Ok(targets)
     }
 
     /// Brings the index up to date with the store, the cache and the
@@ -508,6 +558,7 @@ impl Agent {
         let cache = self.cache.clone();
         let limit = self.config.install.cache_max_bytes;
         let freed = blocking(move || cache.evict(limit, &needed)).await?;
+        self.refresh_apt_downloads().await?;
         if freed > 0 {
             tracing::info!(
                 bytes = freed,
@@ -523,6 +574,8 @@ impl Agent {
 
 /// An update of a call, looked up in the index.
 struct Resolved {
+    /// An apt service's update.
+    is_apt: bool,
     service_id: Uuid,
     update: openwua_model::update::Update,
     is_installed: bool,

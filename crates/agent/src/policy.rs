@@ -247,7 +247,7 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         action: Action::ChangeServices,
-        methods: "`AddScanPackageService`, `AddServerService`, `RemoveService`, `SetDefaultService`",
+        methods: "`AddScanPackageService`, `AddServerService`, `AddAptService`, `RemoveService`, `SetDefaultService`",
         who: Who::Admin,
         what: "change update services",
     },

@@ -147,6 +147,8 @@ impl Agent {
             expiration_date: None,
             last_sync: None,
             update_count: 0,
+            kind: openwua_model::service::ServiceKind::UpdateServer,
+            apt_root: None,
         };
         let stored = service.clone();
         let target_group = request.target_group;
@@ -277,7 +279,9 @@ impl Agent {
         Ok(credentials)
     }
 
-    /// Syncs every update-server service every `sync_interval_seconds`
+    /// Syncs every update-server and apt service (reading apt's lists as
+    /// they are: the system's own timers run `apt-get update`) every
+    /// `sync_interval_seconds`
     /// (plus up to 10 % at random), logging failures; never returns. Does
     /// nothing when the interval is 0.
     pub async fn sync_periodically(self: Arc<Self>) {
@@ -298,7 +302,7 @@ impl Agent {
                 .filter(|service| !service.is_scan_package_service)
             {
                 let service_id = service.service_id;
-                match self.sync_services(Some(service_id), |_| {}).await {
+                match self.sync_services(Some(service_id), false, |_| {}).await {
                     Ok(_) => tracing::info!(service = %service_id, "periodic sync done"),
                     Err(error) => tracing::warn!(service = %service_id, "periodic sync: {error}"),
                 }

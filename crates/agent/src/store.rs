@@ -21,7 +21,7 @@ use openwua_model::hresult::{
     WU_E_NO_SERVICE,
 };
 use openwua_model::operation::JobInfo;
-use openwua_model::service::ServiceInfo;
+use openwua_model::service::{ServiceInfo, ServiceKind};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -151,6 +151,13 @@ WHERE id IN (SELECT MAX(id) FROM history WHERE json_valid(entry_json)
              GROUP BY json_extract(entry_json, '$.updateIdentity.updateId'))
   AND json_extract(entry_json, '$.updateIdentity.updateId') IS NOT NULL;
 "#,
+    r#"
+-- What kind of service a row is (`updateServer`, `scanPackage`, `apt`;
+-- NULL in rows from before apt services: is_scan_package says), and an apt
+-- service's apt root.
+ALTER TABLE services ADD COLUMN kind TEXT;
+ALTER TABLE services ADD COLUMN apt_root TEXT;
+"#,
 ];
 
 /// What one sync changed.
@@ -176,6 +183,9 @@ pub struct StoredRevision {
     pub update_json: String,
     /// The applicability rules' JSON.
     pub applicability_json: String,
+    /// For an apt service's revision, its handler's JSON (the index keeps
+    /// the packages: `IsDownloaded` and `wua show` need them).
+    pub apt_handler_json: Option<String>,
 }
 
 /// What installing or uninstalling an update changes in its stored state.
@@ -381,7 +391,7 @@ impl Store {
             "SELECT s.service_id, s.name, s.is_scan_package, s.source, s.public_key, s.is_default,
                     s.catalog_version, s.issue_date, s.expiration_date, s.last_sync,
                     (SELECT COUNT(*) FROM revisions r WHERE r.service_id = s.service_id),
-                    s.content_base
+                    s.content_base, s.kind, s.apt_root
              FROM services s ORDER BY s.is_default DESC, s.name, s.service_id",
         )?;
         let rows = statement.query_map([], |row| {
@@ -398,6 +408,8 @@ impl Store {
                 row.get::<_, Option<String>>(9)?,
                 row.get::<_, i64>(10)?,
                 row.get::<_, Option<String>>(11)?,
+                row.get::<_, Option<String>>(12)?,
+                row.get::<_, Option<String>>(13)?,
             ))
         })?;
         let mut services = Vec::new();
@@ -415,7 +427,22 @@ impl Store {
                 synced,
                 count,
                 content_base,
+                kind,
+                apt_root,
             ) = row?;
+            let kind = match kind.as_deref() {
+                Some("apt") => ServiceKind::Apt,
+                Some("scanPackage") => ServiceKind::ScanPackage,
+                Some("updateServer") => ServiceKind::UpdateServer,
+                None if is_scan => ServiceKind::ScanPackage,
+                None => ServiceKind::UpdateServer,
+                Some(other) => {
+                    return Err(AgentError::new(
+                        WU_E_DS_INVALID,
+                        format!("stored service {id} has an unknown kind {other:?}"),
+                    ));
+                }
+            };
             services.push(ServiceInfo {
                 service_id: parse_uuid(&id)?,
                 name,
@@ -429,6 +456,8 @@ impl Store {
                 expiration_date: parse_time(expires)?,
                 last_sync: parse_time(synced)?,
                 update_count: count.unsigned_abs(),
+                kind,
+                apt_root,
             });
         }
         Ok(services)
@@ -455,8 +484,8 @@ impl Store {
         }
         transaction.execute(
             "INSERT INTO services (service_id, name, is_scan_package, source, public_key, is_default,
-                 content_base)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                 content_base, kind)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
                 service.service_id.to_string(),
                 service.name,
@@ -465,6 +494,7 @@ impl Store {
                 service.public_key,
                 service.is_default,
                 service.content_base,
+                service.kind.as_str(),
             ],
         )?;
         let counts = import(&transaction, snapshot)?;
@@ -486,8 +516,8 @@ impl Store {
         }
         transaction.execute(
             "INSERT INTO services (service_id, name, is_scan_package, source, public_key, is_default,
-                 content_base, target_group, computer_id, computer_secret)
-             VALUES (?1, ?2, 0, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                 content_base, target_group, computer_id, computer_secret, kind)
+             VALUES (?1, ?2, 0, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'updateServer')",
             params![
                 service.service_id.to_string(),
                 service.name,
@@ -502,6 +532,61 @@ impl Store {
         )?;
         transaction.commit()?;
         Ok(())
+    }
+
+    /// Registers an apt service with the revisions its first scan found,
+    /// in one transaction: a failure leaves no trace.
+    pub fn add_apt_service(
+        &mut self,
+        service: &ServiceInfo,
+        revisions: &[Revision],
+    ) -> Result<ImportCounts> {
+        let transaction = self.connection.transaction()?;
+        if service.is_default {
+            transaction.execute("UPDATE services SET is_default = 0", [])?;
+        }
+        transaction.execute(
+            "INSERT INTO services (service_id, name, is_scan_package, source, public_key, is_default,
+                 kind, apt_root)
+             VALUES (?1, ?2, 0, ?3, '', ?4, 'apt', ?5)",
+            params![
+                service.service_id.to_string(),
+                service.name,
+                service.source,
+                service.is_default,
+                service.apt_root,
+            ],
+        )?;
+        let counts = replace_apt_catalog(&transaction, &service.service_id.to_string(), revisions)?;
+        transaction.commit()?;
+        Ok(counts)
+    }
+
+    /// Replaces an apt service's revisions with what a scan of the
+    /// machine found, in one transaction: new and changed revisions are
+    /// written, vanished ones deleted, identical ones left alone. Its
+    /// catalog version goes up by one when anything changed.
+    pub fn apply_apt_scan(
+        &mut self,
+        service_id: Uuid,
+        revisions: &[Revision],
+    ) -> Result<ImportCounts> {
+        let transaction = self.connection.transaction()?;
+        let service_id = service_id.to_string();
+        let registered: bool = transaction.query_row(
+            "SELECT EXISTS (SELECT 1 FROM services WHERE service_id = ?1 AND kind = 'apt')",
+            [&service_id],
+            |row| row.get(0),
+        )?;
+        if !registered {
+            return Err(AgentError::new(
+                WU_E_DS_UNKNOWNSERVICE,
+                format!("apt service {service_id} is not registered"),
+            ));
+        }
+        let counts = replace_apt_catalog(&transaction, &service_id, revisions)?;
+        transaction.commit()?;
+        Ok(counts)
     }
 
     /// An update-server service's target group and this computer's
@@ -676,18 +761,26 @@ impl Store {
     /// Every stored revision.
     pub fn revisions(&self) -> Result<Vec<StoredRevision>> {
         let mut statement = self.connection.prepare_cached(
-            "SELECT service_id, update_json, applicability_json FROM revisions ORDER BY id",
+            "SELECT r.service_id, r.update_json, r.applicability_json,
+                    CASE WHEN s.kind = 'apt' THEN r.handler_json END
+             FROM revisions r JOIN services s ON s.service_id = r.service_id ORDER BY r.id",
         )?;
         let rows = statement.query_map([], |row| {
-            Ok((row.get::<_, String>(0)?, row.get(1)?, row.get(2)?))
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+            ))
         })?;
         let mut revisions = Vec::new();
         for row in rows {
-            let (service_id, update_json, applicability_json) = row?;
+            let (service_id, update_json, applicability_json, apt_handler_json) = row?;
             revisions.push(StoredRevision {
                 service_id: parse_uuid(&service_id)?,
                 update_json,
                 applicability_json,
+                apt_handler_json,
             });
         }
         Ok(revisions)
@@ -993,11 +1086,52 @@ const HIDE_FIRST_TIME: &str =
 /// are written, vanished ones deleted, identical ones left alone.
 fn import(transaction: &Transaction<'_>, snapshot: &Snapshot) -> Result<ImportCounts> {
     let service_id = snapshot.service_id.to_string();
+    let counts = import_revisions(transaction, &service_id, &snapshot.revisions)?;
+    record_version(
+        transaction,
+        &service_id,
+        snapshot.version,
+        snapshot.created,
+        snapshot.expires,
+        &snapshot.service_name,
+    )?;
+    Ok(counts)
+}
+
+/// Writes `revisions` as an apt service's catalog, and records a new
+/// catalog version (the stored one plus one, 1 at first) when anything
+/// changed; an apt catalog has no expiry.
+fn replace_apt_catalog(
+    transaction: &Transaction<'_>,
+    service_id: &str,
+    revisions: &[Revision],
+) -> Result<ImportCounts> {
+    let counts = import_revisions(transaction, service_id, revisions)?;
+    let changed = counts.added + counts.changed + counts.removed > 0;
+    transaction.execute(
+        "UPDATE services SET
+             catalog_version = CASE WHEN ?2 OR catalog_version IS NULL
+                 THEN COALESCE(catalog_version, 0) + 1 ELSE catalog_version END,
+             issue_date = CASE WHEN ?2 OR issue_date IS NULL THEN ?3 ELSE issue_date END,
+             last_sync = ?3
+         WHERE service_id = ?1",
+        params![service_id, changed, Timestamp::now().to_string()],
+    )?;
+    Ok(counts)
+}
+
+/// Writes `revisions` as the service's revisions: new and changed ones
+/// are written, vanished ones deleted, identical ones left alone.
+fn import_revisions(
+    transaction: &Transaction<'_>,
+    service_id: &str,
+    revisions: &[Revision],
+) -> Result<ImportCounts> {
     let mut stored: HashMap<String, Vec<u8>> = HashMap::new();
     {
         let mut statement = transaction
             .prepare_cached("SELECT update_id, digest FROM revisions WHERE service_id = ?1")?;
-        let rows = statement.query_map([&service_id], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        let rows = statement.query_map([service_id], |row| Ok((row.get(0)?, row.get(1)?)))?;
         for row in rows {
             let (id, digest) = row?;
             stored.insert(id, digest);
@@ -1006,7 +1140,7 @@ fn import(transaction: &Transaction<'_>, snapshot: &Snapshot) -> Result<ImportCo
     let mut counts = ImportCounts::default();
     {
         let mut upsert = transaction.prepare_cached(UPSERT_REVISION)?;
-        for revision in &snapshot.revisions {
+        for revision in revisions {
             let encoded = EncodedRevision::of(revision)?;
             let update_id = revision.update.identity.update_id.to_string();
             match stored.remove(&update_id) {
@@ -1029,8 +1163,7 @@ fn import(transaction: &Transaction<'_>, snapshot: &Snapshot) -> Result<ImportCo
             ])?;
         }
         let mut hide = transaction.prepare_cached(HIDE_FIRST_TIME)?;
-        for revision in snapshot
-            .revisions
+        for revision in revisions
             .iter()
             .filter(|revision| revision.hidden_by_default)
         {
@@ -1039,18 +1172,10 @@ fn import(transaction: &Transaction<'_>, snapshot: &Snapshot) -> Result<ImportCo
         let mut delete = transaction
             .prepare_cached("DELETE FROM revisions WHERE service_id = ?1 AND update_id = ?2")?;
         for update_id in stored.keys() {
-            delete.execute([&service_id, update_id])?;
+            delete.execute([service_id, update_id])?;
             counts.removed += 1;
         }
     }
-    record_version(
-        transaction,
-        &service_id,
-        snapshot.version,
-        snapshot.created,
-        snapshot.expires,
-        &snapshot.service_name,
-    )?;
     Ok(counts)
 }
 

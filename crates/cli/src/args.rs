@@ -128,6 +128,10 @@ pub enum Command {
         /// Sync only this service [default: all].
         #[arg(long, value_name = "SERVICE-ID")]
         service: Option<Uuid>,
+        /// Refresh from the network first (WUA's Online): an apt service
+        /// runs `apt-get update`.
+        #[arg(long)]
+        online: bool,
         /// Print the services' SyncResults as a JSON array, once done.
         #[arg(long)]
         json: bool,
@@ -319,6 +323,9 @@ pub enum ServicesCommand {
     /// Register this computer with an update server (wua-server) and sync
     /// it (needs an administrator).
     AddServer(AddServerArgs),
+    /// Register this machine's own Debian repositories, as apt knows them,
+    /// and sync them (needs an administrator).
+    AddApt(AddAptArgs),
     /// Unregister a service (needs an administrator).
     Remove {
         /// The service's ServiceID.
@@ -332,6 +339,23 @@ pub enum ServicesCommand {
         #[arg(value_name = "SERVICE-ID")]
         id: Uuid,
     },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AddAptArgs {
+    /// The service's name [default: Debian].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// apt's root directory: its configuration, lists and cache beneath
+    /// [default: /]. dpkg's database is the agent's own.
+    #[arg(long, value_name = "DIR")]
+    pub apt_root: Option<PathBuf>,
+    /// Make it the default service.
+    #[arg(long)]
+    pub default: bool,
+    /// Print the service and its first sync as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]

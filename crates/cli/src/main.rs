@@ -86,7 +86,11 @@ fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<u8> {
         Command::Jobs { json } => jobs::list(&agent, json, out)?,
         Command::Watch { id, json } => jobs::watch(&agent, id, json, out)?,
         Command::Abort { id } => jobs::abort(&agent, id, out)?,
-        Command::Sync { service, json } => sync::run(&agent, service, json, out)?,
+        Command::Sync {
+            service,
+            online,
+            json,
+        } => sync::run(&agent, service, online, json, out)?,
         Command::Context { json } => context::run(&agent, json, out)?,
         Command::Status { json } => status::run(&agent, json, out)?,
         Command::Package { command } => package::run(command, out)?,

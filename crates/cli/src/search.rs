@@ -7,6 +7,9 @@ use anyhow::Context;
 use openwua_model::criteria::Criteria;
 use openwua_model::enums::{OperationResultCode, ServerSelection};
 use openwua_model::search::{SearchResult, UpdateEntry};
+use openwua_model::service::ServiceKind;
+use std::collections::HashSet;
+use uuid::Uuid;
 
 use crate::agent::Target;
 use crate::args::SearchArgs;
@@ -44,13 +47,26 @@ pub fn run(agent: &Target, args: &SearchArgs, out: &mut dyn Write) -> anyhow::Re
             serde_json::to_writer_pretty(&mut *out, &result)?;
             writeln!(out)?;
         } else {
-            write_text(&result, out)?;
+            // Which results come from apt services: their KB column names
+            // the source package and version.
+            let apt_services: HashSet<Uuid> = session
+                .create_update_service_manager()
+                .services()?
+                .into_iter()
+                .filter(|service| service.kind == ServiceKind::Apt)
+                .map(|service| service.service_id)
+                .collect();
+            write_text(&result, &apt_services, out)?;
         }
         Ok(exit::SUCCESS)
     })
 }
 
-fn write_text(result: &SearchResult, out: &mut dyn Write) -> anyhow::Result<()> {
+fn write_text(
+    result: &SearchResult,
+    apt_services: &HashSet<Uuid>,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
     if result.result_code != OperationResultCode::Succeeded {
         writeln!(out, "The search ended {:?}.", result.result_code)?;
     }
@@ -76,7 +92,7 @@ fn write_text(result: &SearchResult, out: &mut dyn Write) -> anyhow::Result<()> 
             .map_or_else(|| "-".to_owned(), |severity| format!("{severity:?}"));
         table.row(
             vec![
-                kb(entry),
+                kb(entry, apt_services.contains(&entry.service_id)),
                 update.title.clone(),
                 format!("{:?}", update.update_type),
                 severity,
@@ -97,9 +113,16 @@ fn write_text(result: &SearchResult, out: &mut dyn Write) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// The first KB article, and how many more there are.
-fn kb(entry: &UpdateEntry) -> String {
-    match entry.update.kb_article_ids.as_slice() {
+/// The first security bulletin, else the first KB article and how many
+/// more there are, else for an apt update `<source>/<version>` (its title
+/// is `<source> <version>`).
+fn kb(entry: &UpdateEntry, from_apt: bool) -> String {
+    let update = &entry.update;
+    if let Some(bulletin) = update.security_bulletin_ids.first() {
+        return bulletin.clone();
+    }
+    match update.kb_article_ids.as_slice() {
+        [] if from_apt => update.title.replacen(' ', "/", 1),
         [] => "-".to_owned(),
         [only] => format!("KB{only}"),
         [first, rest @ ..] => format!("KB{first} +{}", rest.len()),

@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::Context;
 use openwua_client::AddedService;
 use openwua_client::blocking::UpdateSession;
-use openwua_model::service::ServiceInfo;
+use openwua_model::service::{ServiceInfo, ServiceKind};
 
 use crate::agent::Target;
 use crate::args::{AddPackageArgs, AddServerArgs, ServicesCommand};
@@ -39,6 +39,14 @@ pub fn run(agent: &Target, command: ServicesCommand, out: &mut dyn Write) -> any
             let key = public_key(&args.pubkey)?;
             agent.run(|session| add_server(session, &args, &key, out))
         }
+        ServicesCommand::AddApt(args) => agent.run(|session| {
+            let added = session.create_update_service_manager().add_apt_service(
+                args.name.as_deref(),
+                args.apt_root.as_deref(),
+                args.default,
+            )?;
+            write_added(&added, args.json, out)
+        }),
         ServicesCommand::Remove { id } => agent.run(|session| {
             session.create_update_service_manager().remove_service(id)?;
             writeln!(out, "Removed {id}.")?;
@@ -133,7 +141,8 @@ pub fn write_table(services: &[ServiceInfo], out: &mut dyn Write) -> std::io::Re
         return writeln!(
             out,
             "No update services. Add one with `wua services add-server URL --pubkey KEY` \
-             or `wua services add-package FILE --pubkey KEY`."
+             or `wua services add-package FILE --pubkey KEY`, or this machine's own Debian \
+             repositories with `wua services add-apt`."
         );
     }
     let mut table = Table::new(
@@ -147,10 +156,10 @@ pub fn write_table(services: &[ServiceInfo], out: &mut dyn Write) -> std::io::Re
         1,
     );
     for service in services {
-        let kind = if service.is_scan_package_service {
-            "scan package"
-        } else {
-            "server"
+        let kind = match service.kind {
+            _ if service.is_scan_package_service => "scan package",
+            ServiceKind::Apt => "apt",
+            ServiceKind::ScanPackage | ServiceKind::UpdateServer => "server",
         };
         let synced = service.last_sync.map_or_else(
             || "never synced".to_owned(),

@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use openwua_model::search::{ApplicabilityReport, UpdateEntry};
+use openwua_model::search::{ApplicabilityReport, AptUpdateDetails, UpdateEntry};
 use openwua_model::update::InstallationBehavior;
 use uuid::Uuid;
 
@@ -19,6 +19,9 @@ pub fn run(agent: &Target, id: Uuid, json: bool, out: &mut dyn Write) -> anyhow:
             writeln!(out)?;
         } else {
             write_text(&details.entry, &details.applicability, out)?;
+            if let Some(apt) = &details.apt {
+                write_apt(apt, out)?;
+            }
         }
         Ok(exit::SUCCESS)
     })
@@ -163,6 +166,44 @@ fn write_text(
         }
     }
     Ok(())
+}
+
+/// An apt update's packages: the version installed here and the one it
+/// brings, then its pockets and, once downloaded, its changelog's CVEs.
+fn write_apt(apt: &AptUpdateDetails, out: &mut dyn Write) -> std::io::Result<()> {
+    writeln!(out, "Packages")?;
+    if apt.packages.is_empty() {
+        writeln!(out, "  -")?;
+    }
+    for package in &apt.packages {
+        writeln!(
+            out,
+            "  {}:{}  {} -> {}",
+            text::line(&package.name),
+            text::line(&package.architecture),
+            text::line(
+                package
+                    .installed_version
+                    .as_deref()
+                    .unwrap_or("not installed")
+            ),
+            text::line(&package.version)
+        )?;
+    }
+    if !apt.pockets.is_empty() {
+        writeln!(
+            out,
+            "{:<18}{}",
+            "Pockets",
+            text::line(&apt.pockets.join(", "))
+        )?;
+    }
+    let cves = if apt.cves.is_empty() {
+        "- (the changelog is read once the packages are downloaded)".to_owned()
+    } else {
+        apt.cves.join(", ")
+    };
+    writeln!(out, "{:<18}{}", "Changelog CVEs", text::line(&cves))
 }
 
 fn behavior(behavior: &InstallationBehavior) -> String {

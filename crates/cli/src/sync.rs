@@ -13,6 +13,7 @@ use crate::exit;
 pub fn run(
     agent: &Target,
     service: Option<Uuid>,
+    online: bool,
     json: bool,
     out: &mut dyn Write,
 ) -> anyhow::Result<u8> {
@@ -20,7 +21,7 @@ pub fn run(
         // The callback cannot return an error; the first one is kept.
         let mut failed: Option<io::Error> = None;
         let mut synced: Vec<SyncResult> = Vec::new();
-        session.sync(service, |progress| {
+        session.sync_with(service, online, |progress| {
             if json {
                 synced.extend(progress.result.clone());
             } else if failed.is_none()

@@ -147,6 +147,18 @@ impl UpdateSession {
             .block_on(self.session.sync(service_id, progress))
     }
 
+    /// [`UpdateSession::sync`], `online` refreshing from the network
+    /// first (an apt service runs `apt-get update`).
+    pub fn sync_with(
+        &self,
+        service_id: Option<Uuid>,
+        online: bool,
+        progress: impl FnMut(&SyncProgress),
+    ) -> Result<SyncResult, ClientError> {
+        self.runtime
+            .block_on(self.session.sync_with(service_id, online, progress))
+    }
+
     /// `IsBusy` and `RebootRequiredBeforeInstallation`, with the busy job
     /// and the updates waiting for a restart.
     pub fn installer_state(&self) -> Result<InstallerState, ClientError> {
@@ -285,6 +297,19 @@ impl UpdateServiceManager<'_> {
                 name,
                 set_default,
             ))
+    }
+
+    /// Registers the machine's apt configuration beneath `apt_root` as a
+    /// service and syncs it. Needs an administrator.
+    pub fn add_apt_service(
+        &self,
+        name: Option<&str>,
+        apt_root: Option<&std::path::Path>,
+        set_default: bool,
+    ) -> Result<AddedService, ClientError> {
+        self.session
+            .runtime
+            .block_on(self.manager().add_apt_service(name, apt_root, set_default))
     }
 
     /// `RemoveService`. Needs an administrator.

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::error::ClientError;
 use crate::session::{Done, NoParameters, ServiceParameters, UpdateSession};
-use openwua_varlink::parameters::{AddPackageParameters, AddServerParameters};
+use openwua_varlink::parameters::{AddAptParameters, AddPackageParameters, AddServerParameters};
 
 /// What one sync did to one service's catalog (`SyncResult`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -159,6 +159,38 @@ impl<'a> UpdateServiceManager<'a> {
             client_application_id: self.session.client_application_id().map(str::to_owned),
         };
         self.session.call("AddServerService", &parameters).await
+    }
+
+    /// Registers the Debian repositories the machine's apt knows as a
+    /// service (`AddAptService`): apt's configuration, lists and cache
+    /// beneath `apt_root` (`/` when None), named `name` (`Debian` when
+    /// None), and syncs it. Needs an administrator.
+    pub async fn add_apt_service(
+        &self,
+        name: Option<&str>,
+        apt_root: Option<&Path>,
+        set_default: bool,
+    ) -> Result<AddedService, ClientError> {
+        let apt_root = match apt_root {
+            Some(root) => Some(
+                root.to_str()
+                    .ok_or_else(|| {
+                        ClientError::Protocol(format!(
+                            "{} is not UTF-8; the agent takes apt's root as a UTF-8 path",
+                            root.display()
+                        ))
+                    })?
+                    .to_owned(),
+            ),
+            None => None,
+        };
+        let parameters = AddAptParameters {
+            name: name.map(str::to_owned),
+            apt_root,
+            set_default: Some(set_default),
+            client_application_id: self.session.client_application_id().map(str::to_owned),
+        };
+        self.session.call("AddAptService", &parameters).await
     }
 
     /// `RemoveService`. Needs an administrator.

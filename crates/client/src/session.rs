@@ -24,7 +24,7 @@ use openwua_varlink::parameters::{
     AnswerParameters, HistoryParameters, JobParameters, MAX_HISTORY_COUNT, ResizeParameters,
     SearchParameters, SetHiddenParameters, TerminalInputParameters, UpdateParameters,
 };
-pub(crate) use openwua_varlink::parameters::{NoParameters, ServiceParameters};
+pub(crate) use openwua_varlink::parameters::{NoParameters, ServiceParameters, SyncParameters};
 
 /// Where the agent listens unless told otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/openwua/agent.sock";
@@ -241,10 +241,22 @@ impl UpdateSession {
     pub async fn sync(
         &self,
         service_id: Option<Uuid>,
+        progress: impl FnMut(&SyncProgress),
+    ) -> Result<SyncResult, ClientError> {
+        self.sync_with(service_id, false, progress).await
+    }
+
+    /// [`UpdateSession::sync`], `online` (WUA's `Online`) refreshing from
+    /// the network first: an apt service runs `apt-get update`.
+    pub async fn sync_with(
+        &self,
+        service_id: Option<Uuid>,
+        online: bool,
         mut progress: impl FnMut(&SyncProgress),
     ) -> Result<SyncResult, ClientError> {
-        let parameters = ServiceParameters {
+        let parameters = SyncParameters {
             service_id,
+            online: online.then_some(true),
             client_application_id: self.client_application_id.clone(),
         };
         let name = method("Sync");

@@ -190,6 +190,24 @@ pub struct InstallerState {
     /// terminal. Each is the history entry of its latest refusal.
     #[serde(default)]
     pub awaiting_interactive_user: Vec<crate::history::HistoryEntry>,
+    /// What the agent found when it started after an installer had been
+    /// interrupted, and what repairing dpkg's state (`dpkg --configure
+    /// -a`) did; absent when nothing was interrupted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpkg_repair: Option<RepairReport>,
+}
+
+/// The repair of dpkg's state after an interrupted installer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RepairReport {
+    /// When it ran.
+    #[schemars(with = "String")]
+    pub date: Timestamp,
+    /// `S_OK` when dpkg's state is whole again, else WUA's code.
+    pub hresult: HResult,
+    /// What ran and what happened, in one sentence.
+    pub detail: String,
 }
 
 /// Percent of `done` in `total`, 0–100; an empty total is complete.

@@ -105,4 +105,38 @@ pub struct UpdateDetails {
     pub entry: UpdateEntry,
     /// Whether searches here see it.
     pub applicability: ApplicabilityReport,
+    /// For an update of an apt service: its binary packages on this
+    /// machine, and what its changelog fixes once downloaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apt: Option<AptUpdateDetails>,
+}
+
+/// An apt update's packages as this machine has them (`GetUpdate`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AptUpdateDetails {
+    /// The binary packages the update installs or offers.
+    pub packages: Vec<AptPackageVersions>,
+    /// The suites (pockets) that offer it: `bookworm-security`, ….
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pockets: Vec<String>,
+    /// The CVE IDs the downloaded packages' changelog entries name, newest
+    /// entries first; empty until downloaded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cves: Vec<String>,
+}
+
+/// One binary package of an apt update.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AptPackageVersions {
+    /// The package name.
+    pub name: String,
+    /// Its architecture.
+    pub architecture: String,
+    /// The version dpkg has installed, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installed_version: Option<String>,
+    /// The version the update brings.
+    pub version: String,
 }

@@ -42,6 +42,41 @@ pub struct ServiceInfo {
     pub last_sync: Option<Timestamp>,
     /// How many update revisions its catalog holds.
     pub update_count: u64,
+    /// What kind of service it is. Agents before the apt service did not
+    /// send it: read as an update server, so look at
+    /// `is_scan_package_service` too when talking to one.
+    #[serde(default)]
+    pub kind: ServiceKind,
+    /// For an apt service: apt's root directory (`/` for the machine's
+    /// own), beneath which its configuration, lists and cache live.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apt_root: Option<String>,
+}
+
+/// Where a service's catalog comes from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum ServiceKind {
+    /// An update server (`wua-server`) this computer registered with.
+    #[default]
+    UpdateServer,
+    /// An offline scan package (`IsScanPackageService`).
+    ScanPackage,
+    /// The Debian repositories the machine's apt already knows: their
+    /// lists, as apt downloaded and verified them, read in place.
+    Apt,
+}
+
+impl ServiceKind {
+    /// The name the store and the interface use (`updateServer`,
+    /// `scanPackage`, `apt`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceKind::UpdateServer => "updateServer",
+            ServiceKind::ScanPackage => "scanPackage",
+            ServiceKind::Apt => "apt",
+        }
+    }
 }
 
 /// How status reports to one update server stand (`GetReportingState`).

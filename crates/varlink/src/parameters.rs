@@ -126,6 +126,40 @@ pub struct AddServerParameters {
     pub client_application_id: Option<String>,
 }
 
+/// `AddAptService`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AddAptParameters {
+    /// The service's name; `Debian` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// apt's root directory (an absolute path); `/` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apt_root: Option<String>,
+    /// Make it the default service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_default: Option<bool>,
+    /// The caller's `ClientApplicationID`, for the log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_application_id: Option<String>,
+}
+
+/// `Sync`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SyncParameters {
+    /// The service; every service when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_id: Option<Uuid>,
+    /// WUA's `Online`: refresh from the network first (an apt service
+    /// runs `apt-get update`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub online: Option<bool>,
+    /// The caller's `ClientApplicationID`, for the log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_application_id: Option<String>,
+}
+
 /// `Download`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -178,7 +212,7 @@ pub struct JobParameters {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ServiceParameters {
-    /// The service; for `Sync`, every service when absent.
+    /// The service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_id: Option<Uuid>,
     /// The caller's `ClientApplicationID`, for the log.

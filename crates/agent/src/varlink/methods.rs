@@ -2,9 +2,9 @@
 //! decode the parameters, call the agent as the caller, encode.
 
 use openwua_varlink::parameters::{
-    AddPackageParameters, AddServerParameters, DownloadParameters, HistoryParameters,
-    InstallParameters, InterfaceParameters, JobParameters, NoParameters, SearchParameters,
-    ServiceParameters, SetHiddenParameters, UpdateParameters,
+    AddAptParameters, AddPackageParameters, AddServerParameters, DownloadParameters,
+    HistoryParameters, InstallParameters, InterfaceParameters, JobParameters, NoParameters,
+    SearchParameters, ServiceParameters, SetHiddenParameters, SyncParameters, UpdateParameters,
 };
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -14,6 +14,7 @@ use super::connection::{Inbox, Session};
 use super::interactive;
 use super::protocol::{Call, DECODE_INLINE, Reply};
 use crate::agent::{PROTOCOL_VERSION, SyncPhase};
+use crate::apt_service::AptServiceRequest;
 use crate::error::AgentError;
 use crate::jobs::Job;
 use crate::operations::{InstallRequest, StartedInstall};
@@ -21,6 +22,7 @@ use crate::policy::Requester;
 use crate::server_services::ServerServiceRequest;
 use openwua_model::enums::UpdateOperation;
 use openwua_model::operation::JobState;
+use std::path::PathBuf;
 
 /// The interface this module serves, as committed in the repository.
 pub const AGENT_INTERFACE: &str = include_str!("org.openwua.Agent.varlink");
@@ -154,7 +156,7 @@ async fn handle(
         (AGENT, "GetUpdate") => {
             let request: UpdateParameters = parameters(call).await?;
             let requester = session.requester(request.client_application_id);
-            result_reply(agent.get_update(&requester, request.update_id))
+            result_reply(agent.get_update(&requester, request.update_id).await)
         }
         (AGENT, "SetHidden") => {
             let request: SetHiddenParameters = parameters(call).await?;
@@ -219,6 +221,21 @@ async fn handle(
                 .await;
             result_reply(added.map(|(service, sync)| json!({ "service": service, "sync": sync })))
         }
+        (AGENT, "AddAptService") => {
+            let request: AddAptParameters = parameters(call).await?;
+            let requester = session.requester(request.client_application_id);
+            let added = agent
+                .add_apt_service(
+                    &requester,
+                    AptServiceRequest {
+                        name: request.name,
+                        apt_root: request.apt_root.map(PathBuf::from),
+                        set_default: request.set_default.unwrap_or(false),
+                    },
+                )
+                .await;
+            result_reply(added.map(|(service, sync)| json!({ "service": service, "sync": sync })))
+        }
         (AGENT, "RemoveService") => {
             let request: ServiceParameters = parameters(call).await?;
             let service_id = required_service(request.service_id)?;
@@ -234,9 +251,19 @@ async fn handle(
             result_reply(done.map(|()| json!({})))
         }
         (AGENT, "Sync") => {
-            let request: ServiceParameters = parameters(call).await?;
+            let request: SyncParameters = parameters(call).await?;
             let requester = session.requester(request.client_application_id);
-            match sync(session, &requester, call.more, request.service_id, sink).await {
+            let online = request.online.unwrap_or(false);
+            match sync(
+                session,
+                &requester,
+                call.more,
+                request.service_id,
+                online,
+                sink,
+            )
+            .await
+            {
                 Ok(reply) => reply,
                 // The client went away mid-stream: nothing more to send, and
                 // the connection's next read ends it.
@@ -394,22 +421,25 @@ async fn sync(
     requester: &Requester,
     more: bool,
     service_id: Option<Uuid>,
+    online: bool,
     sink: &mut impl ReplySink,
 ) -> std::io::Result<Reply> {
     let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
-    let work = session.agent.sync(requester, service_id, move |phase| {
-        let (name, service, result) = match phase {
-            SyncPhase::Verifying(id) => ("verifying", id, None),
-            SyncPhase::Importing(id) => ("importing", id, None),
-            SyncPhase::Scanning(id) => ("scanning", id, None),
-            SyncPhase::Done(result) => ("done", result.service_id, Some(result.clone())),
-        };
-        // The receiver lives until the work ends; a send cannot fail before.
-        let is_done = result.is_some();
-        let progress =
-            json!({ "progress": { "phase": name, "serviceId": service, "result": result } });
-        let _ = sender.send((progress, is_done));
-    });
+    let work = session
+        .agent
+        .sync(requester, service_id, online, move |phase| {
+            let (name, service, result) = match phase {
+                SyncPhase::Verifying(id) => ("verifying", id, None),
+                SyncPhase::Importing(id) => ("importing", id, None),
+                SyncPhase::Scanning(id) => ("scanning", id, None),
+                SyncPhase::Done(result) => ("done", result.service_id, Some(result.clone())),
+            };
+            // The receiver lives until the work ends; a send cannot fail before.
+            let is_done = result.is_some();
+            let progress =
+                json!({ "progress": { "phase": name, "serviceId": service, "result": result } });
+            let _ = sender.send((progress, is_done));
+        });
     // Phases go out as they happen, except that a finished service's
     // result waits for the next phase: the very last one must be the reply
     // without `continues`.
