@@ -804,6 +804,18 @@ fn request_error(url: &str, error: ureq::Error) -> Stop {
             hresult::WU_E_PT_ENDPOINT_UNREACHABLE,
             "cannot connect".into(),
         ),
+        // rustls hands a refused certificate (or any failed handshake)
+        // to ureq as an io::Error.
+        E::Io(error)
+            if error
+                .get_ref()
+                .is_some_and(|inner| inner.is::<rustls::Error>()) =>
+        {
+            fatal(
+                hresult::WU_E_PT_SECURITY_SYSTEM_FAILURE,
+                format!("TLS failed: {error}"),
+            )
+        }
         E::Io(error) => match error.kind() {
             io::ErrorKind::ConnectionRefused
             | io::ErrorKind::HostUnreachable
