@@ -151,7 +151,9 @@ fn secret_matches(secret: &str, known: &[u8; 32]) -> bool {
 #[utoipa::path(post, path = "/api/v1/computers/register", request_body = RegisterRequest,
     responses((status = 200, body = RegisterResponse), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody, description = "a known computerId with a wrong secret"),
-        (status = 413, body = ErrorBody)))]
+        (status = 413, body = ErrorBody),
+        (status = 429, body = ErrorBody,
+            description = "this address registered too often in the last minute; see Retry-After")))]
 pub(crate) async fn register(
     State(state): State<Shared>,
     headers: HeaderMap,
