@@ -138,8 +138,8 @@ fn wrk_script(credentials: &[String], update_ids: &[uuid::Uuid]) -> String {
     write!(
         script,
         r#"}}
-local installed = [[{installed}]]
-local needed = [[{needed}]]
+local installed = [=[{installed}]=]
+local needed = [=[{needed}]=]
 local inventory = '{{"os": "Debian GNU/Linux 12 (bookworm)", "kernel": "6.1.0", "architecture": "x86_64", "agentVersion": "0.1.0", "lastSync": null, "rebootPending": false, "awaitingInteractiveUser": []}}'
 local sequences = {{}}
 local next_index = 0
