@@ -389,7 +389,7 @@ fn busy(url: &str, until: Option<Timestamp>) -> AgentError {
     };
     AgentError::new(
         WU_E_PT_HTTP_STATUS_SERVICE_UNAVAIL,
-        format!("{url} is busy (HTTP 503 or 429); {when}"),
+        format!("{url} is busy (HTTP 503), or limits this machine's requests (HTTP 429); {when}"),
     )
 }
 

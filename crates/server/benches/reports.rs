@@ -186,7 +186,13 @@ fn bench(store: &str, database: Option<&str>) {
     std::fs::write(&script, wrk_script(&credentials, &update_ids)).unwrap();
     let output = Command::new("wrk")
         .args(["--threads", "1", "--connections", &connections.to_string()])
-        .args(["--duration", &format!("{seconds}s"), "--timeout", "30s", "--script"])
+        .args([
+            "--duration",
+            &format!("{seconds}s"),
+            "--timeout",
+            "30s",
+            "--script",
+        ])
         .arg(&script)
         .arg(format!("http://127.0.0.1:{}", server.port))
         .output()

@@ -514,7 +514,11 @@ fn killed_during_concurrent_reports(database: Option<&str>) {
             .iter()
             .all(|count| count.load(Ordering::SeqCst) >= 5)
     });
-    assert!(under_way, "the burst did not get going: {}", server.log_tail());
+    assert!(
+        under_way,
+        "the burst did not get going: {}",
+        server.log_tail()
+    );
     server.kill();
     for sender in senders {
         sender.join().unwrap();
