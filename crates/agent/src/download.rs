@@ -3,6 +3,7 @@
 //! publishing WUA's `DownloadProgress` as it goes.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -31,6 +32,9 @@ use crate::package_file::PackageFile;
 pub enum Source {
     /// An absolute `http://`, `https://` or `file://` URL.
     Url(String),
+    /// An `https://` (or `http://`) URL of an update server's service that
+    /// trusts a CA of its own: fetched with that service's fetcher.
+    ServerUrl(String, Arc<Fetcher>),
     /// The offline scan package the service was registered with.
     Package(PathBuf),
 }
@@ -370,6 +374,16 @@ fn fetch_one(
     let destination = cache.content_path(&file.sha256);
     match source {
         Source::Url(url) => fetcher.fetch(
+            &FetchRequest {
+                url,
+                size: file.size,
+                sha256: file.sha256,
+                destination: &destination,
+            },
+            report,
+            job.abort_flag(),
+        ),
+        Source::ServerUrl(url, fetcher) => fetcher.fetch(
             &FetchRequest {
                 url,
                 size: file.size,

@@ -24,6 +24,7 @@ use crate::agent::{Agent, blocking, lock, poisoned, rescan_index, unknown_update
 use crate::applicability::Machine;
 use crate::download::{self, AptTarget, DownloadTarget, Source};
 use crate::error::{AgentError, Result};
+use crate::fetch::Fetcher;
 use crate::install::{self, InstallOptions, InstallTarget};
 use crate::jobs::{Job, NewJob};
 use crate::policy::{self, Action, Requester};
@@ -97,14 +98,22 @@ pub(crate) fn dpkg_settings_of(config: &crate::config::Config) -> DpkgSettings {
     }
 }
 
-/// Where a content file of `service` comes from.
-fn source_of(url: &str, service: &ServiceInfo) -> Source {
-    if url.contains("://") {
-        return Source::Url(url.to_owned());
-    }
-    match &service.content_base {
-        Some(base) => Source::Url(format!("{base}{url}")),
-        None => Source::Package(service.source.clone().into()),
+/// Where a content file of `service` comes from; `own_fetcher` is the
+/// service's when it trusts a CA of its own.
+fn source_of(url: &str, service: &ServiceInfo, own_fetcher: Option<&Arc<Fetcher>>) -> Source {
+    let absolute = if url.contains("://") {
+        url.to_owned()
+    } else {
+        match &service.content_base {
+            Some(base) => format!("{base}{url}"),
+            None => return Source::Package(service.source.clone().into()),
+        }
+    };
+    match own_fetcher {
+        Some(fetcher) if !absolute.starts_with("file:") => {
+            Source::ServerUrl(absolute, Arc::clone(fetcher))
+        }
+        _ => Source::Url(absolute),
     }
 }
 
@@ -124,8 +133,16 @@ impl Agent {
         let services = self.services(requester).await?;
         let store = Arc::clone(&self.store);
         let wanted = self.resolve(&update_ids)?;
+        let fetcher = Arc::clone(&self.fetcher);
         let targets = blocking(move || {
             let store = store.lock().map_err(|_| poisoned())?;
+            // Update servers with a CA of their own: one fetcher each.
+            let mut own_fetchers = std::collections::HashMap::new();
+            for service in &services {
+                if let Some(ca_pem) = store.server_ca(service.service_id)? {
+                    own_fetchers.insert(service.service_id, Arc::new(fetcher.trusting(&ca_pem)?));
+                }
+            }
             let mut targets = Vec::with_capacity(wanted.len());
             for resolved in wanted {
                 let mut files = Vec::new();
@@ -145,7 +162,7 @@ impl Agent {
                         });
                     }
                     for file in payload.content {
-                        let source = source_of(&file.url, service);
+                        let source = source_of(&file.url, service, own_fetchers.get(&service_id));
                         files.push((file, source));
                     }
                 }

@@ -429,11 +429,13 @@ impl Agent {
         };
         let url = update_server::stored_url(&service.source, self.config.allow_plain_http)
             .map_err(now_error)?;
+        // The service's own fetcher: it trusts the CA the service was added with.
+        let service_fetcher = self.server_fetcher(service_id).await.map_err(now_error)?;
         let mut body = Arc::new(request_body(&part));
         let mut registered_again = false;
         let mut renumbered = false;
         loop {
-            let fetcher = Arc::clone(&self.fetcher);
+            let fetcher = Arc::clone(&service_fetcher);
             let (posting, presented, sending) =
                 (url.clone(), credentials.clone(), Arc::clone(&body));
             let reply = blocking(move || {
@@ -490,7 +492,7 @@ impl Agent {
                 ReportReply::Unauthorized if !registered_again => {
                     registered_again = true;
                     credentials = self
-                        .register_again(service_id, &url, group.clone(), credentials)
+                        .register_again(service_id, &url, group.clone(), credentials, &service_fetcher)
                         .await
                         .map_err(now_error)?;
                 }

@@ -18,8 +18,9 @@ use uuid::Uuid;
 
 use crate::agent::{Agent, SyncResult, blocking, lock, unknown_service};
 use crate::error::{AgentError, Result};
+use crate::fetch::Fetcher;
 use crate::policy::{self, Action, Requester};
-use crate::update_server::{self, Credentials, Machine, SyncReply};
+use crate::update_server::{self, Credentials, Machine, Registration, SyncReply};
 
 /// What `AddServerService` asks for.
 #[derive(Debug, Clone, Default)]
@@ -34,6 +35,9 @@ pub struct ServerServiceRequest {
     pub name: Option<String>,
     /// Make it the default service.
     pub set_default: bool,
+    /// The CA (PEM) that signed the server's certificate, trusted beside
+    /// the system's roots for this service's requests alone.
+    pub ca_pem: Option<String>,
 }
 
 impl Agent {
@@ -69,7 +73,8 @@ impl Agent {
         let url = update_server::check_url(&request.url, self.config.allow_plain_http)?;
         let machine_id_file = self.config.facts.machine_id.clone();
         let machine = blocking(move || Machine::read(&machine_id_file)).await?;
-        let fetcher = Arc::clone(&self.fetcher);
+        let service_fetcher = self.fetcher_trusting(request.ca_pem.clone()).await?;
+        let fetcher = Arc::clone(&service_fetcher);
         let described = url.clone();
         let description =
             blocking(move || update_server::describe(fetcher.http(), &described)).await?;
@@ -84,6 +89,23 @@ impl Agent {
                 ),
             ));
         }
+        let content_base = match description.content_base {
+            Some(base) => {
+                let web = base.starts_with("https://") || base.starts_with("http://");
+                if !web || base.len() > policy::MAX_PATH_BYTES {
+                    return Err(AgentError::new(
+                        E_INVALIDARG,
+                        format!(
+                            "the server at {url} names a content base that is not an http(s) URL: {}",
+                            base.chars().take(128).collect::<String>()
+                        ),
+                    ));
+                }
+                crate::operations::check_content_base(&base)?;
+                base
+            }
+            None => format!("{url}/api/v1/"),
+        };
         let service_id = description.service_id;
         // A server that said it is busy is not registered with either
         // before its Retry-After.
@@ -102,7 +124,7 @@ impl Agent {
                 format!("service {service_id} is already registered; remove it first or sync it"),
             ));
         }
-        let fetcher = Arc::clone(&self.fetcher);
+        let fetcher = Arc::clone(&service_fetcher);
         let (registering, group) = (url.clone(), request.target_group.clone());
         let registered = blocking(move || {
             update_server::register(
@@ -114,11 +136,15 @@ impl Agent {
             )
         })
         .await?;
-        let Some((credentials, group)) = registered else {
-            return Err(AgentError::new(
-                WU_E_PT_HTTP_STATUS_DENIED,
-                format!("{url} refused to register this computer (HTTP 401)"),
-            ));
+        let (credentials, group) = match registered {
+            Registration::Registered(credentials, group) => (credentials, group),
+            Registration::Refused => {
+                return Err(AgentError::new(
+                    WU_E_PT_HTTP_STATUS_DENIED,
+                    format!("{url} refused to register this computer (HTTP 401)"),
+                ));
+            }
+            Registration::Busy(seconds) => return Err(self.note_busy(service_id, &url, seconds)),
         };
         tracing::info!(
             service = %service_id,
@@ -139,7 +165,7 @@ impl Agent {
             is_scan_package_service: false,
             source: url.clone(),
             public_key: key.to_string(),
-            content_base: Some(format!("{url}/api/v1/")),
+            content_base: Some(content_base),
             // The first service becomes the default, so a search finds it.
             is_default: request.set_default || services.is_empty(),
             catalog_version: None,
@@ -151,9 +177,14 @@ impl Agent {
             apt_root: None,
         };
         let stored = service.clone();
-        let target_group = request.target_group;
+        let (target_group, ca_pem) = (request.target_group, request.ca_pem);
         self.with_store(move |store| {
-            store.add_server_service(&stored, target_group.as_deref(), &credentials)
+            store.add_server_service(
+                &stored,
+                target_group.as_deref(),
+                &credentials,
+                ca_pem.as_deref(),
+            )
         })
         .await?;
         // The first sync takes the writer lock itself.
@@ -191,9 +222,10 @@ impl Agent {
             .await?
             .ok_or_else(|| unknown_service(service_id))?;
         let anchor = service.catalog_version;
+        let service_fetcher = self.server_fetcher(service_id).await?;
         let mut registered_again = false;
         loop {
-            let fetcher = Arc::clone(&self.fetcher);
+            let fetcher = Arc::clone(&service_fetcher);
             let (asking, presented) = (url.clone(), credentials.clone());
             let reply =
                 blocking(move || update_server::sync(fetcher.http(), &asking, &presented, anchor))
@@ -206,19 +238,17 @@ impl Agent {
                     self.queue_reports(Some(service_id), true).await;
                     return Ok(result);
                 }
-                SyncReply::Busy(seconds) => {
-                    let until = seconds.map(|seconds| {
-                        Timestamp::now() + SignedDuration::from_secs(seconds.cast_signed())
-                    });
-                    if let Some(until) = until {
-                        lock(&self.busy_until).insert(service_id, until);
-                    }
-                    return Err(busy(&url, until));
-                }
+                SyncReply::Busy(seconds) => return Err(self.note_busy(service_id, &url, seconds)),
                 SyncReply::Unauthorized if !registered_again => {
                     registered_again = true;
                     credentials = self
-                        .register_again(service_id, &url, group.clone(), credentials)
+                        .register_again(
+                            service_id,
+                            &url,
+                            group.clone(),
+                            credentials,
+                            &service_fetcher,
+                        )
                         .await?;
                 }
                 SyncReply::Unauthorized => {
@@ -242,9 +272,10 @@ impl Agent {
         url: &str,
         group: Option<String>,
         held: Credentials,
+        service_fetcher: &Arc<Fetcher>,
     ) -> Result<Credentials> {
         let machine_id_file = self.config.facts.machine_id.clone();
-        let fetcher = Arc::clone(&self.fetcher);
+        let fetcher = Arc::clone(service_fetcher);
         let registering = url.to_owned();
         let registered = blocking(move || {
             let machine = Machine::read(&machine_id_file)?;
@@ -257,14 +288,18 @@ impl Agent {
             )
         })
         .await?;
-        let Some((credentials, group)) = registered else {
-            return Err(AgentError::new(
-                WU_E_PT_HTTP_STATUS_DENIED,
-                format!(
-                    "{url} refused this computer's credentials and its registration; \
-                     remove the service and add it again"
-                ),
-            ));
+        let (credentials, group) = match registered {
+            Registration::Registered(credentials, group) => (credentials, group),
+            Registration::Refused => {
+                return Err(AgentError::new(
+                    WU_E_PT_HTTP_STATUS_DENIED,
+                    format!(
+                        "{url} refused this computer's credentials and its registration; \
+                         remove the service and add it again"
+                    ),
+                ));
+            }
+            Registration::Busy(seconds) => return Err(self.note_busy(service_id, url, seconds)),
         };
         tracing::warn!(
             service = %service_id,
@@ -277,6 +312,36 @@ impl Agent {
         self.with_store(move |store| store.set_credentials(service_id, &stored))
             .await?;
         Ok(credentials)
+    }
+
+    /// The fetcher (and HTTP client) for an update-server service's
+    /// requests: the agent's own, or one that also trusts the CA the
+    /// service was added with.
+    pub(crate) async fn server_fetcher(&self, service_id: Uuid) -> Result<Arc<Fetcher>> {
+        let ca_pem = self
+            .with_store(move |store| store.server_ca(service_id))
+            .await?;
+        self.fetcher_trusting(ca_pem).await
+    }
+
+    async fn fetcher_trusting(&self, ca_pem: Option<String>) -> Result<Arc<Fetcher>> {
+        let Some(ca_pem) = ca_pem else {
+            return Ok(Arc::clone(&self.fetcher));
+        };
+        let fetcher = Arc::clone(&self.fetcher);
+        // Reads the system's roots from disk.
+        blocking(move || fetcher.trusting(&ca_pem).map(Arc::new)).await
+    }
+
+    /// Remembers a busy server's `Retry-After` (503 or 429), so no request
+    /// goes to it before then, and says so.
+    fn note_busy(&self, service_id: Uuid, url: &str, seconds: Option<u64>) -> AgentError {
+        let until = seconds
+            .map(|seconds| Timestamp::now() + SignedDuration::from_secs(seconds.cast_signed()));
+        if let Some(until) = until {
+            lock(&self.busy_until).insert(service_id, until);
+        }
+        busy(url, until)
     }
 
     /// Syncs every update-server and apt service (reading apt's lists as
@@ -331,7 +396,7 @@ fn busy(url: &str, until: Option<Timestamp>) -> AgentError {
     };
     AgentError::new(
         WU_E_PT_HTTP_STATUS_SERVICE_UNAVAIL,
-        format!("{url} is busy (HTTP 503); {when}"),
+        format!("{url} is busy (HTTP 503), or limits this machine's requests (HTTP 429); {when}"),
     )
 }
 

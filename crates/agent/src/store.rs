@@ -158,6 +158,11 @@ WHERE id IN (SELECT MAX(id) FROM history WHERE json_valid(entry_json)
 ALTER TABLE services ADD COLUMN kind TEXT;
 ALTER TABLE services ADD COLUMN apt_root TEXT;
 "#,
+    r#"
+-- An update server's own CA (PEM), trusted beside the system's roots for
+-- that service's requests alone.
+ALTER TABLE services ADD COLUMN ca_pem TEXT;
+"#,
 ];
 
 /// What one sync changed.
@@ -509,6 +514,7 @@ impl Store {
         service: &ServiceInfo,
         target_group: Option<&str>,
         credentials: &Credentials,
+        ca_pem: Option<&str>,
     ) -> Result<()> {
         let transaction = self.connection.transaction()?;
         if service.is_default {
@@ -516,8 +522,8 @@ impl Store {
         }
         transaction.execute(
             "INSERT INTO services (service_id, name, is_scan_package, source, public_key, is_default,
-                 content_base, target_group, computer_id, computer_secret, kind)
-             VALUES (?1, ?2, 0, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'updateServer')",
+                 content_base, target_group, computer_id, computer_secret, ca_pem, kind)
+             VALUES (?1, ?2, 0, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'updateServer')",
             params![
                 service.service_id.to_string(),
                 service.name,
@@ -528,6 +534,7 @@ impl Store {
                 target_group,
                 credentials.computer_id.to_string(),
                 credentials.secret,
+                ca_pem,
             ],
         )?;
         transaction.commit()?;
@@ -587,6 +594,20 @@ impl Store {
         let counts = replace_apt_catalog(&transaction, &service_id, revisions)?;
         transaction.commit()?;
         Ok(counts)
+    }
+
+    /// The CA (PEM) an update-server service trusts beside the system's
+    /// roots, if it was added with one.
+    pub fn server_ca(&self, service_id: Uuid) -> Result<Option<String>> {
+        Ok(self
+            .connection
+            .query_row(
+                "SELECT ca_pem FROM services WHERE service_id = ?1",
+                [service_id.to_string()],
+                |row| row.get::<_, Option<String>>(0),
+            )
+            .optional()?
+            .flatten())
     }
 
     /// An update-server service's target group and this computer's

@@ -36,6 +36,10 @@ pub(crate) struct ServiceDescription {
     pub service_name: String,
     /// Its signing key, `ed25519:<hex>`.
     pub public_key: String,
+    /// Where its content is, when not at `<url>/api/v1/` (the operator's
+    /// own web server or CDN), ending in `/`.
+    #[serde(default)]
+    pub content_base: Option<String>,
 }
 
 /// This computer's identity at one server. The secret never goes to a log
@@ -184,15 +188,26 @@ pub(crate) fn describe(http: &ureq::Agent, url: &str) -> Result<ServiceDescripti
     parse_json(&endpoint, &body)
 }
 
+/// What registration answered.
+#[derive(Debug)]
+pub(crate) enum Registration {
+    /// This computer's identity and the group the server put it in.
+    Registered(Credentials, String),
+    /// 401: the server refused the identity presented.
+    Refused,
+    /// 503 or 429: come back after this many seconds (none given: no wait).
+    Busy(Option<u64>),
+}
+
 /// `POST <url>/api/v1/computers/register`: `known` is the identity held
-/// from before, if any. `Ok(None)`: the server refused it (401).
+/// from before, if any.
 pub(crate) fn register(
     http: &ureq::Agent,
     url: &str,
     machine: &Machine,
     target_group: Option<&str>,
     known: Option<&Credentials>,
-) -> Result<Option<(Credentials, String)>> {
+) -> Result<Registration> {
     let endpoint = format!("{url}/api/v1/computers/register");
     let request = RegisterRequest {
         machine_id: &machine.machine_id,
@@ -209,10 +224,12 @@ pub(crate) fn register(
         .send(&body[..])
         .map_err(|error| connection_error(&endpoint, error))?;
     let status = response.status().as_u16();
+    let retry_after = retry_after(&response);
     let body = read_body(&endpoint, response, MAX_JSON_BYTES)?;
     match status {
         200 => {}
-        401 => return Ok(None),
+        401 => return Ok(Registration::Refused),
+        503 | 429 => return Ok(Registration::Busy(retry_after)),
         _ => return Err(refused(&endpoint, status, &body)),
     }
     let reply: RegisterReply = parse_json(&endpoint, &body)?;
@@ -227,13 +244,24 @@ pub(crate) fn register(
             format!("{endpoint}: the registration answer is malformed (secret or group)"),
         ));
     }
-    Ok(Some((
+    Ok(Registration::Registered(
         Credentials {
             computer_id: reply.computer_id,
             secret: reply.secret,
         },
         reply.group,
-    )))
+    ))
+}
+
+/// A `Retry-After` in seconds (the HTTP-date form is not used by OpenWUA's
+/// server), at most [`MAX_RETRY_AFTER_SECONDS`].
+fn retry_after(response: &ureq::http::Response<ureq::Body>) -> Option<u64> {
+    response
+        .headers()
+        .get("retry-after")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<u64>().ok())
+        .map(|seconds| seconds.min(MAX_RETRY_AFTER_SECONDS))
 }
 
 /// What `POST /api/v1/sync` answered.
@@ -241,7 +269,8 @@ pub(crate) fn register(
 pub(crate) enum SyncReply {
     /// A signed frame, for `Agent::apply_sync_response`.
     Frame(Vec<u8>),
-    /// 503: come back after this many seconds (none given: no wait).
+    /// 503 or 429: come back after this many seconds (none given: no
+    /// wait).
     Busy(Option<u64>),
     /// 401: the credentials are not (or no longer) valid.
     Unauthorized,
@@ -277,7 +306,7 @@ pub(crate) fn sync(
             MAX_RESPONSE_BYTES,
         )?)),
         401 => Ok(SyncReply::Unauthorized),
-        503 => Ok(SyncReply::Busy(retry_after(&response))),
+        503 | 429 => Ok(SyncReply::Busy(retry_after(&response))),
         _ => {
             let body = read_body(&endpoint, response, MAX_JSON_BYTES)?;
             Err(refused(&endpoint, status, &body))
@@ -333,16 +362,6 @@ pub(crate) fn report(
         429 | 500..=599 => ReportReply::Later(retry_after, refused(&endpoint, status, &body)),
         _ => ReportReply::Refused(refused(&endpoint, status, &body)),
     })
-}
-
-/// A response's `Retry-After` in seconds (the delay form), at most a day.
-fn retry_after(response: &ureq::http::Response<ureq::Body>) -> Option<u64> {
-    response
-        .headers()
-        .get("retry-after")
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.trim().parse::<u64>().ok())
-        .map(|seconds| seconds.min(MAX_RETRY_AFTER_SECONDS))
 }
 
 /// Reads a response's body, at most `limit` bytes.

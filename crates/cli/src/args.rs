@@ -401,6 +401,10 @@ pub struct AddServerArgs {
     /// Make it the default service.
     #[arg(long)]
     pub default: bool,
+    /// The CA (PEM) that signed the server's certificate, trusted beside
+    /// the system's roots for this service.
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
     /// Print the service and its first sync as JSON.
     #[arg(long)]
     pub json: bool,

@@ -86,13 +86,20 @@ fn add_server(
     key: &str,
     out: &mut dyn Write,
 ) -> anyhow::Result<u8> {
-    let added = session.create_update_service_manager().add_server_service(
-        &args.url,
-        key,
-        args.group.as_deref(),
-        args.name.as_deref(),
-        args.default,
-    )?;
+    let ca_pem = match &args.ca_file {
+        Some(path) => Some(read_ca_file(path)?),
+        None => None,
+    };
+    let added = session
+        .create_update_service_manager()
+        .add_server_service_with_ca(
+            &args.url,
+            key,
+            args.group.as_deref(),
+            args.name.as_deref(),
+            args.default,
+            ca_pem.as_deref(),
+        )?;
     write_added(&added, args.json, out)
 }
 
@@ -179,4 +186,18 @@ pub fn write_table(services: &[ServiceInfo], out: &mut dyn Write) -> std::io::Re
         );
     }
     table.write(out)
+}
+
+/// The CA file's text; the agent checks what it holds.
+fn read_ca_file(path: &std::path::Path) -> anyhow::Result<String> {
+    use std::io::Read;
+    const MAX: u64 = 64 * 1024;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(MAX + 1).read_to_string(&mut text))
+        .with_context(|| format!("reading {}", path.display()))?;
+    if text.len() as u64 > MAX {
+        anyhow::bail!("{}: a CA file is at most {MAX} bytes", path.display());
+    }
+    Ok(text)
 }

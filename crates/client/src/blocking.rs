@@ -288,14 +288,30 @@ impl UpdateServiceManager<'_> {
         name: Option<&str>,
         set_default: bool,
     ) -> Result<AddedService, ClientError> {
+        self.add_server_service_with_ca(url, public_key, target_group, name, set_default, None)
+    }
+
+    /// `AddServerService` for a server whose certificate the operator's
+    /// own CA signed: `ca_pem` (PEM text) is trusted beside the system's
+    /// roots for this service's requests.
+    pub fn add_server_service_with_ca(
+        &self,
+        url: &str,
+        public_key: &str,
+        target_group: Option<&str>,
+        name: Option<&str>,
+        set_default: bool,
+        ca_pem: Option<&str>,
+    ) -> Result<AddedService, ClientError> {
         self.session
             .runtime
-            .block_on(self.manager().add_server_service(
+            .block_on(self.manager().add_server_service_with_ca(
                 url,
                 public_key,
                 target_group,
                 name,
                 set_default,
+                ca_pem,
             ))
     }
 

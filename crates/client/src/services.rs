@@ -150,12 +150,29 @@ impl<'a> UpdateServiceManager<'a> {
         name: Option<&str>,
         set_default: bool,
     ) -> Result<AddedService, ClientError> {
+        self.add_server_service_with_ca(url, public_key, target_group, name, set_default, None)
+            .await
+    }
+
+    /// [`UpdateServiceManager::add_server_service`] for a server whose
+    /// certificate the operator's own CA signed: `ca_pem` (PEM text) is
+    /// trusted beside the system's roots for this service's requests.
+    pub async fn add_server_service_with_ca(
+        &self,
+        url: &str,
+        public_key: &str,
+        target_group: Option<&str>,
+        name: Option<&str>,
+        set_default: bool,
+        ca_pem: Option<&str>,
+    ) -> Result<AddedService, ClientError> {
         let parameters = AddServerParameters {
             url: url.to_owned(),
             public_key: public_key.to_owned(),
             target_group: target_group.map(str::to_owned),
             name: name.map(str::to_owned),
             set_default: Some(set_default),
+            ca_pem: ca_pem.map(str::to_owned),
             client_application_id: self.session.client_application_id().map(str::to_owned),
         };
         self.session.call("AddServerService", &parameters).await

@@ -56,6 +56,9 @@ pub struct AppState {
     pub max_request_bytes: u64,
     /// The largest content upload.
     pub max_content_bytes: u64,
+    /// The operator's content base (`http(s)://…/`): agents fetch content
+    /// there, and this server stores none.
+    pub content_base_url: Option<String>,
 }
 
 /// Shared state, as handlers take it.
@@ -395,7 +398,8 @@ async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
 #[serde(deny_unknown_fields)]
 pub struct PublishRequest {
     /// Catalog revisions (docs/catalog.md); at most 10,000, one per update.
-    /// Their content must be uploaded first.
+    /// Their content must be uploaded first, unless the server has a
+    /// content base URL.
     #[schema(value_type = Vec<Object>)]
     pub revisions: Vec<Revision>,
 }
@@ -427,7 +431,12 @@ async fn publish(
         .into_iter()
         .map(crate::store::Candidate::new)
         .collect::<Result<Vec<_>, _>>()?;
-    match state.store.publish(candidates).await {
+    let published = match &state.content_base_url {
+        // Nothing to check here: the server never fetches a URL itself.
+        Some(_) => state.store.publish_content_elsewhere(candidates).await,
+        None => state.store.publish(candidates).await,
+    };
+    match published {
         Ok(report) => Ok(axum::Json(report)),
         Err(crate::store::StoreError::MissingContent(missing)) => Err(ServerError::conflict(
             "upload the revisions' content first (PUT /api/v1/content/{sha256})",
@@ -618,6 +627,7 @@ mod tests {
             freshness: Duration::from_secs(3600),
             max_request_bytes: 1 << 20,
             max_content_bytes: 1 << 20,
+            content_base_url: None,
         });
         let app = router(state, Duration::from_secs(30));
         for (method, path) in &expected {

@@ -16,7 +16,7 @@ use crate::api::{DeclineReport, KeyBody, PublishRequest, UpdateDetail};
 use crate::content::ContentReport;
 use crate::error::ErrorBody;
 use crate::fleet::{Approval, Computer, Group};
-use crate::fleet_api::{ApprovalRequest, ChangeReport, MoveRequest, NewGroup};
+use crate::fleet_api::{ApprovalRequest, ChangeReport, MoveRequest, NewGroup, ServiceBody};
 use crate::reports::{ComputerSummary, Failure, GroupSummary, UpdateSummary};
 use crate::store::{PublishReport, StoredRevision};
 
@@ -52,9 +52,37 @@ pub enum Source {
 impl Client {
     /// A client for the server at `base` (`http://127.0.0.1:8530`).
     pub fn new(base: &str, token: Option<String>) -> Self {
+        Client::with_roots(base, token, ureq::tls::RootCerts::WebPki)
+    }
+
+    /// A client that trusts the CA certificates in `ca_file` (PEM), for a
+    /// server whose certificate the operator's own CA signed.
+    pub fn trusting(base: &str, token: Option<String>, ca_file: &Path) -> anyhow::Result<Self> {
+        let pem =
+            std::fs::read(ca_file).with_context(|| format!("reading {}", ca_file.display()))?;
+        let mut roots = Vec::new();
+        for item in ureq::tls::parse_pem(&pem) {
+            if let ureq::tls::PemItem::Certificate(certificate) =
+                item.with_context(|| format!("{}: not PEM", ca_file.display()))?
+            {
+                roots.push(certificate);
+            }
+        }
+        if roots.is_empty() {
+            anyhow::bail!("{}: no certificate in it", ca_file.display());
+        }
+        Ok(Client::with_roots(
+            base,
+            token,
+            ureq::tls::RootCerts::new_with_certs(&roots),
+        ))
+    }
+
+    fn with_roots(base: &str, token: Option<String>, roots: ureq::tls::RootCerts) -> Self {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(10)))
+            .tls_config(ureq::tls::TlsConfig::builder().root_certs(roots).build())
             .build()
             .into();
         Client {
@@ -146,21 +174,74 @@ impl Client {
         self.answer(request)
     }
 
-    /// Reads `source`, uploads its content, then publishes its revisions.
+    /// The server's content base URL, when its content lives there.
+    pub fn content_base(&self) -> anyhow::Result<Option<String>> {
+        let body: ServiceBody = self.answer(self.agent.get(self.url("/api/v1/service")).call())?;
+        Ok(body.content_base)
+    }
+
+    /// Checks, from this machine, that `file` is at the content base with
+    /// its size (HEAD): a server with a content base stores none, so this
+    /// is where a file missing from it shows before agents fail on it.
+    pub fn check_at_base(&self, base: &str, file: &ContentFile) -> anyhow::Result<()> {
+        let url = if file.url.contains("://") {
+            file.url.clone()
+        } else {
+            format!("{base}{}", file.url)
+        };
+        let response = self
+            .agent
+            .head(&url)
+            .call()
+            .with_context(|| format!("reaching {url}"))?;
+        let size = response
+            .headers()
+            .get("content-length")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse::<u64>().ok());
+        if !response.status().is_success() || size != Some(file.size) {
+            anyhow::bail!(
+                "{} ({} bytes) is not at {url} (HTTP {}, {} bytes): the server's content \
+                 lives at its content base; put the file there before publishing",
+                file.file_name,
+                file.size,
+                response.status().as_u16(),
+                size.map_or_else(|| "no".to_owned(), |size| size.to_string()),
+            );
+        }
+        Ok(())
+    }
+
+    /// Reads `source`, uploads its content (or, for a server with a content
+    /// base, checks that it is there), then publishes its revisions.
     pub fn publish(&self, source: &Source) -> anyhow::Result<PublishReport> {
         let mut uploaded = HashSet::new();
+        let base = self.content_base()?;
         match source {
             Source::Manifests(dir) => {
                 let service = manifest::load_service_dir(dir)?;
                 for (file, path) in &service.payloads {
                     if uploaded.insert(file.sha256) {
-                        self.upload(file, path)?;
+                        match &base {
+                            Some(base) => self.check_at_base(base, file)?,
+                            None => {
+                                self.upload(file, path)?;
+                            }
+                        }
                     }
                 }
                 self.publish_revisions(service.revisions)
             }
             Source::Package(path, key) => {
                 let verified = package::open_package(path, key)?;
+                if let Some(base) = &base {
+                    for file in verified.snapshot.revisions.iter().flat_map(|r| &r.content) {
+                        if uploaded.insert(file.sha256) {
+                            self.check_at_base(base, file)?;
+                        }
+                    }
+                    return self.publish_revisions(verified.snapshot.revisions);
+                }
                 let carried: HashSet<_> = verified.content.iter().copied().collect();
                 let staging = tempfile::tempdir().context("a temporary directory")?;
                 for file in verified.snapshot.revisions.iter().flat_map(|r| &r.content) {

@@ -20,6 +20,12 @@ pub const DEFAULT_MAX_CONTENT_BYTES: u64 = 8 << 30;
 /// How long one request may take, uploads included.
 pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 600;
 
+/// Requests handled at once before the server answers 503: sized for 2
+/// cores (a report body is at most 4 MiB, so this bounds memory too).
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 64;
+/// Registrations per minute from one client address (an IPv6 /64).
+pub const DEFAULT_REGISTRATIONS_PER_MINUTE: u32 = 60;
+
 /// The name the server gives its service, in `/api/v1/service` and in
 /// every snapshot.
 pub const DEFAULT_SERVICE_NAME: &str = "OpenWUA update server";
@@ -56,6 +62,18 @@ pub struct ConfigFile {
     pub snapshot_lifetime_secs: Option<u64>,
     /// `freshness_seconds`: how long a still-current statement holds.
     pub freshness_seconds: Option<u64>,
+    /// `tls_certificate`: the certificate chain (PEM), server's first.
+    pub tls_certificate: Option<PathBuf>,
+    /// `tls_private_key`: its private key (PEM; 0600 or 0400, the
+    /// server's user's).
+    pub tls_private_key: Option<PathBuf>,
+    /// `max_in_flight`: requests handled at once; past it, 503.
+    pub max_in_flight: Option<usize>,
+    /// `registrations_per_minute`: per client address; past it, 429.
+    pub registrations_per_minute: Option<u32>,
+    /// `content_base_url`: where agents fetch content (`http(s)://…/`);
+    /// the server then stores none.
+    pub content_base_url: Option<String>,
 }
 
 /// The configuration in force: the file, then the flags over it.
@@ -83,6 +101,24 @@ pub struct Config {
     pub snapshot_lifetime: Duration,
     /// How long a still-current statement holds.
     pub freshness: Duration,
+    /// The certificate chain and key files, for HTTPS.
+    pub tls: Option<TlsFiles>,
+    /// Requests handled at once.
+    pub max_in_flight: usize,
+    /// Registrations per minute per client address.
+    pub registrations_per_minute: u32,
+    /// The operator's content base, ending in `/`; content is stored by
+    /// the server when `None`.
+    pub content_base_url: Option<String>,
+}
+
+/// `tls_certificate` and `tls_private_key`.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The PEM certificate chain.
+    pub certificate: PathBuf,
+    /// The PEM private key.
+    pub private_key: PathBuf,
 }
 
 impl ConfigFile {
@@ -103,6 +139,17 @@ impl ConfigFile {
         let listen = match over.listen.or(self.listen) {
             Some(listen) => listen,
             None => DEFAULT_LISTEN.parse()?,
+        };
+        let tls = match (
+            over.tls_certificate.or(self.tls_certificate),
+            over.tls_private_key.or(self.tls_private_key),
+        ) {
+            (Some(certificate), Some(private_key)) => Some(TlsFiles {
+                certificate,
+                private_key,
+            }),
+            (None, None) => None,
+            _ => anyhow::bail!("tls_certificate and tls_private_key go together: set both"),
         };
         let config = Config {
             data_dir: over
@@ -143,6 +190,16 @@ impl ConfigFile {
                     .or(self.freshness_seconds)
                     .unwrap_or(DEFAULT_FRESHNESS_SECS),
             ),
+            tls,
+            max_in_flight: over
+                .max_in_flight
+                .or(self.max_in_flight)
+                .unwrap_or(DEFAULT_MAX_IN_FLIGHT),
+            registrations_per_minute: over
+                .registrations_per_minute
+                .or(self.registrations_per_minute)
+                .unwrap_or(DEFAULT_REGISTRATIONS_PER_MINUTE),
+            content_base_url: over.content_base_url.or(self.content_base_url),
         };
         config.check()?;
         Ok(config)
@@ -152,15 +209,24 @@ impl ConfigFile {
 impl Config {
     /// Refuses what would be unsafe or cannot work.
     pub fn check(&self) -> anyhow::Result<()> {
-        // TLS is not built yet: plain HTTP off loopback only when the
-        // operator says a proxy in front of it does TLS.
-        if !self.listen.ip().is_loopback() && !self.allow_plain_http {
+        // Plain HTTP off loopback only when the operator says a proxy in
+        // front of it does TLS.
+        if self.tls.is_none() && !self.listen.ip().is_loopback() && !self.allow_plain_http {
             anyhow::bail!(
-                "{} is not a loopback address, and this server speaks plain HTTP only \
-                 (TLS is not built yet): put a TLS proxy in front of it and set \
-                 allow_plain_http = true, or listen on 127.0.0.1",
+                "{} is not a loopback address and no TLS certificate is configured: \
+                 set tls_certificate and tls_private_key, or put a TLS proxy in front \
+                 of it and set allow_plain_http = true, or listen on 127.0.0.1",
                 self.listen
             );
+        }
+        if self.max_in_flight == 0 || self.max_in_flight > 1 << 20 {
+            anyhow::bail!("max_in_flight must be between 1 and 1048576");
+        }
+        if self.registrations_per_minute == 0 {
+            anyhow::bail!("registrations_per_minute must be above 0");
+        }
+        if let Some(base) = &self.content_base_url {
+            check_content_base_url(base)?;
         }
         if self.max_request_bytes == 0 || self.max_content_bytes == 0 {
             anyhow::bail!("max_request_bytes and max_content_bytes must be above 0");
@@ -184,5 +250,69 @@ impl Config {
             anyhow::bail!("database must be a postgres:// URL");
         }
         Ok(())
+    }
+}
+
+/// An operator's content base: an absolute http(s) URL ending in `/`, with
+/// no credentials, query or fragment (agents append `content/<sha256>`).
+pub fn check_content_base_url(base: &str) -> anyhow::Result<()> {
+    let rest = base
+        .strip_prefix("https://")
+        .or_else(|| base.strip_prefix("http://"));
+    let ok = rest.is_some_and(|rest| {
+        !rest.is_empty()
+            && !rest.starts_with('/')
+            && !rest.contains(['?', '#', '@'])
+            && !rest.chars().any(|c| c.is_whitespace() || c.is_control())
+    }) && base.ends_with('/')
+        && base.len() <= 1024;
+    if !ok {
+        anyhow::bail!(
+            "content_base_url {base:?} must be an http:// or https:// URL with a host, \
+             ending in /, without credentials, query or fragment"
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_base_urls() {
+        assert!(check_content_base_url("https://cdn.example.org/openwua/").is_ok());
+        assert!(check_content_base_url("http://127.0.0.1:8000/").is_ok());
+        for bad in [
+            "https://cdn.example.org/openwua",
+            "ftp://cdn.example.org/",
+            "https:///",
+            "https://user:pw@cdn.example.org/",
+            "https://cdn.example.org/?a=/",
+            "/srv/content/",
+        ] {
+            assert!(check_content_base_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn tls_needs_both_files_and_allows_any_address() {
+        let half = ConfigFile {
+            tls_certificate: Some("/etc/openwua/server.pem".into()),
+            ..ConfigFile::default()
+        };
+        assert!(half.resolve(ConfigFile::default()).is_err());
+        let open = ConfigFile {
+            listen: Some("0.0.0.0:8531".parse().unwrap()),
+            ..ConfigFile::default()
+        };
+        assert!(open.resolve(ConfigFile::default()).is_err());
+        let tls = ConfigFile {
+            listen: Some("0.0.0.0:8531".parse().unwrap()),
+            tls_certificate: Some("/etc/openwua/server.pem".into()),
+            tls_private_key: Some("/etc/openwua/server.key".into()),
+            ..ConfigFile::default()
+        };
+        assert!(tls.resolve(ConfigFile::default()).is_ok());
     }
 }

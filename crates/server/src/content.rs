@@ -73,7 +73,9 @@ impl Drop for UploadGuard {
         (status = 200, body = ContentReport, description = "held already"),
         (status = 201, body = ContentReport, description = "stored"),
         (status = 400, body = ErrorBody, description = "not a digest, or the bytes do not match it"),
-        (status = 401, body = ErrorBody), (status = 413, body = ErrorBody)))]
+        (status = 401, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "the server's content is at its content base URL"),
+        (status = 413, body = ErrorBody)))]
 pub async fn put_content(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -82,6 +84,13 @@ pub async fn put_content(
 ) -> Result<Response, ServerError> {
     require_admin(&state, &headers).await?;
     let sha256 = parse_digest(&sha256)?;
+    if let Some(base) = &state.content_base_url {
+        return Err(ServerError::conflict(
+            "this server keeps no content: agents fetch it from its content_base_url; \
+             put the file there",
+            format!("{base}content/{sha256}"),
+        ));
+    }
     let limit = state.max_content_bytes;
     if let Some(length) = content_length(&headers)?
         && length > limit

@@ -50,6 +50,11 @@ pub struct ServiceBody {
     pub service_name: String,
     /// `ed25519:<64 hex digits>`: what agents pin.
     pub public_key: String,
+    /// Where agents fetch content (`http(s)://…/`, a revision's relative
+    /// content URL appended), when not from this server's
+    /// `/api/v1/content/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_base: Option<String>,
 }
 
 /// Who this server is: its serviceId, name and public key.
@@ -59,6 +64,7 @@ pub(crate) async fn service(State(state): State<Shared>) -> axum::Json<ServiceBo
         service_id: state.service_id,
         service_name: state.service_name.clone(),
         public_key: state.public_key.to_string(),
+        content_base: state.content_base_url.clone(),
     })
 }
 
@@ -145,7 +151,9 @@ fn secret_matches(secret: &str, known: &[u8; 32]) -> bool {
 #[utoipa::path(post, path = "/api/v1/computers/register", request_body = RegisterRequest,
     responses((status = 200, body = RegisterResponse), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody, description = "a known computerId with a wrong secret"),
-        (status = 413, body = ErrorBody)))]
+        (status = 413, body = ErrorBody),
+        (status = 429, body = ErrorBody,
+            description = "this address registered too often in the last minute; see Retry-After")))]
 pub(crate) async fn register(
     State(state): State<Shared>,
     headers: HeaderMap,

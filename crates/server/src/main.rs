@@ -268,6 +268,21 @@ struct ServeArgs {
     /// How long one request may take, in seconds.
     #[arg(long)]
     request_timeout_secs: Option<u64>,
+    /// The TLS certificate chain (PEM): the server then speaks HTTPS only.
+    #[arg(long, requires = "tls_private_key")]
+    tls_certificate: Option<PathBuf>,
+    /// The TLS private key (PEM, 0600 or 0400, owned by the server's user).
+    #[arg(long, requires = "tls_certificate")]
+    tls_private_key: Option<PathBuf>,
+    /// Requests handled at once; past it, 503 with Retry-After.
+    #[arg(long)]
+    max_in_flight: Option<usize>,
+    /// Registrations per minute from one client address; past it, 429.
+    #[arg(long)]
+    registrations_per_minute: Option<u32>,
+    /// Where agents fetch content (http(s)://…/); the server stores none.
+    #[arg(long)]
+    content_base_url: Option<String>,
 }
 
 #[derive(Args)]
@@ -281,6 +296,10 @@ struct ServerArgs {
     /// The server's data directory, for its admin.token.
     #[arg(long, default_value = DEFAULT_DATA_DIR)]
     data_dir: PathBuf,
+    /// The CA (PEM) that signed an https:// server's certificate, when not
+    /// one of the usual roots.
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
 }
 
 impl ServerArgs {
@@ -294,7 +313,10 @@ impl ServerArgs {
         } else {
             None
         };
-        Ok(Client::new(&self.server, token))
+        match &self.ca_file {
+            Some(ca_file) => Client::trusting(&self.server, token, ca_file),
+            None => Ok(Client::new(&self.server, token)),
+        }
     }
 }
 
@@ -716,6 +738,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_request_bytes: args.max_request_bytes,
         max_content_bytes: args.max_content_bytes,
         request_timeout_secs: args.request_timeout_secs,
+        tls_certificate: args.tls_certificate,
+        tls_private_key: args.tls_private_key,
+        max_in_flight: args.max_in_flight,
+        registrations_per_minute: args.registrations_per_minute,
+        content_base_url: args.content_base_url,
         ..ConfigFile::default()
     })?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -1,15 +1,19 @@
 //! `wua-server serve`: open the store, make or read the data directory's
 //! secrets, listen, and stop gracefully on SIGTERM or SIGINT.
 
+use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use anyhow::Context;
+use axum::middleware;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::api::{AppState, router};
 use crate::config::Config;
+use crate::limits::{InFlight, RegistrationLimit, limit_in_flight, limit_registrations};
 use crate::setup;
 use crate::store::Store;
+use crate::tls::{self, ClientAddr, TlsListener};
 
 /// Runs the server until SIGTERM or SIGINT; requests under way finish first.
 pub async fn run(config: Config) -> anyhow::Result<()> {
@@ -52,22 +56,53 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         freshness: config.freshness,
         max_request_bytes: config.max_request_bytes,
         max_content_bytes: config.max_content_bytes,
+        content_base_url: config.content_base_url.clone(),
     });
-    let app = router(Arc::clone(&state), config.request_timeout);
+    let registrations = NonZeroU32::new(config.registrations_per_minute)
+        .context("registrations_per_minute must be above 0")?;
+    // The in-flight bound outermost, so a loaded server does no other work
+    // for a request it turns away.
+    let app = router(Arc::clone(&state), config.request_timeout)
+        .layer(middleware::from_fn_with_state(
+            Arc::new(RegistrationLimit::new(registrations)),
+            limit_registrations,
+        ))
+        .layer(middleware::from_fn_with_state(
+            InFlight::new(config.max_in_flight),
+            limit_in_flight,
+        ))
+        .into_make_service_with_connect_info::<ClientAddr>();
+    let tls = match &config.tls {
+        Some(files) => {
+            let (certificate, private_key) = (files.certificate.clone(), files.private_key.clone());
+            Some(
+                tokio::task::spawn_blocking(move || tls::server_config(&certificate, &private_key))
+                    .await??,
+            )
+        }
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
     tracing::info!(
         listen = %listener.local_addr()?,
+        scheme = if tls.is_some() { "https" } else { "http" },
         store = state.store.kind(),
         key = %state.public_key,
         service_id = %state.service_id,
         "wua-server ready"
     );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving")?;
+    match tls {
+        Some(tls) => axum::serve(TlsListener::new(listener, tls)?, app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .context("serving")?,
+        None => axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .context("serving")?,
+    }
     tracing::info!("wua-server stopped");
     Ok(())
 }

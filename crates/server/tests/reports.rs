@@ -445,6 +445,137 @@ fn killed_during_reports(database: Option<&str>) {
     assert_eq!(counts(&summary), expected, "{summary}");
 }
 
+/// Computers reporting at once, each report of many updates, while the
+/// server is SIGKILLed: after a restart every computer's acknowledged
+/// report is stored, and whole (every update in the state that report
+/// gave), never part of one.
+fn killed_during_concurrent_reports(database: Option<&str>) {
+    const COMPUTERS: usize = 4;
+    const UPDATES: usize = 50;
+    let scratch = tempfile::tempdir().unwrap();
+    let data_dir = scratch.path().join("data");
+    let server = Server::start(&data_dir, database, &[]);
+    let computers: Vec<Arc<Computer>> = (0..COMPUTERS)
+        .map(|index| Arc::new(register(&server, &format!("ee{index:02}"), "Servers")))
+        .collect();
+    let update_ids: Arc<Vec<String>> = Arc::new(
+        (0..UPDATES)
+            .map(|_| uuid::Uuid::new_v4().to_string())
+            .collect(),
+    );
+    // Odd reports say Installed for every update, even ones Failed.
+    let state_of = |sequence: u64| {
+        if sequence % 2 == 1 {
+            "Installed"
+        } else {
+            "Failed"
+        }
+    };
+    let acknowledged: Arc<Vec<AtomicU64>> =
+        Arc::new((0..COMPUTERS).map(|_| AtomicU64::new(0)).collect());
+    let senders: Vec<_> = (0..COMPUTERS)
+        .map(|index| {
+            let (url, computer, acknowledged, update_ids) = (
+                server.url.clone(),
+                Arc::clone(&computers[index]),
+                Arc::clone(&acknowledged),
+                Arc::clone(&update_ids),
+            );
+            std::thread::spawn(move || {
+                let authorization = format!("Computer {} {}", computer.id, computer.secret);
+                for sequence in 1.. {
+                    let hresult = (sequence % 2 == 0).then_some("0x80240022");
+                    let entries = update_ids
+                        .iter()
+                        .map(|id| entry(id, state_of(sequence), hresult))
+                        .collect();
+                    let (status, _, bytes) = http(
+                        "POST",
+                        &format!("{url}/api/v1/reports"),
+                        None,
+                        &[
+                            ("authorization", &authorization),
+                            ("content-type", "application/json"),
+                        ],
+                        &report_body(sequence, entries),
+                    );
+                    if status != 200 {
+                        return;
+                    }
+                    let ack: Value = serde_json::from_slice(&bytes).unwrap();
+                    assert_eq!(ack["acknowledged"], sequence);
+                    acknowledged[index].store(sequence, Ordering::SeqCst);
+                }
+            })
+        })
+        .collect();
+    let under_way = openwua_testkit::wait_until(Instant::now() + Duration::from_secs(60), || {
+        acknowledged
+            .iter()
+            .all(|count| count.load(Ordering::SeqCst) >= 5)
+    });
+    assert!(
+        under_way,
+        "the burst did not get going: {}",
+        server.log_tail()
+    );
+    server.kill();
+    for sender in senders {
+        sender.join().unwrap();
+    }
+
+    let server = Server::start(&data_dir, database, &[]);
+    let lines = server.json(&["report", "computers"]);
+    for (index, computer) in computers.iter().enumerate() {
+        let last_seen = acknowledged[index].load(Ordering::SeqCst);
+        // The last acknowledged report again is a duplicate: the answer is
+        // what is stored, at least what the client saw acknowledged (and
+        // one more if the server stored a report it died before answering).
+        let (status, ack) = post(
+            &server,
+            computer,
+            &report_body(last_seen, vec![entry(&update_ids[0], "Downloaded", None)]),
+        );
+        assert_eq!(status, 200, "{ack}");
+        let stored = ack["acknowledged"].as_u64().unwrap();
+        assert!(
+            stored == last_seen || stored == last_seen + 1,
+            "computer {index}: {stored} after {last_seen}"
+        );
+        let line = lines
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|line| line["computerId"] == computer.id.as_str())
+            .unwrap();
+        let (installed, failed) = if state_of(stored) == "Installed" {
+            (UPDATES, 0)
+        } else {
+            (0, UPDATES)
+        };
+        assert_eq!(line["installed"], installed, "computer {index}: {line}");
+        assert_eq!(line["failed"], failed, "computer {index}: {line}");
+    }
+}
+
+#[test]
+fn sqlite_killed_during_concurrent_reports() {
+    killed_during_concurrent_reports(None);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_killed_during_concurrent_reports() {
+    let Some(admin_url) = common::postgres_url("postgres_killed_during_concurrent_reports") else {
+        return;
+    };
+    common::with_database(&admin_url, |url| async move {
+        tokio::task::spawn_blocking(move || killed_during_concurrent_reports(Some(&url)))
+            .await
+            .unwrap();
+    })
+    .await;
+}
+
 #[test]
 fn sqlite_reports() {
     reports_scenario(None);

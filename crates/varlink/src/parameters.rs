@@ -121,6 +121,10 @@ pub struct AddServerParameters {
     /// Make it the default service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub set_default: Option<bool>,
+    /// The CA (PEM text) that signed the server's certificate, trusted
+    /// beside the system's roots for this service alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_pem: Option<String>,
     /// The caller's `ClientApplicationID`, for the log.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_application_id: Option<String>,

@@ -216,6 +216,7 @@ async fn handle(
                         target_group: request.target_group,
                         name: request.name,
                         set_default: request.set_default.unwrap_or(false),
+                        ca_pem: request.ca_pem,
                     },
                 )
                 .await;

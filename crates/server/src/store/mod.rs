@@ -272,8 +272,20 @@ impl Store {
     /// changed. Every content file they list must be stored already.
     pub async fn publish(&self, candidates: Vec<Candidate>) -> Result<PublishReport, StoreError> {
         match self {
-            Store::Sqlite(store) => store.publish(candidates).await,
-            Store::Postgres(store) => store.publish(candidates).await,
+            Store::Sqlite(store) => store.publish(candidates, true).await,
+            Store::Postgres(store) => store.publish(candidates, true).await,
+        }
+    }
+
+    /// [`Store::publish`] for a server whose content lives at an
+    /// operator's base URL: the content files need not be stored here.
+    pub async fn publish_content_elsewhere(
+        &self,
+        candidates: Vec<Candidate>,
+    ) -> Result<PublishReport, StoreError> {
+        match self {
+            Store::Sqlite(store) => store.publish(candidates, false).await,
+            Store::Postgres(store) => store.publish(candidates, false).await,
         }
     }
 

@@ -239,6 +239,7 @@ impl PostgresStore {
     pub(super) async fn publish(
         &self,
         candidates: Vec<Candidate>,
+        require_content: bool,
     ) -> Result<PublishReport, StoreError> {
         let mut client = self.client().await?;
         let transaction = client.transaction().await?;
@@ -268,7 +269,7 @@ impl PostgresStore {
             .iter()
             .map(|row| row.try_get(0))
             .collect::<Result<_, _>>()?;
-        if !missing.is_empty() {
+        if require_content && !missing.is_empty() {
             return Err(StoreError::MissingContent(missing));
         }
 

@@ -201,6 +201,7 @@ impl SqliteStore {
     pub(super) async fn publish(
         &self,
         candidates: Vec<Candidate>,
+        require_content: bool,
     ) -> Result<PublishReport, StoreError> {
         self.with(move |connection| {
             // IMMEDIATE: the write lock first, so two publishers serialise.
@@ -219,7 +220,7 @@ impl SqliteStore {
                     }
                 }
             }
-            if !missing.is_empty() {
+            if require_content && !missing.is_empty() {
                 return Err(StoreError::MissingContent(missing));
             }
             let now = Timestamp::now().to_string();
