@@ -4,9 +4,10 @@ use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 
 use anyhow::Context;
+use openwua_client::SearchResult;
 use openwua_model::criteria::Criteria;
 use openwua_model::enums::{OperationResultCode, ServerSelection};
-use openwua_model::search::{SearchResult, UpdateEntry};
+use openwua_model::search::UpdateEntry;
 
 use crate::agent::Target;
 use crate::args::SearchArgs;
@@ -70,6 +71,7 @@ fn write_text(result: &SearchResult, out: &mut dyn Write) -> anyhow::Result<()> 
         1,
     );
     for entry in &result.updates {
+        let entry = entry?;
         let update = &entry.update;
         let severity = update
             .msrc_severity
