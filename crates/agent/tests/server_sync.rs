@@ -76,7 +76,7 @@ fn titles(config: &Config) -> (Vec<String>, Vec<String>) {
     let mut titles: Vec<String> = result
         .updates
         .iter()
-        .map(|u| u.update.title.clone())
+        .map(|u| u.unwrap().update.title.clone())
         .collect();
     titles.sort();
     let warnings = result.warnings.iter().map(|w| w.message.clone()).collect();

@@ -10,8 +10,9 @@ use uuid::Uuid;
 /// What `wua --help` says after the commands.
 const EXIT_STATUSES: &str = "\
 Exit status: 0 done; 1 invalid input; 2 could not run; 3 access denied;
-4 some updates failed; 5 all failed, or aborted. A restart needed is
-reported, not an exit status: `wua status --json` has `rebootRequired`.";
+4 some updates failed; 5 all failed, or aborted; 6 (`wua status` only) a
+restart is pending. A restart needed by an installation is reported, not
+its exit status: `wua status` says it, and its `--json` has `rebootRequired`.";
 
 /// OpenWUA: the Windows Update Agent for Linux.
 #[derive(Debug, Parser)]
@@ -39,8 +40,14 @@ pub enum Command {
     /// Explain result codes: 0x80240020, 2149842976, -2145124320,
     /// WU_E_NO_INTERACTIVE_USER (any case), or an enum member such as orcFailed.
     Explain {
-        /// The codes or names to explain.
-        #[arg(required = true, value_name = "CODE|NAME", allow_hyphen_values = true)]
+        /// The codes or names to explain. Options may follow them; a
+        /// negative decimal code is a code, not an option (or put it after
+        /// `--`).
+        #[arg(
+            required = true,
+            value_name = "CODE|NAME",
+            allow_negative_numbers = true
+        )]
         codes: Vec<String>,
         /// Print JSON (one array) instead of text.
         #[arg(long)]
@@ -145,11 +152,18 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// The agent, the machine's update state and the services.
+    /// The agent, the machine's update state and the services. Exit
+    /// status 6 when a restart is pending.
+    #[command(after_help = EXIT_STATUSES)]
     Status {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// At most two lines, only when a restart is pending or updates wait
+        /// for an administrator at a terminal; nothing otherwise (for login
+        /// messages).
+        #[arg(long, conflicts_with = "json")]
+        brief: bool,
     },
     /// Make signing keys, and build and verify offline scan packages.
     Package {

@@ -47,6 +47,8 @@ mod exit {
     pub const PARTIAL: u8 = 4;
     /// The operation failed for every update, or was aborted.
     pub const FAILED: u8 = 5;
+    /// `wua status` only: a restart is pending (`RebootRequired`).
+    pub const RESTART_PENDING: u8 = 6;
 }
 
 fn main() -> ExitCode {
@@ -92,7 +94,7 @@ fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<u8> {
             json,
         } => sync::run(&agent, service, online, json, out)?,
         Command::Context { json } => context::run(&agent, json, out)?,
-        Command::Status { json } => status::run(&agent, json, out)?,
+        Command::Status { json, brief } => status::run(&agent, json, brief, out)?,
         Command::Package { command } => package::run(command, out)?,
     };
     out.flush()?;

@@ -28,10 +28,11 @@ pub fn chosen(
     all: bool,
 ) -> Result<Vec<UpdateEntry>, ClientError> {
     if all {
-        return Ok(session
+        return session
             .create_update_searcher()
             .search(ALL_CRITERIA)?
-            .updates);
+            .updates
+            .to_vec();
     }
     ids.iter()
         .map(|id| Ok(session.get_update(*id)?.entry))

@@ -4,9 +4,10 @@ use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 
 use anyhow::Context;
+use openwua_client::SearchResult;
 use openwua_model::criteria::Criteria;
 use openwua_model::enums::{OperationResultCode, ServerSelection};
-use openwua_model::search::{SearchResult, UpdateEntry};
+use openwua_model::search::UpdateEntry;
 use openwua_model::service::ServiceKind;
 use std::collections::HashSet;
 use uuid::Uuid;
@@ -86,6 +87,7 @@ fn write_text(
         1,
     );
     for entry in &result.updates {
+        let entry = entry?;
         let update = &entry.update;
         let severity = update
             .msrc_severity

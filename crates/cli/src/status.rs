@@ -32,26 +32,77 @@ struct Status {
     reporting: Option<Vec<ReportingState>>,
 }
 
-pub fn run(agent: &Target, json: bool, out: &mut dyn Write) -> anyhow::Result<u8> {
+pub fn run(agent: &Target, json: bool, brief: bool, out: &mut dyn Write) -> anyhow::Result<u8> {
     agent.run(|session| {
         let system = session.system_info()?;
         let installer = installer_state(session)?;
+        let status = exit_status(&system);
+        if brief {
+            write_brief(&system, installer.as_ref(), out)?;
+            return Ok(status);
+        }
         let services = session.create_update_service_manager().services()?;
         let reporting = missing_as_none(session.reporting_state())?;
-        let status = Status {
+        let status_report = Status {
             system,
             installer,
             services,
             reporting,
         };
         if json {
-            serde_json::to_writer_pretty(&mut *out, &status)?;
+            serde_json::to_writer_pretty(&mut *out, &status_report)?;
             writeln!(out)?;
         } else {
-            write_text(&status, out)?;
+            write_text(&status_report, out)?;
         }
-        Ok(exit::SUCCESS)
+        Ok(status)
     })
+}
+
+/// Scripts learn of a pending restart from the exit status alone.
+fn exit_status(system: &SystemInfo) -> u8 {
+    if system.reboot_required {
+        exit::RESTART_PENDING
+    } else {
+        exit::SUCCESS
+    }
+}
+
+/// `--brief`, for a login message: a line for a pending restart and one for
+/// updates waiting for an administrator at a terminal, nothing when neither
+/// holds. Counts only, no catalog text: it is printed to every login.
+fn write_brief(
+    system: &SystemInfo,
+    installer: Option<&InstallerState>,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
+    let pending = installer.map_or(0, |state| state.reboot_pending_updates.len());
+    let restart_first = installer.is_some_and(|state| state.reboot_required_before_installation);
+    if system.reboot_required || restart_first || pending > 0 {
+        match pending {
+            0 => writeln!(out, "OpenWUA: a restart is pending.")?,
+            count => writeln!(
+                out,
+                "OpenWUA: restart this machine to finish {count} update{}.",
+                plural(count)
+            )?,
+        }
+    }
+    let waiting = installer.map_or(0, |state| state.awaiting_interactive_user.len());
+    if waiting > 0 {
+        writeln!(
+            out,
+            "OpenWUA: {waiting} update{} that may ask questions wait{} for an administrator \
+             at a terminal: `wua status` lists them.",
+            plural(waiting),
+            if waiting == 1 { "s" } else { "" },
+        )?;
+    }
+    Ok(())
+}
+
+fn plural(count: usize) -> &'static str {
+    if count == 1 { "" } else { "s" }
 }
 
 /// The installer's state, or `None` from an agent without the method.
@@ -93,7 +144,11 @@ fn write_text(status: &Status, out: &mut dyn Write) -> std::io::Result<()> {
     writeln!(
         out,
         "Restart required  {}",
-        if system.reboot_required { "yes" } else { "no" }
+        if system.reboot_required {
+            "yes: restart this machine to finish the updates waiting for it"
+        } else {
+            "no"
+        }
     )?;
     if let Some(installer) = &status.installer {
         let busy = match (installer.is_busy, installer.busy_job_id) {

@@ -4,8 +4,7 @@
 
 use std::io::Write;
 
-use openwua_client::SyncResult;
-use openwua_model::search::SearchResult;
+use openwua_client::{SearchResult, SyncResult};
 use serde::Serialize;
 
 use crate::agent::Target;
@@ -72,7 +71,7 @@ pub fn run(agent: &Target, args: &UpdateArgs, out: &mut dyn Write) -> anyhow::Re
                 if count == 1 { "" } else { "s" }
             )?;
             for entry in &found.updates {
-                writeln!(out, "  {}", entry.update.title)?;
+                writeln!(out, "  {}", entry?.update.title)?;
             }
             writeln!(out)?;
         }
@@ -83,8 +82,13 @@ pub fn run(agent: &Target, args: &UpdateArgs, out: &mut dyn Write) -> anyhow::Re
             download: true,
             keyboard: Keyboard::unless_json(args.json),
         };
-        let outcome =
-            install::download_and_install(session, &found.updates, &options, args.json, out)?;
+        let outcome = install::download_and_install(
+            session,
+            &found.updates.to_vec()?,
+            &options,
+            args.json,
+            out,
+        )?;
         if args.json {
             let report = Report {
                 sync: &synced,

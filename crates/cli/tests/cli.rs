@@ -68,6 +68,33 @@ fn explain_json_is_an_array_of_explanations() {
     assert_eq!(json[2]["facility"], 7);
 }
 
+/// Issue 17: options go after the codes, as in every other command; a
+/// negative decimal code stays a code, and `--` ends the options.
+#[test]
+fn explain_takes_json_after_the_codes_and_negative_codes_anywhere() {
+    for args in [
+        &["explain", "0x80240020", "--json"][..],
+        &["explain", "-2145124320", "--json"],
+        &["explain", "--json", "-2145124320"],
+        &["explain", "--json", "--", "-2145124320"],
+    ] {
+        let output = wua(args);
+        assert!(output.status.success(), "{args:?}: {}", stderr(&output));
+        let json: serde_json::Value = serde_json::from_slice(&output.stdout)
+            .unwrap_or_else(|error| panic!("{args:?}: {error}: {}", stdout(&output)));
+        assert_eq!(json.as_array().map(Vec::len), Some(1), "{args:?}: {json}");
+        assert_eq!(json[0]["name"], "WU_E_NO_INTERACTIVE_USER", "{args:?}");
+    }
+    // Text still, with a negative code after `--`.
+    let output = wua(["explain", "--", "-2145124320"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).starts_with("0x80240020 WU_E_NO_INTERACTIVE_USER\n"));
+    // An unknown option is an error, not a code to explain.
+    let output = wua(["explain", "0x80240020", "--jsno"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("--jsno"), "{}", stderr(&output));
+}
+
 #[test]
 fn explain_rejects_what_is_not_a_code() {
     let output = wua(["explain", "WU_E_NOT_A_CODE"]);
@@ -279,7 +306,9 @@ fn help_lists_the_new_commands_and_exit_statuses() {
         );
     }
     assert!(
-        text.contains("4 some updates failed") && text.contains("A restart needed is\nreported"),
+        text.contains("4 some updates failed")
+            && text.contains("6 (`wua status` only) a\nrestart is pending")
+            && text.contains("A restart needed by an installation is reported"),
         "{text}"
     );
 

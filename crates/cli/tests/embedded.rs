@@ -211,8 +211,9 @@ fn update_installs_what_applies_then_waits_for_the_restart_it_needs() {
     assert!(again["install"].as_array().unwrap().is_empty(), "{again}");
     assert!(!again["deferred"].as_array().unwrap().is_empty(), "{again}");
 
+    // `wua status` says it in its exit status too (6: a restart is pending).
     let (status, state) = embedded.json_with_status(&["status"]);
-    assert_eq!(status, Some(0));
+    assert_eq!(status, Some(6), "{state}");
     assert_eq!(state["installer"]["rebootRequiredBeforeInstallation"], true);
     // What a script reads instead of an exit status.
     assert_eq!(state["rebootRequired"], true, "{state}");
@@ -418,4 +419,48 @@ fn add_server_refuses_plain_http_off_loopback_before_any_request() {
     let text = String::from_utf8_lossy(&output.stderr);
     assert!(text.contains("E_INVALIDARG"), "{text}");
     assert!(text.contains("loopback"), "{text}");
+}
+
+/// Issue 17: the README's first command, as written there, exits 0 on a
+/// fresh machine: a home directory of its own, nothing set up.
+#[test]
+fn the_readme_first_command_exits_0_in_a_fresh_home() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
+        .expect("the README");
+    let first = readme
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|block| block.lines().next())
+        .expect("the README opens with a sh block");
+    let command = first.split('#').next().unwrap_or_default().trim();
+    assert_eq!(
+        command, "cargo run -q -p openwua-cli --bin wua -- --embedded update",
+        "the README's first command changed: change this test with it"
+    );
+    let args: Vec<&str> = command
+        .split_once(" -- ")
+        .map(|(_, args)| args.split_whitespace().collect())
+        .unwrap_or_default();
+    let home = tempfile::tempdir().expect("a temporary directory");
+    let output = Command::new(env!("CARGO_BIN_EXE_wua"))
+        .args(&args)
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("HOME", home.path())
+        .output()
+        .expect("wua runs");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{text}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(text.contains("restart required"), "{text}");
+    // Its state went where the README says, under the home directory.
+    assert!(
+        home.path()
+            .join(".local/state/openwua/embedded/sandbox")
+            .is_dir()
+    );
 }

@@ -9,6 +9,15 @@ use openwua_agent::{Background, Config};
 use serde_json::Value;
 
 const SAMPLE_TOOLS: &str = "4e1bd36a-516a-58c8-adfb-d590fcf53ac1";
+const AGENT_2_0: &str = "f33e3575-ef65-5ef0-bffa-bc12d356e01b";
+/// Asks a question while it installs; needs agent 2.0.
+const AGENT_2_1: &str = "064197b3-dc87-5d8a-87f9-f033b76b0860";
+/// Needs a restart.
+const NIC_DRIVER: &str = "cc9d072b-5d36-5887-8c9d-b4b9a27d8d8d";
+
+fn wua_binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_wua"))
+}
 
 struct Agent {
     dir: tempfile::TempDir,
@@ -48,7 +57,7 @@ impl Agent {
     }
 
     fn wua(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_wua"))
+        Command::new(wua_binary())
             .arg("--socket")
             .arg(self.agent.socket())
             .args(args)
@@ -123,4 +132,93 @@ fn jobs_are_listed_watched_and_reported_after_the_command_ends() {
     assert_eq!(unknown.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&unknown.stderr);
     assert!(stderr.contains("WU_E_INVALID_OPERATION"), "{stderr}");
+}
+
+/// The login message's scripts, run with `wua` on their PATH and the
+/// agent's socket in `OPENWUA_SOCKET` (`profile.d`'s is sourced by an
+/// interactive shell, as a login shell would).
+fn login_messages(socket: &Path) -> [Output; 2] {
+    let packaging = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../packaging");
+    let bin = wua_binary().parent().expect("wua is in a directory");
+    let path = format!("{}:/usr/sbin:/usr/bin:/sbin:/bin", bin.display());
+    let run = |command: &mut Command| {
+        command
+            .env_clear()
+            .env("PATH", &path)
+            .env("OPENWUA_SOCKET", socket)
+            .output()
+            .expect("sh runs")
+    };
+    [
+        run(Command::new("sh").arg(packaging.join("update-motd.d/85-openwua"))),
+        // +m: no job control, which would want a terminal.
+        run(Command::new("sh").args(["-i", "+m", "-c"]).arg(format!(
+            ". '{}'",
+            packaging.join("profile.d/openwua.sh").display()
+        ))),
+    ]
+}
+
+/// Issue 17: `wua status --brief` and the login scripts say nothing until
+/// there is something to say, then say that a restart is pending and that
+/// updates wait for an administrator at a terminal; `wua status`'s exit
+/// status is 6 while a restart is pending; with no agent the scripts are
+/// silent.
+#[test]
+fn status_brief_and_the_login_message_speak_only_when_needed() {
+    let agent = Agent::with_sample();
+    let brief = agent.ok(&["status", "--brief"]);
+    assert!(brief.stdout.is_empty(), "{brief:?}");
+    for output in login_messages(agent.agent.socket()) {
+        assert!(output.status.success(), "{output:?}");
+        assert!(output.stdout.is_empty(), "{output:?}");
+    }
+
+    // From this process, without a terminal: the sample's agent 2.1, which
+    // asks a question, waits for an interactive user; then its network
+    // driver needs a restart.
+    agent.ok(&["install", AGENT_2_0]);
+    let refused = agent.wua(&["install", AGENT_2_1, "--accept-eulas"]);
+    assert_eq!(refused.status.code(), Some(5), "{refused:?}");
+    agent.ok(&["install", NIC_DRIVER]);
+    let status = agent.wua(&["status"]);
+    assert_eq!(status.status.code(), Some(6), "{status:?}");
+    let json = agent.wua(&["status", "--json"]);
+    assert_eq!(json.status.code(), Some(6), "{json:?}");
+    let state: Value = serde_json::from_slice(&json.stdout).expect("JSON");
+    assert_eq!(state["rebootRequired"], true, "{state}");
+    let waiting = state["installer"]["awaitingInteractiveUser"]
+        .as_array()
+        .expect("a list")
+        .len();
+    assert!(waiting > 0, "{state}");
+
+    let brief = agent.wua(&["status", "--brief"]);
+    assert_eq!(brief.status.code(), Some(6), "{brief:?}");
+    let text = String::from_utf8_lossy(&brief.stdout).into_owned();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[0].starts_with("OpenWUA: restart this machine to finish "),
+        "{text}"
+    );
+    assert!(
+        lines[1].starts_with(&format!("OpenWUA: {waiting} update"))
+            && lines[1].contains("for an administrator at a terminal"),
+        "{text}"
+    );
+    for output in login_messages(agent.agent.socket()) {
+        assert!(output.status.success(), "{output:?}");
+        assert_eq!(String::from_utf8_lossy(&output.stdout), text);
+    }
+
+    // No agent: silent, and a success, so a login goes on.
+    let gone = agent.dir.path().join("no-agent.sock");
+    for output in login_messages(&gone) {
+        assert!(output.status.success(), "{output:?}");
+        assert!(
+            output.stdout.is_empty() && output.stderr.is_empty(),
+            "{output:?}"
+        );
+    }
 }

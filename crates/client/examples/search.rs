@@ -38,6 +38,7 @@ async fn search(criteria: &str) -> Result<(), ClientError> {
         session.agent_info().agent_version
     );
     for entry in &result.updates {
+        let entry = entry?;
         let update = &entry.update;
         let kb = update
             .kb_article_ids

@@ -19,13 +19,14 @@ use openwua_model::caller::CallerContext;
 use openwua_model::enums::{DownloadPriority, ServerSelection};
 use openwua_model::history::{HistoryEntry, SystemInfo};
 use openwua_model::operation::{InstallerState, JobInfo};
-use openwua_model::search::{SearchResult, UpdateDetails};
+use openwua_model::search::UpdateDetails;
 use openwua_model::service::ServiceInfo;
 use tokio::runtime::Runtime;
 use uuid::Uuid;
 
 use crate::error::ClientError;
 use crate::interactive::{InstallEvent, UserReplyReceiver};
+use crate::search::SearchResult;
 use crate::services::{AddedService, SyncProgress, SyncResult};
 use crate::session::{AgentInfo, default_socket};
 

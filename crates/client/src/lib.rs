@@ -9,6 +9,8 @@
 //!   `ClientApplicationID`, single updates, hiding, EULAs, machine state
 //!   and sync;
 //! - [`UpdateSearcher`]: `Search`, `QueryHistory`, `GetTotalHistoryCount`;
+//!   a search's [`SearchResult`] holds an [`UpdateCollection`] whose
+//!   entries are decoded when they are read, as WUA's are;
 //! - [`UpdateDownloader`] and [`UpdateInstaller`]: downloads, installations
 //!   and uninstallations, run by the agent as jobs that the session lists,
 //!   watches and aborts; their results and progress are
@@ -31,6 +33,7 @@
 //!     .search("IsInstalled=0 and IsHidden=0")
 //!     .await?;
 //! for entry in &result.updates {
+//!     let entry = entry?;
 //!     println!("{} {}", entry.update.identity.update_id, entry.update.title);
 //! }
 //! # Ok(())
@@ -43,12 +46,14 @@ pub mod blocking;
 mod error;
 pub mod interactive;
 mod operations;
+mod search;
 mod services;
 mod session;
 pub mod varlink;
 
 pub use error::ClientError;
 pub use operations::{UpdateDownloader, UpdateInstaller};
+pub use search::{Iter, SearchResult, UpdateCollection};
 pub use services::{AddedService, SyncPhase, SyncProgress, SyncResult, UpdateServiceManager};
 pub use session::{
     AgentInfo, DEFAULT_SOCKET, SOCKET_ENV, UpdateSearcher, UpdateSession, default_socket,

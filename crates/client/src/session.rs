@@ -7,7 +7,7 @@ use openwua_model::caller::CallerContext;
 use openwua_model::enums::ServerSelection;
 use openwua_model::history::{HistoryEntry, SystemInfo};
 use openwua_model::operation::{InstallerState, JobInfo};
-use openwua_model::search::{SearchOptions, SearchResult, UpdateDetails};
+use openwua_model::search::{SearchOptions, UpdateDetails};
 use openwua_model::service::ReportingState;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -18,6 +18,7 @@ use crate::PROTOCOL_VERSION;
 use crate::error::ClientError;
 use crate::interactive::{InstallEvent, InteractiveReply, UserReply, UserReplyReceiver};
 use crate::operations::{UpdateDownloader, UpdateInstaller};
+use crate::search::SearchResult;
 use crate::services::{SyncProgress, SyncResult, UpdateServiceManager};
 use crate::varlink::Connection;
 use openwua_varlink::parameters::{
@@ -439,7 +440,7 @@ fn completed(name: &str, last: Option<JobInfo>) -> Result<JobInfo, ClientError> 
 /// searcher.online = true;
 /// let result = searcher.search("IsInstalled=0 and Type='Software'").await?;
 /// for entry in &result.updates {
-///     println!("{}", entry.update.title);
+///     println!("{}", entry?.update.title);
 /// }
 /// # Ok(())
 /// # }
@@ -462,7 +463,8 @@ pub struct UpdateSearcher<'a> {
 impl UpdateSearcher<'_> {
     /// `Search`: the updates that match WUA criteria (`""` means
     /// `IsInstalled=0 and IsHidden=0`). The agent checks the criteria;
-    /// invalid ones fail with `WU_E_INVALID_CRITERIA`.
+    /// invalid ones fail with `WU_E_INVALID_CRITERIA`. The updates are
+    /// decoded as they are read ([`crate::UpdateCollection`]).
     pub async fn search(&self, criteria: &str) -> Result<SearchResult, ClientError> {
         let parameters = SearchParameters {
             criteria: criteria.to_owned(),

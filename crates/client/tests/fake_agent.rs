@@ -329,9 +329,10 @@ async fn connects_checks_the_version_and_searches() {
     let result = searcher.search("IsInstalled=0").await.unwrap();
     assert_eq!(result.result_code, OperationResultCode::Succeeded);
     assert_eq!(result.updates.len(), 1);
-    assert_eq!(result.updates[0].update.kb_article_ids, ["5031001"]);
-    assert!(result.updates[0].state.is_hidden);
-    assert_eq!(result.updates[0].service_id, service_id);
+    let entry = result.updates.get(0).unwrap().unwrap();
+    assert_eq!(entry.update.kb_article_ids, ["5031001"]);
+    assert!(entry.state.is_hidden);
+    assert_eq!(entry.service_id, service_id);
     assert_eq!(result.warnings[0].message, "fake warning");
 
     let calls = agent.calls();
