@@ -34,7 +34,8 @@ use crate::{content, fleet_api};
 pub const MAX_REVISIONS_PER_PUBLISH: usize = 10_000;
 
 /// What every handler shares. Nothing here is state another front end
-/// could contradict: the store answers everything.
+/// could contradict: the store answers everything, and the sync cache is
+/// keyed by the catalog version the store gives.
 pub struct AppState {
     /// The store.
     pub store: Store,
@@ -56,6 +57,9 @@ pub struct AppState {
     pub max_request_bytes: u64,
     /// The largest content upload.
     pub max_content_bytes: u64,
+    /// Signed sync answers kept between requests, keyed by the catalog
+    /// version the store gives.
+    pub sync_cache: crate::sync_cache::SyncCache,
 }
 
 /// Shared state, as handlers take it.
@@ -618,6 +622,7 @@ mod tests {
             freshness: Duration::from_secs(3600),
             max_request_bytes: 1 << 20,
             max_content_bytes: 1 << 20,
+            sync_cache: crate::sync_cache::SyncCache::new(1 << 20, Duration::from_secs(3600)),
         });
         let app = router(state, Duration::from_secs(30));
         for (method, path) in &expected {

@@ -27,6 +27,11 @@ pub const DEFAULT_SERVICE_NAME: &str = "OpenWUA update server";
 pub const DEFAULT_SNAPSHOT_LIFETIME_SECS: u64 = 7 * 24 * 3600;
 /// How long a still-current statement holds: 6 hours.
 pub const DEFAULT_FRESHNESS_SECS: u64 = 21_600;
+/// How long the change log behind deltas is kept: 30 days. An agent whose
+/// anchor is older gets a full snapshot.
+pub const DEFAULT_DELTA_RETENTION_DAYS: u64 = 30;
+/// The most bytes of signed full snapshots kept in memory: 256 MiB.
+pub const DEFAULT_SNAPSHOT_CACHE_BYTES: u64 = 256 << 20;
 
 /// `server.toml` as written: every key optional.
 #[derive(Debug, Default, Deserialize)]
@@ -56,6 +61,12 @@ pub struct ConfigFile {
     pub snapshot_lifetime_secs: Option<u64>,
     /// `freshness_seconds`: how long a still-current statement holds.
     pub freshness_seconds: Option<u64>,
+    /// `delta_retention_days`: how long the change log behind deltas is
+    /// kept.
+    pub delta_retention_days: Option<u64>,
+    /// `snapshot_cache_bytes`: the most bytes of signed snapshots kept in
+    /// memory (0: none).
+    pub snapshot_cache_bytes: Option<u64>,
 }
 
 /// The configuration in force: the file, then the flags over it.
@@ -83,6 +94,10 @@ pub struct Config {
     pub snapshot_lifetime: Duration,
     /// How long a still-current statement holds.
     pub freshness: Duration,
+    /// How long the change log behind deltas is kept.
+    pub delta_retention: Duration,
+    /// The most bytes of signed snapshots kept in memory.
+    pub snapshot_cache_bytes: u64,
 }
 
 impl ConfigFile {
@@ -143,6 +158,16 @@ impl ConfigFile {
                     .or(self.freshness_seconds)
                     .unwrap_or(DEFAULT_FRESHNESS_SECS),
             ),
+            delta_retention: Duration::from_secs(
+                over.delta_retention_days
+                    .or(self.delta_retention_days)
+                    .unwrap_or(DEFAULT_DELTA_RETENTION_DAYS)
+                    .saturating_mul(24 * 3600),
+            ),
+            snapshot_cache_bytes: over
+                .snapshot_cache_bytes
+                .or(self.snapshot_cache_bytes)
+                .unwrap_or(DEFAULT_SNAPSHOT_CACHE_BYTES),
         };
         config.check()?;
         Ok(config)
@@ -174,6 +199,9 @@ impl Config {
         // The catalog refuses a statement valid for longer than 7 days.
         if self.freshness.is_zero() || self.freshness.as_secs() > 7 * 24 * 3600 {
             anyhow::bail!("freshness_seconds must be between 1 and 604800 (7 days)");
+        }
+        if self.delta_retention.is_zero() || self.delta_retention.as_secs() > 3660 * 24 * 3600 {
+            anyhow::bail!("delta_retention_days must be between 1 and 3660");
         }
         if self.request_timeout.is_zero() {
             anyhow::bail!("request_timeout_secs must be above 0");

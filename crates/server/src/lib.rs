@@ -43,3 +43,4 @@ pub mod reports;
 pub mod serve;
 pub mod setup;
 pub mod store;
+pub mod sync_cache;

@@ -52,7 +52,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         freshness: config.freshness,
         max_request_bytes: config.max_request_bytes,
         max_content_bytes: config.max_content_bytes,
+        sync_cache: crate::sync_cache::SyncCache::new(
+            usize::try_from(config.snapshot_cache_bytes).unwrap_or(usize::MAX),
+            config.snapshot_lifetime,
+        ),
     });
+    tokio::spawn(prune_sync_log(state.store.clone(), config.delta_retention));
     let app = router(Arc::clone(&state), config.request_timeout);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -70,6 +75,24 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .context("serving")?;
     tracing::info!("wua-server stopped");
     Ok(())
+}
+
+/// Drops the change log's rows older than `retention`, at start and every
+/// hour after: agents offline longer get a full snapshot.
+async fn prune_sync_log(store: Store, retention: std::time::Duration) {
+    let mut hourly = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        hourly.tick().await;
+        let Ok(retention) = jiff::SignedDuration::try_from(retention) else {
+            return;
+        };
+        let cutoff = jiff::Timestamp::now() - retention;
+        match store.prune_sync_log(cutoff).await {
+            Ok(0) => {}
+            Ok(rows) => tracing::info!(rows, "pruned the sync change log"),
+            Err(error) => tracing::warn!(%error, "pruning the sync change log"),
+        }
+    }
 }
 
 async fn shutdown_signal() {
