@@ -34,7 +34,8 @@ use crate::{content, fleet_api};
 pub const MAX_REVISIONS_PER_PUBLISH: usize = 10_000;
 
 /// What every handler shares. Nothing here is state another front end
-/// could contradict: the store answers everything.
+/// could contradict: the store answers everything, and the sync cache is
+/// keyed by the catalog version the store gives.
 pub struct AppState {
     /// The store.
     pub store: Store,
@@ -59,6 +60,9 @@ pub struct AppState {
     /// The operator's content base (`http(s)://…/`): agents fetch content
     /// there, and this server stores none.
     pub content_base_url: Option<String>,
+    /// Signed sync answers kept between requests, keyed by the catalog
+    /// version the store gives.
+    pub sync_cache: crate::sync_cache::SyncCache,
 }
 
 /// Shared state, as handlers take it.
@@ -628,6 +632,7 @@ mod tests {
             max_request_bytes: 1 << 20,
             max_content_bytes: 1 << 20,
             content_base_url: None,
+            sync_cache: crate::sync_cache::SyncCache::new(1 << 20, Duration::from_secs(3600)),
         });
         let app = router(state, Duration::from_secs(30));
         for (method, path) in &expected {

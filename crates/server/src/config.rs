@@ -33,6 +33,11 @@ pub const DEFAULT_SERVICE_NAME: &str = "OpenWUA update server";
 pub const DEFAULT_SNAPSHOT_LIFETIME_SECS: u64 = 7 * 24 * 3600;
 /// How long a still-current statement holds: 6 hours.
 pub const DEFAULT_FRESHNESS_SECS: u64 = 21_600;
+/// How long the change log behind deltas is kept: 30 days. An agent whose
+/// anchor is older gets a full snapshot.
+pub const DEFAULT_DELTA_RETENTION_DAYS: u64 = 30;
+/// The most bytes of signed full snapshots kept in memory: 256 MiB.
+pub const DEFAULT_SNAPSHOT_CACHE_BYTES: u64 = 256 << 20;
 
 /// `server.toml` as written: every key optional.
 #[derive(Debug, Default, Deserialize)]
@@ -74,6 +79,12 @@ pub struct ConfigFile {
     /// `content_base_url`: where agents fetch content (`http(s)://…/`);
     /// the server then stores none.
     pub content_base_url: Option<String>,
+    /// `delta_retention_days`: how long the change log behind deltas is
+    /// kept.
+    pub delta_retention_days: Option<u64>,
+    /// `snapshot_cache_bytes`: the most bytes of signed snapshots kept in
+    /// memory (0: none).
+    pub snapshot_cache_bytes: Option<u64>,
 }
 
 /// The configuration in force: the file, then the flags over it.
@@ -110,6 +121,10 @@ pub struct Config {
     /// The operator's content base, ending in `/`; content is stored by
     /// the server when `None`.
     pub content_base_url: Option<String>,
+    /// How long the change log behind deltas is kept.
+    pub delta_retention: Duration,
+    /// The most bytes of signed snapshots kept in memory.
+    pub snapshot_cache_bytes: u64,
 }
 
 /// `tls_certificate` and `tls_private_key`.
@@ -200,6 +215,16 @@ impl ConfigFile {
                 .or(self.registrations_per_minute)
                 .unwrap_or(DEFAULT_REGISTRATIONS_PER_MINUTE),
             content_base_url: over.content_base_url.or(self.content_base_url),
+            delta_retention: Duration::from_secs(
+                over.delta_retention_days
+                    .or(self.delta_retention_days)
+                    .unwrap_or(DEFAULT_DELTA_RETENTION_DAYS)
+                    .saturating_mul(24 * 3600),
+            ),
+            snapshot_cache_bytes: over
+                .snapshot_cache_bytes
+                .or(self.snapshot_cache_bytes)
+                .unwrap_or(DEFAULT_SNAPSHOT_CACHE_BYTES),
         };
         config.check()?;
         Ok(config)
@@ -240,6 +265,9 @@ impl Config {
         // The catalog refuses a statement valid for longer than 7 days.
         if self.freshness.is_zero() || self.freshness.as_secs() > 7 * 24 * 3600 {
             anyhow::bail!("freshness_seconds must be between 1 and 604800 (7 days)");
+        }
+        if self.delta_retention.is_zero() || self.delta_retention.as_secs() > 3660 * 24 * 3600 {
+            anyhow::bail!("delta_retention_days must be between 1 and 3660");
         }
         if self.request_timeout.is_zero() {
             anyhow::bail!("request_timeout_secs must be above 0");

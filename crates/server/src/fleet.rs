@@ -37,7 +37,8 @@ pub struct Group {
 pub enum ApprovalAction {
     /// Offer it for installation.
     Install,
-    /// Offer its removal (agents act on this in a later slice).
+    /// Offer its removal: a sync sends the update's current revision with
+    /// `DeploymentAction` Uninstallation.
     Uninstall,
     /// Do not offer it; a child group's explicit `notApproved` overrides a
     /// parent's approval.
@@ -113,10 +114,12 @@ pub struct NewComputer {
     pub hostname: String,
     /// The group it asked for (client-side targeting), if any.
     pub target_group: Option<String>,
-    /// A clone of a known computer: the catalog version goes up with it,
-    /// so that the anchor the clone kept from its original is not current
-    /// and it gets a full snapshot for its own group.
-    pub is_clone: bool,
+    /// It presented an identity: a clone's, or one this server does not
+    /// know (it forgot the computer). Such an agent may hold the catalog
+    /// version it synced under that identity, for another group: the
+    /// catalog version goes up with the registration, and anchors below
+    /// the new version get a full snapshot for the new computer's group.
+    pub replaces_identity: bool,
 }
 
 /// What a store holds of a computer to authenticate it.
@@ -173,12 +176,19 @@ pub fn effective_approval<'a>(
     None
 }
 
-/// The updates approved for Install in `group`, with their deadlines.
-pub fn approved_for_install(
-    group: &str,
-    groups: &[Group],
-    approvals: &[Approval],
-) -> HashMap<Uuid, Option<Timestamp>> {
+/// What an approval offers a group's computers: the action (Install or
+/// Uninstall, never `NotApproved`) and its deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Offer {
+    /// `Install` or `Uninstall`.
+    pub action: ApprovalAction,
+    /// The approval's deadline, if any.
+    pub deadline: Option<Timestamp>,
+}
+
+/// The updates offered to `group`'s computers, for Install or for
+/// Uninstall, with their deadlines: what a sync sends them.
+pub fn offered(group: &str, groups: &[Group], approvals: &[Approval]) -> HashMap<Uuid, Offer> {
     let parents: HashMap<String, Option<String>> = groups
         .iter()
         .map(|group| (group.name.clone(), group.parent.clone()))
@@ -192,15 +202,53 @@ pub fn approved_for_install(
             )
         })
         .collect();
-    let mut installs = HashMap::new();
+    let mut offers = HashMap::new();
     for update_id in approvals.iter().map(|approval| approval.update_id) {
         if let Some(approval) = effective_approval(update_id, group, &parents, &by_key)
-            && approval.action == ApprovalAction::Install
+            && approval.action != ApprovalAction::NotApproved
         {
-            installs.insert(update_id, approval.deadline);
+            offers.insert(
+                update_id,
+                Offer {
+                    action: approval.action,
+                    deadline: approval.deadline,
+                },
+            );
         }
     }
-    installs
+    offers
+}
+
+/// The updates approved for Install in `group`, with their deadlines.
+pub fn approved_for_install(
+    group: &str,
+    groups: &[Group],
+    approvals: &[Approval],
+) -> HashMap<Uuid, Option<Timestamp>> {
+    offered(group, groups, approvals)
+        .into_iter()
+        .filter(|(_, offer)| offer.action == ApprovalAction::Install)
+        .map(|(update_id, offer)| (update_id, offer.deadline))
+        .collect()
+}
+
+/// `group` and its ancestors, nearest first, up to "All Computers": where
+/// [`effective_approval`] looks. Stops at a cycle or an unknown parent.
+pub fn ancestry(group: &str, groups: &[Group]) -> Vec<String> {
+    let parents: HashMap<&str, Option<&str>> = groups
+        .iter()
+        .map(|group| (group.name.as_str(), group.parent.as_deref()))
+        .collect();
+    let mut chain = vec![group.to_owned()];
+    let mut current = parents.get(group).copied().flatten();
+    while let Some(name) = current {
+        if chain.iter().any(|seen| seen == name) {
+            break;
+        }
+        chain.push(name.to_owned());
+        current = parents.get(name).copied().flatten();
+    }
+    chain
 }
 
 /// Checks a group name: 1 to 128 characters, no control characters, no
@@ -283,14 +331,31 @@ mod tests {
     }
 
     #[test]
-    fn uninstall_and_unknown_groups_offer_nothing_and_a_cycle_ends() {
+    fn uninstall_is_offered_but_not_for_install_and_a_cycle_ends() {
         let a = Uuid::new_v4();
         let approvals = vec![approval(a, "Servers", ApprovalAction::Uninstall)];
         assert!(approved_for_install("Web", &tree(), &approvals).is_empty());
-        assert!(approved_for_install("Nowhere", &tree(), &approvals).is_empty());
+        assert_eq!(
+            offered("Web", &tree(), &approvals)
+                .get(&a)
+                .map(|offer| offer.action),
+            Some(ApprovalAction::Uninstall)
+        );
+        assert!(offered("Nowhere", &tree(), &approvals).is_empty());
         let cycle = vec![group("X", Some("Y")), group("Y", Some("X"))];
         let approvals = vec![approval(a, "Z", ApprovalAction::Install)];
         assert!(approved_for_install("X", &cycle, &approvals).is_empty());
+    }
+
+    #[test]
+    fn ancestry_runs_to_the_root_and_stops_at_a_cycle() {
+        assert_eq!(
+            ancestry("Canary", &tree()),
+            vec!["Canary", "Web", "Servers", ALL_COMPUTERS]
+        );
+        assert_eq!(ancestry("Nowhere", &tree()), vec!["Nowhere"]);
+        let cycle = vec![group("X", Some("Y")), group("Y", Some("X"))];
+        assert_eq!(ancestry("X", &cycle), vec!["X", "Y"]);
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The fleet's endpoints: the service's identity, computer registration,
 //! the signed sync, and the admin API for groups, computers and approvals.
 
-use axum::body::Body;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::{HeaderMap, StatusCode};
@@ -9,7 +11,8 @@ use axum::response::{IntoResponse, Response};
 use jiff::{SignedDuration, Timestamp};
 use openwua_catalog::revision::Revision;
 use openwua_catalog::snapshot::{FORMAT_VERSION, Snapshot};
-use openwua_catalog::sync::{SignedResponse, StillCurrent};
+use openwua_catalog::sync::{Delta, SignedResponse, StillCurrent};
+use openwua_model::enums::DeploymentAction;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use utoipa::ToSchema;
@@ -24,7 +27,8 @@ use crate::fleet::{
     check_group_name,
 };
 use crate::setup::token_hash;
-use crate::store::SyncView;
+use crate::store::{DeltaView, Offered, SyncPlan, SyncView};
+use crate::sync_cache::SyncCache;
 
 /// The largest registration body.
 pub const MAX_REGISTER_BYTES: u64 = 4096;
@@ -161,7 +165,9 @@ pub(crate) async fn register(
 ) -> Result<axum::Json<RegisterResponse>, ServerError> {
     let request: RegisterRequest = read_json(&headers, body, MAX_REGISTER_BYTES).await?;
     check_registration(&request)?;
-    let mut is_clone = false;
+    // An identity presented but not confirmed (a clone's, or one this
+    // server does not know) may come with that identity's anchor.
+    let replaces_identity = request.computer_id.is_some();
     if let Some(computer_id) = request.computer_id
         && let Some(known) = state.store.credentials(computer_id).await?
     {
@@ -183,7 +189,6 @@ pub(crate) async fn register(
         }
         tracing::info!(%computer_id, machine_id = %request.machine_id,
             "a cloned identity: the clone gets its own");
-        is_clone = true;
     }
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes)
@@ -198,7 +203,7 @@ pub(crate) async fn register(
             machine_id: request.machine_id,
             hostname: request.hostname,
             target_group: request.target_group,
-            is_clone,
+            replaces_identity,
         })
         .await?;
     Ok(axum::Json(RegisterResponse {
@@ -248,9 +253,10 @@ pub(crate) async fn authenticate_computer(
     Ok((computer_id, known.group))
 }
 
-/// The signed catalog for the computer's group: a full snapshot of the
-/// updates approved for Install (inherited up to "All Computers", declined
-/// ones never), or a still-current statement when the anchor is current.
+/// The signed catalog for the computer's group: a still-current statement
+/// when the anchor is current, a delta from a recent anchor, or a full
+/// snapshot of the updates approved for Install or Uninstall (inherited up
+/// to "All Computers", declined ones never).
 #[utoipa::path(post, path = "/api/v1/sync", request_body = SyncRequest,
     security(("computer" = [])),
     responses(
@@ -264,46 +270,116 @@ pub(crate) async fn sync(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ServerError> {
-    let (computer_id, group) = authenticate_computer(&state, &headers).await?;
+    let (computer_id, _) = authenticate_computer(&state, &headers).await?;
     let request: SyncRequest = read_json(&headers, body, MAX_SYNC_BYTES).await?;
     // The common answer first, without reading the catalog: nothing new.
     let current = state.store.catalog_version().await?;
     let frame = if request.anchor == Some(current) {
-        let now = Timestamp::now();
-        let statement = StillCurrent {
-            format: FORMAT_VERSION,
-            service_id: state.service_id,
-            version: current,
-            issued: now,
-            valid_until: now + signed(state.freshness)?,
-        };
-        SignedResponse::sign_still_current(&statement, &state.signing_key)
-            .map_err(|error| ServerError::internal(format!("signing: {error}")))?
-            .to_bytes()
+        still_current_frame(&state, current)?
     } else {
-        let view = state.store.sync_view(&group).await?;
-        let shared = std::sync::Arc::clone(&state);
-        // Decoding, encoding and signing a large catalog is CPU work.
-        tokio::task::spawn_blocking(move || snapshot_frame(&shared, view))
-            .await
-            .map_err(|error| ServerError::internal(format!("the signing thread: {error}")))??
+        planned_frame(&state, computer_id, request.anchor, current).await?
     };
     state.store.record_sync(computer_id).await?;
     Ok(([(CONTENT_TYPE, "application/octet-stream")], frame).into_response())
 }
 
-/// The signed full snapshot of `view`'s revisions, deadlines applied.
-fn snapshot_frame(state: &AppState, view: SyncView) -> Result<Vec<u8>, ServerError> {
-    let now = Timestamp::now();
-    let mut revisions = Vec::with_capacity(view.revisions.len());
-    for (json, deadline) in view.revisions {
-        let mut revision: Revision = serde_json::from_str(&json)
-            .map_err(|error| ServerError::internal(format!("a stored revision: {error}")))?;
-        if deadline.is_some() {
-            revision.update.deadline = deadline;
-        }
-        revisions.push(revision);
+/// The cached statement that `version` is current, signed once per
+/// re-signing period.
+fn still_current_frame(state: &AppState, version: u64) -> Result<Bytes, ServerError> {
+    let issued = SyncCache::period_start(Timestamp::now(), state.freshness);
+    state.sync_cache.still_current(version, issued, || {
+        let statement = StillCurrent {
+            format: FORMAT_VERSION,
+            service_id: state.service_id,
+            version,
+            issued,
+            valid_until: issued + signed(state.freshness)?,
+        };
+        SignedResponse::sign_still_current(&statement, &state.signing_key)
+            .map(|response| Bytes::from(response.to_bytes()))
+            .map_err(|error| ServerError::internal(format!("signing: {error}")))
+    })
+}
+
+/// The answer the store's plan calls for: read, decided and (for a full
+/// snapshot not cached) the revisions read in one transaction.
+async fn planned_frame(
+    state: &Shared,
+    computer_id: Uuid,
+    anchor: Option<u64>,
+    current: u64,
+) -> Result<Bytes, ServerError> {
+    let mut cached = state.sync_cache.snapshot_keys(current, Timestamp::now());
+    loop {
+        let plan = state
+            .store
+            .sync_plan(computer_id, anchor, cached)
+            .await?
+            .ok_or_else(|| ServerError::computer_unauthorized("unknown computer"))?;
+        let (group, version, view) = match plan {
+            SyncPlan::Current(version) => return still_current_frame(state, version),
+            SyncPlan::Delta(view) => {
+                let shared = Arc::clone(state);
+                return signing_thread(move || delta_frame(&shared, view)).await;
+            }
+            SyncPlan::Full {
+                group,
+                version,
+                view,
+            } => (group, version, view),
+        };
+        let Some(view) = view else {
+            match state.sync_cache.snapshot(&group, version) {
+                Some(frame) => return Ok(frame),
+                // Evicted meanwhile: ask again, holding nothing.
+                None => {
+                    cached = Vec::new();
+                    continue;
+                }
+            }
+        };
+        let shared = Arc::clone(state);
+        let (made, frame) = signing_thread(move || snapshot_frame(&shared, view)).await?;
+        state
+            .sync_cache
+            .keep_snapshot(&group, version, made, &frame);
+        return Ok(frame);
     }
+}
+
+/// Runs CPU work (decoding, encoding and signing a catalog) off the async
+/// threads.
+async fn signing_thread<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ServerError> + Send + 'static,
+) -> Result<T, ServerError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| ServerError::internal(format!("the signing thread: {error}")))?
+}
+
+/// A stored revision as a sync sends it: an approval's deadline replaces
+/// the manifest's, and an Uninstall approval makes its `DeploymentAction`
+/// Uninstallation.
+fn offered_revision(offered: Offered) -> Result<Revision, ServerError> {
+    let mut revision: Revision = serde_json::from_str(&offered.json)
+        .map_err(|error| ServerError::internal(format!("a stored revision: {error}")))?;
+    if offered.offer.deadline.is_some() {
+        revision.update.deadline = offered.offer.deadline;
+    }
+    if offered.offer.action == ApprovalAction::Uninstall {
+        revision.update.deployment_action = DeploymentAction::Uninstallation;
+    }
+    Ok(revision)
+}
+
+/// The signed full snapshot of `view`'s revisions, and when it was made.
+fn snapshot_frame(state: &AppState, view: SyncView) -> Result<(Timestamp, Bytes), ServerError> {
+    let now = Timestamp::now();
+    let mut revisions = view
+        .revisions
+        .into_iter()
+        .map(offered_revision)
+        .collect::<Result<Vec<_>, _>>()?;
     revisions.sort_by_key(|revision| revision.update.identity.update_id);
     let snapshot = Snapshot {
         format: FORMAT_VERSION,
@@ -315,8 +391,35 @@ fn snapshot_frame(state: &AppState, view: SyncView) -> Result<Vec<u8>, ServerErr
         revisions,
     };
     SignedResponse::sign_snapshot(&snapshot, &state.signing_key)
-        .map(|response| response.to_bytes())
+        .map(|response| (now, Bytes::from(response.to_bytes())))
         .map_err(|error| ServerError::internal(format!("signing the catalog: {error}")))
+}
+
+/// The signed delta of `view`.
+fn delta_frame(state: &AppState, view: DeltaView) -> Result<Bytes, ServerError> {
+    let now = Timestamp::now();
+    let mut changed = view
+        .changed
+        .into_iter()
+        .map(offered_revision)
+        .collect::<Result<Vec<_>, _>>()?;
+    changed.sort_by_key(|revision| revision.update.identity.update_id);
+    let mut removed = view.removed;
+    removed.sort();
+    let delta = Delta {
+        format: FORMAT_VERSION,
+        service_id: state.service_id,
+        service_name: state.service_name.clone(),
+        base_version: view.base_version,
+        version: view.version,
+        created: now,
+        expires: now + signed(state.snapshot_lifetime)?,
+        changed,
+        removed,
+    };
+    SignedResponse::sign_delta(&delta, &state.signing_key)
+        .map(|response| Bytes::from(response.to_bytes()))
+        .map_err(|error| ServerError::internal(format!("signing the delta: {error}")))
 }
 
 fn signed(duration: std::time::Duration) -> Result<SignedDuration, ServerError> {

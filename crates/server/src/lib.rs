@@ -45,3 +45,4 @@ pub mod serve;
 pub mod setup;
 pub mod store;
 pub mod tls;
+pub mod sync_cache;

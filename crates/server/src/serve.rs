@@ -57,7 +57,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         max_request_bytes: config.max_request_bytes,
         max_content_bytes: config.max_content_bytes,
         content_base_url: config.content_base_url.clone(),
+        sync_cache: crate::sync_cache::SyncCache::new(
+            usize::try_from(config.snapshot_cache_bytes).unwrap_or(usize::MAX),
+            config.snapshot_lifetime,
+        ),
     });
+    tokio::spawn(prune_sync_log(state.store.clone(), config.delta_retention));
     let registrations = NonZeroU32::new(config.registrations_per_minute)
         .context("registrations_per_minute must be above 0")?;
     // The in-flight bound outermost, so a loaded server does no other work
@@ -105,6 +110,24 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     tracing::info!("wua-server stopped");
     Ok(())
+}
+
+/// Drops the change log's rows older than `retention`, at start and every
+/// hour after: agents offline longer get a full snapshot.
+async fn prune_sync_log(store: Store, retention: std::time::Duration) {
+    let mut hourly = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        hourly.tick().await;
+        let Ok(retention) = jiff::SignedDuration::try_from(retention) else {
+            return;
+        };
+        let cutoff = jiff::Timestamp::now() - retention;
+        match store.prune_sync_log(cutoff).await {
+            Ok(0) => {}
+            Ok(rows) => tracing::info!(rows, "pruned the sync change log"),
+            Err(error) => tracing::warn!(%error, "pruning the sync change log"),
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -180,6 +180,106 @@ fn two_agents_in_two_groups_see_exactly_their_approved_updates() {
             .state
             .is_installed
     );
+
+    // Incremental syncs: an Uninstall approval and a deadline reach the
+    // agent, a declined update leaves it.
+    let updates: serde_json::Value =
+        serde_json::from_str(&server.run_ok(&["updates", "list", "--json"])).unwrap();
+    let extra = updates
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|update| update["updateId"].as_str().unwrap().to_owned())
+        .find(|id| id != MOTD && id != LICENCES)
+        .unwrap();
+    let deadline = "2027-03-01T12:00:00Z";
+    server.run_ok(&[
+        "approve",
+        MOTD,
+        "--group",
+        "Ring 1",
+        "--action",
+        "uninstall",
+        "--deadline",
+        deadline,
+    ]);
+    server.run_ok(&[
+        "approve",
+        LICENCES,
+        "--group",
+        "Ring 1",
+        "--deadline",
+        deadline,
+    ]);
+    server.run_ok(&["approve", &extra, "--group", "Ring 1"]);
+    ring1_session.sync(None, |_| {}).unwrap();
+    assert!(knows(&ring1_session, &extra));
+    server.run_ok(&["decline", &extra]);
+    ring1_session.sync(None, |_| {}).unwrap();
+    assert!(!knows(&ring1_session, &extra));
+    let uninstall = ring1_session.get_update(motd).unwrap().entry.update;
+    assert_eq!(
+        uninstall.deployment_action,
+        openwua_model::enums::DeploymentAction::Uninstallation
+    );
+    assert_eq!(uninstall.deadline.unwrap().to_string(), deadline);
+    let licences = ring1_session
+        .get_update(LICENCES.parse().unwrap())
+        .unwrap()
+        .entry
+        .update;
+    assert_eq!(licences.deadline.unwrap().to_string(), deadline);
+    // The agent's search shows it as an update to uninstall, in its JSON.
+    let found = ring1_session
+        .create_update_searcher()
+        .search("DeploymentAction='Uninstallation'")
+        .unwrap();
+    let text = serde_json::to_string(&found).unwrap();
+    assert!(
+        text.contains(MOTD) && text.contains(r#""deploymentAction":"Uninstallation""#),
+        "{text}"
+    );
+
+    // A fresh agent in the same group, synced fully, holds what the
+    // incrementally synced one holds.
+    let third = tempfile::tempdir().unwrap();
+    let fresh = agent(third.path(), "33333333333333333333333333333333");
+    let fresh_session = UpdateSession::connect(fresh.socket()).unwrap();
+    fresh_session
+        .create_update_service_manager()
+        .add_server_service(&server.url, &key, Some("Ring 1"), None, true)
+        .unwrap();
+    assert_eq!(catalog(&fresh_session), catalog(&ring1_session));
+}
+
+/// What an agent holds of every update, whatever its state: ID,
+/// revision, action and deadline.
+fn catalog(session: &UpdateSession) -> Vec<String> {
+    let mut searcher = session.create_update_searcher();
+    searcher.include_potentially_superseded_updates = true;
+    let mut held: Vec<String> = ["IsInstalled=0", "IsInstalled=1"]
+        .iter()
+        .flat_map(|installed| {
+            searcher
+                .search(&format!("{installed} and DeploymentAction=*"))
+                .unwrap()
+                .updates
+                .to_vec()
+                .unwrap()
+        })
+        .map(|entry| {
+            format!(
+                "{} {} {:?} {:?}",
+                entry.update.identity.update_id,
+                entry.update.identity.revision_number,
+                entry.update.deployment_action,
+                entry.update.deadline
+            )
+        })
+        .collect();
+    held.sort();
+    assert!(!held.is_empty());
+    held
 }
 
 fn assert_succeeded(job: &openwua_model::operation::JobInfo, what: &str) {

@@ -822,12 +822,18 @@ fn fleet_scenario(database: Option<&str>) {
         "{still:?}"
     );
 
-    // A decline removes the update from the next snapshot.
+    // A decline: the next sync from that anchor is a delta removing it.
     server.run_ok(&["decline", &u1]);
-    let after = sync(&server, &key, service_id, &web, Some(version));
-    assert_eq!(offered(&after), vec![]);
+    for agent in [&web, &servers] {
+        let after = sync(&server, &key, service_id, agent, Some(version));
+        let openwua_catalog::sync::Response::Delta(delta) = after else {
+            panic!("not a delta: {after:?}");
+        };
+        assert!(delta.changed.is_empty());
+        assert_eq!(delta.removed, vec![u1.parse::<uuid::Uuid>().unwrap()]);
+    }
     assert_eq!(
-        offered(&sync(&server, &key, service_id, &servers, Some(version))),
+        offered(&sync(&server, &key, service_id, &servers, None)),
         vec![plain(&u3)]
     );
 
@@ -871,7 +877,8 @@ fn fleet_scenario(database: Option<&str>) {
         serde_json::from_str(&server.run_ok(&["computers", "list", "--json"])).unwrap();
     assert_eq!(computers.as_array().unwrap().len(), 5);
 
-    // Moving a computer changes what it is offered, and the version.
+    // Moving a computer changes what it is offered, and the version; its
+    // anchor from the old group gets a full snapshot.
     let before = server.catalog_version();
     server.run_ok(&["computers", "move", &web.computer_id, "--group", "Desktops"]);
     assert_eq!(server.catalog_version(), before + 1);
@@ -1032,6 +1039,162 @@ fn fleet_refusals(server: &Server, agent: &Agent, update_id: &str) {
 #[test]
 fn sqlite_fleet() {
     fleet_scenario(None);
+}
+
+/// Posts a revision changed from `update_id`'s current one (a new
+/// revision on the server).
+fn revise(server: &Server, update_id: &str) {
+    let (status, body) = server.admin("GET", &format!("/api/v1/updates/{update_id}"), b"");
+    assert_eq!(status, 200);
+    let detail: Value = serde_json::from_slice(&body).unwrap();
+    let mut revision = detail["current"].clone();
+    let title = format!(
+        "{} (revised)",
+        revision["update"]["title"].as_str().unwrap()
+    );
+    revision["update"]["title"] = Value::String(title);
+    let (status, body) = server.admin(
+        "POST",
+        "/api/v1/updates",
+        &serde_json::to_vec(&serde_json::json!({ "revisions": [revision] })).unwrap(),
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+}
+
+/// A sync's raw answer, verified, without checking it against an anchor.
+fn verified(
+    server: &Server,
+    key: &openwua_catalog::signing::PublicKey,
+    agent: &Agent,
+    anchor: u64,
+) -> (Vec<u8>, openwua_catalog::sync::Response) {
+    let (status, _, bytes) = sync_raw(server, agent, &serde_json::json!({ "anchor": anchor }));
+    assert_eq!(status, 200);
+    let response = openwua_catalog::sync::SignedResponse::from_bytes(&bytes)
+        .unwrap()
+        .verify(key)
+        .unwrap();
+    (bytes, response)
+}
+
+/// Incremental syncs: a delta holds exactly what changed for the agent's
+/// group and, applied to the anchor's snapshot, gives the full one; a
+/// statement is signed once and served again; an anchor the server never
+/// issued gets a full snapshot.
+fn incremental_scenario(database: Option<&str>) {
+    use openwua_catalog::sync::Response;
+    use openwua_model::enums::DeploymentAction;
+    let scratch = tempfile::tempdir().unwrap();
+    let server = Server::start(&scratch.path().join("data"), database, &[]);
+    let (_, _, body) = server.get("/api/v1/service", &[]);
+    let service: Value = serde_json::from_slice(&body).unwrap();
+    let service_id: uuid::Uuid = service["serviceId"].as_str().unwrap().parse().unwrap();
+    let key: openwua_catalog::signing::PublicKey =
+        service["publicKey"].as_str().unwrap().parse().unwrap();
+    server.run_ok(&["publish", sample_service().to_str().unwrap()]);
+    let ids: Vec<String> = server
+        .updates()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["updateId"].as_str().unwrap().to_owned())
+        .collect();
+    server.run_ok(&["groups", "add", "Ring"]);
+    server.run_ok(&["groups", "add", "Other"]);
+    for id in &ids[..4] {
+        server.run_ok(&["approve", id, "--group", "Ring"]);
+    }
+    let agent = register_new(&server, "ab12", "Ring");
+    let Response::Snapshot(first) = sync(&server, &key, service_id, &agent, None) else {
+        panic!("no snapshot without an anchor");
+    };
+    assert_eq!(first.revisions.len(), 4);
+    let anchor = first.version;
+
+    // Nothing new: the same signed statement twice (cached).
+    let (statement, _) = verified(&server, &key, &agent, anchor);
+    let (again, response) = verified(&server, &key, &agent, anchor);
+    assert!(
+        matches!(response, Response::StillCurrent(_)),
+        "{response:?}"
+    );
+    assert_eq!(statement, again, "the statement is signed once per period");
+
+    // A new revision, a decline, an Uninstall with a deadline, and another
+    // group's approval.
+    revise(&server, &ids[0]);
+    server.run_ok(&["decline", &ids[1]]);
+    let deadline = "2027-02-01T00:00:00Z";
+    server.run_ok(&[
+        "approve",
+        &ids[2],
+        "--group",
+        "Ring",
+        "--action",
+        "uninstall",
+        "--deadline",
+        deadline,
+    ]);
+    server.run_ok(&["approve", &ids[5], "--group", "Other"]);
+    let Response::Delta(delta) = sync(&server, &key, service_id, &agent, Some(anchor)) else {
+        panic!("no delta from a recent anchor");
+    };
+    let mut changed: Vec<String> = delta
+        .changed
+        .iter()
+        .map(|revision| revision.update.identity.update_id.to_string())
+        .collect();
+    changed.sort();
+    let mut expected = vec![ids[0].clone(), ids[2].clone()];
+    expected.sort();
+    assert_eq!(changed, expected, "the new revision and the Uninstall only");
+    assert_eq!(delta.removed, vec![ids[1].parse::<uuid::Uuid>().unwrap()]);
+    let uninstall = delta
+        .changed
+        .iter()
+        .find(|revision| revision.update.identity.update_id.to_string() == ids[2])
+        .unwrap();
+    assert_eq!(
+        uninstall.update.deployment_action,
+        DeploymentAction::Uninstallation
+    );
+    assert_eq!(
+        uninstall.update.deadline.map(|d| d.to_string()).as_deref(),
+        Some(deadline)
+    );
+    // Applied to the anchor's snapshot: what a full snapshot says now.
+    let applied = openwua_catalog::sync::apply(&first, &delta).unwrap();
+    let Response::Snapshot(full) = sync(&server, &key, service_id, &agent, None) else {
+        panic!("no snapshot without an anchor");
+    };
+    assert_eq!(applied.version, full.version);
+    assert_eq!(applied.revisions, full.revisions);
+
+    // An anchor the server never issued: a full snapshot.
+    let (_, future) = verified(&server, &key, &agent, full.version + 100);
+    let Response::Snapshot(future) = future else {
+        panic!("not a snapshot for an anchor from the future: {future:?}");
+    };
+    assert_eq!(future.revisions, full.revisions);
+    server.stop();
+}
+
+#[test]
+fn sqlite_incremental() {
+    incremental_scenario(None);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_incremental() {
+    let Some(admin_url) = common::postgres_url("postgres_incremental") else {
+        return;
+    };
+    common::with_database(&admin_url, |url| async move {
+        tokio::task::spawn_blocking(move || incremental_scenario(Some(&url)))
+            .await
+            .unwrap();
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

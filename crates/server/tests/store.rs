@@ -8,7 +8,7 @@ use std::path::Path;
 use openwua_catalog::manifest::load_service_dir;
 use openwua_catalog::revision::Revision;
 use openwua_server::store::{
-    Candidate, DeclineOutcome, PublishAction, SCHEMA_VERSION, Store, StoreError,
+    Candidate, DeclineOutcome, PublishAction, SCHEMA_VERSION, Store, StoreError, SyncPlan,
 };
 
 fn sample_revisions() -> Vec<Revision> {
@@ -194,7 +194,7 @@ async fn keeps_the_fleet(store: &Store, revisions: &[Revision]) {
             machine_id: "ab".into(),
             hostname: "web1".into(),
             target_group: Some("Canary".into()),
-            is_clone: false,
+            replaces_identity: false,
         })
         .await
         .unwrap();
@@ -206,7 +206,7 @@ async fn keeps_the_fleet(store: &Store, revisions: &[Revision]) {
             machine_id: "cd".into(),
             hostname: "lost".into(),
             target_group: Some("Nowhere".into()),
-            is_clone: true,
+            replaces_identity: true,
         })
         .await
         .unwrap();
@@ -214,7 +214,7 @@ async fn keeps_the_fleet(store: &Store, revisions: &[Revision]) {
     assert_eq!(
         store.catalog_version().await.unwrap(),
         version + 3,
-        "two groups and a clone"
+        "two groups and a computer that presented an identity"
     );
     let credentials = store.credentials(computer_id).await.unwrap().unwrap();
     assert_eq!(credentials.secret_sha256, [3; 32]);
@@ -313,6 +313,207 @@ async fn keeps_the_fleet(store: &Store, revisions: &[Revision]) {
     assert_eq!(store.approvals(approved).await.unwrap().len(), 1);
 }
 
+/// A sync's plan as a map: update → (revision JSON, offer).
+type Served = std::collections::BTreeMap<uuid::Uuid, (String, openwua_server::fleet::Offer)>;
+
+fn served(revisions: Vec<openwua_server::store::Offered>) -> Served {
+    revisions
+        .into_iter()
+        .map(|offered| {
+            let revision: Revision = serde_json::from_str(&offered.json).unwrap();
+            (
+                revision.update.identity.update_id,
+                (offered.json, offered.offer),
+            )
+        })
+        .collect()
+}
+
+async fn full(store: &Store, computer_id: uuid::Uuid) -> (u64, Served) {
+    match store.sync_plan(computer_id, None, vec![]).await.unwrap() {
+        Some(SyncPlan::Full {
+            version,
+            view: Some(view),
+            ..
+        }) => {
+            assert_eq!(view.version, version);
+            (version, served(view.revisions))
+        }
+        _ => panic!("no full snapshot without an anchor"),
+    }
+}
+
+async fn plan_kind(store: &Store, computer_id: uuid::Uuid, anchor: u64) -> &'static str {
+    match store
+        .sync_plan(computer_id, Some(anchor), vec![])
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        SyncPlan::Current(_) => "current",
+        SyncPlan::Delta(_) => "delta",
+        SyncPlan::Full { .. } => "full",
+    }
+}
+
+/// Deltas from the change log: exactly what changed for the computer's
+/// group, and applied to the anchor's snapshot the current one; stale,
+/// forced and future anchors get a full snapshot.
+async fn answers_syncs_from_the_change_log(store: &Store, revisions: &[Revision]) {
+    use openwua_server::fleet::{ALL_COMPUTERS, Approval, ApprovalAction, NewComputer};
+    let approve = |update: &Revision, group: &str, action, deadline| Approval {
+        update_id: update.update.identity.update_id,
+        group: group.into(),
+        action,
+        deadline,
+    };
+    store.add_group("Ring", ALL_COMPUTERS).await.unwrap();
+    let computer_id = uuid::Uuid::new_v4();
+    let new_computer = |computer_id, replaces_identity| NewComputer {
+        computer_id,
+        secret_sha256: [5; 32],
+        machine_id: "ef".into(),
+        hostname: "ring1".into(),
+        target_group: Some("Ring".into()),
+        replaces_identity,
+    };
+    store
+        .add_computer(new_computer(computer_id, false))
+        .await
+        .unwrap();
+    let picked = &revisions[2..9];
+    for update in &picked[..3] {
+        store
+            .set_approval(approve(update, "Ring", ApprovalAction::Install, None))
+            .await
+            .unwrap();
+    }
+    // Never offered to Ring: its removal is nobody's business.
+    store
+        .set_approval(approve(&picked[6], "Ring", ApprovalAction::Install, None))
+        .await
+        .unwrap();
+    store
+        .set_approval(approve(
+            &picked[6],
+            "Ring",
+            ApprovalAction::NotApproved,
+            None,
+        ))
+        .await
+        .unwrap();
+    let (anchor, before) = full(store, computer_id).await;
+    assert_eq!(before.len(), 3);
+    assert_eq!(plan_kind(store, computer_id, anchor).await, "current");
+
+    // A new revision, a decline, an Uninstall with a deadline, another
+    // group's approval, and a decline of what Ring never had.
+    let mut revised = picked[0].clone();
+    revised.update.title.push_str(" (delta)");
+    add_all_content(store, std::slice::from_ref(&revised)).await;
+    store.publish(candidates(&[revised])).await.unwrap();
+    store
+        .decline(picked[1].update.identity.update_id)
+        .await
+        .unwrap();
+    let deadline: jiff::Timestamp = "2027-03-01T00:00:00Z".parse().unwrap();
+    store
+        .set_approval(approve(
+            &picked[3],
+            "Ring",
+            ApprovalAction::Uninstall,
+            Some(deadline),
+        ))
+        .await
+        .unwrap();
+    store
+        .set_approval(approve(&picked[4], "Web", ApprovalAction::Install, None))
+        .await
+        .unwrap();
+    store
+        .decline(picked[6].update.identity.update_id)
+        .await
+        .unwrap();
+
+    let Some(SyncPlan::Delta(delta)) = store
+        .sync_plan(computer_id, Some(anchor), vec![])
+        .await
+        .unwrap()
+    else {
+        panic!("no delta from a recent anchor");
+    };
+    let (version, after) = full(store, computer_id).await;
+    assert_eq!((delta.base_version, delta.version), (anchor, version));
+    assert_eq!(delta.removed, vec![picked[1].update.identity.update_id]);
+    let changed = served(delta.changed);
+    let mut expected: Vec<_> = [&picked[0], &picked[3]]
+        .iter()
+        .map(|update| update.update.identity.update_id)
+        .collect();
+    expected.sort();
+    assert_eq!(changed.keys().copied().collect::<Vec<_>>(), expected);
+    let uninstall = &changed[&picked[3].update.identity.update_id].1;
+    assert_eq!(uninstall.action, ApprovalAction::Uninstall);
+    assert_eq!(uninstall.deadline, Some(deadline));
+    // Applied to the anchor's snapshot, the current one.
+    let mut applied = before.clone();
+    applied.retain(|update_id, _| !delta.removed.contains(update_id));
+    applied.extend(changed);
+    assert_eq!(applied, after);
+
+    // The snapshot the caller holds is not read again.
+    match store
+        .sync_plan(computer_id, None, vec![("Ring".into(), version)])
+        .await
+        .unwrap()
+    {
+        Some(SyncPlan::Full { view: None, .. }) => {}
+        _ => panic!("a cached snapshot was read again"),
+    }
+    // An anchor from the future, and an unknown computer.
+    assert_eq!(plan_kind(store, computer_id, version + 5).await, "full");
+    assert!(
+        store
+            .sync_plan(uuid::Uuid::new_v4(), None, vec![])
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // A move: anchors from before it get a full snapshot.
+    store.move_computer(computer_id, "Ring").await.unwrap();
+    let moved = store.catalog_version().await.unwrap();
+    assert_eq!(plan_kind(store, computer_id, version).await, "full");
+    assert_eq!(plan_kind(store, computer_id, moved).await, "current");
+    // A registration that presented an identity: the same.
+    let replacing = uuid::Uuid::new_v4();
+    store
+        .add_computer(new_computer(replacing, true))
+        .await
+        .unwrap();
+    let registered = store.catalog_version().await.unwrap();
+    assert_eq!(registered, moved + 1);
+    assert_eq!(plan_kind(store, replacing, moved).await, "full");
+    assert_eq!(plan_kind(store, replacing, registered).await, "current");
+
+    // Pruning: nothing is older than a day; everything is older than a
+    // minute from now, and then only anchors from the last logged version
+    // on get deltas.
+    let yesterday = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24);
+    assert_eq!(store.prune_sync_log(yesterday).await.unwrap(), 0);
+    assert_eq!(plan_kind(store, computer_id, moved).await, "delta");
+    let soon = jiff::Timestamp::now() + jiff::SignedDuration::from_mins(1);
+    assert!(store.prune_sync_log(soon).await.unwrap() > 0);
+    let floor = store.sync_log_floor().await.unwrap();
+    assert_eq!(floor, version, "the last change logged");
+    let other = uuid::Uuid::new_v4();
+    store
+        .add_computer(new_computer(other, false))
+        .await
+        .unwrap();
+    assert_eq!(plan_kind(store, other, floor - 1).await, "full");
+    assert_eq!(plan_kind(store, other, floor).await, "delta");
+}
+
 async fn suite(store: Store) {
     let revisions = sample_revisions();
     starts_migrated_and_empty(&store).await;
@@ -322,6 +523,7 @@ async fn suite(store: Store) {
     publishes_idempotently_and_revises(&store, &revisions).await;
     declines_once(&store, &revisions).await;
     keeps_the_fleet(&store, &revisions).await;
+    answers_syncs_from_the_change_log(&store, &revisions).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -7,6 +7,7 @@
 //! the next catalog version, so a killed server leaves either all of it or
 //! none of it.
 
+mod changes;
 mod postgres;
 mod sqlite;
 
@@ -21,12 +22,12 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::fleet::{
-    Approval, ApprovalAction, Computer, Credentials, Group, GroupChange, NewComputer,
+    Approval, ApprovalAction, Computer, Credentials, Group, GroupChange, NewComputer, Offer,
 };
 use crate::reports::{ReportRequest, ReportedUpdate, ResultCode, StoredState, UpdateState};
 
 /// The schema version this build migrates to (each back end records its own).
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Why the store could not answer.
 #[derive(Debug, thiserror::Error)]
@@ -333,13 +334,77 @@ impl Store {
     }
 }
 
+/// One revision a sync sends: its stored JSON and what its group's
+/// approval offers (Install or Uninstall, and a deadline).
+#[derive(Debug, Clone)]
+pub struct Offered {
+    /// The revision's JSON, as published.
+    pub json: String,
+    /// The effective approval's action and deadline.
+    pub offer: Offer,
+}
+
 /// What a sync sends one group's computer, read as of one moment.
 pub struct SyncView {
     /// The catalog version.
     pub version: u64,
-    /// The current revision (JSON) of each update approved for Install,
-    /// declined ones left out, with the approval's deadline.
-    pub revisions: Vec<(String, Option<Timestamp>)>,
+    /// The current revision of each update approved for Install or
+    /// Uninstall, declined ones left out.
+    pub revisions: Vec<Offered>,
+}
+
+/// What changed for one computer's group between its anchor and now.
+pub struct DeltaView {
+    /// The agent's anchor.
+    pub base_version: u64,
+    /// The catalog version now.
+    pub version: u64,
+    /// The revisions whose offer to the group changed (new revisions,
+    /// approvals given or changed), as a full snapshot would send them.
+    pub changed: Vec<Offered>,
+    /// The updates the agent held at its anchor and must remove: declined,
+    /// or no longer approved for its group.
+    pub removed: Vec<Uuid>,
+}
+
+/// What a computer's sync is answered with, decided in one transaction.
+pub enum SyncPlan {
+    /// The anchor is the current version: a still-current statement.
+    Current(u64),
+    /// A delta from the anchor.
+    Delta(DeltaView),
+    /// A full snapshot of `group` at `version`: no anchor, one older than
+    /// the log's retention or than the computer's last move or
+    /// registration, or one this server never issued. `view` is `None`
+    /// when the caller said it holds that snapshot already.
+    Full {
+        /// The computer's group.
+        group: String,
+        /// The catalog version.
+        version: u64,
+        /// The snapshot's revisions, unless cached by the caller.
+        view: Option<SyncView>,
+    },
+}
+
+/// How a sync's anchor is answered, given the catalog `version`, the
+/// oldest version the change log still covers (`log_floor`) and the
+/// computer's `full_below` (anchors below it predate its group).
+enum Answer {
+    Current,
+    Delta(u64),
+    Full,
+}
+
+fn answer(anchor: Option<u64>, version: u64, log_floor: u64, full_below: u64) -> Answer {
+    match anchor {
+        // Never issued by this server (a restored database, a lie), or
+        // from before the computer's registration or move.
+        Some(anchor) if anchor > version || anchor < full_below => Answer::Full,
+        Some(anchor) if anchor == version => Answer::Current,
+        Some(anchor) if anchor >= log_floor => Answer::Delta(anchor),
+        _ => Answer::Full,
+    }
 }
 
 impl Store {
@@ -451,11 +516,46 @@ impl Store {
         }
     }
 
-    /// What a computer in `group` is sent.
+    /// What a computer in `group` is sent in full.
     pub async fn sync_view(&self, group: &str) -> Result<SyncView, StoreError> {
         match self {
             Store::Sqlite(store) => store.sync_view(group.to_owned()).await,
             Store::Postgres(store) => store.sync_view(group).await,
+        }
+    }
+
+    /// How to answer `computer_id`'s sync from `anchor`, with what to send,
+    /// all read in one transaction. `cached` lists the (group, version)
+    /// snapshots the caller holds, which are then not read. `None`: no such
+    /// computer.
+    pub async fn sync_plan(
+        &self,
+        computer_id: Uuid,
+        anchor: Option<u64>,
+        cached: Vec<(String, u64)>,
+    ) -> Result<Option<SyncPlan>, StoreError> {
+        match self {
+            Store::Sqlite(store) => store.sync_plan(computer_id, anchor, cached).await,
+            Store::Postgres(store) => store.sync_plan(computer_id, anchor, cached).await,
+        }
+    }
+
+    /// Drops the change log's rows written before `older_than`; anchors
+    /// older than the newest version dropped get full snapshots from then
+    /// on. Returns how many rows went.
+    pub async fn prune_sync_log(&self, older_than: Timestamp) -> Result<u64, StoreError> {
+        match self {
+            Store::Sqlite(store) => store.prune_sync_log(older_than).await,
+            Store::Postgres(store) => store.prune_sync_log(older_than).await,
+        }
+    }
+
+    /// The oldest anchor a delta can be computed from (anchors below it get
+    /// a full snapshot).
+    pub async fn sync_log_floor(&self) -> Result<u64, StoreError> {
+        match self {
+            Store::Sqlite(store) => store.sync_log_floor().await,
+            Store::Postgres(store) => store.sync_log_floor().await,
         }
     }
 }

@@ -9,13 +9,15 @@ use jiff::Timestamp;
 use tokio_postgres::NoTls;
 use uuid::Uuid;
 
+use super::changes::{Serving, earliest, plan_delta};
 use super::{
-    Candidate, DeclineOutcome, PublishAction, PublishReport, SCHEMA_VERSION, StateRow, StoreError,
-    StoredRevision, SyncView, approval_from, parse_time, token_from, version_from,
+    Answer, Candidate, DeclineOutcome, DeltaView, Offered, PublishAction, PublishReport,
+    SCHEMA_VERSION, StateRow, StoreError, StoredRevision, SyncPlan, SyncView, answer,
+    approval_from, parse_time, token_from, version_from,
 };
 use crate::fleet::{
     Approval, Computer, Credentials, Group, GroupChange, NewComputer, UNASSIGNED_COMPUTERS,
-    approved_for_install,
+    ancestry, offered,
 };
 
 /// Connections per process: enough for a front end, small beside
@@ -97,6 +99,21 @@ const MIGRATIONS: &[(i64, &str)] = &[
              hresult TEXT,
              observed TEXT NOT NULL,
              PRIMARY KEY (computer_id, update_id)
+         );",
+    ),
+    (
+        4,
+        // The change log behind deltas (store/changes.rs). Anchors older
+        // than the version the log starts at get full snapshots.
+        "ALTER TABLE catalog ADD COLUMN log_floor BIGINT NOT NULL DEFAULT 0;
+         UPDATE catalog SET log_floor = version;
+         ALTER TABLE computers ADD COLUMN full_sync_below BIGINT NOT NULL DEFAULT 0;
+         CREATE TABLE sync_log (
+             version BIGINT NOT NULL,
+             update_id UUID NOT NULL,
+             before_json TEXT NOT NULL,
+             logged BIGINT NOT NULL,
+             PRIMARY KEY (version, update_id)
          );",
     ),
 ];
@@ -311,6 +328,7 @@ impl PostgresStore {
             updates.push(published);
         }
         if !rows.update_id.is_empty() {
+            log_before(&transaction, next_version(version)?, &rows.update_id).await?;
             transaction
                 .execute(
                     "INSERT INTO updates (update_id, revision_number, title, revision_json,
@@ -364,6 +382,7 @@ impl PostgresStore {
             None => DeclineOutcome::Unknown,
             Some(true) => DeclineOutcome::AlreadyDeclined(version_from(version)?),
             Some(false) => {
+                log_before(&transaction, next_version(version)?, &[update_id]).await?;
                 transaction
                     .execute(
                         "UPDATE updates SET declined = TRUE WHERE update_id = $1",
@@ -503,7 +522,7 @@ impl PostgresStore {
     pub(super) async fn remove_group(&self, name: &str) -> Result<GroupChange, StoreError> {
         let mut client = self.client().await?;
         let transaction = client.transaction().await?;
-        lock_catalog(&transaction).await?;
+        let version = lock_catalog(&transaction).await?;
         if !group_exists(&transaction, name).await? {
             return Ok(GroupChange::UnknownGroup);
         }
@@ -518,6 +537,16 @@ impl PostgresStore {
         if used {
             return Ok(GroupChange::NotEmpty);
         }
+        let approved: Vec<Uuid> = transaction
+            .query(
+                "SELECT update_id FROM approvals WHERE group_name = $1",
+                &[&name],
+            )
+            .await?
+            .iter()
+            .map(|row| row.try_get(0))
+            .collect::<Result<_, _>>()?;
+        log_before(&transaction, next_version(version)?, &approved).await?;
         transaction
             .execute("DELETE FROM approvals WHERE group_name = $1", &[&name])
             .await?;
@@ -554,15 +583,21 @@ impl PostgresStore {
     pub(super) async fn add_computer(&self, computer: NewComputer) -> Result<String, StoreError> {
         let mut client = self.client().await?;
         let transaction = client.transaction().await?;
-        if computer.is_clone {
+        // One that presented an identity may hold that identity's anchor:
+        // a new version, and anchors below it get a full snapshot. A fresh
+        // registration holds no anchor.
+        let full_below: i64 = if computer.replaces_identity {
             lock_catalog(&transaction).await?;
-        }
+            version_to_sql(bump_version(&transaction).await?)?
+        } else {
+            0
+        };
         let row = transaction
             .query_one(
                 "INSERT INTO computers (computer_id, secret_sha256, machine_id, hostname,
-                     group_name, registered)
+                     group_name, registered, full_sync_below)
                  VALUES ($1, $2, $3, $4,
-                     COALESCE((SELECT name FROM groups WHERE name = $5), $6), $7)
+                     COALESCE((SELECT name FROM groups WHERE name = $5), $6), $7, $8)
                  RETURNING group_name",
                 &[
                     &computer.computer_id,
@@ -572,13 +607,11 @@ impl PostgresStore {
                     &computer.target_group,
                     &UNASSIGNED_COMPUTERS,
                     &Timestamp::now().to_string(),
+                    &full_below,
                 ],
             )
             .await?;
         let group = row.try_get(0)?;
-        if computer.is_clone {
-            bump_version(&transaction).await?;
-        }
         transaction.commit().await?;
         Ok(group)
     }
@@ -621,20 +654,21 @@ impl PostgresStore {
     ) -> Result<GroupChange, StoreError> {
         let mut client = self.client().await?;
         let transaction = client.transaction().await?;
-        lock_catalog(&transaction).await?;
+        let version = next_version(lock_catalog(&transaction).await?)?;
         if !group_exists(&transaction, group).await? {
             return Ok(GroupChange::UnknownGroup);
         }
+        // Its anchors from the old group get a full snapshot.
         let moved = transaction
             .execute(
-                "UPDATE computers SET group_name = $1 WHERE computer_id = $2",
-                &[&group, &computer_id],
+                "UPDATE computers SET group_name = $1, full_sync_below = $2 WHERE computer_id = $3",
+                &[&group, &version_to_sql(version)?, &computer_id],
             )
             .await?;
         if moved == 0 {
             return Ok(GroupChange::UnknownComputer);
         }
-        let version = bump_version(&transaction).await?;
+        bump_version(&transaction).await?;
         transaction.commit().await?;
         Ok(GroupChange::Done(version))
     }
@@ -653,7 +687,7 @@ impl PostgresStore {
     pub(super) async fn set_approval(&self, approval: Approval) -> Result<GroupChange, StoreError> {
         let mut client = self.client().await?;
         let transaction = client.transaction().await?;
-        lock_catalog(&transaction).await?;
+        let version = lock_catalog(&transaction).await?;
         let known: bool = transaction
             .query_one(
                 "SELECT EXISTS (SELECT 1 FROM updates WHERE update_id = $1)",
@@ -667,6 +701,7 @@ impl PostgresStore {
         if !group_exists(&transaction, &approval.group).await? {
             return Ok(GroupChange::UnknownGroup);
         }
+        log_before(&transaction, next_version(version)?, &[approval.update_id]).await?;
         transaction
             .execute(
                 "INSERT INTO approvals (update_id, group_name, action, deadline)
@@ -693,46 +728,304 @@ impl PostgresStore {
         read_approvals(&self.client().await?, update_id).await
     }
 
-    pub(super) async fn sync_view(&self, group: &str) -> Result<SyncView, StoreError> {
-        let mut client = self.client().await?;
-        // Repeatable read: the version, the approvals and the revisions are
-        // read as of one moment, whatever other front ends commit meanwhile.
-        let transaction = client
+    /// A transaction that reads as of one moment, whatever other front
+    /// ends commit meanwhile.
+    async fn snapshot_transaction(
+        client: &mut Object,
+    ) -> Result<deadpool_postgres::Transaction<'_>, StoreError> {
+        Ok(client
             .build_transaction()
             .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
             .read_only(true)
             .start()
-            .await?;
+            .await?)
+    }
+
+    pub(super) async fn sync_view(&self, group: &str) -> Result<SyncView, StoreError> {
+        let mut client = self.client().await?;
+        let transaction = Self::snapshot_transaction(&mut client).await?;
         let version: i64 = transaction
             .query_one("SELECT version FROM catalog WHERE id = 1", &[])
             .await?
             .try_get(0)?;
-        let groups = read_groups(&transaction).await?;
-        let approvals = read_approvals(&transaction, None).await?;
-        let installs = approved_for_install(group, &groups, &approvals);
-        let ids: Vec<Uuid> = installs.keys().copied().collect();
-        let rows = transaction
-            .query(
-                "SELECT update_id, revision_json FROM (
-                     SELECT DISTINCT ON (update_id) update_id, revision_json, declined
-                     FROM updates WHERE update_id = ANY($1)
-                     ORDER BY update_id, revision_number DESC
-                 ) AS current WHERE NOT declined",
-                &[&ids],
+        let view = read_view(&transaction, group, version_from(version)?).await?;
+        transaction.commit().await?;
+        Ok(view)
+    }
+
+    pub(super) async fn sync_plan(
+        &self,
+        computer_id: Uuid,
+        anchor: Option<u64>,
+        cached: Vec<(String, u64)>,
+    ) -> Result<Option<SyncPlan>, StoreError> {
+        let mut client = self.client().await?;
+        let transaction = Self::snapshot_transaction(&mut client).await?;
+        let statement = transaction
+            .prepare_cached(
+                "SELECT c.group_name, c.full_sync_below, catalog.version, catalog.log_floor
+                 FROM computers AS c, catalog WHERE c.computer_id = $1 AND catalog.id = 1",
             )
             .await?;
-        let mut revisions = Vec::with_capacity(rows.len());
-        for row in rows {
-            let update_id: Uuid = row.try_get(0)?;
-            let deadline = installs.get(&update_id).copied().flatten();
-            revisions.push((row.try_get(1)?, deadline));
-        }
+        let Some(row) = transaction.query_opt(&statement, &[&computer_id]).await? else {
+            return Ok(None);
+        };
+        let group: String = row.try_get(0)?;
+        let full_below = version_from(row.try_get(1)?)?;
+        let version = version_from(row.try_get(2)?)?;
+        let floor = version_from(row.try_get(3)?)?;
+        let plan = match answer(anchor, version, floor, full_below) {
+            Answer::Current => SyncPlan::Current(version),
+            Answer::Delta(base) => {
+                SyncPlan::Delta(read_delta(&transaction, &group, base, version).await?)
+            }
+            Answer::Full => {
+                let view = if cached.contains(&(group.clone(), version)) {
+                    None
+                } else {
+                    Some(read_view(&transaction, &group, version).await?)
+                };
+                SyncPlan::Full {
+                    group,
+                    version,
+                    view,
+                }
+            }
+        };
         transaction.commit().await?;
-        Ok(SyncView {
-            version: version_from(version)?,
-            revisions,
-        })
+        Ok(Some(plan))
     }
+
+    pub(super) async fn prune_sync_log(&self, older_than: Timestamp) -> Result<u64, StoreError> {
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await?;
+        lock_catalog(&transaction).await?;
+        let cut: Option<i64> = transaction
+            .query_one(
+                "SELECT MAX(version) FROM sync_log WHERE logged < $1",
+                &[&older_than.as_second()],
+            )
+            .await?
+            .try_get(0)?;
+        let Some(cut) = cut else {
+            return Ok(0);
+        };
+        let removed = transaction
+            .execute("DELETE FROM sync_log WHERE version <= $1", &[&cut])
+            .await?;
+        transaction
+            .execute(
+                "UPDATE catalog SET log_floor = GREATEST(log_floor, $1) WHERE id = 1",
+                &[&cut],
+            )
+            .await?;
+        transaction.commit().await?;
+        Ok(removed)
+    }
+
+    pub(super) async fn sync_log_floor(&self) -> Result<u64, StoreError> {
+        let row = self
+            .client()
+            .await?
+            .query_one("SELECT log_floor FROM catalog WHERE id = 1", &[])
+            .await?;
+        version_from(row.try_get(0)?)
+    }
+}
+
+/// The full snapshot's revisions for `group`, read in `client`'s
+/// transaction.
+async fn read_view(
+    client: &impl deadpool_postgres::GenericClient,
+    group: &str,
+    version: u64,
+) -> Result<SyncView, StoreError> {
+    let groups = read_groups(client).await?;
+    let approvals = read_approvals(client, None).await?;
+    let offers = offered(group, &groups, &approvals);
+    let ids: Vec<Uuid> = offers.keys().copied().collect();
+    let rows = client
+        .query(
+            "SELECT update_id, revision_json FROM (
+                 SELECT DISTINCT ON (update_id) update_id, revision_json, declined
+                 FROM updates WHERE update_id = ANY($1)
+                 ORDER BY update_id, revision_number DESC
+             ) AS current WHERE NOT declined",
+            &[&ids],
+        )
+        .await?;
+    let mut revisions = Vec::with_capacity(rows.len());
+    for row in rows {
+        let update_id: Uuid = row.try_get(0)?;
+        if let Some(offer) = offers.get(&update_id) {
+            revisions.push(Offered {
+                json: row.try_get(1)?,
+                offer: *offer,
+            });
+        }
+    }
+    Ok(SyncView { version, revisions })
+}
+
+/// The delta from `base` for a computer in `group`, read in `client`'s
+/// transaction: four statements whatever the number of changes.
+async fn read_delta(
+    client: &impl deadpool_postgres::GenericClient,
+    group: &str,
+    base: u64,
+    version: u64,
+) -> Result<DeltaView, StoreError> {
+    let rows = client
+        .query(
+            "SELECT update_id, before_json FROM sync_log WHERE version > $1
+             ORDER BY version, update_id",
+            &[&version_to_sql(base)?],
+        )
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .collect::<Result<Vec<(Uuid, String)>, StoreError>>()?;
+    let before = earliest(rows)?;
+    let chain = ancestry(group, &read_groups(client).await?);
+    let ids: Vec<Uuid> = before.iter().map(|(update_id, _)| *update_id).collect();
+    let now = servings(client, &ids).await?;
+    let plan = plan_delta(&chain, &before, &now);
+    let (wanted, numbers): (Vec<Uuid>, Vec<i32>) = plan
+        .changed
+        .iter()
+        .map(|(update_id, served)| (*update_id, served.revision))
+        .unzip();
+    let mut json: HashMap<Uuid, String> = HashMap::with_capacity(wanted.len());
+    for row in client
+        .query(
+            "SELECT u.update_id, u.revision_json FROM updates AS u
+             JOIN unnest($1::uuid[], $2::int[]) AS w (update_id, revision_number)
+             ON u.update_id = w.update_id AND u.revision_number = w.revision_number",
+            &[&wanted, &numbers],
+        )
+        .await?
+    {
+        json.insert(row.try_get(0)?, row.try_get(1)?);
+    }
+    let mut changed = Vec::with_capacity(plan.changed.len());
+    for (update_id, served) in plan.changed {
+        let json = json.remove(&update_id).ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "no revision {} of update {update_id}",
+                served.revision
+            ))
+        })?;
+        changed.push(Offered {
+            json,
+            offer: served.offer,
+        });
+    }
+    Ok(DeltaView {
+        base_version: base,
+        version,
+        changed,
+        removed: plan.removed,
+    })
+}
+
+/// The serving state of each of `ids` (see `changes::Serving`).
+async fn servings(
+    client: &impl deadpool_postgres::GenericClient,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, Serving>, StoreError> {
+    let mut approvals: HashMap<Uuid, Vec<Approval>> = HashMap::new();
+    for row in client
+        .query(
+            "SELECT update_id::text, group_name, action, deadline FROM approvals
+             WHERE update_id = ANY($1)",
+            &[&ids],
+        )
+        .await?
+    {
+        let approval = approval_from(
+            row.try_get(0)?,
+            row.try_get(1)?,
+            row.try_get(2)?,
+            row.try_get(3)?,
+        )?;
+        approvals
+            .entry(approval.update_id)
+            .or_default()
+            .push(approval);
+    }
+    let mut current: HashMap<Uuid, (i32, bool)> = HashMap::with_capacity(ids.len());
+    for row in client
+        .query(
+            "SELECT DISTINCT ON (update_id) update_id, revision_number, declined
+             FROM updates WHERE update_id = ANY($1)
+             ORDER BY update_id, revision_number DESC",
+            &[&ids],
+        )
+        .await?
+    {
+        current.insert(row.try_get(0)?, (row.try_get(1)?, row.try_get(2)?));
+    }
+    Ok(ids
+        .iter()
+        .map(|update_id| {
+            let state = current.get(update_id);
+            let own = approvals.get(update_id).map_or(&[][..], Vec::as_slice);
+            (
+                *update_id,
+                Serving::new(
+                    state.map(|(revision, _)| *revision),
+                    state.is_some_and(|(_, declined)| *declined),
+                    *update_id,
+                    own,
+                ),
+            )
+        })
+        .collect())
+}
+
+/// Writes the serving state of `ids` as it is now into the change log,
+/// under `version`, the version the change about to be made will take.
+/// Call it before changing them; the first row of one version wins.
+async fn log_before(
+    client: &impl deadpool_postgres::GenericClient,
+    version: u64,
+    ids: &[Uuid],
+) -> Result<(), StoreError> {
+    let mut ids = ids.to_vec();
+    ids.sort();
+    ids.dedup();
+    let states = servings(client, &ids).await?;
+    let before = ids
+        .iter()
+        .map(|update_id| {
+            states
+                .get(update_id)
+                .map_or_else(|| Serving::default().encode(), Serving::encode)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    client
+        .execute(
+            "INSERT INTO sync_log (version, update_id, before_json, logged)
+             SELECT $1, id, json, $4 FROM unnest($2::uuid[], $3::text[]) AS t (id, json)
+             ON CONFLICT (version, update_id) DO NOTHING",
+            &[
+                &version_to_sql(version)?,
+                &ids,
+                &before,
+                &Timestamp::now().as_second(),
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+fn version_to_sql(version: u64) -> Result<i64, StoreError> {
+    i64::try_from(version).map_err(|_| StoreError::Corrupt(format!("catalog version {version}")))
+}
+
+/// The version a change made now will take, after `version`.
+fn next_version(version: i64) -> Result<u64, StoreError> {
+    Ok(version_from(version)? + 1)
 }
 
 /// Status reports.
@@ -861,11 +1154,13 @@ struct StateColumns {
     time: Vec<String>,
 }
 
-async fn lock_catalog(client: &impl deadpool_postgres::GenericClient) -> Result<(), StoreError> {
-    client
+/// Locks the catalog row (writers on every front end take turns) and
+/// returns the version.
+async fn lock_catalog(client: &impl deadpool_postgres::GenericClient) -> Result<i64, StoreError> {
+    Ok(client
         .query_one("SELECT version FROM catalog WHERE id = 1 FOR UPDATE", &[])
-        .await?;
-    Ok(())
+        .await?
+        .try_get(0)?)
 }
 
 async fn group_exists(

@@ -10,13 +10,15 @@ use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use uuid::Uuid;
 
+use super::changes::{Serving, earliest, plan_delta};
 use super::{
-    Candidate, DeclineOutcome, PublishReport, SCHEMA_VERSION, StateRow, StoreError, StoredRevision,
-    SyncView, approval_from, parse_time, token_from, version_from,
+    Answer, Candidate, DeclineOutcome, DeltaView, Offered, PublishReport, SCHEMA_VERSION, StateRow,
+    StoreError, StoredRevision, SyncPlan, SyncView, answer, approval_from, parse_time, token_from,
+    version_from,
 };
 use crate::fleet::{
     Approval, Computer, Credentials, Group, GroupChange, NewComputer, UNASSIGNED_COMPUTERS,
-    approved_for_install,
+    ancestry, offered,
 };
 
 /// Numbered migrations; PostgreSQL's are the same in spirit.
@@ -91,6 +93,21 @@ const MIGRATIONS: &[(i64, &str)] = &[
              hresult TEXT,
              observed TEXT NOT NULL,
              PRIMARY KEY (computer_id, update_id)
+         );",
+    ),
+    (
+        4,
+        // The change log behind deltas (store/changes.rs). Anchors older
+        // than the version the log starts at get full snapshots.
+        "ALTER TABLE catalog ADD COLUMN log_floor INTEGER NOT NULL DEFAULT 0;
+         UPDATE catalog SET log_floor = version;
+         ALTER TABLE computers ADD COLUMN full_sync_below INTEGER NOT NULL DEFAULT 0;
+         CREATE TABLE sync_log (
+             version INTEGER NOT NULL,
+             update_id TEXT NOT NULL,
+             before_json TEXT NOT NULL,
+             logged INTEGER NOT NULL,
+             PRIMARY KEY (version, update_id)
          );",
     ),
 ];
@@ -224,6 +241,8 @@ impl SqliteStore {
                 return Err(StoreError::MissingContent(missing));
             }
             let now = Timestamp::now().to_string();
+            // The version this publish makes, if it changes anything.
+            let next = read_version(&transaction)? + 1;
             let mut updates = Vec::with_capacity(candidates.len());
             for candidate in &candidates {
                 let update_id = candidate.update_id().to_string();
@@ -241,6 +260,7 @@ impl SqliteStore {
                         .map(|(number, digest, _)| (*number, digest.as_str())),
                 )?;
                 if let Some(json) = json {
+                    log_before(&transaction, next, candidate.update_id())?;
                     // A new revision of a declined update stays declined.
                     let declined = current.is_some_and(|(_, _, declined)| declined);
                     transaction.execute(
@@ -293,6 +313,7 @@ impl SqliteStore {
                 None => DeclineOutcome::Unknown,
                 Some(true) => DeclineOutcome::AlreadyDeclined(read_version(&transaction)?),
                 Some(false) => {
+                    log_before(&transaction, read_version(&transaction)? + 1, update_id)?;
                     transaction.execute(
                         "UPDATE updates SET declined = 1 WHERE update_id = ?1",
                         [update_id.to_string()],
@@ -398,6 +419,140 @@ fn bump_version(connection: &Connection) -> Result<u64, StoreError> {
     version_from(version)
 }
 
+/// Writes `update_id`'s serving state as it is now into the change log,
+/// under `version`, the version the change about to be made will take.
+/// Call it before changing the update; the first row of one version wins.
+fn log_before(connection: &Connection, version: u64, update_id: Uuid) -> Result<(), StoreError> {
+    let before = serving(connection, update_id)?.encode()?;
+    connection
+        .prepare_cached(
+            "INSERT INTO sync_log (version, update_id, before_json, logged)
+             VALUES (?1, ?2, ?3, ?4) ON CONFLICT (version, update_id) DO NOTHING",
+        )?
+        .execute(params![
+            version_to_sql(version)?,
+            update_id.to_string(),
+            before,
+            Timestamp::now().as_second()
+        ])?;
+    Ok(())
+}
+
+/// An update's current revision number, declined flag and approvals.
+fn serving(connection: &Connection, update_id: Uuid) -> Result<Serving, StoreError> {
+    let id = update_id.to_string();
+    let current: Option<(i32, bool)> = connection
+        .prepare_cached(
+            "SELECT revision_number, declined FROM updates
+             WHERE update_id = ?1 ORDER BY revision_number DESC LIMIT 1",
+        )?
+        .query_row([&id], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    let mut statement = connection.prepare_cached(
+        "SELECT update_id, group_name, action, deadline FROM approvals
+         WHERE update_id = ?1 ORDER BY group_name",
+    )?;
+    let approvals = statement
+        .query_map([&id], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, Option<String>>(3)?,
+            ))
+        })?
+        .map(|row| {
+            let (update_id, group, action, deadline) = row?;
+            approval_from(&update_id, group, &action, deadline.as_deref())
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Serving::new(
+        current.map(|(revision, _)| revision),
+        current.is_some_and(|(_, declined)| declined),
+        update_id,
+        &approvals,
+    ))
+}
+
+fn version_to_sql(version: u64) -> Result<i64, StoreError> {
+    i64::try_from(version).map_err(|_| StoreError::Corrupt(format!("catalog version {version}")))
+}
+
+/// The full snapshot's revisions for `group`, read in `connection`'s
+/// transaction.
+fn read_view(connection: &Connection, group: &str, version: u64) -> Result<SyncView, StoreError> {
+    let groups = read_groups(connection)?;
+    let approvals = read_approvals(connection, None)?;
+    let offers = offered(group, &groups, &approvals);
+    let mut statement = connection.prepare_cached(
+        "SELECT revision_json FROM updates
+         WHERE update_id = ?1 AND declined = 0
+         ORDER BY revision_number DESC LIMIT 1",
+    )?;
+    let mut revisions = Vec::with_capacity(offers.len());
+    for (update_id, offer) in offers {
+        let json: Option<String> = statement
+            .query_row([update_id.to_string()], |row| row.get(0))
+            .optional()?;
+        if let Some(json) = json {
+            revisions.push(Offered { json, offer });
+        }
+    }
+    Ok(SyncView { version, revisions })
+}
+
+/// The delta from `base` for a computer in `group`, read in
+/// `connection`'s transaction.
+fn read_delta(
+    connection: &Connection,
+    group: &str,
+    base: u64,
+    version: u64,
+) -> Result<DeltaView, StoreError> {
+    let rows = {
+        let mut statement = connection.prepare_cached(
+            "SELECT update_id, before_json FROM sync_log WHERE version > ?1
+             ORDER BY version, update_id",
+        )?;
+        statement
+            .query_map([version_to_sql(base)?], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+            })?
+            .map(|row| {
+                let (id, json) = row?;
+                Ok((parse_uuid(&id)?, json))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?
+    };
+    let before = earliest(rows)?;
+    let chain = ancestry(group, &read_groups(connection)?);
+    let mut now = std::collections::HashMap::with_capacity(before.len());
+    for (update_id, _) in &before {
+        now.insert(*update_id, serving(connection, *update_id)?);
+    }
+    let plan = plan_delta(&chain, &before, &now);
+    let mut statement = connection.prepare_cached(
+        "SELECT revision_json FROM updates WHERE update_id = ?1 AND revision_number = ?2",
+    )?;
+    let mut changed = Vec::with_capacity(plan.changed.len());
+    for (update_id, served) in plan.changed {
+        let json: String = statement
+            .query_row(params![update_id.to_string(), served.revision], |row| {
+                row.get(0)
+            })?;
+        changed.push(Offered {
+            json,
+            offer: served.offer,
+        });
+    }
+    Ok(DeltaView {
+        base_version: base,
+        version,
+        changed,
+        removed: plan.removed,
+    })
+}
+
 fn current_version(connection: &Connection) -> rusqlite::Result<i64> {
     connection.query_row(
         "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
@@ -492,6 +647,14 @@ impl SqliteStore {
             if used {
                 return Ok(GroupChange::NotEmpty);
             }
+            let approved: Vec<String> = transaction
+                .prepare("SELECT update_id FROM approvals WHERE group_name = ?1")?
+                .query_map([&name], |row| row.get(0))?
+                .collect::<Result<_, _>>()?;
+            let next = read_version(&transaction)? + 1;
+            for update_id in approved {
+                log_before(&transaction, next, parse_uuid(&update_id)?)?;
+            }
             transaction.execute("DELETE FROM approvals WHERE group_name = ?1", [&name])?;
             transaction.execute("DELETE FROM groups WHERE name = ?1", [&name])?;
             let version = bump_version(&transaction)?;
@@ -530,11 +693,19 @@ impl SqliteStore {
         self.with(move |connection| {
             let transaction =
                 connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            // One that presented an identity may hold that identity's
+            // anchor: a new version, and anchors below it get a full
+            // snapshot. A fresh registration holds no anchor.
+            let full_below = if computer.replaces_identity {
+                version_to_sql(bump_version(&transaction)?)?
+            } else {
+                0
+            };
             let group: String = transaction.query_row(
                 "INSERT INTO computers (computer_id, secret_sha256, machine_id, hostname,
-                     group_name, registered)
+                     group_name, registered, full_sync_below)
                  VALUES (?1, ?2, ?3, ?4,
-                     COALESCE((SELECT name FROM groups WHERE name = ?5), ?6), ?7)
+                     COALESCE((SELECT name FROM groups WHERE name = ?5), ?6), ?7, ?8)
                  RETURNING group_name",
                 params![
                     computer.computer_id.to_string(),
@@ -543,13 +714,11 @@ impl SqliteStore {
                     computer.hostname,
                     computer.target_group,
                     UNASSIGNED_COMPUTERS,
-                    Timestamp::now().to_string()
+                    Timestamp::now().to_string(),
+                    full_below
                 ],
                 |row| row.get(0),
             )?;
-            if computer.is_clone {
-                bump_version(&transaction)?;
-            }
             transaction.commit()?;
             Ok(group)
         })
@@ -602,14 +771,16 @@ impl SqliteStore {
             if !group_exists(&transaction, &group)? {
                 return Ok(GroupChange::UnknownGroup);
             }
+            let version = read_version(&transaction)? + 1;
+            // Its anchors from the old group get a full snapshot.
             let moved = transaction.execute(
-                "UPDATE computers SET group_name = ?1 WHERE computer_id = ?2",
-                params![group, computer_id.to_string()],
+                "UPDATE computers SET group_name = ?1, full_sync_below = ?2 WHERE computer_id = ?3",
+                params![group, version_to_sql(version)?, computer_id.to_string()],
             )?;
             if moved == 0 {
                 return Ok(GroupChange::UnknownComputer);
             }
-            let version = bump_version(&transaction)?;
+            bump_version(&transaction)?;
             transaction.commit()?;
             Ok(GroupChange::Done(version))
         })
@@ -642,6 +813,11 @@ impl SqliteStore {
             if !group_exists(&transaction, &approval.group)? {
                 return Ok(GroupChange::UnknownGroup);
             }
+            log_before(
+                &transaction,
+                read_version(&transaction)? + 1,
+                approval.update_id,
+            )?;
             transaction.execute(
                 "INSERT INTO approvals (update_id, group_name, action, deadline)
                  VALUES (?1, ?2, ?3, ?4)
@@ -675,24 +851,94 @@ impl SqliteStore {
             // are read as of one moment.
             let transaction = connection.transaction()?;
             let version = read_version(&transaction)?;
-            let groups = read_groups(&transaction)?;
-            let approvals = read_approvals(&transaction, None)?;
-            let installs = approved_for_install(&group, &groups, &approvals);
-            let mut statement = transaction.prepare(
-                "SELECT revision_json FROM updates
-                 WHERE update_id = ?1 AND declined = 0
-                 ORDER BY revision_number DESC LIMIT 1",
-            )?;
-            let mut revisions = Vec::with_capacity(installs.len());
-            for (update_id, deadline) in installs {
-                let json: Option<String> = statement
-                    .query_row([update_id.to_string()], |row| row.get(0))
-                    .optional()?;
-                if let Some(json) = json {
-                    revisions.push((json, deadline));
+            read_view(&transaction, &group, version)
+        })
+        .await
+    }
+
+    pub(super) async fn sync_plan(
+        &self,
+        computer_id: Uuid,
+        anchor: Option<u64>,
+        cached: Vec<(String, u64)>,
+    ) -> Result<Option<SyncPlan>, StoreError> {
+        self.with(move |connection| {
+            // One transaction: the computer's group, the version, the log
+            // and the revisions are read as of one moment.
+            let transaction = connection.transaction()?;
+            let computer: Option<(String, i64)> = transaction
+                .prepare_cached(
+                    "SELECT group_name, full_sync_below FROM computers WHERE computer_id = ?1",
+                )?
+                .query_row([computer_id.to_string()], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })
+                .optional()?;
+            let Some((group, full_below)) = computer else {
+                return Ok(None);
+            };
+            let (version, floor): (i64, i64) = transaction
+                .prepare_cached("SELECT version, log_floor FROM catalog WHERE id = 1")?
+                .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+            let version = version_from(version)?;
+            let plan = match answer(
+                anchor,
+                version,
+                version_from(floor)?,
+                version_from(full_below)?,
+            ) {
+                Answer::Current => SyncPlan::Current(version),
+                Answer::Delta(base) => {
+                    SyncPlan::Delta(read_delta(&transaction, &group, base, version)?)
                 }
-            }
-            Ok(SyncView { version, revisions })
+                Answer::Full => {
+                    let view = if cached.contains(&(group.clone(), version)) {
+                        None
+                    } else {
+                        Some(read_view(&transaction, &group, version)?)
+                    };
+                    SyncPlan::Full {
+                        group,
+                        version,
+                        view,
+                    }
+                }
+            };
+            Ok(Some(plan))
+        })
+        .await
+    }
+
+    pub(super) async fn prune_sync_log(&self, older_than: Timestamp) -> Result<u64, StoreError> {
+        self.with(move |connection| {
+            let transaction =
+                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let cut: Option<i64> = transaction.query_row(
+                "SELECT MAX(version) FROM sync_log WHERE logged < ?1",
+                [older_than.as_second()],
+                |row| row.get(0),
+            )?;
+            let Some(cut) = cut else {
+                return Ok(0);
+            };
+            let removed = transaction.execute("DELETE FROM sync_log WHERE version <= ?1", [cut])?;
+            transaction.execute(
+                "UPDATE catalog SET log_floor = MAX(log_floor, ?1) WHERE id = 1",
+                [cut],
+            )?;
+            transaction.commit()?;
+            Ok(removed as u64)
+        })
+        .await
+    }
+
+    pub(super) async fn sync_log_floor(&self) -> Result<u64, StoreError> {
+        self.with(|connection| {
+            let floor: i64 =
+                connection.query_row("SELECT log_floor FROM catalog WHERE id = 1", [], |row| {
+                    row.get(0)
+                })?;
+            version_from(floor)
         })
         .await
     }
