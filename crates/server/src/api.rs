@@ -97,6 +97,7 @@ pub type Shared = Arc<AppState>;
         crate::reports::post_report,
         crate::reports::updates_report,
         crate::reports::update_report,
+        crate::reports::update_computers_report,
         crate::reports::computers_report,
         crate::reports::failures_report,
         crate::reports::groups_report
@@ -132,7 +133,9 @@ pub type Shared = Arc<AppState>;
         crate::reports::UpdateSummary,
         crate::reports::ComputerSummary,
         crate::reports::Failure,
-        crate::reports::GroupSummary
+        crate::reports::GroupSummary,
+        crate::reports::UpdateComputer,
+        crate::reports::UpdateComputers
     )),
     modifiers(&BearerAuth)
 )]
@@ -200,6 +203,10 @@ pub fn router(state: Shared, timeout: Duration) -> Router {
         .route(
             "/api/v1/reports/updates/{id}",
             get(crate::reports::update_report),
+        )
+        .route(
+            "/api/v1/reports/updates/{id}/computers",
+            get(crate::reports::update_computers_report),
         )
         .route(
             "/api/v1/reports/computers",
@@ -594,6 +601,7 @@ mod tests {
         ("POST", "/api/v1/reports"),
         ("GET", "/api/v1/reports/updates"),
         ("GET", "/api/v1/reports/updates/{id}"),
+        ("GET", "/api/v1/reports/updates/{id}/computers"),
         ("GET", "/api/v1/reports/computers"),
         ("GET", "/api/v1/reports/failures"),
         ("GET", "/api/v1/reports/groups"),
