@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use sha2::Digest;
 
 use common::{Server, http, sample_service};
 
@@ -271,6 +272,7 @@ fn reports_scenario(database: Option<&str>) {
     assert_eq!(counts(&summary(&server, u1)), [1, 0, 0, 0, 1, 0, 0]);
 
     queries_and_inventory(&server, [u1, u2, u3], [&a, &b, &c]);
+    compression(&server, &a);
 
     let before = (
         server.json(&["report", "updates"]),
@@ -568,6 +570,85 @@ fn queries_and_inventory(server: &Server, [u1, u2, u3]: [&str; 3], [a, b, c]: [&
             && table.contains("x86_64"),
         "{table}"
     );
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(key, _)| key.eq_ignore_ascii_case(name))
+        .map(|(_, value)| value.as_str())
+}
+
+/// `gzip -dc` of `bytes`.
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut child = std::process::Command::new("gzip")
+        .arg("-dc")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(bytes).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    output.stdout
+}
+
+/// JSON answers and snapshots are gzipped for a client that asks, and only
+/// then; content files never are (their Range and ETag stay true).
+fn compression(server: &Server, computer: &Computer) {
+    let token = server.token();
+    let url = format!("{}/api/v1/reports/computers", server.url);
+    let (status, headers, plain) = http("GET", &url, Some(&token), &[], b"");
+    assert_eq!((status, header(&headers, "content-encoding")), (200, None));
+    let (status, headers, gzipped) = http(
+        "GET",
+        &url,
+        Some(&token),
+        &[("accept-encoding", "gzip")],
+        b"",
+    );
+    assert_eq!(
+        (status, header(&headers, "content-encoding")),
+        (200, Some("gzip"))
+    );
+    assert_eq!(gunzip(&gzipped), plain);
+
+    let sync = |accept: &[(&str, &str)]| {
+        let authorization = format!("Computer {} {}", computer.id, computer.secret);
+        let mut headers = vec![
+            ("authorization", authorization.as_str()),
+            ("content-type", "application/json"),
+        ];
+        headers.extend_from_slice(accept);
+        http(
+            "POST",
+            &format!("{}/api/v1/sync", server.url),
+            None,
+            &headers,
+            br#"{"anchor": null}"#,
+        )
+    };
+    let (status, headers, plain) = sync(&[]);
+    assert_eq!((status, header(&headers, "content-encoding")), (200, None));
+    let (status, headers, gzipped) = sync(&[("accept-encoding", "gzip")]);
+    assert_eq!(
+        (status, header(&headers, "content-encoding")),
+        (200, Some("gzip"))
+    );
+    assert_eq!(gunzip(&gzipped), plain);
+
+    let bytes = "compressible text, ".repeat(200).into_bytes();
+    let sha: String = sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    let path = format!("/api/v1/content/{sha}");
+    let (status, _) = server.admin("PUT", &path, &bytes);
+    assert!(status == 200 || status == 201, "{status}");
+    let (status, headers, body) = server.get(&path, &[("accept-encoding", "gzip")]);
+    assert_eq!((status, header(&headers, "content-encoding")), (200, None));
+    assert_eq!(body, bytes);
 }
 
 /// Reports sent as fast as the server takes them while it is SIGKILLed:
