@@ -20,6 +20,8 @@ use openwua_catalog::signing::PublicKey;
 use openwua_catalog::snapshot::{FORMAT_VERSION, Snapshot};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
+use tower_http::compression::CompressionLayer;
+use tower_http::compression::predicate::{DefaultPredicate, Predicate};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::{OpenApi, ToSchema};
@@ -97,6 +99,7 @@ pub type Shared = Arc<AppState>;
         crate::reports::post_report,
         crate::reports::updates_report,
         crate::reports::update_report,
+        crate::reports::update_computers_report,
         crate::reports::computers_report,
         crate::reports::failures_report,
         crate::reports::groups_report
@@ -132,7 +135,9 @@ pub type Shared = Arc<AppState>;
         crate::reports::UpdateSummary,
         crate::reports::ComputerSummary,
         crate::reports::Failure,
-        crate::reports::GroupSummary
+        crate::reports::GroupSummary,
+        crate::reports::UpdateComputer,
+        crate::reports::UpdateComputers
     )),
     modifiers(&BearerAuth)
 )]
@@ -174,7 +179,12 @@ pub fn router(state: Shared, timeout: Duration) -> Router {
         )
         .route("/api/v1/service", get(fleet_api::service))
         .route("/api/v1/computers/register", post(fleet_api::register))
-        .route("/api/v1/sync", post(fleet_api::sync))
+        // Snapshots are large and compress well; gzip only for a client that
+        // asks (the agent's ureq does not).
+        .route(
+            "/api/v1/sync",
+            post(fleet_api::sync).layer(CompressionLayer::new().gzip(true)),
+        )
         .route(
             "/api/v1/groups",
             get(fleet_api::list_groups).post(fleet_api::add_group),
@@ -202,6 +212,10 @@ pub fn router(state: Shared, timeout: Duration) -> Router {
             get(crate::reports::update_report),
         )
         .route(
+            "/api/v1/reports/updates/{id}/computers",
+            get(crate::reports::update_computers_report),
+        )
+        .route(
             "/api/v1/reports/computers",
             get(crate::reports::computers_report),
         )
@@ -218,8 +232,25 @@ pub fn router(state: Shared, timeout: Duration) -> Router {
         ))
         // Outside the timeout, so its 408 gets the JSON body too.
         .layer(middleware::from_fn(json_errors))
+        // JSON only: content files keep their bytes, Range and ETag.
+        .layer(
+            CompressionLayer::new()
+                .gzip(true)
+                .compress_when(DefaultPredicate::new().and(is_json)),
+        )
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+fn is_json(
+    _: StatusCode,
+    _: axum::http::Version,
+    headers: &HeaderMap,
+    _: &axum::http::Extensions,
+) -> bool {
+    headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"application/json"))
 }
 
 /// The detail the fallback gives, so tests can tell "no route" from "no
@@ -594,6 +625,7 @@ mod tests {
         ("POST", "/api/v1/reports"),
         ("GET", "/api/v1/reports/updates"),
         ("GET", "/api/v1/reports/updates/{id}"),
+        ("GET", "/api/v1/reports/updates/{id}/computers"),
         ("GET", "/api/v1/reports/computers"),
         ("GET", "/api/v1/reports/failures"),
         ("GET", "/api/v1/reports/groups"),

@@ -17,7 +17,10 @@ use crate::content::ContentReport;
 use crate::error::ErrorBody;
 use crate::fleet::{Approval, Computer, Group};
 use crate::fleet_api::{ApprovalRequest, ChangeReport, MoveRequest, NewGroup, ServiceBody};
-use crate::reports::{ComputerSummary, Failure, GroupSummary, UpdateSummary};
+use crate::reports::{
+    ComputerSummary, Failure, GroupFilter, GroupSummary, UpdateComputers, UpdateComputersQuery,
+    UpdateSummary,
+};
 use crate::store::{PublishReport, StoredRevision};
 
 /// The largest answer read from a server (a long updates list).
@@ -398,19 +401,63 @@ impl Client {
         ))
     }
 
-    /// Every computer's last sync, last report and counts by state.
-    pub fn computers_report(&self) -> anyhow::Result<Vec<ComputerSummary>> {
-        self.admin_get("/api/v1/reports/computers")
+    /// One page of the computers in some states for one update.
+    pub fn update_computers(
+        &self,
+        update_id: &str,
+        query: &UpdateComputersQuery,
+    ) -> anyhow::Result<UpdateComputers> {
+        self.admin_get(&format!(
+            "/api/v1/reports/updates/{}/computers{}",
+            path_segment(update_id),
+            query_string(&[
+                ("state", query.state.clone()),
+                ("group", query.group.clone()),
+                ("subgroups", query.subgroups.map(|on| on.to_string())),
+                ("limit", query.limit.map(|n| n.to_string())),
+                ("offset", query.offset.map(|n| n.to_string())),
+            ])
+        ))
     }
 
-    /// Every Failed update on every computer, newest first.
-    pub fn failures_report(&self) -> anyhow::Result<Vec<Failure>> {
-        self.admin_get("/api/v1/reports/failures")
+    /// Every computer's (or one group's) last sync, last report, inventory
+    /// and counts by state.
+    pub fn computers_report(&self, filter: &GroupFilter) -> anyhow::Result<Vec<ComputerSummary>> {
+        self.admin_get(&format!("/api/v1/reports/computers{}", group_query(filter)))
+    }
+
+    /// Every Failed update on every computer (or one group's), newest first.
+    pub fn failures_report(&self, filter: &GroupFilter) -> anyhow::Result<Vec<Failure>> {
+        self.admin_get(&format!("/api/v1/reports/failures{}", group_query(filter)))
     }
 
     /// Per group: its computers and how many are up to date.
     pub fn groups_report(&self) -> anyhow::Result<Vec<GroupSummary>> {
         self.admin_get("/api/v1/reports/groups")
+    }
+}
+
+fn group_query(filter: &GroupFilter) -> String {
+    query_string(&[
+        ("group", filter.group.clone()),
+        ("subgroups", filter.subgroups.map(|on| on.to_string())),
+    ])
+}
+
+/// `?name=value&…` for the pairs that have a value, or nothing.
+fn query_string(pairs: &[(&str, Option<String>)]) -> String {
+    let parts: Vec<String> = pairs
+        .iter()
+        .filter_map(|(name, value)| {
+            value
+                .as_deref()
+                .map(|value| format!("{name}={}", path_segment(value)))
+        })
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", parts.join("&"))
     }
 }
 

@@ -11,7 +11,9 @@ use openwua_server::client::{ApiFailure, Client, Source};
 use openwua_server::config::{ConfigFile, DEFAULT_CONFIG, DEFAULT_DATA_DIR};
 use openwua_server::fleet::{ApprovalAction, Computer};
 use openwua_server::fleet_api::{ApprovalRequest, ChangeReport};
-use openwua_server::reports::ComputerSummary;
+use openwua_server::reports::{
+    ComputerSummary, GroupFilter, UpdateComputers, UpdateComputersQuery,
+};
 use openwua_server::setup::{ADMIN_TOKEN_FILE, read_token};
 use openwua_server::store::{PublishAction, StoredRevision};
 
@@ -166,21 +168,66 @@ enum ComputersCommand {
     },
 }
 
+/// The group filter of `report computers|failures|stale`.
+#[derive(Args)]
+struct GroupArgs {
+    /// Only computers in this group and the groups under it.
+    #[arg(long)]
+    group: Option<String>,
+    /// With --group: not the groups under it.
+    #[arg(long, requires = "group")]
+    no_subgroups: bool,
+}
+
+impl GroupArgs {
+    fn filter(&self) -> GroupFilter {
+        GroupFilter {
+            group: self.group.clone(),
+            subgroups: self.no_subgroups.then_some(false),
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum ReportCommand {
     /// Per update, how many computers are in each state (Unknown: in a
-    /// group it is approved for Install, with no state sent for it).
+    /// group it is approved for Install, with no state sent for it); with
+    /// --computers, which computers need one update.
     Updates {
         /// One update's ID; every update when absent.
         update_id: Option<String>,
+        /// The update's computers in --state states (default: those that
+        /// need it: NotInstalled, Downloaded, Failed), instead of counts.
+        #[arg(long, requires = "update_id")]
+        computers: bool,
+        /// States, separated by commas: Unknown, NotApplicable,
+        /// NotInstalled, Downloaded, Installed, InstalledPendingReboot,
+        /// Failed.
+        #[arg(long, requires = "computers")]
+        state: Option<String>,
+        /// Only computers in this group and the groups under it.
+        #[arg(long, requires = "computers")]
+        group: Option<String>,
+        /// With --group: not the groups under it.
+        #[arg(long, requires = "group")]
+        no_subgroups: bool,
+        /// The most computers shown (1 to 10,000; default 1,000).
+        #[arg(long, requires = "computers")]
+        limit: Option<u64>,
+        /// How many computers to skip.
+        #[arg(long, requires = "computers")]
+        offset: Option<u64>,
         /// JSON instead of a table.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
         server: ServerArgs,
     },
-    /// Per computer: its group, last sync, last report and counts.
+    /// Per computer: its group, last sync, last report, inventory and
+    /// counts.
     Computers {
+        #[command(flatten)]
+        filter: GroupArgs,
         /// JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -189,6 +236,8 @@ enum ReportCommand {
     },
     /// Every Failed update on every computer: its code, its name, when.
     Failures {
+        #[command(flatten)]
+        filter: GroupArgs,
         /// JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -209,6 +258,8 @@ enum ReportCommand {
         /// How many days without a report make a computer stale.
         #[arg(long)]
         days: u32,
+        #[command(flatten)]
+        filter: GroupArgs,
         /// JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -471,9 +522,31 @@ fn print_computers(computers: &[Computer]) {
 fn report(command: ReportCommand) -> anyhow::Result<()> {
     match command {
         ReportCommand::Updates {
+            update_id: Some(update_id),
+            computers: true,
+            state,
+            group,
+            no_subgroups,
+            limit,
+            offset,
+            json,
+            server,
+        } => {
+            let query = UpdateComputersQuery {
+                state,
+                group,
+                subgroups: no_subgroups.then_some(false),
+                limit,
+                offset,
+            };
+            let page = server.client(true)?.update_computers(&update_id, &query)?;
+            print_update_computers(json, &page)
+        }
+        ReportCommand::Updates {
             update_id,
             json,
             server,
+            ..
         } => {
             let client = server.client(true)?;
             let summaries = match update_id {
@@ -503,12 +576,20 @@ fn report(command: ReportCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        ReportCommand::Computers { json, server } => {
-            let summaries = server.client(true)?.computers_report()?;
+        ReportCommand::Computers {
+            filter,
+            json,
+            server,
+        } => {
+            let summaries = server.client(true)?.computers_report(&filter.filter())?;
             print_computer_summaries(json, &summaries)
         }
-        ReportCommand::Failures { json, server } => {
-            let failures = server.client(true)?.failures_report()?;
+        ReportCommand::Failures {
+            filter,
+            json,
+            server,
+        } => {
+            let failures = server.client(true)?.failures_report(&filter.filter())?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&failures)?);
                 return Ok(());
@@ -546,12 +627,17 @@ fn report(command: ReportCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        ReportCommand::Stale { days, json, server } => {
+        ReportCommand::Stale {
+            days,
+            filter,
+            json,
+            server,
+        } => {
             let since =
                 jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24 * i64::from(days));
             let summaries: Vec<ComputerSummary> = server
                 .client(true)?
-                .computers_report()?
+                .computers_report(&filter.filter())?
                 .into_iter()
                 .filter(|summary| summary.last_report.is_none_or(|time| time < since))
                 .collect();
@@ -572,7 +658,7 @@ fn print_computer_summaries(json: bool, summaries: &[ComputerSummary]) -> anyhow
         )
     };
     println!(
-        "{:<36}  {:<24}  {:<24}  {:<19}  {:<19}  {:>6}  {:>6}  {:>9}  {:>6}",
+        "{:<36}  {:<24}  {:<24}  {:<19}  {:<19}  {:>6}  {:>6}  {:>9}  {:>6}  {:<32}  {:<8}  {:<10}  RESTART",
         "COMPUTER ID",
         "HOSTNAME",
         "GROUP",
@@ -581,11 +667,23 @@ fn print_computer_summaries(json: bool, summaries: &[ComputerSummary]) -> anyhow
         "NEEDED",
         "FAILED",
         "INSTALLED",
-        "REBOOT"
+        "REBOOT",
+        "OS",
+        "ARCH",
+        "AGENT"
     );
     for summary in summaries {
+        let inventory = summary.inventory.as_ref();
+        let text = |field: Option<&String>| {
+            field.map_or_else(|| "-".to_owned(), |text| text.chars().take(32).collect())
+        };
+        let restart = match inventory {
+            None => "-",
+            Some(inventory) if inventory.reboot_pending => "yes",
+            Some(_) => "no",
+        };
         println!(
-            "{:<36}  {:<24}  {:<24}  {:<19}  {:<19}  {:>6}  {:>6}  {:>9}  {:>6}",
+            "{:<36}  {:<24}  {:<24}  {:<19}  {:<19}  {:>6}  {:>6}  {:>9}  {:>6}  {:<32}  {:<8}  {:<10}  {}",
             summary.computer_id,
             summary.hostname,
             summary.group,
@@ -594,7 +692,48 @@ fn print_computer_summaries(json: bool, summaries: &[ComputerSummary]) -> anyhow
             summary.needed,
             summary.failed,
             summary.installed,
-            summary.pending_reboot
+            summary.pending_reboot,
+            text(inventory.and_then(|i| i.os.as_ref())),
+            text(inventory.and_then(|i| i.architecture.as_ref())),
+            text(inventory.and_then(|i| i.agent_version.as_ref())),
+            restart
+        );
+    }
+    Ok(())
+}
+
+fn print_update_computers(json: bool, page: &UpdateComputers) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(page)?);
+        return Ok(());
+    }
+    println!(
+        "{:<36}  {:<24}  {:<24}  {:<22}  {:<10}  {:<40}  TIME",
+        "COMPUTER ID", "HOSTNAME", "GROUP", "STATE", "HRESULT", "NAME"
+    );
+    for line in &page.computers {
+        println!(
+            "{:<36}  {:<24}  {:<24}  {:<22}  {:<10}  {:<40}  {}",
+            line.computer_id,
+            line.hostname,
+            line.group,
+            line.state.map_or("Unknown", |state| state.as_str()),
+            line.hresult
+                .map_or_else(|| "-".to_owned(), |code| format!("{code:#}")),
+            line.name.as_deref().unwrap_or("-"),
+            line.time.map_or_else(
+                || "-".to_owned(),
+                |time| time.strftime("%Y-%m-%d %H:%M:%S").to_string()
+            )
+        );
+    }
+    let shown = page.computers.len() as u64;
+    if shown < page.total {
+        println!(
+            "{} to {} of {} computers; --offset and --limit show others",
+            page.offset + u64::from(shown > 0),
+            page.offset + shown,
+            page.total
         );
     }
     Ok(())

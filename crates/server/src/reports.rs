@@ -9,12 +9,13 @@
 use std::collections::{HashMap, HashSet};
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use jiff::Timestamp;
 use openwua_model::hresult::HResult;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::api::{Shared, parse_update_id, read_json, require_admin, truncate};
@@ -108,7 +109,7 @@ pub enum ResultCode {
 }
 
 /// What the agent says of the machine it runs on.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Inventory {
     /// The OS's name and version.
@@ -182,6 +183,82 @@ pub struct StoredState {
     pub computer_id: Uuid,
     /// The update and what the computer said of it.
     pub update: ReportedUpdate,
+}
+
+/// A computer's last report: when, and the inventory it carried.
+#[derive(Debug, Clone)]
+pub struct LastReport {
+    /// When the server stored it.
+    pub time: Timestamp,
+    /// The inventory it carried.
+    pub inventory: Option<Inventory>,
+}
+
+/// The most lines one page of a report query gives, and its default.
+pub const MAX_PAGE: u64 = 10_000;
+
+/// The group filter of the report queries.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct GroupFilter {
+    /// Only computers in this group (and, unless `subgroups=false`, in
+    /// the groups under it).
+    pub group: Option<String>,
+    /// Whether the groups under `group` count (default true).
+    pub subgroups: Option<bool>,
+}
+
+impl GroupFilter {
+    /// The names of the groups it admits; `None` admits every group. An
+    /// unknown group is a 404.
+    fn admitted(&self, groups: &[Group]) -> Result<Option<HashSet<String>>, ServerError> {
+        let Some(name) = &self.group else {
+            return Ok(None);
+        };
+        if !groups.iter().any(|group| &group.name == name) {
+            return Err(ServerError::not_found(
+                "no such group; `wua-server groups list` shows them",
+                format!("{:?}", truncate(name)),
+            ));
+        }
+        let mut admitted = HashSet::from([name.clone()]);
+        if self.subgroups.unwrap_or(true) {
+            // Parents before children is not guaranteed: repeat until no
+            // group is added (the tree's depth bounds the rounds).
+            loop {
+                let before = admitted.len();
+                for group in groups {
+                    if group.parent.as_ref().is_some_and(|p| admitted.contains(p)) {
+                        admitted.insert(group.name.clone());
+                    }
+                }
+                if admitted.len() == before {
+                    break;
+                }
+            }
+        }
+        Ok(Some(admitted))
+    }
+}
+
+/// A query string the extractor refused, as the API's 400.
+fn bad_query(rejection: QueryRejection) -> ServerError {
+    ServerError::bad_request("a query parameter is not valid", rejection.body_text())
+}
+
+/// The computers `filter` admits.
+async fn filtered_computers(
+    state: &Shared,
+    filter: &GroupFilter,
+) -> Result<Vec<Computer>, ServerError> {
+    let computers = state.store.list_computers().await?;
+    let Some(admitted) = filter.admitted(&state.store.list_groups().await?)? else {
+        return Ok(computers);
+    };
+    Ok(computers
+        .into_iter()
+        .filter(|computer| admitted.contains(&computer.group))
+        .collect())
 }
 
 fn check_report(report: &ReportRequest) -> Result<(), ServerError> {
@@ -369,12 +446,15 @@ pub struct ComputerSummary {
     pub installed: u64,
     /// Updates InstalledPendingReboot.
     pub pending_reboot: u64,
+    /// What its last report said of the machine (OS, kernel, agent, reboot
+    /// pending, updates waiting for someone at it), if it has reported.
+    pub inventory: Option<Inventory>,
 }
 
 /// Each computer's counts, in the order of `computers`.
 pub fn summarise_computers(
     computers: &[Computer],
-    last_reports: &HashMap<Uuid, Timestamp>,
+    last_reports: &HashMap<Uuid, LastReport>,
     states: &[StoredState],
 ) -> Vec<ComputerSummary> {
     let mut counts: HashMap<Uuid, [u64; 4]> = HashMap::new();
@@ -395,12 +475,14 @@ pub fn summarise_computers(
                 .get(&computer.computer_id)
                 .copied()
                 .unwrap_or_default();
+            let last_report = last_reports.get(&computer.computer_id);
             ComputerSummary {
                 computer_id: computer.computer_id,
                 hostname: computer.hostname.clone(),
                 group: computer.group.clone(),
                 last_sync: computer.last_sync,
-                last_report: last_reports.get(&computer.computer_id).copied(),
+                last_report: last_report.map(|report| report.time),
+                inventory: last_report.and_then(|report| report.inventory.clone()),
                 needed,
                 failed,
                 installed,
@@ -471,15 +553,20 @@ pub(crate) async fn update_report(
         .ok_or_else(|| ServerError::internal("the update's summary went missing"))
 }
 
-/// Every computer's last sync, last report and counts of updates by state.
+/// Every computer's last sync, last report, inventory and counts of
+/// updates by state; or those of one group.
 #[utoipa::path(get, path = "/api/v1/reports/computers", security(("admin" = [])),
-    responses((status = 200, body = Vec<ComputerSummary>), (status = 401, body = ErrorBody)))]
+    params(GroupFilter),
+    responses((status = 200, body = Vec<ComputerSummary>), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn computers_report(
     State(state): State<Shared>,
     headers: HeaderMap,
+    filter: Result<Query<GroupFilter>, QueryRejection>,
 ) -> Result<axum::Json<Vec<ComputerSummary>>, ServerError> {
     require_admin(&state, &headers).await?;
-    let computers = state.store.list_computers().await?;
+    let Query(filter) = filter.map_err(bad_query)?;
+    let computers = filtered_computers(&state, &filter).await?;
     let last_reports = state.store.last_reports().await?;
     let states = state.store.update_states(None).await?;
     Ok(axum::Json(summarise_computers(
@@ -509,7 +596,7 @@ pub struct Failure {
     pub time: Timestamp,
 }
 
-/// Every Failed state, newest first.
+/// Every Failed state of `computers`, newest first.
 pub fn failures(computers: &[Computer], states: &[StoredState]) -> Vec<Failure> {
     let hostnames: HashMap<Uuid, &str> = computers
         .iter()
@@ -517,7 +604,10 @@ pub fn failures(computers: &[Computer], states: &[StoredState]) -> Vec<Failure> 
         .collect();
     let mut list: Vec<Failure> = states
         .iter()
-        .filter(|stored| stored.update.state == UpdateState::Failed)
+        .filter(|stored| {
+            stored.update.state == UpdateState::Failed
+                && hostnames.contains_key(&stored.computer_id)
+        })
         .map(|stored| Failure {
             computer_id: stored.computer_id,
             hostname: hostnames
@@ -598,15 +688,20 @@ pub fn summarise_groups(
     summaries
 }
 
-/// Every Failed update on every computer, with its code, newest first.
+/// Every Failed update on every computer (or one group's), with its code,
+/// newest first.
 #[utoipa::path(get, path = "/api/v1/reports/failures", security(("admin" = [])),
-    responses((status = 200, body = Vec<Failure>), (status = 401, body = ErrorBody)))]
+    params(GroupFilter),
+    responses((status = 200, body = Vec<Failure>), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn failures_report(
     State(state): State<Shared>,
     headers: HeaderMap,
+    filter: Result<Query<GroupFilter>, QueryRejection>,
 ) -> Result<axum::Json<Vec<Failure>>, ServerError> {
     require_admin(&state, &headers).await?;
-    let computers = state.store.list_computers().await?;
+    let Query(filter) = filter.map_err(bad_query)?;
+    let computers = filtered_computers(&state, &filter).await?;
     let states = state.store.update_states(None).await?;
     Ok(axum::Json(failures(&computers, &states)))
 }
@@ -631,4 +726,204 @@ pub(crate) async fn groups_report(
     .await
     .map_err(|error| ServerError::internal(format!("the counting thread: {error}")))?;
     Ok(axum::Json(summaries))
+}
+
+/// The query of `GET /api/v1/reports/updates/{id}/computers`.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UpdateComputersQuery {
+    /// The states wanted, separated by commas: WSUS's states, and
+    /// `Unknown` (in a group it is approved for Install, no state sent).
+    /// Default: `NotInstalled,Downloaded,Failed`, the computers that need it.
+    pub state: Option<String>,
+    /// Only computers in this group (and, unless `subgroups=false`, in
+    /// the groups under it).
+    pub group: Option<String>,
+    /// Whether the groups under `group` count (default true).
+    pub subgroups: Option<bool>,
+    /// The most computers in the answer: 1 to 10,000 (default 1,000).
+    pub limit: Option<u64>,
+    /// How many to skip, in the answer's order (host name, then ID).
+    pub offset: Option<u64>,
+}
+
+/// One computer's state of one update.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateComputer {
+    /// The computer.
+    pub computer_id: Uuid,
+    /// Its host name.
+    pub hostname: String,
+    /// Its group.
+    pub group: String,
+    /// The state it reported; null for Unknown (none sent).
+    pub state: Option<UpdateState>,
+    /// The revision it holds, if it reported one.
+    pub revision_number: Option<i32>,
+    /// The last operation's result, if any.
+    pub result_code: Option<ResultCode>,
+    /// The last operation's HRESULT, if any.
+    #[schema(value_type = Option<String>, example = "0x80240020")]
+    pub hresult: Option<HResult>,
+    /// The code's name, when the model knows it.
+    pub name: Option<String>,
+    /// When the state was observed.
+    #[schema(value_type = Option<String>)]
+    pub time: Option<Timestamp>,
+}
+
+/// One page of the computers in some states for one update.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateComputers {
+    /// `UpdateID`.
+    pub update_id: Uuid,
+    /// How many computers match, on every page.
+    pub total: u64,
+    /// The first line's position among them.
+    pub offset: u64,
+    /// This page's computers, by host name, then ID.
+    pub computers: Vec<UpdateComputer>,
+}
+
+/// The states a `state` parameter names: `Some(state)` for a reported one,
+/// `None` for Unknown.
+fn parse_states(text: Option<&str>) -> Result<HashSet<Option<UpdateState>>, ServerError> {
+    let Some(text) = text else {
+        return Ok(HashSet::from([
+            Some(UpdateState::NotInstalled),
+            Some(UpdateState::Downloaded),
+            Some(UpdateState::Failed),
+        ]));
+    };
+    text.split(',')
+        .map(|word| match word.trim() {
+            "Unknown" => Ok(None),
+            word => UpdateState::parse(word).map(Some).ok_or_else(|| {
+                ServerError::bad_request(
+                    "state names WSUS states separated by commas: Unknown, NotApplicable, \
+                     NotInstalled, Downloaded, Installed, InstalledPendingReboot, Failed",
+                    format!("{:?}", truncate(word)),
+                )
+            }),
+        })
+        .collect()
+}
+
+/// The computers in `wanted` states for one update, by host name then ID.
+pub fn update_computers(
+    update_id: Uuid,
+    wanted: &HashSet<Option<UpdateState>>,
+    computers: &[Computer],
+    groups: &[Group],
+    approvals: &[Approval],
+    states: &[StoredState],
+) -> Vec<UpdateComputer> {
+    let by_computer: HashMap<Uuid, &ReportedUpdate> = states
+        .iter()
+        .filter(|stored| stored.update.update_id == update_id)
+        .map(|stored| (stored.computer_id, &stored.update))
+        .collect();
+    let mut approved_in: HashMap<&str, bool> = HashMap::new();
+    let mut list: Vec<UpdateComputer> = computers
+        .iter()
+        .filter_map(|computer| {
+            let reported = by_computer.get(&computer.computer_id).copied();
+            match reported {
+                Some(update) if !wanted.contains(&Some(update.state)) => return None,
+                None if !wanted.contains(&None) => return None,
+                None => {
+                    let approved =
+                        *approved_in
+                            .entry(computer.group.as_str())
+                            .or_insert_with(|| {
+                                approved_for_install(&computer.group, groups, approvals)
+                                    .contains_key(&update_id)
+                            });
+                    if !approved {
+                        return None;
+                    }
+                }
+                Some(_) => {}
+            }
+            Some(UpdateComputer {
+                computer_id: computer.computer_id,
+                hostname: computer.hostname.clone(),
+                group: computer.group.clone(),
+                state: reported.map(|update| update.state),
+                revision_number: reported.map(|update| update.revision_number),
+                result_code: reported.and_then(|update| update.result_code),
+                hresult: reported.and_then(|update| update.hresult),
+                name: reported
+                    .and_then(|update| update.hresult)
+                    .and_then(|hresult| hresult.name())
+                    .map(str::to_owned),
+                time: reported.map(|update| update.time),
+            })
+        })
+        .collect();
+    list.sort_by(|a, b| {
+        a.hostname
+            .cmp(&b.hostname)
+            .then(a.computer_id.cmp(&b.computer_id))
+    });
+    list
+}
+
+/// The computers in some states for one update: by default those that
+/// need it (NotInstalled, Downloaded, Failed), a page at a time.
+#[utoipa::path(get, path = "/api/v1/reports/updates/{id}/computers", security(("admin" = [])),
+    params(("id" = String, Path, description = "UpdateID (a GUID)"), UpdateComputersQuery),
+    responses((status = 200, body = UpdateComputers), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn update_computers_report(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    query: Result<Query<UpdateComputersQuery>, QueryRejection>,
+) -> Result<axum::Json<UpdateComputers>, ServerError> {
+    require_admin(&state, &headers).await?;
+    let update_id = parse_update_id(&id)?;
+    let Query(query) = query.map_err(bad_query)?;
+    let wanted = parse_states(query.state.as_deref())?;
+    let limit = query.limit.unwrap_or(1_000);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ServerError::bad_request(
+            format!("limit runs from 1 to {MAX_PAGE}"),
+            limit.to_string(),
+        ));
+    }
+    let offset = query.offset.unwrap_or(0);
+    if state.store.update_history(update_id).await?.is_none() {
+        return Err(ServerError::not_found(
+            "no such update; `wua-server updates list` shows them",
+            update_id.to_string(),
+        ));
+    }
+    let filter = GroupFilter {
+        group: query.group,
+        subgroups: query.subgroups,
+    };
+    let computers = filtered_computers(&state, &filter).await?;
+    let groups = state.store.list_groups().await?;
+    let approvals = state.store.all_approvals().await?;
+    let states = state.store.update_states(Some(update_id)).await?;
+    let list = tokio::task::spawn_blocking(move || {
+        update_computers(update_id, &wanted, &computers, &groups, &approvals, &states)
+    })
+    .await
+    .map_err(|error| ServerError::internal(format!("the counting thread: {error}")))?;
+    let total = list.len() as u64;
+    let page = list
+        .into_iter()
+        .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+        .take(usize::try_from(limit).unwrap_or(usize::MAX))
+        .collect();
+    Ok(axum::Json(UpdateComputers {
+        update_id,
+        total,
+        offset,
+        computers: page,
+    }))
 }

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use sha2::Digest;
 
 use common::{Server, http, sample_service};
 
@@ -270,6 +271,9 @@ fn reports_scenario(database: Option<&str>) {
     assert_eq!(stale_ids, vec![c.id.as_str()]);
     assert_eq!(counts(&summary(&server, u1)), [1, 0, 0, 0, 1, 0, 0]);
 
+    queries_and_inventory(&server, [u1, u2, u3], [&a, &b, &c]);
+    compression(&server, &a);
+
     let before = (
         server.json(&["report", "updates"]),
         server.json(&["report", "computers"]),
@@ -351,6 +355,300 @@ fn reports_scenario(database: Option<&str>) {
         .find(|line| line["group"] == "Unassigned Computers")
         .unwrap();
     assert_eq!(unassigned["upToDate"], 1, "{groups}");
+}
+
+fn ids_of(lines: &Value) -> Vec<&str> {
+    let mut ids: Vec<&str> = lines
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|line| line["computerId"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
+fn sorted<'a>(computers: &[&'a Computer]) -> Vec<&'a str> {
+    let mut ids: Vec<&str> = computers.iter().map(|c| c.id.as_str()).collect();
+    ids.sort_unstable();
+    ids
+}
+
+/// Which computers need an update, the group filters and the inventory,
+/// with a (Servers: u1 Installed, u2 Failed), b (Unassigned: u2
+/// NotInstalled, u3 NotApplicable) and c (Servers, no report); u1 approved
+/// for Servers, u2 for All Computers.
+fn queries_and_inventory(server: &Server, [u1, u2, u3]: [&str; 3], [a, b, c]: [&Computer; 3]) {
+    // By default the computers that need it: NotInstalled, Downloaded,
+    // Failed (c has sent nothing: Unknown, not listed).
+    let page = server.json(&["report", "updates", u2, "--computers"]);
+    assert_eq!(
+        (&page["updateId"], &page["total"], &page["offset"]),
+        (&json!(u2), &json!(2), &json!(0))
+    );
+    assert_eq!(ids_of(&page["computers"]), sorted(&[a, b]));
+    let line = |page: &Value, computer: &Computer| {
+        page["computers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|line| line["computerId"] == computer.id.as_str())
+            .unwrap()
+            .clone()
+    };
+    let failed = line(&page, a);
+    assert_eq!(
+        (
+            &failed["state"],
+            &failed["hresult"],
+            &failed["name"],
+            &failed["group"]
+        ),
+        (
+            &json!("Failed"),
+            &json!("0x80240020"),
+            &json!("WU_E_NO_INTERACTIVE_USER"),
+            &json!("Servers")
+        )
+    );
+    assert_eq!(line(&page, b)["state"], "NotInstalled");
+    let states = |update: &str, state: &str| {
+        ids_of(&server.json(&["report", "updates", update, "--computers", "--state", state])["computers"])
+            .into_iter()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(states(u2, "Unknown"), vec![c.id.clone()]);
+    assert_eq!(states(u1, "Unknown,Installed"), sorted(&[a, c]));
+    assert_eq!(states(u3, "NotApplicable"), vec![b.id.clone()]);
+    assert_eq!(states(u3, "Unknown"), Vec::<String>::new());
+    let page = server.json(&[
+        "report",
+        "updates",
+        u2,
+        "--computers",
+        "--state",
+        "Failed,NotInstalled,Unknown",
+        "--group",
+        "Servers",
+    ]);
+    assert_eq!(ids_of(&page["computers"]), sorted(&[a, c]));
+    // Pages: by host name (host-aa01, host-bb02, host-cc03).
+    let all = "Unknown,NotInstalled,Failed";
+    let page = server.json(&[
+        "report",
+        "updates",
+        u2,
+        "--computers",
+        "--state",
+        all,
+        "--limit",
+        "1",
+        "--offset",
+        "1",
+    ]);
+    assert_eq!((&page["total"], &page["offset"]), (&json!(3), &json!(1)));
+    assert_eq!(ids_of(&page["computers"]), vec![b.id.as_str()]);
+    let table = server.run_ok(&[
+        "report",
+        "updates",
+        u2,
+        "--computers",
+        "--state",
+        all,
+        "--limit",
+        "2",
+    ]);
+    assert!(
+        table.contains("host-bb02")
+            && !table.contains("host-cc03")
+            && table.contains("1 to 2 of 3"),
+        "{table}"
+    );
+    // Bad queries are 400s, an unknown update or group a 404.
+    for query in [
+        "state=Bogus",
+        "limit=0",
+        "limit=10001",
+        "limit=x",
+        "subgroups=maybe",
+    ] {
+        let (status, body) = server.admin(
+            "GET",
+            &format!("/api/v1/reports/updates/{u2}/computers?{query}"),
+            b"",
+        );
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_error(status, &body, 400, "WU_E_PT_HTTP_STATUS_BAD_REQUEST");
+    }
+    let (status, body) = server.admin(
+        "GET",
+        &format!("/api/v1/reports/updates/{}/computers", uuid::Uuid::new_v4()),
+        b"",
+    );
+    assert_error(
+        status,
+        &serde_json::from_slice(&body).unwrap(),
+        404,
+        "WU_E_PT_HTTP_STATUS_NOT_FOUND",
+    );
+    for path in [
+        "/api/v1/reports/computers?group=Nowhere",
+        "/api/v1/reports/failures?group=Nowhere",
+    ] {
+        let (status, body) = server.admin("GET", path, b"");
+        assert_error(
+            status,
+            &serde_json::from_slice(&body).unwrap(),
+            404,
+            "WU_E_PT_HTTP_STATUS_NOT_FOUND",
+        );
+    }
+
+    // Group filters: a group with the groups under it, or alone.
+    server.run_ok(&["groups", "add", "Racks", "--parent", "Servers"]);
+    server.run_ok(&["computers", "move", &c.id, "--group", "Racks"]);
+    let computers = |args: &[&str]| {
+        let mut full = vec!["report", "computers"];
+        full.extend_from_slice(args);
+        ids_of(&server.json(&full))
+            .into_iter()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(computers(&["--group", "Servers"]), sorted(&[a, c]));
+    assert_eq!(
+        computers(&["--group", "Servers", "--no-subgroups"]),
+        vec![a.id.clone()]
+    );
+    assert_eq!(computers(&["--group", "Racks"]), vec![c.id.clone()]);
+    assert_eq!(computers(&["--group", "All Computers"]).len(), 3);
+    assert_eq!(
+        computers(&["--group", "All Computers", "--no-subgroups"]),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        ids_of(&server.json(&["report", "failures", "--group", "Servers"])),
+        vec![a.id.as_str()]
+    );
+    assert_eq!(
+        server.json(&["report", "failures", "--group", "Unassigned Computers"]),
+        json!([])
+    );
+    assert_eq!(
+        ids_of(&server.json(&[
+            "report",
+            "stale",
+            "--days",
+            "1",
+            "--group",
+            "Unassigned Computers"
+        ])),
+        Vec::<&str>::new()
+    );
+    assert_eq!(
+        ids_of(&server.json(&["report", "stale", "--days", "1", "--group", "Servers"])),
+        vec![c.id.as_str()]
+    );
+    let output = server.run(&["report", "computers", "--group", "Nowhere"]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    server.run_ok(&["computers", "move", &c.id, "--group", "Servers"]);
+
+    // The inventory of the last report: all of it in JSON, some in the table.
+    let inventory = &computer_line(server, a)["inventory"];
+    assert_eq!(
+        inventory,
+        &json!({"os": "Debian GNU/Linux 12 (bookworm)", "kernel": "6.1.0-test",
+            "architecture": "x86_64", "agentVersion": "0.1.0", "lastSync": null,
+            "rebootPending": false, "awaitingInteractiveUser": []})
+    );
+    assert_eq!(computer_line(server, c)["inventory"], Value::Null);
+    let table = server.run_ok(&["report", "computers"]);
+    assert!(
+        table.contains("RESTART")
+            && table.contains("Debian GNU/Linux 12 (bookworm)")
+            && table.contains("x86_64"),
+        "{table}"
+    );
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(key, _)| key.eq_ignore_ascii_case(name))
+        .map(|(_, value)| value.as_str())
+}
+
+/// `gzip -dc` of `bytes`.
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut child = std::process::Command::new("gzip")
+        .arg("-dc")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(bytes).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    output.stdout
+}
+
+/// JSON answers and snapshots are gzipped for a client that asks, and only
+/// then; content files never are (their Range and ETag stay true).
+fn compression(server: &Server, computer: &Computer) {
+    let token = server.token();
+    let url = format!("{}/api/v1/reports/computers", server.url);
+    let (status, headers, plain) = http("GET", &url, Some(&token), &[], b"");
+    assert_eq!((status, header(&headers, "content-encoding")), (200, None));
+    let (status, headers, gzipped) = http(
+        "GET",
+        &url,
+        Some(&token),
+        &[("accept-encoding", "gzip")],
+        b"",
+    );
+    assert_eq!(
+        (status, header(&headers, "content-encoding")),
+        (200, Some("gzip"))
+    );
+    assert_eq!(gunzip(&gzipped), plain);
+
+    let sync = |accept: &[(&str, &str)]| {
+        let authorization = format!("Computer {} {}", computer.id, computer.secret);
+        let mut headers = vec![
+            ("authorization", authorization.as_str()),
+            ("content-type", "application/json"),
+        ];
+        headers.extend_from_slice(accept);
+        http(
+            "POST",
+            &format!("{}/api/v1/sync", server.url),
+            None,
+            &headers,
+            br#"{"anchor": null}"#,
+        )
+    };
+    let (status, headers, plain) = sync(&[]);
+    assert_eq!((status, header(&headers, "content-encoding")), (200, None));
+    let (status, headers, gzipped) = sync(&[("accept-encoding", "gzip")]);
+    assert_eq!(
+        (status, header(&headers, "content-encoding")),
+        (200, Some("gzip"))
+    );
+    assert_eq!(gunzip(&gzipped), plain);
+
+    let bytes = "compressible text, ".repeat(200).into_bytes();
+    let sha: String = sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    let path = format!("/api/v1/content/{sha}");
+    let (status, _) = server.admin("PUT", &path, &bytes);
+    assert!(status == 200 || status == 201, "{status}");
+    let (status, headers, body) = server.get(&path, &[("accept-encoding", "gzip")]);
+    assert_eq!((status, header(&headers, "content-encoding")), (200, None));
+    assert_eq!(body, bytes);
 }
 
 /// Reports sent as fast as the server takes them while it is SIGKILLed:

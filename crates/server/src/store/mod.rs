@@ -24,7 +24,9 @@ use uuid::Uuid;
 use crate::fleet::{
     Approval, ApprovalAction, Computer, Credentials, Group, GroupChange, NewComputer, Offer,
 };
-use crate::reports::{ReportRequest, ReportedUpdate, ResultCode, StoredState, UpdateState};
+use crate::reports::{
+    Inventory, LastReport, ReportRequest, ReportedUpdate, ResultCode, StoredState, UpdateState,
+};
 
 /// The schema version this build migrates to (each back end records its own).
 pub const SCHEMA_VERSION: i64 = 4;
@@ -603,14 +605,30 @@ impl Store {
             .collect()
     }
 
-    /// When each computer that has reported last did.
-    pub async fn last_reports(&self) -> Result<HashMap<Uuid, Timestamp>, StoreError> {
+    /// When each computer that has reported last did, and the inventory it
+    /// sent then.
+    pub async fn last_reports(&self) -> Result<HashMap<Uuid, LastReport>, StoreError> {
         let rows = match self {
             Store::Sqlite(store) => store.last_reports().await?,
             Store::Postgres(store) => store.last_reports().await?,
         };
         rows.into_iter()
-            .map(|(id, time)| Ok((id, parse_time(&time)?)))
+            .map(|(id, time, inventory)| {
+                let inventory = inventory
+                    .map(|json| {
+                        serde_json::from_str::<Inventory>(&json).map_err(|error| {
+                            StoreError::Corrupt(format!("an inventory {json:?}: {error}"))
+                        })
+                    })
+                    .transpose()?;
+                Ok((
+                    id,
+                    LastReport {
+                        time: parse_time(&time)?,
+                        inventory,
+                    },
+                ))
+            })
             .collect()
     }
 

@@ -1128,17 +1128,20 @@ impl PostgresStore {
             .collect()
     }
 
-    pub(super) async fn last_reports(&self) -> Result<Vec<(Uuid, String)>, StoreError> {
+    pub(super) async fn last_reports(
+        &self,
+    ) -> Result<Vec<(Uuid, String, Option<String>)>, StoreError> {
         let rows = self
             .client()
             .await?
             .query(
-                "SELECT computer_id, last_report FROM computers WHERE last_report IS NOT NULL",
+                "SELECT computer_id, last_report, inventory_json FROM computers
+                 WHERE last_report IS NOT NULL",
                 &[],
             )
             .await?;
         rows.iter()
-            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
             .collect()
     }
 }

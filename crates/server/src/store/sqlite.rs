@@ -1037,17 +1037,24 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn last_reports(&self) -> Result<Vec<(Uuid, String)>, StoreError> {
+    pub(super) async fn last_reports(
+        &self,
+    ) -> Result<Vec<(Uuid, String, Option<String>)>, StoreError> {
         self.with(|connection| {
             let mut statement = connection.prepare(
-                "SELECT computer_id, last_report FROM computers WHERE last_report IS NOT NULL",
+                "SELECT computer_id, last_report, inventory_json FROM computers
+                 WHERE last_report IS NOT NULL",
             )?;
             let rows = statement.query_map([], |row| {
-                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, Option<String>>(2)?,
+                ))
             })?;
             rows.map(|row| {
-                let (id, time) = row?;
-                Ok((parse_uuid(&id)?, time))
+                let (id, time, inventory) = row?;
+                Ok((parse_uuid(&id)?, time, inventory))
             })
             .collect()
         })
