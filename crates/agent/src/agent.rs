@@ -360,12 +360,16 @@ impl Agent {
         update_id: Uuid,
     ) -> Result<UpdateDetails> {
         policy::authorize(requester, Action::Search, None)?;
-        let (mut details, apt_packages) = {
+        let (mut details, apt_packages, suites) = {
             let index = self.index.read().map_err(|_| poisoned())?;
             let entry = index
                 .get(update_id)
                 .ok_or_else(|| unknown_update(update_id))?;
-            (entry.details(), entry.apt_packages.clone())
+            (
+                entry.details(),
+                entry.apt_packages.clone(),
+                entry.apt_suites.clone(),
+            )
         };
         if let Some(packages) = apt_packages {
             let roots = self.apt_roots().await?;
@@ -375,7 +379,7 @@ impl Agent {
                 details.apt = Some(
                     blocking(move || {
                         Ok(crate::apt_service::apt_details(
-                            &packages, &apt, &admindir, downloaded,
+                            &packages, suites, &apt, &admindir, downloaded,
                         ))
                     })
                     .await?,

@@ -295,10 +295,12 @@ impl Agent {
     }
 }
 
-/// An apt update's packages with the versions dpkg has, and once they are
-/// in apt's cache the CVE IDs their changelogs name. Blocking.
+/// An apt update's packages with the versions dpkg has, the suites that
+/// offer it, and once they are in apt's cache the CVE IDs their changelogs
+/// name. Blocking.
 pub(crate) fn apt_details(
     packages: &[AptPackage],
+    suites: Vec<String>,
     apt: &AptSettings,
     dpkg_admindir: &Path,
     downloaded: bool,
@@ -330,7 +332,7 @@ pub(crate) fn apt_details(
                 version: package.version.clone(),
             })
             .collect(),
-        pockets: Vec::new(),
+        pockets: suites,
         cves,
     }
 }

@@ -48,6 +48,8 @@ pub struct Entry {
     superseded_by: Vec<Uuid>,
     /// For an apt service's update, its binary packages.
     pub apt_packages: Option<Vec<AptPackage>>,
+    /// For an apt service's update, the suites that offer it.
+    pub apt_suites: Vec<String>,
 }
 
 impl Searchable for Entry {
@@ -145,12 +147,12 @@ impl Index {
             let applicability =
                 serde_json::from_str(&revision.applicability_json).map_err(corrupt)?;
             let update_json = RawValue::from_string(revision.update_json).map_err(corrupt)?;
-            let apt_packages = match revision.apt_handler_json {
+            let (apt_packages, apt_suites) = match revision.apt_handler_json {
                 Some(json) => match serde_json::from_str(&json).map_err(corrupt)? {
-                    Handler::Apt { packages } => Some(packages),
-                    _ => None,
+                    Handler::Apt { packages, suites } => (Some(packages), suites),
+                    _ => (None, Vec::new()),
                 },
-                None => None,
+                None => (None, Vec::new()),
             };
             // An apt update is not downloaded until apt's cache is checked.
             let stored = stored_state(
@@ -172,6 +174,7 @@ impl Index {
                 not_applicable_because: None,
                 superseded_by: Vec::new(),
                 apt_packages,
+                apt_suites,
             });
         }
         let by_update_id = entries

@@ -494,6 +494,11 @@ fn run_handler(
         std::fs::create_dir_all(sandbox).map_err(|error| io_error(sandbox, error))?;
         environment.push(("OPENWUA_SANDBOX".to_owned(), sandbox.display().to_string()));
     }
+    let progress = |percent: u8| {
+        context.job.change_installation_progress(|progress| {
+            progress.current_update_percent_complete = percent.into();
+        });
+    };
     Ok(handlers::run(&HandlerContext {
         update_id,
         operation: options.operation,
@@ -513,6 +518,7 @@ fn run_handler(
             Interaction::Answered(_) | Interaction::Refused(_) => None,
         },
         group_record: Some(&context.config.installer_group_record()),
+        progress: Some(&progress),
     }))
 }
 

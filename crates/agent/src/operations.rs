@@ -153,7 +153,7 @@ impl Agent {
                         .find(|service| service.service_id == service_id)
                         .ok_or_else(|| unknown_update(update_id))?;
                     let payload = store.payload(service_id, update_id)?;
-                    if let (ServiceKind::Apt, Handler::Apt { packages }) =
+                    if let (ServiceKind::Apt, Handler::Apt { packages, .. }) =
                         (service.kind, payload.handler)
                     {
                         apt = Some(AptTarget {
@@ -545,7 +545,9 @@ impl Agent {
         // installer will find it.
         let dpkg = self.dpkg_settings();
         for target in &mut targets {
-            if let (Handler::Apt { packages }, Some(apt)) = (&target.payload.handler, &target.apt) {
+            if let (Handler::Apt { packages, .. }, Some(apt)) =
+                (&target.payload.handler, &target.apt)
+            {
                 target.downloaded =
                     openwua_installer::handlers::apt::is_downloaded(apt, &dpkg, packages);
             }

@@ -78,6 +78,16 @@ impl Pocket<'_> {
         }
     }
 
+    /// How people name it: the codename (`bookworm-security`), else the
+    /// suite.
+    pub fn name(&self) -> &str {
+        if self.codename.is_empty() {
+            self.suite
+        } else {
+            self.codename
+        }
+    }
+
     /// The release's codename without its pocket (`bookworm` for
     /// `bookworm-security`); the suite when there is no codename.
     pub fn family(&self) -> &str {
@@ -141,6 +151,7 @@ struct Gathered<'a> {
     binaries: BTreeMap<(&'a str, &'a str, &'a str, [u8; 32]), &'a BinaryPackage<'a>>,
     class: PocketClass,
     family: &'a str,
+    suites: BTreeSet<&'a str>,
 }
 
 /// A source version: parsed, as written, and its binaries.
@@ -167,7 +178,9 @@ pub fn map_updates(lists: &[OfferedList<'_>], installed: &[InstalledPackage]) ->
                 binaries: BTreeMap::new(),
                 class,
                 family: list.pocket.family(),
+                suites: BTreeSet::new(),
             });
+            entry.suites.insert(list.pocket.name());
             entry.class = entry.class.max(class);
             entry.family = entry.family.min(list.pocket.family());
             entry.binaries.insert(
@@ -313,7 +326,10 @@ fn revision_for(
         update,
         hidden_by_default: false,
         applicability: applicability(&packages),
-        handler: Handler::Apt { packages },
+        handler: Handler::Apt {
+            packages,
+            suites: group.suites.iter().map(|&suite| suite.to_owned()).collect(),
+        },
         content: Vec::new(),
     }
 }
@@ -523,7 +539,7 @@ mod tests {
                 ("Product", "openssl")
             ]
         );
-        let Handler::Apt { packages } = &new.handler else {
+        let Handler::Apt { packages, .. } = &new.handler else {
             panic!()
         };
         let listed: Vec<_> = packages
@@ -604,7 +620,7 @@ mod tests {
         assert_eq!(update.categories[0].id, UPDATES);
         assert!(update.installation_behavior.can_request_user_input);
         assert!(update.support_url.is_none(), "not Debian's own origin");
-        let Handler::Apt { packages } = &revisions[0].handler else {
+        let Handler::Apt { packages, .. } = &revisions[0].handler else {
             panic!()
         };
         assert!(packages[0].uses_debconf);

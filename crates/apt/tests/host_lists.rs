@@ -44,7 +44,7 @@ fn host_lists_verify_and_needed_sources_match_apt() {
     }
     let mut needed = BTreeSet::new();
     for revision in &scan.revisions {
-        let Handler::Apt { packages } = &revision.handler else {
+        let Handler::Apt { packages, .. } = &revision.handler else {
             panic!("{}: not an apt handler", revision.update.title)
         };
         let source = revision.update.title.split(' ').next().unwrap().to_owned();

@@ -280,6 +280,12 @@ pub enum Handler {
         /// Every binary package the update's source builds at this version
         /// for the architectures the repository offers.
         packages: Vec<AptPackage>,
+        /// The suites (pockets) whose lists offer this version, by their
+        /// codename (`bookworm-security`), sorted; for people to read. Not
+        /// part of the `RevisionNumber`: it names where the packages come
+        /// from, not what they install.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        suites: Vec<String>,
     },
 }
 

@@ -96,7 +96,13 @@ impl World {
     }
 
     fn install(&self, packages: Vec<AptPackage>) -> HandlerOutcome {
-        self.fixture.run(&Handler::Apt { packages }, Installation)
+        self.fixture.run(
+            &Handler::Apt {
+                packages,
+                suites: Vec::new(),
+            },
+            Installation,
+        )
     }
 
     fn status_file(&self) -> Vec<u8> {
@@ -167,6 +173,25 @@ fn installs_the_new_version_of_only_the_binaries_the_machine_has() {
         &world.fixture.dpkg,
         &update
     ));
+}
+
+/// dpkg's `pmstatus:` percentages reach the context's progress as apt
+/// runs, rising, and a success ends at 100.
+#[test]
+fn an_install_reports_dpkgs_progress() {
+    let mut world = World::new(owtest_lib(), true);
+    world.preinstall(&Deb::new("owtest-lib1", "1.0-1").field("Source", "owtest-lib"));
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = std::sync::Arc::clone(&seen);
+    world.fixture.progress = Some(Box::new(move |percent| sink.lock().unwrap().push(percent)));
+
+    let outcome = world.install(security_update(&world));
+    assert_outcome(&world, &outcome, Outcome::Succeeded);
+    let seen = seen.lock().unwrap().clone();
+    assert!(seen.len() >= 3, "too few progress reports: {seen:?}");
+    assert!(seen.windows(2).all(|pair| pair[0] < pair[1]), "{seen:?}");
+    assert!(seen[0] < 50, "{seen:?}");
+    assert_eq!(seen.last(), Some(&100), "{seen:?}");
 }
 
 /// Download-only fills apt's cache with the exact `.deb`s, progress is
@@ -306,6 +331,7 @@ fn an_interactive_install_asks_debconfs_question_through_the_prompter() {
     let outcome = world.fixture.install(
         &Handler::Apt {
             packages: vec![package],
+            suites: Vec::new(),
         },
         Some(&prompter),
     );
@@ -467,6 +493,7 @@ fn uninstall_is_refused() {
     let outcome = world.fixture.run(
         &Handler::Apt {
             packages: security_update(&world),
+            suites: Vec::new(),
         },
         Uninstallation,
     );

@@ -14,7 +14,7 @@ use std::io::{BufRead as _, BufReader, Read as _, Seek as _, SeekFrom};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
+use std::sync::{Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use command_fds::FdMapping;
@@ -92,7 +92,7 @@ const MAX_DEB_SIZE: u64 = 4 * 1024 * 1024 * 1024;
 
 /// Installs (upgrade only) the update's packages the machine has.
 pub(super) fn run(context: &HandlerContext<'_>) -> HandlerOutcome {
-    let Handler::Apt { packages } = context.handler else {
+    let Handler::Apt { packages, .. } = context.handler else {
         return HandlerOutcome::failed(
             WU_E_UH_WRONGHANDLER,
             "the apt handler was given another handler's metadata",
@@ -187,18 +187,27 @@ pub(super) fn run(context: &HandlerContext<'_>) -> HandlerOutcome {
     };
     let reboot_file = &context.dpkg.reboot_required_file;
     let before = stamp(reboot_file);
-    let ended = run_program(
-        context,
-        Program {
-            name,
-            path: &context.apt.program,
-            args: &args,
-            env: &env_refs,
-            timeout: TIMEOUT,
-            fds: vec![status_fd],
-        },
-        interactive.as_mut().map(|(interaction, _)| interaction),
-    );
+    let program = Program {
+        name,
+        path: &context.apt.program,
+        args: &args,
+        env: &env_refs,
+        timeout: TIMEOUT,
+        fds: vec![status_fd],
+    };
+    let running = AtomicBool::new(true);
+    let ended = std::thread::scope(|scope| {
+        if let Some(progress) = context.progress {
+            scope.spawn(|| reader.forward_install_progress(progress, &running));
+        }
+        let ended = run_program(
+            context,
+            program,
+            interactive.as_mut().map(|(interaction, _)| interaction),
+        );
+        running.store(false, Ordering::SeqCst);
+        ended
+    });
     let verdict = match interactive {
         Some((interaction, debconf)) => {
             drop(debconf);
@@ -229,6 +238,9 @@ pub(super) fn run(context: &HandlerContext<'_>) -> HandlerOutcome {
         } else {
             format!("{name} exited with 0 ({installed})")
         };
+        if let Some(progress) = context.progress {
+            progress(100);
+        }
         return HandlerOutcome::success(reboot, Some(0), detail);
     }
     if let Some(outcome) = busy_now(context.dpkg) {
@@ -295,6 +307,7 @@ pub fn download(request: &AptDownload<'_>, progress: &mut dyn FnMut(u64, u64)) -
     };
     let handler = Handler::Apt {
         packages: Vec::new(),
+        suites: Vec::new(),
     };
     let context = standalone_context(
         &handler,
@@ -706,6 +719,7 @@ fn standalone_context<'a>(
         grace: GRACE,
         prompter: None,
         group_record: None,
+        progress: None,
     }
 }
 
@@ -846,14 +860,19 @@ fn reboot_packages(flag: &Path) -> String {
 /// What apt reports on `APT::Status-Fd`, read by a thread of its own (a
 /// daemon a maintainer script started may keep the pipe open; the thread
 /// then lingers, the run does not).
+/// Shared by reference with the thread that forwards install progress,
+/// hence the mutexes.
 struct StatusReader {
-    lines: mpsc::Receiver<StatusLine>,
-    errors: std::cell::RefCell<Vec<String>>,
+    lines: Mutex<mpsc::Receiver<StatusLine>>,
+    errors: Mutex<Vec<String>>,
 }
 
+#[derive(Debug, PartialEq)]
 enum StatusLine {
     /// `dlstatus:`: how far the download is, in percent.
     Download(f64),
+    /// `pmstatus:`: how far dpkg's part (unpack, configure) is, in percent.
+    Install(f64),
     /// `pmerror:` or a conffile question, for the detail.
     Error(String),
 }
@@ -891,8 +910,8 @@ impl StatusReader {
                 child_fd: 3,
             },
             StatusReader {
-                lines: receiver,
-                errors: std::cell::RefCell::new(Vec::new()),
+                lines: Mutex::new(receiver),
+                errors: Mutex::new(Vec::new()),
             },
         ))
     }
@@ -900,36 +919,69 @@ impl StatusReader {
     /// The next download percentage, waiting at most `wait`.
     fn next_download_percent(&self, wait: Duration) -> Option<f64> {
         let deadline = Instant::now() + wait;
+        let lines = self.lines.lock().ok()?;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
+            match lines.recv_timeout(left) {
                 Ok(StatusLine::Download(percent)) => return Some(percent),
                 Ok(StatusLine::Error(error)) => self.keep(error),
+                Ok(StatusLine::Install(_)) => {}
                 Err(_) => return None,
             }
         }
     }
 
+    /// Tells `progress` dpkg's percentages, never going back, until
+    /// `running` is cleared; errors are kept as they come.
+    fn forward_install_progress(&self, progress: &(dyn Fn(u8) + Sync), running: &AtomicBool) {
+        let Ok(lines) = self.lines.lock() else {
+            return;
+        };
+        let mut reported = 0;
+        while running.load(Ordering::SeqCst) {
+            match lines.recv_timeout(ABORT_POLL) {
+                Ok(StatusLine::Install(percent)) => {
+                    // In 0..=100, checked when parsed; 100 is said on success only.
+                    let percent = (percent as u8).min(99);
+                    if percent > reported {
+                        reported = percent;
+                        progress(percent);
+                    }
+                }
+                Ok(StatusLine::Error(error)) => self.keep(error),
+                Ok(StatusLine::Download(_)) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    }
+
     fn keep(&self, error: String) {
-        let mut errors = self.errors.borrow_mut();
-        if errors.len() < DETAIL_LINES {
+        if let Ok(mut errors) = self.errors.lock()
+            && errors.len() < DETAIL_LINES
+        {
             errors.push(error);
         }
     }
 
     /// The errors reported so far (waiting briefly for the last lines).
     fn errors(&self) -> Vec<String> {
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(100)) {
-            if let StatusLine::Error(error) = line {
-                self.keep(error);
+        if let Ok(lines) = self.lines.lock() {
+            while let Ok(line) = lines.recv_timeout(Duration::from_millis(100)) {
+                if let StatusLine::Error(error) = line {
+                    self.keep(error);
+                }
             }
         }
-        self.errors.borrow().clone()
+        self.errors
+            .lock()
+            .map(|errors| errors.clone())
+            .unwrap_or_default()
     }
 }
 
 /// One line of apt's status: `dlstatus:i:percent:text`,
-/// `pmerror:deb:percent:text`, `pmconffile:file:…`.
+/// `pmstatus:package:percent:text`, `pmerror:deb:percent:text`,
+/// `pmconffile:file:…`.
 fn parse_status(line: &str) -> Option<StatusLine> {
     let (kind, rest) = line.split_once(':')?;
     let mut fields = rest.splitn(3, ':');
@@ -940,6 +992,11 @@ fn parse_status(line: &str) -> Option<StatusLine> {
             .ok()
             .filter(|p| p.is_finite() && (0.0..=100.0).contains(p))
             .map(StatusLine::Download),
+        "pmstatus" => percent
+            .parse::<f64>()
+            .ok()
+            .filter(|p| p.is_finite() && (0.0..=100.0).contains(p))
+            .map(StatusLine::Install),
         "pmerror" => Some(StatusLine::Error(bounded(&format!("{first}: {text}")))),
         "pmconffile" => Some(StatusLine::Error(bounded(&format!(
             "dpkg asked about the changed configuration file {first}"
@@ -1062,6 +1119,7 @@ pub fn repair_interrupted(dpkg: &DpkgSettings, log_path: &Path) -> Option<Handle
     args.extend(["--force-confdef", "--force-confold", "--configure", "-a"].map(String::from));
     let handler = Handler::Apt {
         packages: Vec::new(),
+        suites: Vec::new(),
     };
     let apt = AptSettings::default();
     let abort = AtomicBool::new(false);

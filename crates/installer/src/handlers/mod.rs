@@ -79,7 +79,6 @@ impl Default for DpkgSettings {
 pub const DEFAULT_PROMPT_DIR: &str = "/run/openwua/prompts";
 
 /// Everything one handler run needs.
-#[derive(Debug)]
 pub struct HandlerContext<'a> {
     /// The update being installed or uninstalled.
     pub update_id: Uuid,
@@ -116,6 +115,10 @@ pub struct HandlerContext<'a> {
     /// agent started after this one died stops what is left of it
     /// ([`stop_orphaned_group`]); None: not recorded.
     pub group_record: Option<&'a Path>,
+    /// Told how far this update's run is, in percent, as the handler
+    /// learns it (the `apt` handler, from apt's `pmstatus:` lines); None:
+    /// nobody listens. The other handlers say nothing until they end.
+    pub progress: Option<&'a (dyn Fn(u8) + Sync)>,
 }
 
 impl HandlerContext<'_> {

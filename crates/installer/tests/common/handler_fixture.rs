@@ -28,6 +28,8 @@ pub struct Fixture {
     pub update_id: Uuid,
     /// ForceQuiet: no prompter reaches the handler, dpkg non-interactive.
     pub quiet: bool,
+    /// What the handler is told of its progress, in percent.
+    pub progress: Option<Box<dyn Fn(u8) + Sync>>,
 }
 
 impl Fixture {
@@ -63,6 +65,7 @@ impl Fixture {
             abort: AtomicBool::new(false),
             update_id: random_uuid(),
             quiet: true,
+            progress: None,
         }
     }
 
@@ -116,6 +119,7 @@ impl Fixture {
             grace: Duration::from_millis(300),
             prompter,
             group_record: None,
+            progress: self.progress.as_deref(),
         })
     }
 
