@@ -492,7 +492,13 @@ impl Agent {
                 ReportReply::Unauthorized if !registered_again => {
                     registered_again = true;
                     credentials = self
-                        .register_again(service_id, &url, group.clone(), credentials, &service_fetcher)
+                        .register_again(
+                            service_id,
+                            &url,
+                            group.clone(),
+                            credentials,
+                            &service_fetcher,
+                        )
                         .await
                         .map_err(now_error)?;
                 }
