@@ -382,6 +382,64 @@ fn an_agent_killed_during_an_apt_install_repairs_dpkg_at_start() {
     );
 }
 
+/// A package with debconf templates whose relations do not name debconf
+/// (so its update does not have CanRequestUserInput) installs quietly
+/// through the agent: debconf runs non-interactively on the sandbox's
+/// database (found through the `DPKG_ROOT` dpkg gives the scripts) and
+/// takes the template's default.
+#[test]
+fn a_quiet_install_of_a_debconf_package_takes_its_default_in_the_sandbox() {
+    if !std::path::Path::new("/usr/share/debconf/confmodule").exists() {
+        return openwua_testkit::skip(
+            "a_quiet_install_of_a_debconf_package_takes_its_default_in_the_sandbox",
+            "debconf is not installed",
+        );
+    }
+    let name = "owtest-conf";
+    let machine = Machine::new(
+        &[
+            ("owtest", Deb::new(name, "1.0")),
+            (
+                "owtest-security",
+                Deb::new(name, "2.0")
+                    .control_file(
+                        "templates",
+                        &format!(
+                            "Template: {name}/edition\nType: select\nChoices: home, pro\n\
+                             Default: home\nDescription: Which edition?\n Pick one.\n"
+                        ),
+                    )
+                    .script(
+                        "config",
+                        &format!(
+                            ". /usr/share/debconf/confmodule\n\
+                             db_input high {name}/edition || true\ndb_go || true"
+                        ),
+                    )
+                    .script(
+                        "postinst",
+                        &format!(
+                            ". /usr/share/debconf/confmodule\n\
+                             db_get {name}/edition\nprintf '%s' \"$RET\" > \"$DPKG_ROOT/answer\""
+                        ),
+                    ),
+            ),
+        ],
+        &[Deb::new(name, "1.0")],
+        "",
+    );
+    let offered = machine.offered();
+    let update = &offered["owtest-conf 2.0"];
+    machine.job(DOWNLOAD, &[update]);
+    let installed = machine.job(INSTALL, &[update]);
+    assert_eq!(results(&installed)[0].0, "Succeeded", "{installed}");
+    assert_eq!(
+        std::fs::read_to_string(machine.root.instdir().join("answer")).unwrap(),
+        "home"
+    );
+    assert_eq!(machine.root.status(name), "install ok installed 2.0");
+}
+
 /// The store's files (database and write-ahead log), for byte-for-byte
 /// comparisons.
 fn store_files(agent: &AgentProcess) -> Vec<Option<Vec<u8>>> {
