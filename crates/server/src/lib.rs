@@ -44,5 +44,5 @@ pub mod reports;
 pub mod serve;
 pub mod setup;
 pub mod store;
-pub mod tls;
 pub mod sync_cache;
+pub mod tls;
