@@ -154,7 +154,7 @@ impl Agent {
         let apt_downloads = Arc::new(crate::apt_service::AptDownloads::default());
         let apt_updates = index.apt_updates();
         if !apt_updates.is_empty() {
-            let roots = crate::apt_service::apt_roots_of(&store.services()?);
+            let roots = crate::apt_service::apt_roots_of(&store.services()?, &config.install);
             index.set_apt_downloaded(apt_downloads.check(
                 &apt_updates,
                 &roots,

@@ -30,6 +30,7 @@ use openwua_model::service::{ServiceInfo, ServiceKind};
 use uuid::Uuid;
 
 use crate::agent::{Agent, SyncPhase, SyncResult, blocking, lock, poisoned, unknown_service};
+use crate::config::InstallSettings;
 use crate::error::{AgentError, Result};
 use crate::policy::{self, Action, Requester};
 
@@ -58,9 +59,10 @@ pub fn apt_service_id(root: &Path) -> Uuid {
 }
 
 /// The apt settings of an apt service (its root), for the handler.
-pub(crate) fn apt_settings(service: &ServiceInfo) -> AptSettings {
+pub(crate) fn apt_settings(service: &ServiceInfo, install: &InstallSettings) -> AptSettings {
     AptSettings {
         root: PathBuf::from(service.apt_root.as_deref().unwrap_or("/")),
+        lock_wait: Duration::from_secs(install.apt_lock_wait_seconds),
         ..AptSettings::default()
     }
 }
@@ -217,7 +219,7 @@ impl Agent {
         progress: &mut impl FnMut(SyncPhase<'_>),
     ) -> Result<SyncResult> {
         let service_id = service.service_id;
-        let apt = apt_settings(service);
+        let apt = apt_settings(service, &self.config.install);
         if online {
             let log = self.config.log_dir().join("apt-get-update.log");
             let settings = apt.clone();
@@ -273,7 +275,7 @@ impl Agent {
     /// Each apt service's settings, by ServiceID.
     pub(crate) async fn apt_roots(&self) -> Result<HashMap<Uuid, AptSettings>> {
         let services = self.with_store(|store| store.services()).await?;
-        Ok(apt_roots_of(&services))
+        Ok(apt_roots_of(&services, &self.config.install))
     }
 
     /// Checks, on a blocking thread, whether the index's apt updates are
@@ -338,11 +340,14 @@ pub(crate) fn apt_details(
 }
 
 /// Each apt service's settings, by ServiceID.
-pub(crate) fn apt_roots_of(services: &[ServiceInfo]) -> HashMap<Uuid, AptSettings> {
+pub(crate) fn apt_roots_of(
+    services: &[ServiceInfo],
+    install: &InstallSettings,
+) -> HashMap<Uuid, AptSettings> {
     services
         .iter()
         .filter(|service| service.kind == ServiceKind::Apt)
-        .map(|service| (service.service_id, apt_settings(service)))
+        .map(|service| (service.service_id, apt_settings(service, install)))
         .collect()
 }
 

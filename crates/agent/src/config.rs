@@ -104,6 +104,9 @@ pub struct InstallSettings {
     /// Where interactive dpkg runs get a private (0700) directory for
     /// debconf's passthrough socket.
     pub prompt_dir: PathBuf,
+    /// Seconds an apt install waits for dpkg's lock held by another
+    /// program before it fails with `WU_E_OPERATIONINPROGRESS`.
+    pub apt_lock_wait_seconds: u64,
 }
 
 impl Default for InstallSettings {
@@ -121,6 +124,7 @@ impl Default for InstallSettings {
             boot_id_file: PathBuf::from("/proc/sys/kernel/random/boot_id"),
             question_timeout_seconds: 300,
             prompt_dir: PathBuf::from(openwua_installer::handlers::DEFAULT_PROMPT_DIR),
+            apt_lock_wait_seconds: 120,
         }
     }
 }

@@ -134,6 +134,7 @@ impl Agent {
         let store = Arc::clone(&self.store);
         let wanted = self.resolve(&update_ids)?;
         let fetcher = Arc::clone(&self.fetcher);
+        let install_settings = self.config.install.clone();
         let targets = blocking(move || {
             let store = store.lock().map_err(|_| poisoned())?;
             // Update servers with a CA of their own: one fetcher each.
@@ -157,7 +158,7 @@ impl Agent {
                         (service.kind, payload.handler)
                     {
                         apt = Some(AptTarget {
-                            settings: crate::apt_service::apt_settings(service),
+                            settings: crate::apt_service::apt_settings(service, &install_settings),
                             packages,
                         });
                     }
@@ -511,7 +512,7 @@ impl Agent {
     /// Adds each update's installer, and its bundled updates', from the store.
     fn install_targets(&self, resolved: Vec<Resolved>) -> Result<Vec<InstallTarget>> {
         let store = self.store.lock().map_err(|_| poisoned())?;
-        let roots = crate::apt_service::apt_roots_of(&store.services()?);
+        let roots = crate::apt_service::apt_roots_of(&store.services()?, &self.config.install);
         let mut targets = resolved
             .into_iter()
             .map(|resolved| {

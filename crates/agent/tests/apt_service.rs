@@ -3,8 +3,10 @@
 //! a real `apt-get update`), refusals that change nothing, and the host's
 //! real lists read-only.
 //!
-//! The end-to-end install tests (a signed repository on 127.0.0.1 from
-//! `openwua_testkit::debrepo`) come with the apt handler's test kit.
+//! Installs from a signed repository on 127.0.0.1
+//! (`openwua_testkit::debrepo`) are here and in `apt_install.rs`; a
+//! secondary logon refused the debconf update is in the cli's
+//! `sessions.rs`.
 
 mod common;
 

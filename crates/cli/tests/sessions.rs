@@ -594,6 +594,112 @@ fn secondary_logon_su_bob_installs_the_quiet_update_and_refuses_the_asking_one()
     });
 }
 
+/// The machine's apt repositories as a service: from `su bob` in alice's
+/// login, `wua install` of two apt updates installs the quiet one and
+/// refuses the one whose package uses debconf (CanRequestUserInput) with
+/// WU_E_NO_INTERACTIVE_USER, leaving it at its version in dpkg.
+#[test]
+fn secondary_logon_su_bob_installs_the_quiet_apt_update_and_refuses_the_debconf_one() {
+    if skip_without_root("secondary_logon_su_bob_apt") {
+        return;
+    }
+    use openwua_testkit::debrepo::{AptRoot, Deb, Repository};
+    let mut repository = Repository::new();
+    let asking = Deb::new("owtest-conf", "2.0")
+        .field("Depends", "debconf")
+        .control_file(
+            "templates",
+            "Template: owtest-conf/edition\nType: select\nChoices: home, pro\n\
+             Default: home\nDescription: Which edition?\n Pick one.\n",
+        );
+    repository.add("owtest", &Deb::new("owtest-conf", "1.0"));
+    repository.add("owtest", &Deb::new("owtest-fine", "1.0"));
+    repository.add("owtest-security", &asking);
+    repository.add("owtest-security", &Deb::new("owtest-fine", "2.0"));
+    repository.publish();
+    let server = repository.serve();
+    let root = AptRoot::new();
+    root.add_source(&server, &repository, &["owtest", "owtest-security"]);
+    root.update();
+    let built = tempfile::tempdir().unwrap();
+    // debconf itself, as the sandbox's dpkg knows it: its update's
+    // dependency is met.
+    for deb in [
+        Deb::new("debconf", "1.5.99"),
+        Deb::new("owtest-conf", "1.0"),
+        Deb::new("owtest-fine", "1.0"),
+    ] {
+        root.dpkg_install(&deb.build(built.path()));
+    }
+    let cast = timed("users, group and sudoers drop-in", Cast::new);
+    let agent = TestAgent::start_with(&cast.admins, |config| {
+        config.facts.dpkg_admindir = root.admindir();
+        config.install.dpkg_instdir = Some(root.instdir());
+        config.install.dpkg_extra_args = root.dpkg_extra_args();
+    });
+    let added = agent.json(&[
+        "services",
+        "add-apt",
+        "--apt-root",
+        &root.apt_dir().to_string_lossy(),
+    ]);
+    let service = added["service"]["serviceId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no serviceId: {added:#}"));
+    let search = agent.json(&["search", "--service", service]);
+    let id_of = |title: &str| {
+        update_id_titled(&search, title).unwrap_or_else(|| panic!("no {title}: {search:#}"))
+    };
+    let (conf, fine) = (id_of("owtest-conf 2.0"), id_of("owtest-fine 2.0"));
+
+    let pane = Tmux::login(&cast.alice);
+    pane.su(&cast.bob, &cast.bob_password);
+    let install = agent.wua_line(&["install", &conf, &fine]);
+    let finished = timed("wua install of both apt updates (su bob)", || {
+        pane.run(&install, WAIT)
+    });
+    eprintln!("INSTALL su bob (apt):\n{}", finished.output);
+    assert_refused("su bob (apt)", &finished);
+    assert_eq!(root.status("owtest-fine"), "install ok installed 2.0");
+    assert_eq!(root.status("owtest-conf"), "install ok installed 1.0");
+    let history = agent.json(&["history"]);
+    assert!(
+        history
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|entry| entry["title"] == "owtest-conf 2.0"
+                && entry.to_string().to_lowercase().contains("0x80240020")),
+        "history records the refusal: {history:#}"
+    );
+}
+
+/// The update ID of the update titled `title` anywhere in `value` (a
+/// search's JSON).
+fn update_id_titled(value: &Value, title: &str) -> Option<String> {
+    match value {
+        Value::Object(object) => {
+            if object.get("title").and_then(Value::as_str) == Some(title) {
+                let id = object.get("updateId").or_else(|| {
+                    object
+                        .get("identity")
+                        .and_then(|identity| identity.get("updateId"))
+                });
+                if let Some(id) = id.and_then(Value::as_str) {
+                    return Some(id.to_owned());
+                }
+            }
+            object
+                .values()
+                .find_map(|inner| update_id_titled(inner, title))
+        }
+        Value::Array(items) => items
+            .iter()
+            .find_map(|inner| update_id_titled(inner, title)),
+        _ => None,
+    }
+}
+
 #[test]
 fn secondary_logon_sudo_u_bob_installs_the_quiet_update_and_refuses_the_asking_one() {
     if skip_without_root("secondary_logon_sudo_u_bob") {

@@ -410,6 +410,43 @@ fn an_unmet_dependency_fails_the_update_and_changes_nothing() {
     );
 }
 
+/// The same dependency fails a download-only run the same way, naming
+/// it, and fetches nothing.
+#[test]
+fn an_unmet_dependency_fails_the_download_naming_it() {
+    let world = World::new(
+        vec![
+            ("owtest", Deb::new("owtest-needy", "1.0")),
+            (
+                "owtest-security",
+                Deb::new("owtest-needy", "2.0").field("Depends", "owtest-missing (>= 2)"),
+            ),
+        ],
+        true,
+    );
+    world.preinstall(&Deb::new("owtest-needy", "1.0"));
+    let update = vec![world.package("owtest-security", "owtest-needy", "2.0")];
+    let abort = AtomicBool::new(false);
+    let outcome = apt::download(
+        &AptDownload {
+            apt: &world.fixture.apt,
+            dpkg: &world.fixture.dpkg,
+            packages: &update,
+            log_path: &world.fixture.log,
+            abort: &abort,
+        },
+        &mut |_, _| {},
+    );
+    assert_outcome(&world, &outcome, Outcome::Failed);
+    assert_eq!(outcome.hresult, WU_E_NOT_APPLICABLE);
+    assert!(
+        outcome.detail.contains("owtest-missing (>= 2)"),
+        "{}",
+        outcome.detail
+    );
+    assert!(!cached_deb(&world.fixture.apt, &update[0]).exists());
+}
+
 /// A postinst that raises Debian's restart flag makes the outcome
 /// SucceededRebootRequired, naming the package from `.pkgs`.
 #[test]

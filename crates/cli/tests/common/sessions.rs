@@ -483,6 +483,12 @@ pub struct TestAgent {
 
 impl TestAgent {
     pub fn start(admins: &Group) -> TestAgent {
+        TestAgent::start_with(admins, |_| {})
+    }
+
+    /// [`TestAgent::start`] with `adjust` applied to the agent's
+    /// configuration first (an apt sandbox's dpkg settings).
+    pub fn start_with(admins: &Group, adjust: impl FnOnce(&mut Config)) -> TestAgent {
         let private = tempfile::tempdir().expect("a temporary directory");
         let public = tempfile::Builder::new()
             .prefix("openwua-sessions-")
@@ -494,6 +500,7 @@ impl TestAgent {
         config.socket = public.path().join("agent.sock");
         config.admin_group = Some(admins.name.clone());
         config.install.abort_grace_seconds = 2;
+        adjust(&mut config);
         let agent = Background::start(config).expect("the agent starts");
         let wua = public.path().join("wua");
         // Copied by another process: a copy written here keeps a write

@@ -317,6 +317,7 @@ pub fn download(request: &AptDownload<'_>, progress: &mut dyn FnMut(u64, u64)) -
         request.abort,
     );
     let name = "apt-get install --download-only";
+    let start = log_length(request.log_path);
     progress(0, total);
     let ended = std::thread::scope(|scope| {
         let running = scope.spawn(|| {
@@ -363,6 +364,21 @@ pub fn download(request: &AptDownload<'_>, progress: &mut dyn FnMut(u64, u64)) -
             Some(0),
             format!("{name} exited with 0 ({} packages)", wanted.len()),
         );
+    }
+    // apt resolves dependencies before it fetches: one it cannot satisfy
+    // is this update's fault, named as the install's simulation names it.
+    let unmet = unmet_dependencies(&log_since(request.log_path, start));
+    if !unmet.is_empty() {
+        return HandlerOutcome {
+            exit_code: status.code(),
+            ..HandlerOutcome::failed(
+                WU_E_NOT_APPLICABLE,
+                format!(
+                    "apt cannot download the update, nothing was fetched: {}",
+                    unmet.join("; ")
+                ),
+            )
+        };
     }
     let errors = reader.errors();
     let why = if errors.is_empty() {
