@@ -303,6 +303,39 @@ sleep 30"#,
     assert!(fixture.sandbox_file("answer").is_none());
 }
 
+/// (e) An installer that survives its terminal's hang-up (it ignores
+/// SIGHUP) is still stopped once the client is gone, after the grace.
+#[test]
+fn a_client_going_away_stops_an_installer_that_ignores_the_hang_up() {
+    let fixture = Fixture::interactive();
+    fixture.bash_script(
+        "install.sh",
+        r#"trap '' HUP
+printf 'Press enter: '
+read -r line
+sleep 30"#,
+    );
+    let started = Instant::now();
+    let (outcome, _) = converse(
+        &fixture,
+        &command("install.sh"),
+        Duration::from_secs(600),
+        |stream, _, seen| {
+            if seen.output().contains("Press enter") {
+                *stream = None;
+            }
+        },
+    );
+    assert_prompt(started);
+    assert_eq!(
+        outcome.outcome,
+        Outcome::Aborted,
+        "{outcome:?}\n{}",
+        fixture.log()
+    );
+    assert!(outcome.detail.contains("went away"), "{}", outcome.detail);
+}
+
 /// (e) The same for an installer waiting on its terminal: the hang-up
 /// ends it.
 #[test]

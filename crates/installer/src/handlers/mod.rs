@@ -471,8 +471,11 @@ fn run_program(
         ));
     }
     let deadline = started + program.timeout;
-    // When a question was aborted: the program gets `grace` to end on its
-    // own (its answer channel is closed, its terminal hung up).
+    // When a question was aborted or the client went away: the program
+    // gets `grace` to end on its own (its answer channel is closed, its
+    // terminal hung up), then its group is stopped, since a program may
+    // survive the hang-up (SIGHUP ignored, or a read that fails and goes
+    // on).
     let mut unanswered_since: Option<Instant> = None;
     loop {
         let now = Instant::now();
@@ -499,7 +502,7 @@ fn run_program(
                     return Ended::Aborted;
                 }
                 if let Some(interaction) = interaction
-                    && interaction.aborted.load(Ordering::SeqCst)
+                    && interaction.abandoned()
                 {
                     let since = *unanswered_since.get_or_insert_with(|| {
                         interaction.terminal.hang_up();
