@@ -21,9 +21,8 @@
 //! full snapshot's (made, then cached). `SYNC_BENCH_BEHIND=0` skips it.
 
 use std::fmt::Write as _;
-use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use openwua_catalog::sync::{Response, ResponseKind, SignedResponse};
@@ -34,6 +33,9 @@ use openwua_catalog::sync::{Response, ResponseKind, SignedResponse};
 mod common;
 use serde_json::{Value, json};
 
+mod support;
+use support::{BIN, env_number, spawn_server, with_postgres};
+
 const REVISIONS: usize = 1_000;
 /// The catalog of the agent-behind figure, and how many of it change.
 const CATALOG: usize = 100_000;
@@ -41,7 +43,6 @@ const BEHIND: usize = 1_000;
 /// The most revisions one publish may carry (the server's limit).
 const PER_PUBLISH: usize = 10_000;
 const COMPUTERS: usize = 1_000;
-const BIN: &str = env!("CARGO_BIN_EXE_wua-server");
 
 struct Server {
     child: Child,
@@ -60,38 +61,13 @@ impl Drop for Server {
 
 impl Server {
     fn start(data_dir: &Path, database: Option<&str>) -> Server {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut command = Command::new(BIN);
-        command
-            .args(["serve", "--config", "/dev/null", "--listen"])
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(["--max-request-bytes", "67108864"])
-            // Every computer registers from 127.0.0.1.
-            .args(["--registrations-per-minute", "1000000"])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
-        if let Some(url) = database {
-            command.args(["--database", url]);
-        }
-        let mut child = command.spawn().unwrap();
-        let up = openwua_testkit::wait_until(Instant::now() + Duration::from_secs(30), || {
-            assert!(child.try_wait().unwrap().is_none(), "wua-server exited");
-            TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        assert!(up, "wua-server did not listen");
-        let token = std::fs::read_to_string(data_dir.join("admin.token")).unwrap();
+        let (child, port, token) =
+            spawn_server(data_dir, database, &["--max-request-bytes", "67108864"]);
         Server {
             child,
             url: format!("http://127.0.0.1:{port}"),
             port,
-            token: token.trim().to_owned(),
+            token,
             http: ureq::Agent::new_with_defaults(),
         }
     }
@@ -254,13 +230,6 @@ fn run_wrk(server: &Server, credentials: &[String], anchor: u64, scratch: &Path)
     }
 }
 
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .map(|value| value.parse().unwrap())
-        .unwrap_or(default)
-}
-
 fn bench(store: &str, database: Option<&str>) {
     let scratch = tempfile::tempdir().unwrap();
     let data_dir = scratch.path().join("data");
@@ -396,36 +365,6 @@ fn behind(store: &str, database: Option<&str>) {
         published.as_secs_f64(),
         approved.as_secs_f64(),
     );
-}
-
-/// A throwaway database on the PostgreSQL server at `admin_url`, dropped
-/// after `body`.
-fn with_postgres(admin_url: &str, body: impl FnOnce(&str)) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let name = format!("openwua_bench_{}", uuid::Uuid::new_v4().simple());
-    let admin = |statement: String| {
-        runtime.block_on(async {
-            let (client, connection) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls)
-                .await
-                .unwrap();
-            let connection = tokio::spawn(connection);
-            client.batch_execute(&statement).await.unwrap();
-            drop(client);
-            let _ = connection.await;
-        })
-    };
-    admin(format!("CREATE DATABASE {name}"));
-    let (base, _) = admin_url.rsplit_once('/').unwrap();
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        body(&format!("{base}/{name}"))
-    }));
-    admin(format!("DROP DATABASE {name} WITH (FORCE)"));
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
 }
 
 fn main() {
