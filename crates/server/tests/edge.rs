@@ -335,6 +335,16 @@ fn held_request(server: &Server) -> TcpStream {
     stream
 }
 
+/// What the server has sent on a held request's connection, if anything.
+fn answered(stream: &TcpStream) -> String {
+    use std::io::Read;
+    let mut bytes = [0u8; 512];
+    stream.set_nonblocking(true).unwrap();
+    let read = (&*stream).read(&mut bytes).unwrap_or(0);
+    stream.set_nonblocking(false).unwrap();
+    String::from_utf8_lossy(&bytes[..read]).into_owned()
+}
+
 #[test]
 fn a_server_with_every_slot_held_answers_503_with_retry_after() {
     let scratch = tempfile::tempdir().unwrap();
@@ -344,6 +354,19 @@ fn a_server_with_every_slot_held_answers_503_with_retry_after() {
         &["--max-in-flight", "2"],
     );
     let held = [held_request(&server), held_request(&server)];
+    // Both held requests have reached the server before the first probe.
+    let started = wait_until(Instant::now() + Duration::from_secs(30), || {
+        server
+            .log_text()
+            .matches("method=POST uri=/api/v1/updates")
+            .count()
+            >= 2
+    });
+    assert!(
+        started,
+        "held requests never started: {}",
+        server.log_tail()
+    );
     let busy = |server: &Server| {
         let (status, headers, body) = server.get("/api/v1/key", &[]);
         (status == 503).then_some((headers, body))
@@ -353,7 +376,16 @@ fn a_server_with_every_slot_held_answers_503_with_retry_after() {
         answer = busy(&server);
         answer.is_some()
     });
-    assert!(full, "never 503: {}", server.log_tail());
+    assert!(
+        full,
+        "never 503; held requests answered: {:?}; server log: {:#?}",
+        held.each_ref().map(answered),
+        server
+            .log_text()
+            .lines()
+            .filter(|line| line.contains("POST") || line.contains("WARN"))
+            .collect::<Vec<_>>()
+    );
     let (headers, body) = answer.unwrap();
     let retry_after = headers
         .iter()
