@@ -413,6 +413,19 @@ impl UpdateSession {
         let mut connection = self.connection.lock().await;
         connection.call(&method(name), parameters).await
     }
+
+    /// [`Connection::call_with`] on the session's connection.
+    pub(crate) async fn call_with<P: Serialize, R: DeserializeOwned>(
+        &self,
+        name: &str,
+        parameters: &P,
+        success: impl FnOnce(Vec<u8>) -> Result<R, Vec<u8>>,
+    ) -> Result<R, ClientError> {
+        let mut connection = self.connection.lock().await;
+        connection
+            .call_with(&method(name), parameters, success)
+            .await
+    }
 }
 
 fn method(name: &str) -> String {
@@ -476,7 +489,13 @@ impl UpdateSearcher<'_> {
             }),
             client_application_id: self.session.client_application_id.clone(),
         };
-        let ResultReply { result } = self.session.call("Search", &parameters).await?;
+        // The reply is kept whole as the text of its updates.
+        let ResultReply { result } = self
+            .session
+            .call_with("Search", &parameters, |reply| {
+                SearchResult::from_reply(reply).map(|result| ResultReply { result })
+            })
+            .await?;
         Ok(result)
     }
 

@@ -111,20 +111,39 @@ impl Connection {
         method: &str,
         parameters: &P,
     ) -> Result<R, ClientError> {
-        self.send(method, parameters, false).await?;
-        let bytes = self.read_message().await?;
         // A successful reply decodes straight into `R`, in one pass over a
         // reply that may be a hundred megabytes; anything else takes the
-        // general path below.
-        if let Ok(Success {
-            parameters: Some(parameters),
-            continues: false,
-            error: None,
-        }) = serde_json::from_slice::<Success<R>>(&bytes)
-        {
-            self.owed = false;
-            return Ok(parameters);
-        }
+        // general path.
+        self.call_with(method, parameters, |bytes| {
+            match serde_json::from_slice::<Success<R>>(&bytes) {
+                Ok(Success {
+                    parameters: Some(parameters),
+                    continues: false,
+                    error: None,
+                }) => Ok(parameters),
+                _ => Err(bytes),
+            }
+        })
+        .await
+    }
+
+    /// Calls `method` for one reply, which `success` decodes from the
+    /// whole message (it may keep the message); a reply it gives back, an
+    /// error or one it does not recognise, takes the general path.
+    pub(crate) async fn call_with<P: Serialize, R: DeserializeOwned>(
+        &mut self,
+        method: &str,
+        parameters: &P,
+        success: impl FnOnce(Vec<u8>) -> Result<R, Vec<u8>>,
+    ) -> Result<R, ClientError> {
+        self.send(method, parameters, false).await?;
+        let bytes = match success(self.read_message().await?) {
+            Ok(result) => {
+                self.owed = false;
+                return Ok(result);
+            }
+            Err(bytes) => bytes,
+        };
         let message = self.parse_reply(&bytes)?;
         if message.continues {
             return Err(ClientError::Protocol(format!(

@@ -1,8 +1,11 @@
 //! Framing: each message is a JSON object ended by a NUL byte.
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt};
 
-/// Bytes read from the socket at a time; most messages fit in one read.
+/// Bytes read from the socket at a time, at least; most messages fit in
+/// one read. A longer message is read straight into its own buffer, which
+/// grows as it fills, so that a reply of a hundred megabytes is not copied
+/// piece by piece out of a reader's buffer.
 const READ_CHUNK: usize = 64 * 1024;
 
 /// A message buffer keeps at most this much capacity between messages, so
@@ -57,8 +60,12 @@ impl std::error::Error for ReadError {
 /// the next call goes on with it.
 #[derive(Debug)]
 pub struct MessageReader<R> {
-    reader: BufReader<R>,
+    reader: R,
+    /// What was read and not handed out yet: the message being read, then
+    /// perhaps the start of those after it.
     buffer: Vec<u8>,
+    /// The start of `buffer` holds no NUL this far, and was admitted.
+    scanned: usize,
     limit: usize,
 }
 
@@ -66,8 +73,9 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
     /// Reads from `reader` messages of at most `limit` bytes (without the NUL).
     pub fn new(reader: R, limit: usize) -> MessageReader<R> {
         MessageReader {
-            reader: BufReader::with_capacity(READ_CHUNK, reader),
+            reader,
             buffer: Vec::new(),
+            scanned: 0,
             limit,
         }
     }
@@ -83,12 +91,12 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
     }
 
     /// Waits until the peer sends something; false when it closed the
-    /// connection instead. Reads nothing out of the stream.
+    /// connection instead. What it reads is kept for the next message.
     pub async fn wait_for_data(&mut self) -> std::io::Result<bool> {
         if !self.buffer.is_empty() {
             return Ok(true);
         }
-        Ok(!self.reader.fill_buf().await?.is_empty())
+        Ok(self.read_more(READ_CHUNK).await? > 0)
     }
 
     /// Reads up to the next NUL, which it drops. `admit` is asked before
@@ -100,42 +108,63 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
         admit: impl FnMut(usize) -> bool,
     ) -> Result<Message<'_>, ReadError> {
         match self.fill(admit).await {
-            Ok(()) => Ok(Message {
-                buffer: &mut self.buffer,
-            }),
+            Ok(end) => {
+                self.scanned = 0;
+                Ok(Message {
+                    buffer: &mut self.buffer,
+                    end: Some(end),
+                })
+            }
             Err(error) => {
+                // Bytes from a NUL on are the rest of the stream.
+                let end = memchr::memchr(0, &self.buffer[self.scanned..])
+                    .map_or(self.buffer.len(), |end| self.scanned + end);
+                self.buffer.drain(..end);
+                self.scanned = 0;
                 release(&mut self.buffer);
                 Err(error)
             }
         }
     }
 
-    async fn fill(&mut self, mut admit: impl FnMut(usize) -> bool) -> Result<(), ReadError> {
+    /// Where the message ends (its NUL's index in the buffer).
+    async fn fill(&mut self, mut admit: impl FnMut(usize) -> bool) -> Result<usize, ReadError> {
         loop {
-            let available = self.reader.fill_buf().await.map_err(ReadError::Io)?;
-            if available.is_empty() {
+            let unscanned = &self.buffer[self.scanned..];
+            let nul = memchr::memchr(0, unscanned);
+            let piece = nul.unwrap_or(unscanned.len());
+            if self.scanned + piece > self.limit {
+                return Err(ReadError::TooLarge { limit: self.limit });
+            }
+            if piece > 0 && !admit(piece) {
+                return Err(ReadError::OverBudget);
+            }
+            self.scanned += piece;
+            if nul.is_some() {
+                return Ok(self.scanned);
+            }
+            // Never more than the longest message and its NUL.
+            let room = (self.limit + 1).saturating_sub(self.buffer.len());
+            if self.read_more(room).await.map_err(ReadError::Io)? == 0 {
                 return Err(if self.buffer.is_empty() {
                     ReadError::Closed
                 } else {
                     ReadError::Cut
                 });
             }
-            let (body, taken, complete) = match available.iter().position(|&byte| byte == 0) {
-                Some(end) => (&available[..end], end + 1, true),
-                None => (available, available.len(), false),
-            };
-            if self.buffer.len() + body.len() > self.limit {
-                return Err(ReadError::TooLarge { limit: self.limit });
-            }
-            if !admit(body.len()) {
-                return Err(ReadError::OverBudget);
-            }
-            self.buffer.extend_from_slice(body);
-            self.reader.consume(taken);
-            if complete {
-                return Ok(());
-            }
         }
+    }
+
+    /// Reads at most `most` bytes onto the end of the buffer, growing it
+    /// (by doubling) when it has less than [`READ_CHUNK`] free.
+    async fn read_more(&mut self, most: usize) -> std::io::Result<usize> {
+        if self.buffer.capacity() - self.buffer.len() < READ_CHUNK {
+            self.buffer.reserve(READ_CHUNK);
+        }
+        (&mut self.reader)
+            .take(most as u64)
+            .read_buf(&mut self.buffer)
+            .await
     }
 
     /// Skips the rest of the message being read, up to and including its
@@ -143,29 +172,23 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
     /// can read the refusal (closing a Unix socket with unread data makes
     /// the peer's read fail with a reset instead).
     pub async fn discard(&mut self) -> Result<(), ReadError> {
-        release(&mut self.buffer);
+        self.scanned = 0;
         loop {
-            let available = self.reader.fill_buf().await.map_err(ReadError::Io)?;
-            if available.is_empty() {
-                return Err(ReadError::Cut);
+            if let Some(end) = memchr::memchr(0, &self.buffer) {
+                self.buffer.drain(..=end);
+                release(&mut self.buffer);
+                return Ok(());
             }
-            match available.iter().position(|&byte| byte == 0) {
-                Some(end) => {
-                    self.reader.consume(end + 1);
-                    return Ok(());
-                }
-                None => {
-                    let length = available.len();
-                    self.reader.consume(length);
-                }
+            self.buffer.clear();
+            if self.read_more(READ_CHUNK).await.map_err(ReadError::Io)? == 0 {
+                return Err(ReadError::Cut);
             }
         }
     }
 }
 
-/// Empties a message buffer, giving back all but [`RETAINED`] bytes of it.
+/// Gives back all but [`RETAINED`] bytes of a buffer's spare capacity.
 fn release(buffer: &mut Vec<u8>) {
-    buffer.clear();
     buffer.shrink_to(RETAINED);
 }
 
@@ -174,13 +197,21 @@ fn release(buffer: &mut Vec<u8>) {
 #[derive(Debug)]
 pub struct Message<'a> {
     buffer: &'a mut Vec<u8>,
+    /// Where its NUL is; none once [`Message::into_vec`] took it.
+    end: Option<usize>,
 }
 
 impl Message<'_> {
-    /// The message's bytes, owned: to decode it elsewhere (a blocking
-    /// thread) or keep it. The reader starts the next one afresh.
-    pub fn into_vec(self) -> Vec<u8> {
-        std::mem::take(self.buffer)
+    /// The message's bytes, owned and not copied: to decode it elsewhere
+    /// (a blocking thread) or keep it. The reader keeps what follows it.
+    pub fn into_vec(mut self) -> Vec<u8> {
+        let Some(end) = self.end.take() else {
+            return Vec::new();
+        };
+        let rest = self.buffer.split_off(end + 1);
+        let mut message = std::mem::replace(self.buffer, rest);
+        message.truncate(end);
+        message
     }
 }
 
@@ -188,13 +219,16 @@ impl std::ops::Deref for Message<'_> {
     type Target = [u8];
 
     fn deref(&self) -> &[u8] {
-        self.buffer
+        self.buffer.get(..self.end.unwrap_or(0)).unwrap_or_default()
     }
 }
 
 impl Drop for Message<'_> {
     fn drop(&mut self) {
-        release(self.buffer);
+        if let Some(end) = self.end {
+            self.buffer.drain(..=end);
+            release(self.buffer);
+        }
     }
 }
 
@@ -229,6 +263,36 @@ mod tests {
         assert_eq!(results[0].as_deref(), Ok(&b"{\"a\":1}"[..]));
         assert_eq!(results[1].as_deref(), Ok(&b"{}"[..]));
         assert_eq!(results[2], Err(ReadError::Closed.to_string()));
+    }
+
+    #[test]
+    fn a_message_taken_whole_leaves_the_next_one_to_read() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async {
+            let mut reader = MessageReader::new(&b"{\"a\":1}\0{}\0[]"[..], 100);
+            let first = reader.read(|_| true).await.expect("the first").into_vec();
+            assert_eq!(first, b"{\"a\":1}");
+            assert_eq!(&*reader.read(|_| true).await.expect("the second"), b"{}");
+            assert!(matches!(reader.read(|_| true).await, Err(ReadError::Cut)));
+        });
+    }
+
+    #[test]
+    fn a_message_over_budget_is_skipped_to_its_nul_and_no_further() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async {
+            let mut reader = MessageReader::new(&b"{\"a\":1}\0{}\0"[..], 100);
+            assert!(matches!(
+                reader.read(|_| false).await,
+                Err(ReadError::OverBudget)
+            ));
+            reader.discard().await.expect("its NUL");
+            assert_eq!(&*reader.read(|_| true).await.expect("the next"), b"{}");
+        });
     }
 
     #[test]
