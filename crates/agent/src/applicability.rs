@@ -229,13 +229,23 @@ pub(crate) fn installed_packages(admindir: &Path) -> HashMap<String, debversion:
     packages
 }
 
+/// os-release(5) is a few hundred bytes; more is not an os-release file.
+const MAX_OS_RELEASE_BYTES: usize = 64 * 1024;
+
 /// `/etc/os-release`: `KEY=value` lines, values optionally quoted.
 pub(crate) fn read_os_release(path: &Path) -> HashMap<String, String> {
     // Followed if a symlink: /etc/os-release usually is one, and the path
     // is the administrator's.
-    let text = open_regular_file(path, Follow::Always).and_then(|mut file| {
+    let text = open_regular_file(path, Follow::Always).and_then(|file| {
         let mut text = String::new();
-        std::io::Read::read_to_string(&mut file, &mut text).map(|_| text)
+        let limit = u64::try_from(MAX_OS_RELEASE_BYTES).unwrap_or(u64::MAX);
+        std::io::Read::read_to_string(&mut std::io::Read::take(file, limit + 1), &mut text)?;
+        if text.len() > MAX_OS_RELEASE_BYTES {
+            return Err(std::io::Error::other(format!(
+                "longer than {MAX_OS_RELEASE_BYTES} bytes"
+            )));
+        }
+        Ok(text)
     });
     let text = match text {
         Ok(text) => text,
@@ -264,4 +274,29 @@ pub(crate) fn read_os_release(path: &Path) -> HashMap<String, String> {
             (key.trim().to_owned(), unquoted.replace("\\\"", "\""))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn os_release_values_are_read_and_unquoted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("os-release");
+        std::fs::write(&path, "# comment\nID=debian\nVERSION_ID=\"12\"\n").unwrap();
+        let values = read_os_release(&path);
+        assert_eq!(values["ID"], "debian");
+        assert_eq!(values["VERSION_ID"], "12");
+    }
+
+    #[test]
+    fn an_os_release_file_past_the_limit_is_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("os-release");
+        let mut text = "ID=debian\n".to_owned();
+        text.push_str(&"#".repeat(MAX_OS_RELEASE_BYTES));
+        std::fs::write(&path, text).unwrap();
+        assert!(read_os_release(&path).is_empty());
+    }
 }
