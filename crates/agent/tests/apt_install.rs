@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{AgentProcess, error_name};
-use openwua_testkit::debrepo::{AptRoot, Deb, Repository, Server};
+use openwua_testkit::debrepo::{AptRoot, Deb, Repository, Server, debconf_question_packages};
 use openwua_testkit::wait_until;
 use serde_json::{Value, json};
 
@@ -396,38 +396,7 @@ fn a_quiet_install_of_a_debconf_package_takes_its_default_in_the_sandbox() {
         );
     }
     let name = "owtest-conf";
-    let machine = Machine::new(
-        &[
-            ("owtest", Deb::new(name, "1.0")),
-            (
-                "owtest-security",
-                Deb::new(name, "2.0")
-                    .control_file(
-                        "templates",
-                        &format!(
-                            "Template: {name}/edition\nType: select\nChoices: home, pro\n\
-                             Default: home\nDescription: Which edition?\n Pick one.\n"
-                        ),
-                    )
-                    .script(
-                        "config",
-                        &format!(
-                            ". /usr/share/debconf/confmodule\n\
-                             db_input high {name}/edition || true\ndb_go || true"
-                        ),
-                    )
-                    .script(
-                        "postinst",
-                        &format!(
-                            ". /usr/share/debconf/confmodule\n\
-                             db_get {name}/edition\nprintf '%s' \"$RET\" > \"$DPKG_ROOT/answer\""
-                        ),
-                    ),
-            ),
-        ],
-        &[Deb::new(name, "1.0")],
-        "",
-    );
+    let machine = Machine::new(&debconf_question_packages(), &[Deb::new(name, "1.0")], "");
     let offered = machine.offered();
     let update = &offered["owtest-conf 2.0"];
     machine.job(DOWNLOAD, &[update]);

@@ -25,7 +25,9 @@ use openwua_model::hresult::{
     S_OK, WU_E_NOT_APPLICABLE, WU_E_OPERATIONINPROGRESS, WU_E_UH_DOESNOTSUPPORTACTION,
 };
 use openwua_model::prompt::{PromptEvent, QuestionKind};
-use openwua_testkit::debrepo::{AptRoot, Deb, Repository, Server, changelog_gz};
+use openwua_testkit::debrepo::{
+    AptRoot, Deb, Repository, Server, changelog_gz, debconf_question_packages,
+};
 use openwua_testkit::{skip, wait_until};
 
 /// A repository, its server, a sandboxed apt that has run `apt-get
@@ -244,40 +246,6 @@ fn downloads_into_apts_cache_and_checks_what_is_there() {
     assert!(!is_downloaded(apt, dpkg, &update));
 }
 
-/// Version 2 of `owtest-conf` asks which edition (debconf); its postinst
-/// writes the answer to `$DPKG_ROOT/answer`.
-fn debconf_package() -> Vec<(&'static str, Deb)> {
-    let name = "owtest-conf";
-    vec![
-        ("owtest", Deb::new(name, "1.0")),
-        (
-            "owtest-security",
-            Deb::new(name, "2.0")
-                .control_file(
-                    "templates",
-                    &format!(
-                        "Template: {name}/edition\nType: select\nChoices: home, pro\n\
-                         Default: home\nDescription: Which edition?\n Pick one.\n"
-                    ),
-                )
-                .script(
-                    "config",
-                    &format!(
-                        ". /usr/share/debconf/confmodule\n\
-                         db_input high {name}/edition || true\ndb_go || true"
-                    ),
-                )
-                .script(
-                    "postinst",
-                    &format!(
-                        ". /usr/share/debconf/confmodule\n\
-                         db_get {name}/edition\nprintf '%s' \"$RET\" > \"$DPKG_ROOT/answer\""
-                    ),
-                ),
-        ),
-    ]
-}
-
 /// debconf's passthrough needs Text::Iconv; the machine's debconf is used
 /// only for its programs (the database is the sandbox's).
 fn debconf_missing(test: &str) -> bool {
@@ -302,7 +270,7 @@ fn a_quiet_install_takes_debconfs_defaults() {
     if debconf_missing("a_quiet_install_takes_debconfs_defaults") {
         return;
     }
-    let world = World::new(debconf_package(), true);
+    let world = World::new(debconf_question_packages(), true);
     world.preinstall(&Deb::new("owtest-conf", "1.0"));
     let package = world.package("owtest-security", "owtest-conf", "2.0");
     let outcome = world.install(vec![package.clone()]);
@@ -321,7 +289,7 @@ fn an_interactive_install_asks_debconfs_question_through_the_prompter() {
     if debconf_missing("an_interactive_install_asks_debconfs_question_through_the_prompter") {
         return;
     }
-    let world = World::new(debconf_package(), false);
+    let world = World::new(debconf_question_packages(), false);
     world.preinstall(&Deb::new("owtest-conf", "1.0"));
     let package = world.package("owtest-security", "owtest-conf", "2.0");
 

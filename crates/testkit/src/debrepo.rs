@@ -168,6 +168,42 @@ pub fn changelog_gz(source: &str, newest: &str, text: &str, older: &str) -> Vec<
     output.stdout
 }
 
+/// `owtest-conf`: version 1.0 in suite `owtest`, and in `owtest-security`
+/// a version 2.0 that asks which edition (debconf, default `home`) and
+/// whose postinst writes the answer to `$DPKG_ROOT/answer`. Its relations
+/// do not name debconf, so the mapping does not mark it as asking.
+pub fn debconf_question_packages() -> Vec<(&'static str, Deb)> {
+    let name = "owtest-conf";
+    vec![
+        ("owtest", Deb::new(name, "1.0")),
+        (
+            "owtest-security",
+            Deb::new(name, "2.0")
+                .control_file(
+                    "templates",
+                    &format!(
+                        "Template: {name}/edition\nType: select\nChoices: home, pro\n\
+                         Default: home\nDescription: Which edition?\n Pick one.\n"
+                    ),
+                )
+                .script(
+                    "config",
+                    &format!(
+                        ". /usr/share/debconf/confmodule\n\
+                         db_input high {name}/edition || true\ndb_go || true"
+                    ),
+                )
+                .script(
+                    "postinst",
+                    &format!(
+                        ". /usr/share/debconf/confmodule\n\
+                         db_get {name}/edition\nprintf '%s' \"$RET\" > \"$DPKG_ROOT/answer\""
+                    ),
+                ),
+        ),
+    ]
+}
+
 /// One package as a suite's `Packages` index lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexEntry {
