@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 
 use jiff::{SignedDuration, Timestamp};
 use openwua_agent::{Agent, Background, Config};
+use openwua_catalog::fixtures;
 use openwua_catalog::package;
-use openwua_catalog::revision::{Handler, Revision};
+use openwua_catalog::revision::Revision;
 use openwua_catalog::signing::SecretKey;
 use openwua_catalog::snapshot::{FORMAT_VERSION, Snapshot};
 use openwua_catalog::sync::{Delta, SignedResponse, StillCurrent};
@@ -20,44 +21,22 @@ use openwua_model::hresult::{
     WU_E_METADATA_BAD_SIGNATURE, WU_E_METADATA_TIMESTAMP_TOKEN_VALIDITY_WINDOW as STALE,
 };
 use openwua_testkit::wait_until;
-use serde_json::json;
 use uuid::Uuid;
 
 const SERVICE: Uuid = Uuid::from_u128(0x5e7);
 
-fn revision(id: u128, number: i32) -> Revision {
-    let update = json!({
-        "identity": { "updateId": Uuid::from_u128(id), "revisionNumber": number },
-        "title": format!("Update {id} revision {number}"),
-        "type": "Software",
-        "deploymentAction": "Installation",
-    });
-    Revision {
-        update: serde_json::from_value(update).unwrap(),
-        hidden_by_default: false,
-        applicability: Default::default(),
-        handler: Handler::Command {
-            program: "/bin/true".into(),
-            args: vec![],
-            uninstall: None,
-            exit_codes: Default::default(),
-            timeout_seconds: None,
-        },
-        content: vec![],
-    }
+fn revision(id: u128, number: u32) -> Revision {
+    fixtures::command_revision(id, number, &format!("Update {id} revision {number}"))
 }
 
 fn snapshot(version: u64, revisions: Vec<Revision>) -> Snapshot {
-    let created = Timestamp::now() - SignedDuration::from_hours(1);
-    Snapshot {
-        format: FORMAT_VERSION,
-        service_id: SERVICE,
-        service_name: "Update server".into(),
+    fixtures::snapshot(
+        SERVICE,
+        "Update server",
         version,
-        created,
-        expires: created + SignedDuration::from_hours(24),
         revisions,
-    }
+        SignedDuration::from_hours(24),
+    )
 }
 
 /// The database and its write-ahead log (not `-shm`, where reads record

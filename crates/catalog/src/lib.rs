@@ -45,6 +45,8 @@
 #![deny(missing_docs)]
 
 mod error;
+#[cfg(feature = "fixtures")]
+pub mod fixtures;
 pub mod manifest;
 pub mod package;
 pub mod revision;

@@ -3,7 +3,8 @@
 
 use jiff::{SignedDuration, Timestamp};
 use openwua_catalog::CatalogError;
-use openwua_catalog::revision::{Handler, Revision};
+use openwua_catalog::fixtures;
+use openwua_catalog::revision::Revision;
 use openwua_catalog::signing::SecretKey;
 use openwua_catalog::snapshot::{FORMAT_VERSION, Snapshot};
 use openwua_catalog::sync::{
@@ -19,39 +20,16 @@ use uuid::Uuid;
 
 const SERVICE: Uuid = Uuid::from_u128(0x5e7);
 
-fn revision(id: u128, number: u32, title: &str) -> Revision {
-    let update = json!({
-        "identity": { "updateId": Uuid::from_u128(id), "revisionNumber": number },
-        "title": title,
-        "type": "Software",
-        "deploymentAction": "Installation",
-    });
-    Revision {
-        update: serde_json::from_value(update).unwrap(),
-        hidden_by_default: false,
-        applicability: Default::default(),
-        handler: Handler::Command {
-            program: "/bin/true".into(),
-            args: vec![],
-            uninstall: None,
-            exit_codes: Default::default(),
-            timeout_seconds: None,
-        },
-        content: vec![],
-    }
-}
+use openwua_catalog::fixtures::command_revision as revision;
 
 fn snapshot(version: u64, revisions: Vec<Revision>) -> Snapshot {
-    let created = Timestamp::now() - SignedDuration::from_hours(1);
-    Snapshot {
-        format: FORMAT_VERSION,
-        service_id: SERVICE,
-        service_name: "Server".into(),
+    fixtures::snapshot(
+        SERVICE,
+        "Server",
         version,
-        created,
-        expires: created + SignedDuration::from_hours(24 * 30),
         revisions,
-    }
+        SignedDuration::from_hours(24 * 30),
+    )
 }
 
 fn statement(version: u64, valid_for: SignedDuration) -> StillCurrent {
