@@ -171,7 +171,7 @@ fn write_entries(
         SNAPSHOT_ENTRY,
         bytes.len() as u64,
         mtime,
-        &bytes[..],
+        bytes,
     )
     .map_err(write_error)?;
     append(
