@@ -637,6 +637,8 @@ mod tests {
         ("GET", "/api/v1/reports/computers"),
         ("GET", "/api/v1/reports/failures"),
         ("GET", "/api/v1/reports/groups"),
+        ("POST", "/api/v1/exports"),
+        ("POST", "/api/v1/reports/import"),
     ];
 
     #[tokio::test(flavor = "multi_thread")]
