@@ -214,6 +214,9 @@ fn an_exported_package_serves_a_disconnected_agent_whose_reports_come_back() {
         "{offline_catalog:?}"
     );
 
+    // A report from before the install, to be carried back late.
+    let early = session.export_reports(None).unwrap();
+
     // Downloaded from the package's own content, then installed.
     let mut downloader = session.create_update_downloader();
     downloader.updates = vec![MOTD.parse().unwrap()];
@@ -310,10 +313,81 @@ fn an_exported_package_serves_a_disconnected_agent_whose_reports_come_back() {
     assert!(offline["lastReport"].is_string(), "{offline}");
     assert_eq!(offline["installed"], 1, "{offline}");
 
-    // The same file again: nothing new, said so, still one computer's state.
+    // The same file again: nothing new, still one computer's state.
     let again = server.json(&["import-reports", report_file.to_str().unwrap()]);
     let parts = again.as_array().unwrap();
     assert!(parts.iter().all(|part| part["current"] == true), "{again}");
     let motd = server.json(&["report", "updates", MOTD]);
     assert_eq!(motd[0]["installed"], 1, "{motd}");
+
+    // The older file, carried back late, changes nothing and says so.
+    let early_file = root.path().join("early-reports.json");
+    std::fs::write(&early_file, &early).unwrap();
+    let late = server.run_ok(&["import-reports", early_file.to_str().unwrap()]);
+    assert!(late.contains("a newer one"), "{late}");
+    let motd = server.json(&["report", "updates", MOTD]);
+    assert_eq!(motd[0]["installed"], 1, "{motd}");
+    let installed = server.json(&[
+        "report",
+        "updates",
+        MOTD,
+        "--computers",
+        "--state",
+        "Installed",
+    ]);
+    assert_eq!(installed["computers"][0]["computerId"], computer_id.as_str());
+}
+
+/// Without `--with-content` the package holds the catalog alone; the
+/// agent reads the content from a copy of the server's content directory,
+/// as docs/server.md says.
+#[test]
+fn a_package_without_content_installs_from_a_copy_of_the_content_directory() {
+    let root = tempfile::tempdir().unwrap();
+    let data_dir = root.path().join("server");
+    let server = common::Server::start(&data_dir, None, &[]);
+    server.run_ok(&["publish", common::sample_service().to_str().unwrap()]);
+    server.run_ok(&["groups", "add", "Site"]);
+    server.run_ok(&["approve", MOTD, "--group", "Site"]);
+    let key = key(&server);
+    let package = root.path().join("site.owpkg");
+    let summary = server.json(&["export", "--group", "Site", "-o", package.to_str().unwrap()]);
+    assert_eq!(summary["contentFiles"], 0, "{summary}");
+    server.stop();
+
+    // The media: the content directory copied, as an administrator would.
+    let media = root.path().join("media");
+    std::fs::create_dir_all(media.join("content")).unwrap();
+    for file in std::fs::read_dir(data_dir.join("content")).unwrap() {
+        let file = file.unwrap();
+        if file.file_type().unwrap().is_file() {
+            std::fs::copy(file.path(), media.join("content").join(file.file_name())).unwrap();
+        }
+    }
+
+    let agent_dir = tempfile::tempdir().unwrap();
+    let agent = Background::start(agent_config(agent_dir.path(), MACHINE_ID)).unwrap();
+    let session = UpdateSession::connect(agent.socket()).unwrap();
+    let base = format!("file://{}/", media.display());
+    session
+        .create_update_service_manager()
+        .add_scan_package_service(None, &package, &key, true, Some(&base))
+        .unwrap();
+    let motd: Uuid = MOTD.parse().unwrap();
+    let mut downloader = session.create_update_downloader();
+    downloader.updates = vec![motd];
+    let job = downloader.download().unwrap();
+    assert_eq!(
+        job.result.as_ref().unwrap().result_code,
+        openwua_model::enums::OperationResultCode::Succeeded,
+        "{job:?}"
+    );
+    let mut installer = session.create_update_installer();
+    installer.updates = vec![motd];
+    let job = installer.install().unwrap();
+    assert_eq!(
+        job.result.as_ref().unwrap().result_code,
+        openwua_model::enums::OperationResultCode::Succeeded,
+        "{job:?}"
+    );
 }
