@@ -335,7 +335,10 @@ fn an_exported_package_serves_a_disconnected_agent_whose_reports_come_back() {
         "--state",
         "Installed",
     ]);
-    assert_eq!(installed["computers"][0]["computerId"], computer_id.as_str());
+    assert_eq!(
+        installed["computers"][0]["computerId"],
+        computer_id.as_str()
+    );
 }
 
 /// Without `--with-content` the package holds the catalog alone; the
