@@ -143,6 +143,28 @@ fn an_exported_package_serves_a_disconnected_agent_whose_reports_come_back() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("nothing is approved"), "{stderr}");
     assert!(!empty.exists());
+    // Unless asked for: the empty catalog withdraws what a site holds.
+    let withdrawn = server.json(&[
+        "export",
+        "--group",
+        "Empty",
+        "-o",
+        empty.to_str().unwrap(),
+        "--allow-empty",
+    ]);
+    assert_eq!(withdrawn["updates"], 0, "{withdrawn}");
+    assert!(empty.exists());
+    // A lifetime out of bounds is refused by the server.
+    let output = server.run(&[
+        "export",
+        "--group",
+        "Site",
+        "-o",
+        empty.to_str().unwrap(),
+        "--lifetime-days",
+        "400",
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
 
     let package = root.path().join("site.owpkg");
     let summary = server.json(&[
