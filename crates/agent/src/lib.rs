@@ -19,6 +19,7 @@ pub mod fetch;
 mod index;
 mod install;
 pub mod jobs;
+mod offline_reports;
 pub mod operations;
 mod package_file;
 pub mod policy;

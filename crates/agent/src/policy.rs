@@ -171,6 +171,8 @@ pub enum Action {
     Install,
     /// Uninstall updates.
     Uninstall,
+    /// Export the status reports of an offline scan package service.
+    ExportReports,
 }
 
 /// Who may take an action.
@@ -268,6 +270,12 @@ pub const RULES: &[Rule] = &[
         methods: "`Uninstall`",
         who: Who::Admin,
         what: "uninstall updates",
+    },
+    Rule {
+        action: Action::ExportReports,
+        methods: "`ExportReports`",
+        who: Who::Admin,
+        what: "export status reports",
     },
 ];
 
@@ -434,6 +442,7 @@ mod tests {
             Action::Download,
             Action::Install,
             Action::Uninstall,
+            Action::ExportReports,
         ];
         for action in actions {
             assert!(RULES.iter().any(|rule| rule.action == action), "{action:?}");

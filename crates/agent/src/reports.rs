@@ -49,7 +49,7 @@ pub(crate) struct Reporter {
     wake: tokio::sync::Notify,
     /// One report built and queued at a time, so the queue's order is the
     /// order the states were read in.
-    building: tokio::sync::Mutex<()>,
+    pub(crate) building: tokio::sync::Mutex<()>,
     /// Servers that could not take a report: when to try again.
     backoff: Mutex<HashMap<Uuid, Backoff>>,
 }
@@ -87,20 +87,20 @@ struct ReportedUpdate {
 }
 
 /// A report ready to queue: its inventory and its parts' `updates`.
-struct Built {
-    inventory: String,
-    parts: Vec<String>,
+pub(crate) struct Built {
+    pub(crate) inventory: String,
+    pub(crate) parts: Vec<String>,
 }
 
 /// What the machine is, read once per round of reports.
-struct System {
+pub(crate) struct System {
     os: Option<String>,
     kernel: Option<String>,
     architecture: Option<String>,
 }
 
 impl System {
-    fn read(os_release: &std::path::Path) -> System {
+    pub(crate) fn read(os_release: &std::path::Path) -> System {
         let fields = crate::applicability::read_os_release(os_release);
         let os = fields.get("PRETTY_NAME").cloned().or_else(|| {
             let name = fields.get("NAME")?;
@@ -160,7 +160,7 @@ fn state_of(entry: &Entry, last: Option<&HistoryEntry>) -> &'static str {
 }
 
 /// `service`'s report: every update of its catalog in the index.
-fn build(
+pub(crate) fn build(
     index: &Index,
     service: &ServiceInfo,
     results: &HashMap<Uuid, HistoryEntry>,
@@ -233,7 +233,7 @@ fn pack(lines: Vec<String>, max_lines: usize, max_bytes: usize) -> Vec<String> {
 }
 
 /// A report part as the server takes it.
-fn request_body(part: &QueuedReport) -> Vec<u8> {
+pub(crate) fn request_body(part: &QueuedReport) -> Vec<u8> {
     // Both pieces are JSON this agent wrote.
     format!(
         r#"{{"sequence":{},"inventory":{},"updates":{}}}"#,

@@ -80,6 +80,55 @@ pub fn write_package(
     out: &Path,
 ) -> Result<(), CatalogError> {
     snapshot.validate()?;
+    let bytes = serde_json::to_vec(snapshot)
+        .map_err(|error| CatalogError::Malformed(format!("cannot serialize snapshot: {error}")))?;
+    if bytes.len() as u64 > MAX_SNAPSHOT_BYTES {
+        return Err(CatalogError::Authoring(format!(
+            "the snapshot is {} bytes; a package holds at most {MAX_SNAPSHOT_BYTES}",
+            bytes.len()
+        )));
+    }
+    let signature = key.sign(&bytes);
+    write_entries(snapshot, &bytes, &signature, payloads, out)
+}
+
+/// Writes a package from a snapshot someone else signed: `bytes`, its
+/// exact JSON, and `signature` over them (an update server's signed
+/// snapshot, whose key stays on the server), with the payload files.
+///
+/// The signature is checked with `key` before the JSON is parsed, and the
+/// snapshot validated, so a package is never written that an agent
+/// pinning `key` would refuse. Returns the snapshot. Writing and payloads
+/// are as in [`write_package`].
+pub fn write_signed_package(
+    bytes: &[u8],
+    signature: &[u8; SIGNATURE_LEN],
+    key: &PublicKey,
+    payloads: &[(ContentFile, PathBuf)],
+    out: &Path,
+) -> Result<Snapshot, CatalogError> {
+    if bytes.len() as u64 > MAX_SNAPSHOT_BYTES {
+        return Err(CatalogError::Malformed(format!(
+            "the snapshot is {} bytes; a package holds at most {MAX_SNAPSHOT_BYTES}",
+            bytes.len()
+        )));
+    }
+    key.verify(bytes, signature)?;
+    let snapshot = parse_snapshot(bytes)?;
+    snapshot.validate()?;
+    write_entries(&snapshot, bytes, signature, payloads, out)?;
+    Ok(snapshot)
+}
+
+/// Writes the package's entries: `bytes` (the snapshot's JSON), its
+/// `signature`, then the payloads, each checked against `snapshot`.
+fn write_entries(
+    snapshot: &Snapshot,
+    bytes: &[u8],
+    signature: &[u8; SIGNATURE_LEN],
+    payloads: &[(ContentFile, PathBuf)],
+    out: &Path,
+) -> Result<(), CatalogError> {
     let referenced = content_sizes(snapshot);
     let mut stored = HashSet::with_capacity(payloads.len());
     let mut unique = Vec::with_capacity(payloads.len());
@@ -97,16 +146,6 @@ pub fn write_package(
             unique.push((content, source));
         }
     }
-
-    let bytes = serde_json::to_vec(snapshot)
-        .map_err(|error| CatalogError::Malformed(format!("cannot serialize snapshot: {error}")))?;
-    if bytes.len() as u64 > MAX_SNAPSHOT_BYTES {
-        return Err(CatalogError::Authoring(format!(
-            "the snapshot is {} bytes; a package holds at most {MAX_SNAPSHOT_BYTES}",
-            bytes.len()
-        )));
-    }
-    let signature = key.sign(&bytes);
 
     let directory = match out.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
@@ -132,7 +171,7 @@ pub fn write_package(
         SNAPSHOT_ENTRY,
         bytes.len() as u64,
         mtime,
-        &bytes[..],
+        bytes,
     )
     .map_err(write_error)?;
     append(

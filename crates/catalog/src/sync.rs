@@ -425,6 +425,16 @@ impl SignedResponse {
         self.kind
     }
 
+    /// The document's exact JSON bytes, as signed.
+    pub fn payload(&self) -> &[u8] {
+        &self.payload
+    }
+
+    /// The ed25519 signature over [`SignedResponse::payload`].
+    pub fn signature(&self) -> &[u8; SIGNATURE_LEN] {
+        &self.signature
+    }
+
     /// The frame's bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut bytes = Vec::with_capacity(HEADER_LEN + self.payload.len() + SIGNATURE_LEN);

@@ -272,6 +272,37 @@ fn content_can_be_left_out() {
     assert_eq!(opened.snapshot.revisions.len(), sample().revisions.len());
 }
 
+/// A snapshot signed elsewhere (an update server's) becomes a package
+/// that opens with the signer's key; a signature that does not verify
+/// writes nothing.
+#[test]
+fn a_package_is_written_from_a_snapshot_signed_elsewhere() {
+    let built = build(false);
+    let service = sample();
+    let bytes = serde_json::to_vec(&built.snapshot).unwrap();
+    let signature = built.key.sign(&bytes);
+    let out = built.dir.path().join("presigned.owpkg");
+    let written = package::write_signed_package(
+        &bytes,
+        &signature,
+        &built.key.public_key(),
+        &service.payloads,
+        &out,
+    )
+    .unwrap();
+    assert_eq!(written, built.snapshot);
+    let opened = package::open_package(&out, &built.key.public_key()).unwrap();
+    assert_eq!(opened.snapshot, built.snapshot);
+    assert_eq!(opened.content.len(), service.payloads.len());
+
+    let other = SecretKey::generate().unwrap().public_key();
+    let refused = built.dir.path().join("refused.owpkg");
+    let error =
+        package::write_signed_package(&bytes, &signature, &other, &[], &refused).unwrap_err();
+    assert!(matches!(error, CatalogError::BadSignature(_)), "{error:?}");
+    assert!(!refused.exists());
+}
+
 #[test]
 fn another_key_is_a_bad_signature() {
     let built = build(false);

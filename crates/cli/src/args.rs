@@ -170,6 +170,19 @@ pub enum Command {
         #[command(subcommand)]
         command: PackageCommand,
     },
+    /// Air gap: write this machine's status report for an offline scan
+    /// package service (one `wua-server export` wrote) for its update
+    /// server's `wua-server import-reports`: the state of every update of
+    /// that service, in the shape the agent posts to a server, with this
+    /// machine's ID and host name (needs an administrator).
+    ExportReports {
+        /// The scan package service [default: the only one].
+        #[arg(long, value_name = "SERVICE-ID")]
+        service: Option<Uuid>,
+        /// The file to write [default: standard output].
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, clap::Args)]

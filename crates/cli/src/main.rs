@@ -9,6 +9,7 @@ mod download;
 mod embedded;
 mod eula;
 mod explain;
+mod export_reports;
 mod hide;
 mod history;
 mod install;
@@ -96,6 +97,9 @@ fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<u8> {
         Command::Context { json } => context::run(&agent, json, out)?,
         Command::Status { json, brief } => status::run(&agent, json, brief, out)?,
         Command::Package { command } => package::run(command, out)?,
+        Command::ExportReports { service, output } => {
+            export_reports::run(&agent, service, output.as_deref(), out)?
+        }
     };
     out.flush()?;
     Ok(status)

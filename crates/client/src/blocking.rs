@@ -173,6 +173,13 @@ impl UpdateSession {
         self.runtime.block_on(self.session.reporting_state())
     }
 
+    /// The machine's status report for an offline scan package service,
+    /// as the JSON document `wua-server import-reports` reads.
+    pub fn export_reports(&self, service_id: Option<Uuid>) -> Result<String, ClientError> {
+        self.runtime
+            .block_on(self.session.export_reports(service_id))
+    }
+
     /// The agent's jobs: those running and the newest finished ones.
     pub fn jobs(&self) -> Result<Vec<JobInfo>, ClientError> {
         self.runtime.block_on(self.session.jobs())

@@ -121,6 +121,11 @@ struct ReportingReply {
     servers: Vec<ReportingState>,
 }
 
+#[derive(Deserialize)]
+struct ExportReply {
+    report: Box<serde_json::value::RawValue>,
+}
+
 impl UpdateSession {
     /// Connects to the agent at `socket` and checks that it speaks this
     /// client's protocol (`WU_E_INVALID_SERIALIZATION_VERSION` if not).
@@ -285,6 +290,19 @@ impl UpdateSession {
     pub async fn reporting_state(&self) -> Result<Vec<ReportingState>, ClientError> {
         let ReportingReply { servers } = self.call("GetReportingState", &NoParameters {}).await?;
         Ok(servers)
+    }
+
+    /// The machine's status report for an offline scan package service
+    /// (`service_id`, or the only one), as the JSON document a server's
+    /// `wua-server import-reports` reads (docs/agent.md, "Reporting").
+    /// Needs an administrator.
+    pub async fn export_reports(&self, service_id: Option<Uuid>) -> Result<String, ClientError> {
+        let parameters = ServiceParameters {
+            service_id,
+            client_application_id: self.client_application_id.clone(),
+        };
+        let ExportReply { report } = self.call("ExportReports", &parameters).await?;
+        Ok(report.get().to_owned())
     }
 
     /// The agent's jobs: those running and the newest finished ones.

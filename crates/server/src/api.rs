@@ -102,7 +102,9 @@ pub type Shared = Arc<AppState>;
         crate::reports::update_computers_report,
         crate::reports::computers_report,
         crate::reports::failures_report,
-        crate::reports::groups_report
+        crate::reports::groups_report,
+        crate::airgap::export,
+        crate::airgap::import_report
     ),
     components(schemas(
         ErrorBody,
@@ -137,7 +139,10 @@ pub type Shared = Arc<AppState>;
         crate::reports::Failure,
         crate::reports::GroupSummary,
         crate::reports::UpdateComputer,
-        crate::reports::UpdateComputers
+        crate::reports::UpdateComputers,
+        crate::airgap::ExportRequest,
+        crate::airgap::ImportRequest,
+        crate::airgap::ImportAck
     )),
     modifiers(&BearerAuth)
 )]
@@ -224,6 +229,9 @@ pub fn router(state: Shared, timeout: Duration) -> Router {
             get(crate::reports::failures_report),
         )
         .route("/api/v1/reports/groups", get(crate::reports::groups_report))
+        // Air gap: offline exports and the reports carried back.
+        .route("/api/v1/exports", post(crate::airgap::export))
+        .route("/api/v1/reports/import", post(crate::airgap::import_report))
         .fallback(no_route)
         .method_not_allowed_fallback(no_method)
         .layer(TimeoutLayer::with_status_code(
@@ -629,6 +637,8 @@ mod tests {
         ("GET", "/api/v1/reports/computers"),
         ("GET", "/api/v1/reports/failures"),
         ("GET", "/api/v1/reports/groups"),
+        ("POST", "/api/v1/exports"),
+        ("POST", "/api/v1/reports/import"),
     ];
 
     #[tokio::test(flavor = "multi_thread")]

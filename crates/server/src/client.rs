@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 use std::fs::File;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use openwua_catalog::revision::{ContentFile, Revision};
 use openwua_catalog::signing::PublicKey;
 use openwua_catalog::{manifest, package};
 use serde::de::DeserializeOwned;
+use sha2::Digest;
 
 use crate::api::{DeclineReport, KeyBody, PublishRequest, UpdateDetail};
 use crate::content::ContentReport;
@@ -258,6 +260,102 @@ impl Client {
                 self.publish_revisions(verified.snapshot.revisions)
             }
         }
+    }
+
+    /// The server's signed export of a group's catalog: one sync frame
+    /// (`airgap`), bounded by the largest frame an agent reads.
+    pub fn export(&self, request: &crate::airgap::ExportRequest) -> anyhow::Result<Vec<u8>> {
+        let body = serde_json::to_vec(request)?;
+        let mut response = self
+            .agent
+            .post(self.url("/api/v1/exports"))
+            .header("authorization", self.authorization()?)
+            .header("content-type", "application/json")
+            .send(&body[..])
+            .with_context(|| format!("reaching {}", self.base))?;
+        if !response.status().is_success() {
+            return self.answer(Ok(response));
+        }
+        let mut frame = Vec::new();
+        response
+            .body_mut()
+            .with_config()
+            .limit(openwua_catalog::sync::MAX_RESPONSE_BYTES)
+            .reader()
+            .read_to_end(&mut frame)
+            .context("reading the server's export")?;
+        Ok(frame)
+    }
+
+    /// Imports one part of an air-gapped machine's report file.
+    pub fn import_report(
+        &self,
+        request: &crate::airgap::ImportRequest,
+    ) -> anyhow::Result<crate::airgap::ImportAck> {
+        self.admin_post("/api/v1/reports/import", request)
+    }
+
+    /// Fetches the content file `file` to `dest`, from `base` (the
+    /// server's content base) when it has one, else from the server,
+    /// reading no more than its size and checking its SHA-256.
+    pub fn fetch_content(
+        &self,
+        file: &ContentFile,
+        base: Option<&str>,
+        dest: &Path,
+    ) -> anyhow::Result<()> {
+        let url = if file.url.contains("://") {
+            file.url.clone()
+        } else {
+            match base {
+                Some(base) => format!("{base}{}", file.url),
+                None => self.url(&format!("/api/v1/content/{}", file.sha256)),
+            }
+        };
+        let mut response = self
+            .agent
+            .get(&url)
+            .call()
+            .with_context(|| format!("reaching {url}"))?;
+        if !response.status().is_success() {
+            anyhow::bail!(
+                "{} ({}): {url} answered HTTP {}",
+                file.file_name,
+                file.sha256,
+                response.status().as_u16()
+            );
+        }
+        let mut reader = response
+            .body_mut()
+            .with_config()
+            .limit(file.size.saturating_add(1))
+            .reader();
+        let mut out = File::create(dest).with_context(|| format!("creating {}", dest.display()))?;
+        let mut hasher = sha2::Sha256::new();
+        let mut buffer = vec![0; 1 << 16];
+        let mut total = 0u64;
+        loop {
+            let read = reader
+                .read(&mut buffer)
+                .with_context(|| format!("reading {url}"))?;
+            if read == 0 {
+                break;
+            }
+            total += read as u64;
+            hasher.update(&buffer[..read]);
+            out.write_all(&buffer[..read])
+                .with_context(|| format!("writing {}", dest.display()))?;
+        }
+        let digest: [u8; 32] = hasher.finalize().into();
+        if total != file.size || digest != file.sha256.0 {
+            anyhow::bail!(
+                "{url} is not {} ({} bytes, SHA-256 {}): {total} bytes of other data",
+                file.file_name,
+                file.size,
+                file.sha256
+            );
+        }
+        Ok(())
     }
 
     /// Declines an update.

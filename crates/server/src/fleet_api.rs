@@ -108,7 +108,7 @@ fn is_lower_hex(text: &str) -> bool {
         .all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-fn check_registration(request: &RegisterRequest) -> Result<(), ServerError> {
+pub(crate) fn check_registration(request: &RegisterRequest) -> Result<(), ServerError> {
     let id = &request.machine_id;
     if id.is_empty() || id.len() > MAX_MACHINE_ID_CHARS || !is_lower_hex(id) {
         return Err(ServerError::bad_request(
@@ -360,7 +360,7 @@ async fn signing_thread<T: Send + 'static>(
 /// A stored revision as a sync sends it: an approval's deadline replaces
 /// the manifest's, and an Uninstall approval makes its `DeploymentAction`
 /// Uninstallation.
-fn offered_revision(offered: Offered) -> Result<Revision, ServerError> {
+pub(crate) fn offered_revision(offered: Offered) -> Result<Revision, ServerError> {
     let mut revision: Revision = serde_json::from_str(&offered.json)
         .map_err(|error| ServerError::internal(format!("a stored revision: {error}")))?;
     if offered.offer.deadline.is_some() {

@@ -13,6 +13,8 @@
 //!   stored in one transaction, duplicates acknowledged and ignored) and
 //!   the admin's summaries of them ([`reports::summarise_updates`] counts
 //!   Unknown from approvals);
+//! - [`airgap`]: offline exports for air-gapped sites and the import of
+//!   their reports;
 //! - [`error::ServerError`]: the one error type; every 4xx carries a JSON
 //!   body with a WUA code;
 //! - [`client::Client`]: what `wua-server publish`, `decline`, `updates`,
@@ -32,6 +34,7 @@
 
 #![deny(missing_docs)]
 
+pub mod airgap;
 pub mod api;
 pub mod client;
 pub mod config;

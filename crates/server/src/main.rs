@@ -76,6 +76,50 @@ enum Command {
         #[command(subcommand)]
         command: ReportCommand,
     },
+    /// Air gap: writes what is approved for a group as an offline scan
+    /// package, signed with the server's key, which an agent with no route
+    /// to this server imports with `wua services add-package FILE --pubkey
+    /// KEY` (the key is printed). Deadlines and Install/Uninstall
+    /// approvals carry over as at a sync. Without --with-content the agent
+    /// needs the content another way: `--content-base file:///…/` over a
+    /// copy of the data directory's `content/` (docs/server.md, "Air gap").
+    Export {
+        /// The group whose approvals (its own and inherited) are exported.
+        #[arg(long)]
+        group: String,
+        /// The package file to write.
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+        /// Put every content file in the package.
+        #[arg(long)]
+        with_content: bool,
+        /// Days agents accept the package (1 to 366).
+        #[arg(long, default_value_t = openwua_server::airgap::DEFAULT_LIFETIME_DAYS)]
+        lifetime_days: u32,
+        /// Export even when nothing is approved: the empty catalog
+        /// withdraws everything the site holds.
+        #[arg(long)]
+        allow_empty: bool,
+        /// Prints what was written as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Air gap: imports the report file that `wua export-reports` wrote on
+    /// a disconnected machine. Each report is checked and stored as the
+    /// reports endpoint stores a computer's, for the machine's offline
+    /// computer (made in the exported group at its first import). The file
+    /// is not signed: import only files you carried from the site.
+    ImportReports {
+        /// The report file.
+        file: PathBuf,
+        /// Prints the server's answers as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Approves an update for a group (and the groups under it that have
     /// no approval of their own), or sets it to uninstall or not approved.
     Approve {
@@ -440,6 +484,66 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 );
             } else {
                 println!("{update_id} was declined already; nothing changed");
+            }
+            Ok(())
+        }
+        Command::Export {
+            group,
+            output,
+            with_content,
+            lifetime_days,
+            allow_empty,
+            json,
+            server,
+        } => {
+            let request = openwua_server::airgap::ExportRequest {
+                group,
+                lifetime_days: Some(lifetime_days),
+                allow_empty,
+            };
+            let summary = openwua_server::airgap::export_package(
+                &server.client(true)?,
+                &request,
+                with_content,
+                &output,
+            )?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+            } else {
+                println!(
+                    "wrote {}: {} updates, {} content files; service {}, version {}, valid until {}\n\
+                     import it with: wua services add-package {} --pubkey {}",
+                    output.display(),
+                    summary.updates,
+                    summary.content_files,
+                    summary.service_id,
+                    summary.version,
+                    summary.expires,
+                    output.display(),
+                    summary.public_key
+                );
+            }
+            Ok(())
+        }
+        Command::ImportReports { file, json, server } => {
+            let parts = openwua_server::airgap::import_reports(&server.client(true)?, &file)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&parts)?);
+                return Ok(());
+            }
+            for part in &parts {
+                if part.current {
+                    println!(
+                        "report {} is stored for computer {} (group {:?}); importing it again \
+                         changes nothing",
+                        part.sequence, part.ack.computer_id, part.ack.group
+                    );
+                } else {
+                    println!(
+                        "report {} not stored: computer {} already has report {}, a newer one",
+                        part.sequence, part.ack.computer_id, part.ack.acknowledged
+                    );
+                }
             }
             Ok(())
         }

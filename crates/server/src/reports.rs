@@ -329,9 +329,20 @@ pub(crate) async fn post_report(
 ) -> Result<axum::Json<ReportAck>, ServerError> {
     let (computer_id, _) = authenticate_computer(&state, &headers).await?;
     let report: ReportRequest = read_json(&headers, body, MAX_REPORT_BYTES).await?;
-    check_report(&report)?;
-    let acknowledged = state.store.store_report(computer_id, report).await?;
+    let acknowledged = ingest(&state, computer_id, report).await?;
     Ok(axum::Json(ReportAck { acknowledged }))
+}
+
+/// Checks a report and stores it for `computer_id`: the one path of every
+/// report, posted by a computer or imported from an air-gapped site
+/// (`airgap`). Returns the acknowledged sequence.
+pub(crate) async fn ingest(
+    state: &Shared,
+    computer_id: Uuid,
+    report: ReportRequest,
+) -> Result<u64, ServerError> {
+    check_report(&report)?;
+    Ok(state.store.store_report(computer_id, report).await?)
 }
 
 /// How many computers are in each state for one update.

@@ -84,6 +84,42 @@ impl Store {
         Ok(sequences)
     }
 
+    /// Numbers an exported report of `service_id` (an offline scan
+    /// package's, carried to its server by hand): `parts` sequences from
+    /// the service's next one, but at least `floor`, recorded as sent now.
+    /// Nothing is queued, so the sender never sees it. Returns the
+    /// sequences given.
+    pub fn number_exported_report(
+        &mut self,
+        service_id: Uuid,
+        parts: usize,
+        floor: u64,
+        now: Timestamp,
+    ) -> Result<Vec<u64>> {
+        let transaction = self.connection.transaction()?;
+        let id = service_id.to_string();
+        transaction.execute(
+            "INSERT OR IGNORE INTO report_status (service_id, next_sequence) VALUES (?1, 1)",
+            [&id],
+        )?;
+        let next: i64 = transaction.query_row(
+            "SELECT next_sequence FROM report_status WHERE service_id = ?1",
+            [&id],
+            |row| row.get(0),
+        )?;
+        let first = next.unsigned_abs().max(floor).max(1);
+        let sequences: Vec<u64> = (first..).take(parts).collect();
+        let last = first + parts.saturating_sub(1) as u64;
+        transaction.execute(
+            "UPDATE report_status SET next_sequence = ?2, acknowledged = ?3, last_sent = ?4,
+                 last_error = NULL, last_error_time = NULL
+             WHERE service_id = ?1",
+            params![id, to_i64(last + 1), to_i64(last), now.to_string()],
+        )?;
+        transaction.commit()?;
+        Ok(sequences)
+    }
+
     /// The services with report parts waiting.
     pub fn services_with_reports(&self) -> Result<Vec<Uuid>> {
         let mut statement = self

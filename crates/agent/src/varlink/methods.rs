@@ -341,6 +341,12 @@ async fn handle(
             let servers = agent.reporting_state(&session.requester(None)).await;
             result_reply(servers.map(|servers| json!({ "servers": servers })))
         }
+        (AGENT, "ExportReports") => {
+            let request: ServiceParameters = parameters(call).await?;
+            let requester = session.requester(request.client_application_id);
+            let report = agent.export_reports(&requester, request.service_id).await;
+            result_reply(report.map(|report| json!({ "report": report })))
+        }
         (AGENT, "ListJobs") => {
             let NoParameters {} = parameters(call).await?;
             Reply::of(&json!({ "jobs": agent.list_jobs(&session.requester(None)) }))
