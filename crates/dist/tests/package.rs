@@ -293,6 +293,42 @@ fn check_installed(version: &str) {
     assert!(!Path::new("/etc/systemd/system/multi-user.target.wants/wua-server.service").exists());
 }
 
+/// With the agent listening on the default socket and something to say (a
+/// stand-in `wua` that always has), a login on Debian, whose login and sshd
+/// run pam_motd, hears it once: from 85-openwua, not again from profile.d.
+fn check_login_message_shown_once(dir: &Path) {
+    let bin = dir.join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    std::fs::write(bin.join("wua"), "#!/bin/sh\necho 'A restart is pending.'\n").unwrap();
+    std::fs::set_permissions(bin.join("wua"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:/usr/bin:/bin", bin.display());
+    let login = |args: &[&str]| {
+        let output = Command::new("sh")
+            .args(args)
+            .env_clear()
+            .env("PATH", &path)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "sh {args:?}: {output:?}");
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let pam_motd = ok(
+        "grep",
+        &["-l", "pam_motd", "/etc/pam.d/login", "/etc/pam.d/sshd"],
+    );
+    assert!(!pam_motd.is_empty(), "Debian's login and sshd run pam_motd");
+    assert_eq!(
+        login(&["/etc/update-motd.d/85-openwua"]),
+        "A restart is pending.\n"
+    );
+    // +m: no job control, which would want a terminal.
+    assert_eq!(
+        login(&["-i", "+m", "-c", ". /etc/profile.d/openwua.sh"]),
+        ""
+    );
+}
+
 /// Everything dpkg installed and everything the units' enabling and the
 /// agent made is gone; the `wua` group stays (Debian keeps system groups).
 fn check_purged(installed_files: &[String]) {
@@ -372,6 +408,7 @@ fn the_debian_package_installs_upgrades_and_purges_cleanly() {
     let agent = InstalledAgent::start();
     let status = run("/usr/bin/wua", &["status"]);
     assert!(status.status.success(), "wua status: {status:?}");
+    check_login_message_shown_once(dir.path());
     agent.stop();
     assert!(Path::new("/var/lib/openwua/agent.db").exists());
 
