@@ -192,6 +192,10 @@ fn check_installed(version: &str) {
     }
 
     // Man pages: the command's, a subcommand's, the daemons' in section 8.
+    assert!(
+        Path::new("/usr/share/man/man1/wua.1.gz").exists(),
+        "dpkg did not install the man pages: does a path-exclude in /etc/dpkg/dpkg.cfg.d leave out /usr/share/man (as slim images do)?"
+    );
     for (section, page, expected) in [
         ("1", "wua", "wua-search(1)"),
         ("1", "wua-search", "criteria"),
