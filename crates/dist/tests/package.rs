@@ -295,6 +295,21 @@ fn check_installed(version: &str) {
         );
     }
     assert!(!Path::new("/etc/systemd/system/multi-user.target.wants/wua-server.service").exists());
+
+    // Under systemd an upgrade must not stop or restart the agent: it may be
+    // the agent that runs this dpkg (it would be killed with the unit).
+    let postinst = std::fs::read_to_string("/var/lib/dpkg/info/openwua.postinst").unwrap();
+    let prerm = std::fs::read_to_string("/var/lib/dpkg/info/openwua.prerm").unwrap();
+    assert!(
+        postinst.contains("deb-systemd-invoke start wua-agent.service wua-agent.socket"),
+        "{postinst}"
+    );
+    assert!(
+        !postinst.contains("_dh_action wua-agent") && !postinst.contains("restart wua-agent"),
+        "{postinst}"
+    );
+    // prerm stops units on removal only.
+    assert!(!prerm.contains("upgrade"), "{prerm}");
 }
 
 /// With the agent listening on the default socket and something to say (a
