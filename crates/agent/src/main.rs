@@ -4,9 +4,10 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use openwua_agent::config::{Config, DEFAULT_CONFIG_PATH};
 use openwua_agent::{Agent, varlink};
+use openwua_dist::ManSection;
 
 /// OpenWUA's agent service.
 #[derive(Debug, Parser)]
@@ -63,6 +64,12 @@ fn config(args: Args) -> anyhow::Result<Config> {
 }
 
 fn main() -> std::process::ExitCode {
+    // Build time: the man pages and completions (scripts/build-deb).
+    if let Some(status) =
+        openwua_dist::generate_if_asked(Args::command, ManSection::SystemAdministration)
+    {
+        return status;
+    }
     match run() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {

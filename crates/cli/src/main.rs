@@ -30,7 +30,8 @@ mod update;
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
+use openwua_dist::ManSection;
 
 use args::{Args, Command, CriteriaCommand};
 
@@ -53,6 +54,10 @@ mod exit {
 }
 
 fn main() -> ExitCode {
+    // Build time: the man pages and completions (scripts/build-deb).
+    if let Some(status) = openwua_dist::generate_if_asked(Args::command, ManSection::UserCommands) {
+        return status;
+    }
     let args = Args::parse();
     match run(args, &mut io::stdout().lock()) {
         Ok(status) => ExitCode::from(status),

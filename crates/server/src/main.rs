@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use openwua_dist::ManSection;
 use openwua_server::client::{ApiFailure, Client, Source};
 use openwua_server::config::{ConfigFile, DEFAULT_CONFIG, DEFAULT_DATA_DIR};
 use openwua_server::fleet::{ApprovalAction, Computer};
@@ -416,6 +417,12 @@ impl ServerArgs {
 }
 
 fn main() -> ExitCode {
+    // Build time: the man pages and completions (scripts/build-deb).
+    if let Some(status) =
+        openwua_dist::generate_if_asked(Cli::command, ManSection::SystemAdministration)
+    {
+        return status;
+    }
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
