@@ -102,7 +102,17 @@ pub type Shared = Arc<AppState>;
         crate::reports::update_computers_report,
         crate::reports::computers_report,
         crate::reports::failures_report,
-        crate::reports::groups_report
+        crate::reports::groups_report,
+        crate::rules_api::list_rules,
+        crate::rules_api::add_rule,
+        crate::rules_api::show_rule,
+        crate::rules_api::remove_rule,
+        crate::rules_api::run_rules,
+        crate::rules_api::start_rollout,
+        crate::rules_api::list_rollouts,
+        crate::rules_api::show_rollout,
+        crate::rules_api::halt_rollout,
+        crate::rules_api::resume_rollout
     ),
     components(schemas(
         ErrorBody,
@@ -137,7 +147,20 @@ pub type Shared = Arc<AppState>;
         crate::reports::Failure,
         crate::reports::GroupSummary,
         crate::reports::UpdateComputer,
-        crate::reports::UpdateComputers
+        crate::reports::UpdateComputers,
+        crate::rules::ApprovalRule,
+        crate::store::RuleApproval,
+        crate::rules_api::RuleReport,
+        crate::rules_api::RunRequest,
+        crate::rules_api::RuleRun,
+        crate::rules_api::RolloutStatus,
+        crate::rollouts::Ring,
+        crate::rollouts::RolloutPlan,
+        crate::rollouts::RolloutState,
+        crate::rollouts::Rollout,
+        crate::rollouts::HaltReason,
+        crate::rollouts::FailingCode,
+        crate::rollouts::RolloutTally
     )),
     modifiers(&BearerAuth)
 )]
@@ -224,6 +247,29 @@ pub fn router(state: Shared, timeout: Duration) -> Router {
             get(crate::reports::failures_report),
         )
         .route("/api/v1/reports/groups", get(crate::reports::groups_report))
+        .route(
+            "/api/v1/rules",
+            get(crate::rules_api::list_rules).post(crate::rules_api::add_rule),
+        )
+        .route("/api/v1/rules/run", post(crate::rules_api::run_rules))
+        .route(
+            "/api/v1/rules/{name}",
+            get(crate::rules_api::show_rule).delete(crate::rules_api::remove_rule),
+        )
+        .route(
+            "/api/v1/updates/{id}/rollout",
+            post(crate::rules_api::start_rollout),
+        )
+        .route("/api/v1/rollouts", get(crate::rules_api::list_rollouts))
+        .route("/api/v1/rollouts/{id}", get(crate::rules_api::show_rollout))
+        .route(
+            "/api/v1/rollouts/{id}/halt",
+            post(crate::rules_api::halt_rollout),
+        )
+        .route(
+            "/api/v1/rollouts/{id}/resume",
+            post(crate::rules_api::resume_rollout),
+        )
         .fallback(no_route)
         .method_not_allowed_fallback(no_method)
         .layer(TimeoutLayer::with_status_code(
@@ -629,6 +675,16 @@ mod tests {
         ("GET", "/api/v1/reports/computers"),
         ("GET", "/api/v1/reports/failures"),
         ("GET", "/api/v1/reports/groups"),
+        ("GET", "/api/v1/rules"),
+        ("POST", "/api/v1/rules"),
+        ("POST", "/api/v1/rules/run"),
+        ("GET", "/api/v1/rules/{name}"),
+        ("DELETE", "/api/v1/rules/{name}"),
+        ("POST", "/api/v1/updates/{id}/rollout"),
+        ("GET", "/api/v1/rollouts"),
+        ("GET", "/api/v1/rollouts/{id}"),
+        ("POST", "/api/v1/rollouts/{id}/halt"),
+        ("POST", "/api/v1/rollouts/{id}/resume"),
     ];
 
     #[tokio::test(flavor = "multi_thread")]

@@ -330,7 +330,20 @@ pub(crate) async fn post_report(
     let (computer_id, _) = authenticate_computer(&state, &headers).await?;
     let report: ReportRequest = read_json(&headers, body, MAX_REPORT_BYTES).await?;
     check_report(&report)?;
+    let reported: Vec<Uuid> = report
+        .updates
+        .iter()
+        .map(|update| update.update_id)
+        .collect();
     let acknowledged = state.store.store_report(computer_id, report).await?;
+    // Rollouts of the updates it names weigh the new results, without
+    // holding up the acknowledgement.
+    let store = state.store.clone();
+    tokio::spawn(async move {
+        if let Err(error) = crate::rollouts::evaluate(&store, Some(&reported)).await {
+            tracing::warn!(%error, "evaluating rollouts after a report");
+        }
+    });
     Ok(axum::Json(ReportAck { acknowledged }))
 }
 
