@@ -7,10 +7,11 @@
 //! rollout runs or is halted, the update is offered only to the computers
 //! of the rings admitted so far ([`Rollout::gate`], applied by the store
 //! where it decides what a computer is sent, `store::changes::Serving`).
-//! [`decide`] advances a ring once its soak time is over and at least
-//! `min_reported` computers of the admitted rings reported a result for
-//! the update's current revision with a failure rate at most
-//! `max_failure_percent`; above it the rollout halts and keeps why. When
+//! [`decide`] advances a ring once its soak time is over, at least
+//! `min_reported` of its computers (all, if it has fewer) reported a
+//! result for the update's current revision, and the failure rate of every
+//! admitted ring is at most `max_failure_percent`; above it, with at least
+//! `min_reported` results, the rollout halts and keeps why. When
 //! the last ring has soaked, the gate goes and the approvals stand alone.
 //! The server decides after every report that names the update and on a
 //! timer ([`run_evaluations`]).
@@ -70,8 +71,10 @@ pub struct RolloutPlan {
     /// The highest failure rate, in percent of the computers that reported
     /// a result, at which the rollout still goes on (0 to 100).
     pub max_failure_percent: u8,
-    /// How many computers of the admitted rings must have reported a
-    /// result before a ring advances or the rollout halts (at least 1).
+    /// How many results a ring needs from its own computers (all of
+    /// theirs, when it has fewer) before the next ring is admitted, and
+    /// how many results of the admitted rings before the rollout may halt
+    /// (at least 1).
     pub min_reported: u32,
     /// The approvals' deadline, if any.
     #[serde(default)]
@@ -229,11 +232,16 @@ pub struct RolloutTally {
     pub reported: u32,
     /// Of those, the failures.
     pub failed: u32,
+    /// The computers the newest admitted ring added (in no earlier ring).
+    pub ring_computers: u32,
+    /// Of them, those that reported a result.
+    pub ring_reported: u32,
     /// The failing codes, most computers first.
     pub codes: Vec<FailingCode>,
 }
 
-/// Counts the results of the computers the admitted `rings` hold.
+/// Counts the results of the computers the admitted `rings` hold (the
+/// last of them the newest).
 pub fn tally(
     rings: &[Ring],
     computers: &[Computer],
@@ -253,17 +261,25 @@ pub fn tally(
         let chain = chains
             .entry(computer.group.as_str())
             .or_insert_with(|| ancestry(&computer.group, groups));
-        if !admitted(rings, chain, Some(bucket(computer.computer_id))) {
+        let place = Some(bucket(computer.computer_id));
+        if !admitted(rings, chain, place) {
             continue;
         }
+        let earlier = &rings[..rings.len().saturating_sub(1)];
+        let newest = !admitted(earlier, chain, place);
         tally.computers += 1;
+        tally.ring_computers += u32::from(newest);
         let Some(stored) = by_computer.get(&computer.computer_id) else {
             continue;
         };
         match stored.update.state {
-            UpdateState::Installed | UpdateState::InstalledPendingReboot => tally.reported += 1,
+            UpdateState::Installed | UpdateState::InstalledPendingReboot => {
+                tally.reported += 1;
+                tally.ring_reported += u32::from(newest);
+            }
             UpdateState::Failed => {
                 tally.reported += 1;
+                tally.ring_reported += u32::from(newest);
                 tally.failed += 1;
                 let code = stored
                     .update
@@ -305,17 +321,17 @@ pub enum Decision {
 }
 
 /// Decides a running rollout's next step from what its admitted rings
-/// reported, at `now`.
+/// reported, at `now`: it halts once at least `min_reported` of them
+/// reported and too many failed; the newest ring advances once soaked,
+/// with `min_reported` results of its own (all of its computers', when it
+/// has fewer), and the failure rate of every admitted ring within bounds.
 pub fn decide(rollout: &Rollout, tally: &RolloutTally, now: Timestamp) -> Decision {
     if rollout.state != RolloutState::Running {
         return Decision::Wait;
     }
-    if tally.reported < rollout.plan.min_reported {
-        return Decision::Wait;
-    }
     let over = u64::from(tally.failed) * 100
         > u64::from(rollout.plan.max_failure_percent) * u64::from(tally.reported);
-    if over {
+    if over && tally.reported >= rollout.plan.min_reported {
         return Decision::Halt(HaltReason {
             time: now,
             message: format!(
@@ -326,6 +342,10 @@ pub fn decide(rollout: &Rollout, tally: &RolloutTally, now: Timestamp) -> Decisi
             failed: tally.failed,
             codes: tally.codes.clone(),
         });
+    }
+    let needed = rollout.plan.min_reported.min(tally.ring_computers);
+    if over || tally.ring_reported < needed {
+        return Decision::Wait;
     }
     let stage = usize::try_from(rollout.stage).unwrap_or(usize::MAX);
     let Some(ring) = rollout.plan.rings.get(stage) else {
@@ -453,6 +473,8 @@ mod tests {
             computers: 10,
             reported,
             failed,
+            ring_computers: 5,
+            ring_reported: reported.min(5),
             codes: Vec::new(),
         }
     }
@@ -473,6 +495,19 @@ mod tests {
         );
         assert_eq!(
             decide(&rollout(1, start), &tally(5, 0), soaked),
+            Decision::Complete
+        );
+        // The newest ring's own results count: earlier rings' are not
+        // enough, unless the ring has fewer computers than asked for.
+        let mut earlier_only = tally(5, 0);
+        earlier_only.ring_reported = 0;
+        assert_eq!(
+            decide(&rollout(1, start), &earlier_only, soaked),
+            Decision::Wait
+        );
+        earlier_only.ring_computers = 0;
+        assert_eq!(
+            decide(&rollout(1, start), &earlier_only, soaked),
             Decision::Complete
         );
     }
