@@ -329,7 +329,10 @@ pub(crate) fn rules(command: RulesCommand) -> anyhow::Result<()> {
             if json {
                 return print_json(&run);
             }
-            println!("{:<24}  {:<36}  {:<9}  GROUP", "RULE", "UPDATE ID", "ACTION");
+            println!(
+                "{:<24}  {:<36}  {:<9}  GROUP",
+                "RULE", "UPDATE ID", "ACTION"
+            );
             for line in &run.approvals {
                 println!(
                     "{:<24}  {:<36}  {:<9}  {}",

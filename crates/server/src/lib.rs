@@ -13,6 +13,10 @@
 //!   stored in one transaction, duplicates acknowledged and ignored) and
 //!   the admin's summaries of them ([`reports::summarise_updates`] counts
 //!   Unknown from approvals);
+//! - [`rules`]: automatic approval rules, fired in the publish
+//!   transaction and run on demand ([`rules_api`] serves them and
+//!   rollouts); [`rollouts`]: staged approvals whose rings gate what a
+//!   computer is offered, advanced or halted by [`rollouts::decide`];
 //! - [`error::ServerError`]: the one error type; every 4xx carries a JSON
 //!   body with a WUA code;
 //! - [`client::Client`]: what `wua-server publish`, `decline`, `updates`,

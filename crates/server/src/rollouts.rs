@@ -352,7 +352,12 @@ pub fn decide(rollout: &Rollout, tally: &RolloutTally, now: Timestamp) -> Decisi
         return Decision::Complete;
     };
     let soak = SignedDuration::from_secs(i64::try_from(ring.soak_secs).unwrap_or(i64::MAX));
-    if now < rollout.stage_started.saturating_add(soak).unwrap_or(Timestamp::MAX) {
+    if now
+        < rollout
+            .stage_started
+            .saturating_add(soak)
+            .unwrap_or(Timestamp::MAX)
+    {
         return Decision::Wait;
     }
     if stage + 1 < rollout.plan.rings.len() {
@@ -424,7 +429,10 @@ pub async fn current_tally(
         .map_or(0, |(_, current)| current.update.identity.revision_number);
     let states = store.update_states(Some(rollout.update_id)).await?;
     let rings = rollout.gate().unwrap_or_else(|| rollout.plan.rings.clone());
-    Ok((tally(&rings, computers, groups, &states, revision), revision))
+    Ok((
+        tally(&rings, computers, groups, &states, revision),
+        revision,
+    ))
 }
 
 /// Evaluates every running rollout every `interval`, for rings whose soak
@@ -484,7 +492,10 @@ mod tests {
         let start: Timestamp = "2027-01-01T00:00:00Z".parse().unwrap();
         let soaked = start + SignedDuration::from_secs(61);
         let early = start + SignedDuration::from_secs(30);
-        assert_eq!(decide(&rollout(0, start), &tally(5, 1), early), Decision::Wait);
+        assert_eq!(
+            decide(&rollout(0, start), &tally(5, 1), early),
+            Decision::Wait
+        );
         assert_eq!(
             decide(&rollout(0, start), &tally(1, 0), soaked),
             Decision::Wait

@@ -205,7 +205,10 @@ pub(crate) async fn run_rules(
     let (approvals, catalog_version) = if request.dry_run {
         (planned, state.store.catalog_version().await?)
     } else {
-        let wanted: Vec<Approval> = planned.iter().map(|(_, approval)| approval.clone()).collect();
+        let wanted: Vec<Approval> = planned
+            .iter()
+            .map(|(_, approval)| approval.clone())
+            .collect();
         let (added, version) = state.store.add_approvals(wanted).await?;
         let added: HashSet<(Uuid, String)> = added
             .into_iter()
@@ -250,9 +253,7 @@ pub fn plan_run(
             }
             for approval in rule.approvals(*update_id, now) {
                 let key = (approval.update_id, approval.group.clone());
-                if groups.contains(&approval.group)
-                    && !existing.contains(&key)
-                    && taken.insert(key)
+                if groups.contains(&approval.group) && !existing.contains(&key) && taken.insert(key)
                 {
                     planned.push((rule.name.clone(), approval));
                 }
@@ -380,16 +381,18 @@ pub(crate) async fn halt_rollout(
     Path(id): Path<String>,
 ) -> Result<axum::Json<RolloutStatus>, ServerError> {
     require_admin(&state, &headers).await?;
-    move_rollout(&state, &id, RolloutState::Running, |rollout, status| Rollout {
-        state: RolloutState::Halted,
-        halt: Some(HaltReason {
-            time: Timestamp::now(),
-            message: "halted by an administrator".into(),
-            reported: status.progress.reported,
-            failed: status.progress.failed,
-            codes: status.progress.codes.clone(),
-        }),
-        ..rollout.clone()
+    move_rollout(&state, &id, RolloutState::Running, |rollout, status| {
+        Rollout {
+            state: RolloutState::Halted,
+            halt: Some(HaltReason {
+                time: Timestamp::now(),
+                message: "halted by an administrator".into(),
+                reported: status.progress.reported,
+                failed: status.progress.failed,
+                codes: status.progress.codes.clone(),
+            }),
+            ..rollout.clone()
+        }
     })
     .await
 }
@@ -437,7 +440,12 @@ async fn move_rollout(
     }
     let status = status_of(state, rollout.clone()).await?;
     let moved = next(&rollout, &status);
-    if state.store.replace_rollout(&rollout, &moved).await?.is_none() {
+    if state
+        .store
+        .replace_rollout(&rollout, &moved)
+        .await?
+        .is_none()
+    {
         return Err(ServerError::conflict(
             "the rollout moved meanwhile; look at it again",
             update_id.to_string(),

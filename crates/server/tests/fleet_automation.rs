@@ -205,7 +205,8 @@ fn a_rule_approves_a_security_update_and_a_revision_that_comes_to_match() {
     let deadline: jiff::Timestamp = given[0]["deadline"].as_str().unwrap().parse().unwrap();
     let offset = deadline - jiff::Timestamp::now();
     assert!(
-        offset > jiff::SignedDuration::from_hours(71) && offset <= jiff::SignedDuration::from_hours(72),
+        offset > jiff::SignedDuration::from_hours(71)
+            && offset <= jiff::SignedDuration::from_hours(72),
         "{deadline}"
     );
     assert!(approvals(&server, PLAIN).is_empty());
@@ -251,7 +252,10 @@ fn a_rule_approves_a_security_update_and_a_revision_that_comes_to_match() {
     assert_eq!(server.catalog_version(), version);
     assert!(approvals(&server, PLAIN).is_empty());
     let text = server.run_ok(&["rules", "run", "Plain updates", "--dry-run"]);
-    assert!(text.contains(PLAIN) && text.contains("would give 1"), "{text}");
+    assert!(
+        text.contains(PLAIN) && text.contains("would give 1"),
+        "{text}"
+    );
     // Run for real, it approves; run again, there is nothing left to give.
     let run = server.json(&["rules", "run", "Plain updates"]);
     assert_eq!(run["approvals"].as_array().unwrap().len(), 1, "{run}");
@@ -291,7 +295,9 @@ fn a_failing_rollout_halts_before_its_second_ring_and_a_good_one_advances() {
     server.run_ok(&["groups", "add", "Canary"]);
     server.run_ok(&["groups", "add", "Fleet"]);
     let key = server.run_ok(&["key"]).trim().to_owned();
-    let dirs: Vec<_> = (0..6).map(|n| root.path().join(format!("agent{n}"))).collect();
+    let dirs: Vec<_> = (0..6)
+        .map(|n| root.path().join(format!("agent{n}")))
+        .collect();
     let agents: Vec<Background> = dirs
         .iter()
         .enumerate()
@@ -323,14 +329,22 @@ fn a_failing_rollout_halts_before_its_second_ring_and_a_good_one_advances() {
         assert!(sees(agent, BAD));
         assert_eq!(install(agent, BAD), OperationResultCode::Failed);
     }
-    let halted = wait_until(soon(), || rollout(&server, BAD)["rollout"]["state"] == "halted");
+    let halted = wait_until(soon(), || {
+        rollout(&server, BAD)["rollout"]["state"] == "halted"
+    });
     let status = rollout(&server, BAD);
     assert!(halted, "{status}");
     assert_eq!(status["rollout"]["stage"], 0, "{status}");
     let halt = &status["rollout"]["halt"];
-    assert_eq!((halt["reported"].as_u64(), halt["failed"].as_u64()), (Some(2), Some(2)));
+    assert_eq!(
+        (halt["reported"].as_u64(), halt["failed"].as_u64()),
+        (Some(2), Some(2))
+    );
     assert_eq!(halt["codes"][0]["computers"], 2, "{status}");
-    assert!(halt["message"].as_str().unwrap().contains("2 of 2"), "{status}");
+    assert!(
+        halt["message"].as_str().unwrap().contains("2 of 2"),
+        "{status}"
+    );
     let text = server.run_ok(&["rollouts", "show", BAD]);
     assert!(text.contains("halted") && text.contains("2 of 2"), "{text}");
     // Halted, the second ring never gets it; the failures report says why.
@@ -415,8 +429,9 @@ fn a_failing_rollout_halts_before_its_second_ring_and_a_good_one_advances() {
     assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
     let resumed = server.json(&["rollouts", "resume", BAD]);
     assert_eq!(resumed["rollout"]["state"], "running", "{resumed}");
-    let halted_again =
-        wait_until(soon(), || rollout(&server, BAD)["rollout"]["state"] == "halted");
+    let halted_again = wait_until(soon(), || {
+        rollout(&server, BAD)["rollout"]["state"] == "halted"
+    });
     assert!(halted_again, "{}", rollout(&server, BAD));
     let (status, _) = server.admin("POST", &format!("/api/v1/rollouts/{BAD}/halt"), b"");
     assert_eq!(status, 409, "halting a halted rollout");

@@ -579,10 +579,13 @@ async fn automates_approvals_and_gates_rollouts(store: &Store, revisions: &[Revi
     assert!(report.rule_approvals.is_empty());
     // Given by hand: only the groups without an approval of their own.
     let (added, _) = store
-        .add_approvals(vec![auto[0].clone(), Approval {
-            group: ALL_COMPUTERS.into(),
-            ..auto[0].clone()
-        }])
+        .add_approvals(vec![
+            auto[0].clone(),
+            Approval {
+                group: ALL_COMPUTERS.into(),
+                ..auto[0].clone()
+            },
+        ])
         .await
         .unwrap();
     assert_eq!(added.len(), 1);
@@ -660,9 +663,25 @@ async fn automates_approvals_and_gates_rollouts(store: &Store, revisions: &[Revi
         state: RolloutState::Completed,
         ..started.clone()
     };
-    assert!(store.replace_rollout(&started, &completed).await.unwrap().is_some());
-    assert!(store.replace_rollout(&started, &completed).await.unwrap().is_none());
-    match store.sync_plan(outside, Some(anchor), vec![]).await.unwrap() {
+    assert!(
+        store
+            .replace_rollout(&started, &completed)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        store
+            .replace_rollout(&started, &completed)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    match store
+        .sync_plan(outside, Some(anchor), vec![])
+        .await
+        .unwrap()
+    {
         Some(SyncPlan::Delta(delta)) => {
             let ids: Vec<uuid::Uuid> = served(delta.changed).into_keys().collect();
             assert_eq!(ids, vec![target]);

@@ -809,10 +809,7 @@ impl PostgresStore {
                 let view = if cached.contains(&(key.clone(), version)) {
                     None
                 } else {
-                    Some(
-                        read_view(&transaction, &group, Some(bucket(computer_id)), version)
-                            .await?,
-                    )
+                    Some(read_view(&transaction, &group, Some(bucket(computer_id)), version).await?)
                 };
                 SyncPlan::Full {
                     group: key,
@@ -1425,7 +1422,10 @@ impl PostgresStore {
         let mut client = self.client().await?;
         let transaction = client.transaction().await?;
         let version = lock_catalog(&transaction).await?;
-        let mut ids: Vec<Uuid> = approvals.iter().map(|approval| approval.update_id).collect();
+        let mut ids: Vec<Uuid> = approvals
+            .iter()
+            .map(|approval| approval.update_id)
+            .collect();
         ids.sort();
         ids.dedup();
         log_before(&transaction, next_version(version)?, &ids).await?;

@@ -1246,9 +1246,8 @@ impl SqliteStore {
             )?;
             if !existed {
                 let count: i64 =
-                    transaction.query_row("SELECT COUNT(*) FROM approval_rules", [], |row| {
-                        row.get(0)
-                    })?;
+                    transaction
+                        .query_row("SELECT COUNT(*) FROM approval_rules", [], |row| row.get(0))?;
                 if usize::try_from(count).unwrap_or(usize::MAX) >= crate::rules::MAX_RULES {
                     return Err(StoreError::TooMany("approval rules"));
                 }
