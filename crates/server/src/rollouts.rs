@@ -536,6 +536,28 @@ mod tests {
     }
 
     #[test]
+    fn a_plan_is_bounded() {
+        let plan = rollout(0, Timestamp::UNIX_EPOCH).plan;
+        assert!(plan.check().is_ok());
+        let broken = |change: fn(&mut RolloutPlan)| {
+            let mut plan = plan.clone();
+            change(&mut plan);
+            plan.check().is_err()
+        };
+        assert!(broken(|plan| plan.rings.clear()));
+        assert!(broken(|plan| plan.rings[0].percent = 0));
+        assert!(broken(|plan| plan.rings[0].percent = 101));
+        assert!(broken(|plan| plan.rings[0].soak_secs = MAX_SOAK_SECS + 1));
+        assert!(broken(|plan| plan.rings[0].group = String::new()));
+        assert!(broken(|plan| plan.max_failure_percent = 101));
+        assert!(broken(|plan| plan.min_reported = 0));
+        assert!(broken(|plan| {
+            let ring = plan.rings[0].clone();
+            plan.rings = vec![ring; MAX_RINGS + 1];
+        }));
+    }
+
+    #[test]
     fn rings_admit_their_groups_and_their_share_by_a_stable_hash() {
         let chain: Vec<String> = vec!["Fleet".into(), "All Computers".into()];
         assert!(ring("All Computers", 100, 0).admits(&chain, None));

@@ -308,6 +308,24 @@ fn a_failing_rollout_halts_before_its_second_ring_and_a_good_one_advances() {
         .collect();
     let (canary, fleet) = agents.split_at(2);
 
+    // Refused plans change nothing.
+    for (body, expected) in [
+        (&br#"{"rings": [{"group": "Canary", "percent": 0, "soakSecs": 1}], "maxFailurePercent": 0, "minReported": 1}"#[..], 400),
+        (&br#"{"rings": [{"group": "Nowhere", "soakSecs": 1}], "maxFailurePercent": 0, "minReported": 1}"#[..], 404),
+        (&br#"{"rings": [{"group": "Canary", "soakSecs": 1}], "maxFailurePercent": 0, "minReported": 1, "extra": 1}"#[..], 400),
+    ] {
+        let (status, _) = server.admin("POST", &format!("/api/v1/updates/{BAD}/rollout"), body);
+        assert_eq!(status, expected, "{}", String::from_utf8_lossy(body));
+    }
+    assert!(
+        server
+            .json(&["rollouts", "list"])
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    assert!(approvals(&server, BAD).is_empty());
+
     // The bad update: its first ring's installs fail.
     server.run_ok(&[
         "rollouts",
