@@ -1429,12 +1429,32 @@ impl PostgresStore {
         ids.sort();
         ids.dedup();
         log_before(&transaction, next_version(version)?, &ids).await?;
-        let mut added = Vec::new();
-        for approval in approvals {
-            if insert_if_absent(&transaction, &approval).await? {
-                added.push(approval);
-            }
-        }
+        // One statement whatever the number of approvals.
+        let update_ids: Vec<Uuid> = approvals.iter().map(|a| a.update_id).collect();
+        let groups: Vec<&str> = approvals.iter().map(|a| a.group.as_str()).collect();
+        let actions: Vec<&str> = approvals.iter().map(|a| a.action.as_str()).collect();
+        let deadlines: Vec<Option<String>> = approvals
+            .iter()
+            .map(|a| a.deadline.map(|deadline| deadline.to_string()))
+            .collect();
+        let inserted: std::collections::HashSet<(Uuid, String)> = transaction
+            .query(
+                "INSERT INTO approvals (update_id, group_name, action, deadline)
+                 SELECT u, g, a, d FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[])
+                     AS t (u, g, a, d)
+                 WHERE EXISTS (SELECT 1 FROM groups WHERE name = g)
+                 ON CONFLICT (update_id, group_name) DO NOTHING
+                 RETURNING update_id, group_name",
+                &[&update_ids, &groups, &actions, &deadlines],
+            )
+            .await?
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect::<Result<_, StoreError>>()?;
+        let added: Vec<Approval> = approvals
+            .into_iter()
+            .filter(|approval| inserted.contains(&(approval.update_id, approval.group.clone())))
+            .collect();
         if added.is_empty() {
             // Nothing changed: the rows logged above are rolled back.
             return Ok((added, version_from(version)?));
