@@ -104,7 +104,17 @@ pub type Shared = Arc<AppState>;
         crate::reports::failures_report,
         crate::reports::groups_report,
         crate::airgap::export,
-        crate::airgap::import_report
+        crate::airgap::import_report,
+        crate::rules_api::list_rules,
+        crate::rules_api::add_rule,
+        crate::rules_api::show_rule,
+        crate::rules_api::remove_rule,
+        crate::rules_api::run_rules,
+        crate::rules_api::start_rollout,
+        crate::rules_api::list_rollouts,
+        crate::rules_api::show_rollout,
+        crate::rules_api::halt_rollout,
+        crate::rules_api::resume_rollout
     ),
     components(schemas(
         ErrorBody,
@@ -142,7 +152,20 @@ pub type Shared = Arc<AppState>;
         crate::reports::UpdateComputers,
         crate::airgap::ExportRequest,
         crate::airgap::ImportRequest,
-        crate::airgap::ImportAck
+        crate::airgap::ImportAck,
+        crate::rules::ApprovalRule,
+        crate::store::RuleApproval,
+        crate::rules_api::RuleReport,
+        crate::rules_api::RunRequest,
+        crate::rules_api::RuleRun,
+        crate::rules_api::RolloutStatus,
+        crate::rollouts::Ring,
+        crate::rollouts::RolloutPlan,
+        crate::rollouts::RolloutState,
+        crate::rollouts::Rollout,
+        crate::rollouts::HaltReason,
+        crate::rollouts::FailingCode,
+        crate::rollouts::RolloutTally
     )),
     modifiers(&BearerAuth)
 )]
@@ -232,6 +255,29 @@ pub fn router(state: Shared, timeout: Duration) -> Router {
         // Air gap: offline exports and the reports carried back.
         .route("/api/v1/exports", post(crate::airgap::export))
         .route("/api/v1/reports/import", post(crate::airgap::import_report))
+        .route(
+            "/api/v1/rules",
+            get(crate::rules_api::list_rules).post(crate::rules_api::add_rule),
+        )
+        .route("/api/v1/rules/run", post(crate::rules_api::run_rules))
+        .route(
+            "/api/v1/rules/{name}",
+            get(crate::rules_api::show_rule).delete(crate::rules_api::remove_rule),
+        )
+        .route(
+            "/api/v1/updates/{id}/rollout",
+            post(crate::rules_api::start_rollout),
+        )
+        .route("/api/v1/rollouts", get(crate::rules_api::list_rollouts))
+        .route("/api/v1/rollouts/{id}", get(crate::rules_api::show_rollout))
+        .route(
+            "/api/v1/rollouts/{id}/halt",
+            post(crate::rules_api::halt_rollout),
+        )
+        .route(
+            "/api/v1/rollouts/{id}/resume",
+            post(crate::rules_api::resume_rollout),
+        )
         .fallback(no_route)
         .method_not_allowed_fallback(no_method)
         .layer(TimeoutLayer::with_status_code(
@@ -639,6 +685,16 @@ mod tests {
         ("GET", "/api/v1/reports/groups"),
         ("POST", "/api/v1/exports"),
         ("POST", "/api/v1/reports/import"),
+        ("GET", "/api/v1/rules"),
+        ("POST", "/api/v1/rules"),
+        ("POST", "/api/v1/rules/run"),
+        ("GET", "/api/v1/rules/{name}"),
+        ("DELETE", "/api/v1/rules/{name}"),
+        ("POST", "/api/v1/updates/{id}/rollout"),
+        ("GET", "/api/v1/rollouts"),
+        ("GET", "/api/v1/rollouts/{id}"),
+        ("POST", "/api/v1/rollouts/{id}/halt"),
+        ("POST", "/api/v1/rollouts/{id}/resume"),
     ];
 
     #[tokio::test(flavor = "multi_thread")]

@@ -572,3 +572,76 @@ fn path_segment(text: &str) -> String {
     }
     encoded
 }
+
+/// Automatic approval rules and rollouts.
+impl Client {
+    /// Every automatic approval rule.
+    pub fn list_rules(&self) -> anyhow::Result<Vec<crate::rules::ApprovalRule>> {
+        self.admin_get("/api/v1/rules")
+    }
+
+    /// One rule.
+    pub fn show_rule(&self, name: &str) -> anyhow::Result<crate::rules::ApprovalRule> {
+        self.admin_get(&format!("/api/v1/rules/{}", path_segment(name)))
+    }
+
+    /// Adds a rule, or replaces the one of the same name.
+    pub fn add_rule(
+        &self,
+        rule: &crate::rules::ApprovalRule,
+    ) -> anyhow::Result<crate::rules_api::RuleReport> {
+        self.admin_post("/api/v1/rules", rule)
+    }
+
+    /// Removes a rule.
+    pub fn remove_rule(&self, name: &str) -> anyhow::Result<crate::rules_api::RuleReport> {
+        let request = self
+            .agent
+            .delete(self.url(&format!("/api/v1/rules/{}", path_segment(name))))
+            .header("authorization", self.authorization()?)
+            .call();
+        self.answer(request)
+    }
+
+    /// Runs one rule, or every enabled rule, over the updates held now.
+    pub fn run_rules(
+        &self,
+        request: &crate::rules_api::RunRequest,
+    ) -> anyhow::Result<crate::rules_api::RuleRun> {
+        self.admin_post("/api/v1/rules/run", request)
+    }
+
+    /// Starts a staged rollout of an update.
+    pub fn start_rollout(
+        &self,
+        update_id: &str,
+        plan: &crate::rollouts::RolloutPlan,
+    ) -> anyhow::Result<crate::rollouts::Rollout> {
+        self.admin_post(
+            &format!("/api/v1/updates/{}/rollout", path_segment(update_id)),
+            plan,
+        )
+    }
+
+    /// Every rollout, with its progress.
+    pub fn list_rollouts(&self) -> anyhow::Result<Vec<crate::rules_api::RolloutStatus>> {
+        self.admin_get("/api/v1/rollouts")
+    }
+
+    /// One update's rollout.
+    pub fn show_rollout(&self, update_id: &str) -> anyhow::Result<crate::rules_api::RolloutStatus> {
+        self.admin_get(&format!("/api/v1/rollouts/{}", path_segment(update_id)))
+    }
+
+    /// Halts (`halt`) or resumes (`resume`) a rollout.
+    pub fn move_rollout(
+        &self,
+        update_id: &str,
+        verb: &str,
+    ) -> anyhow::Result<crate::rules_api::RolloutStatus> {
+        self.admin_post(
+            &format!("/api/v1/rollouts/{}/{verb}", path_segment(update_id)),
+            &serde_json::json!({}),
+        )
+    }
+}

@@ -38,6 +38,8 @@ pub const DEFAULT_FRESHNESS_SECS: u64 = 21_600;
 pub const DEFAULT_DELTA_RETENTION_DAYS: u64 = 30;
 /// The most bytes of signed full snapshots kept in memory: 256 MiB.
 pub const DEFAULT_SNAPSHOT_CACHE_BYTES: u64 = 256 << 20;
+/// How often running rollouts are weighed without a report: a minute.
+pub const DEFAULT_ROLLOUT_CHECK_SECS: u64 = 60;
 
 /// `server.toml` as written: every key optional.
 #[derive(Debug, Default, Deserialize)]
@@ -85,6 +87,9 @@ pub struct ConfigFile {
     /// `snapshot_cache_bytes`: the most bytes of signed snapshots kept in
     /// memory (0: none).
     pub snapshot_cache_bytes: Option<u64>,
+    /// `rollout_check_secs`: how often running rollouts are weighed
+    /// without a report arriving (soak times end between reports).
+    pub rollout_check_secs: Option<u64>,
 }
 
 /// The configuration in force: the file, then the flags over it.
@@ -125,6 +130,8 @@ pub struct Config {
     pub delta_retention: Duration,
     /// The most bytes of signed snapshots kept in memory.
     pub snapshot_cache_bytes: u64,
+    /// How often running rollouts are weighed on a timer.
+    pub rollout_check: Duration,
 }
 
 /// `tls_certificate` and `tls_private_key`.
@@ -225,6 +232,11 @@ impl ConfigFile {
                 .snapshot_cache_bytes
                 .or(self.snapshot_cache_bytes)
                 .unwrap_or(DEFAULT_SNAPSHOT_CACHE_BYTES),
+            rollout_check: Duration::from_secs(
+                over.rollout_check_secs
+                    .or(self.rollout_check_secs)
+                    .unwrap_or(DEFAULT_ROLLOUT_CHECK_SECS),
+            ),
         };
         config.check()?;
         Ok(config)
@@ -268,6 +280,9 @@ impl Config {
         }
         if self.delta_retention.is_zero() || self.delta_retention.as_secs() > 3660 * 24 * 3600 {
             anyhow::bail!("delta_retention_days must be between 1 and 3660");
+        }
+        if self.rollout_check.is_zero() || self.rollout_check.as_secs() > 24 * 3600 {
+            anyhow::bail!("rollout_check_secs must be between 1 and 86400");
         }
         if self.request_timeout.is_zero() {
             anyhow::bail!("request_timeout_secs must be above 0");

@@ -15,6 +15,10 @@
 //!   Unknown from approvals);
 //! - [`airgap`]: offline exports for air-gapped sites and the import of
 //!   their reports;
+//! - [`rules`]: automatic approval rules, fired in the publish
+//!   transaction and run on demand ([`rules_api`] serves them and
+//!   rollouts); [`rollouts`]: staged approvals whose rings gate what a
+//!   computer is offered, advanced or halted by [`rollouts::decide`];
 //! - [`error::ServerError`]: the one error type; every 4xx carries a JSON
 //!   body with a WUA code;
 //! - [`client::Client`]: what `wua-server publish`, `decline`, `updates`,
@@ -44,6 +48,9 @@ pub mod fleet;
 pub mod fleet_api;
 pub mod limits;
 pub mod reports;
+pub mod rollouts;
+pub mod rules;
+pub mod rules_api;
 pub mod serve;
 pub mod setup;
 pub mod store;

@@ -2,6 +2,8 @@
 //! A shim: parse the arguments, run one command, map the result to an exit
 //! status (0 done, 1 the request was refused, 2 could not run).
 
+mod cli_automation;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -71,6 +73,16 @@ enum Command {
     Computers {
         #[command(subcommand)]
         command: ComputersCommand,
+    },
+    /// Automatic approval rules: add, list, show, remove, run (or dry-run).
+    Rules {
+        #[command(subcommand)]
+        command: cli_automation::RulesCommand,
+    },
+    /// Staged rollouts that halt themselves: start, list, show, halt, resume.
+    Rollouts {
+        #[command(subcommand)]
+        command: cli_automation::RolloutsCommand,
     },
     /// Status reports: what computers said of their updates.
     Report {
@@ -379,6 +391,9 @@ struct ServeArgs {
     /// Where agents fetch content (http(s)://…/); the server stores none.
     #[arg(long)]
     content_base_url: Option<String>,
+    /// How often running rollouts are weighed without a report (seconds).
+    #[arg(long)]
+    rollout_check_secs: Option<u64>,
 }
 
 #[derive(Args)]
@@ -556,6 +571,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Groups { command } => groups(command),
         Command::Report { command } => report(command),
+        Command::Rules { command } => cli_automation::rules(command),
+        Command::Rollouts { command } => cli_automation::rollouts(command),
         Command::Computers { command } => computers(command),
         Command::Approve {
             update_id,
@@ -993,6 +1010,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_in_flight: args.max_in_flight,
         registrations_per_minute: args.registrations_per_minute,
         content_base_url: args.content_base_url,
+        rollout_check_secs: args.rollout_check_secs,
         ..ConfigFile::default()
     })?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -342,7 +342,21 @@ pub(crate) async fn ingest(
     report: ReportRequest,
 ) -> Result<u64, ServerError> {
     check_report(&report)?;
-    Ok(state.store.store_report(computer_id, report).await?)
+    let reported: Vec<Uuid> = report
+        .updates
+        .iter()
+        .map(|update| update.update_id)
+        .collect();
+    let acknowledged = state.store.store_report(computer_id, report).await?;
+    // Rollouts of the updates it names weigh the new results, without
+    // holding up the acknowledgement.
+    let store = state.store.clone();
+    tokio::spawn(async move {
+        if let Err(error) = crate::rollouts::evaluate(&store, Some(&reported)).await {
+            tracing::warn!(%error, "evaluating rollouts after a report");
+        }
+    });
+    Ok(acknowledged)
 }
 
 /// How many computers are in each state for one update.

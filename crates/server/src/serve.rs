@@ -63,6 +63,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ),
     });
     tokio::spawn(prune_sync_log(state.store.clone(), config.delta_retention));
+    tokio::spawn(crate::rollouts::run_evaluations(
+        state.store.clone(),
+        config.rollout_check,
+    ));
     let registrations = NonZeroU32::new(config.registrations_per_minute)
         .context("registrations_per_minute must be above 0")?;
     // The in-flight bound outermost, so a loaded server does no other work

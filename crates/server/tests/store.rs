@@ -524,6 +524,171 @@ async fn suite(store: Store) {
     declines_once(&store, &revisions).await;
     keeps_the_fleet(&store, &revisions).await;
     answers_syncs_from_the_change_log(&store, &revisions).await;
+    automates_approvals_and_gates_rollouts(&store, &revisions).await;
+}
+
+/// Rules fire in the publish, for groups without their own approval;
+/// rollouts gate full snapshots and deltas per computer; a stale rollout
+/// is not replaced.
+async fn automates_approvals_and_gates_rollouts(store: &Store, revisions: &[Revision]) {
+    use openwua_model::update::MsrcSeverity;
+    use openwua_server::fleet::{ALL_COMPUTERS, Approval, ApprovalAction, NewComputer};
+    use openwua_server::rollouts::{Ring, Rollout, RolloutPlan, RolloutState, bucket};
+    use openwua_server::rules::ApprovalRule;
+    store.add_group("Auto", ALL_COMPUTERS).await.unwrap();
+    let rule = ApprovalRule {
+        name: "critical".into(),
+        classifications: vec!["Security Updates".into()],
+        products: vec![],
+        severities: vec![MsrcSeverity::Critical],
+        title_pattern: None,
+        source_pattern: None,
+        groups: vec!["Auto".into(), "Gone".into()],
+        action: ApprovalAction::Install,
+        deadline_offset_hours: Some(24),
+        new_revisions: true,
+        enabled: true,
+    };
+    assert!(store.put_rule(&rule).await.unwrap());
+    assert!(!store.put_rule(&rule).await.unwrap());
+    assert_eq!(store.rules().await.unwrap(), vec![rule.clone()]);
+    let critical = revisions
+        .iter()
+        .find(|revision| revision.update.msrc_severity == Some(MsrcSeverity::Critical))
+        .expect("a critical update in the sample")
+        .clone();
+    let id = critical.update.identity.update_id;
+    let mut revised = critical.clone();
+    revised.update.title.push_str(" (rules)");
+    let report = store.publish(candidates(&[revised])).await.unwrap();
+    // "Gone" is no group: only Auto's approval is given.
+    assert_eq!(report.rule_approvals.len(), 1, "{report:?}");
+    assert_eq!(report.rule_approvals[0].group, "Auto");
+    let auto: Vec<Approval> = store
+        .approvals(id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|approval| approval.group == "Auto")
+        .collect();
+    assert!(auto[0].deadline.is_some());
+    // Published again unchanged, nothing fires.
+    let mut again = critical.clone();
+    again.update.title.push_str(" (rules)");
+    let report = store.publish(candidates(&[again])).await.unwrap();
+    assert!(report.rule_approvals.is_empty());
+    // Given by hand: only the groups without an approval of their own.
+    let (added, _) = store
+        .add_approvals(vec![
+            auto[0].clone(),
+            Approval {
+                group: ALL_COMPUTERS.into(),
+                ..auto[0].clone()
+            },
+        ])
+        .await
+        .unwrap();
+    assert_eq!(added.len(), 1);
+    assert!(store.remove_rule("critical").await.unwrap());
+    assert!(!store.remove_rule("critical").await.unwrap());
+    let current = store.current_revisions().await.unwrap();
+    assert!(current.iter().any(|(update, _)| *update == id));
+
+    // A rollout to half of a group: each computer by its bucket.
+    store.add_group("Half", ALL_COMPUTERS).await.unwrap();
+    let mut inside = None;
+    let mut outside = None;
+    while inside.is_none() || outside.is_none() {
+        let computer_id = uuid::Uuid::new_v4();
+        let slot = if bucket(computer_id) < 50 {
+            &mut inside
+        } else {
+            &mut outside
+        };
+        if slot.is_none() {
+            store
+                .add_computer(NewComputer {
+                    computer_id,
+                    secret_sha256: [7; 32],
+                    machine_id: "ab".into(),
+                    hostname: "half".into(),
+                    target_group: Some("Half".into()),
+                    replaces_identity: false,
+                })
+                .await
+                .unwrap();
+            *slot = Some(computer_id);
+        }
+    }
+    let (inside, outside) = (inside.unwrap(), outside.unwrap());
+    // One not declined by the suite so far.
+    let target = current
+        .iter()
+        .map(|(update, _)| *update)
+        .find(|update| *update != id)
+        .unwrap();
+    let started = Rollout {
+        update_id: target,
+        plan: RolloutPlan {
+            rings: vec![Ring {
+                group: "Half".into(),
+                percent: 50,
+                soak_secs: 0,
+            }],
+            max_failure_percent: 0,
+            min_reported: 1,
+            deadline: None,
+        },
+        stage: 0,
+        state: RolloutState::Running,
+        stage_started: jiff::Timestamp::now(),
+        halt: None,
+    };
+    store.start_rollout(started.clone()).await.unwrap();
+    let (_, seen) = full(store, inside).await;
+    assert!(seen.contains_key(&target));
+    let (anchor, seen) = full(store, outside).await;
+    assert!(!seen.contains_key(&target));
+    // Their snapshots are cached apart.
+    let mut keys = Vec::new();
+    for computer in [inside, outside] {
+        match store.sync_plan(computer, None, vec![]).await.unwrap() {
+            Some(SyncPlan::Full { group, .. }) => keys.push(group),
+            _ => panic!("no full snapshot"),
+        }
+    }
+    assert_ne!(keys[0], keys[1]);
+    // Completed, the gate goes: the computer left out gets it in a delta.
+    let completed = Rollout {
+        state: RolloutState::Completed,
+        ..started.clone()
+    };
+    assert!(
+        store
+            .replace_rollout(&started, &completed)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        store
+            .replace_rollout(&started, &completed)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    match store
+        .sync_plan(outside, Some(anchor), vec![])
+        .await
+        .unwrap()
+    {
+        Some(SyncPlan::Delta(delta)) => {
+            let ids: Vec<uuid::Uuid> = served(delta.changed).into_keys().collect();
+            assert_eq!(ids, vec![target]);
+        }
+        _ => panic!("no delta"),
+    }
+    assert_eq!(store.rollouts().await.unwrap(), vec![completed]);
 }
 
 #[tokio::test(flavor = "multi_thread")]

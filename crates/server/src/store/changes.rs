@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use super::StoreError;
 use crate::fleet::{Approval, ApprovalAction, Offer};
+use crate::rollouts::{Ring, admitted};
 
 /// One group's own approval of an update, as the log keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,14 +30,17 @@ pub(super) struct LoggedApproval {
     pub deadline: Option<Timestamp>,
 }
 
-/// What decides what an update offers each group: its current revision
-/// (none before it was published), whether it is declined, and every
-/// group's own approval of it.
+/// What decides what an update offers each computer: its current revision
+/// (none before it was published), whether it is declined, every group's
+/// own approval of it, and the rings of a rollout under way, which admit
+/// only their computers (`rollouts::Rollout::gate`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) struct Serving {
     pub revision: Option<i32>,
     pub declined: bool,
     pub approvals: Vec<LoggedApproval>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<Vec<Ring>>,
 }
 
 /// What one group's computers are sent for one update: a revision, with
@@ -55,10 +59,12 @@ impl Serving {
         declined: bool,
         update_id: Uuid,
         approvals: &[Approval],
+        gate: Option<Vec<Ring>>,
     ) -> Self {
         Serving {
             revision,
             declined,
+            gate,
             approvals: approvals
                 .iter()
                 .filter(|approval| approval.update_id == update_id)
@@ -72,11 +78,17 @@ impl Serving {
     }
 
     /// What a computer whose group and ancestors are `chain` (nearest
-    /// first) is sent: the nearest group's own approval decides, as
-    /// `fleet::effective_approval` does.
-    pub fn served(&self, chain: &[String]) -> Option<Served> {
+    /// first), in rollout `bucket`, is sent: the nearest group's own
+    /// approval decides, as `fleet::effective_approval` does, unless a
+    /// rollout's rings leave the computer out.
+    pub fn served(&self, chain: &[String], bucket: Option<u8>) -> Option<Served> {
         let revision = self.revision?;
         if self.declined {
+            return None;
+        }
+        if let Some(rings) = &self.gate
+            && !admitted(rings, chain, bucket)
+        {
             return None;
         }
         let approval = chain.iter().find_map(|group| {
@@ -131,16 +143,20 @@ pub(super) struct DeltaPlan {
 }
 
 /// Compares each logged update's state at the anchor (`before`) with its
-/// state now, for a computer whose group and ancestors are `chain`.
+/// state now, for a computer whose group and ancestors are `chain`, in
+/// rollout `bucket`.
 pub(super) fn plan_delta(
     chain: &[String],
+    bucket: Option<u8>,
     before: &[(Uuid, Serving)],
     now: &HashMap<Uuid, Serving>,
 ) -> DeltaPlan {
     let mut plan = DeltaPlan::default();
     for (update_id, then) in before {
-        let was = then.served(chain);
-        let is = now.get(update_id).and_then(|state| state.served(chain));
+        let was = then.served(chain, bucket);
+        let is = now
+            .get(update_id)
+            .and_then(|state| state.served(chain, bucket));
         match (was, is) {
             (was, Some(is)) if was != Some(is) => plan.changed.push((*update_id, is)),
             (Some(_), None) => plan.removed.push(*update_id),
@@ -167,6 +183,7 @@ mod tests {
             revision: Some(revision),
             declined: false,
             approvals,
+            gate: None,
         }
     }
 
@@ -222,7 +239,7 @@ mod tests {
                 vec![approval("All Computers", ApprovalAction::Uninstall)],
             ),
         );
-        let plan = plan_delta(&chain, &before, &now);
+        let plan = plan_delta(&chain, None, &before, &now);
         let changed: Vec<Uuid> = plan.changed.iter().map(|(id, _)| *id).collect();
         assert_eq!(changed, vec![id(1), id(4), id(7)]);
         assert_eq!(plan.removed, vec![id(2), id(6)]);

@@ -7,9 +7,13 @@
 //! the next catalog version, so a killed server leaves either all of it or
 //! none of it.
 
+mod automation;
 mod changes;
 mod postgres;
 mod sqlite;
+
+pub use automation::RuleApproval;
+use automation::{decode_rollout, decode_rule, rollout_approvals, snapshot_key};
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -29,7 +33,7 @@ use crate::reports::{
 };
 
 /// The schema version this build migrates to (each back end records its own).
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 20;
 
 /// Why the store could not answer.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +56,9 @@ pub enum StoreError {
     /// The database holds something this build cannot read.
     #[error("the database holds {0}")]
     Corrupt(String),
+    /// The store holds as many of these as it takes.
+    #[error("the server holds the most {0} it takes")]
+    TooMany(&'static str),
     /// The database was migrated by a newer build.
     #[error("the database's schema is version {found}; this build knows up to {SCHEMA_VERSION}")]
     SchemaTooNew {
@@ -122,6 +129,9 @@ pub struct PublishReport {
     pub catalog_version: u64,
     /// One line per update, in request order.
     pub updates: Vec<PublishedUpdate>,
+    /// The approvals automatic approval rules gave in the same transaction.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rule_approvals: Vec<RuleApproval>,
 }
 
 /// What declining did.
@@ -380,7 +390,9 @@ pub enum SyncPlan {
     /// registration, or one this server never issued. `view` is `None`
     /// when the caller said it holds that snapshot already.
     Full {
-        /// The computer's group.
+        /// What the snapshot is cached under: the computer's group, with
+        /// its rollout bucket when a percentage ring gates some update
+        /// (then computers of one group may be sent different catalogs).
         group: String,
         /// The catalog version.
         version: u64,

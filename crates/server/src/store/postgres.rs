@@ -19,6 +19,8 @@ use crate::fleet::{
     Approval, Computer, Credentials, Group, GroupChange, NewComputer, UNASSIGNED_COMPUTERS,
     ancestry, offered,
 };
+use crate::rollouts::{Ring, Rollout, admitted, bucket};
+use crate::rules::{ApprovalRule, approvals_for};
 
 /// Connections per process: enough for a front end, small beside
 /// PostgreSQL's default of 100 for several.
@@ -114,6 +116,19 @@ const MIGRATIONS: &[(i64, &str)] = &[
              before_json TEXT NOT NULL,
              logged BIGINT NOT NULL,
              PRIMARY KEY (version, update_id)
+         );",
+    ),
+    (
+        20,
+        // Automatic approval rules (rules.rs) and rollouts (rollouts.rs),
+        // each kept whole as JSON.
+        "CREATE TABLE approval_rules (
+             name TEXT PRIMARY KEY,
+             rule_json TEXT NOT NULL
+         );
+         CREATE TABLE rollouts (
+             update_id UUID PRIMARY KEY,
+             rollout_json TEXT NOT NULL
          );",
     ),
 ];
@@ -347,6 +362,7 @@ impl PostgresStore {
                 )
                 .await?;
         }
+        let rule_approvals = fire_rules(&transaction, &candidates, &updates).await?;
         let changed = updates
             .iter()
             .any(|update| update.action != PublishAction::Unchanged);
@@ -360,6 +376,7 @@ impl PostgresStore {
             changed,
             catalog_version,
             updates,
+            rule_approvals,
         })
     }
 
@@ -748,7 +765,7 @@ impl PostgresStore {
             .query_one("SELECT version FROM catalog WHERE id = 1", &[])
             .await?
             .try_get(0)?;
-        let view = read_view(&transaction, group, version_from(version)?).await?;
+        let view = read_view(&transaction, group, None, version_from(version)?).await?;
         transaction.commit().await?;
         Ok(view)
     }
@@ -776,17 +793,26 @@ impl PostgresStore {
         let floor = version_from(row.try_get(3)?)?;
         let plan = match answer(anchor, version, floor, full_below) {
             Answer::Current => SyncPlan::Current(version),
-            Answer::Delta(base) => {
-                SyncPlan::Delta(read_delta(&transaction, &group, base, version).await?)
-            }
+            Answer::Delta(base) => SyncPlan::Delta(
+                read_delta(
+                    &transaction,
+                    &group,
+                    Some(bucket(computer_id)),
+                    base,
+                    version,
+                )
+                .await?,
+            ),
             Answer::Full => {
-                let view = if cached.contains(&(group.clone(), version)) {
+                let gates = read_gates(&transaction).await?;
+                let key = super::snapshot_key(&group, computer_id, &gates);
+                let view = if cached.contains(&(key.clone(), version)) {
                     None
                 } else {
-                    Some(read_view(&transaction, &group, version).await?)
+                    Some(read_view(&transaction, &group, Some(bucket(computer_id)), version).await?)
                 };
                 SyncPlan::Full {
-                    group,
+                    group: key,
                     version,
                     view,
                 }
@@ -833,16 +859,24 @@ impl PostgresStore {
     }
 }
 
-/// The full snapshot's revisions for `group`, read in `client`'s
-/// transaction.
+/// The full snapshot's revisions for a computer in `group` and rollout
+/// `bucket`, read in `client`'s transaction.
 async fn read_view(
     client: &impl deadpool_postgres::GenericClient,
     group: &str,
+    bucket: Option<u8>,
     version: u64,
 ) -> Result<SyncView, StoreError> {
     let groups = read_groups(client).await?;
     let approvals = read_approvals(client, None).await?;
-    let offers = offered(group, &groups, &approvals);
+    let mut offers = offered(group, &groups, &approvals);
+    let chain = ancestry(group, &groups);
+    let gates = read_gates(client).await?;
+    offers.retain(|update_id, _| {
+        gates
+            .get(update_id)
+            .is_none_or(|rings| admitted(rings, &chain, bucket))
+    });
     let ids: Vec<Uuid> = offers.keys().copied().collect();
     let rows = client
         .query(
@@ -872,6 +906,7 @@ async fn read_view(
 async fn read_delta(
     client: &impl deadpool_postgres::GenericClient,
     group: &str,
+    bucket: Option<u8>,
     base: u64,
     version: u64,
 ) -> Result<DeltaView, StoreError> {
@@ -889,7 +924,7 @@ async fn read_delta(
     let chain = ancestry(group, &read_groups(client).await?);
     let ids: Vec<Uuid> = before.iter().map(|(update_id, _)| *update_id).collect();
     let now = servings(client, &ids).await?;
-    let plan = plan_delta(&chain, &before, &now);
+    let plan = plan_delta(&chain, bucket, &before, &now);
     let (wanted, numbers): (Vec<Uuid>, Vec<i32>) = plan
         .changed
         .iter()
@@ -965,6 +1000,19 @@ async fn servings(
     {
         current.insert(row.try_get(0)?, (row.try_get(1)?, row.try_get(2)?));
     }
+    let mut gates: HashMap<Uuid, Vec<Ring>> = HashMap::new();
+    for row in client
+        .query(
+            "SELECT rollout_json FROM rollouts WHERE update_id = ANY($1)",
+            &[&ids],
+        )
+        .await?
+    {
+        let rollout = super::decode_rollout(row.try_get(0)?)?;
+        if let Some(rings) = rollout.gate() {
+            gates.insert(rollout.update_id, rings);
+        }
+    }
     Ok(ids
         .iter()
         .map(|update_id| {
@@ -977,6 +1025,7 @@ async fn servings(
                     state.is_some_and(|(_, declined)| *declined),
                     *update_id,
                     own,
+                    gates.remove(update_id),
                 ),
             )
         })
@@ -1216,4 +1265,290 @@ async fn read_approvals(
             )
         })
         .collect()
+}
+
+/// Fires the automatic approval rules for the revisions a publish adds,
+/// in its transaction (their updates are logged already under the version
+/// it makes): each approval a rule gives is stored unless the group has
+/// its own approval of the update, or is gone.
+async fn fire_rules(
+    client: &impl deadpool_postgres::GenericClient,
+    candidates: &[Candidate],
+    updates: &[super::PublishedUpdate],
+) -> Result<Vec<super::RuleApproval>, StoreError> {
+    let rules = read_rules(client).await?;
+    if rules.is_empty() {
+        return Ok(Vec::new());
+    }
+    let now = Timestamp::now();
+    let mut fired = Vec::new();
+    for (candidate, published) in candidates.iter().zip(updates) {
+        let is_new = match published.action {
+            PublishAction::Unchanged => continue,
+            PublishAction::Added => true,
+            PublishAction::Revised => false,
+        };
+        for (rule, approval) in approvals_for(&rules, &candidate.revision.update, is_new, now) {
+            if insert_if_absent(client, &approval).await? {
+                fired.push(super::RuleApproval::new(rule, &approval));
+            }
+        }
+    }
+    Ok(fired)
+}
+
+/// Stores `approval` unless its group has its own approval of the update
+/// or does not exist; says whether it did.
+async fn insert_if_absent(
+    client: &impl deadpool_postgres::GenericClient,
+    approval: &Approval,
+) -> Result<bool, StoreError> {
+    let inserted = client
+        .execute(
+            "INSERT INTO approvals (update_id, group_name, action, deadline)
+             SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM groups WHERE name = $2)
+             ON CONFLICT (update_id, group_name) DO NOTHING",
+            &[
+                &approval.update_id,
+                &approval.group,
+                &approval.action.as_str(),
+                &approval.deadline.map(|deadline| deadline.to_string()),
+            ],
+        )
+        .await?;
+    Ok(inserted > 0)
+}
+
+async fn read_rules(
+    client: &impl deadpool_postgres::GenericClient,
+) -> Result<Vec<ApprovalRule>, StoreError> {
+    client
+        .query("SELECT rule_json FROM approval_rules ORDER BY name", &[])
+        .await?
+        .iter()
+        .map(|row| super::decode_rule(row.try_get(0)?))
+        .collect()
+}
+
+async fn read_rollouts(
+    client: &impl deadpool_postgres::GenericClient,
+) -> Result<Vec<Rollout>, StoreError> {
+    client
+        .query("SELECT rollout_json FROM rollouts ORDER BY update_id", &[])
+        .await?
+        .iter()
+        .map(|row| super::decode_rollout(row.try_get(0)?))
+        .collect()
+}
+
+/// Every rollout's rings that still gate its update, by update.
+async fn read_gates(
+    client: &impl deadpool_postgres::GenericClient,
+) -> Result<HashMap<Uuid, Vec<Ring>>, StoreError> {
+    Ok(read_rollouts(client)
+        .await?
+        .into_iter()
+        .filter_map(|rollout| rollout.gate().map(|rings| (rollout.update_id, rings)))
+        .collect())
+}
+
+/// Rules and rollouts.
+impl PostgresStore {
+    pub(super) async fn rules(&self) -> Result<Vec<ApprovalRule>, StoreError> {
+        read_rules(&self.client().await?).await
+    }
+
+    pub(super) async fn put_rule(&self, name: &str, json: &str) -> Result<bool, StoreError> {
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await?;
+        // Rules are few: the catalog row's lock keeps the count honest.
+        lock_catalog(&transaction).await?;
+        let existed: bool = transaction
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM approval_rules WHERE name = $1)",
+                &[&name],
+            )
+            .await?
+            .try_get(0)?;
+        if !existed {
+            let count: i64 = transaction
+                .query_one("SELECT COUNT(*) FROM approval_rules", &[])
+                .await?
+                .try_get(0)?;
+            if usize::try_from(count).unwrap_or(usize::MAX) >= crate::rules::MAX_RULES {
+                return Err(StoreError::TooMany("approval rules"));
+            }
+        }
+        transaction
+            .execute(
+                "INSERT INTO approval_rules (name, rule_json) VALUES ($1, $2)
+                 ON CONFLICT (name) DO UPDATE SET rule_json = excluded.rule_json",
+                &[&name, &json],
+            )
+            .await?;
+        transaction.commit().await?;
+        Ok(!existed)
+    }
+
+    pub(super) async fn remove_rule(&self, name: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .client()
+            .await?
+            .execute("DELETE FROM approval_rules WHERE name = $1", &[&name])
+            .await?
+            > 0)
+    }
+
+    pub(super) async fn current_revisions(&self) -> Result<Vec<(Uuid, String)>, StoreError> {
+        self.client()
+            .await?
+            .query(
+                "SELECT update_id, revision_json FROM (
+                     SELECT DISTINCT ON (update_id) update_id, revision_json, declined
+                     FROM updates ORDER BY update_id, revision_number DESC
+                 ) AS current WHERE NOT declined ORDER BY update_id",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect()
+    }
+
+    pub(super) async fn add_approvals(
+        &self,
+        approvals: Vec<Approval>,
+    ) -> Result<(Vec<Approval>, u64), StoreError> {
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await?;
+        let version = lock_catalog(&transaction).await?;
+        let mut ids: Vec<Uuid> = approvals
+            .iter()
+            .map(|approval| approval.update_id)
+            .collect();
+        ids.sort();
+        ids.dedup();
+        log_before(&transaction, next_version(version)?, &ids).await?;
+        // One statement whatever the number of approvals.
+        let update_ids: Vec<Uuid> = approvals.iter().map(|a| a.update_id).collect();
+        let groups: Vec<&str> = approvals.iter().map(|a| a.group.as_str()).collect();
+        let actions: Vec<&str> = approvals.iter().map(|a| a.action.as_str()).collect();
+        let deadlines: Vec<Option<String>> = approvals
+            .iter()
+            .map(|a| a.deadline.map(|deadline| deadline.to_string()))
+            .collect();
+        let inserted: std::collections::HashSet<(Uuid, String)> = transaction
+            .query(
+                "INSERT INTO approvals (update_id, group_name, action, deadline)
+                 SELECT u, g, a, d FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[])
+                     AS t (u, g, a, d)
+                 WHERE EXISTS (SELECT 1 FROM groups WHERE name = g)
+                 ON CONFLICT (update_id, group_name) DO NOTHING
+                 RETURNING update_id, group_name",
+                &[&update_ids, &groups, &actions, &deadlines],
+            )
+            .await?
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect::<Result<_, StoreError>>()?;
+        let added: Vec<Approval> = approvals
+            .into_iter()
+            .filter(|approval| inserted.contains(&(approval.update_id, approval.group.clone())))
+            .collect();
+        if added.is_empty() {
+            // Nothing changed: the rows logged above are rolled back.
+            return Ok((added, version_from(version)?));
+        }
+        let version = bump_version(&transaction).await?;
+        transaction.commit().await?;
+        Ok((added, version))
+    }
+
+    pub(super) async fn rollouts(&self) -> Result<Vec<Rollout>, StoreError> {
+        read_rollouts(&self.client().await?).await
+    }
+
+    pub(super) async fn start_rollout(
+        &self,
+        rollout: &Rollout,
+        json: &str,
+    ) -> Result<GroupChange, StoreError> {
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await?;
+        let version = lock_catalog(&transaction).await?;
+        let known: bool = transaction
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM updates WHERE update_id = $1)",
+                &[&rollout.update_id],
+            )
+            .await?
+            .try_get(0)?;
+        if !known {
+            return Ok(GroupChange::UnknownUpdate);
+        }
+        for ring in &rollout.plan.rings {
+            if !group_exists(&transaction, &ring.group).await? {
+                return Ok(GroupChange::UnknownGroup);
+            }
+        }
+        log_before(&transaction, next_version(version)?, &[rollout.update_id]).await?;
+        for approval in super::rollout_approvals(rollout) {
+            transaction
+                .execute(
+                    "INSERT INTO approvals (update_id, group_name, action, deadline)
+                     VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (update_id, group_name)
+                     DO UPDATE SET action = excluded.action, deadline = excluded.deadline",
+                    &[
+                        &approval.update_id,
+                        &approval.group,
+                        &approval.action.as_str(),
+                        &approval.deadline.map(|deadline| deadline.to_string()),
+                    ],
+                )
+                .await?;
+        }
+        transaction
+            .execute(
+                "INSERT INTO rollouts (update_id, rollout_json) VALUES ($1, $2)
+                 ON CONFLICT (update_id) DO UPDATE SET rollout_json = excluded.rollout_json",
+                &[&rollout.update_id, &json],
+            )
+            .await?;
+        let version = bump_version(&transaction).await?;
+        transaction.commit().await?;
+        Ok(GroupChange::Done(version))
+    }
+
+    pub(super) async fn replace_rollout(
+        &self,
+        update_id: Uuid,
+        old: &str,
+        new: &str,
+    ) -> Result<Option<u64>, StoreError> {
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await?;
+        let version = lock_catalog(&transaction).await?;
+        let stored: Option<String> = transaction
+            .query_opt(
+                "SELECT rollout_json FROM rollouts WHERE update_id = $1",
+                &[&update_id],
+            )
+            .await?
+            .map(|row| row.try_get(0))
+            .transpose()?;
+        if stored.as_deref() != Some(old) {
+            return Ok(None);
+        }
+        log_before(&transaction, next_version(version)?, &[update_id]).await?;
+        transaction
+            .execute(
+                "UPDATE rollouts SET rollout_json = $1 WHERE update_id = $2",
+                &[&new, &update_id],
+            )
+            .await?;
+        let version = bump_version(&transaction).await?;
+        transaction.commit().await?;
+        Ok(Some(version))
+    }
 }

@@ -20,6 +20,8 @@ use crate::fleet::{
     Approval, Computer, Credentials, Group, GroupChange, NewComputer, UNASSIGNED_COMPUTERS,
     ancestry, offered,
 };
+use crate::rollouts::{Ring, Rollout, admitted, bucket};
+use crate::rules::{ApprovalRule, approvals_for};
 
 /// Numbered migrations; PostgreSQL's are the same in spirit.
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -108,6 +110,19 @@ const MIGRATIONS: &[(i64, &str)] = &[
              before_json TEXT NOT NULL,
              logged INTEGER NOT NULL,
              PRIMARY KEY (version, update_id)
+         );",
+    ),
+    (
+        20,
+        // Automatic approval rules (rules.rs) and rollouts (rollouts.rs),
+        // each kept whole as JSON.
+        "CREATE TABLE approval_rules (
+             name TEXT PRIMARY KEY,
+             rule_json TEXT NOT NULL
+         );
+         CREATE TABLE rollouts (
+             update_id TEXT PRIMARY KEY,
+             rollout_json TEXT NOT NULL
          );",
     ),
 ];
@@ -280,6 +295,7 @@ impl SqliteStore {
                 }
                 updates.push(published);
             }
+            let rule_approvals = fire_rules(&transaction, &candidates, &updates)?;
             let changed = updates
                 .iter()
                 .any(|update| update.action != super::PublishAction::Unchanged);
@@ -293,6 +309,7 @@ impl SqliteStore {
                 changed,
                 catalog_version,
                 updates,
+                rule_approvals,
             })
         })
         .await
@@ -466,11 +483,19 @@ fn serving(connection: &Connection, update_id: Uuid) -> Result<Serving, StoreErr
             approval_from(&update_id, group, &action, deadline.as_deref())
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let gate = connection
+        .prepare_cached("SELECT rollout_json FROM rollouts WHERE update_id = ?1")?
+        .query_row([&id], |row| row.get::<_, String>(0))
+        .optional()?
+        .map(|json| super::decode_rollout(&json))
+        .transpose()?
+        .and_then(|rollout| rollout.gate());
     Ok(Serving::new(
         current.map(|(revision, _)| revision),
         current.is_some_and(|(_, declined)| declined),
         update_id,
         &approvals,
+        gate,
     ))
 }
 
@@ -478,12 +503,24 @@ fn version_to_sql(version: u64) -> Result<i64, StoreError> {
     i64::try_from(version).map_err(|_| StoreError::Corrupt(format!("catalog version {version}")))
 }
 
-/// The full snapshot's revisions for `group`, read in `connection`'s
-/// transaction.
-fn read_view(connection: &Connection, group: &str, version: u64) -> Result<SyncView, StoreError> {
+/// The full snapshot's revisions for a computer in `group` and rollout
+/// `bucket`, read in `connection`'s transaction.
+fn read_view(
+    connection: &Connection,
+    group: &str,
+    bucket: Option<u8>,
+    version: u64,
+) -> Result<SyncView, StoreError> {
     let groups = read_groups(connection)?;
     let approvals = read_approvals(connection, None)?;
-    let offers = offered(group, &groups, &approvals);
+    let mut offers = offered(group, &groups, &approvals);
+    let chain = ancestry(group, &groups);
+    let gates = read_gates(connection)?;
+    offers.retain(|update_id, _| {
+        gates
+            .get(update_id)
+            .is_none_or(|rings| admitted(rings, &chain, bucket))
+    });
     let mut statement = connection.prepare_cached(
         "SELECT revision_json FROM updates
          WHERE update_id = ?1 AND declined = 0
@@ -506,6 +543,7 @@ fn read_view(connection: &Connection, group: &str, version: u64) -> Result<SyncV
 fn read_delta(
     connection: &Connection,
     group: &str,
+    bucket: Option<u8>,
     base: u64,
     version: u64,
 ) -> Result<DeltaView, StoreError> {
@@ -530,7 +568,7 @@ fn read_delta(
     for (update_id, _) in &before {
         now.insert(*update_id, serving(connection, *update_id)?);
     }
-    let plan = plan_delta(&chain, &before, &now);
+    let plan = plan_delta(&chain, bucket, &before, &now);
     let mut statement = connection.prepare_cached(
         "SELECT revision_json FROM updates WHERE update_id = ?1 AND revision_number = ?2",
     )?;
@@ -851,7 +889,7 @@ impl SqliteStore {
             // are read as of one moment.
             let transaction = connection.transaction()?;
             let version = read_version(&transaction)?;
-            read_view(&transaction, &group, version)
+            read_view(&transaction, &group, None, version)
         })
         .await
     }
@@ -888,17 +926,27 @@ impl SqliteStore {
                 version_from(full_below)?,
             ) {
                 Answer::Current => SyncPlan::Current(version),
-                Answer::Delta(base) => {
-                    SyncPlan::Delta(read_delta(&transaction, &group, base, version)?)
-                }
+                Answer::Delta(base) => SyncPlan::Delta(read_delta(
+                    &transaction,
+                    &group,
+                    Some(bucket(computer_id)),
+                    base,
+                    version,
+                )?),
                 Answer::Full => {
-                    let view = if cached.contains(&(group.clone(), version)) {
+                    let key = super::snapshot_key(&group, computer_id, &read_gates(&transaction)?);
+                    let view = if cached.contains(&(key.clone(), version)) {
                         None
                     } else {
-                        Some(read_view(&transaction, &group, version)?)
+                        Some(read_view(
+                            &transaction,
+                            &group,
+                            Some(bucket(computer_id)),
+                            version,
+                        )?)
                     };
                     SyncPlan::Full {
-                        group,
+                        group: key,
                         version,
                         view,
                     }
@@ -1107,4 +1155,254 @@ fn read_approvals(
         approval_from(&update_id, group, &action, deadline.as_deref())
     })
     .collect()
+}
+
+/// Fires the automatic approval rules for the revisions a publish adds,
+/// in its transaction (their updates are logged already under the version
+/// it makes): each approval a rule gives is stored unless the group has
+/// its own approval of the update, or is gone.
+fn fire_rules(
+    connection: &Connection,
+    candidates: &[Candidate],
+    updates: &[super::PublishedUpdate],
+) -> Result<Vec<super::RuleApproval>, StoreError> {
+    let rules = read_rules(connection)?;
+    if rules.is_empty() {
+        return Ok(Vec::new());
+    }
+    let now = Timestamp::now();
+    let mut fired = Vec::new();
+    for (candidate, published) in candidates.iter().zip(updates) {
+        let is_new = match published.action {
+            super::PublishAction::Unchanged => continue,
+            super::PublishAction::Added => true,
+            super::PublishAction::Revised => false,
+        };
+        for (rule, approval) in approvals_for(&rules, &candidate.revision.update, is_new, now) {
+            if insert_if_absent(connection, &approval)? {
+                fired.push(super::RuleApproval::new(rule, &approval));
+            }
+        }
+    }
+    Ok(fired)
+}
+
+/// Stores `approval` unless its group has its own approval of the update
+/// or does not exist; says whether it did.
+fn insert_if_absent(connection: &Connection, approval: &Approval) -> Result<bool, StoreError> {
+    let inserted = connection
+        .prepare_cached(
+            "INSERT INTO approvals (update_id, group_name, action, deadline)
+             SELECT ?1, ?2, ?3, ?4 WHERE EXISTS (SELECT 1 FROM groups WHERE name = ?2)
+             ON CONFLICT (update_id, group_name) DO NOTHING",
+        )?
+        .execute(params![
+            approval.update_id.to_string(),
+            approval.group,
+            approval.action.as_str(),
+            approval.deadline.map(|deadline| deadline.to_string())
+        ])?;
+    Ok(inserted > 0)
+}
+
+fn read_rules(connection: &Connection) -> Result<Vec<ApprovalRule>, StoreError> {
+    let mut statement =
+        connection.prepare_cached("SELECT rule_json FROM approval_rules ORDER BY name")?;
+    let rows = statement.query_map([], |row| row.get::<_, String>(0))?;
+    rows.map(|json| super::decode_rule(&json?)).collect()
+}
+
+/// Every rollout's rings that still gate its update, by update.
+fn read_gates(
+    connection: &Connection,
+) -> Result<std::collections::HashMap<Uuid, Vec<Ring>>, StoreError> {
+    Ok(read_rollouts(connection)?
+        .into_iter()
+        .filter_map(|rollout| rollout.gate().map(|rings| (rollout.update_id, rings)))
+        .collect())
+}
+
+fn read_rollouts(connection: &Connection) -> Result<Vec<Rollout>, StoreError> {
+    let mut statement =
+        connection.prepare_cached("SELECT rollout_json FROM rollouts ORDER BY update_id")?;
+    let rows = statement.query_map([], |row| row.get::<_, String>(0))?;
+    rows.map(|json| super::decode_rollout(&json?)).collect()
+}
+
+/// Rules and rollouts.
+impl SqliteStore {
+    pub(super) async fn rules(&self) -> Result<Vec<ApprovalRule>, StoreError> {
+        self.with(|connection| read_rules(connection)).await
+    }
+
+    pub(super) async fn put_rule(&self, name: String, json: String) -> Result<bool, StoreError> {
+        self.with(move |connection| {
+            let transaction =
+                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let existed: bool = transaction.query_row(
+                "SELECT EXISTS (SELECT 1 FROM approval_rules WHERE name = ?1)",
+                [&name],
+                |row| row.get(0),
+            )?;
+            if !existed {
+                let count: i64 =
+                    transaction
+                        .query_row("SELECT COUNT(*) FROM approval_rules", [], |row| row.get(0))?;
+                if usize::try_from(count).unwrap_or(usize::MAX) >= crate::rules::MAX_RULES {
+                    return Err(StoreError::TooMany("approval rules"));
+                }
+            }
+            transaction.execute(
+                "INSERT INTO approval_rules (name, rule_json) VALUES (?1, ?2)
+                 ON CONFLICT (name) DO UPDATE SET rule_json = excluded.rule_json",
+                params![name, json],
+            )?;
+            transaction.commit()?;
+            Ok(!existed)
+        })
+        .await
+    }
+
+    pub(super) async fn remove_rule(&self, name: String) -> Result<bool, StoreError> {
+        self.with(move |connection| {
+            Ok(connection.execute("DELETE FROM approval_rules WHERE name = ?1", [name])? > 0)
+        })
+        .await
+    }
+
+    pub(super) async fn current_revisions(&self) -> Result<Vec<(Uuid, String)>, StoreError> {
+        self.with(|connection| {
+            let mut statement = connection.prepare(
+                "SELECT update_id, revision_json FROM updates AS outer_row
+                 WHERE declined = 0
+                   AND revision_number = (SELECT MAX(revision_number) FROM updates
+                                          WHERE update_id = outer_row.update_id)
+                 ORDER BY update_id",
+            )?;
+            let rows = statement.query_map([], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+            })?;
+            rows.map(|row| {
+                let (id, json) = row?;
+                Ok((parse_uuid(&id)?, json))
+            })
+            .collect()
+        })
+        .await
+    }
+
+    pub(super) async fn add_approvals(
+        &self,
+        approvals: Vec<Approval>,
+    ) -> Result<(Vec<Approval>, u64), StoreError> {
+        self.with(move |connection| {
+            let transaction =
+                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let next = read_version(&transaction)? + 1;
+            let mut added = Vec::new();
+            for approval in approvals {
+                log_before(&transaction, next, approval.update_id)?;
+                if insert_if_absent(&transaction, &approval)? {
+                    added.push(approval);
+                }
+            }
+            if added.is_empty() {
+                // Nothing changed: the rows logged above are rolled back.
+                return Ok((added, read_version(&transaction)?));
+            }
+            let version = bump_version(&transaction)?;
+            transaction.commit()?;
+            Ok((added, version))
+        })
+        .await
+    }
+
+    pub(super) async fn rollouts(&self) -> Result<Vec<Rollout>, StoreError> {
+        self.with(|connection| read_rollouts(connection)).await
+    }
+
+    pub(super) async fn start_rollout(
+        &self,
+        rollout: Rollout,
+        json: String,
+    ) -> Result<GroupChange, StoreError> {
+        self.with(move |connection| {
+            let transaction =
+                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let id = rollout.update_id.to_string();
+            let known: bool = transaction.query_row(
+                "SELECT EXISTS (SELECT 1 FROM updates WHERE update_id = ?1)",
+                [&id],
+                |row| row.get(0),
+            )?;
+            if !known {
+                return Ok(GroupChange::UnknownUpdate);
+            }
+            for ring in &rollout.plan.rings {
+                if !group_exists(&transaction, &ring.group)? {
+                    return Ok(GroupChange::UnknownGroup);
+                }
+            }
+            log_before(
+                &transaction,
+                read_version(&transaction)? + 1,
+                rollout.update_id,
+            )?;
+            for approval in super::rollout_approvals(&rollout) {
+                transaction.execute(
+                    "INSERT INTO approvals (update_id, group_name, action, deadline)
+                     VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (update_id, group_name)
+                     DO UPDATE SET action = excluded.action, deadline = excluded.deadline",
+                    params![
+                        id,
+                        approval.group,
+                        approval.action.as_str(),
+                        approval.deadline.map(|deadline| deadline.to_string())
+                    ],
+                )?;
+            }
+            transaction.execute(
+                "INSERT INTO rollouts (update_id, rollout_json) VALUES (?1, ?2)
+                 ON CONFLICT (update_id) DO UPDATE SET rollout_json = excluded.rollout_json",
+                params![id, json],
+            )?;
+            let version = bump_version(&transaction)?;
+            transaction.commit()?;
+            Ok(GroupChange::Done(version))
+        })
+        .await
+    }
+
+    pub(super) async fn replace_rollout(
+        &self,
+        update_id: Uuid,
+        old: String,
+        new: String,
+    ) -> Result<Option<u64>, StoreError> {
+        self.with(move |connection| {
+            let transaction =
+                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let id = update_id.to_string();
+            let stored: Option<String> = transaction
+                .query_row(
+                    "SELECT rollout_json FROM rollouts WHERE update_id = ?1",
+                    [&id],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            if stored.as_deref() != Some(old.as_str()) {
+                return Ok(None);
+            }
+            log_before(&transaction, read_version(&transaction)? + 1, update_id)?;
+            transaction.execute(
+                "UPDATE rollouts SET rollout_json = ?1 WHERE update_id = ?2",
+                params![new, id],
+            )?;
+            let version = bump_version(&transaction)?;
+            transaction.commit()?;
+            Ok(Some(version))
+        })
+        .await
+    }
 }
