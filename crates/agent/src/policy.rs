@@ -171,6 +171,8 @@ pub enum Action {
     Install,
     /// Uninstall updates.
     Uninstall,
+    /// Change Automatic Updates' settings, pause or resume it.
+    ChangeAutomaticUpdates,
 }
 
 /// Who may take an action.
@@ -211,7 +213,7 @@ pub struct Rule {
 pub const RULES: &[Rule] = &[
     Rule {
         action: Action::Search,
-        methods: "`Search`, `GetUpdate`, `ListServices`, `GetSystemInfo`, `GetInstallerState`, `GetReportingState`, `GetCallerContext`",
+        methods: "`Search`, `GetUpdate`, `ListServices`, `GetSystemInfo`, `GetInstallerState`, `GetReportingState`, `GetCallerContext`, `GetAutomaticUpdates`",
         who: Who::Anyone,
         what: "search",
     },
@@ -223,7 +225,7 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         action: Action::Sync,
-        methods: "`Sync`",
+        methods: "`Sync`, `DetectNow`",
         who: Who::Anyone,
         what: "sync",
     },
@@ -268,6 +270,12 @@ pub const RULES: &[Rule] = &[
         methods: "`Uninstall`",
         who: Who::Admin,
         what: "uninstall updates",
+    },
+    Rule {
+        action: Action::ChangeAutomaticUpdates,
+        methods: "`SetAutomaticUpdates`, `PauseAutomaticUpdates`, `ResumeAutomaticUpdates`",
+        who: Who::Admin,
+        what: "change Automatic Updates",
     },
 ];
 
@@ -434,6 +442,7 @@ mod tests {
             Action::Download,
             Action::Install,
             Action::Uninstall,
+            Action::ChangeAutomaticUpdates,
         ];
         for action in actions {
             assert!(RULES.iter().any(|rule| rule.action == action), "{action:?}");
