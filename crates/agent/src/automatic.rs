@@ -23,7 +23,7 @@ use openwua_model::automatic::{
 use openwua_model::caller::{CallerClass, CallerContext, CallerPermissions};
 use openwua_model::enums::{
     AutomaticUpdatesNotificationLevel as Level, AutomaticUpdatesScheduledInstallationDay,
-    InstallationImpact, UpdateOperation, WuaEnum,
+    InstallationImpact, OperationResultCode, UpdateOperation, WuaEnum,
 };
 use openwua_model::hresult::{E_INVALIDARG, WU_E_AU_NOSERVICE, WU_E_AU_PAUSED};
 use openwua_model::operation::{JobState, OperationResult};
@@ -46,6 +46,8 @@ const DEFAULT_PAUSE: SignedDuration = SignedDuration::from_hours(7 * 24);
 /// How soon to look again when the installer was busy or users held a
 /// restart back.
 const RETRY: SignedDuration = SignedDuration::from_mins(5);
+/// A first detection comes within this (and a tenth more) of the start.
+const FIRST_DETECTION: Duration = Duration::from_secs(9 * 60);
 /// Restarts shown by `GetAutomaticUpdates`.
 const RESTARTS_SHOWN: usize = 10;
 
@@ -146,6 +148,26 @@ pub(crate) fn pause_end(until: Option<&str>) -> Result<Option<Timestamp>> {
     })
 }
 
+impl SettingsChange {
+    fn apply(self, settings: &mut AutomaticUpdatesSettings, hour: Option<u8>) {
+        if let Some(level) = self.notification_level {
+            settings.notification_level = level;
+        }
+        if let Some(day) = self.scheduled_installation_day {
+            settings.scheduled_installation_day = day;
+        }
+        if let Some(hour) = hour {
+            settings.scheduled_installation_time = hour;
+        }
+        if let Some(include) = self.include_recommended_updates {
+            settings.include_recommended_updates = include;
+        }
+        if let Some(elevated) = self.non_administrators_elevated {
+            settings.non_administrators_elevated = elevated;
+        }
+    }
+}
+
 /// The agent itself as a caller: an administrator with no interactive user.
 fn automatic_requester() -> Requester {
     let uid = nix::unistd::geteuid().as_raw();
@@ -237,9 +259,19 @@ impl Agent {
         self.with_store(|store| store.automatic()).await
     }
 
-    async fn save_automatic(&self, record: AutomaticRecord) -> Result<()> {
-        self.with_store(move |store| store.set_automatic(&record))
-            .await
+    /// Changes the stored row in one step under the store's lock, so the
+    /// scheduler and an administrator's call never undo each other.
+    async fn update_automatic(
+        &self,
+        change: impl FnOnce(&mut AutomaticRecord) + Send + 'static,
+    ) -> Result<AutomaticRecord> {
+        self.with_store(move |store| {
+            let mut record = store.automatic()?;
+            change(&mut record);
+            store.set_automatic(&record)?;
+            Ok(record)
+        })
+        .await
     }
 
     /// What the level and deadlines make Automatic Updates look after:
@@ -375,25 +407,14 @@ impl Agent {
             }
             None => None,
         };
-        let mut record = self.automatic_record().await?;
-        let mut settings = self.settings_of(&record);
-        if let Some(level) = change.notification_level {
-            settings.notification_level = level;
-        }
-        if let Some(day) = change.scheduled_installation_day {
-            settings.scheduled_installation_day = day;
-        }
-        if let Some(hour) = hour {
-            settings.scheduled_installation_time = hour;
-        }
-        if let Some(include) = change.include_recommended_updates {
-            settings.include_recommended_updates = include;
-        }
-        if let Some(elevated) = change.non_administrators_elevated {
-            settings.non_administrators_elevated = elevated;
-        }
-        record.settings = Some(settings);
-        self.save_automatic(record).await?;
+        let defaults = self.config.automatic_updates.settings();
+        let record = self
+            .update_automatic(move |record| {
+                let settings = record.settings.get_or_insert(defaults);
+                change.apply(settings, hour);
+            })
+            .await?;
+        let settings = self.settings_of(&record);
         tracing::info!(?settings, "Automatic Updates settings changed");
         {
             let mut schedule = lock(&self.automatic.schedule);
@@ -443,9 +464,8 @@ impl Agent {
                 format!("a pause must end after now and within 35 days, not at {until}"),
             ));
         }
-        let mut record = self.automatic_record().await?;
-        record.paused_until = Some(until);
-        self.save_automatic(record).await?;
+        self.update_automatic(move |record| record.paused_until = Some(until))
+            .await?;
         tracing::info!(%until, "Automatic Updates paused");
         self.automatic.wake.notify_one();
         self.automatic_state().await
@@ -457,9 +477,8 @@ impl Agent {
         requester: &Requester,
     ) -> Result<AutomaticUpdatesState> {
         policy::authorize(requester, Action::ChangeAutomaticUpdates, None)?;
-        let mut record = self.automatic_record().await?;
-        record.paused_until = None;
-        self.save_automatic(record).await?;
+        self.update_automatic(|record| record.paused_until = None)
+            .await?;
         tracing::info!("Automatic Updates resumed");
         self.automatic.wake.notify_one();
         self.automatic_state().await
@@ -474,12 +493,16 @@ impl Agent {
             Ok(record) => {
                 let settings = self.settings_of(&record);
                 let mut schedule = lock(&self.automatic.schedule);
+                // The first detection comes a few minutes after the first
+                // start, so a fleet installed at once does not sync at once.
                 schedule.next_detection = self.config.sync_interval().map(|interval| {
-                    let after_last = record
+                    record
                         .last_detection
-                        .map(|last| last + spread(interval))
-                        .unwrap_or(now);
-                    after_last.min(now + spread(interval))
+                        .map_or_else(
+                            || now + spread(FIRST_DETECTION),
+                            |last| last + spread(interval),
+                        )
+                        .min(now + spread(interval))
                 });
                 schedule.next_installation = next_installation(&settings, now, &self.zone());
             }
@@ -507,14 +530,18 @@ impl Agent {
     /// Runs what is due now; returns when to look again.
     async fn automatic_tick(self: &Arc<Self>) -> Result<Option<Timestamp>> {
         let now = self.config.clock.now();
-        let mut record = self.automatic_record().await?;
-        if record.paused_until.is_some_and(|until| until <= now) {
-            tracing::info!("Automatic Updates' pause ended");
-            record.paused_until = None;
-        }
+        let record = self
+            .update_automatic(move |record| {
+                if record.paused_until.is_some_and(|until| until <= now) {
+                    tracing::info!("Automatic Updates' pause ended");
+                    record.paused_until = None;
+                }
+            })
+            .await?;
         let settings = self.settings_of(&record);
         let level = settings.notification_level;
-        let active = level != Level::Disabled && record.paused_until.is_none();
+        let paused = record.paused_until.is_some();
+        let active = level != Level::Disabled && !paused;
         let (detect, install_due) = {
             let mut schedule = lock(&self.automatic.schedule);
             let detect = active
@@ -529,7 +556,7 @@ impl Agent {
             (detect, install_due)
         };
         if detect {
-            self.detect(now, &mut record).await;
+            self.detect(now).await;
             let mut schedule = lock(&self.automatic.schedule);
             schedule.next_detection = self
                 .config
@@ -550,53 +577,53 @@ impl Agent {
                 .collect();
             self.automatic_download(ids).await;
         }
+        // Nothing installs while a restart is pending (WUA refuses it):
+        // the installations wait for the restart.
+        let restart_first = self.index.read().map_err(|_| poisoned())?.reboot_required();
+        if install_due {
+            let candidates = self.candidates(&settings)?;
+            let mut busy = false;
+            if restart_first {
+                tracing::info!("scheduled installation: a restart must come first");
+            } else if !candidates.is_empty() {
+                tracing::info!(updates = candidates.len(), "scheduled installation");
+                busy = !self.automatic_install(candidates, now).await;
+            }
+            let mut schedule = lock(&self.automatic.schedule);
+            schedule.retry_installation = busy.then_some(now + RETRY);
+            schedule.next_installation = next_installation(&settings, now, &self.zone());
+        }
         // Deadlines hold whatever the level; a pause holds them back.
-        if record.paused_until.is_none() {
+        if !paused && !restart_first {
             let due: Vec<Candidate> = self
                 .candidates(&settings)?
                 .into_iter()
                 .filter(|candidate| candidate.deadline.is_some_and(|deadline| deadline <= now))
                 .collect();
             if !due.is_empty() {
-                let latest = due.iter().filter_map(|candidate| candidate.deadline).max();
                 tracing::info!(
                     updates = due.len(),
                     "installing updates whose deadline has come"
                 );
-                if self.automatic_install(due, now, &mut record).await
-                    && let Some(latest) = latest
-                {
-                    record.restart_limit = Some(
-                        record
-                            .restart_limit
-                            .map_or(latest, |limit| limit.min(latest)),
-                    );
+                if !self.automatic_install(due, now).await {
+                    lock(&self.automatic.schedule).retry_installation = Some(now + RETRY);
                 }
             }
         }
-        if install_due {
-            let candidates = self.candidates(&settings)?;
-            tracing::info!(updates = candidates.len(), "scheduled installation");
-            let busy = !candidates.is_empty()
-                && !self.automatic_install(candidates, now, &mut record).await;
-            let mut schedule = lock(&self.automatic.schedule);
-            schedule.retry_installation = busy.then_some(now + RETRY);
-            schedule.next_installation = next_installation(&settings, now, &self.zone());
-        }
-        let restart_wake = self.restart_tick(now, &mut record).await?;
-        self.save_automatic(record.clone()).await?;
+        let restart_wake = self.restart_tick(now).await?;
         let schedule = lock(&self.automatic.schedule);
         let mut wakes = vec![restart_wake, schedule.retry_installation];
         if level != Level::Disabled {
             wakes.push(record.paused_until);
-            if record.paused_until.is_none() {
+            if !paused {
                 wakes.push(schedule.next_detection);
                 if level == Level::ScheduledInstallation {
                     wakes.push(schedule.next_installation);
                 }
             }
         }
-        if record.paused_until.is_none() {
+        drop(schedule);
+        if !paused {
             // The next deadline of an update not installed yet.
             let next_deadline = self
                 .candidates(&settings)?
@@ -611,8 +638,7 @@ impl Agent {
 
     /// A detection: syncs every service that is not a scan package (apt
     /// services read apt's lists as they are), then scans the machine.
-    async fn detect(&self, now: Timestamp, record: &mut AutomaticRecord) {
-        record.last_detection = Some(now);
+    async fn detect(&self, now: Timestamp) {
         let services = match self.with_store(|store| store.services()).await {
             Ok(services) => services,
             Err(error) => {
@@ -638,8 +664,16 @@ impl Agent {
             succeeded = false;
             tracing::warn!("detection: scanning the machine: {error}");
         }
-        if succeeded {
-            record.results.last_search_success_date = Some(now);
+        let recorded = self
+            .update_automatic(move |record| {
+                record.last_detection = Some(now);
+                if succeeded {
+                    record.results.last_search_success_date = Some(now);
+                }
+            })
+            .await;
+        if let Err(error) = recorded {
+            tracing::warn!("detection: {error}");
         }
     }
 
@@ -661,14 +695,14 @@ impl Agent {
 
     /// Downloads what is missing and installs `candidates`: those that may
     /// ask only when not already waiting (so each is refused and recorded
-    /// once), updates needing exclusive handling each on their own. Returns
-    /// false when the installer was busy or a restart must come first
-    /// (nothing ran).
+    /// once), updates needing exclusive handling each on their own. An
+    /// installed update with a deadline that needs a restart makes its
+    /// deadline the restart's limit. Returns false when the installer was
+    /// busy (nothing ran).
     async fn automatic_install(
         self: &Arc<Self>,
         candidates: Vec<Candidate>,
         now: Timestamp,
-        record: &mut AutomaticRecord,
     ) -> bool {
         let waiting: HashSet<Uuid> = match self
             .with_store(|store| store.awaiting_interactive_user())
@@ -696,6 +730,10 @@ impl Agent {
             .map(|candidate| candidate.update_id)
             .collect();
         self.automatic_download(missing).await;
+        let deadlines: std::collections::HashMap<Uuid, Timestamp> = candidates
+            .iter()
+            .filter_map(|candidate| Some((candidate.update_id, candidate.deadline?)))
+            .collect();
         let (exclusive, shared): (Vec<Candidate>, Vec<Candidate>) = candidates
             .into_iter()
             .partition(|candidate| candidate.exclusive);
@@ -707,6 +745,8 @@ impl Agent {
             calls.push(shared.iter().map(|candidate| candidate.update_id).collect());
         }
         let mut ran = true;
+        let mut installed_some = false;
+        let mut limit: Option<Timestamp> = None;
         for update_ids in calls {
             let request = InstallRequest {
                 operation: UpdateOperation::Installation,
@@ -719,15 +759,20 @@ impl Agent {
                 Ok(started) => {
                     if let Some(result) = finished(&started.job).await {
                         tracing::info!(result = ?result.result_code, "automatic installation");
-                        let installed_some = result.updates.iter().any(|update| {
-                            matches!(
+                        for update in &result.updates {
+                            let succeeded = matches!(
                                 update.result_code,
-                                openwua_model::enums::OperationResultCode::Succeeded
-                                    | openwua_model::enums::OperationResultCode::SucceededWithErrors
-                            )
-                        });
-                        if installed_some {
-                            record.results.last_installation_success_date = Some(now);
+                                OperationResultCode::Succeeded
+                                    | OperationResultCode::SucceededWithErrors
+                            );
+                            installed_some |= succeeded;
+                            if let (true, true, Some(deadline)) = (
+                                succeeded,
+                                update.reboot_required,
+                                deadlines.get(&update.update_id),
+                            ) {
+                                limit = Some(limit.map_or(*deadline, |limit| limit.min(*deadline)));
+                            }
                         }
                     }
                 }
@@ -737,20 +782,36 @@ impl Agent {
                 }
             }
         }
+        if installed_some || limit.is_some() {
+            let recorded = self
+                .update_automatic(move |record| {
+                    if installed_some {
+                        record.results.last_installation_success_date = Some(now);
+                    }
+                    if let Some(limit) = limit {
+                        record.restart_limit =
+                            Some(record.restart_limit.map_or(limit, |old| old.min(limit)));
+                    }
+                })
+                .await;
+            if let Err(error) = recorded {
+                tracing::warn!("automatic installation: {error}");
+            }
+        }
         ran
     }
 
     /// The restart policy at `now`: plans the window's restart, warns,
     /// restarts; returns when to look again.
-    async fn restart_tick(
-        self: &Arc<Self>,
-        now: Timestamp,
-        record: &mut AutomaticRecord,
-    ) -> Result<Option<Timestamp>> {
+    async fn restart_tick(self: &Arc<Self>, now: Timestamp) -> Result<Option<Timestamp>> {
         let settings = &self.config.restart;
         let pending = self.index.read().map_err(|_| poisoned())?.reboot_required();
+        let record = self.automatic_record().await?;
         if !pending {
-            record.restart_limit = None;
+            if record.restart_limit.is_some() {
+                self.update_automatic(|record| record.restart_limit = None)
+                    .await?;
+            }
             let mut schedule = lock(&self.automatic.schedule);
             let requested = schedule.restart.requested_this_boot;
             schedule.restart = RestartPlan {
