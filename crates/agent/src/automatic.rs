@@ -308,6 +308,43 @@ impl Agent {
             .collect())
     }
 
+    /// Authorizes a download or an installation: an administrator's, or,
+    /// with `NonAdministratorsElevated` set, an interactive user's at the
+    /// verified terminal of their own login (never an uninstallation, a
+    /// setting or a service).
+    pub(crate) async fn authorize_elevated(
+        &self,
+        requester: &Requester,
+        action: Action,
+    ) -> Result<()> {
+        let denied = match policy::authorize(requester, action, None) {
+            Ok(()) => return Ok(()),
+            Err(denied) => denied,
+        };
+        let context = &requester.context;
+        let may_be_elevated = matches!(action, Action::Download | Action::Install)
+            && context.class == CallerClass::Interactive
+            && context.terminal_verified;
+        if !may_be_elevated {
+            return Err(denied);
+        }
+        policy::check_length(
+            "ClientApplicationID",
+            &requester.client_application_id,
+            policy::MAX_CLIENT_ID_BYTES,
+        )?;
+        let record = self.automatic_record().await?;
+        if !self.settings_of(&record).non_administrators_elevated {
+            return Err(denied);
+        }
+        tracing::info!(
+            uid = requester.uid,
+            pid = requester.pid,
+            "{action:?} by an interactive user (NonAdministratorsElevated)"
+        );
+        Ok(())
+    }
+
     /// `GetAutomaticUpdates`.
     pub async fn automatic_updates(&self, requester: &Requester) -> Result<AutomaticUpdatesState> {
         policy::authorize(requester, Action::Search, None)?;
@@ -458,6 +495,7 @@ impl Agent {
         policy::authorize(requester, Action::ChangeAutomaticUpdates, None)?;
         let now = self.config.clock.now();
         let until = until.unwrap_or(now + DEFAULT_PAUSE);
+        let until = until.round(jiff::Unit::Second).unwrap_or(until);
         if until <= now || until > now + MAX_PAUSE {
             return Err(AgentError::new(
                 E_INVALIDARG,

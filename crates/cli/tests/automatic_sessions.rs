@@ -240,3 +240,39 @@ fn logged_in_users_are_warned_on_their_terminals_before_the_restart() {
     // Warned once.
     assert_eq!(pane.count(warning), 1);
 }
+
+#[test]
+fn non_administrators_elevated_lets_an_interactive_user_install_from_her_login() {
+    if skip_without_root(
+        "non_administrators_elevated_lets_an_interactive_user_install_from_her_login",
+    ) {
+        return;
+    }
+    let cast = Cast::new();
+    // Administrators are another group's members: alice is not one here.
+    let others = Group::create("other");
+    let agent = TestAgent::start(&others);
+    let pane = Tmux::login(&cast.alice);
+    let install = agent.wua_line(&["install", QUIET_TOOL]);
+    let refused = pane.run(&install, WAIT);
+    assert_eq!(refused.status, 3, "{}", refused.output);
+    assert!(
+        refused.output.contains("E_ACCESSDENIED"),
+        "{}",
+        refused.output
+    );
+    // Setting it is an administrator's: alice may not.
+    let set = pane.run(
+        &agent.wua_line(&["auto", "set", "--non-administrators-elevated", "true"]),
+        WAIT,
+    );
+    assert_eq!(set.status, 3, "{}", set.output);
+    let state = agent.json(&["auto", "set", "--non-administrators-elevated", "true"]);
+    assert_eq!(state["settings"]["nonAdministratorsElevated"], true);
+    let installed = pane.run(&install, WAIT);
+    assert_eq!(installed.status, 0, "{}", installed.output);
+    assert!(read_marker(&agent.quiet_marker()).is_some());
+    // Never an uninstallation.
+    let uninstall = pane.run(&agent.wua_line(&["uninstall", QUIET_TOOL]), WAIT);
+    assert_eq!(uninstall.status, 3, "{}", uninstall.output);
+}
