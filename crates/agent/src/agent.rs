@@ -113,6 +113,7 @@ pub(crate) async fn blocking<T: Send + 'static>(
 impl Agent {
     /// Opens the store, loads the catalog and scans the machine.
     pub fn open(config: Config) -> Result<Agent> {
+        crate::automatic::check_config(&config)?;
         crate::store::prepare_state_dir(&config.state_dir)?;
         let state_lock = lock_state_dir(&config)?;
         let mut store = Store::open(&config.store_path())?;
@@ -218,6 +219,8 @@ impl Agent {
         })
         .await?;
         *self.index.write().map_err(|_| poisoned())? = index;
+        // New updates may bring deadlines: the scheduler looks again.
+        self.automatic.wake.notify_one();
         self.refresh_apt_downloads().await
     }
 

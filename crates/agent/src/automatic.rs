@@ -85,8 +85,9 @@ struct RestartPlan {
 /// Automatic Updates' part of the agent.
 #[derive(Debug, Default)]
 pub(crate) struct Automatic {
-    /// Wakes the scheduler: settings changed, `DetectNow`, `Resume`.
-    wake: tokio::sync::Notify,
+    /// Wakes the scheduler: settings changed, `DetectNow`, `Resume`, a
+    /// catalog reloaded.
+    pub(crate) wake: tokio::sync::Notify,
     schedule: Mutex<Schedule>,
 }
 
@@ -103,6 +104,26 @@ pub struct SettingsChange {
     pub include_recommended_updates: Option<bool>,
     /// `NonAdministratorsElevated`.
     pub non_administrators_elevated: Option<bool>,
+}
+
+/// Refuses a configuration whose time zone or restart window cannot be
+/// read, at start rather than at the first restart.
+pub(crate) fn check_config(config: &crate::config::Config) -> Result<()> {
+    let invalid = |why: String| AgentError::new(E_INVALIDARG, why);
+    config
+        .automatic_updates
+        .time_zone()
+        .map_err(|error| invalid(error.to_string()))?;
+    if config.restart.policy == RestartPolicy::Window {
+        Window::parse(&config.restart.window).map_err(invalid)?;
+    }
+    if config.automatic_updates.scheduled_installation_time > 23 {
+        return Err(invalid(format!(
+            "automatic_updates.scheduled_installation_time {} is not an hour (0-23)",
+            config.automatic_updates.scheduled_installation_time
+        )));
+    }
+    Ok(())
 }
 
 /// A `SetAutomaticUpdates` call's parameters, checked: enumerations by
@@ -266,9 +287,14 @@ impl Agent {
         change: impl FnOnce(&mut AutomaticRecord) + Send + 'static,
     ) -> Result<AutomaticRecord> {
         self.with_store(move |store| {
-            let mut record = store.automatic()?;
+            let before = store.automatic()?;
+            let mut record = before.clone();
             change(&mut record);
-            store.set_automatic(&record)?;
+            // An unchanged row is not written: a look that changes nothing
+            // leaves the store's bytes alone.
+            if record != before {
+                store.set_automatic(&record)?;
+            }
             Ok(record)
         })
         .await
@@ -1007,6 +1033,20 @@ async fn finished(job: &crate::jobs::Job) -> Option<OperationResult> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bad_window_or_time_zone_is_refused_at_start() {
+        let mut config = crate::config::Config::default();
+        assert!(check_config(&config).is_ok());
+        config.restart.policy = RestartPolicy::Window;
+        config.restart.window = "sometimes".into();
+        assert!(check_config(&config).is_err());
+        config.restart.window = "Mon-Fri 02:00-04:00".into();
+        config.automatic_updates.time_zone = Some("Mars/Olympus_Mons".into());
+        assert!(check_config(&config).is_err());
+        config.automatic_updates.time_zone = Some("UTC".into());
+        assert!(check_config(&config).is_ok());
+    }
 
     #[test]
     fn the_spread_adds_at_most_a_tenth() {

@@ -149,6 +149,13 @@ impl Scene {
             .unwrap_or(0)
     }
 
+    /// Waits for the restart command's `count`th call (the record is
+    /// stored before the command runs).
+    fn wait_restarts(&self, count: usize) {
+        let reached = wait_until(Instant::now() + WAIT, || self.restarts() >= count);
+        assert!(reached, "the restart command was not called {count} times");
+    }
+
     fn pending(&self, state: &AutomaticUpdatesState, n: u128) -> Option<bool> {
         state
             .pending_updates
@@ -418,6 +425,7 @@ fn a_deadline_installs_whatever_the_level_then_forces_the_restart_once() {
         |state| !state.restart.history.is_empty(),
     );
     assert_eq!(scene.installs_of("kernel"), 1);
+    scene.wait_restarts(1);
     assert_eq!(scene.restarts(), 1);
     let state = scene.state();
     let record = &state.restart.history[0];
@@ -479,6 +487,7 @@ fn the_restart_happens_inside_the_window_only_and_once() {
     scene.at_then(tuesday, "the restart", |state| {
         !state.restart.history.is_empty()
     });
+    scene.wait_restarts(1);
     assert_eq!(scene.restarts(), 1);
     assert_eq!(scene.state().restart.history[0].requested, tuesday);
     // Wednesday's window passes: still once.
@@ -515,6 +524,7 @@ fn a_failing_restart_command_is_recorded_and_the_fallback_runs() {
     scene.at_then(at("2030-01-07T01:00:00Z"), "the restart", |state| {
         !state.restart.history.is_empty()
     });
+    scene.wait_restarts(1);
     assert_eq!(scene.restarts(), 1);
     let record = &scene.state().restart.history[0];
     assert_eq!(record.outcome, RestartOutcome::Requested);

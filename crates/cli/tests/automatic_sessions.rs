@@ -161,6 +161,14 @@ impl Scene {
             .map(|text| text.lines().count())
             .unwrap_or(0)
     }
+
+    /// Waits for the restart command's `count`th call (the record is
+    /// stored before the command runs).
+    fn wait_restarts(&self, count: usize) {
+        let reached =
+            openwua_testkit::wait_until(Instant::now() + WAIT, || self.restarts() >= count);
+        assert!(reached, "the restart command was not called {count} times");
+    }
 }
 
 fn held_by(state: &Value, user: &str) -> bool {
@@ -188,6 +196,7 @@ fn a_logged_in_user_holds_the_restart_back(cast: &Cast) {
             .as_array()
             .is_some_and(|history| !history.is_empty())
     });
+    scene.wait_restarts(1);
     assert_eq!(scene.restarts(), 1, "{state:#}");
     assert_eq!(
         state["restart"]["history"][0]["requested"]
@@ -236,6 +245,7 @@ fn logged_in_users_are_warned_on_their_terminals_before_the_restart() {
             .as_array()
             .is_some_and(|history| !history.is_empty())
     });
+    scene.wait_restarts(1);
     assert_eq!(scene.restarts(), 1);
     // Warned once.
     assert_eq!(pane.count(warning), 1);
