@@ -611,12 +611,15 @@ impl Agent {
             let detect = active
                 && (std::mem::take(&mut schedule.detect_now)
                     || schedule.next_detection.is_some_and(|next| next <= now));
+            // A retry that has come is taken now, whatever the level: left
+            // in place, it would wake the scheduler again at once.
+            let retry_due = schedule
+                .retry_installation
+                .take_if(|retry| *retry <= now)
+                .is_some();
             let install_due = active
                 && level == Level::ScheduledInstallation
-                && (schedule.next_installation.is_some_and(|next| next <= now)
-                    || schedule
-                        .retry_installation
-                        .is_some_and(|retry| retry <= now));
+                && (schedule.next_installation.is_some_and(|next| next <= now) || retry_due);
             (detect, install_due)
         };
         if detect {
