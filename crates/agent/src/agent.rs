@@ -79,6 +79,8 @@ pub struct Agent {
     /// What repairing dpkg's state found at start-up, after an
     /// interrupted installer (`GetInstallerState`).
     pub(crate) dpkg_repair: Option<openwua_model::operation::RepairReport>,
+    /// Automatic Updates' scheduler state.
+    pub(crate) automatic: crate::automatic::Automatic,
     /// Each service's package file as last imported or found current.
     package_identities: Mutex<std::collections::HashMap<Uuid, PackageIdentity>>,
     /// Held while the agent runs: one agent per state directory, since
@@ -111,6 +113,7 @@ pub(crate) async fn blocking<T: Send + 'static>(
 impl Agent {
     /// Opens the store, loads the catalog and scans the machine.
     pub fn open(config: Config) -> Result<Agent> {
+        crate::automatic::check_config(&config)?;
         crate::store::prepare_state_dir(&config.state_dir)?;
         let state_lock = lock_state_dir(&config)?;
         let mut store = Store::open(&config.store_path())?;
@@ -139,9 +142,10 @@ impl Agent {
         } else {
             repair_dpkg(&config)
         };
-        store.clear_stale_reboots(crate::operations::current_boot(
-            &config.install.boot_id_file,
-        ))?;
+        let boot = crate::operations::current_boot(&config.install.boot_id_file);
+        store.clear_stale_reboots(boot)?;
+        // A restart the agent ran is confirmed by another boot ID.
+        store.confirm_restarts(boot, config.clock.now())?;
         let (jobs, interrupted) = Jobs::restore(store.jobs()?);
         for job in interrupted {
             tracing::warn!(job = %job.job_id, "a job was cut short when the agent stopped");
@@ -179,6 +183,7 @@ impl Agent {
             reports: crate::reports::Reporter::default(),
             apt_downloads,
             dpkg_repair,
+            automatic: crate::automatic::Automatic::default(),
             package_identities: Mutex::new(std::collections::HashMap::new()),
             _state_lock: state_lock,
         })
@@ -214,6 +219,8 @@ impl Agent {
         })
         .await?;
         *self.index.write().map_err(|_| poisoned())? = index;
+        // New updates may bring deadlines: the scheduler looks again.
+        self.automatic.wake.notify_one();
         self.refresh_apt_downloads().await
     }
 

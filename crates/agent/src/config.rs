@@ -7,7 +7,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use openwua_caller::CallerSettings;
+use openwua_model::automatic::AutomaticUpdatesSettings;
+use openwua_model::enums::{
+    AutomaticUpdatesNotificationLevel, AutomaticUpdatesScheduledInstallationDay, WuaEnum,
+};
 use serde::Deserialize;
+
+use crate::clock::Clock;
 
 /// Where the system agent reads its configuration.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/openwua/agent.toml";
@@ -39,10 +45,11 @@ pub struct Config {
     pub caller: CallerSettings,
     /// `[connections]`: what one local user may hold on the agent.
     pub connections: ConnectionSettings,
-    /// Seconds between two syncs of every update-server service, each wait
-    /// spread by up to 10 % more at random so a fleet does not arrive at
-    /// once; 0 turns periodic sync off. Default 22 hours, as WUA's
-    /// detection frequency; off in `wua --embedded`.
+    /// Automatic Updates' detection frequency: seconds between two syncs
+    /// of every update-server and apt service, each wait spread by up to
+    /// 10 % more at random so a fleet does not arrive at once; 0 turns
+    /// periodic detection off. Default 22 hours, as WUA's
+    /// `DetectionFrequency`; off in `wua --embedded`.
     pub sync_interval_seconds: u64,
     /// `[reports]`: how status reports to update servers are retried.
     pub reports: ReportSettings,
@@ -50,10 +57,161 @@ pub struct Config {
     /// than loopback (the secret and catalog then cross the network
     /// unencrypted, though the catalog's signature still holds).
     pub allow_plain_http: bool,
+    /// `[automatic_updates]`: Automatic Updates' first settings and time
+    /// zone (docs/agent.md, "Automatic updates and restarts").
+    pub automatic_updates: AutomaticUpdatesConfig,
+    /// `[restart]`: when the agent restarts the machine itself.
+    pub restart: RestartSettings,
     /// Wait for another agent on the same state directory to finish rather
     /// than refuse to start: for `wua --embedded`, whose runs may overlap.
     #[serde(skip)]
     pub wait_for_state_lock: bool,
+    /// The time Automatic Updates and restarts are scheduled by: the
+    /// system's, or a test's [`crate::clock::Clock::manual`].
+    #[serde(skip)]
+    pub clock: Clock,
+}
+
+/// `[automatic_updates]`: the settings Automatic Updates starts with, until
+/// an administrator changes them (`wua auto set`, kept in the store).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AutomaticUpdatesConfig {
+    /// `NotificationLevel`: a number (1–4), WUA's name
+    /// (`aunlScheduledInstallation`) or the JSON name.
+    #[serde(deserialize_with = "wua_enum")]
+    pub notification_level: AutomaticUpdatesNotificationLevel,
+    /// `ScheduledInstallationDay`: 0 (every day) to 7 (Saturday), or a name.
+    #[serde(deserialize_with = "wua_enum")]
+    pub scheduled_installation_day: AutomaticUpdatesScheduledInstallationDay,
+    /// `ScheduledInstallationTime`: the hour, 0–23.
+    pub scheduled_installation_time: u8,
+    /// `IncludeRecommendedUpdates`.
+    pub include_recommended_updates: bool,
+    /// `NonAdministratorsElevated`.
+    pub non_administrators_elevated: bool,
+    /// The time zone of the scheduled hour and the restart window (an IANA
+    /// name such as `Europe/Paris`); None: the system's.
+    pub time_zone: Option<String>,
+}
+
+impl Default for AutomaticUpdatesConfig {
+    fn default() -> Self {
+        let settings = AutomaticUpdatesSettings::default();
+        AutomaticUpdatesConfig {
+            notification_level: settings.notification_level,
+            scheduled_installation_day: settings.scheduled_installation_day,
+            scheduled_installation_time: settings.scheduled_installation_time,
+            include_recommended_updates: settings.include_recommended_updates,
+            non_administrators_elevated: settings.non_administrators_elevated,
+            time_zone: None,
+        }
+    }
+}
+
+impl AutomaticUpdatesConfig {
+    /// The settings these values make.
+    pub fn settings(&self) -> AutomaticUpdatesSettings {
+        AutomaticUpdatesSettings {
+            notification_level: self.notification_level,
+            scheduled_installation_day: self.scheduled_installation_day,
+            scheduled_installation_time: self.scheduled_installation_time,
+            include_recommended_updates: self.include_recommended_updates,
+            non_administrators_elevated: self.non_administrators_elevated,
+        }
+    }
+
+    /// The configured time zone, or the system's.
+    pub fn time_zone(&self) -> anyhow::Result<jiff::tz::TimeZone> {
+        match &self.time_zone {
+            Some(name) => jiff::tz::TimeZone::get(name)
+                .map_err(|error| anyhow::anyhow!("automatic_updates.time_zone {name:?}: {error}")),
+            None => Ok(jiff::tz::TimeZone::system()),
+        }
+    }
+}
+
+/// A WUA enumeration's member from a number or a name.
+fn wua_enum<'de, D, E>(deserializer: D) -> Result<E, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    E: WuaEnum + std::fmt::Debug,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Spelling {
+        Number(i32),
+        Name(String),
+    }
+    let text = match Spelling::deserialize(deserializer)? {
+        Spelling::Number(number) => number.to_string(),
+        Spelling::Name(name) => name,
+    };
+    E::parse(&text).ok_or_else(|| {
+        serde::de::Error::custom(format!("{text:?} is not a member of {}", E::WUA_NAME))
+    })
+}
+
+/// `[restart]`: whether and when the agent restarts the machine after an
+/// installation needs it (docs/agent.md, "Automatic updates and restarts").
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RestartSettings {
+    /// `never` (the default: an administrator restarts), or `window`:
+    /// restart inside [`RestartSettings::window`], at a random time in it.
+    pub policy: RestartPolicy,
+    /// The maintenance window: days and hours in the configured time zone,
+    /// `Mon-Fri 02:00-04:00`, `Sat,Sun 01:00-05:00` or `daily 03:00-04:00`.
+    pub window: String,
+    /// Logged-in users: `ignore` them, `wait` for them to leave (the
+    /// window after), or `warn` them `warn_minutes` ahead on their
+    /// terminals and restart then.
+    pub users: UsersPolicy,
+    /// Minutes between the warning and the restart.
+    pub warn_minutes: u32,
+    /// The restart command.
+    pub command: Vec<String>,
+    /// Run when the command cannot start or fails.
+    pub fallback_command: Vec<String>,
+    /// The utmp file logged-in users are read from; without it, from the
+    /// processes on terminals in `/proc` (audit login uid and session).
+    pub utmp: PathBuf,
+}
+
+/// [`RestartSettings::policy`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    /// Never restart; `wua status` says a restart is pending.
+    Never,
+    /// Restart inside the maintenance window, or at a deadline.
+    Window,
+}
+
+/// [`RestartSettings::users`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UsersPolicy {
+    /// Restart whoever is logged in.
+    Ignore,
+    /// Not while anyone is logged in.
+    Wait,
+    /// Warn them on their terminals, then restart.
+    Warn,
+}
+
+impl Default for RestartSettings {
+    fn default() -> Self {
+        RestartSettings {
+            policy: RestartPolicy::Never,
+            window: "daily 02:00-04:00".into(),
+            users: UsersPolicy::Wait,
+            warn_minutes: 15,
+            command: vec!["systemctl".into(), "reboot".into()],
+            fallback_command: vec!["shutdown".into(), "-r".into(), "now".into()],
+            utmp: PathBuf::from("/var/run/utmp"),
+        }
+    }
 }
 
 /// The files and tools applicability reads; overridable for tests and for
@@ -144,7 +302,10 @@ impl Default for Config {
             sync_interval_seconds: DEFAULT_SYNC_INTERVAL_SECONDS,
             reports: ReportSettings::default(),
             allow_plain_http: false,
+            automatic_updates: AutomaticUpdatesConfig::default(),
+            restart: RestartSettings::default(),
             wait_for_state_lock: false,
+            clock: Clock::system(),
         }
     }
 }

@@ -192,6 +192,11 @@ impl Index {
         Ok(index)
     }
 
+    /// Every update.
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.iter()
+    }
+
     /// The updates of one service's catalog.
     pub fn entries_of(&self, service_id: Uuid) -> impl Iterator<Item = &Entry> {
         self.entries
@@ -448,6 +453,11 @@ fn stored_state(
 }
 
 impl Entry {
+    /// An applicable update supersedes it.
+    pub fn is_superseded(&self) -> bool {
+        !self.superseded_by.is_empty()
+    }
+
     /// Updates that must be installed before this one applies.
     pub fn prerequisites(&self) -> &[Uuid] {
         &self.applicability.prerequisites

@@ -11,7 +11,9 @@
 pub mod agent;
 mod applicability;
 pub mod apt_service;
+mod automatic;
 mod cache;
+pub mod clock;
 pub mod config;
 mod download;
 pub mod error;
@@ -24,6 +26,7 @@ pub mod operations;
 mod package_file;
 pub mod policy;
 mod reports;
+mod restart;
 pub mod server_services;
 mod store;
 mod update_server;
@@ -33,6 +36,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use agent::Agent;
+pub use automatic::SettingsChange;
+pub use clock::{Clock, ManualClock};
 pub use config::Config;
 
 /// An agent serving its socket on a thread of its own until dropped.
@@ -60,7 +65,7 @@ impl Background {
                 runtime.block_on(async move {
                     tokio::select! {
                         () = varlink::serve(Arc::clone(&agent), listener) => {}
-                        () = Arc::clone(&agent).sync_periodically() => {}
+                        () = Arc::clone(&agent).run_automatic_updates() => {}
                         () = agent.send_reports() => {}
                         _ = stopped => {}
                     }

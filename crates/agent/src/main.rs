@@ -102,7 +102,7 @@ fn run() -> anyhow::Result<()> {
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
             () = varlink::serve(Arc::clone(&agent), listener) => {}
-            () = Arc::clone(&agent).sync_periodically() => {}
+            () = Arc::clone(&agent).run_automatic_updates() => {}
             () = Arc::clone(&agent).send_reports() => {}
             _ = terminate.recv() => tracing::info!("SIGTERM: stopping"),
             _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),

@@ -125,7 +125,7 @@ impl Agent {
         update_ids: Vec<Uuid>,
         is_forced: bool,
     ) -> Result<Arc<Job>> {
-        policy::authorize(requester, Action::Download, None)?;
+        self.authorize_elevated(requester, Action::Download).await?;
         policy::check_update_ids(&update_ids)?;
         if update_ids.is_empty() {
             return Err(no_update());
@@ -235,14 +235,14 @@ impl Agent {
         requester: &Requester,
         request: InstallRequest,
     ) -> Result<StartedInstall> {
-        policy::authorize(
+        self.authorize_elevated(
             requester,
             match request.operation {
                 UpdateOperation::Installation => Action::Install,
                 UpdateOperation::Uninstallation => Action::Uninstall,
             },
-            None,
-        )?;
+        )
+        .await?;
         policy::check_update_ids(&request.update_ids)?;
         if request.update_ids.is_empty() {
             return Err(no_update());

@@ -173,6 +173,8 @@ pub enum Action {
     Uninstall,
     /// Export the status reports of an offline scan package service.
     ExportReports,
+    /// Change Automatic Updates' settings, pause or resume it.
+    ChangeAutomaticUpdates,
 }
 
 /// Who may take an action.
@@ -213,7 +215,7 @@ pub struct Rule {
 pub const RULES: &[Rule] = &[
     Rule {
         action: Action::Search,
-        methods: "`Search`, `GetUpdate`, `ListServices`, `GetSystemInfo`, `GetInstallerState`, `GetReportingState`, `GetCallerContext`",
+        methods: "`Search`, `GetUpdate`, `ListServices`, `GetSystemInfo`, `GetInstallerState`, `GetReportingState`, `GetCallerContext`, `GetAutomaticUpdates`",
         who: Who::Anyone,
         what: "search",
     },
@@ -225,7 +227,7 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         action: Action::Sync,
-        methods: "`Sync`",
+        methods: "`Sync`, `DetectNow`",
         who: Who::Anyone,
         what: "sync",
     },
@@ -276,6 +278,12 @@ pub const RULES: &[Rule] = &[
         methods: "`ExportReports`",
         who: Who::Admin,
         what: "export status reports",
+    },
+    Rule {
+        action: Action::ChangeAutomaticUpdates,
+        methods: "`SetAutomaticUpdates`, `PauseAutomaticUpdates`, `ResumeAutomaticUpdates`",
+        who: Who::Admin,
+        what: "change Automatic Updates",
     },
 ];
 
@@ -443,6 +451,7 @@ mod tests {
             Action::Install,
             Action::Uninstall,
             Action::ExportReports,
+            Action::ChangeAutomaticUpdates,
         ];
         for action in actions {
             assert!(RULES.iter().any(|rule| rule.action == action), "{action:?}");

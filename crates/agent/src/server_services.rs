@@ -5,7 +5,6 @@
 //! "Update servers".
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use openwua_catalog::signing::PublicKey;
@@ -343,46 +342,6 @@ impl Agent {
         }
         busy(url, until)
     }
-
-    /// Syncs every update-server and apt service (reading apt's lists as
-    /// they are: the system's own timers run `apt-get update`) every
-    /// `sync_interval_seconds`
-    /// (plus up to 10 % at random), logging failures; never returns. Does
-    /// nothing when the interval is 0.
-    pub async fn sync_periodically(self: Arc<Self>) {
-        let Some(interval) = self.config.sync_interval() else {
-            return std::future::pending().await;
-        };
-        loop {
-            tokio::time::sleep(spread(interval)).await;
-            let services = match self.with_store(|store| store.services()).await {
-                Ok(services) => services,
-                Err(error) => {
-                    tracing::warn!("periodic sync: {error}");
-                    continue;
-                }
-            };
-            for service in services
-                .iter()
-                .filter(|service| !service.is_scan_package_service)
-            {
-                let service_id = service.service_id;
-                match self.sync_services(Some(service_id), false, |_| {}).await {
-                    Ok(_) => tracing::info!(service = %service_id, "periodic sync done"),
-                    Err(error) => tracing::warn!(service = %service_id, "periodic sync: {error}"),
-                }
-            }
-        }
-    }
-}
-
-/// `interval` plus a random part of up to a tenth of it, so machines that
-/// started together do not all sync at once.
-fn spread(interval: Duration) -> Duration {
-    // Without a random source, no spread: the sync still happens.
-    let random = getrandom::u64().unwrap_or(0);
-    let fraction = random as f64 / u64::MAX as f64;
-    interval + (interval / 10).mul_f64(fraction)
 }
 
 /// `WU_E_PT_HTTP_STATUS_SERVICE_UNAVAIL`, saying when to try again.
@@ -398,20 +357,4 @@ fn busy(url: &str, until: Option<Timestamp>) -> AgentError {
         WU_E_PT_HTTP_STATUS_SERVICE_UNAVAIL,
         format!("{url} is busy (HTTP 503), or limits this machine's requests (HTTP 429); {when}"),
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use super::spread;
-
-    #[test]
-    fn the_spread_adds_at_most_a_tenth() {
-        let interval = Duration::from_secs(1000);
-        for _ in 0..100 {
-            let waited = spread(interval);
-            assert!(waited >= interval && waited <= Duration::from_secs(1100));
-        }
-    }
 }

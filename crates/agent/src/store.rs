@@ -163,6 +163,20 @@ ALTER TABLE services ADD COLUMN apt_root TEXT;
 -- that service's requests alone.
 ALTER TABLE services ADD COLUMN ca_pem TEXT;
 "#,
+    r#"
+-- 7: Automatic Updates (docs/agent.md, "Automatic updates and restarts"):
+-- the settings an administrator set, the pause, the results and a
+-- deadline's limit on the next restart, as one JSON row.
+CREATE TABLE automatic_updates (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    state_json TEXT NOT NULL
+);
+-- The restarts the agent ran; the boot ID confirms them at the next start.
+CREATE TABLE restarts (
+    id INTEGER PRIMARY KEY,
+    record_json TEXT NOT NULL
+);
+"#,
 ];
 
 /// What one sync changed.
@@ -1321,6 +1335,7 @@ impl EncodedRevision {
     }
 }
 
+pub mod automatic;
 mod reports;
 #[cfg(test)]
 mod sync_tests;

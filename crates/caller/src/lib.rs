@@ -34,8 +34,10 @@ use openwua_model::caller::CallerContext;
 use serde::Deserialize;
 
 pub use classify::classify;
-pub use facts::{Ancestor, Facts, Pin, Terminal, UtmpEntry, gather, pin};
-pub use records::{LogindSession, UtmpLogin};
+pub use facts::{Ancestor, Facts, Pin, Terminal, UtmpEntry, gather, pin, user_name};
+pub use records::{
+    LogindSession, UtmpLogin, parse_audit_id, parse_stat, parse_utmp, terminal_path,
+};
 
 /// How callers are classified (`[caller]` in the agent's configuration,
 /// `docs/caller-context.md`).

@@ -165,6 +165,12 @@ pub enum Command {
         #[arg(long, conflicts_with = "json")]
         brief: bool,
     },
+    /// Automatic Updates: what the agent downloads and installs on its
+    /// own, on which schedule, and its restarts.
+    Auto {
+        #[command(subcommand)]
+        command: AutoCommand,
+    },
     /// Make signing keys, and build and verify offline scan packages.
     Package {
         #[command(subcommand)]
@@ -505,4 +511,65 @@ pub enum PackageCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `wua auto`.
+#[derive(Debug, Subcommand)]
+pub enum AutoCommand {
+    /// The settings, the schedule, the updates it will install, those
+    /// waiting for an administrator at a terminal, and the restarts.
+    Show {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change the settings (needs an administrator).
+    Set(AutoSetArgs),
+    /// Detect (sync and scan) now, then do what the level allows.
+    DetectNow,
+    /// Stop detecting, downloading and installing, deadlines included,
+    /// until a time (needs an administrator).
+    Pause {
+        /// The end, as an RFC 3339 time (2030-01-31T00:00:00Z).
+        #[arg(long, value_name = "TIME", conflicts_with = "days")]
+        until: Option<String>,
+        /// The end, in days from now [default: 7; at most 35].
+        #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u16).range(1..=35))]
+        days: Option<u16>,
+        /// Print the new state as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Resume after a pause (needs an administrator).
+    Resume {
+        /// Print the new state as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `wua auto set`.
+#[derive(Debug, clap::Args)]
+#[command(arg_required_else_help = true)]
+pub struct AutoSetArgs {
+    /// NotificationLevel: 1 or aunlDisabled, 2 or aunlNotifyBeforeDownload,
+    /// 3 or aunlNotifyBeforeInstallation, 4 or aunlScheduledInstallation.
+    #[arg(long, value_name = "LEVEL")]
+    pub level: Option<String>,
+    /// ScheduledInstallationDay: 0 or ausidEveryDay, 1 (Sunday) to 7
+    /// (Saturday), or ausidEveryMonday and the like.
+    #[arg(long, value_name = "DAY")]
+    pub day: Option<String>,
+    /// ScheduledInstallationTime: the hour, 0 to 23.
+    #[arg(long, value_name = "HOUR", value_parser = clap::value_parser!(i64).range(0..=23))]
+    pub hour: Option<i64>,
+    /// IncludeRecommendedUpdates.
+    #[arg(long, value_name = "BOOL")]
+    pub include_recommended: Option<bool>,
+    /// NonAdministratorsElevated.
+    #[arg(long, value_name = "BOOL")]
+    pub non_administrators_elevated: Option<bool>,
+    /// Print the new state as JSON.
+    #[arg(long)]
+    pub json: bool,
 }

@@ -3,6 +3,7 @@
 
 mod agent;
 mod args;
+mod auto;
 mod context;
 mod criteria_check;
 mod download;
@@ -101,6 +102,7 @@ fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<u8> {
         } => sync::run(&agent, service, online, json, out)?,
         Command::Context { json } => context::run(&agent, json, out)?,
         Command::Status { json, brief } => status::run(&agent, json, brief, out)?,
+        Command::Auto { command } => auto::run(&agent, command, out)?,
         Command::Package { command } => package::run(command, out)?,
         Command::ExportReports { service, output } => {
             export_reports::run(&agent, service, output.as_deref(), out)?

@@ -464,3 +464,89 @@ fn the_readme_first_command_exits_0_in_a_fresh_home() {
             .is_dir()
     );
 }
+
+#[test]
+fn auto_shows_sets_pauses_and_resumes_automatic_updates() {
+    let embedded = Embedded::new();
+    let shown = embedded.json(&["auto", "show"]);
+    assert_eq!(
+        shown["settings"]["notificationLevel"],
+        "NotifyBeforeDownload"
+    );
+    assert_eq!(shown["serviceEnabled"], true);
+    assert_eq!(shown["restart"]["policy"], "never");
+    // The text names WUA's member and value.
+    let text = embedded.wua(&["auto", "show"]);
+    assert!(text.status.success());
+    assert!(
+        String::from_utf8_lossy(&text.stdout).contains("aunlNotifyBeforeDownload (2)"),
+        "{}",
+        String::from_utf8_lossy(&text.stdout)
+    );
+    let set = embedded.json(&[
+        "auto",
+        "set",
+        "--level",
+        "aunlScheduledInstallation",
+        "--day",
+        "6",
+        "--hour",
+        "4",
+        "--include-recommended",
+        "true",
+    ]);
+    assert_eq!(
+        set["settings"]["notificationLevel"],
+        "ScheduledInstallation"
+    );
+    assert_eq!(set["settings"]["scheduledInstallationDay"], "EveryFriday");
+    assert_eq!(set["settings"]["scheduledInstallationTime"], 4);
+    assert_eq!(set["settings"]["includeRecommendedUpdates"], true);
+    assert!(set["nextScheduledInstallation"].is_string(), "{set}");
+    // Kept: the next run (a new embedded agent) shows it.
+    assert_eq!(
+        embedded.json(&["auto", "show"])["settings"]["scheduledInstallationTime"],
+        4
+    );
+    // A bad value is invalid input and changes nothing.
+    let bad = embedded.wua(&["auto", "set", "--level", "sometimes"]);
+    assert_eq!(
+        bad.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("E_INVALIDARG"));
+    let hour = embedded.wua(&["auto", "set", "--hour", "24"]);
+    assert_eq!(hour.status.code(), Some(2));
+    assert_eq!(
+        embedded.json(&["auto", "show"])["settings"]["notificationLevel"],
+        "ScheduledInstallation"
+    );
+    // Paused: DetectNow says so; resumed: it is accepted.
+    let paused = embedded.json(&["auto", "pause", "--days", "3"]);
+    assert!(paused["pausedUntil"].is_string(), "{paused}");
+    let refused = embedded.wua(&["auto", "detect-now"]);
+    assert_ne!(refused.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("WU_E_AU_PAUSED"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let resumed = embedded.json(&["auto", "resume"]);
+    assert!(resumed.get("pausedUntil").is_none(), "{resumed}");
+    let detect = embedded.wua(&["auto", "detect-now"]);
+    assert!(
+        detect.status.success(),
+        "{}",
+        String::from_utf8_lossy(&detect.stderr)
+    );
+    // Disabled: DetectNow is WU_E_AU_NOSERVICE.
+    embedded.json(&["auto", "set", "--level", "1"]);
+    let disabled = embedded.wua(&["auto", "detect-now"]);
+    assert!(
+        String::from_utf8_lossy(&disabled.stderr).contains("WU_E_AU_NOSERVICE"),
+        "{}",
+        String::from_utf8_lossy(&disabled.stderr)
+    );
+}

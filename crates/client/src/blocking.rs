@@ -180,6 +180,44 @@ impl UpdateSession {
             .block_on(self.session.export_reports(service_id))
     }
 
+    /// `IAutomaticUpdates`: settings, results, schedule and restarts.
+    pub fn automatic_updates(
+        &self,
+    ) -> Result<openwua_model::automatic::AutomaticUpdatesState, ClientError> {
+        self.runtime.block_on(self.session.automatic_updates())
+    }
+
+    /// `IAutomaticUpdatesSettings.Save`.
+    pub fn set_automatic_updates(
+        &self,
+        change: &crate::SetAutomaticUpdatesParameters,
+    ) -> Result<openwua_model::automatic::AutomaticUpdatesState, ClientError> {
+        self.runtime
+            .block_on(self.session.set_automatic_updates(change))
+    }
+
+    /// `IAutomaticUpdates.DetectNow`.
+    pub fn detect_now(&self) -> Result<(), ClientError> {
+        self.runtime.block_on(self.session.detect_now())
+    }
+
+    /// `IAutomaticUpdates.Pause` until `until` (RFC 3339; None: 7 days).
+    pub fn pause_automatic_updates(
+        &self,
+        until: Option<String>,
+    ) -> Result<openwua_model::automatic::AutomaticUpdatesState, ClientError> {
+        self.runtime
+            .block_on(self.session.pause_automatic_updates(until))
+    }
+
+    /// `IAutomaticUpdates.Resume`.
+    pub fn resume_automatic_updates(
+        &self,
+    ) -> Result<openwua_model::automatic::AutomaticUpdatesState, ClientError> {
+        self.runtime
+            .block_on(self.session.resume_automatic_updates())
+    }
+
     /// The agent's jobs: those running and the newest finished ones.
     pub fn jobs(&self) -> Result<Vec<JobInfo>, ClientError> {
         self.runtime.block_on(self.session.jobs())

@@ -56,7 +56,8 @@ pub use operations::{UpdateDownloader, UpdateInstaller};
 pub use search::{Iter, SearchResult, UpdateCollection};
 pub use services::{AddedService, SyncPhase, SyncProgress, SyncResult, UpdateServiceManager};
 pub use session::{
-    AgentInfo, DEFAULT_SOCKET, SOCKET_ENV, UpdateSearcher, UpdateSession, default_socket,
+    AgentInfo, DEFAULT_SOCKET, SOCKET_ENV, SetAutomaticUpdatesParameters, UpdateSearcher,
+    UpdateSession, default_socket,
 };
 
 /// The version of the agent's protocol this client speaks; a session to

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use openwua_model::automatic::AutomaticUpdatesState;
 use openwua_model::caller::CallerContext;
 use openwua_model::enums::ServerSelection;
 use openwua_model::history::{HistoryEntry, SystemInfo};
@@ -21,9 +22,11 @@ use crate::operations::{UpdateDownloader, UpdateInstaller};
 use crate::search::SearchResult;
 use crate::services::{SyncProgress, SyncResult, UpdateServiceManager};
 use crate::varlink::Connection;
+pub use openwua_varlink::parameters::SetAutomaticUpdatesParameters;
 use openwua_varlink::parameters::{
-    AnswerParameters, HistoryParameters, JobParameters, MAX_HISTORY_COUNT, ResizeParameters,
-    SearchParameters, SetHiddenParameters, TerminalInputParameters, UpdateParameters,
+    AnswerParameters, HistoryParameters, JobParameters, MAX_HISTORY_COUNT, PauseParameters,
+    ResizeParameters, SearchParameters, SetHiddenParameters, TerminalInputParameters,
+    UpdateParameters,
 };
 pub(crate) use openwua_varlink::parameters::{NoParameters, ServiceParameters, SyncParameters};
 
@@ -114,6 +117,11 @@ struct JobsReply {
 #[derive(Deserialize)]
 struct StateReply {
     state: InstallerState,
+}
+
+#[derive(Deserialize)]
+struct AutomaticReply {
+    state: AutomaticUpdatesState,
 }
 
 #[derive(Deserialize)]
@@ -303,6 +311,47 @@ impl UpdateSession {
         };
         let ExportReply { report } = self.call("ExportReports", &parameters).await?;
         Ok(report.get().to_owned())
+    }
+
+    /// `IAutomaticUpdates`: the settings, results, schedule, the updates
+    /// it looks after and the agent's restarts.
+    pub async fn automatic_updates(&self) -> Result<AutomaticUpdatesState, ClientError> {
+        let AutomaticReply { state } = self.call("GetAutomaticUpdates", &NoParameters {}).await?;
+        Ok(state)
+    }
+
+    /// `IAutomaticUpdatesSettings.Save`: changes the settings given.
+    pub async fn set_automatic_updates(
+        &self,
+        change: &SetAutomaticUpdatesParameters,
+    ) -> Result<AutomaticUpdatesState, ClientError> {
+        let AutomaticReply { state } = self.call("SetAutomaticUpdates", change).await?;
+        Ok(state)
+    }
+
+    /// `IAutomaticUpdates.DetectNow`.
+    pub async fn detect_now(&self) -> Result<(), ClientError> {
+        let Done {} = self.call("DetectNow", &NoParameters {}).await?;
+        Ok(())
+    }
+
+    /// `IAutomaticUpdates.Pause` until `until` (RFC 3339; None: 7 days).
+    pub async fn pause_automatic_updates(
+        &self,
+        until: Option<String>,
+    ) -> Result<AutomaticUpdatesState, ClientError> {
+        let AutomaticReply { state } = self
+            .call("PauseAutomaticUpdates", &PauseParameters { until })
+            .await?;
+        Ok(state)
+    }
+
+    /// `IAutomaticUpdates.Resume`.
+    pub async fn resume_automatic_updates(&self) -> Result<AutomaticUpdatesState, ClientError> {
+        let AutomaticReply { state } = self
+            .call("ResumeAutomaticUpdates", &NoParameters {})
+            .await?;
+        Ok(state)
     }
 
     /// The agent's jobs: those running and the newest finished ones.

@@ -24,6 +24,23 @@ pub trait WuaEnum: Sized + Copy + 'static {
             .copied()
             .find(|member| member.value() == value)
     }
+    /// The member a person or a configuration file names: its numeric
+    /// value (`4`), WUA's name (`aunlScheduledInstallation`) or the JSON
+    /// name (`ScheduledInstallation`), in any case.
+    fn parse(text: &str) -> Option<Self>
+    where
+        Self: std::fmt::Debug,
+    {
+        let text = text.trim();
+        if let Ok(value) = text.parse::<i32>() {
+            return Self::from_value(value);
+        }
+        // The JSON name is the variant's name, as Debug writes it.
+        Self::ALL.iter().copied().find(|member| {
+            member.wua_name().eq_ignore_ascii_case(text)
+                || format!("{member:?}").eq_ignore_ascii_case(text)
+        })
+    }
 }
 
 /// One enumeration as a table of WUA member names and values, for looking

@@ -12,6 +12,8 @@
 //! - [`prompt::Question`] and [`prompt::PromptEvent`]: what an interactive
 //!   installer asks, streamed to the connection that asked for the install.
 //! - [`caller::CallerContext`]: how the agent sees a caller, with the evidence.
+//! - [`automatic::AutomaticUpdatesState`]: Automatic Updates' settings,
+//!   schedule and the agent's restarts.
 //!
 //! ```
 //! use openwua_model::hresult::{HResult, WU_E_NO_INTERACTIVE_USER};
@@ -24,6 +26,7 @@
 
 #![deny(missing_docs)]
 
+pub mod automatic;
 pub mod caller;
 pub mod criteria;
 pub mod enums;

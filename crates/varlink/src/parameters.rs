@@ -282,3 +282,35 @@ mod tests {
         assert_eq!(json, serde_json::json!({}));
     }
 }
+
+/// `SetAutomaticUpdates`: the settings to change; absent ones stay.
+/// Enumerations are given as a number or a name (`4`,
+/// `aunlScheduledInstallation`, `ScheduledInstallation`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SetAutomaticUpdatesParameters {
+    /// `NotificationLevel`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notification_level: Option<String>,
+    /// `ScheduledInstallationDay`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_installation_day: Option<String>,
+    /// `ScheduledInstallationTime`: the hour, 0–23.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_installation_time: Option<i64>,
+    /// `IncludeRecommendedUpdates`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_recommended_updates: Option<bool>,
+    /// `NonAdministratorsElevated`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub non_administrators_elevated: Option<bool>,
+}
+
+/// `PauseAutomaticUpdates`: until when (RFC 3339); absent, 7 days.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PauseParameters {
+    /// The pause's end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+}

@@ -4,7 +4,8 @@
 use openwua_varlink::parameters::{
     AddAptParameters, AddPackageParameters, AddServerParameters, DownloadParameters,
     HistoryParameters, InstallParameters, InterfaceParameters, JobParameters, NoParameters,
-    SearchParameters, ServiceParameters, SetHiddenParameters, SyncParameters, UpdateParameters,
+    PauseParameters, SearchParameters, ServiceParameters, SetAutomaticUpdatesParameters,
+    SetHiddenParameters, SyncParameters, UpdateParameters,
 };
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -346,6 +347,47 @@ async fn handle(
             let requester = session.requester(request.client_application_id);
             let report = agent.export_reports(&requester, request.service_id).await;
             result_reply(report.map(|report| json!({ "report": report })))
+        }
+        (AGENT, "GetAutomaticUpdates") => {
+            let NoParameters {} = parameters(call).await?;
+            let state = agent.automatic_updates(&session.requester(None)).await;
+            result_reply(state.map(|state| json!({ "state": state })))
+        }
+        (AGENT, "SetAutomaticUpdates") => {
+            let request: SetAutomaticUpdatesParameters = parameters(call).await?;
+            let state = match crate::automatic::settings_change(request) {
+                Ok(change) => {
+                    agent
+                        .set_automatic_updates(&session.requester(None), change)
+                        .await
+                }
+                Err(error) => Err(error),
+            };
+            result_reply(state.map(|state| json!({ "state": state })))
+        }
+        (AGENT, "DetectNow") => {
+            let NoParameters {} = parameters(call).await?;
+            let done = agent.detect_now(&session.requester(None)).await;
+            result_reply(done.map(|()| json!({})))
+        }
+        (AGENT, "PauseAutomaticUpdates") => {
+            let PauseParameters { until } = parameters(call).await?;
+            let state = match crate::automatic::pause_end(until.as_deref()) {
+                Ok(until) => {
+                    agent
+                        .pause_automatic_updates(&session.requester(None), until)
+                        .await
+                }
+                Err(error) => Err(error),
+            };
+            result_reply(state.map(|state| json!({ "state": state })))
+        }
+        (AGENT, "ResumeAutomaticUpdates") => {
+            let NoParameters {} = parameters(call).await?;
+            let state = agent
+                .resume_automatic_updates(&session.requester(None))
+                .await;
+            result_reply(state.map(|state| json!({ "state": state })))
         }
         (AGENT, "ListJobs") => {
             let NoParameters {} = parameters(call).await?;
