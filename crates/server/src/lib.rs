@@ -13,6 +13,8 @@
 //!   stored in one transaction, duplicates acknowledged and ignored) and
 //!   the admin's summaries of them ([`reports::summarise_updates`] counts
 //!   Unknown from approvals);
+//! - [`console`]: the web console under `/console` (server-rendered HTML,
+//!   sessions, a read-only role);
 //! - [`error::ServerError`]: the one error type; every 4xx carries a JSON
 //!   body with a WUA code;
 //! - [`client::Client`]: what `wua-server publish`, `decline`, `updates`,
@@ -35,6 +37,7 @@
 pub mod api;
 pub mod client;
 pub mod config;
+pub mod console;
 pub mod content;
 pub mod error;
 pub mod fleet;

@@ -8,8 +8,14 @@
 //! none of it.
 
 mod changes;
+mod console;
 mod postgres;
 mod sqlite;
+
+pub use console::{
+    ComputerReport, ComputerRow, ComputerUpdateRow, ConsoleSession, ConsoleToken, FailingUpdate,
+    FailureCode, FailureRow, GroupHealth, Page, RevisionRow, Role, UpdateComputerRow,
+};
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -29,7 +35,7 @@ use crate::reports::{
 };
 
 /// The schema version this build migrates to (each back end records its own).
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 40;
 
 /// Why the store could not answer.
 #[derive(Debug, thiserror::Error)]
