@@ -5,12 +5,15 @@
 //! scan of memory, not of their JSON.
 //!
 //! It is a cache of rows that never change: a revision, once stored, is
-//! never rewritten. Each use asks the store for the revisions published
-//! since the newest one it holds (an index on `published`) and folds them
-//! in, so front ends sharing a database see the same updates; what can
-//! change (declines, approvals) is read from the store for each page.
+//! never rewritten. Each use reads the catalog version; when it moved, the
+//! number of stored revisions; when that differs from the number folded
+//! in, the revisions published since shortly before the newest one held
+//! (an index on `published`), and all of them if some are still missing
+//! (a publish that committed late, or revisions removed). So front ends
+//! sharing a database see the same updates; what can change (declines,
+//! approvals) is read from the store for each page.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use openwua_catalog::revision::Revision;
@@ -146,6 +149,8 @@ pub struct Snapshot {
     updates: Vec<IndexedUpdate>,
     by_id: HashMap<Uuid, usize>,
     newest: Option<String>,
+    /// Every (update, revision) folded in.
+    seen: HashSet<(Uuid, i32)>,
     /// Every classification's name, for the filter's choices.
     pub classifications: BTreeSet<String>,
 }
@@ -195,6 +200,11 @@ impl Snapshot {
     /// This snapshot with `rows` folded in (a newer revision replaces an
     /// older one of the same update).
     fn with(&self, rows: Vec<IndexedUpdate>) -> Snapshot {
+        let mut seen = self.seen.clone();
+        seen.extend(
+            rows.iter()
+                .map(|row| (row.identity.update_id, row.identity.revision_number)),
+        );
         let mut current: HashMap<Uuid, IndexedUpdate> = self
             .updates
             .iter()
@@ -221,6 +231,7 @@ impl Snapshot {
             .map(|(index, update)| (update.identity.update_id, index))
             .collect();
         Snapshot {
+            seen,
             newest: updates.iter().map(|update| update.published.clone()).max(),
             classifications: updates
                 .iter()
@@ -232,15 +243,19 @@ impl Snapshot {
     }
 
     fn holds(&self, row: &RevisionRow) -> bool {
-        self.get(row.update_id)
-            .is_some_and(|held| held.identity.revision_number >= row.revision_number)
+        self.seen.contains(&(row.update_id, row.revision_number))
     }
 }
+
+/// How far before the newest revision held a catch-up reads: publishes
+/// whose transactions overlapped commit in any order.
+const CATCH_UP_MARGIN: jiff::SignedDuration = jiff::SignedDuration::from_mins(10);
 
 /// The index, caught up with the store at each use.
 #[derive(Default)]
 pub struct UpdateIndex {
-    current: Mutex<Arc<Snapshot>>,
+    /// The snapshot, and the catalog version it was last checked at.
+    current: Mutex<(Arc<Snapshot>, Option<u64>)>,
 }
 
 impl UpdateIndex {
@@ -248,23 +263,114 @@ impl UpdateIndex {
     pub async fn current(&self, store: &Store) -> Result<Arc<Snapshot>, StoreError> {
         // One catch-up at a time; the others wait for it and share it.
         let mut current = self.current.lock().await;
-        let rows = store.revisions_since(current.newest.clone()).await?;
-        let fresh: Vec<RevisionRow> = rows.into_iter().filter(|row| !current.holds(row)).collect();
-        if fresh.is_empty() {
-            return Ok(Arc::clone(&current));
+        let version = store.catalog_version().await?;
+        if current.1 == Some(version) {
+            return Ok(Arc::clone(&current.0));
         }
-        let base = Arc::clone(&current);
-        // Parsing up to 100,000 revisions' JSON is CPU work.
-        let next = tokio::task::spawn_blocking(move || {
-            let parsed = fresh
-                .iter()
-                .map(IndexedUpdate::from_row)
-                .collect::<Result<Vec<_>, StoreError>>()?;
-            Ok::<_, StoreError>(base.with(parsed))
-        })
-        .await
-        .map_err(|error| StoreError::Io(format!("the index's thread: {error}")))??;
-        *current = Arc::new(next);
-        Ok(Arc::clone(&current))
+        let stored = store.revision_count().await?;
+        let mut snapshot = Arc::clone(&current.0);
+        if stored != snapshot.seen.len() as u64 {
+            if stored < snapshot.seen.len() as u64 {
+                // Revisions were removed: start again.
+                snapshot = Arc::new(Snapshot::default());
+            }
+            let since = snapshot
+                .newest
+                .as_deref()
+                .and_then(|newest| newest.parse::<jiff::Timestamp>().ok())
+                .map(|newest| (newest - CATCH_UP_MARGIN).to_string());
+            snapshot = fold(snapshot, store.revisions_since(since).await?).await?;
+            if (snapshot.seen.len() as u64) < stored {
+                snapshot = fold(snapshot, store.revisions_since(None).await?).await?;
+            }
+        }
+        *current = (Arc::clone(&snapshot), Some(version));
+        Ok(snapshot)
+    }
+}
+
+/// `base` with the rows it does not hold yet.
+async fn fold(base: Arc<Snapshot>, rows: Vec<RevisionRow>) -> Result<Arc<Snapshot>, StoreError> {
+    let fresh: Vec<RevisionRow> = rows.into_iter().filter(|row| !base.holds(row)).collect();
+    if fresh.is_empty() {
+        return Ok(base);
+    }
+    // Parsing up to 100,000 revisions' JSON is CPU work.
+    tokio::task::spawn_blocking(move || {
+        let parsed = fresh
+            .iter()
+            .map(IndexedUpdate::from_row)
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Arc::new(base.with(parsed)))
+    })
+    .await
+    .map_err(|error| StoreError::Io(format!("the index's thread: {error}")))?
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use openwua_catalog::manifest;
+
+    use super::*;
+    use crate::store::Candidate;
+
+    fn sample() -> Vec<Revision> {
+        manifest::load_service_dir(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/sample-service"),
+        )
+        .unwrap()
+        .revisions
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_index_catches_up_with_new_revisions_and_searches_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(&dir.path().join("s.sqlite"))
+            .await
+            .unwrap();
+        let index = UpdateIndex::default();
+        assert!(index.current(&store).await.unwrap().is_empty());
+        let mut revisions = sample();
+        let candidates = revisions
+            .iter()
+            .cloned()
+            .map(|r| Candidate::new(r).unwrap())
+            .collect();
+        store.publish_content_elsewhere(candidates).await.unwrap();
+        let first = index.current(&store).await.unwrap();
+        assert_eq!(first.len(), revisions.len());
+
+        // A new revision of one update replaces it; the others stay.
+        let revised = &mut revisions[0];
+        revised.update.title = "A title nobody had before".into();
+        let id = revised.update.identity.update_id;
+        store
+            .publish_content_elsewhere(vec![Candidate::new(revised.clone()).unwrap()])
+            .await
+            .unwrap();
+        let second = index.current(&store).await.unwrap();
+        assert_eq!(second.len(), revisions.len());
+        assert_eq!(second.get(id).unwrap().identity.revision_number, 2);
+        let search = Search {
+            text: Some("nobody had".into()),
+            criteria: Some(Criteria::parse(&format!("UpdateID='{id}'")).unwrap()),
+            ..Search::default()
+        };
+        let (total, rows) = second.search(&search, &|_| true, 0, 50);
+        assert_eq!((total, rows[0].identity.update_id), (1, id));
+        let (none, _) = second.search(
+            &Search {
+                criteria: Some(
+                    Criteria::parse(&format!("UpdateID!='{id}' and UpdateID='{id}'")).unwrap(),
+                ),
+                ..Search::default()
+            },
+            &|_| true,
+            0,
+            50,
+        );
+        assert_eq!(none, 0);
     }
 }

@@ -800,6 +800,25 @@ impl Store {
         }
     }
 
+    /// How many revisions the store holds.
+    pub async fn revision_count(&self) -> Result<u64, StoreError> {
+        const SQL: &str = "SELECT COUNT(*) FROM updates";
+        let n: i64 = match self {
+            Store::Sqlite(store) => {
+                store
+                    .with(|connection| Ok(connection.query_row(SQL, [], |row| row.get(0))?))
+                    .await?
+            }
+            Store::Postgres(store) => store
+                .client()
+                .await?
+                .query_one(SQL, &[])
+                .await?
+                .try_get(0)?,
+        };
+        Ok(count(n))
+    }
+
     /// Every declined update.
     pub async fn declined_updates(&self) -> Result<HashSet<Uuid>, StoreError> {
         match self {
