@@ -698,7 +698,13 @@ impl Store {
             Store::Sqlite(store) => {
                 store
                     .with(move |connection| {
-                        let mut statement = connection.prepare(&sqlite(&top_failing_sql()))?;
+                        // Grouping by update_id, SQLite would rather walk the
+                        // whole by-update index than the failures' partial one.
+                        let sql = sqlite(&top_failing_sql()).replace(
+                            "FROM update_states s WHERE",
+                            "FROM update_states s INDEXED BY update_states_failed WHERE",
+                        );
+                        let mut statement = connection.prepare(&sql)?;
                         let rows = statement.query_map([limit_to], |row| {
                             Ok((row.get::<_, String>(0)?, row.get(1)?, row.get(2)?))
                         })?;
