@@ -24,15 +24,16 @@ pub const SEGMENTS: [Segment; 5] = [
     ("Not reported", "not-reported", |health| health.not_reported),
 ];
 
-const WIDTH: f64 = 600.0;
-const LABEL: f64 = 170.0;
+// Small enough that its text stays readable when a phone scales it down.
+const WIDTH: f64 = 400.0;
+const LABEL: f64 = 125.0;
 const BAR: f64 = 22.0;
 const GAP: f64 = 14.0;
 
 /// The chart of `groups`' health.
 pub fn health_chart(groups: &[GroupHealth], days: u64) -> Markup {
     let height = (groups.len() as f64) * (BAR + GAP) + GAP;
-    let span = WIDTH - LABEL - 50.0;
+    let span = WIDTH - LABEL - 40.0;
     html! {
         svg.chart role="img" viewBox=(format!("0 0 {WIDTH} {height}"))
             aria-labelledby="chart-title" {
@@ -86,7 +87,7 @@ fn fmt(value: f64) -> String {
 
 /// A group's name cut to what fits beside its bar.
 fn truncated(name: &str) -> String {
-    match name.char_indices().nth(24) {
+    match name.char_indices().nth(16) {
         Some((end, _)) => format!("{}…", &name[..end]),
         None => name.to_owned(),
     }
