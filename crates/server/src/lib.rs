@@ -19,6 +19,8 @@
 //!   transaction and run on demand ([`rules_api`] serves them and
 //!   rollouts); [`rollouts`]: staged approvals whose rings gate what a
 //!   computer is offered, advanced or halted by [`rollouts::decide`];
+//! - [`console`]: the web console under `/console` (server-rendered HTML,
+//!   sessions, a read-only role);
 //! - [`error::ServerError`]: the one error type; every 4xx carries a JSON
 //!   body with a WUA code;
 //! - [`client::Client`]: what `wua-server publish`, `decline`, `updates`,
@@ -42,6 +44,7 @@ pub mod airgap;
 pub mod api;
 pub mod client;
 pub mod config;
+pub mod console;
 pub mod content;
 pub mod error;
 pub mod fleet;

@@ -72,6 +72,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // The in-flight bound outermost, so a loaded server does no other work
     // for a request it turns away.
     let app = router(Arc::clone(&state), config.request_timeout)
+        .merge(crate::console::router(
+            Arc::clone(&state),
+            config.tls.is_some(),
+            config.request_timeout,
+        ))
         .layer(middleware::from_fn_with_state(
             Arc::new(RegistrationLimit::new(registrations)),
             limit_registrations,

@@ -280,6 +280,37 @@ fn an_agent_that_trusts_the_operators_ca_syncs_and_installs_over_https() {
     session.sync(None, |_| {}).unwrap();
     download_and_install(&session);
 
+    // Over TLS the console's session cookie is Secure (HttpOnly and
+    // SameSite=Strict as on plain HTTP).
+    let pem = std::fs::read(&ca).unwrap();
+    let roots: Vec<_> = ureq::tls::parse_pem(&pem)
+        .filter_map(|item| match item.unwrap() {
+            ureq::tls::PemItem::Certificate(certificate) => Some(certificate),
+            _ => None,
+        })
+        .collect();
+    let browser: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .tls_config(
+            ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::new_with_certs(&roots))
+                .build(),
+        )
+        .build()
+        .into();
+    let token = std::fs::read_to_string(data_dir.join("admin.token")).unwrap();
+    let answer = browser
+        .post(format!("{url}/console/sign-in"))
+        .content_type("application/x-www-form-urlencoded")
+        .send(format!("token={}", token.trim()))
+        .unwrap();
+    assert_eq!(answer.status(), 303);
+    let cookie = answer.headers()["set-cookie"].to_str().unwrap();
+    for attribute in ["; Secure", "; HttpOnly", "; SameSite=Strict"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+
     // A CA file that holds no certificate is refused before anything is
     // asked of the server.
     let error = stranger_session

@@ -9,11 +9,16 @@
 
 mod automation;
 mod changes;
+mod console;
 mod postgres;
 mod sqlite;
 
 pub use automation::RuleApproval;
 use automation::{decode_rollout, decode_rule, rollout_approvals, snapshot_key};
+pub use console::{
+    ComputerReport, ComputerRow, ComputerUpdateRow, ConsoleSession, ConsoleToken, FailingUpdate,
+    FailureCode, FailureRow, GroupHealth, Page, RevisionRow, Role, UpdateComputerRow,
+};
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -33,7 +38,7 @@ use crate::reports::{
 };
 
 /// The schema version this build migrates to (each back end records its own).
-pub const SCHEMA_VERSION: i64 = 20;
+pub const SCHEMA_VERSION: i64 = 40;
 
 /// Why the store could not answer.
 #[derive(Debug, thiserror::Error)]

@@ -131,6 +131,34 @@ const MIGRATIONS: &[(i64, &str)] = &[
              rollout_json TEXT NOT NULL
          );",
     ),
+    (
+        40,
+        // The web console (console/): its sign-in sessions and read-only
+        // tokens, and the indexes its pages read through (partial ones
+        // for the states that need attention, so a healthy fleet's rows
+        // are never read).
+        "CREATE TABLE console_sessions (
+             id_sha256 BYTEA PRIMARY KEY,
+             token_sha256 BYTEA NOT NULL,
+             role TEXT NOT NULL,
+             csrf TEXT NOT NULL,
+             expires BIGINT NOT NULL
+         );
+         CREATE TABLE console_tokens (
+             sha256 BYTEA PRIMARY KEY,
+             label TEXT NOT NULL,
+             role TEXT NOT NULL,
+             added TEXT NOT NULL
+         );
+         CREATE INDEX computers_by_group ON computers (group_name, hostname);
+         CREATE INDEX update_states_by_update ON update_states (update_id, state);
+         CREATE INDEX update_states_attention ON update_states (computer_id, state)
+             WHERE state IN ('NotInstalled', 'Downloaded', 'Failed', 'InstalledPendingReboot');
+         CREATE INDEX update_states_failed ON update_states (hresult, update_id, computer_id)
+             WHERE state = 'Failed';
+         CREATE INDEX updates_by_published ON updates (published);
+         CREATE INDEX updates_declined ON updates (update_id) WHERE declined;",
+    ),
 ];
 
 /// The rows a publish adds, column by column (for one `unnest` insert).
@@ -169,7 +197,7 @@ impl PostgresStore {
         Ok(store)
     }
 
-    async fn client(&self) -> Result<Object, StoreError> {
+    pub(super) async fn client(&self) -> Result<Object, StoreError> {
         self.pool
             .get()
             .await
