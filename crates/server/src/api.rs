@@ -65,6 +65,9 @@ pub struct AppState {
     /// Signed sync answers kept between requests, keyed by the catalog
     /// version the store gives.
     pub sync_cache: crate::sync_cache::SyncCache,
+    /// Upstream repositories' shared parts (one sync at a time, the index
+    /// cache, the content fetcher's wake-up).
+    pub upstreams: crate::upstream::Upstreams,
 }
 
 /// Shared state, as handlers take it.
@@ -102,7 +105,11 @@ pub type Shared = Arc<AppState>;
         crate::reports::update_computers_report,
         crate::reports::computers_report,
         crate::reports::failures_report,
-        crate::reports::groups_report
+        crate::reports::groups_report,
+        crate::upstream::api::list,
+        crate::upstream::api::add,
+        crate::upstream::api::remove,
+        crate::upstream::api::sync
     ),
     components(schemas(
         ErrorBody,
@@ -137,7 +144,12 @@ pub type Shared = Arc<AppState>;
         crate::reports::Failure,
         crate::reports::GroupSummary,
         crate::reports::UpdateComputer,
-        crate::reports::UpdateComputers
+        crate::reports::UpdateComputers,
+        crate::upstream::UpstreamSpec,
+        crate::upstream::UpstreamSummary,
+        crate::upstream::PocketFilter,
+        crate::upstream::SyncReport,
+        crate::upstream::api::RemovedUpstream
     )),
     modifiers(&BearerAuth)
 )]
@@ -224,6 +236,7 @@ pub fn router(state: Shared, timeout: Duration) -> Router {
             get(crate::reports::failures_report),
         )
         .route("/api/v1/reports/groups", get(crate::reports::groups_report))
+        .merge(crate::upstream::api::routes())
         .fallback(no_route)
         .method_not_allowed_fallback(no_method)
         .layer(TimeoutLayer::with_status_code(
@@ -629,6 +642,10 @@ mod tests {
         ("GET", "/api/v1/reports/computers"),
         ("GET", "/api/v1/reports/failures"),
         ("GET", "/api/v1/reports/groups"),
+        ("GET", "/api/v1/upstreams"),
+        ("POST", "/api/v1/upstreams"),
+        ("DELETE", "/api/v1/upstreams/{name}"),
+        ("POST", "/api/v1/upstreams/{name}/sync"),
     ];
 
     #[tokio::test(flavor = "multi_thread")]
@@ -665,6 +682,7 @@ mod tests {
             max_content_bytes: 1 << 20,
             content_base_url: None,
             sync_cache: crate::sync_cache::SyncCache::new(1 << 20, Duration::from_secs(3600)),
+            upstreams: crate::upstream::Upstreams::new(dir.path()),
         });
         let app = router(state, Duration::from_secs(30));
         for (method, path) in &expected {

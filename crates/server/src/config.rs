@@ -39,6 +39,11 @@ pub const DEFAULT_DELTA_RETENTION_DAYS: u64 = 30;
 /// The most bytes of signed full snapshots kept in memory: 256 MiB.
 pub const DEFAULT_SNAPSHOT_CACHE_BYTES: u64 = 256 << 20;
 
+/// Upstreams sync by themselves once a day…
+pub const DEFAULT_UPSTREAM_SYNC_INTERVAL_MINUTES: u64 = 24 * 60;
+/// …plus a random delay of up to an hour, drawn afresh each time.
+pub const DEFAULT_UPSTREAM_SYNC_SPREAD_MINUTES: u64 = 60;
+
 /// `server.toml` as written: every key optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -85,6 +90,11 @@ pub struct ConfigFile {
     /// `snapshot_cache_bytes`: the most bytes of signed snapshots kept in
     /// memory (0: none).
     pub snapshot_cache_bytes: Option<u64>,
+    /// `upstream_sync_interval_minutes`: between scheduled syncs of each
+    /// upstream (0: none).
+    pub upstream_sync_interval_minutes: Option<u64>,
+    /// `upstream_sync_spread_minutes`: the most random delay added to each.
+    pub upstream_sync_spread_minutes: Option<u64>,
 }
 
 /// The configuration in force: the file, then the flags over it.
@@ -125,6 +135,8 @@ pub struct Config {
     pub delta_retention: Duration,
     /// The most bytes of signed snapshots kept in memory.
     pub snapshot_cache_bytes: u64,
+    /// When upstreams sync by themselves.
+    pub upstream_schedule: crate::upstream::schedule::Schedule,
 }
 
 /// `tls_certificate` and `tls_private_key`.
@@ -225,6 +237,20 @@ impl ConfigFile {
                 .snapshot_cache_bytes
                 .or(self.snapshot_cache_bytes)
                 .unwrap_or(DEFAULT_SNAPSHOT_CACHE_BYTES),
+            upstream_schedule: crate::upstream::schedule::Schedule {
+                interval: Duration::from_secs(
+                    over.upstream_sync_interval_minutes
+                        .or(self.upstream_sync_interval_minutes)
+                        .unwrap_or(DEFAULT_UPSTREAM_SYNC_INTERVAL_MINUTES)
+                        .saturating_mul(60),
+                ),
+                spread: Duration::from_secs(
+                    over.upstream_sync_spread_minutes
+                        .or(self.upstream_sync_spread_minutes)
+                        .unwrap_or(DEFAULT_UPSTREAM_SYNC_SPREAD_MINUTES)
+                        .saturating_mul(60),
+                ),
+            },
         };
         config.check()?;
         Ok(config)

@@ -13,6 +13,9 @@
 //!   stored in one transaction, duplicates acknowledged and ignored) and
 //!   the admin's summaries of them ([`reports::summarise_updates`] counts
 //!   Unknown from approvals);
+//! - [`upstream`]: upstream Debian/Ubuntu repositories synced into the
+//!   catalog (verified with gpgv, mapped by `openwua-apt`), their `.deb`s
+//!   fetched on approval;
 //! - [`error::ServerError`]: the one error type; every 4xx carries a JSON
 //!   body with a WUA code;
 //! - [`client::Client`]: what `wua-server publish`, `decline`, `updates`,
@@ -46,3 +49,4 @@ pub mod setup;
 pub mod store;
 pub mod sync_cache;
 pub mod tls;
+pub mod upstream;

@@ -10,6 +10,7 @@
 mod changes;
 mod postgres;
 mod sqlite;
+pub mod upstreams;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -29,7 +30,7 @@ use crate::reports::{
 };
 
 /// The schema version this build migrates to (each back end records its own).
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 10;
 
 /// Why the store could not answer.
 #[derive(Debug, thiserror::Error)]
