@@ -429,3 +429,87 @@ fn a_server_killed_half_way_through_a_sync_published_nothing_and_syncs_again() {
     assert_eq!(report["added"], 2);
     server.stop();
 }
+
+/// The whole path: an upstream update approved on the server, its `.deb`
+/// fetched on approval, and a real agent (in-process, on a sandboxed apt
+/// and dpkg that has version 1.0-1 and no apt sources at all) installing
+/// 1.1-1 through apt from the server's content.
+#[test]
+fn an_approved_upstream_update_is_installed_by_an_agent_through_apt_from_the_servers_content() {
+    use openwua_agent::{Background, Config};
+    use openwua_client::blocking::UpdateSession;
+    use openwua_model::enums::OperationResultCode;
+    use openwua_testkit::debrepo::AptRoot;
+
+    let mut repository = repository();
+    repository.add(SUITE, &hello("1.1-1"));
+    repository.publish();
+    let mirror = repository.serve();
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(&data.path().join("data"), None, &[]);
+    add_upstream(&server, "tests", &mirror.url(), &repository.keyring(), &[]);
+    assert_eq!(sync(&server, "tests").0, 200);
+    let update = apt_id("hello-upstream", "1.1-1");
+    server.run_ok(&["approve", &update, "--group", "All Computers"]);
+    let entry = repository.entry(SUITE, "hello-upstream", "1.1-1");
+    let content = format!("/api/v1/content/{}", entry.sha256);
+    assert!(
+        wait_until(Instant::now() + Duration::from_secs(30), || {
+            server.get(&content, &[]).0 == 200
+        }),
+        "not fetched: {}",
+        server.log_tail()
+    );
+    let key = server.run_ok(&["key"]).trim().to_owned();
+
+    let machine = AptRoot::new();
+    let old = tempfile::tempdir().unwrap();
+    machine.dpkg_install(&hello("1.0-1").build(old.path()));
+    let state = tempfile::tempdir().unwrap();
+    let machine_id = state.path().join("machine-id");
+    std::fs::write(&machine_id, "33333333333333333333333333333333\n").unwrap();
+    let mut config = Config {
+        owner_is_admin: true,
+        ..Config::under(state.path())
+    };
+    config.facts.machine_id = machine_id;
+    config.facts.dpkg_admindir = machine.admindir();
+    config.install.dpkg_instdir = Some(machine.instdir());
+    config.install.dpkg_extra_args = machine.dpkg_extra_args();
+    config.install.reboot_required_file = machine.reboot_required_file();
+    config.install.server_apt_root = machine.apt_dir();
+    let agent = Background::start(config).unwrap();
+    let session = UpdateSession::connect(agent.socket()).unwrap();
+    session
+        .create_update_service_manager()
+        .add_server_service(&server.url, &key, None, None, true)
+        .unwrap();
+    let id: uuid::Uuid = update.parse().unwrap();
+    let found = session.get_update(id).unwrap();
+    assert!(!found.entry.state.is_installed, "{found:?}");
+
+    let mut downloader = session.create_update_downloader();
+    downloader.updates = vec![id];
+    let downloaded = downloader.download().unwrap();
+    let result = downloaded.result.as_ref().unwrap();
+    assert_eq!(
+        result.result_code,
+        OperationResultCode::Succeeded,
+        "{downloaded:?}"
+    );
+    let mut installer = session.create_update_installer();
+    installer.updates = vec![id];
+    let installed = installer.install().unwrap();
+    let result = installed.result.as_ref().unwrap();
+    assert_eq!(
+        result.result_code,
+        OperationResultCode::Succeeded,
+        "{installed:?}"
+    );
+    assert_eq!(
+        machine.status("hello-upstream"),
+        "install ok installed 1.1-1"
+    );
+    assert!(session.get_update(id).unwrap().entry.state.is_installed);
+    server.stop();
+}

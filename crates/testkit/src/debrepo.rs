@@ -358,6 +358,11 @@ pub struct Server {
 }
 
 impl Server {
+    /// Serves the files beneath `root` (a mirror laid out by hand).
+    pub fn serve_directory(root: &Path) -> Server {
+        Server::start(root.to_owned())
+    }
+
     fn start(root: PathBuf) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();

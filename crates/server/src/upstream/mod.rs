@@ -971,12 +971,7 @@ fn attach_content(
                 reason: format!("its Filename {filename:?} is not a plain path under the mirror"),
             });
         }
-        let file_name = format!(
-            "{}_{}_{}.deb",
-            package.name,
-            package.version.replace(':', "%3a"),
-            package.architecture
-        );
+        let file_name = package.deb_file_name();
         if content.iter().any(|file| file.file_name == file_name) {
             continue;
         }
