@@ -111,10 +111,31 @@ fn refused(server: &Server, name: &str, code: &str, words: &str) {
 
 #[test]
 fn a_signed_repository_syncs_incrementally_with_the_agents_identities() {
+    syncs_incrementally(None);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_postgresql_a_signed_repository_syncs_incrementally() {
+    let Some(admin_url) =
+        common::postgres_url("on_postgresql_a_signed_repository_syncs_incrementally")
+    else {
+        return;
+    };
+    common::with_database(&admin_url, |url| async move {
+        tokio::task::spawn_blocking(move || syncs_incrementally(Some(&url)))
+            .await
+            .unwrap();
+    })
+    .await;
+}
+
+/// First sync, nothing changed, a new version (superseding), download on
+/// approval, removal.
+fn syncs_incrementally(database: Option<&str>) {
     let mut repository = repository();
     let mirror = repository.serve();
     let data = tempfile::tempdir().unwrap();
-    let server = Server::start(&data.path().join("data"), None, &[]);
+    let server = Server::start(&data.path().join("data"), database, &[]);
     add_upstream(&server, "tests", &mirror.url(), &repository.keyring(), &[]);
     let listed = server.json(&["upstream", "list"]);
     assert_eq!(listed[0]["name"], "tests");
