@@ -67,6 +67,23 @@ pub(crate) fn apt_settings(service: &ServiceInfo, install: &InstallSettings) -> 
     }
 }
 
+/// How apt runs for an update server's apt update, whose `.deb`s come as
+/// content: the agent's `server_apt_root`. None for any other payload.
+pub(crate) fn server_apt_settings(
+    payload: &crate::store::Payload,
+    install: &InstallSettings,
+) -> Option<AptSettings> {
+    (matches!(
+        payload.handler,
+        openwua_catalog::revision::Handler::Apt { .. }
+    ) && !payload.content.is_empty())
+    .then(|| AptSettings {
+        root: install.server_apt_root.clone(),
+        lock_wait: Duration::from_secs(install.apt_lock_wait_seconds),
+        ..AptSettings::default()
+    })
+}
+
 /// `IsDownloaded` of apt updates, remembered per update until the
 /// archive directory of its service changes (apt renames every finished
 /// download into it, and removes files from it, so its modification time

@@ -265,6 +265,10 @@ pub struct InstallSettings {
     /// Seconds an apt install waits for dpkg's lock held by another
     /// program before it fails with `WU_E_OPERATIONINPROGRESS`.
     pub apt_lock_wait_seconds: u64,
+    /// apt's root (`Dir`) for the apt updates an update server delivers as
+    /// `.deb` files: apt installs them from the job's content and resolves
+    /// their dependencies from this root's sources.
+    pub server_apt_root: PathBuf,
 }
 
 impl Default for InstallSettings {
@@ -283,6 +287,7 @@ impl Default for InstallSettings {
             question_timeout_seconds: 300,
             prompt_dir: PathBuf::from(openwua_installer::handlers::DEFAULT_PROMPT_DIR),
             apt_lock_wait_seconds: 120,
+            server_apt_root: PathBuf::from("/"),
         }
     }
 }

@@ -518,7 +518,9 @@ impl Agent {
             .map(|resolved| {
                 let payload =
                     store.payload(resolved.service_id, resolved.update.identity.update_id)?;
-                let apt = roots.get(&resolved.service_id).cloned();
+                let apt = roots.get(&resolved.service_id).cloned().or_else(|| {
+                    crate::apt_service::server_apt_settings(&payload, &self.config.install)
+                });
                 let bundled = resolved
                     .bundled
                     .into_iter()
@@ -546,9 +548,12 @@ impl Agent {
         // installer will find it.
         let dpkg = self.dpkg_settings();
         for target in &mut targets {
-            if let (Handler::Apt { packages, .. }, Some(apt)) =
-                (&target.payload.handler, &target.apt)
-            {
+            // (An update server's apt update is downloaded as content.)
+            if let (Handler::Apt { packages, .. }, Some(apt), true) = (
+                &target.payload.handler,
+                &target.apt,
+                target.payload.content.is_empty(),
+            ) {
                 target.downloaded =
                     openwua_installer::handlers::apt::is_downloaded(apt, &dpkg, packages);
             }

@@ -166,11 +166,19 @@ pub fn map_updates(lists: &[OfferedList<'_>], installed: &[InstalledPackage]) ->
         .iter()
         .map(|package| package.source.as_str())
         .collect();
+    map_sources(lists, &|source| wanted.contains(source))
+}
+
+/// [`map_updates`] for the source packages `wanted` accepts, whatever a
+/// machine has: the update server's upstream import, which serves many
+/// machines, maps every source its filters let through. The identities are
+/// the same as [`map_updates`] gives a machine.
+pub fn map_sources(lists: &[OfferedList<'_>], wanted: &dyn Fn(&str) -> bool) -> Vec<Revision> {
     let mut gathered: BTreeMap<(&str, &str, &str), Gathered<'_>> = BTreeMap::new();
     for list in lists {
         let class = list.pocket.class();
         for package in list.packages {
-            if !wanted.contains(package.source) {
+            if !wanted(package.source) {
                 continue;
             }
             let key = (list.pocket.origin, package.source, package.source_version);
@@ -422,6 +430,7 @@ mod tests {
             source_version: version,
             size,
             sha256: Sha256Digest([size as u8; 32]),
+            filename: "",
             synopsis: "a package",
             uses_debconf: false,
         }

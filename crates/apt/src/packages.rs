@@ -22,6 +22,10 @@ pub struct BinaryPackage<'a> {
     pub size: u64,
     /// `SHA256` of the `.deb`.
     pub sha256: Sha256Digest,
+    /// `Filename`: the `.deb`'s path under the repository's root
+    /// (`pool/main/h/hello/hello_2.10-3_amd64.deb`), empty when absent.
+    /// Not checked here: whoever fetches it must.
+    pub filename: &'a str,
     /// The first line of `Description` (the synopsis).
     pub synopsis: &'a str,
     /// It depends (`Depends` or `Pre-Depends`) on `debconf` or
@@ -92,6 +96,7 @@ pub fn binary_package<'a>(paragraph: &Paragraph<'a>) -> Result<BinaryPackage<'a>
         source_version,
         size,
         sha256,
+        filename: paragraph.first_line("Filename").unwrap_or(""),
         synopsis: paragraph.first_line("Description").unwrap_or(""),
         uses_debconf: mentions_debconf(paragraph.get("Pre-Depends"))
             || mentions_debconf(paragraph.get("Depends")),

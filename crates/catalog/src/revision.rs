@@ -310,6 +310,20 @@ pub struct AptPackage {
     pub uses_debconf: bool,
 }
 
+impl AptPackage {
+    /// The name its `.deb` has among an update's content files, when an
+    /// update server delivers it (`name_version_arch.deb`, the epoch's `:`
+    /// written `%3a` as apt does): how the apt handler finds it there.
+    pub fn deb_file_name(&self) -> String {
+        format!(
+            "{}_{}_{}.deb",
+            self.name,
+            self.version.replace(':', "%3a"),
+            self.architecture
+        )
+    }
+}
+
 /// One file a `files` handler places.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]

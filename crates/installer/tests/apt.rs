@@ -549,3 +549,40 @@ fn repair_finishes_a_dpkg_run_that_was_killed() {
     assert_eq!(root.status("owtest-slow"), "install ok installed 1.0");
     assert_eq!(repair_interrupted(&fixture.dpkg, &fixture.log), None);
 }
+
+/// An update server's apt update brings its `.deb`s as content: apt
+/// installs those files (a version its sources do not offer), with the
+/// same simulation, upgrade-only and no-remove rules.
+#[test]
+fn installs_the_debs_an_update_server_delivered_as_content() {
+    let world = World::new(owtest_lib()[..2].to_vec(), true);
+    world.preinstall(&Deb::new("owtest-lib1", "1.0-1").field("Source", "owtest-lib"));
+    let built = tempfile::tempdir().unwrap();
+    let mut update = Vec::new();
+    for name in ["owtest-lib1", "owtest-lib-tools"] {
+        let deb = Deb::new(name, "1:3.0-1").field("Source", "owtest-lib");
+        let path = deb.build(built.path());
+        let bytes = std::fs::read(&path).unwrap();
+        let package = AptPackage {
+            name: name.to_owned(),
+            architecture: "all".to_owned(),
+            version: "1:3.0-1".to_owned(),
+            size: bytes.len() as u64,
+            sha256: openwua_model::update::Sha256Digest(
+                <sha2::Sha256 as sha2::Digest>::digest(&bytes).into(),
+            ),
+            uses_debconf: false,
+        };
+        assert_eq!(package.deb_file_name(), format!("{name}_1%3a3.0-1_all.deb"));
+        world.fixture.content_file(&package.deb_file_name(), &bytes);
+        update.push(package);
+    }
+    let outcome = world.install(update);
+    assert_outcome(&world, &outcome, Outcome::Succeeded);
+    assert_eq!(
+        world.root.status("owtest-lib1"),
+        "install ok installed 1:3.0-1"
+    );
+    // Upgrade only: the binary the machine did not have stays absent.
+    assert_eq!(world.root.status("owtest-lib-tools"), "");
+}

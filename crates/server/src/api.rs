@@ -65,6 +65,9 @@ pub struct AppState {
     /// Signed sync answers kept between requests, keyed by the catalog
     /// version the store gives.
     pub sync_cache: crate::sync_cache::SyncCache,
+    /// Upstream repositories' shared parts (one sync at a time, the index
+    /// cache, the content fetcher's wake-up).
+    pub upstreams: crate::upstream::Upstreams,
 }
 
 /// Shared state, as handlers take it.
@@ -114,7 +117,11 @@ pub type Shared = Arc<AppState>;
         crate::rules_api::list_rollouts,
         crate::rules_api::show_rollout,
         crate::rules_api::halt_rollout,
-        crate::rules_api::resume_rollout
+        crate::rules_api::resume_rollout,
+        crate::upstream::api::list,
+        crate::upstream::api::add,
+        crate::upstream::api::remove,
+        crate::upstream::api::sync
     ),
     components(schemas(
         ErrorBody,
@@ -165,7 +172,12 @@ pub type Shared = Arc<AppState>;
         crate::rollouts::Rollout,
         crate::rollouts::HaltReason,
         crate::rollouts::FailingCode,
-        crate::rollouts::RolloutTally
+        crate::rollouts::RolloutTally,
+        crate::upstream::UpstreamSpec,
+        crate::upstream::UpstreamSummary,
+        crate::upstream::PocketFilter,
+        crate::upstream::SyncReport,
+        crate::upstream::api::RemovedUpstream
     )),
     modifiers(&BearerAuth)
 )]
@@ -278,6 +290,7 @@ pub fn router(state: Shared, timeout: Duration) -> Router {
             "/api/v1/rollouts/{id}/resume",
             post(crate::rules_api::resume_rollout),
         )
+        .merge(crate::upstream::api::routes())
         .fallback(no_route)
         .method_not_allowed_fallback(no_method)
         .layer(TimeoutLayer::with_status_code(
@@ -695,6 +708,10 @@ mod tests {
         ("GET", "/api/v1/rollouts/{id}"),
         ("POST", "/api/v1/rollouts/{id}/halt"),
         ("POST", "/api/v1/rollouts/{id}/resume"),
+        ("GET", "/api/v1/upstreams"),
+        ("POST", "/api/v1/upstreams"),
+        ("DELETE", "/api/v1/upstreams/{name}"),
+        ("POST", "/api/v1/upstreams/{name}/sync"),
     ];
 
     #[tokio::test(flavor = "multi_thread")]
@@ -731,6 +748,7 @@ mod tests {
             max_content_bytes: 1 << 20,
             content_base_url: None,
             sync_cache: crate::sync_cache::SyncCache::new(1 << 20, Duration::from_secs(3600)),
+            upstreams: crate::upstream::Upstreams::new(dir.path()),
         });
         let app = router(state, Duration::from_secs(30));
         for (method, path) in &expected {

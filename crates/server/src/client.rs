@@ -535,6 +535,43 @@ impl Client {
     }
 }
 
+/// Upstream repositories.
+impl Client {
+    /// Every upstream.
+    pub fn list_upstreams(&self) -> anyhow::Result<Vec<crate::upstream::UpstreamSummary>> {
+        self.admin_get("/api/v1/upstreams")
+    }
+
+    /// Adds an upstream.
+    pub fn add_upstream(
+        &self,
+        spec: &crate::upstream::UpstreamSpec,
+    ) -> anyhow::Result<crate::upstream::UpstreamSummary> {
+        self.admin_post("/api/v1/upstreams", spec)
+    }
+
+    /// Removes an upstream.
+    pub fn remove_upstream(
+        &self,
+        name: &str,
+    ) -> anyhow::Result<crate::upstream::api::RemovedUpstream> {
+        let request = self
+            .agent
+            .delete(self.url(&format!("/api/v1/upstreams/{}", path_segment(name))))
+            .header("authorization", self.authorization()?)
+            .call();
+        self.answer(request)
+    }
+
+    /// Syncs an upstream and waits for the report.
+    pub fn sync_upstream(&self, name: &str) -> anyhow::Result<crate::upstream::SyncReport> {
+        self.admin_post(
+            &format!("/api/v1/upstreams/{}/sync", path_segment(name)),
+            &serde_json::json!({}),
+        )
+    }
+}
+
 fn group_query(filter: &GroupFilter) -> String {
     query_string(&[
         ("group", filter.group.clone()),

@@ -41,6 +41,11 @@ pub const DEFAULT_SNAPSHOT_CACHE_BYTES: u64 = 256 << 20;
 /// How often running rollouts are weighed without a report: a minute.
 pub const DEFAULT_ROLLOUT_CHECK_SECS: u64 = 60;
 
+/// Upstreams sync by themselves once a day…
+pub const DEFAULT_UPSTREAM_SYNC_INTERVAL_MINUTES: u64 = 24 * 60;
+/// …plus a random delay of up to an hour, drawn afresh each time.
+pub const DEFAULT_UPSTREAM_SYNC_SPREAD_MINUTES: u64 = 60;
+
 /// `server.toml` as written: every key optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -90,6 +95,11 @@ pub struct ConfigFile {
     /// `rollout_check_secs`: how often running rollouts are weighed
     /// without a report arriving (soak times end between reports).
     pub rollout_check_secs: Option<u64>,
+    /// `upstream_sync_interval_minutes`: between scheduled syncs of each
+    /// upstream (0: none).
+    pub upstream_sync_interval_minutes: Option<u64>,
+    /// `upstream_sync_spread_minutes`: the most random delay added to each.
+    pub upstream_sync_spread_minutes: Option<u64>,
 }
 
 /// The configuration in force: the file, then the flags over it.
@@ -132,6 +142,8 @@ pub struct Config {
     pub snapshot_cache_bytes: u64,
     /// How often running rollouts are weighed on a timer.
     pub rollout_check: Duration,
+    /// When upstreams sync by themselves.
+    pub upstream_schedule: crate::upstream::schedule::Schedule,
 }
 
 /// `tls_certificate` and `tls_private_key`.
@@ -237,6 +249,20 @@ impl ConfigFile {
                     .or(self.rollout_check_secs)
                     .unwrap_or(DEFAULT_ROLLOUT_CHECK_SECS),
             ),
+            upstream_schedule: crate::upstream::schedule::Schedule {
+                interval: Duration::from_secs(
+                    over.upstream_sync_interval_minutes
+                        .or(self.upstream_sync_interval_minutes)
+                        .unwrap_or(DEFAULT_UPSTREAM_SYNC_INTERVAL_MINUTES)
+                        .saturating_mul(60),
+                ),
+                spread: Duration::from_secs(
+                    over.upstream_sync_spread_minutes
+                        .or(self.upstream_sync_spread_minutes)
+                        .unwrap_or(DEFAULT_UPSTREAM_SYNC_SPREAD_MINUTES)
+                        .saturating_mul(60),
+                ),
+            },
         };
         config.check()?;
         Ok(config)

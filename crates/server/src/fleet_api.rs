@@ -645,6 +645,8 @@ pub(crate) async fn approve(
             deadline: request.deadline,
         })
         .await?;
+    // Download on approval: an upstream update's .debs are fetched now.
+    state.upstreams.content_wanted.notify_one();
     let subject = match change {
         GroupChange::UnknownUpdate => update_id.to_string(),
         _ => request.group,

@@ -21,6 +21,9 @@
 //!   computer is offered, advanced or halted by [`rollouts::decide`];
 //! - [`console`]: the web console under `/console` (server-rendered HTML,
 //!   sessions, a read-only role);
+//! - [`upstream`]: upstream Debian/Ubuntu repositories synced into the
+//!   catalog (verified with gpgv, mapped by `openwua-apt`), their `.deb`s
+//!   fetched on approval;
 //! - [`error::ServerError`]: the one error type; every 4xx carries a JSON
 //!   body with a WUA code;
 //! - [`client::Client`]: what `wua-server publish`, `decline`, `updates`,
@@ -59,3 +62,4 @@ pub mod setup;
 pub mod store;
 pub mod sync_cache;
 pub mod tls;
+pub mod upstream;

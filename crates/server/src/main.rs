@@ -133,6 +133,11 @@ enum Command {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Upstream Debian/Ubuntu repositories the server syncs updates from.
+    Upstream {
+        #[command(subcommand)]
+        command: UpstreamCommand,
+    },
     /// Approves an update for a group (and the groups under it that have
     /// no approval of their own), or sets it to uninstall or not approved.
     Approve {
@@ -148,6 +153,67 @@ enum Command {
         #[arg(long)]
         deadline: Option<String>,
         /// Prints the report as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum UpstreamCommand {
+    /// Adds an upstream; `upstream sync` fetches it.
+    Add {
+        /// Its name.
+        name: String,
+        /// The mirror (`https://deb.debian.org/debian/`).
+        #[arg(long)]
+        url: String,
+        /// A suite (`bookworm`, `bookworm-security`); repeat for more.
+        #[arg(long = "suite", required = true)]
+        suites: Vec<String>,
+        /// A component (`main`); repeat for more.
+        #[arg(long = "component", required = true)]
+        components: Vec<String>,
+        /// An architecture (`amd64`); repeat for more.
+        #[arg(long = "arch", required = true)]
+        architectures: Vec<String>,
+        /// The keyring that signs its InRelease files (binary, as in
+        /// /usr/share/keyrings).
+        #[arg(long)]
+        keyring: PathBuf,
+        /// Only source packages matching this pattern (`*`, `?`); repeat.
+        #[arg(long = "source")]
+        sources: Vec<String>,
+        /// Only suites of this kind: security, updates or backports; repeat.
+        #[arg(long = "pocket")]
+        pockets: Vec<String>,
+        /// Prints the upstream as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Every upstream.
+    List {
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Removes an upstream (the updates it published stay).
+    Remove {
+        /// Its name.
+        name: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Syncs one upstream, or every one, now.
+    Sync {
+        /// Its name; every upstream when absent.
+        name: Option<String>,
+        /// Prints the reports as JSON.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -574,6 +640,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Rules { command } => cli_automation::rules(command),
         Command::Rollouts { command } => cli_automation::rollouts(command),
         Command::Computers { command } => computers(command),
+        Command::Upstream { command } => upstream(command),
         Command::Approve {
             update_id,
             group,
@@ -897,6 +964,116 @@ fn groups(command: GroupsCommand) -> anyhow::Result<()> {
         GroupsCommand::Remove { name, json, server } => {
             let report = server.client(true)?.remove_group(&name)?;
             print_change(json, &report, &format!("removed group {name:?}"))
+        }
+    }
+}
+
+fn upstream(command: UpstreamCommand) -> anyhow::Result<()> {
+    use openwua_server::upstream::{PocketFilter, UpstreamSpec};
+    match command {
+        UpstreamCommand::Add {
+            name,
+            url,
+            suites,
+            components,
+            architectures,
+            keyring,
+            sources,
+            pockets,
+            json,
+            server,
+        } => {
+            let keyring = std::fs::read(&keyring)
+                .with_context(|| format!("reading the keyring {}", keyring.display()))?;
+            let pockets = pockets
+                .iter()
+                .map(|pocket| match pocket.as_str() {
+                    "security" => Ok(PocketFilter::Security),
+                    "updates" => Ok(PocketFilter::Updates),
+                    "backports" => Ok(PocketFilter::Backports),
+                    other => anyhow::bail!("--pocket {other:?}: security, updates or backports"),
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let spec = UpstreamSpec {
+                name,
+                url,
+                suites,
+                components,
+                architectures,
+                sources,
+                pockets,
+                keyring: hex::encode(keyring),
+            };
+            let added = server.client(true)?.add_upstream(&spec)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&added)?);
+            } else {
+                println!(
+                    "added upstream {:?}; `wua-server upstream sync {}` fetches it",
+                    added.name, added.name
+                );
+            }
+            Ok(())
+        }
+        UpstreamCommand::List { json, server } => {
+            let list = server.client(true)?.list_upstreams()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+                return Ok(());
+            }
+            for upstream in list {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\tlast sync {}\t{} updates",
+                    upstream.name,
+                    upstream.url,
+                    upstream.suites.join(","),
+                    upstream.components.join(","),
+                    upstream.architectures.join(","),
+                    upstream
+                        .last_sync
+                        .map_or_else(|| "never".to_owned(), |when| when.to_string()),
+                    upstream.updates
+                );
+            }
+            Ok(())
+        }
+        UpstreamCommand::Remove { name, server } => {
+            let removed = server.client(true)?.remove_upstream(&name)?;
+            println!("removed upstream {:?}; its updates stay", removed.removed);
+            Ok(())
+        }
+        UpstreamCommand::Sync { name, json, server } => {
+            let client = server.client(true)?;
+            let names = match name {
+                Some(name) => vec![name],
+                None => client
+                    .list_upstreams()?
+                    .into_iter()
+                    .map(|upstream| upstream.name)
+                    .collect(),
+            };
+            for name in names {
+                let report = client.sync_upstream(&name)?;
+                if json {
+                    println!("{}", serde_json::to_string(&report)?);
+                } else if report.release_unchanged {
+                    println!(
+                        "{name}: nothing changed upstream ({} updates)",
+                        report.updates
+                    );
+                } else {
+                    println!(
+                        "{name}: {} updates, {} added, {} revised; {} indexes fetched, {} from the cache; catalog version {}",
+                        report.updates,
+                        report.added,
+                        report.revised,
+                        report.indexes_fetched,
+                        report.indexes_cached,
+                        report.catalog_version
+                    );
+                }
+            }
+            Ok(())
         }
     }
 }

@@ -210,6 +210,8 @@ pub(crate) async fn run_rules(
             .map(|(_, approval)| approval.clone())
             .collect();
         let (added, version) = state.store.add_approvals(wanted).await?;
+        // Download on approval: an upstream update's .debs are fetched now.
+        state.upstreams.content_wanted.notify_one();
         let added: HashSet<(Uuid, String)> = added
             .into_iter()
             .map(|approval| (approval.update_id, approval.group))
@@ -321,7 +323,11 @@ pub(crate) async fn start_rollout(
         halt: None,
     };
     match state.store.start_rollout(rollout.clone()).await? {
-        GroupChange::Done(_) => Ok((StatusCode::CREATED, axum::Json(rollout))),
+        GroupChange::Done(_) => {
+            // The first ring's approval: an upstream update's .debs are fetched now.
+            state.upstreams.content_wanted.notify_one();
+            Ok((StatusCode::CREATED, axum::Json(rollout)))
+        }
         GroupChange::UnknownUpdate => Err(ServerError::not_found(
             "no such update; `wua-server updates list` shows them",
             update_id.to_string(),

@@ -61,11 +61,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             usize::try_from(config.snapshot_cache_bytes).unwrap_or(usize::MAX),
             config.snapshot_lifetime,
         ),
+        upstreams: crate::upstream::Upstreams::new(&data_dir),
     });
     tokio::spawn(prune_sync_log(state.store.clone(), config.delta_retention));
     tokio::spawn(crate::rollouts::run_evaluations(
         state.store.clone(),
         config.rollout_check,
+    ));
+    tokio::spawn(crate::upstream::content::run_fetcher(Arc::clone(&state)));
+    tokio::spawn(crate::upstream::schedule::run(
+        Arc::clone(&state),
+        config.upstream_schedule,
     ));
     let registrations = NonZeroU32::new(config.registrations_per_minute)
         .context("registrations_per_minute must be above 0")?;

@@ -328,6 +328,24 @@ impl Repository {
             .status();
     }
 
+    /// Rewrites `suite`'s published `Release` with `edit` and signs it
+    /// again as `InRelease` (for Releases that are expired, dated in the
+    /// past, or otherwise odd, yet properly signed).
+    pub fn resign(&self, suite: &str, edit: impl Fn(&str) -> String) {
+        let dist = self.root().join("dists").join(suite);
+        let text = std::fs::read_to_string(dist.join("Release")).unwrap();
+        std::fs::write(dist.join("Release"), edit(&text)).unwrap();
+        run(self
+            .gpg()
+            .args(["--yes", "--clearsign", "-o"])
+            .arg(dist.join("InRelease"))
+            .arg(dist.join("Release")));
+        let _ = Command::new("gpgconf")
+            .env("GNUPGHOME", self.dir.path().join("gnupg"))
+            .args(["--kill", "all"])
+            .status();
+    }
+
     /// The index entry of `name` at `version` in `suite` (after
     /// [`Repository::publish`]).
     pub fn entry(&self, suite: &str, name: &str, version: &str) -> IndexEntry {
@@ -376,6 +394,11 @@ pub struct Server {
 }
 
 impl Server {
+    /// Serves the files beneath `root` (a mirror laid out by hand).
+    pub fn serve_directory(root: &Path) -> Server {
+        Server::start(root.to_owned())
+    }
+
     fn start(root: PathBuf) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();

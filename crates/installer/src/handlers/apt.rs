@@ -118,7 +118,10 @@ pub(super) fn run(context: &HandlerContext<'_>) -> HandlerOutcome {
                 .to_owned(),
         );
     }
-    let specs = specs(&wanted);
+    // An update server's update brings its .debs as content: apt installs
+    // those files, under the same rules, instead of versions its sources
+    // offer.
+    let specs = local_debs(context.content_dir, &wanted).unwrap_or_else(|| specs(&wanted));
     if let Err(outcome) = wait_for_lock(context.apt, context.dpkg, context.abort) {
         return outcome;
     }
@@ -551,6 +554,26 @@ fn specs(packages: &[AptPackage]) -> Vec<String> {
                     package.name, package.architecture, package.version
                 )
             }
+        })
+        .collect()
+}
+
+/// The update's `.deb` files in `content_dir`, as apt-get takes files
+/// (a path with a `/`), when every one of `packages` is there; None when
+/// the packages come from apt's sources.
+fn local_debs(content_dir: &Path, packages: &[AptPackage]) -> Option<Vec<String>> {
+    packages
+        .iter()
+        .map(|package| {
+            let path = content_dir.join(package.deb_file_name());
+            path.is_file().then(|| {
+                let text = path.display().to_string();
+                if text.contains('/') {
+                    text
+                } else {
+                    format!("./{text}")
+                }
+            })
         })
         .collect()
 }

@@ -12,6 +12,7 @@ mod changes;
 mod console;
 mod postgres;
 mod sqlite;
+pub mod upstreams;
 
 pub use automation::RuleApproval;
 use automation::{decode_rollout, decode_rule, rollout_approvals, snapshot_key};

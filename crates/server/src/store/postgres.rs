@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 
+mod upstreams;
+
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use jiff::Timestamp;
 use tokio_postgres::NoTls;
@@ -116,6 +118,23 @@ const MIGRATIONS: &[(i64, &str)] = &[
              before_json TEXT NOT NULL,
              logged BIGINT NOT NULL,
              PRIMARY KEY (version, update_id)
+         );",
+    ),
+    (
+        10,
+        "CREATE TABLE upstreams (
+             name TEXT PRIMARY KEY,
+             config_json TEXT NOT NULL,
+             state_json TEXT NOT NULL,
+             added TEXT NOT NULL
+         );
+         CREATE TABLE upstream_content (
+             upstream TEXT NOT NULL,
+             update_id UUID NOT NULL,
+             sha256 TEXT NOT NULL,
+             size BIGINT NOT NULL,
+             url TEXT NOT NULL,
+             PRIMARY KEY (update_id, sha256)
          );",
     ),
     (

@@ -1,6 +1,8 @@
 //! The SQLite back end: one file, one connection, every call on a blocking
 //! thread.
 
+mod upstreams;
+
 use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
@@ -110,6 +112,26 @@ const MIGRATIONS: &[(i64, &str)] = &[
              before_json TEXT NOT NULL,
              logged INTEGER NOT NULL,
              PRIMARY KEY (version, update_id)
+         );",
+    ),
+    (
+        10,
+        // Upstream repositories (upstream/): their settings and the state
+        // of their last sync, and where each of their updates' .debs comes
+        // from, fetched when an approval needs one.
+        "CREATE TABLE upstreams (
+             name TEXT PRIMARY KEY,
+             config_json TEXT NOT NULL,
+             state_json TEXT NOT NULL,
+             added TEXT NOT NULL
+         );
+         CREATE TABLE upstream_content (
+             upstream TEXT NOT NULL,
+             update_id TEXT NOT NULL,
+             sha256 TEXT NOT NULL,
+             size INTEGER NOT NULL,
+             url TEXT NOT NULL,
+             PRIMARY KEY (update_id, sha256)
          );",
     ),
     (
