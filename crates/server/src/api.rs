@@ -65,6 +65,8 @@ pub struct AppState {
     /// Signed sync answers kept between requests, keyed by the catalog
     /// version the store gives.
     pub sync_cache: crate::sync_cache::SyncCache,
+    /// What maintenance does (`POST /api/v1/maintenance/runs` uses it).
+    pub maintenance: crate::maintenance::Policy,
 }
 
 /// Shared state, as handlers take it.
@@ -102,7 +104,10 @@ pub type Shared = Arc<AppState>;
         crate::reports::update_computers_report,
         crate::reports::computers_report,
         crate::reports::failures_report,
-        crate::reports::groups_report
+        crate::reports::groups_report,
+        crate::maintenance::status,
+        crate::maintenance::list_runs,
+        crate::maintenance::start_run
     ),
     components(schemas(
         ErrorBody,
@@ -137,7 +142,13 @@ pub type Shared = Arc<AppState>;
         crate::reports::Failure,
         crate::reports::GroupSummary,
         crate::reports::UpdateComputer,
-        crate::reports::UpdateComputers
+        crate::reports::UpdateComputers,
+        crate::maintenance::Policy,
+        crate::maintenance::MaintenanceStatus,
+        crate::maintenance::MaintenanceRun,
+        crate::maintenance::RemovedComputer,
+        crate::maintenance::Trigger,
+        crate::maintenance::RunRequest
     )),
     modifiers(&BearerAuth)
 )]
@@ -224,6 +235,11 @@ pub fn router(state: Shared, timeout: Duration) -> Router {
             get(crate::reports::failures_report),
         )
         .route("/api/v1/reports/groups", get(crate::reports::groups_report))
+        .route("/api/v1/maintenance", get(crate::maintenance::status))
+        .route(
+            "/api/v1/maintenance/runs",
+            get(crate::maintenance::list_runs).post(crate::maintenance::start_run),
+        )
         .fallback(no_route)
         .method_not_allowed_fallback(no_method)
         .layer(TimeoutLayer::with_status_code(
@@ -629,6 +645,9 @@ mod tests {
         ("GET", "/api/v1/reports/computers"),
         ("GET", "/api/v1/reports/failures"),
         ("GET", "/api/v1/reports/groups"),
+        ("GET", "/api/v1/maintenance"),
+        ("GET", "/api/v1/maintenance/runs"),
+        ("POST", "/api/v1/maintenance/runs"),
     ];
 
     #[tokio::test(flavor = "multi_thread")]
@@ -665,6 +684,7 @@ mod tests {
             max_content_bytes: 1 << 20,
             content_base_url: None,
             sync_cache: crate::sync_cache::SyncCache::new(1 << 20, Duration::from_secs(3600)),
+            maintenance: crate::maintenance::Policy::default(),
         });
         let app = router(state, Duration::from_secs(30));
         for (method, path) in &expected {

@@ -85,6 +85,8 @@ pub struct ConfigFile {
     /// `snapshot_cache_bytes`: the most bytes of signed snapshots kept in
     /// memory (0: none).
     pub snapshot_cache_bytes: Option<u64>,
+    /// `[maintenance]`: the daily run's schedule and retention.
+    pub maintenance: Option<crate::maintenance::MaintenanceFile>,
 }
 
 /// The configuration in force: the file, then the flags over it.
@@ -125,6 +127,8 @@ pub struct Config {
     pub delta_retention: Duration,
     /// The most bytes of signed snapshots kept in memory.
     pub snapshot_cache_bytes: u64,
+    /// What maintenance does, and when.
+    pub maintenance: crate::maintenance::Policy,
 }
 
 /// `tls_certificate` and `tls_private_key`.
@@ -166,6 +170,15 @@ impl ConfigFile {
             (None, None) => None,
             _ => anyhow::bail!("tls_certificate and tls_private_key go together: set both"),
         };
+        let delta_retention_days = over
+            .delta_retention_days
+            .or(self.delta_retention_days)
+            .unwrap_or(DEFAULT_DELTA_RETENTION_DAYS);
+        let maintenance = over
+            .maintenance
+            .or(self.maintenance)
+            .unwrap_or_default()
+            .resolve(delta_retention_days)?;
         let config = Config {
             data_dir: over
                 .data_dir
@@ -215,16 +228,12 @@ impl ConfigFile {
                 .or(self.registrations_per_minute)
                 .unwrap_or(DEFAULT_REGISTRATIONS_PER_MINUTE),
             content_base_url: over.content_base_url.or(self.content_base_url),
-            delta_retention: Duration::from_secs(
-                over.delta_retention_days
-                    .or(self.delta_retention_days)
-                    .unwrap_or(DEFAULT_DELTA_RETENTION_DAYS)
-                    .saturating_mul(24 * 3600),
-            ),
+            delta_retention: Duration::from_secs(delta_retention_days.saturating_mul(24 * 3600)),
             snapshot_cache_bytes: over
                 .snapshot_cache_bytes
                 .or(self.snapshot_cache_bytes)
                 .unwrap_or(DEFAULT_SNAPSHOT_CACHE_BYTES),
+            maintenance,
         };
         config.check()?;
         Ok(config)

@@ -34,12 +34,14 @@
 
 pub mod api;
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod content;
 pub mod error;
 pub mod fleet;
 pub mod fleet_api;
 pub mod limits;
+pub mod maintenance;
 pub mod reports;
 pub mod serve;
 pub mod setup;

@@ -61,8 +61,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             usize::try_from(config.snapshot_cache_bytes).unwrap_or(usize::MAX),
             config.snapshot_lifetime,
         ),
+        maintenance: config.maintenance.clone(),
     });
     tokio::spawn(prune_sync_log(state.store.clone(), config.delta_retention));
+    tokio::spawn(crate::maintenance::schedule(
+        state.store.clone(),
+        config
+            .content_base_url
+            .is_none()
+            .then(|| state.content_dir.clone()),
+        config.maintenance.clone(),
+    ));
     let registrations = NonZeroU32::new(config.registrations_per_minute)
         .context("registrations_per_minute must be above 0")?;
     // The in-flight bound outermost, so a loaded server does no other work

@@ -8,6 +8,7 @@
 //! none of it.
 
 mod changes;
+mod maintenance;
 mod postgres;
 mod sqlite;
 
@@ -27,9 +28,10 @@ use crate::fleet::{
 use crate::reports::{
     Inventory, LastReport, ReportRequest, ReportedUpdate, ResultCode, StoredState, UpdateState,
 };
+pub use maintenance::{ComputerFacts, MaintenanceLock, UpdateFacts, UpdateRemoval};
 
 /// The schema version this build migrates to (each back end records its own).
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 50;
 
 /// Why the store could not answer.
 #[derive(Debug, thiserror::Error)]
