@@ -76,6 +76,12 @@ enum Command {
         #[command(subcommand)]
         command: ReportCommand,
     },
+    /// Runs maintenance now, or lists past runs (the server also runs it
+    /// daily: docs/server.md, "Maintenance").
+    Maintenance {
+        #[command(subcommand)]
+        command: MaintenanceCommand,
+    },
     /// Approves an update for a group (and the groups under it that have
     /// no approval of their own), or sets it to uninstall or not approved.
     Approve {
@@ -91,6 +97,33 @@ enum Command {
         #[arg(long)]
         deadline: Option<String>,
         /// Prints the report as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum MaintenanceCommand {
+    /// Runs maintenance now with the server's policy and prints what it
+    /// removed.
+    Run {
+        /// Change nothing: print what a run would remove now.
+        #[arg(long)]
+        dry_run: bool,
+        /// Prints the run's record as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// The newest runs' records.
+    Runs {
+        /// How many (1 to 1,000).
+        #[arg(long, default_value_t = 20)]
+        limit: u64,
+        /// JSON instead of a table.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -444,6 +477,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Groups { command } => groups(command),
+        Command::Maintenance { command } => maintenance(command),
         Command::Report { command } => report(command),
         Command::Computers { command } => computers(command),
         Command::Approve {
@@ -734,6 +768,70 @@ fn print_update_computers(json: bool, page: &UpdateComputers) -> anyhow::Result<
             page.offset + u64::from(shown > 0),
             page.offset + shown,
             page.total
+        );
+    }
+    Ok(())
+}
+
+fn maintenance(command: MaintenanceCommand) -> anyhow::Result<()> {
+    let runs = match command {
+        MaintenanceCommand::Run {
+            dry_run,
+            json,
+            server,
+        } => {
+            let run = server.client(true)?.run_maintenance(dry_run)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&run)?);
+                return Ok(());
+            }
+            vec![run]
+        }
+        MaintenanceCommand::Runs {
+            limit,
+            json,
+            server,
+        } => {
+            let runs = server.client(true)?.maintenance_runs(limit)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&runs)?);
+                return Ok(());
+            }
+            runs
+        }
+    };
+    println!(
+        "{:>6}  {:<19}  {:<8}  {:>6}  {:>9}  {:>7}  {:>7}  {:>12}  {:>10}  ERROR",
+        "RUN",
+        "STARTED",
+        "TRIGGER",
+        "STALE",
+        "COMPUTERS",
+        "UPDATES",
+        "CONTENT",
+        "BYTES",
+        "DB BYTES"
+    );
+    for run in &runs {
+        println!(
+            "{:>6}  {:<19}  {:<8}  {:>6}  {:>9}  {:>7}  {:>7}  {:>12}  {:>10}  {}",
+            if run.dry_run {
+                "dry".to_owned()
+            } else {
+                run.id.to_string()
+            },
+            run.started.strftime("%Y-%m-%d %H:%M:%S"),
+            match run.trigger {
+                openwua_server::maintenance::Trigger::Schedule => "schedule",
+                openwua_server::maintenance::Trigger::Request => "request",
+            },
+            run.stale_marked_count,
+            run.removed_computer_count,
+            run.removed_update_count,
+            run.removed_content_count,
+            run.removed_content_bytes,
+            run.database_bytes_after,
+            run.error.as_deref().unwrap_or("-")
         );
     }
     Ok(())
