@@ -229,3 +229,140 @@ fn a_policy_that_removes_computers_before_marking_them_stale_is_refused() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("remove_after_days"), "{stderr}");
 }
+
+/// The removal decides again, in its own transaction, what computers
+/// need: a report that came after the run read its facts keeps the
+/// update; a catalog that moved stops it; an update that goes is gone for
+/// agents too (their next delta removes it).
+async fn a_removal_decides_again_and_agents_drop_what_went(store: Store) {
+    use openwua_server::fleet::{Approval, ApprovalAction, NewComputer};
+    use openwua_server::reports::{Inventory, ReportRequest, ReportedUpdate, UpdateState};
+    use openwua_server::store::{Candidate, SyncPlan, UpdateRemoval};
+
+    let revision = openwua_catalog::manifest::load_service_dir(&common::sample_service())
+        .unwrap()
+        .revisions
+        .remove(0);
+    let update = revision.update.identity.update_id;
+    store
+        .publish_content_elsewhere(vec![Candidate::new(revision).unwrap()])
+        .await
+        .unwrap();
+    let computer = uuid::Uuid::new_v4();
+    let group = store
+        .add_computer(NewComputer {
+            computer_id: computer,
+            secret_sha256: [0; 32],
+            machine_id: "m".into(),
+            hostname: "host".into(),
+            target_group: None,
+            replaces_identity: false,
+        })
+        .await
+        .unwrap();
+    store
+        .set_approval(Approval {
+            update_id: update,
+            group,
+            action: ApprovalAction::Install,
+            deadline: None,
+        })
+        .await
+        .unwrap();
+    let report = |sequence, state| ReportRequest {
+        sequence,
+        inventory: Inventory {
+            os: None,
+            kernel: None,
+            architecture: None,
+            agent_version: None,
+            last_sync: None,
+            reboot_pending: false,
+            awaiting_interactive_user: Vec::new(),
+        },
+        updates: vec![ReportedUpdate {
+            update_id: update,
+            revision_number: 1,
+            state,
+            result_code: None,
+            hresult: None,
+            time: jiff::Timestamp::now(),
+        }],
+    };
+    store
+        .store_report(computer, report(1, UpdateState::Installed))
+        .await
+        .unwrap();
+    let (version, _) = store.maintenance_updates().await.unwrap();
+    let ids = vec![update];
+    let none = std::collections::HashSet::new();
+    assert!(
+        store
+            .needed_updates(ids.clone(), none.clone())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Uninstalled since: needed again.
+    store
+        .store_report(computer, report(2, UpdateState::NotInstalled))
+        .await
+        .unwrap();
+    let kept = store
+        .remove_updates(ids.clone(), none.clone(), version)
+        .await
+        .unwrap();
+    assert!(matches!(kept, UpdateRemoval::Removed { ref removed, .. } if removed.is_empty()));
+    store
+        .store_report(computer, report(3, UpdateState::Installed))
+        .await
+        .unwrap();
+    let moved = store
+        .remove_updates(ids.clone(), none.clone(), version - 1)
+        .await
+        .unwrap();
+    assert!(matches!(moved, UpdateRemoval::CatalogMoved));
+    let UpdateRemoval::Removed {
+        removed, states, ..
+    } = store
+        .remove_updates(ids.clone(), none.clone(), version)
+        .await
+        .unwrap()
+    else {
+        panic!("the catalog did not move");
+    };
+    assert_eq!((removed, states), (ids, 1));
+    assert!(store.update_history(update).await.unwrap().is_none());
+    assert!(store.approvals(update).await.unwrap().is_empty());
+    assert!(store.update_states(Some(update)).await.unwrap().is_empty());
+    let Some(SyncPlan::Delta(delta)) = store
+        .sync_plan(computer, Some(version), Vec::new())
+        .await
+        .unwrap()
+    else {
+        panic!("no delta");
+    };
+    assert_eq!(delta.removed, vec![update]);
+    assert!(delta.changed.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_removal_decides_again_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_sqlite(&dir.path().join("server.sqlite"))
+        .await
+        .unwrap();
+    a_removal_decides_again_and_agents_drop_what_went(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_removal_decides_again_on_postgresql() {
+    let Some(admin_url) = common::postgres_url("maintenance_removal_postgres") else {
+        return;
+    };
+    common::with_database(&admin_url, |url| async move {
+        let store = Store::open_postgres(&url).await.unwrap();
+        a_removal_decides_again_and_agents_drop_what_went(store).await;
+    })
+    .await;
+}

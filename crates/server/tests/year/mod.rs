@@ -78,7 +78,7 @@ pub fn start() -> Timestamp {
 }
 
 fn is_stuck(index: usize) -> bool {
-    index % 100 == 0
+    index.is_multiple_of(100)
 }
 
 fn is_gone(index: usize) -> bool {
@@ -86,7 +86,7 @@ fn is_gone(index: usize) -> bool {
 }
 
 fn applies(computer: usize, update: usize) -> bool {
-    (computer + update) % 3 != 0
+    !(computer + update).is_multiple_of(3)
 }
 
 struct Computer {
