@@ -101,9 +101,16 @@ fn bench(store_kind: &str, database: Option<&str>, database_without: Option<&str
     println!(
         "maintenance/{store_kind}: runs removed {} updates, {} content files ({:.1} MiB), {} computers, {} states",
         runs.iter().map(|run| run.removed_update_count).sum::<u64>(),
-        runs.iter().map(|run| run.removed_content_count).sum::<u64>(),
-        mib(runs.iter().map(|run| run.removed_content_bytes).sum::<u64>()),
-        runs.iter().map(|run| run.removed_computer_count).sum::<u64>(),
+        runs.iter()
+            .map(|run| run.removed_content_count)
+            .sum::<u64>(),
+        mib(runs
+            .iter()
+            .map(|run| run.removed_content_bytes)
+            .sum::<u64>()),
+        runs.iter()
+            .map(|run| run.removed_computer_count)
+            .sum::<u64>(),
         runs.iter().map(|run| run.removed_state_count).sum::<u64>(),
     );
     let slowest = runs
@@ -124,7 +131,9 @@ fn main() {
     bench("sqlite", None, None);
     match std::env::var("OPENWUA_TEST_POSTGRES_URL") {
         Ok(url) if !url.is_empty() => with_postgres(&url, |with| {
-            with_postgres(&url, |without| bench("postgresql", Some(with), Some(without)))
+            with_postgres(&url, |without| {
+                bench("postgresql", Some(with), Some(without))
+            })
         }),
         _ => println!("maintenance/postgresql: skipped, OPENWUA_TEST_POSTGRES_URL is not set"),
     }

@@ -248,7 +248,9 @@ pub fn needed_updates(counts: &NeedCounts) -> HashSet<Uuid> {
         .collect()
 }
 
-/// Declined or superseded (by a current revision that is not declined).
+/// Declined or superseded: by a current revision that is not declined, or
+/// by an update maintenance removed (an update superseded once stays so
+/// when its superseder goes the same way later).
 pub fn obsolete_updates(updates: &[crate::store::UpdateFacts]) -> HashSet<Uuid> {
     let superseded: HashSet<Uuid> = updates
         .iter()
@@ -263,7 +265,11 @@ pub fn obsolete_updates(updates: &[crate::store::UpdateFacts]) -> HashSet<Uuid> 
         .collect();
     updates
         .iter()
-        .filter(|update| update.declined || superseded.contains(&update.update_id))
+        .filter(|update| {
+            update.declined
+                || update.superseded_by_removed
+                || superseded.contains(&update.update_id)
+        })
         .map(|update| update.update_id)
         .collect()
 }
@@ -890,24 +896,31 @@ mod tests {
                 update_id: old,
                 declined: false,
                 supersedes: vec![],
+                superseded_by_removed: false,
             },
             UpdateFacts {
                 update_id: new,
                 declined: false,
                 supersedes: vec![old],
+                superseded_by_removed: false,
             },
             UpdateFacts {
                 update_id: declined_new,
                 declined: true,
                 supersedes: vec![other],
+                superseded_by_removed: false,
             },
             UpdateFacts {
                 update_id: other,
                 declined: false,
                 supersedes: vec![],
+                superseded_by_removed: false,
             },
         ];
         assert_eq!(obsolete_updates(&facts), HashSet::from([old, declined_new]));
+        let mut orphaned = facts[3].clone();
+        orphaned.superseded_by_removed = true;
+        assert_eq!(obsolete_updates(&[orphaned]), HashSet::from([other]));
     }
 
     #[test]

@@ -23,6 +23,9 @@ pub struct UpdateFacts {
     pub declined: bool,
     /// The current revision's `SupersededUpdateIDs`.
     pub supersedes: Vec<Uuid>,
+    /// Superseded by an update that maintenance removed (and so no longer
+    /// in any stored revision's list): superseded still.
+    pub superseded_by_removed: bool,
 }
 
 /// One computer as maintenance sees it.

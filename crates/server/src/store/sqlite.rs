@@ -116,13 +116,17 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         50,
         // Maintenance (maintenance.rs): the stale mark, the runs' records,
-        // when each update was first found obsolete, and the indexes its
+        // the updates superseded by one maintenance removed, when each
+        // update was first found obsolete, and the indexes its
         // queries need.
         "ALTER TABLE computers ADD COLUMN stale_since TEXT;
          CREATE TABLE maintenance_runs (
              id INTEGER PRIMARY KEY AUTOINCREMENT,
              started TEXT NOT NULL,
              run_json TEXT NOT NULL
+         );
+         CREATE TABLE maintenance_superseded (
+             update_id TEXT PRIMARY KEY
          );
          CREATE TABLE maintenance_obsolete (
              update_id TEXT PRIMARY KEY,

@@ -6,8 +6,9 @@
 //! `tests/maintenance.rs` (scaled down) and `benches/maintenance.rs`.
 //!
 //! Computers: group `i % groups`. The first of every 100 is *stuck*: it
-//! never installs its group's first batch and says so every month, so
-//! that batch's updates must survive the year. The second of every 50 is
+//! does not install its group's first batch until month 6 and says so
+//! every month, so that batch's updates must survive until then (long
+//! after the batch that superseded them went) and go after. The second of every 50 is
 //! *gone* after month 2: never heard from again, it is marked stale, then
 //! removed, and until then every later update of its group stays.
 //! Each computer reports the batch of the month (the server keeps only
@@ -76,6 +77,9 @@ fn days(count: i64) -> SignedDuration {
 pub fn start() -> Timestamp {
     "2027-01-04T00:00:00Z".parse().unwrap()
 }
+
+/// The month stuck computers install the first batch.
+pub const UNSTUCK: usize = 6;
 
 fn is_stuck(index: usize) -> bool {
     index.is_multiple_of(100)
@@ -214,7 +218,13 @@ impl Year {
                 .await
                 .unwrap();
             let connection = tokio::spawn(connection);
-            client.batch_execute("VACUUM").await.unwrap();
+            client
+                .batch_execute(
+                    "VACUUM updates, update_states, approvals, computers, content, sync_log,
+                         maintenance_obsolete, maintenance_superseded",
+                )
+                .await
+                .unwrap();
             drop(client);
             let _ = connection.await;
         }
@@ -319,11 +329,17 @@ impl Year {
                 };
                 updates.push((*id, state));
             }
-            // A stuck computer still lacks its first batch, and says so.
-            if is_stuck(index) && month > 0 {
+            // A stuck computer still lacks its first batch, and says so,
+            // until it installs it.
+            if is_stuck(index) && month > 0 && month <= UNSTUCK {
+                let state = if month == UNSTUCK {
+                    UpdateState::Installed
+                } else {
+                    UpdateState::NotInstalled
+                };
                 for (position, (id, update_group, _)) in first.iter().enumerate() {
                     if *update_group == group && applies(index, position) {
-                        updates.push((*id, UpdateState::NotInstalled));
+                        updates.push((*id, state));
                     }
                 }
             }

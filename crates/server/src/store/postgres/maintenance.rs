@@ -104,9 +104,11 @@ impl PostgresStore {
             .try_get(0)?;
         let rows = client
             .query(
-                "SELECT DISTINCT ON (update_id) update_id, declined,
-                     (revision_json::json -> 'update' -> 'supersededUpdateIds')::text
-                 FROM updates ORDER BY update_id, revision_number DESC",
+                "SELECT DISTINCT ON (u.update_id) u.update_id, u.declined,
+                     (u.revision_json::json -> 'update' -> 'supersededUpdateIds')::text,
+                     s.update_id IS NOT NULL
+                 FROM updates AS u LEFT JOIN maintenance_superseded AS s USING (update_id)
+                 ORDER BY u.update_id, u.revision_number DESC",
                 &[],
             )
             .await?;
@@ -117,6 +119,7 @@ impl PostgresStore {
                     update_id: row.try_get(0)?,
                     declined: row.try_get(1)?,
                     supersedes: parse_ids(row.try_get(2)?)?,
+                    superseded_by_removed: row.try_get(3)?,
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
@@ -207,13 +210,41 @@ impl PostgresStore {
         }
         // The change log says they are gone: agents' deltas drop them.
         log_before(&transaction, expected + 1, &removable, self.clock.now()).await?;
+        // What they supersede stays superseded once they are gone.
+        let mut superseded = Vec::new();
+        for row in transaction
+            .query(
+                "SELECT DISTINCT ON (update_id)
+                     (revision_json::json -> 'update' -> 'supersededUpdateIds')::text
+                 FROM updates WHERE update_id = ANY($1)
+                 ORDER BY update_id, revision_number DESC",
+                &[&removable],
+            )
+            .await?
+        {
+            superseded.extend(parse_ids(row.try_get(0)?)?);
+        }
+        transaction
+            .execute(
+                "INSERT INTO maintenance_superseded (update_id)
+                 SELECT DISTINCT id FROM unnest($1::uuid[]) AS id
+                 WHERE EXISTS (SELECT 1 FROM updates WHERE update_id = id)
+                 ON CONFLICT (update_id) DO NOTHING",
+                &[&superseded],
+            )
+            .await?;
         let states = transaction
             .execute(
                 "DELETE FROM update_states WHERE update_id = ANY($1)",
                 &[&removable],
             )
             .await?;
-        for table in ["approvals", "updates", "maintenance_obsolete"] {
+        for table in [
+            "approvals",
+            "updates",
+            "maintenance_obsolete",
+            "maintenance_superseded",
+        ] {
             transaction
                 .execute(
                     &format!("DELETE FROM {table} WHERE update_id = ANY($1)"),

@@ -120,7 +120,9 @@ impl SqliteStore {
                 .with(move |connection| {
                     let mut statement = connection.prepare_cached(
                         "SELECT update_id, declined,
-                             json_extract(revision_json, '$.update.supersededUpdateIds')
+                             json_extract(revision_json, '$.update.supersededUpdateIds'),
+                             EXISTS (SELECT 1 FROM maintenance_superseded
+                                     WHERE update_id = outer_row.update_id)
                          FROM updates AS outer_row
                          WHERE update_id > ?1
                            AND revision_number = (SELECT MAX(revision_number) FROM updates
@@ -132,16 +134,18 @@ impl SqliteStore {
                             row.get::<_, String>(0)?,
                             row.get::<_, bool>(1)?,
                             row.get::<_, Option<String>>(2)?,
+                            row.get::<_, bool>(3)?,
                         ))
                     })?;
                     rows.map(|row| {
-                        let (id, declined, supersedes) = row?;
+                        let (id, declined, supersedes, superseded_by_removed) = row?;
                         Ok((
                             id.clone(),
                             UpdateFacts {
                                 update_id: parse_uuid(&id)?,
                                 declined,
                                 supersedes: parse_ids(supersedes.as_deref())?,
+                                superseded_by_removed,
                             },
                         ))
                     })
@@ -249,6 +253,24 @@ impl SqliteStore {
             }
             let next = expected + 1;
             let mut states = 0;
+            // What they supersede stays superseded once they are gone.
+            for id in &removable {
+                let supersedes: Option<String> = transaction.query_row(
+                    "SELECT json_extract(revision_json, '$.update.supersededUpdateIds')
+                     FROM updates WHERE update_id = ?1
+                     ORDER BY revision_number DESC LIMIT 1",
+                    [id.to_string()],
+                    |row| row.get(0),
+                )?;
+                for superseded in parse_ids(supersedes.as_deref())? {
+                    transaction.execute(
+                        "INSERT INTO maintenance_superseded (update_id)
+                         SELECT ?1 WHERE EXISTS (SELECT 1 FROM updates WHERE update_id = ?1)
+                         ON CONFLICT (update_id) DO NOTHING",
+                        [superseded.to_string()],
+                    )?;
+                }
+            }
             for id in &removable {
                 // The change log says it is gone: agents' deltas drop it.
                 log_before(&transaction, next, *id, now)?;
@@ -260,6 +282,10 @@ impl SqliteStore {
                 transaction.execute("DELETE FROM updates WHERE update_id = ?1", [&id])?;
                 transaction.execute(
                     "DELETE FROM maintenance_obsolete WHERE update_id = ?1",
+                    [&id],
+                )?;
+                transaction.execute(
+                    "DELETE FROM maintenance_superseded WHERE update_id = ?1",
                     [&id],
                 )?;
             }
