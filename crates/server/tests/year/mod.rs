@@ -65,6 +65,8 @@ pub struct Month {
     pub computers: usize,
     /// The run's record (when maintenance ran).
     pub run: Option<MaintenanceRun>,
+    /// How long the run took by the wall clock (the store's stands still).
+    pub run_time: std::time::Duration,
 }
 
 const DAY: i64 = 24;
@@ -190,6 +192,7 @@ impl Year {
         self.set_time(begins + days(1));
         self.report(month).await;
         self.set_time(begins + days(29));
+        let began = std::time::Instant::now();
         let run = if self.shape.maintain {
             let content_dir = self.content_dir.clone();
             let policy = Policy::default();
@@ -207,6 +210,7 @@ impl Year {
         } else {
             None
         };
+        let run_time = began.elapsed();
         if let Some(run) = &run {
             assert_eq!(run.error, None, "month {month}");
         }
@@ -236,6 +240,7 @@ impl Year {
             updates: self.store.list_updates().await.unwrap().len(),
             computers: self.store.list_computers().await.unwrap().len(),
             run,
+            run_time,
         }
     }
 
