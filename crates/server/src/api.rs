@@ -68,6 +68,8 @@ pub struct AppState {
     /// Upstream repositories' shared parts (one sync at a time, the index
     /// cache, the content fetcher's wake-up).
     pub upstreams: crate::upstream::Upstreams,
+    /// What maintenance does (`POST /api/v1/maintenance/runs` uses it).
+    pub maintenance: crate::maintenance::Policy,
 }
 
 /// Shared state, as handlers take it.
@@ -121,7 +123,10 @@ pub type Shared = Arc<AppState>;
         crate::upstream::api::list,
         crate::upstream::api::add,
         crate::upstream::api::remove,
-        crate::upstream::api::sync
+        crate::upstream::api::sync,
+        crate::maintenance::status,
+        crate::maintenance::list_runs,
+        crate::maintenance::start_run
     ),
     components(schemas(
         ErrorBody,
@@ -177,7 +182,13 @@ pub type Shared = Arc<AppState>;
         crate::upstream::UpstreamSummary,
         crate::upstream::PocketFilter,
         crate::upstream::SyncReport,
-        crate::upstream::api::RemovedUpstream
+        crate::upstream::api::RemovedUpstream,
+        crate::maintenance::Policy,
+        crate::maintenance::MaintenanceStatus,
+        crate::maintenance::MaintenanceRun,
+        crate::maintenance::RemovedComputer,
+        crate::maintenance::Trigger,
+        crate::maintenance::RunRequest
     )),
     modifiers(&BearerAuth)
 )]
@@ -291,6 +302,11 @@ pub fn router(state: Shared, timeout: Duration) -> Router {
             post(crate::rules_api::resume_rollout),
         )
         .merge(crate::upstream::api::routes())
+        .route("/api/v1/maintenance", get(crate::maintenance::status))
+        .route(
+            "/api/v1/maintenance/runs",
+            get(crate::maintenance::list_runs).post(crate::maintenance::start_run),
+        )
         .fallback(no_route)
         .method_not_allowed_fallback(no_method)
         .layer(TimeoutLayer::with_status_code(
@@ -712,6 +728,9 @@ mod tests {
         ("POST", "/api/v1/upstreams"),
         ("DELETE", "/api/v1/upstreams/{name}"),
         ("POST", "/api/v1/upstreams/{name}/sync"),
+        ("GET", "/api/v1/maintenance"),
+        ("GET", "/api/v1/maintenance/runs"),
+        ("POST", "/api/v1/maintenance/runs"),
     ];
 
     #[tokio::test(flavor = "multi_thread")]
@@ -749,6 +768,7 @@ mod tests {
             content_base_url: None,
             sync_cache: crate::sync_cache::SyncCache::new(1 << 20, Duration::from_secs(3600)),
             upstreams: crate::upstream::Upstreams::new(dir.path()),
+            maintenance: crate::maintenance::Policy::default(),
         });
         let app = router(state, Duration::from_secs(30));
         for (method, path) in &expected {

@@ -533,6 +533,26 @@ impl Client {
     pub fn groups_report(&self) -> anyhow::Result<Vec<GroupSummary>> {
         self.admin_get("/api/v1/reports/groups")
     }
+
+    /// Runs maintenance now (or, with `dry_run`, says what it would do);
+    /// answers when the run is over.
+    pub fn run_maintenance(
+        &self,
+        dry_run: bool,
+    ) -> anyhow::Result<crate::maintenance::MaintenanceRun> {
+        self.admin_post(
+            "/api/v1/maintenance/runs",
+            &crate::maintenance::RunRequest { dry_run },
+        )
+    }
+
+    /// The newest maintenance runs' records, newest first.
+    pub fn maintenance_runs(
+        &self,
+        limit: u64,
+    ) -> anyhow::Result<Vec<crate::maintenance::MaintenanceRun>> {
+        self.admin_get(&format!("/api/v1/maintenance/runs?limit={limit}"))
+    }
 }
 
 /// Upstream repositories.

@@ -100,6 +100,8 @@ pub struct ConfigFile {
     pub upstream_sync_interval_minutes: Option<u64>,
     /// `upstream_sync_spread_minutes`: the most random delay added to each.
     pub upstream_sync_spread_minutes: Option<u64>,
+    /// `[maintenance]`: the daily run's schedule and retention.
+    pub maintenance: Option<crate::maintenance::MaintenanceFile>,
 }
 
 /// The configuration in force: the file, then the flags over it.
@@ -144,6 +146,8 @@ pub struct Config {
     pub rollout_check: Duration,
     /// When upstreams sync by themselves.
     pub upstream_schedule: crate::upstream::schedule::Schedule,
+    /// What maintenance does, and when.
+    pub maintenance: crate::maintenance::Policy,
 }
 
 /// `tls_certificate` and `tls_private_key`.
@@ -185,6 +189,15 @@ impl ConfigFile {
             (None, None) => None,
             _ => anyhow::bail!("tls_certificate and tls_private_key go together: set both"),
         };
+        let delta_retention_days = over
+            .delta_retention_days
+            .or(self.delta_retention_days)
+            .unwrap_or(DEFAULT_DELTA_RETENTION_DAYS);
+        let maintenance = over
+            .maintenance
+            .or(self.maintenance)
+            .unwrap_or_default()
+            .resolve(delta_retention_days)?;
         let config = Config {
             data_dir: over
                 .data_dir
@@ -234,12 +247,7 @@ impl ConfigFile {
                 .or(self.registrations_per_minute)
                 .unwrap_or(DEFAULT_REGISTRATIONS_PER_MINUTE),
             content_base_url: over.content_base_url.or(self.content_base_url),
-            delta_retention: Duration::from_secs(
-                over.delta_retention_days
-                    .or(self.delta_retention_days)
-                    .unwrap_or(DEFAULT_DELTA_RETENTION_DAYS)
-                    .saturating_mul(24 * 3600),
-            ),
+            delta_retention: Duration::from_secs(delta_retention_days.saturating_mul(24 * 3600)),
             snapshot_cache_bytes: over
                 .snapshot_cache_bytes
                 .or(self.snapshot_cache_bytes)
@@ -263,6 +271,7 @@ impl ConfigFile {
                         .saturating_mul(60),
                 ),
             },
+            maintenance,
         };
         config.check()?;
         Ok(config)

@@ -100,6 +100,15 @@ pub struct Computer {
     /// When it last synced, if ever.
     #[schema(value_type = Option<String>)]
     pub last_sync: Option<Timestamp>,
+    /// Maintenance marked it stale: it has neither reported nor synced
+    /// for `stale_after_days`; it is removed after `remove_after_days`
+    /// (docs/server.md, "Maintenance"). Cleared when it is heard from.
+    #[serde(default)]
+    pub stale: bool,
+    /// When maintenance marked it stale.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub stale_since: Option<Timestamp>,
 }
 
 /// A new computer to store: the secret is kept as its SHA-256 only.

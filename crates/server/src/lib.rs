@@ -46,6 +46,7 @@
 pub mod airgap;
 pub mod api;
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod console;
 pub mod content;
@@ -53,6 +54,7 @@ pub mod error;
 pub mod fleet;
 pub mod fleet_api;
 pub mod limits;
+pub mod maintenance;
 pub mod reports;
 pub mod rollouts;
 pub mod rules;

@@ -89,6 +89,12 @@ enum Command {
         #[command(subcommand)]
         command: ReportCommand,
     },
+    /// Runs maintenance now, or lists past runs (the server also runs it
+    /// daily: docs/server.md, "Maintenance").
+    Maintenance {
+        #[command(subcommand)]
+        command: MaintenanceCommand,
+    },
     /// Air gap: writes what is approved for a group as an offline scan
     /// package, signed with the server's key, which an agent with no route
     /// to this server imports with `wua services add-package FILE --pubkey
@@ -214,6 +220,33 @@ enum UpstreamCommand {
         /// Its name; every upstream when absent.
         name: Option<String>,
         /// Prints the reports as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum MaintenanceCommand {
+    /// Runs maintenance now with the server's policy and prints what it
+    /// removed.
+    Run {
+        /// Change nothing: print what a run would remove now.
+        #[arg(long)]
+        dry_run: bool,
+        /// Prints the run's record as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// The newest runs' records.
+    Runs {
+        /// How many (1 to 1,000).
+        #[arg(long, default_value_t = 20)]
+        limit: u64,
+        /// JSON instead of a table.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -636,6 +669,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Groups { command } => groups(command),
+        Command::Maintenance { command } => maintenance(command),
         Command::Report { command } => report(command),
         Command::Rules { command } => cli_automation::rules(command),
         Command::Rollouts { command } => cli_automation::rollouts(command),
@@ -929,6 +963,70 @@ fn print_update_computers(json: bool, page: &UpdateComputers) -> anyhow::Result<
             page.offset + u64::from(shown > 0),
             page.offset + shown,
             page.total
+        );
+    }
+    Ok(())
+}
+
+fn maintenance(command: MaintenanceCommand) -> anyhow::Result<()> {
+    let runs = match command {
+        MaintenanceCommand::Run {
+            dry_run,
+            json,
+            server,
+        } => {
+            let run = server.client(true)?.run_maintenance(dry_run)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&run)?);
+                return Ok(());
+            }
+            vec![run]
+        }
+        MaintenanceCommand::Runs {
+            limit,
+            json,
+            server,
+        } => {
+            let runs = server.client(true)?.maintenance_runs(limit)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&runs)?);
+                return Ok(());
+            }
+            runs
+        }
+    };
+    println!(
+        "{:>6}  {:<19}  {:<8}  {:>6}  {:>9}  {:>7}  {:>7}  {:>12}  {:>10}  ERROR",
+        "RUN",
+        "STARTED",
+        "TRIGGER",
+        "STALE",
+        "COMPUTERS",
+        "UPDATES",
+        "CONTENT",
+        "BYTES",
+        "DB BYTES"
+    );
+    for run in &runs {
+        println!(
+            "{:>6}  {:<19}  {:<8}  {:>6}  {:>9}  {:>7}  {:>7}  {:>12}  {:>10}  {}",
+            if run.dry_run {
+                "dry".to_owned()
+            } else {
+                run.id.to_string()
+            },
+            run.started.strftime("%Y-%m-%d %H:%M:%S"),
+            match run.trigger {
+                openwua_server::maintenance::Trigger::Schedule => "schedule",
+                openwua_server::maintenance::Trigger::Request => "request",
+            },
+            run.stale_marked_count,
+            run.removed_computer_count,
+            run.removed_update_count,
+            run.removed_content_count,
+            run.removed_content_bytes,
+            run.database_bytes_after,
+            run.error.as_deref().unwrap_or("-")
         );
     }
     Ok(())

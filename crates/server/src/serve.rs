@@ -62,6 +62,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             config.snapshot_lifetime,
         ),
         upstreams: crate::upstream::Upstreams::new(&data_dir),
+        maintenance: config.maintenance.clone(),
     });
     tokio::spawn(prune_sync_log(state.store.clone(), config.delta_retention));
     tokio::spawn(crate::rollouts::run_evaluations(
@@ -72,6 +73,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tokio::spawn(crate::upstream::schedule::run(
         Arc::clone(&state),
         config.upstream_schedule,
+    ));
+    tokio::spawn(crate::maintenance::schedule(
+        state.store.clone(),
+        config
+            .content_base_url
+            .is_none()
+            .then(|| state.content_dir.clone()),
+        config.maintenance.clone(),
     ));
     let registrations = NonZeroU32::new(config.registrations_per_minute)
         .context("registrations_per_minute must be above 0")?;

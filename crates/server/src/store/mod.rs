@@ -10,6 +10,7 @@
 mod automation;
 mod changes;
 mod console;
+mod maintenance;
 mod postgres;
 mod sqlite;
 pub mod upstreams;
@@ -37,9 +38,10 @@ use crate::fleet::{
 use crate::reports::{
     Inventory, LastReport, ReportRequest, ReportedUpdate, ResultCode, StoredState, UpdateState,
 };
+pub use maintenance::{ComputerFacts, MaintenanceLock, UpdateFacts, UpdateRemoval};
 
 /// The schema version this build migrates to (each back end records its own).
-pub const SCHEMA_VERSION: i64 = 40;
+pub const SCHEMA_VERSION: i64 = 50;
 
 /// Why the store could not answer.
 #[derive(Debug, thiserror::Error)]

@@ -11,12 +11,15 @@ use jiff::Timestamp;
 use tokio_postgres::NoTls;
 use uuid::Uuid;
 
+mod maintenance;
+
 use super::changes::{Serving, earliest, plan_delta};
 use super::{
     Answer, Candidate, DeclineOutcome, DeltaView, Offered, PublishAction, PublishReport,
     SCHEMA_VERSION, StateRow, StoreError, StoredRevision, SyncPlan, SyncView, answer,
     approval_from, parse_time, token_from, version_from,
 };
+use crate::clock::Clock;
 use crate::fleet::{
     Approval, Computer, Credentials, Group, GroupChange, NewComputer, UNASSIGNED_COMPUTERS,
     ancestry, offered,
@@ -178,6 +181,27 @@ const MIGRATIONS: &[(i64, &str)] = &[
          CREATE INDEX updates_by_published ON updates (published);
          CREATE INDEX updates_declined ON updates (update_id) WHERE declined;",
     ),
+    (
+        50,
+        // Maintenance (maintenance.rs): the stale mark, the runs' records,
+        // the updates superseded by one maintenance removed, when each
+        // update was first found obsolete, and the index its
+        // queries need beside the console's (migration 40); autovacuum reclaims what it deletes.
+        "ALTER TABLE computers ADD COLUMN stale_since TEXT;
+         CREATE TABLE maintenance_runs (
+             id BIGSERIAL PRIMARY KEY,
+             started TEXT NOT NULL,
+             run_json TEXT NOT NULL
+         );
+         CREATE TABLE maintenance_superseded (
+             update_id UUID PRIMARY KEY
+         );
+         CREATE TABLE maintenance_obsolete (
+             update_id UUID PRIMARY KEY,
+             since BIGINT NOT NULL
+         );
+         CREATE INDEX sync_log_by_logged ON sync_log (logged);",
+    ),
 ];
 
 /// The rows a publish adds, column by column (for one `unnest` insert).
@@ -195,6 +219,7 @@ struct NewRows {
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: Pool,
+    clock: Clock,
 }
 
 impl PostgresStore {
@@ -211,9 +236,16 @@ impl PostgresStore {
             .max_size(POOL_SIZE)
             .build()
             .map_err(|error| StoreError::Pool(error.to_string()))?;
-        let store = PostgresStore { pool };
+        let store = PostgresStore {
+            pool,
+            clock: Clock::system(),
+        };
         store.migrate().await?;
         Ok(store)
+    }
+
+    pub(super) fn set_clock(&mut self, clock: Clock) {
+        self.clock = clock;
     }
 
     pub(super) async fn client(&self) -> Result<Object, StoreError> {
@@ -271,7 +303,7 @@ impl PostgresStore {
             .execute(
                 "INSERT INTO admin_tokens (sha256, added) VALUES ($1, $2)
                  ON CONFLICT (sha256) DO NOTHING",
-                &[&&sha256[..], &Timestamp::now().to_string()],
+                &[&&sha256[..], &self.clock.now().to_string()],
             )
             .await?;
         Ok(())
@@ -309,7 +341,7 @@ impl PostgresStore {
             .execute(
                 "INSERT INTO content (sha256, size, added) VALUES ($1, $2, $3)
                  ON CONFLICT (sha256) DO NOTHING",
-                &[&sha256, &size, &Timestamp::now().to_string()],
+                &[&sha256, &size, &self.clock.now().to_string()],
             )
             .await?;
         Ok(())
@@ -369,7 +401,8 @@ impl PostgresStore {
             );
         }
 
-        let now = Timestamp::now().to_string();
+        let time = self.clock.now();
+        let now = time.to_string();
         let mut updates = Vec::with_capacity(candidates.len());
         let mut rows = NewRows::default();
         for candidate in &candidates {
@@ -390,7 +423,7 @@ impl PostgresStore {
             updates.push(published);
         }
         if !rows.update_id.is_empty() {
-            log_before(&transaction, next_version(version)?, &rows.update_id).await?;
+            log_before(&transaction, next_version(version)?, &rows.update_id, time).await?;
             transaction
                 .execute(
                     "INSERT INTO updates (update_id, revision_number, title, revision_json,
@@ -446,7 +479,13 @@ impl PostgresStore {
             None => DeclineOutcome::Unknown,
             Some(true) => DeclineOutcome::AlreadyDeclined(version_from(version)?),
             Some(false) => {
-                log_before(&transaction, next_version(version)?, &[update_id]).await?;
+                log_before(
+                    &transaction,
+                    next_version(version)?,
+                    &[update_id],
+                    self.clock.now(),
+                )
+                .await?;
                 transaction
                     .execute(
                         "UPDATE updates SET declined = TRUE WHERE update_id = $1",
@@ -610,7 +649,13 @@ impl PostgresStore {
             .iter()
             .map(|row| row.try_get(0))
             .collect::<Result<_, _>>()?;
-        log_before(&transaction, next_version(version)?, &approved).await?;
+        log_before(
+            &transaction,
+            next_version(version)?,
+            &approved,
+            self.clock.now(),
+        )
+        .await?;
         transaction
             .execute("DELETE FROM approvals WHERE group_name = $1", &[&name])
             .await?;
@@ -670,7 +715,7 @@ impl PostgresStore {
                     &computer.hostname,
                     &computer.target_group,
                     &UNASSIGNED_COMPUTERS,
-                    &Timestamp::now().to_string(),
+                    &self.clock.now().to_string(),
                     &full_below,
                 ],
             )
@@ -688,7 +733,8 @@ impl PostgresStore {
             .client()
             .await?
             .query(
-                "SELECT computer_id, machine_id, hostname, group_name, registered, last_sync
+                "SELECT computer_id, machine_id, hostname, group_name, registered, last_sync,
+                     stale_since
                  FROM computers WHERE $1::uuid IS NULL OR computer_id = $1
                  ORDER BY hostname, computer_id",
                 &[&computer_id],
@@ -696,6 +742,10 @@ impl PostgresStore {
             .await?;
         rows.iter()
             .map(|row| {
+                let stale_since = row
+                    .try_get::<_, Option<&str>>(6)?
+                    .map(parse_time)
+                    .transpose()?;
                 Ok(Computer {
                     computer_id: row.try_get(0)?,
                     machine_id: row.try_get(1)?,
@@ -706,6 +756,8 @@ impl PostgresStore {
                         .try_get::<_, Option<&str>>(5)?
                         .map(parse_time)
                         .transpose()?,
+                    stale: stale_since.is_some(),
+                    stale_since,
                 })
             })
             .collect()
@@ -740,10 +792,13 @@ impl PostgresStore {
     pub(super) async fn record_sync(&self, computer_id: Uuid) -> Result<(), StoreError> {
         let client = self.client().await?;
         let statement = client
-            .prepare_cached("UPDATE computers SET last_sync = $1 WHERE computer_id = $2")
+            // Heard from: no longer stale (maintenance.rs).
+            .prepare_cached(
+                "UPDATE computers SET last_sync = $1, stale_since = NULL WHERE computer_id = $2",
+            )
             .await?;
         client
-            .execute(&statement, &[&Timestamp::now().to_string(), &computer_id])
+            .execute(&statement, &[&self.clock.now().to_string(), &computer_id])
             .await?;
         Ok(())
     }
@@ -765,7 +820,13 @@ impl PostgresStore {
         if !group_exists(&transaction, &approval.group).await? {
             return Ok(GroupChange::UnknownGroup);
         }
-        log_before(&transaction, next_version(version)?, &[approval.update_id]).await?;
+        log_before(
+            &transaction,
+            next_version(version)?,
+            &[approval.update_id],
+            self.clock.now(),
+        )
+        .await?;
         transaction
             .execute(
                 "INSERT INTO approvals (update_id, group_name, action, deadline)
@@ -1086,6 +1147,7 @@ async fn log_before(
     client: &impl deadpool_postgres::GenericClient,
     version: u64,
     ids: &[Uuid],
+    now: Timestamp,
 ) -> Result<(), StoreError> {
     let mut ids = ids.to_vec();
     ids.sort();
@@ -1104,12 +1166,7 @@ async fn log_before(
             "INSERT INTO sync_log (version, update_id, before_json, logged)
              SELECT $1, id, json, $4 FROM unnest($2::uuid[], $3::text[]) AS t (id, json)
              ON CONFLICT (version, update_id) DO NOTHING",
-            &[
-                &version_to_sql(version)?,
-                &ids,
-                &before,
-                &Timestamp::now().as_second(),
-            ],
+            &[&version_to_sql(version)?, &ids, &before, &now.as_second()],
         )
         .await?;
     Ok(())
@@ -1150,11 +1207,12 @@ impl PostgresStore {
         }
         transaction
             .execute(
-                "UPDATE computers SET acknowledged = $1, last_report = $2, inventory_json = $3
+                "UPDATE computers SET acknowledged = $1, last_report = $2, inventory_json = $3,
+                     stale_since = NULL
                  WHERE computer_id = $4",
                 &[
                     &sequence,
-                    &Timestamp::now().to_string(),
+                    &self.clock.now().to_string(),
                     &inventory,
                     &computer_id,
                 ],
@@ -1475,7 +1533,7 @@ impl PostgresStore {
             .collect();
         ids.sort();
         ids.dedup();
-        log_before(&transaction, next_version(version)?, &ids).await?;
+        log_before(&transaction, next_version(version)?, &ids, self.clock.now()).await?;
         // One statement whatever the number of approvals.
         let update_ids: Vec<Uuid> = approvals.iter().map(|a| a.update_id).collect();
         let groups: Vec<&str> = approvals.iter().map(|a| a.group.as_str()).collect();
@@ -1538,7 +1596,13 @@ impl PostgresStore {
                 return Ok(GroupChange::UnknownGroup);
             }
         }
-        log_before(&transaction, next_version(version)?, &[rollout.update_id]).await?;
+        log_before(
+            &transaction,
+            next_version(version)?,
+            &[rollout.update_id],
+            self.clock.now(),
+        )
+        .await?;
         for approval in super::rollout_approvals(rollout) {
             transaction
                 .execute(
@@ -1587,7 +1651,13 @@ impl PostgresStore {
         if stored.as_deref() != Some(old) {
             return Ok(None);
         }
-        log_before(&transaction, next_version(version)?, &[update_id]).await?;
+        log_before(
+            &transaction,
+            next_version(version)?,
+            &[update_id],
+            self.clock.now(),
+        )
+        .await?;
         transaction
             .execute(
                 "UPDATE rollouts SET rollout_json = $1 WHERE update_id = $2",

@@ -12,12 +12,15 @@ use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use uuid::Uuid;
 
+mod maintenance;
+
 use super::changes::{Serving, earliest, plan_delta};
 use super::{
     Answer, Candidate, DeclineOutcome, DeltaView, Offered, PublishReport, SCHEMA_VERSION, StateRow,
     StoreError, StoredRevision, SyncPlan, SyncView, answer, approval_from, parse_time, token_from,
     version_from,
 };
+use crate::clock::Clock;
 use crate::fleet::{
     Approval, Computer, Credentials, Group, GroupChange, NewComputer, UNASSIGNED_COMPUTERS,
     ancestry, offered,
@@ -175,12 +178,35 @@ const MIGRATIONS: &[(i64, &str)] = &[
          CREATE INDEX updates_by_published ON updates (published);
          CREATE INDEX updates_declined ON updates (update_id) WHERE declined = 1;",
     ),
+    (
+        50,
+        // Maintenance (maintenance.rs): the stale mark, the runs' records,
+        // the updates superseded by one maintenance removed, when each
+        // update was first found obsolete, and the index its
+        // queries need beside the console's (migration 40).
+        "ALTER TABLE computers ADD COLUMN stale_since TEXT;
+         CREATE TABLE maintenance_runs (
+             id INTEGER PRIMARY KEY AUTOINCREMENT,
+             started TEXT NOT NULL,
+             run_json TEXT NOT NULL
+         );
+         CREATE TABLE maintenance_superseded (
+             update_id TEXT PRIMARY KEY
+         );
+         CREATE TABLE maintenance_obsolete (
+             update_id TEXT PRIMARY KEY,
+             since INTEGER NOT NULL
+         );
+         CREATE INDEX sync_log_by_logged ON sync_log (logged);",
+    ),
 ];
 
 /// The SQLite store (cheap to clone).
 #[derive(Clone)]
 pub struct SqliteStore {
     connection: Arc<Mutex<Connection>>,
+    clock: Clock,
+    path: PathBuf,
 }
 
 impl SqliteStore {
@@ -195,16 +221,26 @@ impl SqliteStore {
                 .open(&path)
                 .map_err(|error| StoreError::Io(format!("{}: {error}", path.display())))?;
             let mut connection = Connection::open(&path)?;
+            // Before the first table: freed pages can then be handed back
+            // to the file system by maintenance, a few at a time
+            // (maintenance.rs); a no-op on an older database.
+            connection.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
             connection.pragma_update(None, "journal_mode", "WAL")?;
             connection.pragma_update(None, "synchronous", "FULL")?;
             connection.busy_timeout(std::time::Duration::from_secs(10))?;
             migrate(&mut connection)?;
             Ok(SqliteStore {
                 connection: Arc::new(Mutex::new(connection)),
+                clock: Clock::system(),
+                path,
             })
         })
         .await
         .map_err(|error| StoreError::Io(format!("the store's thread: {error}")))?
+    }
+
+    pub(super) fn set_clock(&mut self, clock: Clock) {
+        self.clock = clock;
     }
 
     /// Runs `work` with the connection on a blocking thread.
@@ -231,10 +267,11 @@ impl SqliteStore {
     }
 
     pub(super) async fn add_admin_token(&self, sha256: [u8; 32]) -> Result<(), StoreError> {
+        let now = self.clock.now();
         self.with(move |connection| {
             connection.execute(
                 "INSERT OR IGNORE INTO admin_tokens (sha256, added) VALUES (?1, ?2)",
-                params![&sha256[..], Timestamp::now().to_string()],
+                params![&sha256[..], now.to_string()],
             )?;
             Ok(())
         })
@@ -270,10 +307,11 @@ impl SqliteStore {
     pub(super) async fn add_content(&self, sha256: String, size: u64) -> Result<(), StoreError> {
         let size =
             i64::try_from(size).map_err(|_| StoreError::Corrupt(format!("content size {size}")))?;
+        let now = self.clock.now();
         self.with(move |connection| {
             connection.execute(
                 "INSERT OR IGNORE INTO content (sha256, size, added) VALUES (?1, ?2, ?3)",
-                params![sha256, size, Timestamp::now().to_string()],
+                params![sha256, size, now.to_string()],
             )?;
             Ok(())
         })
@@ -285,6 +323,7 @@ impl SqliteStore {
         candidates: Vec<Candidate>,
         require_content: bool,
     ) -> Result<PublishReport, StoreError> {
+        let time = self.clock.now();
         self.with(move |connection| {
             // IMMEDIATE: the write lock first, so two publishers serialise.
             let transaction =
@@ -305,7 +344,7 @@ impl SqliteStore {
             if require_content && !missing.is_empty() {
                 return Err(StoreError::MissingContent(missing));
             }
-            let now = Timestamp::now().to_string();
+            let now = time.to_string();
             // The version this publish makes, if it changes anything.
             let next = read_version(&transaction)? + 1;
             let mut updates = Vec::with_capacity(candidates.len());
@@ -325,7 +364,7 @@ impl SqliteStore {
                         .map(|(number, digest, _)| (*number, digest.as_str())),
                 )?;
                 if let Some(json) = json {
-                    log_before(&transaction, next, candidate.update_id())?;
+                    log_before(&transaction, next, candidate.update_id(), time)?;
                     // A new revision of a declined update stays declined.
                     let declined = current.is_some_and(|(_, _, declined)| declined);
                     transaction.execute(
@@ -366,6 +405,7 @@ impl SqliteStore {
     }
 
     pub(super) async fn decline(&self, update_id: Uuid) -> Result<DeclineOutcome, StoreError> {
+        let now = self.clock.now();
         self.with(move |connection| {
             let transaction =
                 connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -380,7 +420,12 @@ impl SqliteStore {
                 None => DeclineOutcome::Unknown,
                 Some(true) => DeclineOutcome::AlreadyDeclined(read_version(&transaction)?),
                 Some(false) => {
-                    log_before(&transaction, read_version(&transaction)? + 1, update_id)?;
+                    log_before(
+                        &transaction,
+                        read_version(&transaction)? + 1,
+                        update_id,
+                        now,
+                    )?;
                     transaction.execute(
                         "UPDATE updates SET declined = 1 WHERE update_id = ?1",
                         [update_id.to_string()],
@@ -489,7 +534,12 @@ fn bump_version(connection: &Connection) -> Result<u64, StoreError> {
 /// Writes `update_id`'s serving state as it is now into the change log,
 /// under `version`, the version the change about to be made will take.
 /// Call it before changing the update; the first row of one version wins.
-fn log_before(connection: &Connection, version: u64, update_id: Uuid) -> Result<(), StoreError> {
+fn log_before(
+    connection: &Connection,
+    version: u64,
+    update_id: Uuid,
+    now: Timestamp,
+) -> Result<(), StoreError> {
     let before = serving(connection, update_id)?.encode()?;
     connection
         .prepare_cached(
@@ -500,7 +550,7 @@ fn log_before(connection: &Connection, version: u64, update_id: Uuid) -> Result<
             version_to_sql(version)?,
             update_id.to_string(),
             before,
-            Timestamp::now().as_second()
+            now.as_second()
         ])?;
     Ok(())
 }
@@ -720,6 +770,7 @@ impl SqliteStore {
     }
 
     pub(super) async fn remove_group(&self, name: String) -> Result<GroupChange, StoreError> {
+        let now = self.clock.now();
         self.with(move |connection| {
             let transaction =
                 connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -741,7 +792,7 @@ impl SqliteStore {
                 .collect::<Result<_, _>>()?;
             let next = read_version(&transaction)? + 1;
             for update_id in approved {
-                log_before(&transaction, next, parse_uuid(&update_id)?)?;
+                log_before(&transaction, next, parse_uuid(&update_id)?, now)?;
             }
             transaction.execute("DELETE FROM approvals WHERE group_name = ?1", [&name])?;
             transaction.execute("DELETE FROM groups WHERE name = ?1", [&name])?;
@@ -778,6 +829,7 @@ impl SqliteStore {
     }
 
     pub(super) async fn add_computer(&self, computer: NewComputer) -> Result<String, StoreError> {
+        let now = self.clock.now();
         self.with(move |connection| {
             let transaction =
                 connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -802,7 +854,7 @@ impl SqliteStore {
                     computer.hostname,
                     computer.target_group,
                     UNASSIGNED_COMPUTERS,
-                    Timestamp::now().to_string(),
+                    now.to_string(),
                     full_below
                 ],
                 |row| row.get(0),
@@ -819,7 +871,8 @@ impl SqliteStore {
     ) -> Result<Vec<Computer>, StoreError> {
         self.with(move |connection| {
             let mut statement = connection.prepare(
-                "SELECT computer_id, machine_id, hostname, group_name, registered, last_sync
+                "SELECT computer_id, machine_id, hostname, group_name, registered, last_sync,
+                     stale_since
                  FROM computers WHERE ?1 IS NULL OR computer_id = ?1 ORDER BY hostname, computer_id",
             )?;
             let rows = statement.query_map([computer_id.map(|id| id.to_string())], |row| {
@@ -830,10 +883,12 @@ impl SqliteStore {
                     row.get::<_, String>(3)?,
                     row.get::<_, String>(4)?,
                     row.get::<_, Option<String>>(5)?,
+                    row.get::<_, Option<String>>(6)?,
                 ))
             })?;
             rows.map(|row| {
-                let (id, machine_id, hostname, group, registered, last_sync) = row?;
+                let (id, machine_id, hostname, group, registered, last_sync, stale_since) = row?;
+                let stale_since = stale_since.as_deref().map(parse_time).transpose()?;
                 Ok(Computer {
                     computer_id: parse_uuid(&id)?,
                     machine_id,
@@ -841,6 +896,8 @@ impl SqliteStore {
                     group,
                     registered: parse_time(&registered)?,
                     last_sync: last_sync.as_deref().map(parse_time).transpose()?,
+                    stale: stale_since.is_some(),
+                    stale_since,
                 })
             })
             .collect()
@@ -876,10 +933,12 @@ impl SqliteStore {
     }
 
     pub(super) async fn record_sync(&self, computer_id: Uuid) -> Result<(), StoreError> {
+        let now = self.clock.now();
         self.with(move |connection| {
+            // Heard from: no longer stale (maintenance.rs).
             connection.execute(
-                "UPDATE computers SET last_sync = ?1 WHERE computer_id = ?2",
-                params![Timestamp::now().to_string(), computer_id.to_string()],
+                "UPDATE computers SET last_sync = ?1, stale_since = NULL WHERE computer_id = ?2",
+                params![now.to_string(), computer_id.to_string()],
             )?;
             Ok(())
         })
@@ -887,6 +946,7 @@ impl SqliteStore {
     }
 
     pub(super) async fn set_approval(&self, approval: Approval) -> Result<GroupChange, StoreError> {
+        let now = self.clock.now();
         self.with(move |connection| {
             let transaction =
                 connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -905,6 +965,7 @@ impl SqliteStore {
                 &transaction,
                 read_version(&transaction)? + 1,
                 approval.update_id,
+                now,
             )?;
             transaction.execute(
                 "INSERT INTO approvals (update_id, group_name, action, deadline)
@@ -1051,6 +1112,7 @@ impl SqliteStore {
         inventory: String,
         rows: Vec<StateRow>,
     ) -> Result<i64, StoreError> {
+        let now = self.clock.now();
         self.with(move |connection| {
             let transaction =
                 connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -1064,9 +1126,10 @@ impl SqliteStore {
                 return Ok(acknowledged);
             }
             transaction.execute(
-                "UPDATE computers SET acknowledged = ?1, last_report = ?2, inventory_json = ?3
+                "UPDATE computers SET acknowledged = ?1, last_report = ?2, inventory_json = ?3,
+                     stale_since = NULL
                  WHERE computer_id = ?4",
-                params![sequence, Timestamp::now().to_string(), inventory, id],
+                params![sequence, now.to_string(), inventory, id],
             )?;
             {
                 let mut statement = transaction.prepare(
@@ -1345,13 +1408,14 @@ impl SqliteStore {
         &self,
         approvals: Vec<Approval>,
     ) -> Result<(Vec<Approval>, u64), StoreError> {
+        let now = self.clock.now();
         self.with(move |connection| {
             let transaction =
                 connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let next = read_version(&transaction)? + 1;
             let mut added = Vec::new();
             for approval in approvals {
-                log_before(&transaction, next, approval.update_id)?;
+                log_before(&transaction, next, approval.update_id, now)?;
                 if insert_if_absent(&transaction, &approval)? {
                     added.push(approval);
                 }
@@ -1376,6 +1440,7 @@ impl SqliteStore {
         rollout: Rollout,
         json: String,
     ) -> Result<GroupChange, StoreError> {
+        let now = self.clock.now();
         self.with(move |connection| {
             let transaction =
                 connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -1397,6 +1462,7 @@ impl SqliteStore {
                 &transaction,
                 read_version(&transaction)? + 1,
                 rollout.update_id,
+                now,
             )?;
             for approval in super::rollout_approvals(&rollout) {
                 transaction.execute(
@@ -1430,6 +1496,7 @@ impl SqliteStore {
         old: String,
         new: String,
     ) -> Result<Option<u64>, StoreError> {
+        let now = self.clock.now();
         self.with(move |connection| {
             let transaction =
                 connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -1444,7 +1511,12 @@ impl SqliteStore {
             if stored.as_deref() != Some(old.as_str()) {
                 return Ok(None);
             }
-            log_before(&transaction, read_version(&transaction)? + 1, update_id)?;
+            log_before(
+                &transaction,
+                read_version(&transaction)? + 1,
+                update_id,
+                now,
+            )?;
             transaction.execute(
                 "UPDATE rollouts SET rollout_json = ?1 WHERE update_id = ?2",
                 params![new, id],

@@ -70,6 +70,16 @@ pub struct Server {
 
 impl Server {
     pub fn start(data_dir: &Path, database: Option<&str>, extra: &[&str]) -> Server {
+        Server::start_with_config(data_dir, Path::new("/dev/null"), database, extra)
+    }
+
+    /// [`Server::start`] with `config` as its `server.toml`.
+    pub fn start_with_config(
+        data_dir: &Path,
+        config: &Path,
+        database: Option<&str>,
+        extra: &[&str],
+    ) -> Server {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -78,7 +88,9 @@ impl Server {
         let log = data_dir.with_extension(format!("{port}.log"));
         let mut command = Command::new(BIN);
         command
-            .args(["serve", "--config", "/dev/null", "--listen"])
+            .args(["serve", "--config"])
+            .arg(config)
+            .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--data-dir")
             .arg(data_dir)
