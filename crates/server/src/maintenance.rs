@@ -372,7 +372,7 @@ pub async fn run(
     trigger: Trigger,
     dry_run: bool,
 ) -> Result<MaintenanceRun, RunError> {
-    let Some(_lock) = store.try_maintenance_lock().await? else {
+    let Some(lock) = store.try_maintenance_lock().await? else {
         return Err(RunError::Busy);
     };
     let mut record = MaintenanceRun {
@@ -409,6 +409,7 @@ pub async fn run(
         bytes = record.removed_content_bytes,
         "maintenance run done"
     );
+    lock.release().await;
     Ok(record)
 }
 

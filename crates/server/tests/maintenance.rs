@@ -365,3 +365,37 @@ async fn a_removal_decides_again_on_postgresql() {
     })
     .await;
 }
+
+/// One run at a time per store, not per process: a run holding one
+/// store's lock does not turn away another store's run, and a finished
+/// run lets the next one in at once (PostgreSQL's advisory lock is
+/// unlocked, not left to the connection's close).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_holds_only_its_own_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Store::open_sqlite(&dir.path().join("first.sqlite"))
+        .await
+        .unwrap();
+    let second = Store::open_sqlite(&dir.path().join("second.sqlite"))
+        .await
+        .unwrap();
+    let held = first.try_maintenance_lock().await.unwrap();
+    assert!(held.is_some());
+    assert!(first.try_maintenance_lock().await.unwrap().is_none());
+    assert!(second.try_maintenance_lock().await.unwrap().is_some());
+    drop(held);
+
+    let Some(admin_url) = common::postgres_url("a_run_holds_only_its_own_store") else {
+        return;
+    };
+    common::with_database(&admin_url, |url| async move {
+        let store = Store::open_postgres(&url).await.unwrap();
+        for _ in 0..5 {
+            let lock = store.try_maintenance_lock().await.unwrap();
+            lock.expect("the last run's lock was released")
+                .release()
+                .await;
+        }
+    })
+    .await;
+}

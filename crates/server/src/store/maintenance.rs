@@ -262,7 +262,11 @@ impl Store {
     /// another run holds it (in this process, or, on PostgreSQL, on any
     /// front end).
     pub async fn try_maintenance_lock(&self) -> Result<Option<MaintenanceLock>, StoreError> {
-        let Ok(local) = LOCAL_RUN.clone().try_lock_owned() else {
+        let local_run = match self {
+            Store::Sqlite(store) => store.maintenance_run(),
+            Store::Postgres(store) => store.maintenance_run(),
+        };
+        let Ok(local) = local_run.try_lock_owned() else {
             return Ok(None);
         };
         let shared = match self {
@@ -274,20 +278,28 @@ impl Store {
         };
         Ok(Some(MaintenanceLock {
             _local: local,
-            _shared: shared,
+            shared,
         }))
     }
 }
-
-static LOCAL_RUN: std::sync::LazyLock<std::sync::Arc<tokio::sync::Mutex<()>>> =
-    std::sync::LazyLock::new(Default::default);
 
 /// Held while a maintenance run is under way.
 pub struct MaintenanceLock {
     _local: tokio::sync::OwnedMutexGuard<()>,
     /// PostgreSQL's session advisory lock lives as long as this connection,
     /// taken out of the pool so dropping it closes it.
-    _shared: Option<deadpool_postgres::ClientWrapper>,
+    shared: Option<deadpool_postgres::ClientWrapper>,
+}
+
+impl MaintenanceLock {
+    /// Ends the run's hold. PostgreSQL's lock is unlocked here rather than
+    /// left to the connection's close, which the server finishes only
+    /// after the client has let go: a run right after would find it held.
+    pub async fn release(self) {
+        if let Some(client) = &self.shared {
+            super::postgres::maintenance::release_maintenance_lock(client).await;
+        }
+    }
 }
 
 /// Parses a JSON array of update IDs, as a revision stores

@@ -3,6 +3,7 @@
 //! turns and the version they bump is the database's.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 mod upstreams;
 
@@ -11,7 +12,7 @@ use jiff::Timestamp;
 use tokio_postgres::NoTls;
 use uuid::Uuid;
 
-mod maintenance;
+pub(super) mod maintenance;
 
 use super::changes::{Serving, earliest, plan_delta};
 use super::{
@@ -220,6 +221,8 @@ struct NewRows {
 pub struct PostgresStore {
     pool: Pool,
     clock: Clock,
+    /// Held by this store's maintenance run (one at a time per store).
+    maintenance_run: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl PostgresStore {
@@ -239,6 +242,7 @@ impl PostgresStore {
         let store = PostgresStore {
             pool,
             clock: Clock::system(),
+            maintenance_run: Arc::default(),
         };
         store.migrate().await?;
         Ok(store)
@@ -246,6 +250,11 @@ impl PostgresStore {
 
     pub(super) fn set_clock(&mut self, clock: Clock) {
         self.clock = clock;
+    }
+
+    /// The lock of this store's maintenance runs.
+    pub(super) fn maintenance_run(&self) -> Arc<tokio::sync::Mutex<()>> {
+        Arc::clone(&self.maintenance_run)
     }
 
     pub(super) async fn client(&self) -> Result<Object, StoreError> {

@@ -207,6 +207,8 @@ pub struct SqliteStore {
     connection: Arc<Mutex<Connection>>,
     clock: Clock,
     path: PathBuf,
+    /// Held by this store's maintenance run (one at a time per store).
+    maintenance_run: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl SqliteStore {
@@ -233,6 +235,7 @@ impl SqliteStore {
                 connection: Arc::new(Mutex::new(connection)),
                 clock: Clock::system(),
                 path,
+                maintenance_run: Arc::default(),
             })
         })
         .await
@@ -241,6 +244,11 @@ impl SqliteStore {
 
     pub(super) fn set_clock(&mut self, clock: Clock) {
         self.clock = clock;
+    }
+
+    /// The lock of this store's maintenance runs.
+    pub(super) fn maintenance_run(&self) -> Arc<tokio::sync::Mutex<()>> {
+        Arc::clone(&self.maintenance_run)
     }
 
     /// Runs `work` with the connection on a blocking thread.

@@ -412,6 +412,17 @@ impl PostgresStore {
     }
 }
 
+/// Unlocks the maintenance lock `client` holds; a failure is logged, and
+/// the lock then ends with the connection.
+pub(in crate::store) async fn release_maintenance_lock(client: &deadpool_postgres::ClientWrapper) {
+    if let Err(error) = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MAINTENANCE_LOCK])
+        .await
+    {
+        tracing::warn!(%error, "unlocking the maintenance lock");
+    }
+}
+
 /// Those of `ids` not heard from since `cutoff`, their rows locked in
 /// `client`'s transaction.
 async fn still_quiet(
