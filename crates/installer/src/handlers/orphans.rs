@@ -8,6 +8,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
@@ -67,10 +68,32 @@ pub fn stop_orphaned_group(record: &Path) -> Option<String> {
     }
     let group = Pid::from_raw(i32::try_from(pid).ok()?);
     killpg(group, Signal::SIGKILL).ok()?;
+    // A killed process lets go of its locks (dpkg's among them) only when
+    // it has exited, after the signal: the repair that follows needs them.
+    let deadline = Instant::now() + EXIT_WAIT;
+    while group_members(pid).iter().any(|&member| is_alive(member)) {
+        if Instant::now() >= deadline {
+            return Some(format!(
+                "killed installer group {pid} ({members:?}), but some of it was still running \
+                 after {} s",
+                EXIT_WAIT.as_secs()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
     Some(format!(
         "stopped {} process(es) left of installer group {pid}: {members:?}",
         members.len()
     ))
+}
+
+/// How long a killed group may take to exit.
+const EXIT_WAIT: Duration = Duration::from_secs(10);
+
+/// Running, or stopped, or anything but exited (a zombie waits only for
+/// its parent to reap it and holds nothing).
+fn is_alive(pid: u32) -> bool {
+    stat_fields(pid).is_some_and(|fields| fields.state != Some('Z'))
 }
 
 /// The processes whose process group is `group`.
@@ -90,11 +113,12 @@ fn start_time(pid: u32) -> Option<u64> {
 }
 
 struct StatFields {
+    state: Option<char>,
     pgrp: Option<u32>,
     start_time: Option<u64>,
 }
 
-/// Fields 5 (process group) and 22 (start time) of `/proc/<pid>/stat`,
+/// Fields 3 (state), 5 (process group) and 22 (start time) of `/proc/<pid>/stat`,
 /// counted after the command name's last `)`, which may hold anything.
 fn stat_fields(pid: u32) -> Option<StatFields> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -102,6 +126,7 @@ fn stat_fields(pid: u32) -> Option<StatFields> {
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // rest starts at field 3 (state).
     Some(StatFields {
+        state: fields.first().and_then(|field| field.chars().next()),
         pgrp: fields.get(2).and_then(|field| field.parse().ok()),
         start_time: fields.get(19).and_then(|field| field.parse().ok()),
     })
@@ -139,5 +164,38 @@ mod tests {
         // A record whose group is gone: nothing to stop.
         std::fs::write(&record, format!("{} 1\n", child.id())).expect("written");
         assert_eq!(stop_orphaned_group(&record), None);
+    }
+
+    #[test]
+    fn a_stopped_group_has_let_go_of_its_locks_when_the_stop_returns() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let record = dir.path().join("installer.group");
+        let lock = dir.path().join("lock");
+        // As dpkg holds its lock: a process of the group with the lock
+        // file open and locked.
+        let mut child = std::process::Command::new("flock")
+            .arg(&lock)
+            .args(["sleep", "60"])
+            .process_group(0)
+            .spawn()
+            .expect("flock starts");
+        let held = || {
+            !std::process::Command::new("flock")
+                .args(["-n"])
+                .arg(&lock)
+                .arg("true")
+                .status()
+                .expect("flock runs")
+                .success()
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !held() {
+            assert!(Instant::now() < deadline, "the lock was never taken");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::mem::forget(RecordedGroup::write(&record, child.id()).expect("recorded"));
+        stop_orphaned_group(&record).expect("the group was stopped");
+        assert!(!held(), "the lock was still held after the stop returned");
+        child.wait().expect("reaped");
     }
 }
