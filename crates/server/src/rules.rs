@@ -389,6 +389,8 @@ mod tests {
         assert!(!glob_matches("*ss?", "openss"));
         assert!(glob_matches("a*b*c", "axxbyyc"));
         assert!(!glob_matches("a*b*c", "axxbyy"));
+        assert!(!glob_matches("openssl", "openssl3"));
+        assert!(!glob_matches("?", ""));
         let text = "a".repeat(10_000);
         let pattern = format!("{}b", "*a".repeat(100));
         assert!(!glob_matches(&pattern, &text));

@@ -395,41 +395,16 @@ impl UpstreamSpec {
     }
 
     fn wants_source(&self, source: &str) -> bool {
-        self.sources.is_empty() || self.sources.iter().any(|pattern| glob(pattern, source))
+        self.sources.is_empty()
+            || self
+                .sources
+                .iter()
+                .any(|pattern| crate::rules::glob_matches(pattern, source))
     }
 
     fn wants_pocket(&self, class: PocketClass) -> bool {
         self.pockets.is_empty() || self.pockets.iter().any(|filter| filter.admits(class))
     }
-}
-
-/// `*` matches any run of characters, `?` one; the rest literally.
-fn glob(pattern: &str, text: &str) -> bool {
-    let (pattern, text): (Vec<char>, Vec<char>) =
-        (pattern.chars().collect(), text.chars().collect());
-    let (mut p, mut t) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while t < text.len() {
-        match pattern.get(p) {
-            Some('*') => {
-                star = Some((p, t));
-                p += 1;
-            }
-            Some(&c) if c == '?' || c == text[t] => {
-                p += 1;
-                t += 1;
-            }
-            _ => match star {
-                Some((star_p, star_t)) => {
-                    p = star_p + 1;
-                    t = star_t + 1;
-                    star = Some((star_p, star_t + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    pattern[p..].iter().all(|&c| c == '*')
 }
 
 /// The upstreams' shared parts: one sync at a time per process, the
@@ -1039,18 +1014,6 @@ fn supersede_known(revision: &mut Revision, known: &mut BTreeMap<String, Vec<(St
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn globs_match_as_shells_do() {
-        assert!(glob("open*", "openssl"));
-        assert!(glob("*ssl", "openssl"));
-        assert!(glob("o?enssl", "openssl"));
-        assert!(glob("*", ""));
-        assert!(glob("a*b*c", "aXbYc"));
-        assert!(!glob("a*b*c", "aXbY"));
-        assert!(!glob("openssl", "openssl3"));
-        assert!(!glob("?", ""));
-    }
 
     #[test]
     fn filenames_stay_under_the_mirror() {
