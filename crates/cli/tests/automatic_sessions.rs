@@ -87,33 +87,7 @@ impl Scene {
         let script = dir.join("kernel/kernel.sh");
         std::fs::write(&script, "#!/bin/sh\nexit 194\n").unwrap();
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let key = self.restarts.path().join("key");
-        let package = self.restarts.path().join("kernel.owpkg");
-        let wua = |args: &[&str]| {
-            let output = self.agent.wua(args);
-            assert!(
-                output.status.success(),
-                "wua {args:?}: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        };
-        wua(&["package", "keygen", &key.to_string_lossy()]);
-        wua(&[
-            "package",
-            "build",
-            &dir.to_string_lossy(),
-            "-o",
-            &package.to_string_lossy(),
-            "--key",
-            &format!("{}.key", key.display()),
-        ]);
-        wua(&[
-            "services",
-            "add-package",
-            &package.to_string_lossy(),
-            "--pubkey",
-            &format!("{}.pub", key.display()),
-        ]);
+        self.agent.add_package_service(&dir, self.restarts.path());
     }
 
     fn state(&self) -> Value {

@@ -599,29 +599,12 @@ impl TestAgent {
         self.private.path().join("sandbox/secret-tool.answer")
     }
 
-    /// Builds, signs and registers the test service (the quiet, asking,
-    /// terminal and secret tools) the way an administrator would: `wua
+    /// Signs the service directory `dir` with a new key (kept in
+    /// `scratch`) and registers it the way an administrator would: `wua
     /// package keygen/build`, `wua services add-package`.
-    fn register_test_service(&self) {
-        let dir = self.private.path().join("service");
-        for (path, text) in [
-            ("service.toml", SERVICE_TOML),
-            ("quiet-tool/update.toml", QUIET_TOML),
-            ("quiet-tool/quiet.sh", QUIET_SH),
-            ("asking-tool/update.toml", ASKING_TOML),
-            ("asking-tool/asking.sh", ASKING_SH),
-            ("terminal-tool/update.toml", TERMINAL_TOML),
-            ("terminal-tool/terminal.sh", TERMINAL_SH),
-            ("secret-tool/update.toml", SECRET_TOML),
-            ("secret-tool/secret.sh", SECRET_SH),
-        ] {
-            let path = dir.join(path);
-            std::fs::create_dir_all(path.parent().expect("a parent directory"))
-                .expect("create the service directory");
-            write_script(&path, text);
-        }
-        let key = self.private.path().join("key");
-        let package = self.private.path().join("test.owpkg");
+    pub fn add_package_service(&self, dir: &Path, scratch: &Path) {
+        let key = scratch.join("key");
+        let package = scratch.join("test.owpkg");
         let wua = |args: &[&str]| {
             let output = self.wua(args);
             assert!(
@@ -647,6 +630,30 @@ impl TestAgent {
             "--pubkey",
             &format!("{}.pub", key.display()),
         ]);
+    }
+
+    /// Builds, signs and registers the test service (the quiet, asking,
+    /// terminal and secret tools) the way an administrator would: `wua
+    /// package keygen/build`, `wua services add-package`.
+    fn register_test_service(&self) {
+        let dir = self.private.path().join("service");
+        for (path, text) in [
+            ("service.toml", SERVICE_TOML),
+            ("quiet-tool/update.toml", QUIET_TOML),
+            ("quiet-tool/quiet.sh", QUIET_SH),
+            ("asking-tool/update.toml", ASKING_TOML),
+            ("asking-tool/asking.sh", ASKING_SH),
+            ("terminal-tool/update.toml", TERMINAL_TOML),
+            ("terminal-tool/terminal.sh", TERMINAL_SH),
+            ("secret-tool/update.toml", SECRET_TOML),
+            ("secret-tool/secret.sh", SECRET_SH),
+        ] {
+            let path = dir.join(path);
+            std::fs::create_dir_all(path.parent().expect("a parent directory"))
+                .expect("create the service directory");
+            write_script(&path, text);
+        }
+        self.add_package_service(&dir, self.private.path());
     }
 }
 
