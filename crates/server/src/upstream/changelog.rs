@@ -173,7 +173,10 @@ mod tests {
             severity_of_urgency("emergency"),
             Some(MsrcSeverity::Critical)
         );
-        assert_eq!(severity_of_urgency("critical"), Some(MsrcSeverity::Critical));
+        assert_eq!(
+            severity_of_urgency("critical"),
+            Some(MsrcSeverity::Critical)
+        );
         assert_eq!(severity_of_urgency("HIGH"), Some(MsrcSeverity::Important));
         assert_eq!(severity_of_urgency("medium"), Some(MsrcSeverity::Moderate));
         assert_eq!(severity_of_urgency("low"), Some(MsrcSeverity::Low));
