@@ -534,3 +534,109 @@ fn an_approved_upstream_update_is_installed_by_an_agent_through_apt_from_the_ser
     assert!(session.get_update(id).unwrap().entry.state.is_installed);
     server.stop();
 }
+
+/// The current revision of an update, as `GET /api/v1/updates/{id}` gives it.
+fn current_update(server: &Server, id: &str) -> Value {
+    let (status, body) = server.admin("GET", &format!("/api/v1/updates/{id}"), b"");
+    assert_eq!(status, 200);
+    let detail: Value = serde_json::from_slice(&body).unwrap();
+    detail["current"]["update"].clone()
+}
+
+fn approved_groups(server: &Server, id: &str) -> Vec<String> {
+    let (status, body) = server.admin("GET", &format!("/api/v1/updates/{id}/approvals"), b"");
+    assert_eq!(status, 200);
+    let approvals: Value = serde_json::from_slice(&body).unwrap();
+    let mut groups: Vec<String> = approvals
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|approval| approval["group"].as_str().unwrap().to_owned())
+        .collect();
+    groups.sort();
+    groups
+}
+
+/// A security update whose changelog says `urgency=high` and names a CVE:
+/// nothing is known of it until its `.deb` is fetched on approval; then it
+/// is published again rated Important with the CVE, a `--severity
+/// important` rule approves it for another group, and later syncs (with
+/// nothing changed, and with something else changed) keep both.
+#[test]
+fn a_fetched_security_updates_changelog_gives_its_cves_and_severity() {
+    let mut repository = repository();
+    let fixed = hello("1.1-1").file(
+        "usr/share/doc/hello-upstream/changelog.Debian.gz",
+        openwua_testkit::debrepo::changelog_gz(
+            "hello-upstream",
+            "1.1-1",
+            "Fix CVE-2024-12345.",
+            "1.0-1",
+        ),
+    );
+    repository.add("stable-security", &fixed);
+    repository.publish();
+    let mirror = repository.serve();
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(&data.path().join("data"), None, &[]);
+    add_upstream(
+        &server,
+        "tests",
+        &mirror.url(),
+        &repository.keyring(),
+        &["--suite", "stable-security"],
+    );
+    server.run_ok(&["groups", "add", "Site"]);
+    server.run_ok(&[
+        "rules",
+        "add",
+        "Important security",
+        "--classification",
+        "Security Updates",
+        "--severity",
+        "important",
+        "--group",
+        "Site",
+    ]);
+    assert_eq!(sync(&server, "tests").0, 200);
+    let update = apt_id("hello-upstream", "1.1-1");
+    let before = current_update(&server, &update);
+    assert!(before.get("msrcSeverity").is_none(), "{before}");
+    assert!(before.get("cveIds").is_none(), "{before}");
+    assert!(approved_groups(&server, &update).is_empty());
+
+    server.run_ok(&["approve", &update, "--group", "All Computers"]);
+    assert!(
+        wait_until(Instant::now() + Duration::from_secs(30), || {
+            current_update(&server, &update)["msrcSeverity"] == "Important"
+        }),
+        "not rated: {} {}",
+        current_update(&server, &update),
+        server.log_tail()
+    );
+    let rated = current_update(&server, &update);
+    // Only the newest entry's CVEs (the older one names CVE-2001-0001).
+    assert_eq!(rated["cveIds"], serde_json::json!(["CVE-2024-12345"]));
+    let revision = rated["identity"]["revisionNumber"].clone();
+    assert_ne!(revision, before["identity"]["revisionNumber"]);
+    // The rule fired on the new revision.
+    assert_eq!(approved_groups(&server, &update), ["All Computers", "Site"]);
+
+    // Nothing changed upstream.
+    let (status, report) = sync(&server, "tests");
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(current_update(&server, &update), rated);
+    // Something else changed: every update is mapped again, and this one
+    // keeps what its changelog said (the same revision).
+    repository.add(SUITE, &Deb::new("other-tool", "2.1").architecture("all"));
+    repository.publish();
+    let (status, report) = sync(&server, "tests");
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["changed"], true, "{report}");
+    assert_eq!(current_update(&server, &update), rated);
+    assert_eq!(
+        current_update(&server, &update)["identity"]["revisionNumber"],
+        revision
+    );
+    server.stop();
+}

@@ -1231,9 +1231,42 @@ pub fn deb_has_templates(deb: &Path) -> bool {
 /// `usr/share/doc/<package>/changelog.Debian.gz` names, each once, in
 /// order; empty when it has none or cannot be read.
 pub fn changelog_cves(deb: &Path) -> Vec<String> {
-    changelog_text(deb)
-        .map(|text| cves_of_newest_entry(&text))
+    newest_changelog_entry(deb)
+        .map(|entry| entry.cves)
         .unwrap_or_default()
+}
+
+/// What the newest entry of a `.deb`'s changelog says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChangelogEntry {
+    /// The `urgency=` of its header line, lower-cased (`low`, `medium`,
+    /// `high`, `emergency`, `critical`), if it gives one.
+    pub urgency: Option<String>,
+    /// The CVE IDs it names, each once, in order (at most 200).
+    pub cves: Vec<String>,
+}
+
+/// The newest entry of the `.deb`'s `usr/share/doc/<package>/changelog.Debian.gz`;
+/// None when it has no changelog or it cannot be read. Blocking.
+pub fn newest_changelog_entry(deb: &Path) -> Option<ChangelogEntry> {
+    let text = changelog_text(deb)?;
+    Some(ChangelogEntry {
+        urgency: urgency_of_newest_entry(&text),
+        cves: cves_of_newest_entry(&text),
+    })
+}
+
+/// The `urgency=` of the first header line
+/// (`source (version) distributions; urgency=high`).
+fn urgency_of_newest_entry(text: &str) -> Option<String> {
+    let header = text.lines().find(|line| !line.trim().is_empty())?;
+    let (_, fields) = header.split_once(';')?;
+    fields
+        .split(',')
+        .filter_map(|field| field.trim().split_once('='))
+        .find(|(key, _)| key.eq_ignore_ascii_case("urgency"))
+        .map(|(_, value)| value.trim().to_ascii_lowercase())
+        .filter(|value| !value.is_empty() && value.len() <= 32)
 }
 
 fn changelog_text(deb: &Path) -> Option<String> {
@@ -1333,6 +1366,14 @@ mod tests {
             cves_of_newest_entry(text),
             ["CVE-2024-12345", "CVE-2024-1234"]
         );
+    }
+
+    #[test]
+    fn urgency_comes_from_the_newest_header_line() {
+        let text = "\npkg (2.0-1) sid; urgency=HIGH, binary-only=yes\n\n  * x\n\n \
+                    -- A <a@b>  Mon, 01 Jan 2024 00:00:00 +0000\n\npkg (1.0-1) sid; urgency=low\n";
+        assert_eq!(urgency_of_newest_entry(text).as_deref(), Some("high"));
+        assert_eq!(urgency_of_newest_entry("pkg (1.0) sid\n"), None);
     }
 
     #[test]

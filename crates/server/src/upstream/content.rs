@@ -3,8 +3,11 @@
 //! verified against the size and SHA-256 its index gave, then stored like
 //! an upload and served by `GET /api/v1/content/{sha256}`.
 
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
+
+use uuid::Uuid;
 
 use crate::api::AppState;
 use crate::setup::UPLOAD_PREFIX;
@@ -23,6 +26,8 @@ pub struct FetchedContent {
     pub fetched: usize,
     /// Files that could not be (logged; tried again later).
     pub failed: usize,
+    /// Updates published again with what their changelogs say.
+    pub revised: usize,
 }
 
 /// Runs for the server's life: fetches what approvals need whenever woken
@@ -38,6 +43,7 @@ pub async fn run_fetcher(state: Arc<AppState>) {
                 tracing::info!(
                     fetched = round.fetched,
                     failed = round.failed,
+                    revised = round.revised,
                     "upstream content"
                 )
             }
@@ -52,8 +58,16 @@ pub async fn run_fetcher(state: Arc<AppState>) {
 /// lacks, one at a time.
 pub async fn fetch_approved(state: &AppState) -> Result<FetchedContent, crate::store::StoreError> {
     let mut files = state.store.approved_missing_files().await?;
+    let mut of_update: BTreeMap<Uuid, Vec<String>> = BTreeMap::new();
+    for file in &files {
+        of_update
+            .entry(file.update_id)
+            .or_default()
+            .push(file.sha256.clone());
+    }
     files.dedup_by(|a, b| a.sha256 == b.sha256);
     let mut round = FetchedContent::default();
+    let mut fetched: HashSet<String> = HashSet::new();
     for file in files {
         let content_dir = state.content_dir.clone();
         let wanted = file.clone();
@@ -64,6 +78,7 @@ pub async fn fetch_approved(state: &AppState) -> Result<FetchedContent, crate::s
         match stored {
             Ok(()) => {
                 state.store.add_content(&file.sha256, file.size).await?;
+                fetched.insert(file.sha256.clone());
                 round.fetched += 1;
             }
             Err(reason) => {
@@ -71,6 +86,10 @@ pub async fn fetch_approved(state: &AppState) -> Result<FetchedContent, crate::s
                 round.failed += 1;
             }
         }
+    }
+    of_update.retain(|_, digests| digests.iter().any(|digest| fetched.contains(digest)));
+    if !of_update.is_empty() {
+        round.revised = super::changelog::learn_from_fetched(state, of_update).await?;
     }
     Ok(round)
 }

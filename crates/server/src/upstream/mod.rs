@@ -13,6 +13,7 @@
 //! ([`content`]).
 
 pub mod api;
+pub mod changelog;
 pub mod content;
 mod fetch;
 mod gpg;
@@ -171,6 +172,10 @@ pub struct UpstreamState {
     pub known: BTreeMap<String, Vec<(String, Uuid)>>,
     /// How many updates the last sync offered.
     pub updates: usize,
+    /// What fetched updates' changelogs said, per UpdateID (one source
+    /// version), merged into every later sync's mapping.
+    #[serde(default)]
+    pub learned: BTreeMap<Uuid, changelog::Learned>,
 }
 
 /// Why a sync or a change to upstreams was refused.
@@ -730,11 +735,15 @@ fn fetch_and_map(
             .collect(),
         known: held.known.clone(),
         updates: revisions.len(),
+        learned: held.learned.clone(),
     };
     let mut files = Vec::new();
     for revision in &mut revisions {
         attach_content(spec, revision, &filenames, &mut files)?;
         supersede_known(revision, &mut state.known);
+        if let Some(learned) = state.learned.get(&revision.update.identity.update_id) {
+            changelog::apply(revision, learned);
+        }
     }
     Ok(Fetched::Mapped {
         revisions,
