@@ -128,7 +128,17 @@ impl Deb {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
         }
         for (path, contents) in &self.files {
-            let path = tree.path().join(path);
+            // Under the build tree whether or not the path starts with `/`
+            // (joined as it is, an absolute path would be written onto
+            // the machine itself); `..` is refused for the same reason.
+            let relative = Path::new(path.trim_start_matches('/'));
+            assert!(
+                relative
+                    .components()
+                    .all(|part| matches!(part, std::path::Component::Normal(_))),
+                "a package file's path is plain: {path}"
+            );
+            let path = tree.path().join(relative);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(path, contents).unwrap();
         }
