@@ -129,8 +129,49 @@ fn report(server: &Server, computer: &(String, String), updates: Value) {
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
 }
 
-/// A fleet: the sample published, a group, two computers, one failure.
-fn fleet(server: &Server) -> String {
+/// Marks a computer stale as maintenance would after months of silence
+/// (months cannot pass in a test): straight in the server's database.
+fn mark_stale(server: &Server, database: Option<&str>, computer_id: &str) {
+    const SINCE: &str = "2026-11-01T03:00:00Z";
+    match database {
+        None => {
+            let connection =
+                rusqlite::Connection::open(server.data_dir.join("server.sqlite")).unwrap();
+            connection
+                .busy_timeout(std::time::Duration::from_secs(10))
+                .unwrap();
+            let changed = connection
+                .execute(
+                    "UPDATE computers SET stale_since = ?1 WHERE computer_id = ?2",
+                    [SINCE, computer_id],
+                )
+                .unwrap();
+            assert_eq!(changed, 1);
+        }
+        Some(url) => {
+            let url = url.to_owned();
+            let id = computer_id.to_owned();
+            tokio::runtime::Handle::current().block_on(async move {
+                let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                    .await
+                    .unwrap();
+                tokio::spawn(connection);
+                let changed = client
+                    .execute(
+                        "UPDATE computers SET stale_since = $1 WHERE computer_id::text = $2",
+                        &[&SINCE, &id],
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(changed, 1);
+            });
+        }
+    }
+}
+
+/// A fleet: the sample published, a group, two computers, one failure;
+/// the second computer marked stale. Returns the two computers' IDs.
+fn fleet(server: &Server, database: Option<&str>) -> (String, String) {
     server.run_ok(&["publish", sample_service().to_str().unwrap()]);
     server.run_ok(&["groups", "add", "Web"]);
     server.run_ok(&["approve", MOTD, "--group", "All Computers"]);
@@ -148,18 +189,28 @@ fn fleet(server: &Server) -> String {
         json!([{"updateId": MOTD, "revisionNumber": 1, "state": "Installed",
             "resultCode": "Succeeded", "hresult": "0x00000000", "time": "2026-12-04T20:01:00Z"}]),
     );
-    web.0
+    mark_stale(server, database, &other.0);
+    (web.0, other.0)
 }
 
 /// Every page answers, with what the fleet holds.
-fn every_page(server: &Server, cookie: &str, web: &str) {
+fn every_page(server: &Server, cookie: &str, (web, stale): &(String, String)) {
     let overview = page(server, cookie, "/console/overview");
     assert!(
         overview.contains(r#"data-group="Web" data-computers="1""#),
         "{overview}"
     );
     assert!(overview.contains(r#"data-failed="1""#), "{overview}");
-    page(server, cookie, "/console/overview?days=30");
+    // The stale-marked computer reported today, yet counts as not
+    // reported, whatever the period asked for: the same as its tag.
+    for path in ["/console/overview", "/console/overview?days=30"] {
+        let overview = page(server, cookie, path);
+        assert_eq!(
+            overview.matches(r#"data-not-reported="1""#).count(),
+            1,
+            "{overview}"
+        );
+    }
     let updates = page(server, cookie, "/console/updates");
     assert!(updates.contains(MOTD), "{updates}");
     let found = page(server, cookie, "/console/updates?q=message+of+the+day");
@@ -180,6 +231,18 @@ fn every_page(server: &Server, cookie: &str, web: &str) {
     );
     let computers = page(server, cookie, "/console/computers");
     assert!(computers.contains("host-aaaa") && computers.contains("host-bbbb"));
+    // The stored stale mark, on the list and on the computer's page; the
+    // fresh computer has none.
+    assert_eq!(
+        computers.matches("stale since 2026-11-01").count(),
+        1,
+        "{computers}"
+    );
+    let stale_page = page(server, cookie, &format!("/console/computers/{stale}"));
+    assert!(
+        stale_page.contains("stale since 2026-11-01"),
+        "{stale_page}"
+    );
     let web_only = page(server, cookie, "/console/computers?group=Web&q=aaa");
     assert!(web_only.contains("host-aaaa") && !web_only.contains("host-bbbb"));
     let computer = page(server, cookie, &format!("/console/computers/{web}"));
@@ -196,9 +259,9 @@ fn every_page(server: &Server, cookie: &str, web: &str) {
 fn every_page_answers_on_sqlite() {
     let root = tempfile::tempdir().unwrap();
     let server = Server::start(&root.path().join("server"), None, &[]);
-    let web = fleet(&server);
+    let fleet = fleet(&server, None);
     let cookie = sign_in(&server, &server.token());
-    every_page(&server, &cookie, &web);
+    every_page(&server, &cookie, &fleet);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -210,9 +273,9 @@ async fn every_page_answers_on_postgres() {
         tokio::task::spawn_blocking(move || {
             let root = tempfile::tempdir().unwrap();
             let server = Server::start(&root.path().join("server"), Some(&url), &[]);
-            let web = fleet(&server);
+            let fleet = fleet(&server, Some(&url));
             let cookie = sign_in(&server, &server.token());
-            every_page(&server, &cookie, &web);
+            every_page(&server, &cookie, &fleet);
             sessions_and_roles(&server);
         })
         .await

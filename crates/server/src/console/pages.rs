@@ -714,7 +714,7 @@ pub fn computers(
                         tr data-computer-id=(row.computer_id) {
                             td { a href=(format!("/console/computers/{}", row.computer_id)) { (row.hostname) } }
                             td { (row.group) }
-                            td { (when(row.last_report)) (staleness(row.last_report, now)) }
+                            td { (when(row.last_report)) (staleness(row.last_report, row.stale_since, now)) }
                             td { (inventory.and_then(|inventory| inventory.os.as_deref()).unwrap_or("")) }
                             td { (inventory.and_then(|inventory| inventory.agent_version.as_deref()).unwrap_or("")) }
                             td { @if inventory.is_some_and(|inventory| inventory.reboot_pending) || row.pending_reboot > 0 { span.tag.reboot { "pending" } } }
@@ -735,17 +735,29 @@ pub fn computers(
     )
 }
 
-/// " (not reported for N days)" when the last report is over a week old
-/// or missing. Where the store later keeps a computer's stale mark
-/// (maintenance), this is where it shows.
-fn staleness(last_report: Option<Timestamp>, now: Timestamp) -> Markup {
+/// A computer's staleness: maintenance's stored mark ("stale since",
+/// set after `stale_after_days` without a report or sync) when it has
+/// one; otherwise "not reported: N days" when the last report is at
+/// least the Overview's default period old, or "never reported". The
+/// Overview counts both kinds as not reported.
+fn staleness(
+    last_report: Option<Timestamp>,
+    stale_since: Option<Timestamp>,
+    now: Timestamp,
+) -> Markup {
     let days = last_report.map(|time| now.duration_since(time).as_secs() / 86_400);
-    let stale_days = super::DEFAULT_STALE_DAYS as i64;
+    let quiet_days = super::DEFAULT_STALE_DAYS as i64;
     html! {
-        @match days {
-            None => { " " span.tag.stale { "never reported" } },
-            Some(days) if days >= stale_days => { " " span.tag.stale { "stale: " (days) " days" } },
-            Some(_) => {},
+        @if let Some(since) = stale_since {
+            " " span.tag.stale data-stale-since=(since) {
+                "stale since " (since.strftime("%Y-%m-%d").to_string())
+            }
+        } @else {
+            @match days {
+                None => { " " span.tag.quiet { "never reported" } },
+                Some(days) if days >= quiet_days => { " " span.tag.quiet { "not reported: " (days) " days" } },
+                Some(_) => {},
+            }
         }
     }
 }
@@ -771,7 +783,7 @@ pub fn computer_detail(
                 dt { "Group" } dd { a href=(format!("/console/computers?group={}", encode(&computer.group))) { (computer.group) } }
                 dt { "Registered" } dd { (when(Some(computer.registered))) }
                 dt { "Last sync" } dd { (when(computer.last_sync)) }
-                dt { "Last report" } dd { (when(report.last_report)) (staleness(report.last_report, Timestamp::now())) }
+                dt { "Last report" } dd { (when(report.last_report)) (staleness(report.last_report, computer.stale_since, Timestamp::now())) }
                 dt { "OS" } dd { (field(inventory.and_then(|i| i.os.as_ref()))) }
                 dt { "Kernel" } dd { (field(inventory.and_then(|i| i.kernel.as_ref()))) }
                 dt { "Architecture" } dd { (field(inventory.and_then(|i| i.architecture.as_ref()))) }
