@@ -253,6 +253,67 @@ fn every_page(server: &Server, cookie: &str, (web, stale): &(String, String)) {
     let machines = page(server, cookie, "/console/failures/0x80240020");
     assert!(machines.contains("host-aaaa") && !machines.contains("host-bbbb"));
     page(server, cookie, "/console/failures/WU_E_NO_INTERACTIVE_USER");
+    maintenance_page(server, cookie);
+    last_sync(server, cookie);
+}
+
+/// The Maintenance page: the policy, the next run, and each recorded run
+/// with what it removed and the database's size before and after.
+fn maintenance_page(server: &Server, cookie: &str) {
+    let before = page(server, cookie, "/console/maintenance");
+    assert!(before.contains(r#"id="no-runs""#), "{before}");
+    assert!(before.contains("daily at 03:00 UTC"), "{before}");
+    assert!(before.contains(r#"<dd id="next-run">20"#), "{before}");
+    let run = server.json(&["maintenance", "run"]);
+    let after = page(server, cookie, "/console/maintenance");
+    assert!(
+        after.contains(&format!(r#"data-run-id="{}""#, run["id"])),
+        "{after}"
+    );
+    assert!(
+        after.contains(&format!(
+            r#"data-database-before="{}" data-database-after="{}""#,
+            run["databaseBytesBefore"], run["databaseBytesAfter"]
+        )),
+        "{after}"
+    );
+    assert!(after.contains(r#"data-count="stale">0"#), "{after}");
+}
+
+/// The Overview's last sync: the last publish without upstreams, each
+/// upstream's last sync with them.
+fn last_sync(server: &Server, cookie: &str) {
+    let overview = page(server, cookie, "/console/overview");
+    assert!(
+        overview.contains("this server has no upstream"),
+        "{overview}"
+    );
+    assert!(!overview.contains(r#"id="last-sync""#), "{overview}");
+    let keyring = server.data_dir.join("console-test.gpg");
+    // Binary OpenPGP (a public-key packet's tag); nothing is fetched.
+    std::fs::write(&keyring, [0x99, 0x01, 0x0d]).unwrap();
+    server.run_ok(&[
+        "upstream",
+        "add",
+        "security",
+        "--url",
+        "http://127.0.0.1:9/debian-security",
+        "--suite",
+        "bookworm-security",
+        "--component",
+        "main",
+        "--arch",
+        "amd64",
+        "--keyring",
+        keyring.to_str().unwrap(),
+    ]);
+    let overview = page(server, cookie, "/console/overview");
+    assert!(overview.contains(r#"id="last-sync""#), "{overview}");
+    assert!(
+        overview.contains(r#"data-upstream="security""#),
+        "{overview}"
+    );
+    assert!(overview.contains("never synced"), "{overview}");
 }
 
 #[test]
@@ -288,7 +349,7 @@ async fn every_page_answers_on_postgres() {
 fn sessions_csrf_and_the_read_only_role_hold_on_sqlite() {
     let root = tempfile::tempdir().unwrap();
     let server = Server::start(&root.path().join("server"), None, &[]);
-    server.run_ok(&["publish", sample_service().to_str().unwrap()]);
+    fleet(&server, None);
     sessions_and_roles(&server);
 }
 
@@ -296,6 +357,104 @@ fn approvals(server: &Server) -> String {
     let (status, body) = server.admin("GET", &format!("/api/v1/updates/{LICENCES}/approvals"), b"");
     assert_eq!(status, 200);
     String::from_utf8(body).unwrap()
+}
+
+/// A staged rollout on its update's page and the Rollouts page; an admin
+/// halts and resumes it with the CSRF token, a read-only session cannot.
+fn rollouts(server: &Server, admin: &str, helpdesk: &str) {
+    let url = |path: &str| format!("{}{path}", server.url);
+    // Never halts by itself (100 %), so only the forms move it.
+    let plan = json!({"rings": [{"group": "All Computers", "soakSecs": 86400}],
+        "maxFailurePercent": 100, "minReported": 1});
+    let (status, body) = server.admin(
+        "POST",
+        &format!("/api/v1/updates/{MOTD}/rollout"),
+        plan.to_string().as_bytes(),
+    );
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    let list = page(server, helpdesk, "/console/rollouts");
+    assert!(
+        list.contains(&format!(r#"data-update-id="{MOTD}""#))
+            && list.contains(r#"data-rollout-state="running""#),
+        "{list}"
+    );
+    let detail = page(server, admin, &format!("/console/updates/{MOTD}"));
+    assert!(detail.contains(r#"id="rollout""#), "{detail}");
+    // The fleet's one failure and one install count.
+    assert!(
+        detail.contains(r#"data-computers="2" data-reported="2" data-failed="1""#),
+        "{detail}"
+    );
+    assert!(detail.contains(r#"id="halt""#), "{detail}");
+    let seen = page(server, helpdesk, &format!("/console/updates/{MOTD}"));
+    assert!(seen.contains(r#"id="rollout""#) && !seen.contains(r#"id="halt""#));
+
+    let halt = url(&format!("/console/updates/{MOTD}/rollout/halt"));
+    let resume = url(&format!("/console/updates/{MOTD}/rollout/resume"));
+    let state = || {
+        let (status, body) = server.admin("GET", &format!("/api/v1/rollouts/{MOTD}"), b"");
+        assert_eq!(status, 200);
+        let status: Value = serde_json::from_slice(&body).unwrap();
+        status["rollout"]["state"].as_str().unwrap().to_owned()
+    };
+    // Read-only, with its own token: refused; the admin without one: refused.
+    let (status, _, _) = request(
+        "POST",
+        &halt,
+        Some(helpdesk),
+        Some(&format!("csrf={}", csrf(&seen))),
+    );
+    assert_eq!(status, 403);
+    let (status, _, _) = request("POST", &halt, Some(admin), Some(""));
+    assert_eq!(status, 403);
+    assert_eq!(state(), "running");
+    let (status, headers, _) = request(
+        "POST",
+        &halt,
+        Some(admin),
+        Some(&format!("csrf={}", csrf(&detail))),
+    );
+    assert_eq!(status, 303);
+    assert!(
+        header(&headers, "location")
+            .unwrap()
+            .contains("done=halted")
+    );
+    assert_eq!(state(), "halted");
+    // Why, with the failing code explained.
+    let halted = page(server, admin, &format!("/console/updates/{MOTD}"));
+    assert!(halted.contains(r#"id="halt-reason""#), "{halted}");
+    assert!(halted.contains("halted by an administrator"), "{halted}");
+    assert!(halted.contains(r#"data-hresult="0x80240020""#), "{halted}");
+    assert!(halted.contains("WU_E_NO_INTERACTIVE_USER"), "{halted}");
+    assert!(halted.contains(r#"id="resume""#) && !halted.contains(r#"id="halt""#));
+    // Halting a halted rollout is a conflict, shown as a page.
+    let (status, _, _) = request(
+        "POST",
+        &halt,
+        Some(admin),
+        Some(&format!("csrf={}", csrf(&halted))),
+    );
+    assert_eq!(status, 409);
+    let (status, _, _) = request(
+        "POST",
+        &resume,
+        Some(helpdesk),
+        Some(&format!("csrf={}", csrf(&seen))),
+    );
+    assert_eq!(status, 403);
+    assert_eq!(state(), "halted");
+    let (status, _, _) = request(
+        "POST",
+        &resume,
+        Some(admin),
+        Some(&format!("csrf={}", csrf(&halted))),
+    );
+    assert_eq!(status, 303);
+    assert_eq!(state(), "running");
+    // The Maintenance page is read-only, and open to read-only sessions.
+    let maintenance = page(server, helpdesk, "/console/maintenance");
+    assert!(!maintenance.contains(r#"method="post" action="/console/m"#));
 }
 
 fn sessions_and_roles(server: &Server) {
@@ -390,6 +549,7 @@ fn sessions_and_roles(server: &Server) {
     }
     let (status, _, _) = request("GET", &url("/console/access"), Some(&helpdesk), None);
     assert_eq!(status, 403);
+    rollouts(server, &admin, &helpdesk);
     assert_eq!(approvals(server), set);
     let (status, _, _) = common::http(
         "GET",
