@@ -15,7 +15,9 @@
 //! p95 and the largest time per page, for SQLite and, when
 //! `OPENWUA_TEST_POSTGRES_URL` is set, a throwaway PostgreSQL database.
 //! The first Updates page builds the console's update index; its time is
-//! printed apart.
+//! printed apart. A halted rollout (four rings) and 30 recorded
+//! maintenance runs feed the update-with-rollout, Rollouts and Maintenance
+//! pages.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -25,7 +27,9 @@ use std::time::{Duration, Instant};
 use openwua_catalog::manifest;
 use openwua_model::update::MsrcSeverity;
 use openwua_server::fleet::{Approval, ApprovalAction, NewComputer};
+use openwua_server::maintenance::MaintenanceRun;
 use openwua_server::reports::{Inventory, ReportRequest, ReportedUpdate, ResultCode, UpdateState};
+use openwua_server::rollouts::{FailingCode, HaltReason, Ring, Rollout, RolloutPlan, RolloutState};
 use openwua_server::store::{Candidate, Store};
 use uuid::Uuid;
 
@@ -170,6 +174,69 @@ async fn seed(store: &Store, updates: u64, approved: u64, computers: u64) {
     );
 }
 
+/// A staged rollout over four rings of the second-newest approved update
+/// (every computer reported it), halted with four failing codes, and
+/// `RUNS_KEPT` maintenance runs each listing 1,000 removed updates.
+async fn seed_operations(store: &Store, updates: u64, approved: u64) {
+    const RUNS_KEPT: u64 = 30;
+    let rings = (0..4)
+        .map(|ring| Ring {
+            group: format!("Ring {ring}"),
+            percent: 100,
+            soak_secs: 86_400,
+        })
+        .collect();
+    let rollout = Rollout {
+        update_id: update_id(updates - approved + 1),
+        plan: RolloutPlan {
+            rings,
+            max_failure_percent: 2,
+            min_reported: 10,
+            deadline: None,
+        },
+        stage: 1,
+        state: RolloutState::Halted,
+        stage_started: jiff::Timestamp::now(),
+        halt: Some(HaltReason {
+            time: jiff::Timestamp::now(),
+            message: "3.0 % of 1960 reported failed, above 2 %".into(),
+            reported: 1960,
+            failed: 59,
+            codes: CODES
+                .iter()
+                .map(|code| FailingCode {
+                    hresult: format!("{code:#010x}"),
+                    name: None,
+                    computers: 15,
+                })
+                .collect(),
+        }),
+    };
+    store.start_rollout(rollout).await.unwrap();
+    let now = jiff::Timestamp::now();
+    for run in 0..RUNS_KEPT {
+        let record = MaintenanceRun {
+            id: 0,
+            started: now - jiff::SignedDuration::from_hours(24 * run as i64),
+            finished: now,
+            removed_updates: (0..1000).map(update_id).collect(),
+            removed_update_count: 1000,
+            database_bytes_before: 900 << 20,
+            database_bytes_after: 800 << 20,
+            ..MaintenanceRun::default()
+        };
+        store
+            .record_maintenance_run(
+                record.started,
+                serde_json::to_string(&record).unwrap(),
+                now - jiff::SignedDuration::from_hours(24 * 400),
+                1000,
+            )
+            .await
+            .unwrap();
+    }
+}
+
 struct Server {
     child: Child,
     url: String,
@@ -248,6 +315,7 @@ fn bench(kind: &str, database: Option<&str>) {
                 .unwrap(),
         };
         seed(&store, updates, approved, computers).await;
+        seed_operations(&store, updates, approved).await;
     });
     drop(runtime);
     let server = Server::start(&data_dir, database);
@@ -285,6 +353,12 @@ fn bench(kind: &str, database: Option<&str>) {
         ),
         ("failures", "/console/failures".to_owned()),
         ("failures/code", "/console/failures/0x80240020".to_owned()),
+        (
+            "update+rollout",
+            format!("/console/updates/{}", update_id(updates - approved + 1)),
+        ),
+        ("rollouts", "/console/rollouts".to_owned()),
+        ("maintenance", "/console/maintenance".to_owned()),
     ];
     for (name, path) in &pages {
         server.time(&agent, path);

@@ -711,13 +711,17 @@ pub async fn status(
 ) -> Result<axum::Json<MaintenanceStatus>, ServerError> {
     require_admin(&state, &headers).await?;
     let policy = state.maintenance.clone();
-    let now = Timestamp::now();
-    let next_run = policy.enabled.then(|| {
+    let next_run = next_run(&policy, Timestamp::now());
+    Ok(axum::Json(MaintenanceStatus { policy, next_run }))
+}
+
+/// When the schedule runs next after `now`; `None` when it is off.
+pub fn next_run(policy: &Policy, now: Timestamp) -> Option<Timestamp> {
+    policy.enabled.then(|| {
         let wait = SignedDuration::try_from(until_next_run(now, policy.hour_utc))
             .unwrap_or(SignedDuration::ZERO);
         now + wait
-    });
-    Ok(axum::Json(MaintenanceStatus { policy, next_run }))
+    })
 }
 
 /// `GET /api/v1/maintenance/runs`'s query.
@@ -748,8 +752,12 @@ pub async fn list_runs(
             limit.to_string(),
         ));
     }
-    let runs = state
-        .store
+    Ok(axum::Json(stored_runs(&state.store, limit).await?))
+}
+
+/// The newest `limit` stored runs, newest first.
+pub async fn stored_runs(store: &Store, limit: u64) -> Result<Vec<MaintenanceRun>, StoreError> {
+    store
         .maintenance_runs(limit)
         .await?
         .into_iter()
@@ -760,8 +768,7 @@ pub async fn list_runs(
             run.id = id;
             Ok(run)
         })
-        .collect::<Result<Vec<_>, StoreError>>()?;
-    Ok(axum::Json(runs))
+        .collect()
 }
 
 /// `POST /api/v1/maintenance/runs`'s body.

@@ -277,7 +277,10 @@ pub struct RolloutStatus {
     pub progress: RolloutTally,
 }
 
-async fn status_of(state: &Shared, rollout: Rollout) -> Result<RolloutStatus, ServerError> {
+pub(crate) async fn status_of(
+    state: &Shared,
+    rollout: Rollout,
+) -> Result<RolloutStatus, ServerError> {
     let computers = state.store.list_computers().await?;
     let groups = state.store.list_groups().await?;
     let (progress, revision) = current_tally(&state.store, &rollout, &computers, &groups).await?;
@@ -387,8 +390,16 @@ pub(crate) async fn halt_rollout(
     Path(id): Path<String>,
 ) -> Result<axum::Json<RolloutStatus>, ServerError> {
     require_admin(&state, &headers).await?;
-    move_rollout(&state, &id, RolloutState::Running, |rollout, status| {
-        Rollout {
+    Ok(axum::Json(halt(&state, parse_update_id(&id)?).await?))
+}
+
+/// Halts a running rollout (the API's and the console's halt).
+pub(crate) async fn halt(state: &Shared, update_id: Uuid) -> Result<RolloutStatus, ServerError> {
+    move_rollout(
+        state,
+        update_id,
+        RolloutState::Running,
+        |rollout, status| Rollout {
             state: RolloutState::Halted,
             halt: Some(HaltReason {
                 time: Timestamp::now(),
@@ -398,8 +409,8 @@ pub(crate) async fn halt_rollout(
                 codes: status.progress.codes.clone(),
             }),
             ..rollout.clone()
-        }
-    })
+        },
+    )
     .await
 }
 
@@ -417,22 +428,28 @@ pub(crate) async fn resume_rollout(
     Path(id): Path<String>,
 ) -> Result<axum::Json<RolloutStatus>, ServerError> {
     require_admin(&state, &headers).await?;
-    move_rollout(&state, &id, RolloutState::Halted, |rollout, _| Rollout {
-        state: RolloutState::Running,
-        halt: None,
-        stage_started: Timestamp::now(),
-        ..rollout.clone()
+    Ok(axum::Json(resume(&state, parse_update_id(&id)?).await?))
+}
+
+/// Resumes a halted rollout (the API's and the console's resume).
+pub(crate) async fn resume(state: &Shared, update_id: Uuid) -> Result<RolloutStatus, ServerError> {
+    move_rollout(state, update_id, RolloutState::Halted, |rollout, _| {
+        Rollout {
+            state: RolloutState::Running,
+            halt: None,
+            stage_started: Timestamp::now(),
+            ..rollout.clone()
+        }
     })
     .await
 }
 
 async fn move_rollout(
     state: &Shared,
-    id: &str,
+    update_id: Uuid,
     from: RolloutState,
     next: impl Fn(&Rollout, &RolloutStatus) -> Rollout,
-) -> Result<axum::Json<RolloutStatus>, ServerError> {
-    let update_id = parse_update_id(id)?;
+) -> Result<RolloutStatus, ServerError> {
     let rollout = state
         .store
         .rollout(update_id)
@@ -457,5 +474,5 @@ async fn move_rollout(
             update_id.to_string(),
         ));
     }
-    Ok(axum::Json(status_of(state, moved).await?))
+    status_of(state, moved).await
 }

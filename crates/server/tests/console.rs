@@ -129,8 +129,49 @@ fn report(server: &Server, computer: &(String, String), updates: Value) {
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
 }
 
-/// A fleet: the sample published, a group, two computers, one failure.
-fn fleet(server: &Server) -> String {
+/// Marks a computer stale as maintenance would after months of silence
+/// (months cannot pass in a test): straight in the server's database.
+fn mark_stale(server: &Server, database: Option<&str>, computer_id: &str) {
+    const SINCE: &str = "2026-11-01T03:00:00Z";
+    match database {
+        None => {
+            let connection =
+                rusqlite::Connection::open(server.data_dir.join("server.sqlite")).unwrap();
+            connection
+                .busy_timeout(std::time::Duration::from_secs(10))
+                .unwrap();
+            let changed = connection
+                .execute(
+                    "UPDATE computers SET stale_since = ?1 WHERE computer_id = ?2",
+                    [SINCE, computer_id],
+                )
+                .unwrap();
+            assert_eq!(changed, 1);
+        }
+        Some(url) => {
+            let url = url.to_owned();
+            let id = computer_id.to_owned();
+            tokio::runtime::Handle::current().block_on(async move {
+                let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                    .await
+                    .unwrap();
+                tokio::spawn(connection);
+                let changed = client
+                    .execute(
+                        "UPDATE computers SET stale_since = $1 WHERE computer_id::text = $2",
+                        &[&SINCE, &id],
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(changed, 1);
+            });
+        }
+    }
+}
+
+/// A fleet: the sample published, a group, two computers, one failure;
+/// the second computer marked stale. Returns the two computers' IDs.
+fn fleet(server: &Server, database: Option<&str>) -> (String, String) {
     server.run_ok(&["publish", sample_service().to_str().unwrap()]);
     server.run_ok(&["groups", "add", "Web"]);
     server.run_ok(&["approve", MOTD, "--group", "All Computers"]);
@@ -148,18 +189,28 @@ fn fleet(server: &Server) -> String {
         json!([{"updateId": MOTD, "revisionNumber": 1, "state": "Installed",
             "resultCode": "Succeeded", "hresult": "0x00000000", "time": "2026-12-04T20:01:00Z"}]),
     );
-    web.0
+    mark_stale(server, database, &other.0);
+    (web.0, other.0)
 }
 
 /// Every page answers, with what the fleet holds.
-fn every_page(server: &Server, cookie: &str, web: &str) {
+fn every_page(server: &Server, cookie: &str, (web, stale): &(String, String)) {
     let overview = page(server, cookie, "/console/overview");
     assert!(
         overview.contains(r#"data-group="Web" data-computers="1""#),
         "{overview}"
     );
     assert!(overview.contains(r#"data-failed="1""#), "{overview}");
-    page(server, cookie, "/console/overview?days=30");
+    // The stale-marked computer reported today, yet counts as not
+    // reported, whatever the period asked for: the same as its tag.
+    for path in ["/console/overview", "/console/overview?days=30"] {
+        let overview = page(server, cookie, path);
+        assert_eq!(
+            overview.matches(r#"data-not-reported="1""#).count(),
+            1,
+            "{overview}"
+        );
+    }
     let updates = page(server, cookie, "/console/updates");
     assert!(updates.contains(MOTD), "{updates}");
     let found = page(server, cookie, "/console/updates?q=message+of+the+day");
@@ -180,6 +231,18 @@ fn every_page(server: &Server, cookie: &str, web: &str) {
     );
     let computers = page(server, cookie, "/console/computers");
     assert!(computers.contains("host-aaaa") && computers.contains("host-bbbb"));
+    // The stored stale mark, on the list and on the computer's page; the
+    // fresh computer has none.
+    assert_eq!(
+        computers.matches("stale since 2026-11-01").count(),
+        1,
+        "{computers}"
+    );
+    let stale_page = page(server, cookie, &format!("/console/computers/{stale}"));
+    assert!(
+        stale_page.contains("stale since 2026-11-01"),
+        "{stale_page}"
+    );
     let web_only = page(server, cookie, "/console/computers?group=Web&q=aaa");
     assert!(web_only.contains("host-aaaa") && !web_only.contains("host-bbbb"));
     let computer = page(server, cookie, &format!("/console/computers/{web}"));
@@ -190,15 +253,76 @@ fn every_page(server: &Server, cookie: &str, web: &str) {
     let machines = page(server, cookie, "/console/failures/0x80240020");
     assert!(machines.contains("host-aaaa") && !machines.contains("host-bbbb"));
     page(server, cookie, "/console/failures/WU_E_NO_INTERACTIVE_USER");
+    maintenance_page(server, cookie);
+    last_sync(server, cookie);
+}
+
+/// The Maintenance page: the policy, the next run, and each recorded run
+/// with what it removed and the database's size before and after.
+fn maintenance_page(server: &Server, cookie: &str) {
+    let before = page(server, cookie, "/console/maintenance");
+    assert!(before.contains(r#"id="no-runs""#), "{before}");
+    assert!(before.contains("daily at 03:00 UTC"), "{before}");
+    assert!(before.contains(r#"<dd id="next-run">20"#), "{before}");
+    let run = server.json(&["maintenance", "run"]);
+    let after = page(server, cookie, "/console/maintenance");
+    assert!(
+        after.contains(&format!(r#"data-run-id="{}""#, run["id"])),
+        "{after}"
+    );
+    assert!(
+        after.contains(&format!(
+            r#"data-database-before="{}" data-database-after="{}""#,
+            run["databaseBytesBefore"], run["databaseBytesAfter"]
+        )),
+        "{after}"
+    );
+    assert!(after.contains(r#"data-count="stale">0"#), "{after}");
+}
+
+/// The Overview's last sync: the last publish without upstreams, each
+/// upstream's last sync with them.
+fn last_sync(server: &Server, cookie: &str) {
+    let overview = page(server, cookie, "/console/overview");
+    assert!(
+        overview.contains("this server has no upstream"),
+        "{overview}"
+    );
+    assert!(!overview.contains(r#"id="last-sync""#), "{overview}");
+    let keyring = server.data_dir.join("console-test.gpg");
+    // Binary OpenPGP (a public-key packet's tag); nothing is fetched.
+    std::fs::write(&keyring, [0x99, 0x01, 0x0d]).unwrap();
+    server.run_ok(&[
+        "upstream",
+        "add",
+        "security",
+        "--url",
+        "http://127.0.0.1:9/debian-security",
+        "--suite",
+        "bookworm-security",
+        "--component",
+        "main",
+        "--arch",
+        "amd64",
+        "--keyring",
+        keyring.to_str().unwrap(),
+    ]);
+    let overview = page(server, cookie, "/console/overview");
+    assert!(overview.contains(r#"id="last-sync""#), "{overview}");
+    assert!(
+        overview.contains(r#"data-upstream="security""#),
+        "{overview}"
+    );
+    assert!(overview.contains("never synced"), "{overview}");
 }
 
 #[test]
 fn every_page_answers_on_sqlite() {
     let root = tempfile::tempdir().unwrap();
     let server = Server::start(&root.path().join("server"), None, &[]);
-    let web = fleet(&server);
+    let fleet = fleet(&server, None);
     let cookie = sign_in(&server, &server.token());
-    every_page(&server, &cookie, &web);
+    every_page(&server, &cookie, &fleet);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -210,9 +334,9 @@ async fn every_page_answers_on_postgres() {
         tokio::task::spawn_blocking(move || {
             let root = tempfile::tempdir().unwrap();
             let server = Server::start(&root.path().join("server"), Some(&url), &[]);
-            let web = fleet(&server);
+            let fleet = fleet(&server, Some(&url));
             let cookie = sign_in(&server, &server.token());
-            every_page(&server, &cookie, &web);
+            every_page(&server, &cookie, &fleet);
             sessions_and_roles(&server);
         })
         .await
@@ -225,7 +349,7 @@ async fn every_page_answers_on_postgres() {
 fn sessions_csrf_and_the_read_only_role_hold_on_sqlite() {
     let root = tempfile::tempdir().unwrap();
     let server = Server::start(&root.path().join("server"), None, &[]);
-    server.run_ok(&["publish", sample_service().to_str().unwrap()]);
+    fleet(&server, None);
     sessions_and_roles(&server);
 }
 
@@ -233,6 +357,104 @@ fn approvals(server: &Server) -> String {
     let (status, body) = server.admin("GET", &format!("/api/v1/updates/{LICENCES}/approvals"), b"");
     assert_eq!(status, 200);
     String::from_utf8(body).unwrap()
+}
+
+/// A staged rollout on its update's page and the Rollouts page; an admin
+/// halts and resumes it with the CSRF token, a read-only session cannot.
+fn rollouts(server: &Server, admin: &str, helpdesk: &str) {
+    let url = |path: &str| format!("{}{path}", server.url);
+    // Never halts by itself (100 %), so only the forms move it.
+    let plan = json!({"rings": [{"group": "All Computers", "soakSecs": 86400}],
+        "maxFailurePercent": 100, "minReported": 1});
+    let (status, body) = server.admin(
+        "POST",
+        &format!("/api/v1/updates/{MOTD}/rollout"),
+        plan.to_string().as_bytes(),
+    );
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    let list = page(server, helpdesk, "/console/rollouts");
+    assert!(
+        list.contains(&format!(r#"data-update-id="{MOTD}""#))
+            && list.contains(r#"data-rollout-state="running""#),
+        "{list}"
+    );
+    let detail = page(server, admin, &format!("/console/updates/{MOTD}"));
+    assert!(detail.contains(r#"id="rollout""#), "{detail}");
+    // The fleet's one failure and one install count.
+    assert!(
+        detail.contains(r#"data-computers="2" data-reported="2" data-failed="1""#),
+        "{detail}"
+    );
+    assert!(detail.contains(r#"id="halt""#), "{detail}");
+    let seen = page(server, helpdesk, &format!("/console/updates/{MOTD}"));
+    assert!(seen.contains(r#"id="rollout""#) && !seen.contains(r#"id="halt""#));
+
+    let halt = url(&format!("/console/updates/{MOTD}/rollout/halt"));
+    let resume = url(&format!("/console/updates/{MOTD}/rollout/resume"));
+    let state = || {
+        let (status, body) = server.admin("GET", &format!("/api/v1/rollouts/{MOTD}"), b"");
+        assert_eq!(status, 200);
+        let status: Value = serde_json::from_slice(&body).unwrap();
+        status["rollout"]["state"].as_str().unwrap().to_owned()
+    };
+    // Read-only, with its own token: refused; the admin without one: refused.
+    let (status, _, _) = request(
+        "POST",
+        &halt,
+        Some(helpdesk),
+        Some(&format!("csrf={}", csrf(&seen))),
+    );
+    assert_eq!(status, 403);
+    let (status, _, _) = request("POST", &halt, Some(admin), Some(""));
+    assert_eq!(status, 403);
+    assert_eq!(state(), "running");
+    let (status, headers, _) = request(
+        "POST",
+        &halt,
+        Some(admin),
+        Some(&format!("csrf={}", csrf(&detail))),
+    );
+    assert_eq!(status, 303);
+    assert!(
+        header(&headers, "location")
+            .unwrap()
+            .contains("done=halted")
+    );
+    assert_eq!(state(), "halted");
+    // Why, with the failing code explained.
+    let halted = page(server, admin, &format!("/console/updates/{MOTD}"));
+    assert!(halted.contains(r#"id="halt-reason""#), "{halted}");
+    assert!(halted.contains("halted by an administrator"), "{halted}");
+    assert!(halted.contains(r#"data-hresult="0x80240020""#), "{halted}");
+    assert!(halted.contains("WU_E_NO_INTERACTIVE_USER"), "{halted}");
+    assert!(halted.contains(r#"id="resume""#) && !halted.contains(r#"id="halt""#));
+    // Halting a halted rollout is a conflict, shown as a page.
+    let (status, _, _) = request(
+        "POST",
+        &halt,
+        Some(admin),
+        Some(&format!("csrf={}", csrf(&halted))),
+    );
+    assert_eq!(status, 409);
+    let (status, _, _) = request(
+        "POST",
+        &resume,
+        Some(helpdesk),
+        Some(&format!("csrf={}", csrf(&seen))),
+    );
+    assert_eq!(status, 403);
+    assert_eq!(state(), "halted");
+    let (status, _, _) = request(
+        "POST",
+        &resume,
+        Some(admin),
+        Some(&format!("csrf={}", csrf(&halted))),
+    );
+    assert_eq!(status, 303);
+    assert_eq!(state(), "running");
+    // The Maintenance page is read-only, and open to read-only sessions.
+    let maintenance = page(server, helpdesk, "/console/maintenance");
+    assert!(!maintenance.contains(r#"method="post" action="/console/m"#));
 }
 
 fn sessions_and_roles(server: &Server) {
@@ -327,6 +549,7 @@ fn sessions_and_roles(server: &Server) {
     }
     let (status, _, _) = request("GET", &url("/console/access"), Some(&helpdesk), None);
     assert_eq!(status, 403);
+    rollouts(server, &admin, &helpdesk);
     assert_eq!(approvals(server), set);
     let (status, _, _) = common::http(
         "GET",

@@ -193,6 +193,8 @@ fn the_console_in_a_real_browser() {
         "computers",
         "computer",
         "failures",
+        "rollouts",
+        "maintenance",
         "access",
         "installed",
         "read-only",

@@ -18,6 +18,7 @@
 
 mod chart;
 pub mod index;
+mod operations;
 mod pages;
 
 use std::sync::Arc;
@@ -101,6 +102,13 @@ pub fn router(app: Shared, secure_cookies: bool, timeout: Duration) -> Router {
         .route("/console/updates/{id}", get(update_detail))
         .route("/console/updates/{id}/approve", post(approve))
         .route("/console/updates/{id}/decline", post(decline))
+        .route("/console/updates/{id}/rollout/halt", post(operations::halt))
+        .route(
+            "/console/updates/{id}/rollout/resume",
+            post(operations::resume),
+        )
+        .route("/console/rollouts", get(operations::rollouts))
+        .route("/console/maintenance", get(operations::maintenance))
         .route("/console/computers", get(computers))
         .route("/console/computers/{id}", get(computer_detail))
         .route("/console/failures", get(failures))
@@ -471,6 +479,7 @@ async fn overview(
     let facts = pages::CatalogFacts {
         version: store.catalog_version().await?,
         last_publish: store.last_publish().await?,
+        upstreams: operations::last_syncs(store).await?,
     };
     Ok(html(pages::overview(
         &viewer, &health, days, &failing, &facts,
@@ -635,7 +644,8 @@ async fn update_detail(
         page,
         done: asked
             .done
-            .filter(|done| ["approved", "declined"].contains(&done.as_str())),
+            .filter(|done| ["approved", "declined", "halted", "resumed"].contains(&done.as_str())),
+        rollout: operations::rollout_of(&console, update_id).await?,
     };
     Ok(html(pages::update_detail(&viewer, &detail)))
 }

@@ -23,11 +23,13 @@ use crate::store::{
 };
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Nav {
+pub(super) enum Nav {
     Overview,
     Updates,
     Computers,
     Failures,
+    Rollouts,
+    Maintenance,
     Access,
     None,
 }
@@ -43,7 +45,7 @@ const SEVEN_STATES: [&str; 7] = [
     "Failed",
 ];
 
-fn layout(title: &str, nav: Nav, viewer: Option<&Viewer>, body: Markup) -> Markup {
+pub(super) fn layout(title: &str, nav: Nav, viewer: Option<&Viewer>, body: Markup) -> Markup {
     let link = |target: Nav, href: &str, label: &str| {
         html! {
             li {
@@ -76,6 +78,8 @@ fn layout(title: &str, nav: Nav, viewer: Option<&Viewer>, body: Markup) -> Marku
                                 (link(Nav::Updates, "/console/updates", "Updates"))
                                 (link(Nav::Computers, "/console/computers", "Computers"))
                                 (link(Nav::Failures, "/console/failures", "Failures"))
+                                (link(Nav::Rollouts, "/console/rollouts", "Rollouts"))
+                                (link(Nav::Maintenance, "/console/maintenance", "Maintenance"))
                                 @if viewer.is_admin() {
                                     (link(Nav::Access, "/console/access", "Access"))
                                 }
@@ -140,9 +144,12 @@ pub struct CatalogFacts {
     pub version: u64,
     /// When the newest revision was published.
     pub last_publish: Option<Timestamp>,
+    /// The server's upstreams, with their last sync; empty when it has
+    /// none (its updates are published by hand).
+    pub upstreams: Vec<super::operations::LastSync>,
 }
 
-fn when(time: Option<Timestamp>) -> String {
+pub(super) fn when(time: Option<Timestamp>) -> String {
     match time {
         Some(time) => time.strftime("%Y-%m-%d %H:%M UTC").to_string(),
         None => "never".into(),
@@ -217,9 +224,38 @@ pub fn overview(
             }
             section aria-labelledby="catalog-heading" {
                 h2 #catalog-heading { "Catalog" }
-                dl {
-                    dt { "Last publish (this server's upstream)" } dd #last-publish { (when(facts.last_publish)) }
-                    dt { "Catalog version" } dd { (facts.version) }
+                @if facts.upstreams.is_empty() {
+                    dl {
+                        dt { "Last publish (this server has no upstream)" } dd #last-publish { (when(facts.last_publish)) }
+                        dt { "Catalog version" } dd { (facts.version) }
+                    }
+                } @else {
+                    div.scroll { table #last-sync {
+                        caption { "Last upstream sync" }
+                        thead { tr {
+                            th scope="col" { "Upstream" } th scope="col" { "Last sync" }
+                            th scope="col" { "Result" }
+                        } }
+                        tbody {
+                            @for upstream in &facts.upstreams {
+                                tr data-upstream=(upstream.name) {
+                                    th scope="row" { (upstream.name) }
+                                    td { (when(upstream.last_sync)) }
+                                    td {
+                                        @if upstream.last_sync.is_some() {
+                                            (upstream.updates) " updates offered"
+                                        } @else {
+                                            span.muted { "never synced" }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    } }
+                    dl {
+                        dt { "Last publish" } dd #last-publish { (when(facts.last_publish)) }
+                        dt { "Catalog version" } dd { (facts.version) }
+                    }
                 }
             }
         },
@@ -521,8 +557,10 @@ pub struct UpdateDetail {
     pub only: Option<UpdateState>,
     /// The page, from 1.
     pub page: u64,
-    /// What was just done (`approved`, `declined`).
+    /// What was just done (`approved`, `declined`, `halted`, `resumed`).
     pub done: Option<String>,
+    /// Its staged rollout, if it has one, with its progress.
+    pub rollout: Option<crate::rules_api::RolloutStatus>,
 }
 
 /// One update: its facts, approvals and states per group, approve and
@@ -602,6 +640,9 @@ pub fn update_detail(viewer: &Viewer, detail: &UpdateDetail) -> Markup {
                         }
                     } }
                 } }
+            }
+            @if let Some(rollout) = &detail.rollout {
+                (super::operations::rollout_section(viewer, rollout))
             }
             @if viewer.is_admin() {
                 section aria-labelledby="approve-heading" {
@@ -714,7 +755,7 @@ pub fn computers(
                         tr data-computer-id=(row.computer_id) {
                             td { a href=(format!("/console/computers/{}", row.computer_id)) { (row.hostname) } }
                             td { (row.group) }
-                            td { (when(row.last_report)) (staleness(row.last_report, now)) }
+                            td { (when(row.last_report)) (staleness(row.last_report, row.stale_since, now)) }
                             td { (inventory.and_then(|inventory| inventory.os.as_deref()).unwrap_or("")) }
                             td { (inventory.and_then(|inventory| inventory.agent_version.as_deref()).unwrap_or("")) }
                             td { @if inventory.is_some_and(|inventory| inventory.reboot_pending) || row.pending_reboot > 0 { span.tag.reboot { "pending" } } }
@@ -735,17 +776,29 @@ pub fn computers(
     )
 }
 
-/// " (not reported for N days)" when the last report is over a week old
-/// or missing. Where the store later keeps a computer's stale mark
-/// (maintenance), this is where it shows.
-fn staleness(last_report: Option<Timestamp>, now: Timestamp) -> Markup {
+/// A computer's staleness: maintenance's stored mark ("stale since",
+/// set after `stale_after_days` without a report or sync) when it has
+/// one; otherwise "not reported: N days" when the last report is at
+/// least the Overview's default period old, or "never reported". The
+/// Overview counts both kinds as not reported.
+fn staleness(
+    last_report: Option<Timestamp>,
+    stale_since: Option<Timestamp>,
+    now: Timestamp,
+) -> Markup {
     let days = last_report.map(|time| now.duration_since(time).as_secs() / 86_400);
-    let stale_days = super::DEFAULT_STALE_DAYS as i64;
+    let quiet_days = super::DEFAULT_STALE_DAYS as i64;
     html! {
-        @match days {
-            None => { " " span.tag.stale { "never reported" } },
-            Some(days) if days >= stale_days => { " " span.tag.stale { "stale: " (days) " days" } },
-            Some(_) => {},
+        @if let Some(since) = stale_since {
+            " " span.tag.stale data-stale-since=(since) {
+                "stale since " (since.strftime("%Y-%m-%d").to_string())
+            }
+        } @else {
+            @match days {
+                None => { " " span.tag.quiet { "never reported" } },
+                Some(days) if days >= quiet_days => { " " span.tag.quiet { "not reported: " (days) " days" } },
+                Some(_) => {},
+            }
         }
     }
 }
@@ -771,7 +824,7 @@ pub fn computer_detail(
                 dt { "Group" } dd { a href=(format!("/console/computers?group={}", encode(&computer.group))) { (computer.group) } }
                 dt { "Registered" } dd { (when(Some(computer.registered))) }
                 dt { "Last sync" } dd { (when(computer.last_sync)) }
-                dt { "Last report" } dd { (when(report.last_report)) (staleness(report.last_report, Timestamp::now())) }
+                dt { "Last report" } dd { (when(report.last_report)) (staleness(report.last_report, computer.stale_since, Timestamp::now())) }
                 dt { "OS" } dd { (field(inventory.and_then(|i| i.os.as_ref()))) }
                 dt { "Kernel" } dd { (field(inventory.and_then(|i| i.kernel.as_ref()))) }
                 dt { "Architecture" } dd { (field(inventory.and_then(|i| i.architecture.as_ref()))) }
@@ -814,7 +867,7 @@ pub fn computer_detail(
 
 /// A code explained as `wua explain` explains it: value, name, facility,
 /// component and what it means (the model's table).
-fn explanation(code: HResult) -> Markup {
+pub(super) fn explanation(code: HResult) -> Markup {
     let message = code.info().map_or(
         "No WUA code has this value; its severity, facility and component say which part of \
          the system reported it.",
@@ -971,7 +1024,7 @@ pub fn access(viewer: &Viewer, tokens: &[ConsoleToken], made: Option<(&str, &str
 }
 
 /// Previous and next links; `query(page)` is the query for that page.
-fn pager(path: &str, page: u64, total: u64, query: impl Fn(u64) -> String) -> Markup {
+pub(super) fn pager(path: &str, page: u64, total: u64, query: impl Fn(u64) -> String) -> Markup {
     let pages = total.div_ceil(PAGE_SIZE).max(1);
     html! {
         @if pages > 1 {

@@ -80,7 +80,8 @@ pub struct GroupHealth {
     pub failed: u64,
     /// Some update is InstalledPendingReboot.
     pub pending_reboot: u64,
-    /// No report within the period asked for (or never).
+    /// No report within the period asked for (or never), or marked stale
+    /// by maintenance.
     pub not_reported: u64,
 }
 
@@ -128,6 +129,8 @@ pub struct ComputerRow {
     pub last_sync: Option<Timestamp>,
     /// When it last reported.
     pub last_report: Option<Timestamp>,
+    /// When maintenance marked it stale, if it is.
+    pub stale_since: Option<Timestamp>,
     /// Its last report's inventory.
     pub inventory: Option<Inventory>,
     /// Updates NotInstalled or Downloaded.
@@ -226,7 +229,8 @@ fn sqlite(sql: &str) -> String {
 fn group_health_sql() -> String {
     format!(
         "SELECT c.group_name,
-             CASE WHEN c.last_report IS NULL OR c.last_report < $1 THEN 4
+             CASE WHEN c.last_report IS NULL OR c.last_report < $1
+                      OR c.stale_since IS NOT NULL THEN 4
                   WHEN a.failed = 1 THEN 3 WHEN a.reboot = 1 THEN 2
                   WHEN a.needed = 1 THEN 1 ELSE 0 END AS category,
              COUNT(*)
@@ -273,7 +277,7 @@ fn top_failing_sql() -> String {
 }
 
 const COMPUTERS_SQL: &str = "SELECT computer_id, hostname, group_name, last_sync, last_report,
-         inventory_json
+         inventory_json, stale_since
      FROM computers
      WHERE ($1::text IS NULL OR group_name = $1::text)
          AND ($2::text IS NULL OR hostname LIKE $2::text)
@@ -646,8 +650,8 @@ impl Store {
     }
 
     /// Each group's computers by state; a computer whose last report is
-    /// older than `reported_since` (or that never reported) counts as not
-    /// reported. Groups without computers are left out.
+    /// older than `reported_since` (or that never reported), or that
+    /// maintenance marked stale, counts as not reported. Groups without computers are left out.
     pub async fn group_health(
         &self,
         reported_since: Timestamp,
@@ -1081,6 +1085,7 @@ impl Store {
             Option<String>,
             Option<String>,
             Option<String>,
+            Option<String>,
         );
         let (total, rows, counts): (i64, Vec<Raw>, Vec<(Uuid, String, i64)>) = match self {
             Store::Sqlite(store) => {
@@ -1101,11 +1106,12 @@ impl Store {
                                     row.get(3)?,
                                     row.get(4)?,
                                     row.get(5)?,
+                                    row.get(6)?,
                                 ))
                             })?
                             .map(|row| {
-                                let (id, a, b, c, d, e) = row?;
-                                Ok((uuid(&id)?, a, b, c, d, e))
+                                let (id, a, b, c, d, e, f) = row?;
+                                Ok((uuid(&id)?, a, b, c, d, e, f))
                             })
                             .collect::<Result<Vec<Raw>, StoreError>>()?;
                         let ids: Vec<String> = rows.iter().map(|row| row.0.to_string()).collect();
@@ -1148,6 +1154,7 @@ impl Store {
                             row.try_get(3)?,
                             row.try_get(4)?,
                             row.try_get(5)?,
+                            row.try_get(6)?,
                         ))
                     })
                     .collect::<Result<Vec<Raw>, StoreError>>()?;
@@ -1169,13 +1176,16 @@ impl Store {
             }
         };
         let mut list = Vec::with_capacity(rows.len());
-        for (computer_id, hostname, group, last_sync, last_report, inventory_json) in rows {
+        for (computer_id, hostname, group, last_sync, last_report, inventory_json, stale_since) in
+            rows
+        {
             let mut row = ComputerRow {
                 computer_id,
                 hostname,
                 group,
                 last_sync: time(last_sync)?,
                 last_report: time(last_report)?,
+                stale_since: time(stale_since)?,
                 inventory: inventory(inventory_json)?,
                 needed: 0,
                 failed: 0,

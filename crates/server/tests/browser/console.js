@@ -106,6 +106,13 @@ async function approvePhase(page) {
   await page.goto(`${base}/console/failures`);
   await shoot(page, "failures");
 
+  await page.goto(`${base}/console/rollouts`);
+  await page.waitForSelector("main h1");
+  await shoot(page, "rollouts");
+  await page.goto(`${base}/console/maintenance`);
+  await page.waitForSelector("#maintenance-policy");
+  await shoot(page, "maintenance");
+
   // A read-only token for the helpdesk.
   await page.goto(`${base}/console/access`);
   await page.fill("#label", "helpdesk");
