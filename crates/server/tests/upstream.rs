@@ -455,24 +455,38 @@ fn a_server_killed_half_way_through_a_sync_published_nothing_and_syncs_again() {
 /// fetched on approval, and a real agent (in-process, on a sandboxed apt
 /// and dpkg that has version 1.0-1 and no apt sources at all) installing
 /// 1.1-1 through apt from the server's content.
+/// A security update from the upstream, approved by an automatic rule at
+/// the sync, is fetched on approval and installed by two agents through
+/// apt from the server's content; the server's reports count both.
 #[test]
-fn an_approved_upstream_update_is_installed_by_an_agent_through_apt_from_the_servers_content() {
-    use openwua_agent::{Background, Config};
-    use openwua_client::blocking::UpdateSession;
-    use openwua_model::enums::OperationResultCode;
-    use openwua_testkit::debrepo::AptRoot;
-
+fn a_security_update_approved_by_rule_is_installed_by_two_agents_through_apt_from_the_servers_content()
+ {
     let mut repository = repository();
-    repository.add(SUITE, &hello("1.1-1"));
+    repository.add("stable-security", &hello("1.1-1"));
     repository.publish();
     let mirror = repository.serve();
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(&data.path().join("data"), None, &[]);
-    add_upstream(&server, "tests", &mirror.url(), &repository.keyring(), &[]);
+    add_upstream(
+        &server,
+        "tests",
+        &mirror.url(),
+        &repository.keyring(),
+        &["--suite", "stable-security"],
+    );
+    server.run_ok(&[
+        "rules",
+        "add",
+        "Security",
+        "--classification",
+        "Security Updates",
+        "--group",
+        "All Computers",
+    ]);
     assert_eq!(sync(&server, "tests").0, 200);
     let update = apt_id("hello-upstream", "1.1-1");
-    server.run_ok(&["approve", &update, "--group", "All Computers"]);
-    let entry = repository.entry(SUITE, "hello-upstream", "1.1-1");
+    assert_eq!(approved_groups(&server, &update), ["All Computers"]);
+    let entry = repository.entry("stable-security", "hello-upstream", "1.1-1");
     let content = format!("/api/v1/content/{}", entry.sha256);
     assert!(
         wait_until(Instant::now() + Duration::from_secs(30), || {
@@ -482,18 +496,42 @@ fn an_approved_upstream_update_is_installed_by_an_agent_through_apt_from_the_ser
         server.log_tail()
     );
     let key = server.run_ok(&["key"]).trim().to_owned();
+    for machine_id in [
+        "33333333333333333333333333333333",
+        "44444444444444444444444444444444",
+    ] {
+        install_through_apt(&server, &key, machine_id, &update);
+    }
+    assert!(
+        wait_until(Instant::now() + Duration::from_secs(30), || {
+            server.json(&["report", "updates", &update])[0]["installed"] == 2
+        }),
+        "{}",
+        server.json(&["report", "updates", &update])
+    );
+    server.stop();
+}
+
+/// An agent with `hello-upstream` 1.0-1 in a sandboxed dpkg and no apt
+/// sources of its own registers with `server`, and downloads and installs
+/// `update` through apt from the server's content.
+fn install_through_apt(server: &Server, key: &str, machine_id: &str, update: &str) {
+    use openwua_agent::{Background, Config};
+    use openwua_client::blocking::UpdateSession;
+    use openwua_model::enums::OperationResultCode;
+    use openwua_testkit::debrepo::AptRoot;
 
     let machine = AptRoot::new();
     let old = tempfile::tempdir().unwrap();
     machine.dpkg_install(&hello("1.0-1").build(old.path()));
     let state = tempfile::tempdir().unwrap();
-    let machine_id = state.path().join("machine-id");
-    std::fs::write(&machine_id, "33333333333333333333333333333333\n").unwrap();
+    let machine_id_file = state.path().join("machine-id");
+    std::fs::write(&machine_id_file, format!("{machine_id}\n")).unwrap();
     let mut config = Config {
         owner_is_admin: true,
         ..Config::under(state.path())
     };
-    config.facts.machine_id = machine_id;
+    config.facts.machine_id = machine_id_file;
     config.facts.dpkg_admindir = machine.admindir();
     config.install.dpkg_instdir = Some(machine.instdir());
     config.install.dpkg_extra_args = machine.dpkg_extra_args();
@@ -503,7 +541,7 @@ fn an_approved_upstream_update_is_installed_by_an_agent_through_apt_from_the_ser
     let session = UpdateSession::connect(agent.socket()).unwrap();
     session
         .create_update_service_manager()
-        .add_server_service(&server.url, &key, None, None, true)
+        .add_server_service(&server.url, key, None, None, true)
         .unwrap();
     let id: uuid::Uuid = update.parse().unwrap();
     let found = session.get_update(id).unwrap();
@@ -532,7 +570,6 @@ fn an_approved_upstream_update_is_installed_by_an_agent_through_apt_from_the_ser
         "install ok installed 1.1-1"
     );
     assert!(session.get_update(id).unwrap().entry.state.is_installed);
-    server.stop();
 }
 
 /// The current revision of an update, as `GET /api/v1/updates/{id}` gives it.
