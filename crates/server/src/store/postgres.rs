@@ -836,20 +836,7 @@ impl PostgresStore {
             self.clock.now(),
         )
         .await?;
-        transaction
-            .execute(
-                "INSERT INTO approvals (update_id, group_name, action, deadline)
-                 VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (update_id, group_name)
-                 DO UPDATE SET action = excluded.action, deadline = excluded.deadline",
-                &[
-                    &approval.update_id,
-                    &approval.group,
-                    &approval.action.as_str(),
-                    &approval.deadline.map(|deadline| deadline.to_string()),
-                ],
-            )
-            .await?;
+        upsert_approval(&transaction, &approval).await?;
         let version = bump_version(&transaction).await?;
         transaction.commit().await?;
         Ok(GroupChange::Done(version))
@@ -1411,6 +1398,29 @@ async fn fire_rules(
     Ok(fired)
 }
 
+/// Stores `approval`, replacing the group's approval of the update if it
+/// has one.
+async fn upsert_approval(
+    client: &impl deadpool_postgres::GenericClient,
+    approval: &Approval,
+) -> Result<(), StoreError> {
+    client
+        .execute(
+            "INSERT INTO approvals (update_id, group_name, action, deadline)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (update_id, group_name)
+             DO UPDATE SET action = excluded.action, deadline = excluded.deadline",
+            &[
+                &approval.update_id,
+                &approval.group,
+                &approval.action.as_str(),
+                &approval.deadline.map(|deadline| deadline.to_string()),
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
 /// Stores `approval` unless its group has its own approval of the update
 /// or does not exist; says whether it did.
 async fn insert_if_absent(
@@ -1613,20 +1623,7 @@ impl PostgresStore {
         )
         .await?;
         for approval in super::rollout_approvals(rollout) {
-            transaction
-                .execute(
-                    "INSERT INTO approvals (update_id, group_name, action, deadline)
-                     VALUES ($1, $2, $3, $4)
-                     ON CONFLICT (update_id, group_name)
-                     DO UPDATE SET action = excluded.action, deadline = excluded.deadline",
-                    &[
-                        &approval.update_id,
-                        &approval.group,
-                        &approval.action.as_str(),
-                        &approval.deadline.map(|deadline| deadline.to_string()),
-                    ],
-                )
-                .await?;
+            upsert_approval(&transaction, &approval).await?;
         }
         transaction
             .execute(

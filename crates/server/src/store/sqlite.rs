@@ -975,18 +975,7 @@ impl SqliteStore {
                 approval.update_id,
                 now,
             )?;
-            transaction.execute(
-                "INSERT INTO approvals (update_id, group_name, action, deadline)
-                 VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (update_id, group_name)
-                 DO UPDATE SET action = excluded.action, deadline = excluded.deadline",
-                params![
-                    approval.update_id.to_string(),
-                    approval.group,
-                    approval.action.as_str(),
-                    approval.deadline.map(|deadline| deadline.to_string())
-                ],
-            )?;
+            upsert_approval(&transaction, &approval)?;
             let version = bump_version(&transaction)?;
             transaction.commit()?;
             Ok(GroupChange::Done(version))
@@ -1308,6 +1297,25 @@ fn fire_rules(
     Ok(fired)
 }
 
+/// Stores `approval`, replacing the group's approval of the update if it
+/// has one.
+fn upsert_approval(connection: &Connection, approval: &Approval) -> Result<(), StoreError> {
+    connection
+        .prepare_cached(
+            "INSERT INTO approvals (update_id, group_name, action, deadline)
+             VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (update_id, group_name)
+             DO UPDATE SET action = excluded.action, deadline = excluded.deadline",
+        )?
+        .execute(params![
+            approval.update_id.to_string(),
+            approval.group,
+            approval.action.as_str(),
+            approval.deadline.map(|deadline| deadline.to_string())
+        ])?;
+    Ok(())
+}
+
 /// Stores `approval` unless its group has its own approval of the update
 /// or does not exist; says whether it did.
 fn insert_if_absent(connection: &Connection, approval: &Approval) -> Result<bool, StoreError> {
@@ -1473,18 +1481,7 @@ impl SqliteStore {
                 now,
             )?;
             for approval in super::rollout_approvals(&rollout) {
-                transaction.execute(
-                    "INSERT INTO approvals (update_id, group_name, action, deadline)
-                     VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (update_id, group_name)
-                     DO UPDATE SET action = excluded.action, deadline = excluded.deadline",
-                    params![
-                        id,
-                        approval.group,
-                        approval.action.as_str(),
-                        approval.deadline.map(|deadline| deadline.to_string())
-                    ],
-                )?;
+                upsert_approval(&transaction, &approval)?;
             }
             transaction.execute(
                 "INSERT INTO rollouts (update_id, rollout_json) VALUES (?1, ?2)
